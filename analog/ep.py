@@ -1,0 +1,117 @@
+"""Equilibrium Propagation on the circuit, and the exact gradient it approximates.
+
+Nudging: the output current sources inject I_k = −β·∂C/∂y_k (β in amperes per unit of
+∂C/∂y) into o_k⁺ and the opposite into o_k⁻, computed from the free-phase outputs and held
+during the nudged phase. The circuit then sits at the minimum of F = E + β·s_out·⟨∂C/∂y, y⟩,
+so with β_eff = β·s_out (s_out: energy scale of the output layer):
+    one-sided   ∂C/∂G ≈ (s_l / 2β_eff) [ ΔV²(s^β) − ΔV²(s⁰) ]
+    symmetric   ∂C/∂G ≈ (s_l / 4β_eff) [ ΔV²(s^{+β}) − ΔV²(s^{−β}) ]
+    inputs      ∂C/∂V_j ≈ (s_j / β_eff) [ I_j(s^β) − I_j(s⁰) ]     (I_j: current source j delivers)
+Everything is local: voltage drops across each conductance and source currents, measured
+in two phases (Kendall et al. 2020; symmetric form: Laborieux et al. 2021).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .circuit import CompiledCircuit
+from .losses import Loss
+from .solution import Solution
+
+
+@dataclass
+class GradientResult:
+    grads: list[np.ndarray]            # ∂C/∂G per dense block, mean over the used samples
+    input_grad: np.ndarray | None      # ∂C/∂x per sample (B, n_features)
+    loss: np.ndarray                   # (B,)
+    y: np.ndarray                      # free-phase outputs (B, K)
+    free: Solution
+    used: np.ndarray                   # samples that converged in every phase
+    info: dict = field(default_factory=dict)
+
+
+def squared_drop_sum(block, V: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_b w_b (V_out,i − V_in,j)² for every conductance of a block, (n_out, n_in)."""
+    vo, vi = V[:, block.out_terms], V[:, block.in_terms]
+    return ((vo**2).T @ w)[:, None] + ((vi**2).T @ w)[None, :] - 2.0 * (vo * w[:, None]).T @ vi
+
+
+def _input_grad_from_sources(circuit: CompiledCircuit, dC_dsrc: np.ndarray) -> np.ndarray:
+    return dC_dsrc[:, circuit.input_plus] - dC_dsrc[:, circuit.input_minus]
+
+
+def _output_scale(circuit: CompiledCircuit) -> float:
+    s = np.unique(circuit.out_scale)
+    if len(s) != 1:
+        raise ValueError("all differential outputs must sit behind the same amplifiers")
+    return float(s[0])
+
+
+def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss, beta: float,
+                 nudging: str = "symmetric", input_grad: bool = False, free: Solution | None = None
+                 ) -> GradientResult:
+    """One EP estimate of ∂C/∂G (and ∂C/∂x) on a batch, with either engine."""
+    if not (beta > 0 and np.isfinite(beta)):
+        raise ValueError(f"beta={beta!r} must be a finite number > 0")
+    if nudging not in ("symmetric", "positive"):
+        raise ValueError(f"nudging={nudging!r} must be 'symmetric' or 'positive'")
+    free = free if free is not None else engine.solve(G_list, x)
+    y = circuit.outputs(free.v)
+    used = free.converged.copy()
+    y_safe = np.where(used[:, None], y, 0.0)
+    cost, dC_dy = loss(y_safe, labels)
+    current = -beta * dC_dy
+    beta_eff = beta * _output_scale(circuit)
+    v0 = np.where(used[:, None], free.v, circuit.vref)
+    plus = engine.solve(G_list, src=free.src, nudge=current, v0=v0)
+    used &= plus.converged
+    if nudging == "symmetric":
+        minus = engine.solve(G_list, src=free.src, nudge=-current, v0=v0)
+        used &= minus.converged
+        a, b, denom = plus, minus, 4.0 * beta_eff
+    else:
+        a, b, denom = plus, free, 2.0 * beta_eff
+    w = used.astype(float) / max(1, used.sum())
+    Va = circuit.terminal_voltages(np.nan_to_num(a.v), a.src)
+    Vb = circuit.terminal_voltages(np.nan_to_num(b.v), b.src)
+    grads = [blk.scale / denom * (squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w))
+             for blk in circuit.dense]
+    gin = None
+    if input_grad:
+        factor = 2.0 if nudging == "symmetric" else 1.0
+        dI = np.nan_to_num(a.source_currents) - np.nan_to_num(b.source_currents)
+        dC_dsrc = circuit.source_scale * dI / (factor * beta_eff)
+        gin = _input_grad_from_sources(circuit, dC_dsrc)
+        gin[~used] = np.nan
+    return GradientResult(grads, gin, np.where(free.converged, cost, np.nan), y, free, used,
+                          info={"failed": int((~used).sum())})
+
+
+def exact_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss,
+                    free: Solution | None = None) -> GradientResult:
+    """∂C/∂G and ∂C/∂x by implicit differentiation at the operating point (native engine):
+    solve H λ = ∂C/∂v with H = K + diag(d) the Hessian of F, then ∂C/∂θ = −λᵀ ∂(∇F)/∂θ."""
+    free = free if free is not None else engine.solve(G_list, x)
+    free.raise_on_failure(engine.name)
+    y = circuit.outputs(free.v)
+    cost, dC_dy = loss(y, labels)
+    rhs = circuit.nudge_currents(dC_dy)            # ∂C/∂v: +g at o⁺, −g at o⁻
+    d = engine.hessian_diagonal(free.v, free.src)
+    lam = engine.linear_solve(G_list, d, rhs)
+    B = len(y)
+    Lt = circuit.terminal_voltages(lam, np.zeros_like(free.src)) - np.concatenate(
+        [np.zeros((B, circuit.n_free + circuit.n_sources)),
+         np.broadcast_to(circuit.vref * (1 - circuit.amp_gain), (B, len(circuit.amp_in)))], axis=1)
+    V = circuit.terminal_voltages(free.v, free.src)
+    grads = []
+    dC_dsrc = np.zeros_like(free.src)
+    for blk, G in zip(circuit.dense, G_list):
+        vo, vi, lo, li = V[:, blk.out_terms], V[:, blk.in_terms], Lt[:, blk.out_terms], Lt[:, blk.in_terms]
+        M = (vo * lo).sum(0)[:, None] + (vi * li).sum(0)[None, :] - vo.T @ li - lo.T @ vi
+        grads.append(-blk.scale * M / B)
+        src_cols = circuit.is_source_term(blk.in_terms)
+        dC_dsrc[:, blk.in_terms[src_cols] - circuit.n_free] += blk.scale * (lo @ G)[:, src_cols]
+    gin = _input_grad_from_sources(circuit, dC_dsrc)
+    return GradientResult(grads, gin, cost, y, free, np.ones(B, bool))

@@ -1,0 +1,72 @@
+"""Costs on the differential outputs y (volts). Only their gradient ∂C/∂y enters the circuit,
+as nudging currents; the cost itself is outside the energy."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _onehot(labels: np.ndarray, n: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-d integer array, got shape {labels.shape} dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n):
+        raise ValueError(f"labels range {labels.min()}..{labels.max()} does not fit the {n} outputs of the block")
+    out = np.zeros((labels.size, n))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+class Loss:
+    name = "loss"
+
+    def __call__(self, y: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample cost (B,) and its gradient ∂C/∂y (B, K)."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in vars(self).items()}}
+
+
+class MSE(Loss):
+    """½·Σ_k (y_k − t_k)² with targets midpoint ± amplitude (+ for the true class)."""
+
+    name = "mse"
+
+    def __init__(self, midpoint: float = 0.0, amplitude: float = 0.5):
+        if not amplitude > 0:
+            raise ValueError(f"MSE: amplitude={amplitude!r} must be > 0")
+        self.midpoint, self.amplitude = float(midpoint), float(amplitude)
+
+    def targets(self, labels, n):
+        return self.midpoint + self.amplitude * (2.0 * _onehot(labels, n) - 1.0)
+
+    def __call__(self, y, labels):
+        diff = y - self.targets(labels, y.shape[1])
+        return 0.5 * (diff**2).sum(1), diff
+
+
+class CrossEntropy(Loss):
+    """Cross-entropy of softmax(y / T) against the labels."""
+
+    name = "cross_entropy"
+
+    def __init__(self, temperature: float = 1.0):
+        if not temperature > 0:
+            raise ValueError(f"CrossEntropy: temperature={temperature!r} must be > 0")
+        self.temperature = float(temperature)
+
+    def __call__(self, y, labels):
+        z = y / self.temperature
+        z = z - z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        t = _onehot(labels, y.shape[1])
+        return -(t * logp).sum(1), (np.exp(logp) - t) / self.temperature
+
+
+def get_loss(spec, **kwargs) -> Loss:
+    if isinstance(spec, Loss):
+        return spec
+    table = {"mse": MSE, "cross_entropy": CrossEntropy, "crossentropy": CrossEntropy}
+    if spec not in table:
+        raise ValueError(f"unknown loss {spec!r}; choose one of {sorted(table)}")
+    return table[spec](**kwargs)

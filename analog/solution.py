@@ -1,0 +1,72 @@
+"""What an engine returns for a batch of operating points, and quantities derived from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .circuit import CompiledCircuit
+
+
+class ConvergenceError(RuntimeError):
+    """Raised when a caller asks for strict solves and some samples did not converge."""
+
+    def __init__(self, indices, engine: str):
+        self.indices = [int(i) for i in indices]
+        shown = ", ".join(map(str, self.indices[:10])) + (" …" if len(self.indices) > 10 else "")
+        super().__init__(f"{engine}: {len(self.indices)} sample(s) did not converge (indices {shown})")
+
+
+@dataclass
+class Solution:
+    """A batch of DC operating points.
+
+    v: (B, n_free) free-node voltages; src: (B, n_sources) source voltages;
+    source_currents: (B, n_sources) current each source delivers into the circuit (A);
+    converged: (B,) bool (a non-converged sample's values are NaN, never silently wrong);
+    iterations: (B,) Newton iterations; power: (B,) W dissipated in conductances and
+    devices; nudge: (B, n_outputs) nudging currents applied (None in the free phase).
+    """
+
+    v: np.ndarray
+    src: np.ndarray
+    source_currents: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    power: np.ndarray
+    nudge: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Indices of samples that did not converge."""
+        return np.flatnonzero(~self.converged)
+
+    def outputs(self, circuit: CompiledCircuit) -> np.ndarray:
+        return circuit.outputs(self.v)
+
+    def raise_on_failure(self, engine: str) -> "Solution":
+        if not np.all(self.converged):
+            raise ConvergenceError(self.failed, engine)
+        return self
+
+
+def device_branch_voltages(circuit: CompiledCircuit, block, V: np.ndarray) -> np.ndarray:
+    """Branch voltage u (anode − cathode) of every device of a nonlinear block, (B, n)."""
+    return block.sign * (V[:, block.node_terms] - V[:, [block.ref_term]])
+
+
+def dissipated_power(circuit: CompiledCircuit, G_list, v: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Power (W) turned into heat per sample: Σ G·ΔV² over the crossbars, Σ I·u over the
+    devices, and the gmin shunts. Amplifiers are ideal (their supply is not counted)."""
+    V = circuit.terminal_voltages(v, src)
+    power = np.zeros(v.shape[0])
+    for block, G in zip(circuit.dense, G_list):
+        vo, vi = V[:, block.out_terms], V[:, block.in_terms]
+        power += (vo**2) @ G.sum(1) + (vi**2) @ G.sum(0) - 2.0 * ((vo @ G) * vi).sum(1)
+    for block in circuit.nonlinear:
+        u = device_branch_voltages(circuit, block, V)
+        current, _ = block.device.current(u)
+        power += (current * u).sum(1)
+    power += circuit.gmin * (v**2).sum(1)
+    return power
