@@ -1,0 +1,441 @@
+"""The encoder contract shared by every digital encoder.
+
+An encoder turns Fashion-MNIST-sized images into an ``embedding_dim``-wide vector of
+*voltages* in ``[v_low, v_high]`` (the input range of the analog block).  The mapping
+from the encoder's internal activations to volts is part of the encoder's state and is
+saved with it.  Every encoder also carries its own 10-class classification head so that
+its "digital-only" accuracy can be measured.
+
+Concrete encoders subclass :class:`Encoder` and implement ``fit``, ``fit_targets``,
+``predict_classes``, ``_embed`` (raw volts, before the final clip), ``_save_state`` and
+``_load_state``.  The base class handles parameter storage (sklearn style: the
+constructor only stores and validates its arguments), input validation and scaling,
+clipping to the voltage range, ``evaluate``, ``get_params`` and the on-disk manifest.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import inspect
+import json
+import math
+import numbers
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Encoder",
+    "EncoderContractError",
+    "MANIFEST_NAME",
+    "N_CLASSES",
+    "IMAGE_SHAPE",
+    "prepare_images",
+    "validate_labels",
+    "validate_targets",
+    "read_manifest",
+    "import_object",
+]
+
+MANIFEST_NAME = "encoder.json"
+MANIFEST_FORMAT = "digital-encoder"
+MANIFEST_VERSION = 1
+N_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+
+
+class EncoderContractError(Exception):
+    """An object does not honour the encoder contract (or cannot be loaded as one)."""
+
+
+# --------------------------------------------------------------------------- inputs
+def prepare_images(images: Any, *, name: str = "images") -> np.ndarray:
+    """Validate images and return them as float32 ``(N, 28, 28, 1)`` scaled to [0, 1].
+
+    Accepted: arrays of shape ``(N, 28, 28)`` or ``(N, 28, 28, 1)``.  Integer arrays
+    are taken to be 0..255 and divided by 255.  Float arrays whose maximum exceeds 1 are
+    taken to be on the 0..255 scale too; otherwise they are used as they are.
+    """
+    arr = np.asarray(images)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.integer)
+        or np.issubdtype(arr.dtype, np.floating)
+        or arr.dtype == bool
+    ):
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3 or arr.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(
+            f"{name} must have shape (N, 28, 28) or (N, 28, 28, 1), got shape {arr.shape}"
+        )
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(
+                f"integer {name} must lie in 0..255, got values in "
+                f"[{arr.min()}, {arr.max()}]"
+            )
+        out = arr.astype(np.float32) / np.float32(255.0)
+    else:
+        out = arr.astype(np.float32)
+        if out.size:
+            if not np.all(np.isfinite(out)):
+                raise ValueError(f"{name} contains NaN or infinite values")
+            lo, hi = float(out.min()), float(out.max())
+            if lo < 0.0 or hi > 255.0:
+                raise ValueError(
+                    f"float {name} must lie in [0, 1] (or 0..255), got values in "
+                    f"[{lo}, {hi}]"
+                )
+            if hi > 1.0:
+                out = out / np.float32(255.0)
+    return out[..., None]
+
+
+def validate_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
+    """Return labels as int64 ``(n,)`` in 0..9, or raise a ValueError."""
+    lab = np.asarray(labels)
+    if lab.ndim == 2 and lab.shape[1] == 1:
+        lab = lab[:, 0]
+    if lab.ndim != 1:
+        raise ValueError(f"{name} must have shape (N,), got shape {lab.shape}")
+    if lab.shape[0] != n:
+        raise ValueError(f"{name} has {lab.shape[0]} entries but there are {n} images")
+    if lab.size and not np.issubdtype(lab.dtype, np.integer):
+        if not np.issubdtype(lab.dtype, np.floating) or not np.all(lab == np.round(lab)):
+            raise ValueError(f"{name} must be integer class indices, got dtype {lab.dtype}")
+    lab = lab.astype(np.int64)
+    if lab.size and (lab.min() < 0 or lab.max() >= N_CLASSES):
+        raise ValueError(
+            f"{name} must lie in 0..{N_CLASSES - 1}, got values in [{lab.min()}, {lab.max()}]"
+        )
+    return lab
+
+
+def validate_targets(targets: Any, n: int, embedding_dim: int) -> np.ndarray:
+    """Return target embeddings as float64 ``(n, embedding_dim)``, or raise a ValueError."""
+    t = np.asarray(targets, dtype=np.float64)
+    if t.shape != (n, embedding_dim):
+        raise ValueError(
+            f"target_embeddings must have shape ({n}, {embedding_dim}) "
+            f"(N images x embedding_dim), got shape {t.shape}"
+        )
+    if not np.all(np.isfinite(t)):
+        raise ValueError("target_embeddings contains NaN or infinite values")
+    return t
+
+
+# ------------------------------------------------------------------ param checking
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (v < low or (v == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
+    if high is not None and (v > high or (v == high and not high_inclusive)):
+        op = "<=" if high_inclusive else "<"
+        raise ValueError(f"{name} must be {op} {high}, got {value!r}")
+    return v
+
+
+def check_int_tuple(name: str, value: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of positive integers, got {value!r}")
+    out = tuple(value)
+    if not out and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    for v in out:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must contain positive integers only, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_seed(value: Any) -> int | None:
+    if value is None:
+        return None
+    return check_int("seed", value, minimum=0)
+
+
+# ------------------------------------------------------------------ import helpers
+def import_object(path: str, *, what: str = "object") -> Any:
+    """Import ``"package.module:attr.sub"`` (or ``"package.module.attr"``).
+
+    Raises :class:`EncoderContractError` naming the path and the underlying error.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise EncoderContractError(f"{what} path must be a non-empty string, got {path!r}")
+    if ":" in path:
+        module_name, _, attr_path = path.partition(":")
+    else:
+        module_name, _, attr_path = path.rpartition(".")
+    if not module_name or not attr_path:
+        raise EncoderContractError(
+            f"{what} path {path!r} must look like 'package.module:name'"
+        )
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EncoderContractError(
+            f"cannot import module {module_name!r} for {what} {path!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise EncoderContractError(
+                f"{what} {path!r}: {obj!r} has no attribute {part!r}"
+            ) from exc
+    return obj
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """Read and sanity-check the JSON manifest written by :meth:`Encoder.save`."""
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no encoder manifest {MANIFEST_NAME!r} in {str(directory)!r}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EncoderContractError(f"encoder manifest {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise EncoderContractError(
+            f"{str(path)!r} is not a {MANIFEST_FORMAT} manifest (format={manifest.get('format')!r})"
+            if isinstance(manifest, dict)
+            else f"{str(path)!r} is not a {MANIFEST_FORMAT} manifest"
+        )
+    for key in ("class", "params"):
+        if key not in manifest:
+            raise EncoderContractError(f"encoder manifest {str(path)!r} lacks the {key!r} entry")
+    return manifest
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----------------------------------------------------------------------- contract
+class Encoder(abc.ABC):
+    """Abstract base of all encoders.
+
+    Parameters common to every encoder:
+
+    embedding_dim : int, default 150
+        Width of the embedding (= number of analog input voltages).
+    v_low, v_high : float, default -1.0, 1.0
+        Voltage range of the analog block's inputs; ``embed`` output lies in it.
+    seed : int or None, default 0
+        Seed for repeatable initialisation and training.
+
+    Fitted attributes: ``history_`` (dict of lists, from the last ``fit`` /
+    ``fit_targets``), ``is_fitted``.
+    """
+
+    #: Whether ``embed`` works before ``fit`` (True for randomly initialised nets).
+    embeds_before_fit: bool = True
+
+    def __init__(
+        self,
+        embedding_dim: int = 150,
+        v_low: float = -1.0,
+        v_high: float = 1.0,
+        seed: int | None = 0,
+    ) -> None:
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        self.v_low = check_float("v_low", v_low)
+        self.v_high = check_float("v_high", v_high)
+        if not self.v_low < self.v_high:
+            raise ValueError(
+                f"v_low must be < v_high, got v_low={v_low!r}, v_high={v_high!r}"
+            )
+        self.seed = check_seed(seed)
+        self.history_: dict[str, list] = {}
+        self._fitted = False
+
+    # ---- params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            sig = inspect.signature(init)
+            for p in sig.parameters.values():
+                if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    continue
+                if p.name not in names:
+                    names.append(p.name)
+            # the most derived __init__ lists every parameter it accepts
+            break
+        return names
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as a dict (sklearn style)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._fitted
+
+    # ---- voltage mapping helpers
+    @property
+    def v_mid(self) -> float:
+        return 0.5 * (self.v_low + self.v_high)
+
+    @property
+    def v_half(self) -> float:
+        return 0.5 * (self.v_high - self.v_low)
+
+    def _clip_volts(self, v: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(v, dtype=np.float64), self.v_low, self.v_high)
+
+    def _require_fitted(self, what: str) -> None:
+        if not self.embeds_before_fit and not self._fitted:
+            raise RuntimeError(f"{type(self).__name__} must be fitted before {what}()")
+
+    # ---- public API
+    @abc.abstractmethod
+    def fit(
+        self,
+        images: Any,
+        labels: Any,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        validation_data: tuple[Any, Any] | None = None,
+    ) -> "Encoder":
+        """Train the encoder and its classification head on labelled images."""
+
+    @abc.abstractmethod
+    def fit_targets(
+        self,
+        images: Any,
+        target_embeddings: Any,
+        labels: Any = None,
+        *,
+        epochs: int | None = None,
+        target_weight: float = 1.0,
+        class_weight: float = 0.1,
+        verbose: int = 1,
+    ) -> "Encoder":
+        """Retrain (from the current weights) so that ``embed(images)`` ≈ targets (MSE in
+        volts); with ``labels`` also keep the classification loss, weighted by
+        ``class_weight``."""
+
+    @abc.abstractmethod
+    def _embed(self, x: np.ndarray) -> np.ndarray:
+        """Volts for prepared images ``x`` (float32, (N,28,28,1), [0,1])."""
+
+    @abc.abstractmethod
+    def _predict_classes(self, x: np.ndarray) -> np.ndarray:
+        """Class indices for prepared images."""
+
+    @abc.abstractmethod
+    def _save_state(self, directory: Path) -> None: ...
+
+    @abc.abstractmethod
+    def _load_state(self, directory: Path) -> None: ...
+
+    def embed(self, images: Any) -> np.ndarray:
+        """Embeddings as float64 ``(N, embedding_dim)`` volts in ``[v_low, v_high]``."""
+        x = prepare_images(images)
+        self._require_fitted("embed")
+        if x.shape[0] == 0:
+            return np.empty((0, self.embedding_dim), dtype=np.float64)
+        return self._clip_volts(self._embed(x))
+
+    def predict_classes(self, images: Any) -> np.ndarray:
+        """Predicted class indices (int64, (N,)) of the encoder's own head."""
+        x = prepare_images(images)
+        self._require_fitted("predict_classes")
+        if x.shape[0] == 0:
+            return np.empty((0,), dtype=np.int64)
+        return np.asarray(self._predict_classes(x), dtype=np.int64)
+
+    def evaluate(self, images: Any, labels: Any) -> float:
+        """Digital-only accuracy of the encoder's classification head."""
+        x = prepare_images(images)
+        y = validate_labels(labels, x.shape[0])
+        if y.size == 0:
+            raise ValueError("evaluate needs at least one image")
+        return float(np.mean(self.predict_classes(x[..., 0]) == y))
+
+    # ---- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write the encoder to ``directory`` (created if needed): a JSON manifest
+        (class path + params) plus the encoder's own state files."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self._save_state(d)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "class": class_path(type(self)),
+            "params": _jsonable(self.get_params()),
+            "fitted": bool(self._fitted),
+            "history": _jsonable(self.history_),
+        }
+        (d / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Encoder":
+        """Load an encoder saved by :meth:`save`. Called on the base class it dispatches
+        on the manifest; on a subclass it also checks the saved class matches."""
+        d = Path(directory)
+        manifest = read_manifest(d)
+        target = import_object(manifest["class"], what="encoder class")
+        if not (isinstance(target, type) and issubclass(target, cls)):
+            raise EncoderContractError(
+                f"{str(d)!r} holds a {manifest['class']!r}, not a {class_path(cls)}"
+            )
+        obj = target(**manifest["params"])
+        obj._load_state(d)
+        obj._fitted = bool(manifest.get("fitted", True))
+        obj.history_ = {k: list(v) for k, v in manifest.get("history", {}).items()}
+        return obj
