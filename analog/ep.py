@@ -18,6 +18,7 @@ import numpy as np
 
 from .circuit import CompiledCircuit
 from .losses import Loss
+from .native import single_blas_thread
 from .solution import Solution
 
 
@@ -49,6 +50,7 @@ def _output_scale(circuit: CompiledCircuit) -> float:
     return float(s[0])
 
 
+@single_blas_thread
 def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss, beta: float,
                  nudging: str = "symmetric", input_grad: bool = False, free: Solution | None = None
                  ) -> GradientResult:
@@ -89,6 +91,7 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
                           info={"failed": int((~used).sum())})
 
 
+@single_blas_thread
 def exact_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss,
                     free: Solution | None = None) -> GradientResult:
     """∂C/∂G and ∂C/∂x by implicit differentiation at the operating point (native engine):
