@@ -1,0 +1,264 @@
+"""Shared machinery of the Keras encoders (CNN, MLP).
+
+Every Keras encoder is one functional model with two outputs:
+
+    images ─► trunk ─► Dense(embedding_dim, tanh|sigmoid) "embedding" ─┬─► Rescaling "volts"
+                                                                      └─► Dense(10) "logits"
+
+The ``volts`` layer is the affine map from the bounded activation to
+``[v_low, v_high]``; its scale/offset are fixed at build time from the parameters and
+saved with the model.  The classification head reads the bounded activation (not the
+volts), so it is independent of the voltage range.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import abc
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import keras
+
+from .base import (
+    N_CLASSES,
+    Encoder,
+    check_choice,
+    check_float,
+    check_int,
+    prepare_images,
+    validate_labels,
+    validate_targets,
+)
+
+MODEL_FILE = "model.keras"
+ACTIVATIONS = ("tanh", "sigmoid")
+
+
+class KerasEncoder(Encoder):
+    """Base of the Keras encoders; subclasses implement :meth:`_trunk`."""
+
+    def __init__(
+        self,
+        embedding_dim: int = 150,
+        v_low: float = -1.0,
+        v_high: float = 1.0,
+        *,
+        activation: str = "tanh",
+        epochs: int = 5,
+        batch_size: int = 128,
+        learning_rate: float = 3e-3,
+        target_epochs: int = 3,
+        target_learning_rate: float = 1e-3,
+        embed_batch_size: int = 1024,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(embedding_dim=embedding_dim, v_low=v_low, v_high=v_high, seed=seed)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.epochs = check_int("epochs", epochs)
+        self.batch_size = check_int("batch_size", batch_size)
+        self.learning_rate = check_float("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+        self.target_epochs = check_int("target_epochs", target_epochs)
+        self.target_learning_rate = check_float(
+            "target_learning_rate", target_learning_rate, low=0.0, low_inclusive=False
+        )
+        self.embed_batch_size = check_int("embed_batch_size", embed_batch_size)
+        self.model_: keras.Model | None = None
+
+    # ------------------------------------------------------------------ building
+    @abc.abstractmethod
+    def _trunk(self, inputs: Any) -> Any:
+        """Feature extractor: Keras tensor (N,28,28,1) → flat features."""
+
+    def _volts_affine(self) -> tuple[float, float]:
+        """(scale, offset) with volts = scale * activation + offset."""
+        if self.activation == "tanh":  # a in [-1, 1]
+            return self.v_half, self.v_mid
+        return self.v_high - self.v_low, self.v_low  # sigmoid: a in [0, 1]
+
+    def _seed_everything(self) -> None:
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+
+    def _build(self) -> keras.Model:
+        self._seed_everything()
+        inputs = keras.Input(shape=(28, 28, 1), name="image")
+        feats = self._trunk(inputs)
+        act = keras.layers.Dense(self.embedding_dim, activation=self.activation, name="embedding")(feats)
+        scale, offset = self._volts_affine()
+        volts = keras.layers.Rescaling(scale=scale, offset=offset, name="volts")(act)
+        logits = keras.layers.Dense(N_CLASSES, name="logits")(act)
+        return keras.Model(inputs, [volts, logits], name=type(self).__name__)
+
+    @property
+    def model(self) -> keras.Model:
+        """The Keras model (built on first use); outputs ``[volts, logits]``."""
+        if self.model_ is None:
+            self.model_ = self._build()
+            self._make_views()
+        return self.model_
+
+    def _make_views(self) -> None:
+        m = self.model_
+        self._embed_model = keras.Model(m.inputs, m.outputs[0])
+        self._clf_model = keras.Model(m.inputs, m.outputs[1])
+
+    # --------------------------------------------------------------- training
+    def _schedule(self, lr: float, steps: int) -> Any:
+        warmup = min(200, max(1, steps // 10))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr * 0.1,
+            decay_steps=max(1, steps - warmup),
+            warmup_target=lr,
+            warmup_steps=warmup,
+            alpha=0.01,
+        )
+
+    def fit(
+        self,
+        images: Any,
+        labels: Any,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        validation_data: tuple[Any, Any] | None = None,
+    ) -> "KerasEncoder":
+        x = prepare_images(images)
+        y = validate_labels(labels, x.shape[0])
+        if x.shape[0] == 0:
+            raise ValueError("fit needs at least one image")
+        epochs = self.epochs if epochs is None else check_int("epochs", epochs)
+        batch_size = self.batch_size if batch_size is None else check_int("batch_size", batch_size)
+        val = None
+        if validation_data is not None:
+            vx = prepare_images(validation_data[0], name="validation images")
+            val = (vx, validate_labels(validation_data[1], vx.shape[0], name="validation labels"))
+        self.model  # build if needed
+        self._seed_everything()
+        steps = epochs * int(np.ceil(x.shape[0] / batch_size))
+        self._clf_model.compile(
+            optimizer=keras.optimizers.Adam(self._schedule(self.learning_rate, steps)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        hist = self._clf_model.fit(
+            x, y, batch_size=batch_size, epochs=epochs, shuffle=True,
+            verbose=verbose, validation_data=val,
+        )
+        self.history_ = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+        self._fitted = True
+        return self
+
+    def fit_targets(
+        self,
+        images: Any,
+        target_embeddings: Any,
+        labels: Any = None,
+        *,
+        epochs: int | None = None,
+        target_weight: float = 1.0,
+        class_weight: float = 0.1,
+        verbose: int = 1,
+        batch_size: int | None = None,
+    ) -> "KerasEncoder":
+        x = prepare_images(images)
+        if x.shape[0] == 0:
+            raise ValueError("fit_targets needs at least one image")
+        t = validate_targets(target_embeddings, x.shape[0], self.embedding_dim).astype(np.float32)
+        target_weight = check_float("target_weight", target_weight, low=0.0)
+        class_weight = check_float("class_weight", class_weight, low=0.0)
+        epochs = self.target_epochs if epochs is None else check_int("epochs", epochs)
+        batch_size = self.batch_size if batch_size is None else check_int("batch_size", batch_size)
+        y = validate_labels(labels, x.shape[0]) if labels is not None else None
+        self.model  # build if needed
+        self._seed_everything()
+        with self._finetune_mode():
+            return self._fit_targets(x, t, y, epochs, batch_size, target_weight, class_weight, verbose)
+
+    @contextlib.contextmanager
+    def _finetune_mode(self) -> Iterator[None]:
+        """Target fitting regresses exact voltages, so it runs the net as it runs at
+        inference: BatchNormalization frozen (moving statistics, no updates) and dropout
+        off.  Restored afterwards."""
+        saved: list[tuple[Any, str, Any]] = []
+        for layer in self.model_.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                saved.append((layer, "trainable", layer.trainable))
+                layer.trainable = False
+            elif isinstance(layer, keras.layers.Dropout):
+                saved.append((layer, "rate", layer.rate))
+                layer.rate = 0.0
+        try:
+            yield
+        finally:
+            for layer, attr, value in saved:
+                setattr(layer, attr, value)
+
+    def _fit_targets(self, x, t, y, epochs, batch_size, target_weight, class_weight, verbose):
+        steps = epochs * int(np.ceil(x.shape[0] / batch_size))
+        opt = keras.optimizers.Adam(self._schedule(self.target_learning_rate, steps))
+        mse = keras.losses.MeanSquaredError()
+        if y is not None and class_weight > 0:
+            model = self.model_
+            model.compile(
+                optimizer=opt,
+                loss=[mse, keras.losses.SparseCategoricalCrossentropy(from_logits=True)],
+                loss_weights=[target_weight, class_weight],
+                metrics=[[keras.metrics.MeanSquaredError(name="target_mse")], ["accuracy"]],
+            )
+            hist = model.fit(x, [t, y], batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
+        else:
+            model = self._embed_model
+            model.compile(
+                optimizer=opt,
+                loss=mse,
+                loss_weights=[target_weight] if target_weight != 1.0 else None,
+                metrics=[keras.metrics.MeanSquaredError(name="target_mse")],
+            )
+            hist = model.fit(x, t, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
+        self.history_ = {
+            _clean_key(k): [float(v) for v in vs] for k, vs in hist.history.items()
+        }
+        self._fitted = True
+        return self
+
+    # --------------------------------------------------------------- inference
+    def _batched(self, sub_model: keras.Model, x: np.ndarray) -> np.ndarray:
+        bs = self.embed_batch_size
+        out = [np.asarray(sub_model.predict_on_batch(x[i:i + bs])) for i in range(0, x.shape[0], bs)]
+        return np.concatenate(out, axis=0)
+
+    def _embed(self, x: np.ndarray) -> np.ndarray:
+        self.model
+        return self._batched(self._embed_model, x).astype(np.float64)
+
+    def _predict_classes(self, x: np.ndarray) -> np.ndarray:
+        self.model
+        return np.argmax(self._batched(self._clf_model, x), axis=1)
+
+    def predict_logits(self, images: Any) -> np.ndarray:
+        """Raw class scores (N, 10) of the classification head."""
+        return self._batched(self._clf_model, prepare_images(images)).astype(np.float64)
+
+    # --------------------------------------------------------------- persistence
+    def _save_state(self, directory: Path) -> None:
+        self.model.save(directory / MODEL_FILE)
+
+    def _load_state(self, directory: Path) -> None:
+        self.model_ = keras.saving.load_model(directory / MODEL_FILE, compile=False)
+        self._make_views()
+
+
+def _clean_key(key: str) -> str:
+    for old, new in (("volts_target_mse", "target_mse"), ("volts_loss", "target_loss"),
+                     ("logits_accuracy", "accuracy"), ("logits_loss", "class_loss")):
+        if key == old:
+            return new
+    return key

@@ -1,0 +1,1 @@
+"""Pipeline: stages, co-training, configs, MLflow tracking and the mixsig CLI."""

@@ -1,0 +1,103 @@
+"""mixsig bench: throughput of the engines and of EP training on the Fashion-sized block.
+
+Every figure is measured in the same run, so the ratios compare like with like on a
+machine that may be busy with other work."""
+from __future__ import annotations
+
+import json
+import time
+
+NAME = "bench"
+HELP = "measure samples/s: native engine, ngspice (loaded and rebuilt per sample), EP training step"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--batch", type=int, default=2000, help="samples for the native engine (default 2000)")
+    parser.add_argument("--train-samples", type=int, default=6000, help="samples for the EP training step (default 6000)")
+    parser.add_argument("--train-batch", type=int, default=200, help="EP mini-batch size (default 200, EBANA's)")
+    parser.add_argument("--ngspice-samples", type=int, default=40, help="samples for ngspice with a loaded circuit")
+    parser.add_argument("--rebuild-samples", type=int, default=4, help="samples for ngspice rebuilding the netlist")
+    parser.add_argument("--processes", type=int, default=2, help="ngspice worker processes (default 2)")
+    parser.add_argument("--no-ngspice", action="store_true", help="measure the native engine only")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def fashion_block(seed: int = 0):
+    """150 features (+ inverted copies) and 2 bias sources → 100 hidden nodes, each with two
+    diodes and an amplifier → 20 output nodes (10 differential outputs)."""
+    from analog.model import build_dense_network
+    return build_dense_network(150, 10, hidden=(100,), g_min=1e-7, g_max=2e-5, gain=4.0, up_bias=-0.3,
+                               down_bias=0.3, seed=seed, name="fashion_block")
+
+
+def _rate(fn, n: int, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from analog.ep import ep_gradients
+
+    model = fashion_block()
+    model.compile(loss="mse", optimizer="adam", beta=1e-6, nudging="symmetric")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (max(args.batch, args.train_samples), 150))
+    y = rng.integers(0, 10, len(x))
+    eng = model.get_engine("native")
+    G = model.conductances
+    res: dict = {"block": "150(+150 inverted, +2 bias) -> 100 (2 diodes + amplifier each) -> 20",
+                 "elements": int(sum(g.size for g in G))}
+    res["native_samples_per_s"] = _rate(lambda: eng.solve(G, x[: args.batch]), args.batch)
+
+    def train_epoch():
+        for lo in range(0, args.train_samples, args.train_batch):
+            sl = slice(lo, lo + args.train_batch)
+            g = ep_gradients(eng, model.circuit, model.conductances, x[sl], y[sl], model.loss, model.beta, "symmetric")
+            model.optimizer.apply(model.dense_layers, g.grads)
+
+    res["ep_train_samples_per_s"] = _rate(train_epoch, args.train_samples, repeats=2)
+    res["ep_train_seconds_per_60k_epoch"] = 60000 / res["ep_train_samples_per_s"]
+    if not args.no_ngspice:
+        from analog.ngspice_engine import NgspiceEngine
+        G = model.conductances
+        xs = x[: args.ngspice_samples]
+        with NgspiceEngine(model.circuit, processes=args.processes, mode="loaded") as spice:
+            t0 = time.perf_counter()
+            spice.solve(G, xs[:args.processes])  # loads the circuit in every worker
+            res["ngspice_load_seconds"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sol = spice.solve(G, xs)
+            res["ngspice_loaded_samples_per_s"] = len(xs) / (time.perf_counter() - t0)
+        native = eng.solve(G, xs)
+        ok = sol.converged & native.converged
+        res["max_abs_dv_native_vs_ngspice"] = float(np.abs(sol.v[ok] - native.v[ok]).max())
+        xr = x[: args.rebuild_samples]
+        with NgspiceEngine(model.circuit, processes=args.processes, mode="rebuild") as spice:
+            t0 = time.perf_counter()
+            spice.solve(G, xr)
+            res["ngspice_rebuild_samples_per_s"] = len(xr) / (time.perf_counter() - t0)
+        res["ratio_loaded_vs_rebuild"] = res["ngspice_loaded_samples_per_s"] / res["ngspice_rebuild_samples_per_s"]
+        res["ratio_native_vs_ngspice_loaded"] = res["native_samples_per_s"] / res["ngspice_loaded_samples_per_s"]
+    res["ratio_native_ops_vs_target_3000"] = res["native_samples_per_s"] / 3000.0
+    res["ratio_ep_train_vs_target_1000"] = res["ep_train_samples_per_s"] / 1000.0
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"Fashion-sized block: {res['block']} ({res['elements']} conductances)")
+    print(f"  native engine            {res['native_samples_per_s']:>10.0f} operating points/s")
+    print(f"  EP training step (sym.)  {res['ep_train_samples_per_s']:>10.0f} samples/s "
+          f"(60k epoch in {res['ep_train_seconds_per_60k_epoch']:.0f} s)")
+    if not args.no_ngspice:
+        print(f"  ngspice, loaded circuit  {res['ngspice_loaded_samples_per_s']:>10.2f} samples/s "
+              f"({args.processes} processes; load {res['ngspice_load_seconds']:.1f} s)")
+        print(f"  ngspice, rebuilt/sample  {res['ngspice_rebuild_samples_per_s']:>10.2f} samples/s")
+        print(f"  loaded / rebuild         {res['ratio_loaded_vs_rebuild']:>10.1f}x")
+        print(f"  native / ngspice loaded  {res['ratio_native_vs_ngspice_loaded']:>10.0f}x")
+        print(f"  max |V_native − V_ngspice| {res['max_abs_dv_native_vs_ngspice']:.2e} V")
+    return 0

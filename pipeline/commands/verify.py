@@ -1,0 +1,74 @@
+"""mixsig verify: EP gradient quality and native–ngspice agreement for an experiment's block."""
+from __future__ import annotations
+
+import json
+
+NAME = "verify"
+HELP = "check a config's circuit: native vs ngspice voltages, EP vs exact gradients"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("config", help="experiment YAML (experiments/*.yaml)")
+    parser.add_argument("-n", "--samples", type=int, default=32, help="samples of the config's data (default 32)")
+    parser.add_argument("--model", help="a saved analog model folder to check instead of a freshly initialised block")
+    parser.add_argument("--beta", type=float, help="nudging strength (default: the config's training.beta)")
+    parser.add_argument("--no-ngspice", action="store_true", help="skip the ngspice comparison")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _samples(cfg: dict, n: int):
+    """Input voltages and labels of n training samples: tabular features scaled to the
+    input range; for images, a PCA embedding scaled to the analog input range."""
+    import numpy as np
+
+    from pipeline.data import load_dataset
+    data_cfg = dict(cfg["data"])
+    if data_cfg["dataset"] == "fashion_mnist":
+        data_cfg["limit_train"] = max(n * 10, 500)
+        data_cfg["limit_test"] = data_cfg.get("limit_test") or 100
+    ds = load_dataset(data_cfg, seed=cfg.get("seed", 0))
+    x, y = ds.x_train, ds.y_train
+    amp = cfg["analog"]["input_amplitude"]
+    if x.ndim > 2:
+        from sklearn.decomposition import PCA
+        flat = x.reshape(len(x), -1).astype(float) / 255.0
+        z = PCA(n_components=cfg["digital"]["embedding_dim"], random_state=0).fit_transform(flat)
+        x = np.clip(z / (3 * z.std(0, keepdims=True) + 1e-12), -1, 1) * amp
+    else:
+        mu, sd = x.mean(0), x.std(0) + 1e-12
+        x = np.clip((x - mu) / (3 * sd), -1, 1) * amp
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    idx = rng.choice(len(x), size=min(n, len(x)), replace=False)
+    return x[idx], y[idx].astype(int), ds.n_classes
+
+
+def run(args) -> int:
+    from analog.model import AnalogModel
+    from analog.verify import gradient_report
+    from pipeline.analog_config import model_from_config
+    from pipeline.config import load_config
+
+    cfg = load_config(args.config)
+    x, y, n_classes = _samples(cfg, args.samples)
+    model = model_from_config(cfg, x.shape[1], n_classes)
+    if args.model:
+        saved = AnalogModel.load(args.model)
+        model.set_conductances(saved.conductances)
+    report = gradient_report(model, x, y, beta=args.beta, ngspice=not args.no_ngspice,
+                             ngspice_options={"processes": cfg["training"]["workers"]})
+    model.close()
+    report["config"] = args.config
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.config}: {report['samples']} samples, beta={report['beta']:g}")
+    if report["max_abs_dv"] is not None:
+        print(f"  native vs ngspice: max |dV| = {report['max_abs_dv']:.3e} V, max |dI| = {report['max_abs_di']:.3e} A")
+    print(f"  {'gradient':<16}{'cos sym':>12}{'cos one':>12}{'rel sym':>12}{'rel one':>12}")
+    rows = list(report["layers"].items()) + [("input", report["input_gradient"])]
+    for name, r in rows:
+        print(f"  {name:<16}{r['cos_symmetric']:>12.6f}{r['cos_one_sided']:>12.6f}"
+              f"{r['rel_err_symmetric']:>12.2e}{r['rel_err_one_sided']:>12.2e}")
+    worst = min(r["cos_symmetric"] for _, r in rows)
+    print(f"  smallest symmetric cosine: {worst:.6f} ({'meets' if worst >= 0.999 else 'misses'} the 0.999 target)")
+    return 0
