@@ -365,7 +365,8 @@ class Encoder(abc.ABC):
     ) -> "Encoder":
         """Retrain (from the current weights) so that ``embed(images)`` ≈ targets (MSE in
         volts); with ``labels`` also keep the classification loss, weighted by
-        ``class_weight``."""
+        ``class_weight``.  Targets are not clipped: targets outside ``[v_low, v_high]``
+        cannot be reached and merely push the embedding to the nearer bound."""
 
     @abc.abstractmethod
     def _embed(self, x: np.ndarray) -> np.ndarray:

@@ -129,6 +129,7 @@ class KerasEncoder(Encoder):
         batch_size: int | None = None,
         verbose: int = 1,
         validation_data: tuple[Any, Any] | None = None,
+        callbacks: list[Any] | None = None,
     ) -> "KerasEncoder":
         x = prepare_images(images)
         y = validate_labels(labels, x.shape[0])
@@ -150,7 +151,7 @@ class KerasEncoder(Encoder):
         )
         hist = self._clf_model.fit(
             x, y, batch_size=batch_size, epochs=epochs, shuffle=True,
-            verbose=verbose, validation_data=val,
+            verbose=verbose, validation_data=val, callbacks=callbacks,
         )
         self.history_ = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
         self._fitted = True
@@ -245,6 +246,7 @@ class KerasEncoder(Encoder):
 
     def predict_logits(self, images: Any) -> np.ndarray:
         """Raw class scores (N, 10) of the classification head."""
+        self.model
         return self._batched(self._clf_model, prepare_images(images)).astype(np.float64)
 
     # --------------------------------------------------------------- persistence

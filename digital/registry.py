@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import Encoder, EncoderContractError, import_object, read_manifest
+from .base import EncoderContractError, import_object, read_manifest
 
 __all__ = [
     "make_encoder",

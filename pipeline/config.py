@@ -6,6 +6,7 @@ turns the nested result into dotted names so every value can be an MLflow param.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import dataclass
@@ -108,17 +109,37 @@ SCHEMA: dict = {
         "retrain_epochs": F(int, 2, min=1, doc="epochs of retraining to target embeddings"),
         "target_weight": F(NUM, 1.0, min=0, doc="weight of the target-embedding MSE when retraining"),
         "class_weight": F(NUM, 0.1, min=0, doc="weight of the classification loss when retraining"),
+        "params": F(dict, {}, doc="extra encoder constructor parameters, e.g. {filters: [32, 64, 128]} or {hidden: [256]}"),
     },
     "input_optimization": {
         "lr": F(NUM, 0.05, min=0, min_exclusive=True, doc="step size on the input voltages"),
         "steps": F(int, 50, min=1, doc="step budget per sample"),
         "margin": F(NUM, 0.1, min=0, doc="required margin y_true − max other, V"),
+        "update": F(str, "normalized", choices=("normalized", "gradient", "sign"),
+                    doc="step rule: normalized (largest component moves lr V), gradient (x −= lr·dC/dx), sign"),
+        "method": F(str, "ep", choices=("ep", "exact"), doc="input gradient: EP (source currents) or exact (checks)"),
+        "batch_size": F(int, 2000, min=1, doc="samples solved together"),
     },
     "cotrain": {
         "rounds": F(int, 1, min=0, doc="input-optimisation / retraining rounds"),
+        "analog_epochs": F(int, None, min=1, nullable=True,
+                           doc="EP epochs of the analog block in rounds after the first (default: training.epochs)"),
+    },
+    "baseline": {
+        "enabled": F(bool, True, doc="evaluate: train the same dense network by backprop (Keras) on the same embeddings"),
+        "epochs": F(int, 10, min=1, doc="baseline training epochs"),
+        "batch_size": F(int, 128, min=1, doc="baseline batch size"),
+        "lr": F(NUM, 1e-3, min=0, min_exclusive=True, doc="baseline Adam learning rate"),
     },
     "mlflow": {
         "experiment": F(str, None, nullable=True, doc="MLflow experiment (default: name)"),
+    },
+    "inputs": {
+        "from_run": F(str, None, nullable=True, doc="stage commands: MLflow run whose outputs (and their sources) feed the stage"),
+        "encoder": F(str, None, nullable=True, doc="stage commands: encoder folder, or run id providing one"),
+        "embeddings": F(str, None, nullable=True, doc="stage commands: embeddings folder, or run id providing one"),
+        "analog": F(str, None, nullable=True, doc="stage commands: analog model folder, or run id providing one"),
+        "targets": F(str, None, nullable=True, doc="stage commands: target-embeddings folder, or run id providing one"),
     },
 }
 
@@ -181,7 +202,7 @@ def _validate(section: dict, schema: dict, prefix: str) -> dict:
         elif spec.required:
             raise ConfigError(f"{key}: required key is missing ({spec.doc})")
         else:
-            out[k] = list(spec.default) if isinstance(spec.default, list) else spec.default
+            out[k] = copy.deepcopy(spec.default)  # lists and dicts: never share the schema's default
     return out
 
 

@@ -1,0 +1,58 @@
+"""Config → the two halves of the system: the analog block (AnalogModel, built and
+compiled from the `analog` and `training` sections) and the digital encoder (from the
+`digital` section, any encoder honouring digital's contract)."""
+from __future__ import annotations
+
+import inspect
+
+from pipeline.analog_config import model_from_config
+
+
+def analog_model(cfg: dict, n_features: int, n_classes: int, compile: bool = True):
+    """A fresh analog block for `n_features` input voltages and `n_classes` outputs."""
+    return model_from_config(cfg, n_features, n_classes, compile=compile)
+
+
+def _encoder_factory(spec: str):
+    import digital
+    from digital.base import import_object
+    builtin = {"cnn": "CNNEncoder", "mlp": "MLPEncoder", "pca": "PCAEncoder"}
+    key = spec.strip().lower()
+    if key in builtin:
+        return getattr(digital, builtin[key])
+    if ":" in spec:
+        return import_object(spec.strip(), what="encoder factory")
+    return None   # a registered name: its factory is not inspectable, pass every parameter
+
+
+def encoder_params(cfg: dict) -> dict:
+    """Constructor parameters for the configured encoder: the common ones, the training
+    settings it accepts (epochs, batch_size, learning_rate, target_epochs) and
+    digital.params, filtered to what the factory's signature takes."""
+    d = cfg["digital"]
+    params = {"embedding_dim": d["embedding_dim"], "v_low": d["v_low"], "v_high": d["v_high"],
+              "seed": cfg.get("seed", 0)}
+    optional = {"epochs": d["epochs"], "batch_size": d["batch_size"], "learning_rate": d["lr"],
+                "target_epochs": d["retrain_epochs"]}
+    extra = dict(d.get("params") or {})
+    factory = _encoder_factory(d["encoder"])
+    if factory is not None:
+        try:
+            sig = inspect.signature(factory)
+        except (TypeError, ValueError):
+            sig = None
+        if sig is not None and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            optional = {k: v for k, v in optional.items() if k in sig.parameters}
+            unknown = [k for k in extra if k not in sig.parameters]
+            if unknown:
+                raise ValueError(f"digital.params.{unknown[0]}: the encoder {d['encoder']!r} takes no parameter "
+                                 f"{unknown[0]!r}; it takes {', '.join(p for p in sig.parameters if p != 'self')}")
+    for k, v in extra.items():
+        params[k] = tuple(v) if isinstance(v, list) else v
+    return {**params, **optional, **{k: params[k] for k in extra}}
+
+
+def encoder(cfg: dict):
+    """A fresh (untrained) encoder from the config's `digital` section."""
+    from digital import make_encoder
+    return make_encoder(cfg["digital"]["encoder"], **encoder_params(cfg))

@@ -1,0 +1,110 @@
+"""mixsig compare: a table of runs (key params, final metrics) read from MLflow, and a PNG
+of test accuracy per round across co-trainings."""
+from __future__ import annotations
+
+import re
+
+NAME = "compare"
+HELP = "table of runs with key params and final metrics from MLflow, plus a plot of accuracy per round"
+
+DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.beta", "training.optimizer.lr",
+                  "training.epochs", "cotrain.rounds", "input_optimization.steps", "input_optimization.margin"]
+DEFAULT_METRICS = ["digital_test_accuracy", "analog_first_test_accuracy", "end_to_end_test_accuracy",
+                   "baseline_test_accuracy", "test_accuracy", "round_power_mean"]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--experiment", action="append", required=True, metavar="NAME",
+                        help="MLflow experiment name (repeatable)")
+    parser.add_argument("--filter", default="", metavar="EXPR",
+                        help="MLflow search filter, e.g. \"params.analog.gain = '4.0'\" (dotted names are quoted for you)")
+    parser.add_argument("--stage", default="cotrain",
+                        help="which runs: cotrain (parent runs, default), a stage name (e.g. train-analog), or all")
+    parser.add_argument("--params", help=f"comma-separated params to show (default: {','.join(DEFAULT_PARAMS)})")
+    parser.add_argument("--metrics", help=f"comma-separated metrics to show (default: {','.join(DEFAULT_METRICS)})")
+    parser.add_argument("--max-runs", type=int, default=100, help="at most this many runs, newest first (default 100)")
+    parser.add_argument("--output", default="compare.png", help="PNG of accuracy per round (default compare.png)")
+    parser.add_argument("--csv", help="also write the table as CSV to this file")
+
+
+def quote_filter(expr: str) -> str:
+    """`params.analog.gain = '4'` → params.`analog.gain` = '4' (MLflow needs dotted keys quoted)."""
+    def repl(m):
+        prefix, key = m.group(1), m.group(2)
+        return f"{prefix}.`{key}`" if "." in key else m.group(0)
+    return re.sub(r"\b(params|param|metrics|metric|tags|tag)\.([A-Za-z0-9_][A-Za-z0-9_.\-/]*)", repl, expr or "")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return str(v)
+
+
+def run(args) -> int:
+    import csv
+
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.stages import PipelineError
+    from pipeline.tracking import setup_mlflow, tracking_uri
+    setup_mlflow()
+    client = MlflowClient()
+    exps = []
+    for name in args.experiment:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            known = ", ".join(e.name for e in client.search_experiments()) or "none"
+            raise PipelineError(f"experiment {name!r} does not exist in {tracking_uri()} (experiments: {known})")
+        exps.append(exp)
+    parts = [quote_filter(args.filter)] if args.filter.strip() else []
+    if args.stage != "all":
+        parts.append(f"tags.`mixsig.stage` = '{args.stage}'")
+    flt = " and ".join(p for p in parts if p)
+    try:
+        runs = client.search_runs([e.experiment_id for e in exps], filter_string=flt, max_results=args.max_runs,
+                                  order_by=["attributes.start_time DESC"])
+    except Exception as exc:
+        raise PipelineError(f"bad --filter {args.filter!r} (sent as {flt!r}): {str(exc).splitlines()[0]}") from None
+    params = args.params.split(",") if args.params else DEFAULT_PARAMS
+    metrics = args.metrics.split(",") if args.metrics else DEFAULT_METRICS
+    if not runs:
+        print(f"no runs match (experiments {', '.join(args.experiment)}, filter {flt!r})")
+        return 0
+    metrics = [m for m in metrics if any(m in r.data.metrics for r in runs)] or metrics
+    params = [p for p in params if any(p in r.data.params for r in runs)] or params
+    header = ["run", "name", "stage", "status"] + params + metrics
+    rows = []
+    for r in runs:
+        tags = r.data.tags
+        rows.append([r.info.run_id[:8], r.info.run_name or "", tags.get("mixsig.stage", ""),
+                     tags.get("mixsig.status", r.info.status.lower())]
+                    + [r.data.params.get(p) for p in params] + [r.data.metrics.get(m) for m in metrics])
+    cells = [header] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for i, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["run_id"] + header[1:])
+            for r, row in zip(runs, rows):
+                w.writerow([r.info.run_id] + row[1:])
+        print(f"table written to {args.csv}")
+    from pipeline.cotrain import round_series
+    from pipeline.plots import accuracy_per_round
+    series = {}
+    for r in runs:
+        s = round_series(client, r.info.run_id).get("analog block (end to end)")
+        if s:
+            series[f"{r.info.run_name} ({r.info.run_id[:8]})"] = s
+    if series:
+        accuracy_per_round(series, args.output, title="end-to-end test accuracy per round")
+        print(f"accuracy per round of {len(series)} run(s) plotted to {args.output}")
+    else:
+        print("no per-round accuracies among these runs (only co-training parent runs have them); no plot")
+    return 0

@@ -1,0 +1,160 @@
+"""Input optimisation (step 4 of the co-training): move each training sample's input
+voltages, with the trained analog block held fixed, until the block classifies it with a
+margin — those moved inputs are the target embeddings the encoder is retrained to produce.
+
+For every sample: gradient descent on x using the block's own input gradient ∂C/∂x
+(Equilibrium Propagation: source currents in the nudged vs the free phase, or the exact
+implicit gradient for checks), each step projected back into the voltage box
+[v_low, v_high], until y_true − max_{k≠true} y_k ≥ margin or the step budget is spent.
+
+Work is batched over samples: a chunk of samples is solved together and each step only
+the still-active ones are simulated. The free phase of the gradient doubles as the
+margin check, so one step costs one EP gradient (3 operating points with symmetric
+nudging) on the active samples.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+UPDATES = ("normalized", "gradient", "sign")
+
+
+@dataclass
+class InputOptimizationResult:
+    targets: np.ndarray            # (N, F) optimised inputs (volts)
+    reached: np.ndarray            # (N,) bool: margin reached (before the budget ran out)
+    initially_reached: np.ndarray  # (N,) bool: margin already met before any step
+    steps: np.ndarray              # (N,) steps taken per sample
+    failed: np.ndarray             # (N,) bool: the circuit did not converge for this sample
+    seconds: float
+    margin_before: np.ndarray      # (N,) y_true − max other at the start
+    margin_after: np.ndarray       # (N,) the same at the end (NaN where unknown)
+    shifts: np.ndarray             # (N,) L2 norm of the shift per sample (volts)
+    targets_delta: np.ndarray      # (N, F) targets − original inputs
+
+    def metrics(self, prefix: str = "") -> dict:
+        n = max(1, len(self.targets))
+        shift = self.shifts if len(self.shifts) else np.zeros(1)
+        moved = ~self.initially_reached
+        out = {
+            "reached_fraction": float(self.reached.sum() / n),
+            "initially_reached_fraction": float(self.initially_reached.sum() / n),
+            "newly_reached_fraction": float((self.reached & moved).sum() / max(1, moved.sum())),
+            "mean_shift": float(shift.mean()),
+            "max_shift": float(shift.max()),
+            "mean_abs_shift_per_input": float(np.abs(self.targets_delta).mean()) if self.targets_delta.size else 0.0,
+            "mean_steps": float(self.steps.mean()) if len(self.steps) else 0.0,
+            "nonconverged": int(self.failed.sum()),
+            "seconds": float(self.seconds),
+            "samples_per_second": float(len(self.targets) / max(1e-9, self.seconds)),
+        }
+        return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+def margins(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """y_true − max over the other outputs, per sample (NaN rows stay NaN)."""
+    y = np.asarray(y, dtype=float)
+    rows = np.arange(len(y))
+    true = y[rows, labels]
+    other = y.copy()
+    other[rows, labels] = -np.inf
+    return true - other.max(1)
+
+
+def _gradient_and_outputs(model, x, labels, method):
+    """(∂C/∂x, free-phase outputs y, converged) at x; EP by default, 'exact' for checks."""
+    from analog.ep import ep_gradients, exact_gradients
+    model._require_compiled()
+    if method == "exact":
+        res = exact_gradients(model.get_engine("native"), model.circuit, model.conductances, x, labels, model.loss)
+    elif method == "ep":
+        res = ep_gradients(model._engine(), model.circuit, model.conductances, x, labels, model.loss,
+                           model.beta, model.nudging, input_grad=True)
+    else:
+        raise ValueError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
+    ok = np.asarray(res.used, bool) & np.all(np.isfinite(res.input_grad), axis=1)
+    return res.input_grad, res.y, ok
+
+
+def _direction(grad: np.ndarray, update: str) -> np.ndarray:
+    if update == "gradient":
+        return grad
+    if update == "sign":
+        return np.sign(grad)
+    # normalised: the largest component of every sample's step is lr volts
+    scale = np.abs(grad).max(1, keepdims=True)
+    return grad / np.where(scale > 0, scale, 1.0)
+
+
+def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, margin: float = 0.1,
+                    v_low: float = -1.0, v_high: float = 1.0, update: str = "normalized",
+                    batch_size: int = 2000, method: str = "ep", progress: bool = True,
+                    desc: str = "optimize inputs") -> InputOptimizationResult:
+    """Gradient descent on the block's input voltages until every sample is classified
+    with `margin` or has used `steps` steps; inputs stay in [v_low, v_high].
+
+    update: 'normalized' (default; per sample, the largest component moves lr volts per
+    step), 'gradient' (plain x ← x − lr·∂C/∂x) or 'sign' (every component moves ±lr).
+    """
+    if not (lr > 0 and np.isfinite(lr)):
+        raise ValueError(f"input optimisation lr={lr!r} must be a finite number > 0")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 0):
+        raise ValueError(f"input optimisation steps={steps!r} must be an integer >= 0")
+    if not margin >= 0:
+        raise ValueError(f"input optimisation margin={margin!r} must be >= 0")
+    if not v_low < v_high:
+        raise ValueError(f"input optimisation needs v_low < v_high, got {v_low}, {v_high}")
+    if update not in UPDATES:
+        raise ValueError(f"input optimisation update={update!r} must be one of {', '.join(UPDATES)}")
+    x0 = np.asarray(x, dtype=float)
+    labels = np.asarray(labels)
+    n_features = model.circuit.n_features
+    if x0.ndim != 2 or x0.shape[1] != n_features:
+        raise ValueError(f"inputs of shape {x0.shape}, but the analog block takes (N, {n_features})")
+    if labels.shape != (len(x0),):
+        raise ValueError(f"labels of shape {labels.shape}, expected ({len(x0)},)")
+    n = len(x0)
+    xs = np.clip(x0, v_low, v_high)
+    reached = np.zeros(n, bool)
+    initially = np.zeros(n, bool)
+    failed = np.zeros(n, bool)
+    taken = np.zeros(n, int)
+    m_before = np.full(n, np.nan)
+    m_after = np.full(n, np.nan)
+    from tqdm.auto import tqdm
+    bar = tqdm(total=n, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    t0 = time.perf_counter()
+    for lo in range(0, n, batch_size):
+        idx = np.arange(lo, min(n, lo + batch_size))
+        active = idx.copy()
+        for step in range(steps + 1):
+            if not len(active):
+                break
+            grad, y, ok = _gradient_and_outputs(model, xs[active], labels[active], method)
+            m = margins(y, labels[active])
+            if step == 0:
+                m_before[active] = m
+            m_after[active] = m
+            failed[active[~ok]] = True
+            done = ok & (m >= margin)
+            reached[active[done]] = True
+            if step == 0:
+                initially[active[done]] = True
+            keep = ok & ~done
+            if step == steps:   # budget spent: this evaluation was the final check
+                break
+            move = active[keep]
+            xs[move] = np.clip(xs[move] - lr * _direction(grad[keep], update), v_low, v_high)
+            taken[move] += 1
+            active = move
+        bar.update(len(idx))
+        bar.set_postfix(reached=f"{reached[: idx[-1] + 1].mean():.3f}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    delta = xs - x0
+    return InputOptimizationResult(targets=xs, reached=reached, initially_reached=initially, steps=taken,
+                                   failed=failed, seconds=seconds, margin_before=m_before, margin_after=m_after,
+                                   shifts=np.linalg.norm(delta, axis=1), targets_delta=delta)

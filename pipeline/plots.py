@@ -1,0 +1,88 @@
+"""PNG plots for the runs: learning curves, histograms (conductances, hidden voltages,
+input shifts), accuracy per round, and accuracy per round across runs (`mixsig compare`).
+matplotlib is used headless (Agg) and imported lazily."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def learning_curves(history: dict, path, title: str = "learning curves", epochs=None) -> Path:
+    """Loss and accuracy per epoch (training and validation) from a history dict of lists."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    n = max((len(v) for v in history.values()), default=0)
+    x = np.asarray(epochs if epochs is not None else np.arange(1, n + 1))
+    for ax, keys, label in ((axes[0], ("loss", "val_loss"), "loss"), (axes[1], ("accuracy", "val_accuracy"), "accuracy"),
+                            (axes[2], ("power_mean",), "mean power (W)")):
+        for k in keys:
+            if k in history and len(history[k]):
+                ax.plot(x[: len(history[k])], history[k], marker="o", ms=3, label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def histograms(hists: dict, path, title: str = "histograms") -> Path:
+    """One panel per (counts, edges) histogram, e.g. 'hidden_voltage', 'conductance/dense1'."""
+    plt = _plt()
+    names = list(hists)
+    cols = max(1, min(3, len(names)))
+    rows = max(1, int(np.ceil(len(names) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        counts, edges = hists[name]
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="tab:blue", alpha=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("V" if "voltage" in name else ("S" if "conductance" in name else ""))
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def value_histograms(values: dict, path, title: str = "", bins: int = 50) -> Path:
+    """Histograms of raw arrays, one panel each ({name: array})."""
+    return histograms({k: np.histogram(np.asarray(v)[np.isfinite(v)], bins=bins) for k, v in values.items()},
+                      path, title)
+
+
+def accuracy_per_round(series: dict, path, title: str = "accuracy per round") -> Path:
+    """{label: [(round, accuracy), ...]} → one line per label."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, points in series.items():
+        if not points:
+            continue
+        pts = sorted(points)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if ax.lines:
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return _save(fig, path)

@@ -1,0 +1,211 @@
+"""ngspice engine: netlists, standalone ngspice -b, loaded vs rebuild, convergence failures,
+conductance updates, memory."""
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import analog.layers as L
+from analog.devices import Device, ShockleyDiode
+from analog.model import AnalogModel
+from analog.netlist import NetlistPlan, build_circuit, pyspice_netlist, to_netlist
+from analog.ngspice_engine import NgspiceEngine, ngspice_version
+from tests.analog_circuits import DEVICES, block, inputs
+
+pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice not installed")
+
+
+def _elements(text: str) -> dict[str, list[str]]:
+    """Element name (lowercase) → its tokens, without PySpice's/our optional 'dc' keyword."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "*." or line.lower().startswith(".title"):
+            continue
+        tok = [t for t in line.split() if t.lower() != "dc"]
+        out[tok[0].lower()] = [t.lower() for t in tok[1:]]
+    return out
+
+
+def _same_value(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+@pytest.fixture(scope="module")
+def small():
+    m = block(features=3, hidden=(4,), outputs=2, gain=3.0, vref=0.6, device=DEVICES["shockley_rs"])
+    return m
+
+
+def test_netlist_elements(small):
+    c, G = small.circuit, small.conductances
+    x = inputs(1, 3)[0]
+    text = to_netlist(c, G, x, nudge_row=[1e-6, -2e-6])
+    el = _elements(text)
+    count = lambda prefix: sum(1 for k in el if re.fullmatch(prefix, k))
+    assert count(r"v_.*") == c.n_sources
+    assert "vvref" in el and el["vvref"] == ["vref", "0", "0.6"]
+    assert count(r"r\d+_\d+_\d+") == sum(g.size for g in G)
+    assert count(r"rgmin\d+") == c.n_free
+    assert count(r"e\d+") == count(r"vs\d+") == count(r"f\d+") == len(c.amp_in)
+    assert count(r"ip\d+") == count(r"im\d+") == c.n_outputs
+    assert count(r"d\d+_\d+") == sum(len(b.node_terms) for b in c.nonlinear)
+    assert text.count(".model") == 1 and ".op" in text and text.rstrip().endswith(".end")
+    assert "reltol=1e-09" in text
+    # resistor value and orientation, amplifier wiring, nudging signs
+    plan = NetlistPlan(c)
+    b0 = c.dense[0]
+    assert el["r0_1_2"] == [plan.nodes[b0.out_terms[1]], plan.nodes[b0.in_terms[2]], repr(float(1 / G[0][1, 2]))]
+    k_in, out = plan.nodes[c.amp_in[0]], plan.nodes[c.n_free + c.n_sources]
+    assert el["e0"] == [out + "_int", "vref", k_in, "vref", "3.0"]
+    assert el["vs0"] == [out + "_int", out, "0"]
+    assert el["f0"] == [k_in, "0", "vs0", repr(1 / 3.0)]
+    assert el["ip1"] == ["0", plan.nodes[c.out_plus[1]], "-2e-06"]
+    assert el["im1"] == ["0", plan.nodes[c.out_minus[1]], "2e-06"]
+    # diodes: 'up' anode at the node, 'down' cathode at the node
+    for b, blk in enumerate(c.nonlinear):
+        node, ref = plan.nodes[blk.node_terms[0]], plan.nodes[blk.ref_term]
+        assert el[f"d{b}_0"][:2] == ([node, ref] if blk.sign > 0 else [ref, node])
+    # PySpice's Circuit holds exactly the same elements
+    py = _elements(pyspice_netlist(build_circuit(c, G, x, nudge_row=[1e-6, -2e-6])))
+    assert py.keys() == el.keys()
+    for name, tok in el.items():
+        assert len(tok) == len(py[name]) and all(_same_value(a, b) for a, b in zip(tok, py[name])), name
+
+
+def _parse_batch_output(out: str) -> dict[str, float]:
+    values, in_table = {}, False
+    for line in out.splitlines():
+        s = line.strip()
+        if s.startswith("Node") and "Voltage" in s:
+            in_table = True
+            continue
+        if in_table:
+            if s.startswith("Source") or s.startswith("Source\tCurrent"):
+                break
+            parts = s.split()
+            if len(parts) == 2 and not parts[0].startswith("-"):
+                values[parts[0]] = float(parts[1])
+    return values
+
+
+def test_standalone_ngspice_batch_agrees_with_engine(small, tmp_path):
+    c, G = small.circuit, small.conductances
+    x = inputs(3, 3, seed=5)
+    nudge = np.array([[0.0, 0.0], [2e-6, -1e-6], [-3e-6, 5e-6]])
+    plan = NetlistPlan(c)
+    with NgspiceEngine(c, processes=1) as eng:
+        sol = eng.solve(G, x, nudge=nudge)
+    assert sol.converged.all()
+    for i in range(len(x)):
+        path = tmp_path / f"s{i}.cir"
+        path.write_text(to_netlist(c, G, x[i], nudge[i]))
+        res = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        printed = _parse_batch_output(res.stdout)
+        got = np.array([printed[n] for n in plan.free_nodes])
+        # ngspice -b prints 7 significant digits: ≤ 5e-7 V rounding on ~1 V
+        np.testing.assert_allclose(got, sol.v[i], rtol=0, atol=1e-6)
+
+
+def test_loaded_and_rebuild_modes_agree(small):
+    c, G = small.circuit, small.conductances
+    x = inputs(6, 3, seed=2)
+    nudge = np.random.default_rng(0).normal(0, 3e-6, (6, c.n_outputs))
+    with NgspiceEngine(c, processes=2, mode="loaded") as a, NgspiceEngine(c, processes=2, mode="rebuild") as b:
+        sa, sb = a.solve(G, x, nudge=nudge), b.solve(G, x, nudge=nudge)
+    assert sa.converged.all() and sb.converged.all()
+    np.testing.assert_allclose(sa.v, sb.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sa.source_currents, sb.source_currents, rtol=1e-9, atol=1e-18)
+    assert np.all(np.isfinite(sa.power)) and np.all(sa.power > 0)
+    assert sa.info["failures"] == [] and sa.info["mode"] == "loaded"
+
+
+@dataclass(frozen=True)
+class StepDevice(Device):
+    """Test-only element with no operating point for small drives: a current source of
+    ±I0 switching on the sign of its voltage. Across a Thevenin source (V_th, R_th) KCL
+    has a solution only when |V_th| > R_th·I0; otherwise Newton and all of ngspice's
+    gmin/source stepping fail."""
+
+    I0: float = 1e-5
+
+    def current(self, u):
+        u = np.asarray(u, dtype=float)
+        return np.where(u > 0, self.I0, -self.I0), np.zeros_like(u)
+
+    def spice_lines(self, name, anode, cathode):
+        return [f"B{name} {anode} {cathode} I={{V({anode},{cathode}) > 0 ? {self.I0!r} : {-self.I0!r}}}"]
+
+
+def test_nonconverging_samples_are_reported_by_index():
+    x = L.InputVoltage(1)
+    d = L.Dense(2, g_min=1e-5, g_max=1e-3)
+    h = L.DiodeLayer("up", 0.0, StepDevice(1e-5))(d(x))
+    m = AnalogModel(x, L.CurrentLayer()(h))
+    d.set_conductances([[2e-4, 1e-4], [2e-4, 1e-4]])   # |g+ − g−|·|x| > I0  ⇔  |x| > 0.1 V
+    xs = np.array([[1.0], [0.01], [2.0], [-0.05], [-1.5], [0.02]])
+    with NgspiceEngine(m.circuit, processes=1) as eng:
+        sol = eng.solve(m.conductances, xs)
+    assert sol.info["failures"] == [1, 3, 5]
+    assert list(sol.converged) == [True, False, True, False, True, False]
+    assert np.isnan(sol.v[[1, 3, 5]]).all() and np.isnan(sol.source_currents[[1, 3, 5]]).all()
+    assert np.isnan(sol.power[[1, 3, 5]]).all()
+    # the converged ones are right: V = V_th − R_th·I0 (g = 3e-4 S total, V_th = x/3)
+    expect = xs[[0, 2, 4], 0] / 3 - np.sign(xs[[0, 2, 4], 0]) * 1e-5 / 3e-4
+    np.testing.assert_allclose(sol.v[[0, 2, 4], 0], expect, atol=1e-9)
+    assert "aborted" in sol.info["messages"][1]
+
+
+def test_conductance_update_by_alter_equals_fresh_load(small):
+    c, G1 = small.circuit, small.conductances
+    rng = np.random.default_rng(3)
+    G2 = [g * rng.uniform(0.5, 1.5, g.shape) for g in G1]
+    x = inputs(4, 3, seed=9)
+    nudge = np.full((4, c.n_outputs), 2e-6)
+    with NgspiceEngine(c, processes=1, g_update="alter") as eng:
+        before = eng.solve(G1, x)
+        after = eng.solve(G2, x, nudge=nudge)
+        stats = eng.last_worker_info[0]["stats"]
+    assert stats["loads"] == 1 and stats["resistor_alters"] == sum(g.size for g in G1)
+    with NgspiceEngine(c, processes=1) as fresh:
+        ref = fresh.solve(G2, x, nudge=nudge)
+    assert np.abs(before.v - ref.v).max() > 1e-4          # the update did change the result
+    np.testing.assert_allclose(after.v, ref.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(after.source_currents, ref.source_currents, rtol=1e-9, atol=1e-18)
+
+
+def test_input_validation_and_version(small):
+    assert ngspice_version().startswith("ngspice-")
+    eng = NgspiceEngine(small.circuit, processes=1)
+    with pytest.raises(ValueError):
+        eng.solve(small.conductances, np.zeros((2, 5)))
+    with pytest.raises(ValueError):
+        eng.solve(small.conductances, np.zeros((2, 3)), nudge=np.zeros((2, 7)))
+    with pytest.raises(ValueError):
+        eng.solve([g[:, :-1] for g in small.conductances], np.zeros((2, 3)))
+    with pytest.raises(ValueError):
+        NgspiceEngine(small.circuit, mode="fast")
+    eng.close()
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_10000_operating_points():
+    m = block(features=3, hidden=(4,), outputs=2, device=ShockleyDiode(RS=10.0))
+    c, G = m.circuit, m.conductances
+    x = inputs(10000, 3, seed=11)
+    nudge = np.random.default_rng(1).normal(0, 1e-6, (10000, c.n_outputs))
+    with NgspiceEngine(c, processes=1, chunk=500) as eng:
+        eng.solve(G, x[:500], nudge=nudge[:500])
+        rss0 = eng.last_worker_info[0]["rss_kb"]
+        sol = eng.solve(G, x, nudge=nudge)
+        rss1 = max(info["rss_kb"] for info in eng.last_worker_info)
+        ops = eng.last_worker_info[-1]["stats"]["ops"]
+    assert sol.converged.all() and ops >= 10500
+    assert (rss1 - rss0) / 1024 < 30, f"worker RSS grew {(rss1 - rss0) / 1024:.1f} MB over 10,000 operating points"
