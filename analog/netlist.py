@@ -213,11 +213,13 @@ def node_names(circuit: CompiledCircuit) -> list[str]:
 
 def to_netlist(circuit: CompiledCircuit, G_list, x_row=None, nudge_row=None, *, src_row=None,
                options: dict | None = None, title: str = "analog_block", plan: NetlistPlan | None = None) -> str:
-    """Standalone netlist (`.options`, `.op`, `.end`) for one sample, runnable as is with
+    """Standalone netlist (built with PySpice; `.options`, `.op`, `.end`) for one sample, runnable as is with
     `ngspice -b file.cir`. x_row: (n_features,) volts relative to V_ref (or src_row, the
     source voltages); nudge_row: (n_outputs,) nudging currents, None for the free phase."""
-    plan = plan or NetlistPlan(circuit, options)
-    return plan.text(G_list, _source_row(circuit, x_row, src_row), nudge_row, title=title)
+    from .spice_check import check_circuit_devices
+    check_circuit_devices(circuit)
+    ckt = build_circuit(circuit, G_list, x_row, nudge_row, title, src_row=src_row, options=options, plan=plan)
+    return pyspice_netlist(ckt, analysis=True)
 
 
 def build_circuit(circuit: CompiledCircuit, G_list, x_row=None, nudge_row=None, title: str = "analog_block", *,

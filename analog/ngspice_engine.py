@@ -56,6 +56,7 @@ import numpy as np
 from .circuit import CompiledCircuit
 from .netlist import NetlistPlan, _num, build_circuit, pyspice_netlist
 from .solution import Solution, dissipated_power
+from .spice_check import check_circuit_devices
 
 _MODES = ("loaded", "rebuild")
 
@@ -337,6 +338,7 @@ class NgspiceEngine:
         self.circuit, self.processes, self.mode = circuit, processes, mode
         self.options = dict(options or {})
         self.g_update, self.chunk = g_update, chunk
+        check_circuit_devices(circuit)   # a bad model card fails here, not in a worker
         self.plan = NetlistPlan(circuit, self.options)
         self._ctx = _context(start_method)
         self._pool = None

@@ -16,12 +16,21 @@ class Schedule:
     """Learning-rate multiplier per epoch: 'none', 'step' (×gamma every step_size epochs),
     'cosine' (from 1 to 0 over total_epochs)."""
 
-    def __init__(self, kind: str = "none", step_size: int = 10, gamma: float = 0.5, total_epochs: int = 1):
+    def __init__(self, kind: str = "none", step_size: int = 10, gamma: float = 0.5, total_epochs: int = 1,
+                 start_epoch: int = 0):
         if kind not in ("none", "step", "cosine"):
             raise ValueError(f"schedule={kind!r} must be one of 'none', 'step', 'cosine'")
         self.kind, self.step_size, self.gamma, self.total_epochs = kind, int(step_size), float(gamma), int(total_epochs)
+        self.start_epoch = int(start_epoch)
+
+    def restart(self, start_epoch: int, total_epochs: int) -> None:
+        """Run the schedule again over `total_epochs` epochs from `start_epoch` (a block that
+        continues training in a later co-training round would otherwise sit at the end of
+        its cosine, with a learning rate of 0)."""
+        self.start_epoch, self.total_epochs = int(start_epoch), int(total_epochs)
 
     def __call__(self, epoch: int) -> float:
+        epoch = max(0, epoch - getattr(self, "start_epoch", 0))
         if self.kind == "step":
             return self.gamma ** (epoch // max(1, self.step_size))
         if self.kind == "cosine":

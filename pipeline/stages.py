@@ -607,12 +607,14 @@ def embed(ctx: StageContext) -> None:
        help="train the analog block by Equilibrium Propagation (on embeddings, or tabular data)")
 def train_analog(ctx: StageContext) -> None:
     from pipeline import build, plots
+    from pipeline.analog_config import compile_from_config
     cfg, t = ctx.cfg, ctx.cfg["training"]
     data = _analog_data(ctx)
     n_classes = int(data.get("n_classes", np.array(int(data["y_train"].max()) + 1)))
     if ctx.has("analog"):
         model = load_analog(ctx.input("analog"))
         epochs = cfg["cotrain"]["analog_epochs"] or t["epochs"]
+        compile_from_config(model, cfg, epochs)   # this run's β, loss, optimiser, engine
         ctx.say(f"continuing the analog block from epoch {model.epoch} for {epochs} epochs")
     else:
         model = build.analog_model(cfg, data["x_train"].shape[1], n_classes)

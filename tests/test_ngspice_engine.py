@@ -11,7 +11,7 @@ import pytest
 import analog.layers as L
 from analog.devices import Device, ShockleyDiode
 from analog.model import AnalogModel
-from analog.netlist import NetlistPlan, build_circuit, pyspice_netlist, to_netlist
+from analog.netlist import NetlistPlan, _source_row, build_circuit, pyspice_netlist, to_netlist
 from analog.ngspice_engine import NgspiceEngine, ngspice_version
 from tests.analog_circuits import DEVICES, block, inputs
 
@@ -46,7 +46,8 @@ def small():
 def test_netlist_elements(small):
     c, G = small.circuit, small.conductances
     x = inputs(1, 3)[0]
-    text = to_netlist(c, G, x, nudge_row=[1e-6, -2e-6])
+    # the workers' hand-written netlist (loaded once per process) ...
+    text = NetlistPlan(c).text(G, _source_row(c, x, None), [1e-6, -2e-6])
     el = _elements(text)
     count = lambda prefix: sum(1 for k in el if re.fullmatch(prefix, k))
     assert count(r"v_.*") == c.n_sources
@@ -72,8 +73,10 @@ def test_netlist_elements(small):
     for b, blk in enumerate(c.nonlinear):
         node, ref = plan.nodes[blk.node_terms[0]], plan.nodes[blk.ref_term]
         assert el[f"d{b}_0"][:2] == ([node, ref] if blk.sign > 0 else [ref, node])
-    # PySpice's Circuit holds exactly the same elements
-    py = _elements(pyspice_netlist(build_circuit(c, G, x, nudge_row=[1e-6, -2e-6])))
+    # ... and the exported netlist, built with PySpice, hold exactly the same elements
+    exported = to_netlist(c, G, x, nudge_row=[1e-6, -2e-6])
+    assert ".op" in exported and exported.rstrip().endswith(".end") and "reltol=1e-09" in exported
+    py = _elements(exported)
     assert py.keys() == el.keys()
     for name, tok in el.items():
         assert len(tok) == len(py[name]) and all(_same_value(a, b) for a, b in zip(tok, py[name])), name
@@ -209,3 +212,29 @@ def test_memory_stays_flat_over_10000_operating_points():
         ops = eng.last_worker_info[-1]["stats"]["ops"]
     assert sol.converged.all() and ops >= 10500
     assert (rss1 - rss0) / 1024 < 30, f"worker RSS grew {(rss1 - rss0) / 1024:.1f} MB over 10,000 operating points"
+
+
+class _CardWithUnknownParameter(ShockleyDiode):
+    """A Shockley diode whose card carries a parameter ngspice's diode model does not have."""
+
+    def spice_models(self):
+        return [f".model {self.model_name} D(IS={self.IS!r} N={self.N!r} FOO=3)"]
+
+
+class _CardWithBadValue(ShockleyDiode):
+    def spice_models(self):
+        return [f".model {self.model_name} D(IS=-abc)"]
+
+
+@pytest.mark.parametrize("device_cls, complaint", [(_CardWithUnknownParameter, "unrecognized parameter"),
+                                                   (_CardWithBadValue, "")])
+def test_rejected_device_card_names_the_layer_before_any_simulation(device_cls, complaint):
+    from analog.model import build_dense_network
+    from analog.spice_check import DeviceCardError
+    model = build_dense_network(3, 2, hidden=(4,), device=device_cls(IS=1e-12))
+    with pytest.raises(DeviceCardError, match=r"layer 'diode_up1'.*ngspice rejects the device card") as err:
+        model.get_engine("ngspice")
+    assert complaint in str(err.value).lower()
+    with pytest.raises(DeviceCardError, match="diode_up1"):
+        model.to_netlist(np.zeros((1, 3)))
+    assert model._engines == {}      # no engine (and no worker pool) was created
