@@ -56,3 +56,20 @@ def encoder(cfg: dict):
     """A fresh (untrained) encoder from the config's `digital` section."""
     from digital import make_encoder
     return make_encoder(cfg["digital"]["encoder"], **encoder_params(cfg))
+
+
+def check_configured_encoder(cfg: dict, sample: int = 300) -> None:
+    """Build the configured encoder and embed a stratified sample of training images with
+    it, so that a factory that does not import, bad digital.params, or an encoder breaking
+    the contract (output shape, values outside [v_low, v_high]) fail before any training.
+    Raises ValueError naming the problem (EncoderContractError is one)."""
+    from digital import EncoderContractError, check_encoder
+    from pipeline.data import load_dataset
+    d = cfg["digital"]
+    data_cfg = {**cfg["data"], "limit_train": sample, "limit_test": 10}
+    ds = load_dataset(data_cfg, seed=cfg.get("seed", 0))
+    try:
+        enc = encoder(cfg)
+        check_encoder(enc, ds.x_train, d["embedding_dim"], d["v_low"], d["v_high"], labels=ds.y_train)
+    except (EncoderContractError, ValueError, TypeError, ImportError) as exc:
+        raise ValueError(f"digital.encoder={d['encoder']!r}: {exc}") from None

@@ -69,9 +69,8 @@ def _validate_start(cfg: dict, state: dict, plan, cache: Path) -> None:
     if d["v_low"] < -amp - 1e-12 or d["v_high"] > amp + 1e-12:
         raise PipelineError(f"digital.v_low/v_high = [{d['v_low']}, {d['v_high']}] V leave the analog block's input "
                             f"range ±analog.input_amplitude = ±{amp} V")
-    if state:   # a given encoder: present, loadable, in range
-        first = STAGES[plan[0][0]]
-        check_inputs(first, cfg, state, cache)
+    # a given encoder: present, loadable, in range; a configured one: builds and embeds
+    check_inputs(STAGES[plan[0][0]], cfg, state, cache)
 
 
 def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),

@@ -376,6 +376,12 @@ def required_inputs(spec: StageSpec, cfg: dict) -> tuple:
 
 def check_inputs(spec: StageSpec, cfg: dict, inputs: dict, cache: Path) -> dict:
     """Presence, download and mutual fit of a stage's inputs, before any work."""
+    if spec.name == "train-digital" and is_image_data(cfg):
+        from pipeline.build import check_configured_encoder
+        try:
+            check_configured_encoder(cfg)
+        except ValueError as exc:
+            raise StageInputError(f"{spec.name}: {exc}") from None
     missing = [k for k in required_inputs(spec, cfg) if k not in inputs]
     if missing:
         k = missing[0]

@@ -176,6 +176,15 @@ def test_bad_inputs_fail_before_work(smoke, tmp_path):
     p = mixsig(tmp, "evaluate", SMOKE, "--from-run", analog_r1.info.run_id, "--input",
                f"analog={tmp_path / 'wrong_block'}", check=False)
     assert p.returncode == 2 and "width" in p.stderr and "24" in p.stderr and "7" in p.stderr, p.stderr
+    # a plug-in encoder that does not import, or breaks the contract
+    for spec, words in (("tests.no_such_module:factory", ["tests.no_such_module"]),
+                        ("tests.plugin_encoders:out_of_range", ["digital.encoder", "out_of_range", "out of range", "[-1, 1]"])):
+        bad = tmp_path / "bad_encoder.yaml"
+        bad.write_text(SMOKE.read_text().replace("encoder: mlp", f'encoder: "{spec}"')
+                       .replace("params: {hidden: [64], dropout: 0.0}", "params: {}"))
+        for cmd in ("cotrain", "train-digital"):
+            p = mixsig(tmp, cmd, bad, check=False)
+            assert p.returncode == 2 and all(w in p.stderr for w in words), (cmd, spec, p.stderr)
     # resume of something that is not a co-training
     p = mixsig(tmp, "cotrain", "--resume", kid.info.run_id, check=False)
     assert p.returncode == 2 and "not a co-training" in p.stderr
