@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    # TensorFlow's C++ start-up chatter (oneDNN, "no CUDA drivers") buries the progress bars
+    # on this CPU-only tool; TF_CPP_MIN_LOG_LEVEL=0 in the environment brings it back
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     module = _load(args._module)
     if module is None:
         print(f"error: command '{args.command}' is not available yet", file=sys.stderr)

@@ -49,6 +49,27 @@ def test_energy_derivative_wrt_conductance_is_half_squared_drop():
         np.testing.assert_allclose(dE, expected, rtol=1e-6)
 
 
+def test_energy_at_the_operating_point_changes_by_half_squared_drop():
+    """Envelope theorem: E*(G) = E(v*(G), G) with v* re-solved for every G has dE*/dG = ½ΔV²
+    only if v* is the stationary point of this very energy (the engine's KCL and the energy
+    agree); a solver of different equations would add a term ∂E/∂v · dv*/dG."""
+    m = block(hidden=(5,))
+    x = inputs(3, 3)
+    eng = m.get_engine("native")
+    c, G = m.circuit, [g.copy() for g in m.conductances]
+    s = eng.solve(G, x)
+    V = c.terminal_voltages(s.v, s.src)
+    for k, blk in enumerate(c.dense):
+        i, j = 0, 1
+        h = 1e-3 * G[k][i, j]
+        Gp = [g.copy() for g in G]; Gp[k][i, j] += h
+        Gm = [g.copy() for g in G]; Gm[k][i, j] -= h
+        sp, sm = eng.solve(Gp, x), eng.solve(Gm, x)
+        dE = (total_energy(c, Gp, sp.v, sp.src) - total_energy(c, Gm, sm.v, sm.src)) / (2 * h)
+        expected = blk.scale * 0.5 * (V[:, blk.out_terms[i]] - V[:, blk.in_terms[j]]) ** 2
+        np.testing.assert_allclose(dE, expected, rtol=1e-5)
+
+
 def test_nudged_phase_warm_start_and_currents():
     m = block(hidden=(5,))
     x = inputs(10, 3)
