@@ -129,3 +129,22 @@ def test_tracking_uri_default_and_override(monkeypatch, tmp_path):
     assert tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example.invalid:5000")
     assert tracking_uri() == "http://example.invalid:5000"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("ngspice"), reason="ngspice not installed")
+@pytest.mark.parametrize("config", ["xor", "iris", "wine"])
+def test_verify_json_meets_the_gradient_target(config):
+    """`mixsig verify --json` on the shipped tabular configs: engines agree, symmetric EP
+    matches the exact gradient (cosine ≥ 0.999) for every layer and for the input gradient,
+    and one-sided EP is measurably worse (its O(β) bias)."""
+    import json
+    out = _mixsig("verify", f"experiments/{config}.yaml", "-n", "16", "--json")
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["max_abs_dv"] <= 1e-6
+    rows = list(rep["layers"].values()) + [rep["input_gradient"]]
+    assert set(rep["layers"]) == {"dense1", "dense2"}
+    for r in rows:
+        assert set(r) >= {"cos_symmetric", "cos_one_sided", "rel_err_symmetric", "rel_err_one_sided"}
+        assert r["cos_symmetric"] >= 0.999
+        assert r["rel_err_symmetric"] < r["rel_err_one_sided"]
