@@ -9,13 +9,16 @@ DEB_PACKAGES=(ngspice libngspice0-dev dataset-fashion-mnist)
 STAMP=".venv/.mixsig-installed"   # sha256 of pyproject.toml at the last successful install
 
 SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "setup: not root and sudo is not available" >&2; exit 1; }
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
   SUDO=(sudo)
 fi
 
 apt_updated=0
 apt_install() {
+  if [ "$(id -u)" -ne 0 ] && [ ${#SUDO[@]} -eq 0 ]; then
+    echo "setup: need to install Debian packages ($*) but this is not root and sudo is not available" >&2
+    exit 1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   if [ "$apt_updated" -eq 0 ]; then
     "${SUDO[@]}" apt-get update -qq
@@ -45,6 +48,12 @@ if [ -z "$PYTHON" ]; then
       break
     fi
   done
+fi
+if [ -z "$PYTHON" ] && ! command -v python3 >/dev/null 2>&1; then
+  echo "setup: no python3 on this machine; installing Debian's python3 and python3-venv"
+  apt_install python3 python3-venv
+  did_something=1
+  python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null && PYTHON=python3
 fi
 if [ -z "$PYTHON" ]; then
   echo "setup: Python >= 3.11 is required and none was found; install python3 (>= 3.11) or set PYTHON=/path/to/python" >&2
