@@ -31,11 +31,19 @@ option is tiny (1e-16 S) because gmin here is an explicit element (RGMIN shunts 
 circuit.gmin, modelled identically by the native engine); ngspice's default would add
 1e-12 S across every junction (measured: 8e-9 V of disagreement).
 
-Speed. ngspice reorders the sparse matrix (Markowitz) at the start of every `op` (after the
-junction-initialisation iteration), and on the Fashion-sized block (426 nodes, 32k
-resistors, the 100×302 crossbar dense) that reordering is ~90 % of the ~0.45 s an `op`
-takes; alter + reading the vectors cost ~5 ms. This build has no KLU (`.options klu` is
-ignored).
+Speed. Every `op` is a new analysis job: ngspice tears the matrix down and sets it up again
+(CKTdoJob → CKTunsetup/CKTsetup), so each operating point starts with a full Markowitz
+reordering of the sparse matrix; an `alter` cannot keep the old ordering. On the
+Fashion-sized block (426 nodes, 32k resistors, the 100×302 crossbar dense) that reordering
+was ~0.37 s of the ~0.43 s an `op` took (ngspice's `rusage`). Measured on that netlist:
+without the amplifiers' backward CCCS the reordering costs 4.5× less, and with Sparse's
+relative pivot threshold lowered from ngspice's default pivrel=1e-3 to 1e-5 it costs 2.6×
+less (~0.14 s; an `op` ~0.2 s); smaller pivrel (1e-6…1e-12) was no faster. The likely
+reason: node-equation diagonals are sums of conductances (~1e-3 S) while the amplifier
+entries in the same columns are of order 1 (gain 4, 1/4), so with pivrel=1e-3 many
+diagonal candidates fail the threshold test and the pivot search scans the whole active
+matrix. We set pivrel=1e-5; node voltages still agree with the native engine to 1e-14 V.
+alter + reading the vectors cost ~5 ms. This build has no KLU (`.options klu` is ignored).
 
 Convergence. When `op` fails after ngspice's own gmin and source stepping (ngspice prints
 "... simulation(s) aborted" and leaves a plot with empty vectors), the sample is marked
