@@ -313,7 +313,8 @@ def make_device(model: str = "shockley", **p) -> Device:
     if model == "ideal":
         return IdealDiode(threshold=p.get("threshold", 0.3), r_on=p.get("r_on", 100.0), smoothing=p.get("smoothing", 0.01))
     if model == "mos":
-        return MOSDiode(VTO=p.get("threshold", 0.4))
+        return MOSDiode(VTO=p.get("threshold", 0.4), KP=p.get("kp", 1e-4), LAMBDA=p.get("lambda", 0.0),
+                        W=p.get("w", 1e-6), L=p.get("l", 1e-6))
     raise ValueError(f"analog.diode.model={model!r} must be 'shockley', 'ideal' or 'mos'")
 
 

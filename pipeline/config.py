@@ -76,6 +76,10 @@ SCHEMA: dict = {
             "threshold": F(NUM, 0.3, doc="ideal diode threshold / MOS VTO, V"),
             "r_on": F(NUM, 100.0, min=0, min_exclusive=True, doc="ideal diode on-resistance, ohm"),
             "smoothing": F(NUM, 0.01, min=0, min_exclusive=True, doc="ideal diode knee width, V"),
+            "kp": F(NUM, 1e-4, min=0, min_exclusive=True, doc="MOS transconductance parameter KP, A/V²"),
+            "lambda": F(NUM, 0.0, min=0, doc="MOS channel-length modulation LAMBDA, 1/V"),
+            "w": F(NUM, 1e-6, min=0, min_exclusive=True, doc="MOS channel width W, m"),
+            "l": F(NUM, 1e-6, min=0, min_exclusive=True, doc="MOS channel length L, m"),
         },
     },
     "training": {

@@ -143,3 +143,21 @@ def test_shipped_experiment_configs_load(path):
     assert cfg["name"]
     if path.stem in ("xor", "iris", "wine"):
         assert cfg["data"]["dataset"] == path.stem
+
+
+def test_mos_diode_parameters_reach_the_device_and_its_spice_card():
+    import numpy as np
+
+    from analog.devices import MOSDiode
+    from pipeline.analog_config import model_from_config
+
+    cfg = validate_config({"name": "t", "analog": {"hidden": [3], "diode": {
+        "model": "mos", "threshold": 0.25, "kp": 3e-4, "lambda": 0.05, "w": 2e-6, "l": 5e-7}}})
+    model = model_from_config(cfg, n_features=2, n_classes=2, compile=False)
+    devices = {type(b.device) for b in model.circuit.nonlinear}
+    assert devices == {MOSDiode}
+    dev = model.circuit.nonlinear[0].device
+    assert (dev.VTO, dev.KP, dev.LAMBDA, dev.W, dev.L) == (0.25, 3e-4, 0.05, 2e-6, 5e-7)
+    text = model.to_netlist(np.zeros((1, 2))).lower()   # ngspice checks the card first
+    assert "nmos(level=1 vto=0.25 kp=0.0003 lambda=0.05" in text and "w=2e-06 l=5e-07" in text
+    assert "analog.diode.kp" in _error({"name": "t", "analog": {"diode": {"kp": 0}}})
