@@ -73,3 +73,6 @@ def check_configured_encoder(cfg: dict, sample: int = 300) -> None:
         check_encoder(enc, ds.x_train, d["embedding_dim"], d["v_low"], d["v_high"], labels=ds.y_train)
     except (EncoderContractError, ValueError, TypeError, ImportError) as exc:
         raise ValueError(f"digital.encoder={d['encoder']!r}: {exc}") from None
+    except Exception as exc:   # a plug-in's own bug: name the encoder, not a traceback
+        raise ValueError(f"digital.encoder={d['encoder']!r} failed while being built or tried on {sample} "
+                         f"training images: {type(exc).__name__}: {exc}") from None

@@ -128,9 +128,9 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
             mlflow.set_tag(f"{TAG}workdir", str(root))
         else:
             mlflow.set_tag(f"{TAG}status", "running")
-        if verbose:
-            print(f"co-training {parent_id} ({'resumed' if resume else 'new'}), experiment "
-                  f"{experiment_name(cfg)!r}, {len(plan)} steps, local folder {root}", flush=True)
+        # printed even with -q: the id is what --resume needs
+        print(f"co-training {parent_id} ({'resumed' if resume else 'new'}), experiment "
+              f"{experiment_name(cfg)!r}, {len(plan)} steps, local folder {root}", flush=True)
         try:
             for index, (name, rnd) in enumerate(plan):
                 folder = step_folder(root, index, name, rnd)
@@ -154,9 +154,8 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         except BaseException:
             mlflow.set_tag(f"{TAG}status", "interrupted")
             raise
-    if verbose:
-        print(f"\nco-training {parent_id} finished; resume with `mixsig cotrain --resume {parent_id}` if a stage "
-              f"fails, inspect with `mlflow ui --backend-store-uri <tracking uri>`")
+    print(f"\nco-training {parent_id} finished; resume with `mixsig cotrain --resume {parent_id}` if a stage "
+          f"fails, inspect with `mlflow ui --backend-store-uri <tracking uri>`")
     return parent_id
 
 

@@ -82,13 +82,14 @@ def read_idx(path: Path, magic: int, shape: tuple, sha256: str | None = None) ->
                         f"{HOW_TO_GET}")
     dims = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(len(shape)))
     if dims != tuple(shape) or len(data) != header + int(np.prod(shape)):
-        raise DataError(f"Fashion-MNIST file {path} is corrupt (shape {dims} with {len(data) - header} data bytes, "
-                        f"expected {tuple(shape)}); {HOW_TO_GET}")
+        raise DataError(f"Fashion-MNIST file {path} is corrupt (header shape {dims} with {len(data) - header} "
+                        f"data bytes, expected shape {tuple(shape)} with {int(np.prod(shape))} data bytes); "
+                        f"{HOW_TO_GET}")
     if sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()
         if digest != sha256:
             raise DataError(f"Fashion-MNIST file {path} is corrupt (sha256 of its content {digest[:16]}… differs "
-                            f"from the release's {sha256[:16]}…; pass verify=False for a modified copy); {HOW_TO_GET}")
+                            f"from the release's {sha256[:16]}…: damaged or modified); {HOW_TO_GET}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -115,6 +116,8 @@ def load_fashion_mnist(path: str | os.PathLike | None = None, verify: bool = Tru
         fallback = _keras_fallback()
         if fallback is not None:
             return fallback
+    if explicit and not folder.is_dir():
+        raise DataError(f"Fashion-MNIST folder {folder} does not exist; {HOW_TO_GET}")
     out = {}
     for key, (fname, magic, shape, digest) in FASHION_FILES.items():
         out[key] = read_idx(folder / fname, magic, shape, digest if verify else None)

@@ -399,6 +399,14 @@ def check_inputs(spec: StageSpec, cfg: dict, inputs: dict, cache: Path) -> dict:
         if w1 is not None and w2 is not None and w1 != w2:
             raise StageInputError(
                 f"{spec.name}: embedding width mismatch: {_width_text(k1, w1, r1)} but {_width_text(k2, w2, r2)}")
+    if is_image_data(cfg):
+        # the config's width is logged as a param and sizes new encoders: it must be the inputs' width
+        dim = cfg["digital"]["embedding_dim"]
+        for kind, (w, ref) in items:
+            if w is not None and w != dim:
+                raise StageInputError(
+                    f"{spec.name}: digital.embedding_dim is {dim} in the config but {_width_text(kind, w, ref)}; "
+                    f"set digital.embedding_dim: {w} (or --set digital.embedding_dim={w}) or use inputs {dim} wide")
     if is_image_data(cfg) and "encoder" in used:
         from digital.base import read_manifest
         params = read_manifest(used["encoder"].local)["params"]
@@ -791,13 +799,25 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _round_number(text: str) -> int:
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; rounds count from 0")
+    return value
+
+
 def add_stage_arguments(parser, name: str) -> None:
     parser.add_argument("config", nargs="?", help="experiment YAML (default: the config of the first --from-run)")
     parser.add_argument("--from-run", action="append", default=[], metavar="RUN_ID",
                         help="take inputs from this run and its upstream runs (repeatable; later ones win)")
     parser.add_argument("--input", action="append", default=[], metavar="KIND=RUN_ID|FOLDER",
                         help=f"one input explicitly; kinds: {', '.join(KINDS)}")
-    parser.add_argument("--round", type=int, default=None, help="round tag (default: that of the --from-run, or 0)")
+    parser.add_argument("--round", type=_round_number, default=None,
+                        help="round tag (default: that of the --from-run, or 0)")
     add_common_arguments(parser)
 
 

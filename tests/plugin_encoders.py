@@ -13,3 +13,8 @@ class _OutOfRange(PCAEncoder):
 
 def out_of_range(embedding_dim: int = 150, v_low: float = -1.0, v_high: float = 1.0, seed: int = 0):
     return _OutOfRange(embedding_dim=embedding_dim, v_low=v_low, v_high=v_high, seed=seed)
+
+
+def broken(embedding_dim: int = 150, v_low: float = -1.0, v_high: float = 1.0, seed: int = 0):
+    """A factory with a bug of its own (not a contract violation)."""
+    raise RuntimeError("the plug-in's own bug")

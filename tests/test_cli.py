@@ -92,6 +92,8 @@ def test_data_check_on_a_missing_folder_fails_cleanly(tmp_path):
     out = _mixsig("data", "check", "--path", str(tmp_path))
     assert out.returncode == 2
     assert str(tmp_path) in out.stderr and "apt-get install dataset-fashion-mnist" in out.stderr
+    out = _mixsig("data", "check", "--path", str(tmp_path / "nope"))
+    assert out.returncode == 2 and f"folder {tmp_path / 'nope'} does not exist" in out.stderr
 
 
 def test_no_command_prints_help_and_fails():

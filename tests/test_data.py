@@ -125,6 +125,16 @@ def test_wrong_magic_number(copy_dir):
 
 
 @needs_files
+def test_short_image_file_gives_expected_and_found_byte_counts(copy_dir):
+    name = "t10k-labels-idx1-ubyte.gz"
+    payload = gzip.decompress((SYSTEM_DIR / name).read_bytes())[:-5]   # five labels missing
+    path = _replace(copy_dir, name, gzip.compress(payload))
+    with pytest.raises(DataError, match="with 9995 data bytes, expected shape \\(10000,\\) with 10000") as err:
+        load_fashion_mnist(str(copy_dir), verify=False)
+    assert str(path) in str(err.value)
+
+
+@needs_files
 def test_recompressed_copy_passes_verification(copy_dir):
     """The check is on the content, so a copy with other gzip framing (e.g. upstream's) loads."""
     name = "t10k-labels-idx1-ubyte.gz"

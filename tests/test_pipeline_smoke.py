@@ -62,6 +62,7 @@ def smoke(tmp_path_factory):
     exp = client.get_experiment_by_name("smoke")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'cotrain'")
     assert len(parents) == 1, proc.stdout
+    assert parents[0].info.run_id in proc.stdout          # -q still prints the id --resume needs
     return tmp, client, parents[0]
 
 
@@ -178,13 +179,21 @@ def test_bad_inputs_fail_before_work(smoke, tmp_path):
     assert p.returncode == 2 and "width" in p.stderr and "24" in p.stderr and "7" in p.stderr, p.stderr
     # a plug-in encoder that does not import, or breaks the contract
     for spec, words in (("tests.no_such_module:factory", ["tests.no_such_module"]),
-                        ("tests.plugin_encoders:out_of_range", ["digital.encoder", "out_of_range", "out of range", "[-1, 1]"])):
+                        ("tests.plugin_encoders:out_of_range", ["digital.encoder", "out_of_range", "out of range", "[-1, 1]"]),
+                        ("tests.plugin_encoders:broken", ["digital.encoder", "RuntimeError", "the plug-in's own bug"])):
         bad = tmp_path / "bad_encoder.yaml"
         bad.write_text(SMOKE.read_text().replace("encoder: mlp", f'encoder: "{spec}"')
                        .replace("params: {hidden: [64], dropout: 0.0}", "params: {}"))
         for cmd in ("cotrain", "train-digital"):
             p = mixsig(tmp, cmd, bad, check=False)
             assert p.returncode == 2 and all(w in p.stderr for w in words), (cmd, spec, p.stderr)
+    # a config whose embedding width is not that of the stage's inputs (24 wide)
+    embed_r0 = [k for k in children(client, parent) if k.data.tags["mixsig.stage"] == "embed"][0]
+    p = mixsig(tmp, "train-analog", SMOKE, "--from-run", embed_r0.info.run_id, "--set", "digital.embedding_dim=30",
+               check=False)
+    assert p.returncode == 2 and "digital.embedding_dim is 30" in p.stderr and "24 wide" in p.stderr, p.stderr
+    p = mixsig(tmp, "train-analog", SMOKE, "--from-run", embed_r0.info.run_id, "--round", "-1", check=False)
+    assert p.returncode == 2 and "negative" in p.stderr
     # resume of something that is not a co-training
     p = mixsig(tmp, "cotrain", "--resume", kid.info.run_id, check=False)
     assert p.returncode == 2 and "not a co-training" in p.stderr
