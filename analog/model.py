@@ -1,10 +1,18 @@
 """AnalogModel: a compiled circuit with a Keras-like training API (compile / fit / evaluate /
-predict / save / load), trained by Equilibrium Propagation on either engine."""
+predict / save / load), trained by Equilibrium Propagation on either engine.
+
+Non-converged samples (one rule for every metric, in `fit`, `evaluate` and `scores`): a
+sample counts as non-converged when its free-phase (inference) solve did not converge. It
+counts as *wrong* in the accuracy, which is taken over all samples; the loss and the mean
+power are means over the converged samples only; `nonconverged` (count) and
+`nonconverged_fraction` are reported beside them, so a loss that looks good on few samples
+is never mistaken for a good block.
+"""
 from __future__ import annotations
 
+import copy
 import json
 import math
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +26,24 @@ from .layers import (Amplification, BiasVoltage, Concatenate, CurrentLayer, Dens
                      Nodes)
 from .losses import Loss, get_loss
 from .native import NativeEngine, total_energy
-from .optimizers import Optimizer, Schedule, get_optimizer
+from .optimizers import Optimizer, get_optimizer
 from .solution import Solution
+
+#: The one set of defaults of the EBANA-style block: `build_dense_network` and `make_device`
+#: use them, and the experiment config schema (pipeline/config.py, the `analog` section)
+#: takes its defaults from here. Read it, do not modify it (`block_defaults()` gives a copy).
+BLOCK_DEFAULTS: dict = {
+    "hidden": [100], "vref": 0.0, "g_min": 1e-7, "g_max": 2e-5, "init": "uniform", "gain": 4.0,
+    "bias_levels": [1.0, -1.0], "gmin": 1e-12,
+    "diode": {"model": "shockley", "is": 1e-12, "n": 1.0, "rs": 0.0, "up_bias": -0.3, "down_bias": 0.3,
+              "threshold": 0.3, "r_on": 100.0, "smoothing": 0.01, "kp": 1e-4, "lambda": 0.0, "w": 1e-6,
+              "l": 1e-6},
+}
+
+
+def block_defaults() -> dict:
+    """A deep copy of `BLOCK_DEFAULTS`."""
+    return copy.deepcopy(BLOCK_DEFAULTS)
 
 
 class Callback:
@@ -62,6 +86,11 @@ def _check_xy(x, y, n_features, n_outputs, where="x"):
     return x, y
 
 
+def _options_key(options: dict) -> str:
+    """Canonical, hashable form of engine options (nested dicts included)."""
+    return json.dumps(options, sort_keys=True, default=repr)
+
+
 class AnalogModel:
     """A resistive network from an InputVoltage to a CurrentLayer."""
 
@@ -72,6 +101,12 @@ class AnalogModel:
         self.dense_layers: list[Dense] = [b.layer for b in self.circuit.dense]
         self._engines: dict = {}
         self.compiled = False
+        self.loss: Loss | None = None
+        self.optimizer: Optimizer | None = None
+        self.beta: float | None = None
+        self.nudging: str | None = None
+        self.engine_name, self.engine_options = "native", {}
+        self.perturbation = None
         self.epoch = 0
         self.history = History()
         self.config: dict = {}
@@ -82,26 +117,49 @@ class AnalogModel:
         return [layer.G for layer in self.dense_layers]
 
     def set_conductances(self, G_list) -> None:
+        """Replace every dense layer's conductances. All arrays are checked (count, shape,
+        finite, inside [g_min, g_max]) before any is written: on error nothing changes."""
+        G_list = list(G_list)
         if len(G_list) != len(self.dense_layers):
             raise ValueError(f"{len(G_list)} conductance arrays for {len(self.dense_layers)} dense layers")
+        checked = []
         for layer, G in zip(self.dense_layers, G_list):
+            try:
+                G = np.array(G, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f"conductances of layer '{layer.name}' are not a numeric array") from None
+            if G.shape != layer.G.shape:
+                raise ValueError(f"conductances of layer '{layer.name}' have shape {G.shape}, expected {layer.G.shape}")
+            if not np.all(np.isfinite(G)):
+                i = tuple(int(k) for k in np.argwhere(~np.isfinite(G))[0])
+                raise ValueError(f"conductances of layer '{layer.name}' are not finite (first at {i})")
+            if G.min() < layer.g_min or G.max() > layer.g_max:
+                raise ValueError(f"conductances of layer '{layer.name}' span [{G.min():g}, {G.max():g}] S, "
+                                 f"outside the device range [{layer.g_min:g}, {layer.g_max:g}]")
+            checked.append(G)
+        for layer, G in zip(self.dense_layers, checked):
             layer.set_conductances(G)
-            if np.any(layer.G < layer.g_min) or np.any(layer.G > layer.g_max):
-                raise ValueError(f"conductances of layer '{layer.name}' leave [{layer.g_min}, {layer.g_max}]")
 
-    def get_engine(self, kind: str | None = None, **kwargs):
-        kind = kind or getattr(self, "engine_name", "native")
-        key = (kind, tuple(sorted(kwargs.items())))
+    def get_engine(self, kind: str | None = None, **options):
+        """The engine `kind` ('native', 'ngspice', 'ngspice-rebuild') with these options,
+        created once and cached (options may be nested dicts)."""
+        kind = kind or self.engine_name
+        key = (kind, _options_key(options))
         if key not in self._engines:
             if kind == "native":
-                self._engines[key] = NativeEngine(self.circuit, **kwargs)
+                self._engines[key] = NativeEngine(self.circuit, **options)
             elif kind in ("ngspice", "ngspice-rebuild"):
                 from .ngspice_engine import NgspiceEngine
                 mode = "rebuild" if kind.endswith("rebuild") else "loaded"
-                self._engines[key] = NgspiceEngine(self.circuit, mode=mode, **kwargs)
+                self._engines[key] = NgspiceEngine(self.circuit, mode=mode, **options)
             else:
                 raise ValueError(f"engine={kind!r} must be 'native' or 'ngspice'")
         return self._engines[key]
+
+    @property
+    def engine(self):
+        """The engine `compile` chose, with its options."""
+        return self.get_engine(self.engine_name, **self.engine_options)
 
     def close(self) -> None:
         for eng in self._engines.values():
@@ -125,31 +183,49 @@ class AnalogModel:
 
     # ---- training ------------------------------------------------------------------------
     def compile(self, loss="mse", optimizer="adam", beta: float = 1e-6, nudging: str = "symmetric",
-                engine: str = "native", engine_options: dict | None = None, **loss_options):
+                engine: str = "native", engine_options: dict | None = None, perturbation=None, **loss_options):
+        """Choose the cost, the optimiser (name or `Optimizer` object), the nudging strength β
+        (A per unit of ∂C/∂y), symmetric or one-sided nudging, the training engine and its
+        options, and optionally a `perturbation` (an object with `perturb(G_list, layers, rng)
+        -> G_list`, e.g. `analog.hardware.NoiseInjection`): `fit` then runs each mini-batch's
+        EP solves on perturbed conductances and applies the update to the stored ones."""
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
             raise ValueError(f"beta={beta!r} must be a finite number > 0 (amperes per unit of dC/dy)")
         if nudging not in ("symmetric", "positive"):
             raise ValueError(f"nudging={nudging!r} must be 'symmetric' or 'positive'")
         if engine not in ("native", "ngspice"):
             raise ValueError(f"engine={engine!r} must be 'native' or 'ngspice'")
-        self.loss: Loss = get_loss(loss, **loss_options)
-        self.optimizer: Optimizer = get_optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+        if engine_options is not None and not isinstance(engine_options, dict):
+            raise ValueError(f"engine_options must be a dict, got {type(engine_options).__name__}")
+        if perturbation is not None and not callable(getattr(perturbation, "perturb", None)):
+            raise TypeError(f"perturbation must have a perturb(G_list, layers, rng) method, "
+                            f"got {type(perturbation).__name__}")
+        self.loss = get_loss(loss, **loss_options)
+        self.optimizer = get_optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+        if not isinstance(self.optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a name or an analog.optimizers.Optimizer, "
+                            f"got {type(optimizer).__name__}")
         self.beta, self.nudging, self.engine_name = float(beta), nudging, engine
         self.engine_options = dict(engine_options or {})
+        self.perturbation = perturbation
         self.compiled = True
         return self
 
-    def _engine(self):
-        return self.get_engine(self.engine_name, **self.engine_options)
+    def require_compiled(self) -> None:
+        if not self.compiled:
+            raise RuntimeError("call model.compile(loss=..., optimizer=..., beta=...) first")
 
     def gradients(self, x, labels, method: str = "ep", nudging: str | None = None, beta: float | None = None,
                   input_grad: bool = False, engine: str | None = None) -> GradientResult:
-        """EP estimate (method='ep') or exact implicit gradient (method='exact', native)."""
-        self._require_compiled()
+        """EP estimate (method='ep', on the training engine unless `engine` is given) or the
+        exact implicit gradient (method='exact', native engine; always with ∂C/∂x)."""
+        self.require_compiled()
+        if method not in ("ep", "exact"):
+            raise ValueError(f"method={method!r} must be 'ep' or 'exact'")
         x, labels = _check_xy(x, labels, self.circuit.n_features, self.circuit.n_outputs)
         if method == "exact":
             return exact_gradients(self.get_engine("native"), self.circuit, self.conductances, x, labels, self.loss)
-        eng = self.get_engine(engine) if engine else self._engine()
+        eng = self.get_engine(engine) if engine else self.engine
         return ep_gradients(eng, self.circuit, self.conductances, x, labels, self.loss,
                             beta if beta is not None else self.beta, nudging or self.nudging, input_grad)
 
@@ -158,15 +234,33 @@ class AnalogModel:
         res = self.gradients(x, labels, method=method, input_grad=True)
         return res.input_grad, res.loss
 
-    def _require_compiled(self):
-        if not self.compiled:
-            raise RuntimeError("call model.compile(loss=..., optimizer=..., beta=...) first")
+    def _training_conductances(self, seed: int, epoch: int, batch: int) -> list[np.ndarray]:
+        """The conductances a mini-batch's EP solves see: the stored ones (read-only views),
+        or a fresh perturbation of them drawn from a generator seeded by (seed, epoch, batch),
+        so a resumed run draws the same perturbations."""
+        G = []
+        for g in self.conductances:
+            view = g.view()
+            view.flags.writeable = False
+            G.append(view)
+        if self.perturbation is None:
+            return G
+        out = list(self.perturbation.perturb(G, self.dense_layers, np.random.default_rng([seed, epoch, batch, 7])))
+        if len(out) != len(G) or any(np.shape(a) != b.shape for a, b in zip(out, G)):
+            raise ValueError(f"{type(self.perturbation).__name__}.perturb returned arrays of shapes "
+                             f"{[np.shape(a) for a in out]}, expected {[b.shape for b in G]}")
+        return out
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, callbacks=(),
             verbose: int = 1, shuffle: bool = True, seed: int = 0) -> History:
         """Train by EP for `epochs` more epochs (continues from `self.epoch`, so a saved and
-        reloaded model resumes exactly). Returns the history (also kept on the model)."""
-        self._require_compiled()
+        reloaded model resumes exactly). Returns the history (also kept on the model).
+
+        Logs per epoch: loss, accuracy, power_mean (by the module's non-convergence rule,
+        on the conductances the EP solves saw), nonconverged, nonconverged_fraction,
+        ep_skipped (samples left out of the update: some EP phase failed), clipped,
+        epoch_seconds, samples_per_second, and val_* from `scores` on validation data."""
+        self.require_compiled()
         x, y = _check_xy(x, y, self.circuit.n_features, self.circuit.n_outputs)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
@@ -182,36 +276,37 @@ class AnalogModel:
             self.optimizer.epoch = epoch
             order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
             t0 = time.perf_counter()
-            tot = dict(loss=0.0, correct=0, seen=0, failed=0, clipped=0, power=0.0)
+            tot = dict(loss=0.0, correct=0, ok=0, skipped=0, clipped=0, power=0.0)
             hidden_sample = []
             bar = tqdm(total=len(x), desc=f"epoch {epoch + 1}/{start + epochs}", unit="sample",
                        disable=not verbose, leave=verbose > 1 or epoch == start + epochs - 1, dynamic_ncols=True)
-            for lo in range(0, len(x), batch_size):
+            for b, lo in enumerate(range(0, len(x), batch_size)):
                 idx = order[lo: lo + batch_size]
-                res = ep_gradients(self._engine(), self.circuit, self.conductances, x[idx], y[idx], self.loss,
-                                   self.beta, self.nudging)
-                ok = res.used
-                tot["failed"] += int((~ok).sum())
-                if ok.any():
+                G = self._training_conductances(seed, epoch, b)
+                res = ep_gradients(self.engine, self.circuit, G, x[idx], y[idx], self.loss, self.beta, self.nudging)
+                tot["skipped"] += int((~res.used).sum())
+                if res.used.any():
                     tot["clipped"] += self.optimizer.apply(self.dense_layers, res.grads)
-                    tot["loss"] += float(res.loss[ok].sum())
-                    tot["correct"] += int((res.y[ok].argmax(1) == y[idx][ok]).sum())
-                    tot["seen"] += int(ok.sum())
-                    tot["power"] += float(res.free.power[ok].sum())
-                    if sum(len(h) for h in hidden_sample) < 4000:
-                        hidden_sample.append(res.free.v[ok][:, hidden_free])
+                ok = res.free.converged
+                tot["loss"] += float(res.loss[ok].sum())
+                tot["correct"] += int((res.y[ok].argmax(1) == y[idx][ok]).sum())
+                tot["ok"] += int(ok.sum())
+                tot["power"] += float(res.free.power[ok].sum())
+                if ok.any() and sum(len(h) for h in hidden_sample) < 4000:
+                    hidden_sample.append(res.free.v[ok][:, hidden_free])
                 bar.update(len(idx))
-                n = max(1, tot["seen"])
-                bar.set_postfix(loss=f"{tot['loss'] / n:.4f}", acc=f"{tot['correct'] / n:.3f}")
+                bar.set_postfix(loss=f"{tot['loss'] / max(1, tot['ok']):.4f}", acc=f"{tot['correct'] / (lo + len(idx)):.3f}")
             bar.close()
-            n = max(1, tot["seen"])
-            logs = {"loss": tot["loss"] / n, "accuracy": tot["correct"] / n, "power_mean": tot["power"] / n,
-                    "nonconverged": tot["failed"], "clipped": tot["clipped"],
-                    "epoch_seconds": time.perf_counter() - t0,
-                    "samples_per_second": len(x) / max(1e-9, time.perf_counter() - t0)}
+            n_ok, seconds = tot["ok"], time.perf_counter() - t0
+            logs = {"loss": tot["loss"] / n_ok if n_ok else float("nan"),
+                    "accuracy": tot["correct"] / max(1, len(x)),
+                    "power_mean": tot["power"] / n_ok if n_ok else float("nan"),
+                    "nonconverged": len(x) - n_ok, "nonconverged_fraction": (len(x) - n_ok) / max(1, len(x)),
+                    "ep_skipped": tot["skipped"], "clipped": tot["clipped"],
+                    "epoch_seconds": seconds, "samples_per_second": len(x) / max(1e-9, seconds)}
             if validation_data is not None:
-                val = self.evaluate(*validation_data)
-                logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                val = self.scores(*validation_data)
+                logs.update({f"val_{k}": val[k] for k in ("loss", "accuracy", "nonconverged")})
             hist = self._histograms(np.concatenate(hidden_sample) if hidden_sample else np.zeros((0, 0)))
             self.epoch = epoch + 1
             self.history.append(epoch, logs, hist)
@@ -235,63 +330,57 @@ class AnalogModel:
             hist[f"conductance/{layer.name}"] = np.histogram(layer.G.ravel(), bins=50, range=(layer.g_min, layer.g_max))
         return hist
 
+    # ---- inference -------------------------------------------------------------------------
+    def _solve_batches(self, x, batch_size: int, engine: str | None):
+        eng = self.get_engine(engine) if engine else self.engine
+        out, power, ok = [np.zeros((0, self.circuit.n_outputs))], [np.zeros(0)], [np.zeros(0, bool)]
+        for lo in range(0, len(x), batch_size):
+            sol = eng.solve(self.conductances, x[lo: lo + batch_size])
+            out.append(self.circuit.outputs(sol.v))
+            power.append(sol.power)
+            ok.append(np.asarray(sol.converged, bool))
+        out, power, ok = np.concatenate(out), np.concatenate(power), np.concatenate(ok)
+        ok &= np.all(np.isfinite(out), axis=1)
+        out[~ok] = np.nan
+        return out, power, ok
+
     def predict(self, x, batch_size: int = 4096, engine: str | None = None) -> np.ndarray:
         """Differential outputs y (B, K) in volts; NaN rows did not converge."""
         x, _ = _check_xy(x, None, self.circuit.n_features, self.circuit.n_outputs)
-        eng = self.get_engine(engine or getattr(self, "engine_name", "native"))
-        return np.concatenate([self.circuit.outputs(eng.solve(self.conductances, x[lo: lo + batch_size]).v)
-                               for lo in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, self.circuit.n_outputs))
+        return self._solve_batches(x, batch_size, engine)[0]
+
+    def scores(self, x, y, batch_size: int = 4096, engine: str | None = None) -> dict:
+        """accuracy (over all samples, a non-converged one counts as wrong), loss and
+        power_mean (means over the converged samples; NaN if none converged), nonconverged,
+        nonconverged_fraction and samples, on the stored conductances."""
+        self.require_compiled()
+        x, y = _check_xy(x, y, self.circuit.n_features, self.circuit.n_outputs)
+        out, power, ok = self._solve_batches(x, batch_size, engine)
+        cost, _ = self.loss(np.where(ok[:, None], out, 0.0), y)
+        n = len(y)
+        return {"accuracy": float((out[ok].argmax(1) == y[ok]).sum() / n) if n else float("nan"),
+                "loss": float(cost[ok].mean()) if ok.any() else float("nan"),
+                "power_mean": float(power[ok].mean()) if ok.any() else float("nan"),
+                "nonconverged": int((~ok).sum()), "nonconverged_fraction": float((~ok).sum() / n) if n else 0.0,
+                "samples": n}
 
     def evaluate(self, x, y, batch_size: int = 4096, engine: str | None = None) -> dict:
-        self._require_compiled()
-        x, y = _check_xy(x, y, self.circuit.n_features, self.circuit.n_outputs)
-        out = self.predict(x, batch_size, engine)
-        ok = np.all(np.isfinite(out), axis=1)
-        cost, _ = self.loss(np.where(ok[:, None], out, 0.0), y)
-        return {"loss": float(cost[ok].mean()) if ok.any() else float("nan"),
-                "accuracy": float((out[ok].argmax(1) == y[ok]).sum() / max(1, len(y))),
-                "nonconverged": int((~ok).sum())}
+        """loss, accuracy, nonconverged (as `scores`, by the module's non-convergence rule)."""
+        s = self.scores(x, y, batch_size, engine)
+        return {k: s[k] for k in ("loss", "accuracy", "nonconverged", "nonconverged_fraction")}
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write the circuit graph, conductances, optimiser state and training state to a
-        folder; `AnalogModel.load` resumes training exactly where it stopped."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        engines, self._engines = self._engines, {}
-        try:
-            with open(path / "model.pkl", "wb") as fh:
-                pickle.dump(self, fh)
-        finally:
-            self._engines = engines
-        np.savez(path / "conductances.npz", **{layer.name: layer.G for layer in self.dense_layers})
-        summary = {"name": self.name, "epoch": self.epoch, "vref": self.circuit.vref,
-                   "layers": [layer.get_config() for layer in self.dense_layers],
-                   "config": self.config,
-                   "training": {"beta": getattr(self, "beta", None), "nudging": getattr(self, "nudging", None),
-                                "engine": getattr(self, "engine_name", None),
-                                "loss": self.loss.get_config() if self.compiled else None,
-                                "optimizer": self.optimizer.get_config() if self.compiled else None}}
-        (path / "model.json").write_text(json.dumps(summary, indent=2, default=str))
-        return path
+        """Write model.json (layer graph, devices, options, training state) and arrays.npz
+        (conductances, optimiser state, histograms) to a folder; no pickle. `AnalogModel.load`
+        rebuilds the model and resumes training exactly where it stopped."""
+        from .persistence import save_model
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path) -> "AnalogModel":
-        path = Path(path)
-        file = path / "model.pkl"
-        if not file.exists():
-            raise FileNotFoundError(f"no saved analog model in {path} (missing {file.name})")
-        with open(file, "rb") as fh:
-            model = pickle.load(fh)
-        if not isinstance(model, cls):
-            raise TypeError(f"{file} does not hold an AnalogModel")
-        model._engines = {}
-        return model
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_engines"] = {}
-        return state
+        from .persistence import load_model
+        return load_model(path)
 
     def summary(self) -> str:
         c = self.circuit
@@ -299,31 +388,43 @@ class AnalogModel:
                  f"V_ref={c.vref} V", f"  free nodes {c.n_free}, sources {c.n_sources}, amplifiers {len(c.amp_in)}"]
         for blk in c.dense:
             lines.append(f"  {blk.layer.name}: {blk.layer.G.shape[1]}→{blk.layer.G.shape[0]} crossbar, "
-                         f"G∈[{blk.layer.g_min:g}, {blk.layer.g_max:g}] S, energy scale {blk.scale:g}")
+                         f"G∈[{blk.layer.g_min:g}, {blk.layer.g_max:g}] S, energy scale {np.mean(blk.scale):g}")
         for blk in c.nonlinear:
             lines.append(f"  {blk.layer.name}: {len(blk.node_terms)}× {blk.device!r} {blk.layer.direction}, "
                          f"bias {blk.layer.bias:+g} V")
         return "\n".join(lines)
 
 
-def make_device(model: str = "shockley", **p) -> Device:
-    """A device from config values (keys as in the experiment YAML's analog.diode section)."""
+def make_device(model: str | None = None, **p) -> Device:
+    """A device from config values (keys as in the experiment YAML's analog.diode section;
+    missing ones from BLOCK_DEFAULTS['diode'], unknown ones refused)."""
+    d = BLOCK_DEFAULTS["diode"]
+    unknown = sorted(set(p) - set(d))
+    if unknown:
+        raise ValueError(f"analog.diode.{unknown[0]}: unknown key; known: {', '.join(sorted(d))}")
+    p = {**d, **p}
+    model = model or d["model"]
     if model == "shockley":
-        return ShockleyDiode(IS=p.get("is", 1e-12), N=p.get("n", 1.0), RS=p.get("rs", 0.0))
+        return ShockleyDiode(IS=p["is"], N=p["n"], RS=p["rs"])
     if model == "ideal":
-        return IdealDiode(threshold=p.get("threshold", 0.3), r_on=p.get("r_on", 100.0), smoothing=p.get("smoothing", 0.01))
+        return IdealDiode(threshold=p["threshold"], r_on=p["r_on"], smoothing=p["smoothing"])
     if model == "mos":
-        return MOSDiode(VTO=p.get("threshold", 0.4), KP=p.get("kp", 1e-4), LAMBDA=p.get("lambda", 0.0),
-                        W=p.get("w", 1e-6), L=p.get("l", 1e-6))
+        return MOSDiode(VTO=p["threshold"], KP=p["kp"], LAMBDA=p["lambda"], W=p["w"], L=p["l"])
     raise ValueError(f"analog.diode.model={model!r} must be 'shockley', 'ideal' or 'mos'")
 
 
-def build_dense_network(features: int, classes: int, hidden=(100,), *, g_min=1e-7, g_max=2e-5, init="uniform",
-                        gain=4.0, bias_levels=(1.0, -1.0), device: Device | None = None, up_bias=0.5,
-                        down_bias=-0.5, vref=0.0, gmin=1e-12, seed=0, name="analog_block") -> AnalogModel:
+_D = BLOCK_DEFAULTS
+
+
+def build_dense_network(features: int, classes: int, hidden=tuple(_D["hidden"]), *, g_min=_D["g_min"],
+                        g_max=_D["g_max"], init=_D["init"], gain=_D["gain"], bias_levels=tuple(_D["bias_levels"]),
+                        device: Device | None = None, up_bias=_D["diode"]["up_bias"],
+                        down_bias=_D["diode"]["down_bias"], vref=_D["vref"], gmin=_D["gmin"], seed=0,
+                        name="analog_block") -> AnalogModel:
     """The EBANA-style block: inputs ± → [crossbar → diodes up/down → amplifier] per hidden
-    layer → crossbar → 2·classes output nodes with nudging current sources."""
-    device = device or ShockleyDiode()
+    layer → crossbar → 2·classes output nodes with nudging current sources. Defaults are
+    BLOCK_DEFAULTS (device: make_device() — a Shockley diode with IS = 1e-12 A)."""
+    device = device or make_device()
     x = InputVoltage(features, name="input")
     nodes = x
     for k, units in enumerate(hidden):

@@ -7,6 +7,7 @@ driving devices into their limits is too large).
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -30,15 +31,40 @@ class Schedule:
         self.start_epoch, self.total_epochs = int(start_epoch), int(total_epochs)
 
     def __call__(self, epoch: int) -> float:
-        epoch = max(0, epoch - getattr(self, "start_epoch", 0))
+        epoch = max(0, epoch - self.start_epoch)
         if self.kind == "step":
             return self.gamma ** (epoch // max(1, self.step_size))
         if self.kind == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.total_epochs) / max(1, self.total_epochs)))
         return 1.0
 
+    def get_config(self) -> dict:
+        return {"kind": self.kind, "step_size": self.step_size, "gamma": self.gamma,
+                "total_epochs": self.total_epochs, "start_epoch": self.start_epoch}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Schedule":
+        return cls(**cfg)
+
+
+#: optimiser classes by `name` (what a saved model names); `register_optimizer` adds one
+OPTIMIZERS: dict[str, type] = {}
+
+
+def register_optimizer(cls):
+    """Class decorator: make an Optimizer subclass loadable by its `name`."""
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise TypeError(f"register_optimizer: {cls!r} is not an analog.optimizers.Optimizer subclass")
+    OPTIMIZERS[cls.name] = cls
+    return cls
+
 
 class Optimizer:
+    """Base optimiser. Subclasses implement `_direction(k, grad)` on the normalised
+    gradient; `get_config`/`from_config` (constructor arguments, JSON) and
+    `get_state`/`set_state` (step count, epoch, slot arrays) save and restore it exactly.
+    A subclass whose constructor takes non-JSON arguments overrides `get_config`."""
+
     name = "optimizer"
 
     def __init__(self, lr: float = 0.01, schedule: Schedule | None = None):
@@ -79,11 +105,35 @@ class Optimizer:
         return slots[k]
 
     def get_config(self) -> dict:
-        cfg = {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str))}
-        cfg.update(name=self.name, schedule=vars(self.schedule))
+        """Constructor arguments (read from the same-named attributes), the schedule, the name."""
+        params = [name for name, p in inspect.signature(type(self).__init__).parameters.items()
+                  if name not in ("self", "schedule") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        cfg = {"name": self.name, **{p: getattr(self, p) for p in params}}
+        cfg["schedule"] = self.schedule.get_config()
         return cfg
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Optimizer":
+        cfg = dict(cfg)
+        cfg.pop("name", None)
+        schedule = Schedule.from_config(cfg.pop("schedule")) if cfg.get("schedule") else None
+        return cls(schedule=schedule, **cfg)
 
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able training state, arrays by key): what `set_state` needs to resume."""
+        meta = {"iterations": self.iterations, "epoch": self.epoch,
+                "slots": {key: [s is not None for s in slots] for key, slots in self.state.items()}}
+        arrays = {f"{key}/{k}": s for key, slots in self.state.items() for k, s in enumerate(slots) if s is not None}
+        return meta, arrays
+
+    def set_state(self, meta: dict, arrays: dict) -> None:
+        self.iterations, self.epoch = int(meta["iterations"]), int(meta["epoch"])
+        self.state = {key: [np.array(arrays[f"{key}/{k}"], dtype=float) if present else None
+                            for k, present in enumerate(flags)]
+                      for key, flags in meta.get("slots", {}).items()}
+
+
+@register_optimizer
 class SGD(Optimizer):
     name = "sgd"
 
@@ -91,6 +141,7 @@ class SGD(Optimizer):
         return grad
 
 
+@register_optimizer
 class Momentum(Optimizer):
     name = "momentum"
 
@@ -107,6 +158,7 @@ class Momentum(Optimizer):
         return m
 
 
+@register_optimizer
 class Adam(Optimizer):
     name = "adam"
 
@@ -129,7 +181,6 @@ class Adam(Optimizer):
 def get_optimizer(spec, **kwargs) -> Optimizer:
     if isinstance(spec, Optimizer):
         return spec
-    table = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
-    if spec not in table:
-        raise ValueError(f"unknown optimizer {spec!r}; choose one of {sorted(table)}")
-    return table[spec](**kwargs)
+    if spec not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {spec!r}; choose one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[spec](**kwargs)

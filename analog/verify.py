@@ -19,7 +19,7 @@ def gradient_report(model, x, labels, beta: float | None = None, ngspice: bool =
     """Largest native–ngspice node-voltage difference, and per dense layer and for the input
     gradient the cosine similarity and relative error of one-sided and symmetric EP against
     the exact (implicit-differentiation) gradient, at the model's β unless given."""
-    model._require_compiled()
+    model.require_compiled()
     beta = float(beta if beta is not None else model.beta)
     exact = model.gradients(x, labels, method="exact")
     report: dict = {"samples": int(len(x)), "beta": beta, "layers": {}, "input_gradient": {}}

@@ -66,15 +66,9 @@ def margins(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _gradient_and_outputs(model, x, labels, method):
     """(∂C/∂x, free-phase outputs y, converged) at x; EP by default, 'exact' for checks."""
-    from analog.ep import ep_gradients, exact_gradients
-    model._require_compiled()
-    if method == "exact":
-        res = exact_gradients(model.get_engine("native"), model.circuit, model.conductances, x, labels, model.loss)
-    elif method == "ep":
-        res = ep_gradients(model._engine(), model.circuit, model.conductances, x, labels, model.loss,
-                           model.beta, model.nudging, input_grad=True)
-    else:
+    if method not in ("ep", "exact"):
         raise ValueError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
+    res = model.gradients(x, labels, method=method, input_grad=True)
     ok = np.asarray(res.used, bool) & np.all(np.isfinite(res.input_grad), axis=1)
     return res.input_grad, res.y, ok
 
@@ -109,6 +103,8 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
         raise ValueError(f"input optimisation needs v_low < v_high, got {v_low}, {v_high}")
     if update not in UPDATES:
         raise ValueError(f"input optimisation update={update!r} must be one of {', '.join(UPDATES)}")
+    if method not in ("ep", "exact"):
+        raise ValueError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
     x0 = np.asarray(x, dtype=float)
     labels = np.asarray(labels)
     n_features = model.circuit.n_features

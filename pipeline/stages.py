@@ -4,7 +4,7 @@ A stage consumes *artifacts* of earlier stages and produces new ones. Kinds:
 
   encoder     folder `encoder/` (digital encoder, `save`/`load_encoder`)
   embeddings  folder `embeddings/` with embeddings.npz (x_/y_ train, val, test; volts)
-  analog      folder `analog_model/` (AnalogModel.save: model.pkl, conductances.npz, model.json)
+  analog      folder `analog_model/` (AnalogModel.save: model.json, arrays.npz)
   targets     folder `targets/` with targets.npz (target embeddings of the training set)
 
 Every stage run logs the whole config (flattened) as params and `config.yaml`, its
@@ -134,7 +134,7 @@ def load_analog(folder: Path):
     try:
         return AnalogModel.load(folder)
     except FileNotFoundError:
-        raise StageInputError(f"analog input {folder} holds no saved analog model (model.pkl)") from None
+        raise StageInputError(f"analog input {folder} holds no saved analog model (model.json)") from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_cotrain_runs_tags_metrics_artifacts(smoke):
     assert {"encoder/encoder.json", "config.yaml", "metrics.json"} <= artifact_paths(client, by[("train-digital", "0")].info.run_id)
     assert "embeddings/embeddings.npz" in artifact_paths(client, by[("embed", "0")].info.run_id)
     arts = artifact_paths(client, ta.info.run_id)
-    assert {"analog_model/model.pkl", "analog_model/conductances.npz", "plots/learning_curves.png",
+    assert {"analog_model/model.json", "analog_model/arrays.npz", "plots/learning_curves.png",
             "plots/histograms.png"} <= arts
     assert "netlist/analog_block.cir" in arts
     assert "targets/targets.npz" in artifact_paths(client, by[("optimize-inputs", "0")].info.run_id)
@@ -217,7 +217,7 @@ def test_resume_reruns_only_unfinished(smoke):
     assert new[0].data.tags["mixsig.status"] == "finished"
     assert client.get_run(parent.info.run_id).data.tags["mixsig.status"] == "finished"
     # inputs of the re-run stage were downloaded from the finished runs' artifacts
-    assert (tmp / "runs" / parent.info.run_id / "06-train-analog-r1" / "analog_model" / "model.pkl").is_file()
+    assert (tmp / "runs" / parent.info.run_id / "06-train-analog-r1" / "analog_model" / "model.json").is_file()
     proc = mixsig(tmp, "cotrain", "--resume", parent.info.run_id)
     assert "nothing to do" in proc.stdout
 
@@ -231,4 +231,4 @@ def test_train_analog_tabular(tmp_path):
     assert run.data.params["training.epochs"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
     assert "test_accuracy" in run.data.metrics and "test_accuracy" in proc.stdout
-    assert "analog_model/model.pkl" in artifact_paths(client, run.info.run_id)
+    assert "analog_model/model.json" in artifact_paths(client, run.info.run_id)
