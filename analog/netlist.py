@@ -26,7 +26,7 @@ unique with a numeric suffix where sanitising would merge two of them; ground is
 Tolerances (DEFAULT_OPTIONS): ngspice's default reltol of 1e-3 (vntol 1e-6 V, abstol
 1e-12 A) accepts a Newton update of 0.1 % of the voltage as converged, far too loose to
 agree with the native engine to 1e-6 V. pivrel=1e-5 (default 1e-3) makes ngspice's per-`op`
-matrix reordering 2.6× cheaper on the Fashion-sized block. analog.ngspice_engine's
+matrix reordering 2.6× cheaper on the Fashion-sized block. analog.ngspice.options'
 docstring gives the measurements behind both choices.
 """
 from __future__ import annotations
@@ -37,9 +37,8 @@ import numpy as np
 
 from .circuit import CompiledCircuit
 
-#: `.options` of every netlist (see analog.ngspice_engine's docstring for why).
-DEFAULT_OPTIONS: dict[str, float] = {"reltol": 1e-9, "vntol": 1e-12, "abstol": 1e-15, "gmin": 1e-16,
-                                     "pivrel": 1e-5}
+#: `.options` of every netlist: values and the measurements behind them in analog/ngspice/options.py.
+from .ngspice.options import DEFAULT_OPTIONS  # noqa: E402
 REFERENCE_OPTIONS = DEFAULT_OPTIONS   # alias
 
 

@@ -1,0 +1,143 @@
+"""One libngspice instance in this process, driven through PySpice's cffi binding.
+
+We use PySpice only to load the shared library (`NgSpiceShared`); commands, netlist loading
+and vector reading go through our own thin wrappers, because PySpice raises on any stderr
+note ngspice prints and keeps every plot. libngspice is not thread-safe and holds global
+state, so each worker process of `analog.ngspice.pool` owns exactly one `Ngspice`; the
+parent process never loads the library (`ngspice_version` asks a subprocess).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+
+
+class NgspiceError(RuntimeError):
+    """ngspice rejected a netlist or a command (a bug, not a convergence failure)."""
+
+
+def silence_pyspice() -> None:
+    # "Unsupported Ngspice version 39" and ngspice's stderr notes are logged as errors by
+    # PySpice; both are harmless here (we inspect ngspice's output ourselves).
+    for name in ("PySpice", "PySpice.Spice.NgSpice.Shared", "PySpice.Spice.NgSpice.Shared.NgSpiceShared"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", message=".*Unsupported Ngspice version.*")
+
+
+class Ngspice:
+    """libngspice with our own command wrapper (errors from ngspice's output) and vector reader."""
+
+    #: free ngspice's command history every so many commands (it keeps every command)
+    RELEASE_EVERY = 2000
+
+    def __init__(self):
+        silence_pyspice()
+        from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi
+
+        self.shared = NgSpiceShared.new_instance()
+        self.lib = self.shared._ngspice_shared
+        self.ffi = ffi
+        self.n_commands = 0
+        self.loaded = False
+
+    def command(self, cmd: str) -> tuple[list[str], list[str]]:
+        """Run one ngspice command; return what it printed on stdout and stderr."""
+        if self.n_commands >= self.RELEASE_EVERY:
+            self.lib.ngSpice_Command(self.ffi.NULL)
+            self.n_commands = 0
+        self.n_commands += 1
+        self.shared.clear_output()
+        rc = self.lib.ngSpice_Command(cmd.encode("ascii"))
+        if rc:
+            raise NgspiceError(f"ngspice command {cmd!r} returned {rc}")
+        return list(self.shared._stdout), list(self.shared._stderr)
+
+    def commands(self, cmds) -> None:
+        """Run set-up commands (alter …); raise if ngspice reports an error."""
+        for cmd in cmds:
+            _, err = self.command(cmd)
+            if err and any(("error" in e.lower() or "no such" in e.lower()) for e in err):
+                raise NgspiceError(f"ngspice rejected {cmd!r}: {' | '.join(err)}")
+
+    def load(self, text: str) -> None:
+        """Load a netlist (replacing any loaded one); raise NgspiceError if ngspice complains."""
+        if self.loaded:
+            self.command("destroy all")
+            self.command("remcirc")
+        lines = [ln for ln in text.splitlines() if ln.strip()] + [""]
+        keep = [self.ffi.new("char[]", ln.encode("utf8")) for ln in lines] + [self.ffi.NULL]
+        self.shared.clear_output()
+        rc = self.lib.ngSpice_Circ(self.ffi.new("char *[]", keep))
+        out, err = list(self.shared._stdout), list(self.shared._stderr)
+        bad = [e for e in out + err if "error" in e.lower()]
+        if rc or bad:
+            raise NgspiceError("ngspice could not load the netlist: " + " | ".join(bad or err or [f"rc={rc}"]))
+        self.loaded = True
+
+    def vector(self, name: bytes) -> np.ndarray | None:
+        """A copy of a vector of a plot ("op1.v(n3)"), or None if it is missing or empty."""
+        info = self.lib.ngGet_Vec_Info(name)
+        if info == self.ffi.NULL or info.v_length < 1 or info.v_realdata == self.ffi.NULL:
+            return None
+        return np.frombuffer(self.ffi.buffer(info.v_realdata, info.v_length * 8), dtype=np.float64).copy()
+
+    def current_plot(self) -> str:
+        return self.ffi.string(self.lib.ngSpice_CurPlot()).decode()
+
+    def operating_point(self, names: list[bytes]) -> tuple[np.ndarray | None, str]:
+        """Run `op` on the loaded circuit; return the values of the named vectors, or None
+        and ngspice's complaint when it did not converge. When `op` fails after ngspice's
+        own gmin and source stepping, ngspice prints "... simulation(s) aborted" and leaves
+        a plot with empty vectors. Every plot is destroyed before the next `op`, so a value
+        can never come from an older plot, and memory stays flat."""
+        self.command("destroy all")
+        out, err = self.command("op")
+        plot = self.current_plot()
+        text = "\n".join(err + out)
+        if "aborted" in text.lower() or not plot.startswith("op"):
+            self.command("destroy all")
+            return None, " | ".join(e for e in err[-4:])
+        prefix = plot.encode() + b"."
+        values = np.empty(len(names))
+        for k, name in enumerate(names):
+            vec = self.vector(prefix + name)
+            if vec is None:
+                self.command("destroy all")
+                return None, f"vector {name.decode()} missing or empty in plot {plot}"
+            values[k] = vec[0]
+        self.command("destroy all")
+        if not np.all(np.isfinite(values)):
+            return None, "non-finite values in the operating point"
+        return values, ""
+
+
+def _version_from(text: str) -> str | None:
+    for line in text.splitlines():
+        if "ngspice-" in line:
+            return "ngspice-" + line.split("ngspice-")[1].split()[0].strip(" *,")
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def ngspice_version() -> str:
+    """ngspice's version string (e.g. 'ngspice-39'), read from the shared library in a
+    subprocess so that this process never loads libngspice itself."""
+    code = ("import logging; logging.disable(logging.CRITICAL)\n"
+            "from PySpice.Spice.NgSpice.Shared import NgSpiceShared\n"
+            "ng = NgSpiceShared.new_instance()\n"
+            "out = ng._ngspice_shared.ngSpice_Command(b'version -s')\n"
+            "print('\\n'.join(ng._stdout))")
+    for cmd in ([sys.executable, "-c", code], ["ngspice", "-v"]):
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        found = _version_from(res.stdout)
+        if found:
+            return found
+    return "unknown"
