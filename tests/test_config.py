@@ -1,9 +1,12 @@
-"""pipeline.config: schema validation, error messages, defaults, flatten, shipped configs."""
+"""pipeline.config: schema validation, error messages, defaults, overrides, flatten, shipped configs,
+the JSON Schema and the generated reference docs/config.md."""
+import json
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import SCHEMA, ConfigError, Field, flatten, load_config, validate_config
+from pipeline.config import (ConfigError, RootConfig, config_json_schema, flatten, load_config,
+                             render_config_reference, validate_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +24,8 @@ def test_defaults_are_filled():
     assert cfg["analog"]["diode"]["model"] == "shockley"
     assert cfg["training"]["optimizer"]["name"] == "adam"
     assert cfg["mlflow"]["experiment"] is None
-    assert set(cfg) == set(SCHEMA)
+    assert set(cfg) == set(RootConfig.model_fields)
+    assert cfg["hardware"] is None   # no hardware section: the ideal block, as before
 
 
 def test_defaults_are_not_shared_between_configs():
@@ -112,6 +116,113 @@ def test_yaml_exponent_without_dot_is_a_number(tmp_path):
     assert cfg["analog"]["g_min"] == pytest.approx(1e-7) and isinstance(cfg["analog"]["g_max"], float)
 
 
+def test_a_section_that_is_not_a_mapping_is_an_error_not_the_defaults():
+    for raw, key in (({"analog": []}, "analog"), ({"training": 0}, "training"), ({"hardware": [1]}, "hardware")):
+        msg = _error({"name": "t", **raw})
+        assert msg.startswith(f"{key}: expected a mapping"), msg
+    # an empty YAML section (`analog:` with every key commented out) is null: the defaults
+    assert validate_config({"name": "t", "analog": None})["analog"]["hidden"] == [100]
+
+
+def test_embedding_range_must_fit_the_analog_input_range_for_every_command():
+    msg = _error({"name": "t", "digital": {"v_low": -2}})
+    assert "digital.v_low=-2.0" in msg and "analog.input_amplitude" in msg and "±1.0" in msg
+    cfg = validate_config({"name": "t", "analog": {"input_amplitude": 2.0}, "digital": {"v_low": -2}})
+    assert cfg["digital"]["v_low"] == -2.0
+
+
+def test_several_problems_report_the_first_and_count_the_rest():
+    msg = _error({"name": "t", "seed": -1, "training": {"epochs": 0, "batch_size": 0}})
+    assert msg.startswith("seed: -1 is out of range") and "(and 2 more problems)" in msg
+
+
+def _write(tmp_path, text="name: o\nanalog:\n  hidden: [8]\n"):
+    path = tmp_path / "o.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_overrides_are_yaml_values_on_dotted_keys(tmp_path):
+    path = _write(tmp_path)
+    cfg = load_config(path, ["analog.hidden=[64, 32]", "analog.g_min=1e-7", "training.optimizer.name=sgd",
+                             "analog.diode.is=2e-12", "hardware.preset=pcm", "data.limit_train=null"])
+    assert cfg["analog"]["hidden"] == [64, 32] and cfg["analog"]["g_min"] == 1e-7
+    assert cfg["training"]["optimizer"]["name"] == "sgd" and cfg["analog"]["diode"]["is"] == 2e-12
+    assert cfg["hardware"]["preset"] == "pcm" and cfg["data"]["limit_train"] is None
+    assert load_config(path)["analog"]["hidden"] == [8]   # the file itself is untouched
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("analog.hidden=[32,", ["--set analog.hidden", "not valid YAML"]),
+    ("analog.hiden=[32]", ["analog.hiden: unknown key", "did you mean 'analog.hidden'"]),
+    ("analog.hidden=[0]", ["analog.hidden[0]: 0 is out of range", ">= 1"]),
+    ("training.epochs=ten", ["training.epochs: 'ten' has type str; expected int"]),
+    ("seed.x=1", ["--set seed.x", "seed is a value (int), not a section"]),
+    ("analog.gain", ["--set 'analog.gain'", "KEY=VALUE"]),
+    ("=3", ["KEY=VALUE"]),
+])
+def test_bad_overrides_are_one_line_errors_naming_the_key(tmp_path, item, expected):
+    path = _write(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [item])
+    msg = str(err.value)
+    assert all(e in msg for e in expected), msg
+    assert "\n" not in msg
+
+
+def test_json_schema_exports_types_ranges_and_docs():
+    schema = json.loads(json.dumps(config_json_schema()))   # plain JSON
+    assert schema["$schema"].startswith("https://json-schema.org/") and schema["required"] == ["name"]
+    assert schema["additionalProperties"] is False
+    defs = schema["$defs"]
+    vf = defs["DataConfig"]["properties"]["validation_fraction"]
+    assert (vf["exclusiveMinimum"], vf["exclusiveMaximum"], vf["default"]) == (0, 0.5, 0.1)
+    assert defs["TrainingConfig"]["properties"]["loss"]["enum"] == ["mse", "cross_entropy"]
+    assert "is" in defs["DiodeConfig"]["properties"] and defs["DiodeConfig"]["properties"]["is"]["description"]
+
+
+def test_docs_config_md_is_up_to_date_with_the_schema():
+    text = (ROOT / "docs" / "config.md").read_text()
+    assert text == render_config_reference(), \
+        "docs/config.md is stale: regenerate it with `.venv/bin/python -m pipeline.config`"
+    for key in ("analog.diode.up_bias", "hardware.times", "training.optimizer.step_gamma"):
+        assert f"| `{key}` |" in text
+    assert "| `data.validation_fraction` | number | `0.1` | > 0 and < 0.5 |" in text
+
+
+def test_hardware_section_defaults_and_checks():
+    hw = validate_config({"name": "t", "hardware": {}})["hardware"]
+    assert hw["preset"] == "ideal" and hw["chips"] == 1 and hw["times"] == [0.0] and hw["training"] == "ideal"
+    assert hw["frozen"] is False and hw["drift_compensation"] is None and hw["overrides"] == {}
+    assert "hardware.chips: 0 is out of range" in _error({"name": "t", "hardware": {"chips": 0}})
+    assert "hardware.times[1]: -1 is out of range" in _error({"name": "t", "hardware": {"times": [0, -1]}})
+    msg = _error({"name": "t", "hardware": {"training": "insitu"}})
+    assert "hardware.training" in msg and "in-situ" in msg and "aware" in msg
+    assert "hardware.frozen" in _error({"name": "t", "hardware": {"frozen": "yes"}})
+
+
+def test_hardware_preset_and_fields_are_checked_by_the_device_models():
+    pytest.importorskip("analog.hardware")
+    msg = _error({"name": "t", "hardware": {"preset": "pcmx"}})
+    assert msg.startswith("hardware.preset") and "pcm" in msg and "rram" in msg and "ebana-4level" in msg
+    msg = _error({"name": "t", "hardware": {"preset": "pcm", "device": {"g_min": 3e-5}}})
+    assert msg.startswith("hardware.device.g_min") and "3e-05" in msg
+    msg = _error({"name": "t", "hardware": {"preset": "pcm", "overrides": {"device": {"prog_sigma": -1}}}})
+    assert msg.startswith("hardware.device.prog_sigma")
+    # field-by-field keys and `overrides` end up in one mapping
+    hw = validate_config({"name": "t", "hardware": {"preset": "rram", "device": {"g_max": 3e-5},
+                                                    "overrides": {"variation": {"is_sigma": 0.2}}}})["hardware"]
+    assert hw["overrides"] == {"variation": {"is_sigma": 0.2}, "device": {"g_max": 3e-5}} and "device" not in hw
+
+
+def test_analog_defaults_are_the_blocks_defaults():
+    from analog.model import BLOCK_DEFAULTS
+    analog = validate_config({"name": "t"})["analog"]
+    for key, value in BLOCK_DEFAULTS.items():
+        assert analog[key] == value, key
+    assert (analog["diode"]["up_bias"], analog["diode"]["down_bias"], analog["diode"]["is"]) == (-0.3, 0.3, 1e-12)
+
+
 def test_flatten_gives_mlflow_params():
     cfg = validate_config({"name": "t", "analog": {"hidden": [32, 16]}})
     flat = flatten(cfg)
@@ -123,18 +234,22 @@ def test_flatten_gives_mlflow_params():
     assert not any(isinstance(v, dict) for v in flat.values())
 
 
-def _fields(schema, prefix=""):
-    for key, spec in schema.items():
-        if isinstance(spec, dict):
-            yield from _fields(spec, f"{prefix}{key}.")
+def _fields(model, prefix=""):
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{info.alias or name}"
+        sub = info.annotation if isinstance(info.annotation, type) else None
+        if sub is not None and issubclass(sub, RootConfig.__mro__[1]):
+            yield from _fields(sub, f"{key}.")
         else:
-            yield f"{prefix}{key}", spec
+            yield key, info
 
 
 def test_every_schema_key_is_documented_and_its_default_valid():
-    for key, spec in _fields(SCHEMA):
-        assert isinstance(spec, Field) and spec.doc, key
-    validate_config({"name": "defaults"})  # the defaults pass their own checks
+    keys = dict(_fields(RootConfig))
+    assert len(keys) == 78 and {"analog.diode.is", "analog.diode.lambda", "training.optimizer.lr", "hardware"} <= set(keys)
+    for key, info in keys.items():
+        assert info.description, key
+    validate_config({"name": "defaults"})  # the defaults pass their own checks (validate_default)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)

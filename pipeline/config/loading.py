@@ -1,0 +1,116 @@
+"""Reading configs: YAML file, `--set key=value` overrides, validation, flattening."""
+from __future__ import annotations
+
+import copy
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError, _type_name, _unwrap, from_validation_error
+from .schema import RootConfig
+
+__all__ = ["validate_config", "load_config", "parse_override", "apply_overrides", "flatten"]
+
+
+def validate_config(raw) -> dict:
+    """The validated config as a nested dict with every default filled in."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping of keys, got {type(raw).__name__}")
+    try:
+        model = RootConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc, RootConfig) from None
+    except ValueError as exc:   # a check outside pydantic's own (e.g. a hardware preset)
+        raise ConfigError(str(exc)) from None
+    return model.model_dump(by_alias=True)
+
+
+def parse_override(item: str) -> tuple[list[str], object]:
+    """'analog.hidden=[64, 32]' -> (['analog', 'hidden'], [64, 32]); the value is YAML."""
+    key, sep, text = str(item).partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not key or not all(p.strip() for p in parts):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set analog.gain=2.0")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or "not valid YAML")
+        raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({problem})") from None
+    return [p.strip() for p in parts], value
+
+
+def _field(model, name: str):
+    """The field `name` of a section model (None if there is no such section field)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return next((f for n, f in model.model_fields.items() if (f.alias or n) == name), None)
+
+
+def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
+    """A copy of the raw (unvalidated) config with each `key.path=value` applied."""
+    out = copy.deepcopy(raw or {})
+    for item in overrides:
+        parts, value = parse_override(item)
+        node, model = out, RootConfig
+        for depth, part in enumerate(parts[:-1]):
+            info, where = _field(model, part), ".".join(parts[:depth + 1])
+            model = _unwrap(info.annotation) if info is not None else None
+            if info is not None and not (isinstance(model, type) and issubclass(model, (BaseModel, dict))) \
+                    and typing.get_origin(model) is not dict:
+                raise ConfigError(f"--set {'.'.join(parts)}: {where} is a value ({_type_name(info.annotation)}), "
+                                  f"not a section")
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(parts)}: {where} is {child!r}, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _read_yaml(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def load_config(path, overrides: Iterable[str] = ()) -> dict:
+    """Read, override (`--set` items, values parsed as YAML) and validate a config file."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    overrides = list(overrides)
+    where = f"{path} with --set overrides" if overrides else str(path)
+    try:
+        if overrides:
+            validate_config(raw)          # the file's own errors first, named as the file's
+        else:
+            return validate_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        return validate_config(apply_overrides(raw, overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _scalars(node: dict, head: str):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{head}{key}.")
+        else:
+            yield f"{head}{key}", ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """Dotted names -> scalars (lists joined by commas): every value can be an MLflow param."""
+    return dict(_scalars(cfg, prefix))

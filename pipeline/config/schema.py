@@ -1,0 +1,266 @@
+"""The experiment-config schema, declared once as pydantic models.
+
+Each field carries its type, default, range or choices and a one-line doc
+(`description`). The models are strict (an int is not a float written as 2.0, a bool is
+not a number), forbid unknown keys, and check what spans several keys (g_min < g_max,
+the encoder's voltage range inside the analog block's input range) so every command
+sees the same rules. The rest of the pipeline works on the plain nested dict
+`RootConfig.model_validate(raw).model_dump()`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from analog.model import BLOCK_DEFAULTS
+
+__all__ = ["RootConfig", "SECTION_MODELS", "BLOCK_DEFAULTS"]
+
+
+def _yaml_number(value):
+    """YAML 1.1 reads 1e-7 (no dot) as a string; such a string is the number it spells."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+Num = Annotated[float, BeforeValidator(_yaml_number)]
+PosInt = Annotated[int, Field(ge=1)]
+
+# One set of defaults for the analog block: build_dense_network and the config share them.
+A, D = BLOCK_DEFAULTS, BLOCK_DEFAULTS["diode"]
+
+
+def F(default=..., doc: str = "", **constraints) -> Any:
+    """A field: default (``...`` = required), one-line doc, pydantic constraints."""
+    if isinstance(default, (list, dict)):
+        return Field(default_factory=lambda d=default: type(d)(d), description=doc, **constraints)
+    return Field(default, description=doc, **constraints)
+
+
+class Section(BaseModel):
+    """Base of every section: strict types, no unknown keys, finite numbers."""
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_section_is_empty(cls, data):
+        # `analog:` with every key commented out is YAML null: take all defaults.
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                if data.get(name, 0) is None and isinstance(info.annotation, type) \
+                        and issubclass(info.annotation, Section):
+                    data = {**data, name: {}}
+        return data
+
+
+def section(model: type[Section], doc: str) -> Any:
+    return Field(default_factory=model, description=doc)
+
+
+# --------------------------------------------------------------------------- sections
+class DataConfig(Section):
+    dataset: Literal["fashion_mnist", "iris", "wine", "xor"] = F("fashion_mnist", "data set")
+    path: str | None = F(None, "folder with the Fashion-MNIST gzip IDX files")
+    validation_fraction: Num = F(0.1, "share of the training data held out for validation", gt=0, lt=0.5)
+    test_fraction: Num = F(0.2, "share held out for test (tabular data; Fashion-MNIST has its own test set)",
+                           gt=0, lt=0.5)
+    limit_train: int | None = F(None, "stratified slice of the training set", ge=1)
+    limit_test: int | None = F(None, "stratified slice of the test set", ge=1)
+    xor_samples: int = F(200, "xor: number of samples", ge=8)
+    xor_noise: Num = F(0.1, "xor: Gaussian noise on the corners", ge=0)
+
+
+class DiodeConfig(Section):
+    model: Literal["shockley", "ideal", "mos"] = F(D["model"], "diode device")
+    is_: Num = Field(D["is"], alias="is", gt=0, description="Shockley saturation current IS, A")
+    n: Num = F(D["n"], "Shockley emission coefficient N", gt=0)
+    rs: Num = F(D["rs"], "Shockley series resistance RS, ohm", ge=0)
+    up_bias: Num = F(D["up_bias"], "bias of the diodes clamping from above, V relative to V_ref")
+    down_bias: Num = F(D["down_bias"], "bias of the diodes clamping from below, V relative to V_ref")
+    threshold: Num = F(D["threshold"], "ideal diode threshold / MOS VTO, V")
+    r_on: Num = F(D["r_on"], "ideal diode on-resistance, ohm", gt=0)
+    smoothing: Num = F(D["smoothing"], "ideal diode knee width, V", gt=0)
+    kp: Num = F(D["kp"], "MOS transconductance parameter KP, A/V²", gt=0)
+    lambda_: Num = Field(D["lambda"], alias="lambda", ge=0, description="MOS channel-length modulation LAMBDA, 1/V")
+    w: Num = F(D["w"], "MOS channel width W, m", gt=0)
+    l: Num = F(D["l"], "MOS channel length L, m", gt=0)  # noqa: E741
+
+
+class AnalogConfig(Section):
+    hidden: list[PosInt] = F(A["hidden"], "hidden layer sizes")
+    vref: Num = F(A["vref"], "reference (common-mode) voltage, V")
+    input_amplitude: Num = F(1.0, "inputs span V_ref ± this, V", gt=0)
+    g_min: Num = F(A["g_min"], "smallest device conductance, S", gt=0)
+    g_max: Num = F(A["g_max"], "largest device conductance, S", gt=0)
+    init: Literal["uniform", "glorot"] = F(A["init"], "conductance initialiser")
+    gain: Num = F(A["gain"], "amplifier gain A", ge=1, le=1000)
+    bias_levels: list[Num] = F(A["bias_levels"], "bias sources per layer, V relative to V_ref")
+    gmin: Num = F(A["gmin"], "shunt conductance from every free node to ground, S", ge=0)
+    diode: DiodeConfig = section(DiodeConfig, "the diodes after each crossbar")
+
+    @model_validator(mode="after")
+    def _g_range(self):
+        if not self.g_min < self.g_max:
+            raise ValueError(f"analog.g_min={self.g_min!r} and analog.g_max={self.g_max!r}: "
+                             f"must satisfy g_min < g_max")
+        return self
+
+
+class OptimizerConfig(Section):
+    name: Literal["adam", "sgd", "momentum"] = F("adam", "optimiser on the conductances")
+    lr: Num = F(0.01, "learning rate (normalised device units)", gt=0)
+    momentum: Num = F(0.9, "momentum coefficient", ge=0, lt=1)
+    schedule: Literal["none", "step", "cosine"] = F("none", "learning-rate schedule")
+    step_size: int = F(10, "step schedule: epochs per decay", ge=1)
+    step_gamma: Num = F(0.5, "step schedule: decay factor", gt=0, le=1)
+
+
+class TrainingConfig(Section):
+    engine: Literal["native", "ngspice"] = F("native", "circuit simulator used for training")
+    loss: Literal["mse", "cross_entropy"] = F("mse", "cost on the differential outputs")
+    temperature: Num = F(1.0, "cross-entropy: softmax(y / T)", gt=0)
+    mse_midpoint: Num = F(0.0, "MSE: targets are midpoint ± amplitude")
+    mse_amplitude: Num = F(0.5, "MSE: target amplitude, V", gt=0)
+    beta: Num = F(1e-6, "nudging strength: I = −β ∂C/∂y, A", gt=0)
+    nudging: Literal["symmetric", "positive"] = F("symmetric", "EP nudging")
+    optimizer: OptimizerConfig = section(OptimizerConfig, "the optimiser of the conductances")
+    epochs: int = F(10, "EP training epochs", ge=1)
+    batch_size: int = F(32, "EP mini-batch size", ge=1)
+    workers: int = F(2, "ngspice worker processes", ge=1)
+
+
+class DigitalConfig(Section):
+    encoder: str = F("cnn", "cnn | mlp | pca | package.module:factory", min_length=1)
+    embedding_dim: int = F(150, "embedding width (= analog block inputs)", ge=1)
+    epochs: int = F(10, "encoder training epochs", ge=1)
+    batch_size: int = F(128, "encoder batch size", ge=1)
+    lr: Num = F(1e-3, "encoder learning rate", gt=0)
+    v_low: Num = F(-1.0, "lowest embedding voltage (relative to V_ref); within ±analog.input_amplitude")
+    v_high: Num = F(1.0, "highest embedding voltage (relative to V_ref); within ±analog.input_amplitude")
+    retrain_epochs: int = F(2, "epochs of retraining to target embeddings", ge=1)
+    target_weight: Num = F(1.0, "weight of the target-embedding MSE when retraining", ge=0)
+    class_weight: Num = F(0.1, "weight of the classification loss when retraining", ge=0)
+    params: dict[str, Any] = F({}, "extra encoder constructor parameters, e.g. {filters: [32, 64, 128]} "
+                                   "or {hidden: [256]}")
+
+    @model_validator(mode="after")
+    def _v_range(self):
+        if not self.v_low < self.v_high:
+            raise ValueError(f"digital.v_low={self.v_low!r} and digital.v_high={self.v_high!r}: "
+                             f"must satisfy v_low < v_high")
+        return self
+
+
+class InputOptimizationConfig(Section):
+    lr: Num = F(0.05, "step size on the input voltages", gt=0)
+    steps: int = F(50, "step budget per sample", ge=1)
+    margin: Num = F(0.1, "required margin y_true − max other, V", ge=0)
+    update: Literal["normalized", "gradient", "sign"] = F(
+        "normalized", "step rule: normalized (largest component moves lr V), gradient (x −= lr·dC/dx), sign")
+    method: Literal["ep", "exact"] = F("ep", "input gradient: EP (source currents) or exact (checks)")
+    batch_size: int = F(2000, "samples solved together", ge=1)
+
+
+class CotrainConfig(Section):
+    rounds: int = F(1, "input-optimisation / retraining rounds", ge=0)
+    analog_epochs: int | None = F(None, "EP epochs of the analog block in rounds after the first "
+                                        "(default: training.epochs)", ge=1)
+
+
+class BaselineConfig(Section):
+    enabled: bool = F(True, "evaluate: train the same dense network by backprop (Keras) on the same embeddings")
+    epochs: int = F(10, "baseline training epochs", ge=1)
+    batch_size: int = F(128, "baseline batch size", ge=1)
+    lr: Num = F(1e-3, "baseline Adam learning rate", gt=0)
+
+
+class MlflowConfig(Section):
+    experiment: str | None = F(None, "MLflow experiment (default: name)")
+
+
+class InputsConfig(Section):
+    from_run: str | None = F(None, "stage commands: MLflow run whose outputs (and their sources) feed the stage")
+    encoder: str | None = F(None, "stage commands: encoder folder, or run id providing one")
+    embeddings: str | None = F(None, "stage commands: embeddings folder, or run id providing one")
+    analog: str | None = F(None, "stage commands: analog model folder, or run id providing one")
+    targets: str | None = F(None, "stage commands: target-embeddings folder, or run id providing one")
+
+
+class HardwareConfig(Section):
+    """Real devices (optional; without this section the block is ideal, as before). Keys other
+    than the ones below override the preset field by field, nested like the preset (e.g.
+    ``device: {g_max: 2.5e-5}`` or ``variation: {is_sigma: 0.1}``) and are merged into
+    ``overrides``; the preset and every override are checked by
+    ``analog.hardware.resolve_hardware`` (docs/devices.md)."""
+    model_config = ConfigDict(extra="allow")
+
+    preset: str = F("ideal", "device preset: ideal, pcm, rram, ebana-4level (analog.hardware.PRESETS)",
+                    min_length=1)
+    overrides: dict[str, Any] = F({}, "preset fields to override, e.g. {device: {g_max: 2.5e-5}} "
+                                      "(same as writing device: ... directly in this section)")
+    seed: int | None = F(None, "seed of the programmed chip(s) (default: the config's seed)", ge=0)
+    chips: int = F(1, "chips programmed from one trained block (independent realisations)", ge=1)
+    times: list[Annotated[Num, Field(ge=0)]] = F([0.0], "read times after programming, s")
+    drift_compensation: bool | None = F(None, "global drift compensation by a calibration read "
+                                              "(default: the preset's choice)")
+    training: Literal["ideal", "aware", "in-situ"] = F(
+        "ideal", "ideal EP, hardware-aware EP (noise injection) or in-situ EP (pulsed updates)")
+    frozen: bool = F(False, "the analog block keeps its programmed state (no training on the chip)")
+
+    @model_validator(mode="after")
+    def _resolve(self):
+        extra = dict(self.model_extra or {})
+        for key in extra:
+            delattr(self, key)
+        self.overrides = _merge(self.overrides, extra)
+        try:
+            from analog.hardware import resolve_hardware
+        except ImportError:  # the device models are not there: types checked only
+            return self
+        given = dict(self.overrides)
+        if self.drift_compensation is not None:
+            given["drift_compensation"] = self.drift_compensation
+        resolve_hardware(self.preset, given)  # ValueError starting with the dotted key
+        return self
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class RootConfig(Section):
+    name: str = F(..., "experiment name (also the MLflow experiment unless mlflow.experiment is set)",
+                  min_length=1)
+    seed: int = F(0, "seed for splits, initialisation and shuffling", ge=0)
+    data: DataConfig = section(DataConfig, "data set and splits")
+    analog: AnalogConfig = section(AnalogConfig, "the analog block (EBANA-style dense network)")
+    training: TrainingConfig = section(TrainingConfig, "EP training of the analog block")
+    digital: DigitalConfig = section(DigitalConfig, "the digital encoder")
+    input_optimization: InputOptimizationConfig = section(
+        InputOptimizationConfig, "target embeddings by gradient steps on the analog inputs")
+    cotrain: CotrainConfig = section(CotrainConfig, "co-training rounds")
+    baseline: BaselineConfig = section(BaselineConfig, "backprop baseline on the same embeddings")
+    mlflow: MlflowConfig = section(MlflowConfig, "tracking")
+    inputs: InputsConfig = section(InputsConfig, "inputs of stage commands")
+    hardware: HardwareConfig | None = F(None, "real devices (issue 11): preset, chips, read times; "
+                                              "absent = ideal block as before")
+
+    @model_validator(mode="after")
+    def _embeddings_fit_the_block(self):
+        amp, d = self.analog.input_amplitude, self.digital
+        if d.v_low < -amp - 1e-12 or d.v_high > amp + 1e-12:
+            raise ValueError(f"digital.v_low={d.v_low!r} and digital.v_high={d.v_high!r}: must lie within "
+                             f"±analog.input_amplitude = ±{amp!r} V (the analog block's input range)")
+        return self
+
+
+SECTION_MODELS = {name: info.annotation for name, info in RootConfig.model_fields.items()
+                  if isinstance(info.annotation, type) and issubclass(info.annotation, Section)}
