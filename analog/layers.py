@@ -207,6 +207,11 @@ class Dense(Layer):
         if G.shape != (self.units, self.input_size):
             raise ValueError(f"Dense '{self.name}': conductances of shape {G.shape}, expected "
                              f"{(self.units, self.input_size)}")
+        if not np.all(np.isfinite(G)):
+            raise ValueError(f"Dense '{self.name}': conductances are not finite")
+        if G.min() < self.g_min or G.max() > self.g_max:
+            raise ValueError(f"Dense '{self.name}': conductances span [{G.min():g}, {G.max():g}] S, outside "
+                             f"[{self.g_min:g}, {self.g_max:g}]")
         self.G = G.copy()
 
     def call(self, nodes: Nodes) -> Nodes:

@@ -1,0 +1,198 @@
+"""A programmed chip: one seeded realisation of a trained block on real devices.
+
+    chip = program(model, resolve_hardware("pcm"), seed=0)
+    y = chip.predict(x, t=3600.0)          # outputs one hour after programming
+    chip.save("chip/"); chip = Chip.load("chip/", model)
+
+Reads. `conductances_at(t)` drifts the programmed conductances to time t (not re-clipped
+at g_min: a drifting device may fall below it) and adds read noise drawn fresh on every
+call. One call serves one batch solve, so all samples of a batch see the same noisy read:
+per-sample conductances would cost one matrix build and factorisation per sample instead
+of one per batch (the native engine's batch speed rests on a shared K). Across batches
+and calls the draws are independent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import statistics as st
+from .compensation import calibration_inputs, calibration_current
+from .programming import draw_variation, program_devices, streams, vary
+from .spec import HardwareSpec, check_read_time, validate
+
+_FORMAT = "analog-chip/1"
+
+
+class Chip:
+    """Device state of a chip (device units, S) and the circuit it sits in.
+
+    G_prog, nu, stuck: per dense layer; scale: k per layer (device = k · trained);
+    realised: the varied diode and amplifier parameters; circuit: the (varied) circuit."""
+
+    def __init__(self, base_circuit, spec: HardwareSpec, seed: int, G_prog, nu, stuck, scale, realised: dict,
+                 layer_names):
+        self.spec, self.seed = validate(spec), int(seed)
+        self.base_circuit = base_circuit
+        self.G_prog = [np.asarray(g, float) for g in G_prog]
+        self.nu = [np.asarray(n, float) for n in nu]
+        self.stuck = [np.asarray(s, np.int8) for s in stuck]
+        self.scale = np.asarray(scale, float)
+        self.realised = realised
+        self.layer_names = list(layer_names)
+        self.circuit = vary(base_circuit, realised)
+        self._read_rng = streams(self.seed)[4]
+        self._engines: dict = {}
+        self._cal_ref: float | None = None
+
+    # ---- reads ---------------------------------------------------------------------------
+    def device_conductances_at(self, t: float = 0.0, rng=None, noise: bool = True) -> list[np.ndarray]:
+        """Conductances in device units at t seconds after programming, one fresh read."""
+        t = check_read_time(t)
+        d = self.spec.device
+        rng = self._read_rng if rng is None else rng
+        out = []
+        for G, nu in zip(self.G_prog, self.nu):
+            Gt = G * st.drift_factor(d, nu, t)
+            if noise and d.read_noise != "none" and d.read_sigma > 0:
+                Gt = Gt + st.read_sigma(d, Gt, t) * rng.standard_normal(Gt.shape)
+                Gt = np.maximum(Gt, 1e-3 * d.g_min)   # a read never returns G <= 0
+            out.append(Gt)
+        return out
+
+    def conductances_at(self, t: float = 0.0, rng=None, compensate: bool | None = None) -> list[np.ndarray]:
+        """Conductances the circuit sees at time t (trained units: device / k), one fresh read,
+        with the global drift compensation factor applied when enabled."""
+        G = [g / k for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
+        compensate = self.spec.drift_compensation if compensate is None else compensate
+        if compensate and self.spec.device.drift != "none" and t > self.spec.device.t_c:
+            f = self.drift_estimate(t, rng)
+            G = [g / f for g in G]
+        return G
+
+    # ---- drift compensation ----------------------------------------------------------------
+    def drift_estimate(self, t: float, rng=None) -> float:
+        """Global drift factor f̂ from a calibration read: the current the circuit draws from
+        its sources for fixed inputs at t, over the same at programming (t = 0)."""
+        x = calibration_inputs(self.circuit)
+        eng = self.engine("native")
+        if self._cal_ref is None:
+            G0 = [g / k for g, k in zip(self.device_conductances_at(0.0, rng), self.scale)]
+            self._cal_ref = calibration_current(eng, G0, x)
+        Gt = [g / k for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
+        return calibration_current(eng, Gt, x) / self._cal_ref
+
+    # ---- solving ---------------------------------------------------------------------------
+    def engine(self, kind: str = "native", **options):
+        key = (kind, tuple(sorted(options.items())))
+        if key not in self._engines:
+            if kind == "native":
+                from ..native import NativeEngine
+                self._engines[key] = NativeEngine(self.circuit, **options)
+            elif kind == "ngspice":
+                from ..ngspice_engine import NgspiceEngine
+                self._engines[key] = NgspiceEngine(self.circuit, **options)
+            else:
+                raise ValueError(f"engine={kind!r} must be 'native' or 'ngspice'")
+        return self._engines[key]
+
+    def _x(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != self.circuit.n_features:
+            raise ValueError(f"x has shape {x.shape}, but the chip takes (batch, {self.circuit.n_features}) "
+                             "input voltages")
+        return x
+
+    def solve(self, x, t: float = 0.0, engine: str = "native", rng=None, G_list=None, **options):
+        """Operating points of the chip read at time t (one read-noise draw for the batch)."""
+        x = self._x(x)
+        G = G_list if G_list is not None else self.conductances_at(t, rng)
+        return self.engine(engine, **options).solve(G, x)
+
+    def predict(self, x, t: float = 0.0, batch_size: int = 4096, engine: str = "native", rng=None) -> np.ndarray:
+        """Differential outputs (B, K) at time t; a fresh read per batch of `batch_size`."""
+        x = self._x(x)
+        if not len(x):
+            return np.zeros((0, self.circuit.n_outputs))
+        return np.concatenate([self.circuit.outputs(self.solve(x[lo: lo + batch_size], t, engine, rng).v)
+                               for lo in range(0, len(x), batch_size)])
+
+    def to_netlist(self, x, t: float = 0.0, rng=None) -> str:
+        """Standalone ngspice netlist of the chip for the first sample of x, read at time t."""
+        from ..netlist import to_netlist
+        x = self._x(np.atleast_2d(x))
+        return to_netlist(self.circuit, self.conductances_at(t, rng), x[0])
+
+    def close(self) -> None:
+        for eng in self._engines.values():
+            if hasattr(eng, "close"):
+                eng.close()
+        self._engines.clear()
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """chip.json (spec, seed, layers, scales) + chip.npz (device and circuit arrays)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for k, name in enumerate(self.layer_names):
+            arrays[f"G_prog/{k}"], arrays[f"nu/{k}"], arrays[f"stuck/{k}"] = self.G_prog[k], self.nu[k], self.stuck[k]
+        for key in ("amp_gain", "amp_offset"):
+            if key in self.realised:
+                arrays[key] = self.realised[key]
+        params = {}
+        for layer, p in self.realised.get("device_params", {}).items():
+            params[layer] = sorted(p)
+            for pname, value in p.items():
+                arrays[f"device/{layer}/{pname}"] = value
+        np.savez(path / "chip.npz", **arrays)
+        meta = {"format": _FORMAT, "seed": self.seed, "spec": self.spec.to_dict(), "layers": self.layer_names,
+                "scale": self.scale.tolist(), "device_params": params,
+                "circuit": {"n_free": self.base_circuit.n_free, "n_features": self.base_circuit.n_features,
+                            "n_outputs": self.base_circuit.n_outputs}}
+        (path / "chip.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path, model) -> "Chip":
+        """A saved chip on the model it was programmed from (the model supplies the circuit)."""
+        path = Path(path)
+        for name in ("chip.json", "chip.npz"):
+            if not (path / name).is_file():
+                raise ValueError(f"{path / name}: missing (not a saved chip folder)")
+        meta = json.loads((path / "chip.json").read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path / 'chip.json'}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        names = [layer.name for layer in model.dense_layers]
+        if names != meta["layers"]:
+            raise ValueError(f"{path}: chip layers {meta['layers']} do not match the model's {names}")
+        with np.load(path / "chip.npz", allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        n = len(names)
+        realised: dict = {"device_params": {layer: {p: data[f"device/{layer}/{p}"] for p in plist}
+                                            for layer, plist in meta["device_params"].items()}}
+        for key in ("amp_gain", "amp_offset"):
+            if key in data:
+                realised[key] = data[key]
+        return cls(model.circuit, HardwareSpec.from_dict(meta["spec"]), meta["seed"],
+                   [data[f"G_prog/{k}"] for k in range(n)], [data[f"nu/{k}"] for k in range(n)],
+                   [data[f"stuck/{k}"] for k in range(n)], meta["scale"], realised, names)
+
+
+def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:
+    """Program a trained model onto devices: a seeded, reproducible chip (see programming.py)."""
+    spec = validate(spec)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    d = spec.device
+    rng_prog, rng_stuck, rng_nu, rng_var, _ = streams(int(seed))
+    G_prog, nu, stuck, scale = [], [], [], []
+    for layer, G in zip(model.dense_layers, model.conductances):
+        k = d.g_max / layer.g_max
+        g, n, s = program_devices(d, k * np.asarray(G, float), rng_prog, rng_stuck, rng_nu)
+        G_prog.append(g), nu.append(n), stuck.append(s), scale.append(k)
+    realised = draw_variation(model.circuit, spec.variation, rng_var)
+    return Chip(model.circuit, spec, int(seed), G_prog, nu, stuck, scale, realised,
+                [layer.name for layer in model.dense_layers])

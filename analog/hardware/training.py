@@ -1,0 +1,118 @@
+"""Training on real devices.
+
+* `NoiseInjection` (hardware-aware EP): `AnalogModel.compile(..., perturbation=...)` calls
+  `perturb` once per mini-batch; the EP solves of that batch see conductances with a fresh
+  draw of the device's programming error, the update goes to the clean conductances.
+* `PulsedOptimizer` (in-situ EP): every update becomes an integer number of programming
+  pulses per device (pulses.py: state-dependent, asymmetric, noisy, saturating steps).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..optimizers import Optimizer, get_optimizer
+from . import statistics as st
+from .pulses import apply_pulses, pulse_step
+from .spec import DeviceSpec, HardwareSpec, validate
+
+
+def _device(spec) -> DeviceSpec:
+    if isinstance(spec, HardwareSpec):
+        return validate(spec).device
+    if isinstance(spec, DeviceSpec):
+        return validate(HardwareSpec(device=spec)).device
+    raise TypeError(f"expected a HardwareSpec or DeviceSpec, got {type(spec).__name__}")
+
+
+class NoiseInjection:
+    """Fresh programming error on every mini-batch: G ← G + σ_prog(k·G)/k · ξ (k = device
+    g_max / layer g_max, the same mapping as programming), quantised to the device levels
+    first when it has any, floored at a small positive conductance. `scale` multiplies σ
+    (training a little noisier than the chip is a common hedge)."""
+
+    def __init__(self, spec, scale: float = 1.0, quantise: bool = True):
+        self.device = _device(spec)
+        if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale >= 0):
+            raise ValueError(f"NoiseInjection: scale={scale!r} must be a finite number >= 0")
+        self.scale, self.quantise = float(scale), bool(quantise)
+
+    def perturb(self, G_list, layers, rng) -> list[np.ndarray]:
+        rng = rng if rng is not None else np.random.default_rng()
+        d, out = self.device, []
+        for G, layer in zip(G_list, layers):
+            k = d.g_max / layer.g_max
+            Gd = k * np.asarray(G, float)
+            if self.quantise:
+                Gd = st.quantise(d, Gd)
+            Gd = Gd + self.scale * st.prog_sigma(d, Gd) * rng.standard_normal(Gd.shape)
+            out.append(np.clip(Gd, 1e-3 * d.g_min, d.g_max) / k)
+        return out
+
+    def get_config(self) -> dict:
+        return {"name": "noise_injection", "scale": self.scale, "quantise": self.quantise}
+
+
+class PulsedOptimizer(Optimizer):
+    """EP updates as programming pulses.
+
+    The base rule (`base`: 'sgd', 'momentum', 'adam') proposes Δw for each device as the
+    float optimisers do; rule='pulses' turns it into n = round(Δw / dw_min) pulses (at most
+    `max_pulses` per update), rule='manhattan' into one pulse of sign(Δw) for every device
+    with Δw ≠ 0 (the Manhattan update). The pulses then move the device as pulses.py says.
+    The device range used is [max(device g_min / k, layer g_min), layer g_max] in the
+    layer's units, so conductances never leave the layer's range.
+    `apply` returns the number of pulses that hit a bound; `last_pulses` the pulses given."""
+
+    name = "pulsed"
+
+    def __init__(self, spec, lr: float = 0.01, base: str = "sgd", rule: str = "pulses", max_pulses: int | None = None,
+                 seed: int = 0, schedule=None, **base_options):
+        super().__init__(lr, schedule)
+        self.device = _device(spec)
+        if rule not in ("pulses", "manhattan"):
+            raise ValueError(f"PulsedOptimizer: rule={rule!r} must be 'pulses' or 'manhattan'")
+        if base not in ("sgd", "momentum", "adam"):
+            raise ValueError(f"PulsedOptimizer: base={base!r} must be 'sgd', 'momentum' or 'adam'")
+        step, _ = pulse_step(self.device)
+        self.max_pulses = int(max_pulses) if max_pulses is not None else int(np.ceil(1.0 / step))
+        if self.max_pulses < 1:
+            raise ValueError(f"PulsedOptimizer: max_pulses={max_pulses!r} must be >= 1")
+        self.base, self.rule, self.seed = base, rule, int(seed)
+        self._base = get_optimizer(base, lr=lr, **base_options)
+        self.rng = np.random.default_rng(self.seed)
+        self.last_pulses = 0
+
+    def _range(self, layer) -> tuple[float, float]:
+        k = self.device.g_max / layer.g_max
+        return max(self.device.g_min / k, layer.g_min), layer.g_max
+
+    def apply(self, layers, grads) -> int:
+        self.iterations += 1
+        self._base.iterations = self.iterations
+        lr = self.lr * self.schedule(self.epoch)
+        step, _ = pulse_step(self.device)
+        hits, pulses = 0, 0
+        for k, (layer, grad) in enumerate(zip(layers, grads)):
+            if not layer.trainable or grad is None:
+                continue
+            lo, hi = self._range(layer)
+            span = layer.g_max - layer.g_min
+            # the float optimisers' step, in units of the pulsed range
+            dG = -lr * layer.lr_scale * span * self._base._direction(k, grad * span)
+            dw = dG / (hi - lo)
+            if self.rule == "manhattan":
+                n = np.sign(dw).astype(np.int64)
+            else:
+                n = np.clip(np.rint(dw / step), -self.max_pulses, self.max_pulses).astype(np.int64)
+            w = np.clip((layer.G - lo) / (hi - lo), 0.0, 1.0)
+            w, h = apply_pulses(self.device, w, n, self.rng)
+            layer.G = lo + w * (hi - lo)
+            hits += h
+            pulses += int(np.abs(n).sum())
+        self.last_pulses = pulses
+        return hits
+
+    def get_config(self) -> dict:
+        cfg = super().get_config()
+        cfg["device"] = {k: v for k, v in vars(self.device).items()}
+        return cfg
