@@ -261,6 +261,9 @@ class AnalogModel:
         ep_skipped (samples left out of the update: some EP phase failed), clipped,
         epoch_seconds, samples_per_second, and val_* from `scores` on validation data."""
         self.require_compiled()
+        if self.optimizer is None:
+            raise RuntimeError("this model has no optimiser (its file could not hold it, see model.not_saved): "
+                               "call model.compile(...) before fit")
         x, y = _check_xy(x, y, self.circuit.n_features, self.circuit.n_outputs)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")

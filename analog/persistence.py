@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,8 @@ def _encode(value, arrays: _Arrays, key: str):
 def _decode(value, arrays):
     if isinstance(value, dict) and set(value) == {"array"}:
         return np.array(arrays[value["array"]])
+    if isinstance(value, dict):
+        return {k: _decode(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, arrays) for v in value]
     return value
@@ -198,26 +201,57 @@ def graph_from_config(d: dict, arrays):
 
 
 # ---- training state ------------------------------------------------------------------------
+def _unsaved(what: str, obj, why: str) -> str:
+    msg = f"{what} {type(obj).__name__} was not saved ({why}); compile the loaded model again to train it"
+    warnings.warn(msg, stacklevel=4)
+    return msg
+
+
+def _optimizer_entry(opt, arrays: _Arrays, notes: list) -> dict | None:
+    if OPTIMIZERS.get(opt.name) is not type(opt):
+        notes.append(_unsaved("optimizer", opt, f"name {opt.name!r} is not registered: use "
+                                                "analog.optimizers.register_optimizer"))
+        return None
+    try:
+        own = _Arrays()
+        config = _encode_tree(opt.get_config(), own, "optimizer_config")
+        meta, opt_arrays = opt.get_state()
+        json.dumps([config, meta])
+    except Exception as exc:          # an extension's config that is not plain data
+        notes.append(_unsaved("optimizer", opt, f"{type(exc).__name__}: {exc}"))
+        return None
+    arrays.data.update(own.data)
+    for k, v in opt_arrays.items():
+        arrays.put(f"optimizer/{k}", v)
+    return {"config": config, "state": meta}
+
+
+def _perturbation_entry(p, arrays: _Arrays, notes: list) -> dict | None:
+    if p is None:
+        return None
+    if PERTURBATION_TYPES.get(type(p).__name__) is not type(p) or not hasattr(p, "get_config"):
+        notes.append(_unsaved("perturbation", p, "give it get_config() and register it with "
+                                                 "analog.persistence.register_perturbation"))
+        return None
+    try:
+        own = _Arrays()
+        config = _encode_tree(p.get_config(), own, "perturbation")
+        json.dumps(config)
+    except Exception as exc:
+        notes.append(_unsaved("perturbation", p, f"{type(exc).__name__}: {exc}"))
+        return None
+    arrays.data.update(own.data)
+    return {"type": type(p).__name__, "config": config}
+
+
 def _training_config(model, arrays: _Arrays) -> dict | None:
     if not model.compiled:
         return None
-    opt = model.optimizer
-    if OPTIMIZERS.get(opt.name) is not type(opt):
-        raise ValueError(f"cannot save optimizer {type(opt).__name__} (name {opt.name!r}): register it with "
-                         "analog.optimizers.register_optimizer")
-    meta, opt_arrays = opt.get_state()
-    for k, v in opt_arrays.items():
-        arrays.put(f"optimizer/{k}", v)
-    pert = None
-    if model.perturbation is not None:
-        p = model.perturbation
-        if PERTURBATION_TYPES.get(type(p).__name__) is not type(p) or not hasattr(p, "get_config"):
-            raise ValueError(f"cannot save perturbation {type(p).__name__}: give it get_config() and register "
-                             "it with analog.persistence.register_perturbation")
-        pert = {"type": type(p).__name__, "config": _encode_tree(p.get_config(), arrays, "perturbation")}
-    return {"loss": model.loss.get_config(), "optimizer": {"config": opt.get_config(), "state": meta},
+    notes: list[str] = []
+    return {"loss": model.loss.get_config(), "optimizer": _optimizer_entry(model.optimizer, arrays, notes),
             "beta": model.beta, "nudging": model.nudging, "engine": model.engine_name,
-            "engine_options": model.engine_options, "perturbation": pert}
+            "engine_options": model.engine_options,
+            "perturbation": _perturbation_entry(model.perturbation, arrays, notes), "not_saved": notes}
 
 
 def _encode_tree(value, arrays, key):
@@ -235,18 +269,23 @@ def _decode_tree(value, arrays):
 def _restore_training(model, t: dict, arrays) -> None:
     loss_cfg = dict(t["loss"])
     loss = get_loss(loss_cfg.pop("name"), **loss_cfg)
-    ocfg = t["optimizer"]["config"]
-    cls = _lookup(OPTIMIZERS, ocfg.get("name"), "optimizer")
-    optimizer = cls.from_config(ocfg)
-    optimizer.set_state(t["optimizer"]["state"],
-                        {k[len("optimizer/"):]: arrays[k] for k in arrays.files if k.startswith("optimizer/")})
+    optimizer = None
+    if t.get("optimizer"):
+        ocfg = _decode_tree(t["optimizer"]["config"], arrays)
+        cls = _lookup(OPTIMIZERS, ocfg.get("name"), "optimizer")
+        optimizer = cls.from_config(ocfg)
+        optimizer.set_state(t["optimizer"]["state"],
+                            {k[len("optimizer/"):]: arrays[k] for k in arrays.files if k.startswith("optimizer/")})
     pert = None
     if t.get("perturbation"):
         pcls = _lookup(PERTURBATION_TYPES, t["perturbation"]["type"], "perturbation")
         pcfg = _decode_tree(t["perturbation"]["config"], arrays)
         pert = pcls.from_config(pcfg) if hasattr(pcls, "from_config") else pcls(**pcfg)
-    model.compile(loss=loss, optimizer=optimizer, beta=t["beta"], nudging=t["nudging"], engine=t["engine"],
-                  engine_options=t["engine_options"], perturbation=pert)
+    model.compile(loss=loss, optimizer=optimizer if optimizer is not None else "sgd", beta=t["beta"],
+                  nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert)
+    if optimizer is None:   # evaluate/scores/gradients work; fit asks for compile() first
+        model.optimizer = None
+    model.not_saved = list(t.get("not_saved", []))
 
 
 # ---- save / load -----------------------------------------------------------------------------

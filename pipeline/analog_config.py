@@ -41,3 +41,51 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
                   **loss_options)
     model.config = cfg
     return model
+
+
+def migrate_legacy_model(old, new) -> AnalogModel:
+    """Rebuild a model saved by an earlier release (model.pkl beside a model.json summary
+    holding the experiment config, and conductances.npz) from its config and conductances,
+    and save it in today's format (model.json + arrays.npz). The optimiser state (Adam's
+    moments) was only in the pickle, so training resumes with a fresh one."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from pipeline.config import validate_config
+
+    old, new = Path(old), Path(new)
+    try:
+        summary = json.loads((old / "model.json").read_text())
+        with np.load(old / "conductances.npz", allow_pickle=False) as z:
+            G = {k: z[k] for k in z.files}
+    except FileNotFoundError as exc:
+        raise ValueError(f"{old}: cannot migrate, missing {Path(exc.filename).name}") from None
+    cfg = summary.get("config") if isinstance(summary, dict) else None
+    if not cfg:
+        raise ValueError(f"{old / 'model.json'}: has no experiment config to rebuild the block from")
+    cfg = validate_config(cfg)
+    layers = [f"dense{k + 1}" for k in range(len(cfg["analog"]["hidden"]) + 1)]
+    if sorted(G) != sorted(layers):
+        raise ValueError(f"{old / 'conductances.npz'}: layers {sorted(G)}, the config builds {layers}")
+    n_features = (G[layers[0]].shape[1] - len(cfg["analog"]["bias_levels"])) // 2
+    model = model_from_config(cfg, n_features, G[layers[-1]].shape[0] // 2)
+    model.set_conductances([G[name] for name in layers])
+    model.epoch = int(summary.get("epoch", 0))
+    model.save(new)
+    return model
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.analog_config",
+                                     description="Convert an analog model folder saved by an earlier release.")
+    parser.add_argument("--migrate", nargs=2, metavar=("OLD_FOLDER", "NEW_FOLDER"), required=True)
+    args = parser.parse_args()
+    try:
+        migrate_legacy_model(*args.migrate)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}")
+    print(f"saved {args.migrate[1]} (model.json + arrays.npz)")
