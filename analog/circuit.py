@@ -8,12 +8,24 @@ Terminals. Every circuit node is a *terminal*, numbered in three groups:
 Each terminal t therefore has V_t = coef[t]·v[free[t]] + offset[t] (free/amp) or the
 source value (sources).
 
+Amplifier k: V_out = V_ref + A_k·(V_in − V_ref) + offset_k forward; its input node draws
+1/A_k of the current its output delivers.
+
 Energy scale. An amplifier multiplies voltages by A and divides currents by A, so the
-co-content of everything behind it counts with weight 1/A² (DESIGN.md §2); `scale` holds
-that weight for every element block.
+co-content of everything behind it counts with weight 1/A². In general every free node n
+has a scale s_n and each element is weighted by the scale of the nodes it touches; KCL is
+then the stationarity of the weighted energy iff, for every crossbar edge from an
+amplifier k's output to a row node i, s_i = s(in_k)/A_k², and s_i = s_j for an edge between
+free nodes i, j (`energy_scales` solves these constraints in the log domain). With equal
+gains per amplifier layer this is the familiar s_l = Π 1/A²; with per-amplifier gains it
+is solvable when only the first amplifier layer varies (its input nodes, fed by sources
+only, take s = A_k²·c); otherwise the circuit is non-reciprocal and has no energy function.
+A dense block's `scale` is a float when all its rows share one scale, else an (n_out,)
+array of per-row scales.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +40,15 @@ class DenseBlock:
     layer: Dense
     in_terms: np.ndarray     # terminal index of each input node (columns of G)
     out_terms: np.ndarray    # terminal index of each output node (rows of G)
-    scale: float
+    scale: float | np.ndarray   # energy scale: one number, or per row (n_out,)
+
+    @property
+    def row_scale(self) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.scale, dtype=float), (len(self.out_terms),))
+
+    def scaled(self, G: np.ndarray) -> np.ndarray:
+        """G weighted by the energy scale of each row (what enters the energy and KCL)."""
+        return G * (self.scale[:, None] if np.ndim(self.scale) else self.scale)
 
 
 @dataclass
@@ -59,23 +79,21 @@ class CompiledCircuit:
     out_plus: np.ndarray               # free index of V⁺ of each differential output
     out_minus: np.ndarray
     out_scale: np.ndarray              # energy scale of each output pair
+    amp_offset: np.ndarray | None = None   # output offset of each amplifier (V), default 0
+    amp_layer: list[str] | None = None     # layer name of each amplifier
     term_free: np.ndarray = field(init=False)   # free index behind each terminal (−1: source)
     term_coef: np.ndarray = field(init=False)
     term_offset: np.ndarray = field(init=False)
 
     def __post_init__(self):
         n_f, n_s, n_a = self.n_free, self.n_sources, len(self.amp_in)
-        # energy scale of the blocks each source feeds (NaN if it feeds blocks of several scales)
-        self.source_scale = np.full(n_s, np.nan)
-        for blk in self.dense:
-            cols = blk.in_terms[(blk.in_terms >= n_f) & (blk.in_terms < n_f + n_s)] - n_f
-            prev = self.source_scale[cols]
-            clash = ~np.isnan(prev) & (prev != blk.scale)
-            self.source_scale[cols] = np.where(clash, np.inf, blk.scale)
-        self.source_scale[np.isinf(self.source_scale)] = np.nan
+        self.amp_gain = np.asarray(self.amp_gain, dtype=float)
+        self.amp_offset = np.zeros(n_a) if self.amp_offset is None else np.asarray(self.amp_offset, dtype=float)
+        if self.amp_layer is None:
+            self.amp_layer = list(self.amp_names)
         self.term_free = np.concatenate([np.arange(n_f), -np.ones(n_s, int), self.amp_in]).astype(int)
         self.term_coef = np.concatenate([np.ones(n_f), np.zeros(n_s), self.amp_gain])
-        self.term_offset = np.concatenate([np.zeros(n_f + n_s), self.vref * (1.0 - self.amp_gain)])
+        self.term_offset = np.concatenate([np.zeros(n_f + n_s), self.vref * (1.0 - self.amp_gain) + self.amp_offset])
 
     # sizes -----------------------------------------------------------------------------
     @property
@@ -120,7 +138,7 @@ class CompiledCircuit:
 
     def terminal_voltages(self, v: np.ndarray, src: np.ndarray) -> np.ndarray:
         """All terminal voltages (B, n_terminals) from free voltages and source voltages."""
-        amp = self.vref + self.amp_gain * (v[:, self.amp_in] - self.vref)
+        amp = self.vref + self.amp_gain * (v[:, self.amp_in] - self.vref) + self.amp_offset
         return np.concatenate([v, src, amp], axis=1)
 
     def outputs(self, v: np.ndarray) -> np.ndarray:
@@ -134,6 +152,136 @@ class CompiledCircuit:
         inj[:, self.out_plus] += dy_current
         inj[:, self.out_minus] -= dy_current
         return inj
+
+
+def energy_scales(n_free: int, n_sources: int, dense: list[DenseBlock], amp_in: np.ndarray, amp_gain: np.ndarray,
+                  amp_layer: list[str]) -> np.ndarray:
+    """Energy scale of every free node (see the module docstring), (n_free,).
+
+    Each crossbar edge from a free node j, or from amplifier k's output, to a row node i is a
+    constraint log s_i − log s_j = 0, or log s_i − log s(in_k) = −2 log A_k. They are solved by
+    a traversal of the constraint graph; each connected part is normalised so that its
+    first crossbar's rows have a geometric-mean scale of 1 (so a block of uniform gains
+    keeps s = 1 at the front, 1/A² behind one amplifier, …). ValueError when the
+    constraints contradict each other (the circuit then has no energy function)."""
+    n_t = n_free + n_sources
+    loga = -2.0 * np.log(amp_gain)
+    adj: list[list[tuple[int, float, str]]] = [[] for _ in range(n_free)]
+    first_block = np.full(n_free, -1)
+    for b, blk in enumerate(dense):
+        rows = blk.out_terms
+        first_block[rows] = np.where(first_block[rows] < 0, b, first_block[rows])
+        for t in blk.in_terms:
+            if t < n_free:
+                j, off, via = int(t), 0.0, ""
+            elif t >= n_t:
+                k = int(t) - n_t
+                j, off, via = int(amp_in[k]), float(loga[k]), amp_layer[k]
+            else:
+                continue  # a source: no constraint
+            for i in rows:
+                adj[int(i)].append((j, off, f"{blk.layer.name}|{via}"))
+                adj[j].append((int(i), -off, f"{blk.layer.name}|{via}"))
+    logs = np.full(n_free, np.nan)
+    for root in range(n_free):
+        if not np.isnan(logs[root]):
+            continue
+        logs[root] = 0.0
+        comp, stack = [root], [root]
+        while stack:
+            i = stack.pop()
+            for j, off, where in adj[i]:
+                want = logs[i] - off   # log s_j = log s_i − off
+                if np.isnan(logs[j]):
+                    logs[j] = want
+                    comp.append(j)
+                    stack.append(j)
+                elif abs(logs[j] - want) > 1e-9 * max(1.0, abs(want)):
+                    layer, via = where.split("|")
+                    cause = (f"its inputs sit behind amplifiers of different gains (amplifier layer '{via}')"
+                             if via else "it mixes nodes before and after an amplifier")
+                    raise ValueError(f"Dense layer '{layer}': {cause}, so no energy scale per node makes the "
+                                     "backward currents reciprocal: the circuit has no energy function "
+                                     "(non-reciprocal). Per-amplifier gains may vary only in the first "
+                                     "amplifier layer.")
+        comp = np.array(comp)
+        front = comp[first_block[comp] == first_block[comp].min()] if np.any(first_block[comp] >= 0) else comp
+        logs[comp] -= logs[front].mean()
+    out = np.exp(logs)
+    return np.where(np.abs(logs) < 1e-13, 1.0, out)
+
+
+def _apply_scales(c: CompiledCircuit, free_scale: np.ndarray) -> dict:
+    """Constructor fields that carry energy scales, from the free-node scales."""
+    dense = []
+    for blk in c.dense:
+        rs = free_scale[blk.out_terms]
+        sc = float(rs[0]) if np.all(rs == rs[0]) else rs
+        dense.append(dataclasses.replace(blk, scale=sc))
+    nonlinear = [dataclasses.replace(blk, scale=free_scale[blk.node_terms]) for blk in c.nonlinear]
+    return dict(free_scale=free_scale, dense=dense, nonlinear=nonlinear, out_scale=free_scale[c.out_plus])
+
+
+def _with(c: CompiledCircuit, **changes) -> CompiledCircuit:
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.init}
+    fields.update(changes)
+    return CompiledCircuit(**fields)
+
+
+def vary_circuit(circuit: CompiledCircuit, *, amp_gain=None, amp_offset=None, device_params=None) -> CompiledCircuit:
+    """The same topology with per-element parameters: amp_gain, amp_offset arrays over all
+    amplifiers (in `circuit.amp_names` order; None keeps the circuit's), device_params
+    {diode layer name: {parameter: number or array over the layer's devices}}. Energy
+    scales are recomputed per node (ValueError when the gains leave no energy function)."""
+    c = circuit
+    n_a = len(c.amp_in)
+
+    def amp_array(value, key, default):
+        if value is None:
+            return default.copy()
+        arr = np.asarray(value, dtype=float)
+        if arr.ndim == 0:
+            arr = np.full(n_a, float(arr))
+        if arr.shape != (n_a,):
+            raise ValueError(f"{key} has shape {arr.shape}, expected ({n_a},) (one per amplifier)")
+        if not np.all(np.isfinite(arr)) or (key == "amp_gain" and not np.all(arr > 0)):
+            raise ValueError(f"{key} must be finite" + (" and > 0" if key == "amp_gain" else ""))
+        return arr
+
+    gain = amp_array(amp_gain, "amp_gain", c.amp_gain)
+    offset = amp_array(amp_offset, "amp_offset", c.amp_offset)
+    params = dict(device_params or {})
+    known = [blk.layer.name for blk in c.nonlinear]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"device_params: unknown diode layer(s) {unknown}; the circuit's are {known}")
+    nonlinear = []
+    for blk in c.nonlinear:
+        device = blk.device
+        if blk.layer.name in params:
+            p = params[blk.layer.name]
+            names = [f.name for f in dataclasses.fields(device)]
+            bad = sorted(set(p) - set(names))
+            if bad:
+                raise ValueError(f"device_params['{blk.layer.name}']: {type(device).__name__} has no "
+                                 f"parameter(s) {bad}; it has {names}")
+            try:
+                device = dataclasses.replace(device, **{k: np.asarray(v, float) if np.ndim(v) else v
+                                                        for k, v in p.items()})
+                _check_device_size(device, len(blk.node_terms), blk.layer.name)
+                device.validate()
+            except ValueError as exc:
+                raise ValueError(f"device_params['{blk.layer.name}']: {exc}") from None
+        nonlinear.append(dataclasses.replace(blk, device=device))
+    c2 = _with(c, amp_gain=gain, amp_offset=offset, nonlinear=nonlinear)
+    scales = energy_scales(c.n_free, c.n_sources, c2.dense, c2.amp_in, gain, c2.amp_layer)
+    return _with(c2, **_apply_scales(c2, scales))
+
+
+def _check_device_size(device: Device, n: int, layer: str) -> None:
+    if device.size is not None and device.size != n:
+        raise ValueError(f"diode layer '{layer}' has {n} nodes but its device has per-element "
+                         f"parameters of length {device.size}")
 
 
 def _topological_layers(outputs: Nodes) -> list[Nodes]:
@@ -187,8 +335,6 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
     def terms(nodes: Nodes) -> np.ndarray:
         return np.array([index[id(s)] for s in nodes.specs], dtype=int)
 
-    # energy scale of each node's domain: 1 at the front, divided by A² behind each amplifier
-    scale: dict[int, float] = {}
     dense, nonlinear, used_layers = [], [], set()
     out_nodes = None
     for n in graph:
@@ -198,40 +344,31 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
             if id(layer) in used_layers:
                 raise ValueError(f"Dense layer '{layer.name}' is used twice; each crossbar is one physical block")
             used_layers.add(id(layer))
-            scales = {scale[id(s)] for s in parent.specs if not s.is_source}
-            if len(scales) > 1:
-                raise ValueError(f"Dense layer '{layer.name}' mixes nodes before and after an amplifier")
-            sc = scales.pop() if scales else 1.0
-            for s in n.specs:
-                scale[id(s)] = sc
-            dense.append(DenseBlock(layer, terms(parent), terms(n), sc))
-        elif isinstance(layer, Amplification):
-            (parent,) = n.parents
-            for s_out, s_in in zip(n.specs, parent.specs):
-                scale[id(s_out)] = scale[id(s_in)] / layer.gain**2
+            dense.append(DenseBlock(layer, terms(parent), terms(n), 1.0))
         elif isinstance(layer, DiodeLayer):
-            sc = np.array([scale[id(s)] for s in n.specs])
+            _check_device_size(layer.device, len(n.specs), layer.name)
             nonlinear.append(NonlinearBlock(layer, layer.device, terms(n), index[id(layer.bias_spec)],
-                                            layer.sign, sc))
+                                            layer.sign, np.ones(len(n.specs))))
         elif isinstance(layer, CurrentLayer):
             out_nodes = n
-        elif not isinstance(layer, (Concatenate, _InputLayer, _BiasLayer)):
+        elif not isinstance(layer, (Concatenate, _InputLayer, _BiasLayer, Amplification)):
             raise TypeError(f"unknown layer type {type(layer).__name__} ('{layer.name}')")
 
     plus = terms(out_nodes)[0::2]
     minus = terms(out_nodes)[1::2]
     src_levels = np.array([s.level if s.kind == "bias" else 0.0 for s in sources])
     feats = inputs.layer.features
-    return CompiledCircuit(
+    c = CompiledCircuit(
         vref=float(vref), gmin=float(gmin),
-        free_names=[s.name for s in free],
-        free_scale=np.array([scale[id(s)] for s in free]),
+        free_names=[s.name for s in free], free_scale=np.ones(n_free),
         source_names=[s.name for s in sources], source_levels=src_levels,
         input_plus=np.arange(feats), input_minus=np.arange(feats, 2 * feats),
         amp_names=[s.name for s in amps],
         amp_in=np.array([index[id(s.amp_input)] for s in amps], dtype=int),
         amp_gain=np.array([s.layer.gain for s in amps], dtype=float),
         dense=dense, nonlinear=nonlinear,
-        out_plus=plus, out_minus=minus,
-        out_scale=np.array([scale[id(free[p])] for p in plus]),
+        out_plus=plus, out_minus=minus, out_scale=np.ones(len(plus)),
+        amp_layer=[s.layer.name for s in amps],
     )
+    scales = energy_scales(c.n_free, c.n_sources, c.dense, c.amp_in, c.amp_gain, c.amp_layer)
+    return _with(c, **_apply_scales(c, scales))

@@ -6,7 +6,8 @@ during the nudged phase. The circuit then sits at the minimum of F = E + β·s_o
 so with β_eff = β·s_out (s_out: energy scale of the output layer):
     one-sided   ∂C/∂G ≈ (s_l / 2β_eff) [ ΔV²(s^β) − ΔV²(s⁰) ]
     symmetric   ∂C/∂G ≈ (s_l / 4β_eff) [ ΔV²(s^{+β}) − ΔV²(s^{−β}) ]
-    inputs      ∂C/∂V_j ≈ (s_j / β_eff) [ I_j(s^β) − I_j(s⁰) ]     (I_j: current source j delivers)
+    inputs      ∂C/∂V_j ≈ (1 / β_eff) [ Ĩ_j(s^β) − Ĩ_j(s⁰) ],  Ĩ_j = Σ_rows s_row G_row,j (V_j − V_row)
+                (Ĩ_j: the current source j delivers, each branch weighted by its energy scale)
 Everything is local: voltage drops across each conductance and source currents, measured
 in two phases (Kendall et al. 2020; symmetric form: Laborieux et al. 2021).
 """
@@ -19,7 +20,7 @@ import numpy as np
 from .circuit import CompiledCircuit
 from .losses import Loss
 from .native import single_blas_thread
-from .solution import Solution
+from .solution import Solution, scaled_source_currents
 
 
 @dataclass
@@ -44,8 +45,8 @@ def _input_grad_from_sources(circuit: CompiledCircuit, dC_dsrc: np.ndarray) -> n
 
 
 def _output_scale(circuit: CompiledCircuit) -> float:
-    s = np.unique(circuit.out_scale)
-    if len(s) != 1:
+    s = np.asarray(circuit.out_scale, dtype=float)
+    if not np.allclose(s, s[0], rtol=1e-9, atol=0):
         raise ValueError("all differential outputs must sit behind the same amplifiers")
     return float(s[0])
 
@@ -78,14 +79,16 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
     w = used.astype(float) / max(1, used.sum())
     Va = circuit.terminal_voltages(np.nan_to_num(a.v), a.src)
     Vb = circuit.terminal_voltages(np.nan_to_num(b.v), b.src)
-    grads = [blk.scale / denom * (squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w))
+    grads = [blk.scaled(squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w)) / denom
              for blk in circuit.dense]
     gin = None
     if input_grad:
+        # ∂F/∂V_source = scale-weighted current each source delivers, from the voltages: right
+        # for sources that feed crossbars of different energy scales (skip connections)
         factor = 2.0 if nudging == "symmetric" else 1.0
-        dI = np.nan_to_num(a.source_currents) - np.nan_to_num(b.source_currents)
-        dC_dsrc = circuit.source_scale * dI / (factor * beta_eff)
-        gin = _input_grad_from_sources(circuit, dC_dsrc)
+        dI = (scaled_source_currents(circuit, G_list, Va, used)
+              - scaled_source_currents(circuit, G_list, Vb, used))
+        gin = _input_grad_from_sources(circuit, dI / (factor * beta_eff))
         gin[~used] = np.nan
     return GradientResult(grads, gin, np.where(free.converged, cost, np.nan), y, free, used,
                           info={"failed": int((~used).sum())})
@@ -104,17 +107,16 @@ def exact_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: L
     d = engine.hessian_diagonal(free.v, free.src)
     lam = engine.linear_solve(G_list, d, rhs)
     B = len(y)
-    Lt = circuit.terminal_voltages(lam, np.zeros_like(free.src)) - np.concatenate(
-        [np.zeros((B, circuit.n_free + circuit.n_sources)),
-         np.broadcast_to(circuit.vref * (1 - circuit.amp_gain), (B, len(circuit.amp_in)))], axis=1)
+    # λ on every terminal (the linear part: sources 0, amplifier outputs A·λ_in)
+    Lt = np.concatenate([lam, np.zeros_like(free.src), lam[:, circuit.amp_in] * circuit.amp_gain], axis=1)
     V = circuit.terminal_voltages(free.v, free.src)
     grads = []
     dC_dsrc = np.zeros_like(free.src)
     for blk, G in zip(circuit.dense, G_list):
         vo, vi, lo, li = V[:, blk.out_terms], V[:, blk.in_terms], Lt[:, blk.out_terms], Lt[:, blk.in_terms]
         M = (vo * lo).sum(0)[:, None] + (vi * li).sum(0)[None, :] - vo.T @ li - lo.T @ vi
-        grads.append(-blk.scale * M / B)
+        grads.append(-blk.scaled(M) / B)
         src_cols = circuit.is_source_term(blk.in_terms)
-        dC_dsrc[:, blk.in_terms[src_cols] - circuit.n_free] += blk.scale * (lo @ G)[:, src_cols]
+        dC_dsrc[:, blk.in_terms[src_cols] - circuit.n_free] += (lo @ blk.scaled(G))[:, src_cols]
     gin = _input_grad_from_sources(circuit, dC_dsrc)
     return GradientResult(grads, gin, cost, y, free, np.ones(B, bool))

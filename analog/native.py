@@ -84,14 +84,14 @@ class NativeEngine:
         n = c.n_free
         K = np.zeros((n, n))
         for blk, G in zip(c.dense, G_list):
-            s = 1.0 if structural else blk.scale
+            G = G if structural else blk.scaled(G)     # per-row energy scale
             fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
             fi, ai = self._tf[blk.in_terms], self._tc[blk.in_terms]
-            np.add.at(K, (fo, fo), s * ao**2 * G.sum(1))
+            np.add.at(K, (fo, fo), ao**2 * G.sum(1))
             free_in = fi >= 0
             fi_f, ai_f = fi[free_in], ai[free_in]
-            np.add.at(K, (fi_f, fi_f), s * ai_f**2 * G[:, free_in].sum(0))
-            off = -s * ao[:, None] * ai_f[None, :] * G[:, free_in]
+            np.add.at(K, (fi_f, fi_f), ai_f**2 * G[:, free_in].sum(0))
+            off = -ao[:, None] * ai_f[None, :] * G[:, free_in]
             np.add.at(K, (fo[:, None], fi_f[None, :]), off)
             np.add.at(K, (fi_f[None, :], fo[:, None]), off)
         if not structural:
@@ -115,11 +115,13 @@ class NativeEngine:
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
         return self._lin
 
-    def dense_currents(self, G_list, V):
+    def dense_currents(self, G_list, V, scaled=False):
         """Per dense block: (currents leaving each output node, currents leaving each input
-        node) through the crossbar, unscaled amperes, each (B, n)."""
+        node) through the crossbar, each (B, n): amperes, or weighted by each row's energy
+        scale when `scaled`."""
         out = []
         for blk, G in zip(self.circuit.dense, G_list):
+            G = blk.scaled(G) if scaled else G
             vo, vi = V[:, blk.out_terms], V[:, blk.in_terms]
             i_out = vo * G.sum(1) - vi @ G.T
             i_in = vi * G.sum(0) - vo @ G
@@ -141,9 +143,9 @@ class NativeEngine:
         v0 = np.zeros((src.shape[0], c.n_free))
         V = c.terminal_voltages(v0, src)
         g = np.zeros_like(V)
-        for blk, (i_out, i_in) in zip(c.dense, self.dense_currents(G_list, V)):
-            g[:, blk.out_terms] += blk.scale * i_out
-            g[:, blk.in_terms] += blk.scale * i_in
+        for blk, (i_out, i_in) in zip(c.dense, self.dense_currents(G_list, V, scaled=True)):
+            g[:, blk.out_terms] += i_out
+            g[:, blk.in_terms] += i_in
         return self._to_free(g)
 
     # ---- nonlinear part -------------------------------------------------------------------
@@ -320,8 +322,8 @@ def total_energy(circuit: CompiledCircuit, G_list, v, src, nudge=None) -> np.nda
     V = circuit.terminal_voltages(np.asarray(v, float), np.asarray(src, float))
     E = np.zeros(V.shape[0])
     for blk, G in zip(circuit.dense, G_list):
-        vo, vi = V[:, blk.out_terms], V[:, blk.in_terms]
-        E += 0.5 * blk.scale * ((vo**2) @ G.sum(1) + (vi**2) @ G.sum(0) - 2.0 * ((vo @ G) * vi).sum(1))
+        vo, vi, G = V[:, blk.out_terms], V[:, blk.in_terms], blk.scaled(G)
+        E += 0.5 * ((vo**2) @ G.sum(1) + (vi**2) @ G.sum(0) - 2.0 * ((vo @ G) * vi).sum(1))
     for blk in circuit.nonlinear:
         u = device_branch_voltages(circuit, blk, V)
         E += (blk.scale * blk.device.cocontent(u)).sum(1)

@@ -16,9 +16,12 @@ Element naming (SPICE is case-insensitive; ngspice reports lowercase vectors):
   Vvref            the amplifiers' reference node (only when vref != 0; not a circuit source)
   R<b>_<i>_<j>     dense block b: a resistor 1/G[i, j] between output node i and input node j
   RGMIN<f>         gmin shunt from free node f to ground (only when circuit.gmin > 0)
-  E<k> VS<k> F<k>  amplifier k: forward VCVS, 0-V current sense, backward CCCS of gain 1/A
+  E<k> VS<k> F<k>  amplifier k: forward VCVS of gain A_k, current sense (a source of −offset_k
+                   volts, so V_out = V_ref + A_k·(V_in − V_ref) + offset_k), backward CCCS of gain 1/A_k
   IP<k> IM<k>      nudging of output k: +I_k into out_plus[k], −I_k into out_minus[k]
-  <X><b>_<i>       device i of nonlinear block b (X is the device's own letter: D, B, M …)
+  <X><b>_<i>       device i of nonlinear block b (X is the device's own letter: D, B, M …);
+                   per-element devices write each instance with its own `.model` card (one
+                   card per distinct instance)
 
 Node names are the circuit's terminal names, lowercased and reduced to [a-z0-9_], made
 unique with a numeric suffix where sanitising would merge two of them; ground is `0`.
@@ -103,11 +106,12 @@ class NetlistPlan:
             self.dense_out.append([self.nodes[t] for t in blk.out_terms])
             self.dense_in.append([self.nodes[t] for t in blk.in_terms])
 
-        # amplifiers: (k, input node, output node, internal node, gain)
+        # amplifiers: (k, input node, output node, internal node, gain); offsets separately
         self.amps = []
         for k, (f, gain) in enumerate(zip(c.amp_in, c.amp_gain)):
             out = amp_out[k]
             self.amps.append((k, self.nodes[int(f)], out, unique(f"{out}_int", f"a{k}_int"), float(gain)))
+        self.amp_offsets = [float(o) for o in c.amp_offset]
 
         self.gmin = float(c.gmin)
         self.out_plus = [self.nodes[int(f)] for f in c.out_plus]
@@ -120,13 +124,16 @@ class NetlistPlan:
         self.model_lines: list[str] = []
         for b, blk in enumerate(c.nonlinear):
             ref = self.nodes[blk.ref_term]
+            seen = set(self.model_lines)
             for i, t in enumerate(blk.node_terms):
                 node = self.nodes[int(t)]
                 anode, cathode = (node, ref) if blk.sign > 0 else (ref, node)
-                self.device_lines += list(blk.device.spice_lines(f"{b}_{i}", anode, cathode))
-            for card in blk.device.spice_models():
-                if card not in self.model_lines:
-                    self.model_lines.append(card)
+                device = blk.device.instance(i)
+                self.device_lines += list(device.spice_lines(f"{b}_{i}", anode, cathode))
+                for card in device.spice_models():
+                    if card not in seen:
+                        seen.add(card)
+                        self.model_lines.append(card)
 
     # names ------------------------------------------------------------------------------
     def resistor_names(self, b: int) -> list[str]:
@@ -184,7 +191,8 @@ class NetlistPlan:
             lines += [f"RGMIN{f} {n} 0 {_num(1.0 / self.gmin)}" for f, n in enumerate(self.free_nodes)]
         for k, nin, out, internal, gain in self.amps:
             lines.append(f"E{k} {internal} {self.vref_node} {nin} {self.vref_node} {_num(gain)}")
-            lines.append(f"VS{k} {internal} {out} dc 0")
+            off = self.amp_offsets[k]
+            lines.append(f"VS{k} {internal} {out} dc {_num(-off) if off else 0}")
             lines.append(f"F{k} {nin} 0 VS{k} {_num(1.0 / gain)}")
         for k in range(self.n_outputs):
             lines.append(f"IP{k} 0 {self.out_plus[k]} dc {_num(nudge[k])}")
@@ -251,7 +259,7 @@ def build_circuit(circuit: CompiledCircuit, G_list, x_row=None, nudge_row=None, 
     vref = gnd if plan.vref_node == "0" else plan.vref_node
     for k, nin, out, internal, gain in plan.amps:
         ckt.VCVS(str(k), internal, vref, nin, vref, gain)
-        ckt.V(f"S{k}", internal, out, 0.0)
+        ckt.V(f"S{k}", internal, out, -plan.amp_offsets[k] + 0.0)
         ckt.CCCS(str(k), nin, gnd, f"VS{k}", 1.0 / gain)
     for k in range(plan.n_outputs):
         ckt.I(f"P{k}", gnd, plan.out_plus[k], float(nudge[k]) + 0.0)

@@ -70,3 +70,26 @@ def dissipated_power(circuit: CompiledCircuit, G_list, v: np.ndarray, src: np.nd
         power += (current * u).sum(1)
     power += circuit.gmin * (v**2).sum(1)
     return power
+
+
+def scaled_source_currents(circuit: CompiledCircuit, G_list, V: np.ndarray, used=None) -> np.ndarray:
+    """∂E/∂V_source, (B, n_sources): the current each source delivers, each branch weighted
+    by the energy scale of the element it flows through (Σ_rows s_row G_row,j (V_j − V_row)
+    over crossbars, −s·sign·I over devices biased by the source). V: terminal voltages;
+    samples where `used` is False are set to 0 (their voltages may be NaN)."""
+    V = np.asarray(V, dtype=float)
+    if used is not None:
+        V = np.where(np.asarray(used)[:, None], V, 0.0)
+    n_f, n_s = circuit.n_free, circuit.n_sources
+    g = np.zeros((V.shape[0], n_s))
+    for blk, G in zip(circuit.dense, G_list):
+        cols = circuit.is_source_term(blk.in_terms)
+        if not np.any(cols):
+            continue
+        Gs = blk.scaled(G)[:, cols]
+        vi = V[:, blk.in_terms[cols]]
+        g[:, blk.in_terms[cols] - n_f] += vi * Gs.sum(0) - V[:, blk.out_terms] @ Gs
+    for blk in circuit.nonlinear:
+        current, _ = blk.device.current(device_branch_voltages(circuit, blk, V))
+        g[:, blk.ref_term - n_f] -= blk.sign * (blk.scale * current).sum(1)
+    return g

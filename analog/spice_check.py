@@ -60,4 +60,4 @@ def check_device(device: Device, owner: str) -> None:
 def check_circuit_devices(circuit: CompiledCircuit) -> None:
     """Check every distinct device of a compiled circuit (one ngspice run per device)."""
     for blk in circuit.nonlinear:
-        check_device(blk.device, f"layer '{blk.layer.name}'")
+        check_device(blk.device.instance(0), f"layer '{blk.layer.name}'")  # per-element: same card keys

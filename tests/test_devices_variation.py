@@ -1,0 +1,232 @@
+"""Per-element circuits (analog.circuit.vary_circuit): every diode and amplifier with its own
+parameters. Checked against independent computations: ngspice on the netlist, KCL
+recomputed here from the element list, the energy, finite differences of the loss."""
+import shutil
+
+import numpy as np
+import pytest
+
+from analog.circuit import vary_circuit
+from analog.devices import IdealDiode, MOSDiode, ShockleyDiode
+from analog.ep import ep_gradients, exact_gradients
+from analog.losses import MSE
+from analog.native import NativeEngine, total_energy
+from tests.analog_circuits import block, inputs
+
+HAS_NGSPICE = shutil.which("ngspice") is not None
+
+
+def _varied(kind: str, seed: int = 0, hidden=(6,), vref: float = 0.0):
+    """A 4 → 6 → 2-output block whose diodes (IS log-normal, or VTO normal for MOS diodes)
+    and amplifiers (gain, offset) all differ. Returns (model, varied circuit, realised values)."""
+    device = {"shockley": ShockleyDiode(IS=1e-14, RS=20.0), "shockley0": ShockleyDiode(IS=1e-14),
+              "mos": MOSDiode(VTO=0.3, KP=2e-4, LAMBDA=0.02), "ideal": IdealDiode(0.2, 2e3, 0.02)}[kind]
+    m = block(features=4, hidden=hidden, outputs=2, gain=3.0, vref=vref, device=device, seed=seed)
+    c = m.circuit
+    rng = np.random.default_rng(seed)
+    n_amp = len(c.amp_in)
+    gain = 3.0 * np.exp(0.15 * rng.standard_normal(n_amp))
+    offset = 0.02 * rng.standard_normal(n_amp)
+    params = {}
+    for blk in c.nonlinear:
+        n = len(blk.node_terms)
+        if kind.startswith("shockley"):
+            params[blk.layer.name] = {"IS": 1e-14 * np.exp(0.8 * rng.standard_normal(n))}
+        elif kind == "mos":
+            params[blk.layer.name] = {"VTO": 0.3 + 0.1 * rng.standard_normal(n)}
+        else:
+            params[blk.layer.name] = {"threshold": 0.2 + 0.03 * rng.standard_normal(n)}
+    cv = vary_circuit(c, amp_gain=gain, amp_offset=offset, device_params=params)
+    return m, cv, dict(gain=gain, offset=offset, params=params)
+
+
+def _terminal_voltages(c, gain, offset, v, src):
+    """Terminal voltages from the definitions (not the circuit's own method)."""
+    amp = c.vref + gain * (v[:, c.amp_in] - c.vref) + offset
+    return np.concatenate([v, src, amp], axis=1)
+
+
+def _kcl(c, G_list, gain, offset, v, src, nudge=None):
+    """Net current (A) leaving every free node, summed branch by branch from the element list:
+    crossbar resistors, each device instance, gmin shunts, amplifier backward currents (the
+    input node draws 1/A_k of what the output delivers) and nudging sources. Also returns the
+    sum of |branch currents| at each node (the scale of the residual)."""
+    V = _terminal_voltages(c, gain, offset, v, src)
+    B, n_t = V.shape
+    net, mag = np.zeros((B, n_t)), np.zeros((B, n_t))
+
+    def branch(a, b, i):            # current i flows from terminal a to terminal b
+        net[:, a] += i
+        net[:, b] -= i
+        mag[:, a] += np.abs(i)
+        mag[:, b] += np.abs(i)
+
+    for blk, G in zip(c.dense, G_list):
+        for r, to in enumerate(blk.out_terms):
+            for q, ti in enumerate(blk.in_terms):
+                branch(to, ti, G[r, q] * (V[:, to] - V[:, ti]))
+    for blk in c.nonlinear:
+        for k, t in enumerate(blk.node_terms):
+            dev = blk.device.instance(k)
+            anode, cathode = (t, blk.ref_term) if blk.sign > 0 else (blk.ref_term, t)
+            branch(anode, cathode, dev.current(V[:, anode] - V[:, cathode])[0])
+    n_f, n_s = c.n_free, c.n_sources
+    for t in range(n_f):
+        branch(t, n_f, c.gmin * V[:, t])   # to ground: the value at terminal n_f is not checked
+    for k, fin in enumerate(c.amp_in):
+        out = n_f + n_s + k
+        delivered = net[:, out].copy()    # what the output delivers into the circuit
+        net[:, fin] += delivered / gain[k]
+        mag[:, fin] += np.abs(delivered / gain[k])
+    if nudge is not None:
+        net[:, c.out_plus] -= nudge
+        net[:, c.out_minus] += nudge
+    return net[:, :n_f], mag[:, :n_f]
+
+
+@pytest.mark.parametrize("kind", ["shockley", "shockley0", "mos", "ideal"])
+@pytest.mark.parametrize("vref", [0.0, 0.6])
+def test_kcl_at_every_free_node_of_a_varied_circuit(kind, vref):
+    m, c, r = _varied(kind, seed=1, vref=vref)
+    x = inputs(12, 4, seed=3)
+    nudge = np.random.default_rng(0).normal(0, 3e-6, (12, c.n_outputs))
+    for I in (None, nudge):
+        s = NativeEngine(c).solve(m.conductances, x, nudge=I)
+        assert s.converged.all()
+        net, mag = _kcl(c, m.conductances, r["gain"], r["offset"], s.v, s.src, I)
+        assert np.all(np.abs(net) <= 1e-12 + 1e-9 * mag), np.abs(net).max()
+
+
+def test_varied_parameters_reach_the_circuit():
+    m, c, r = _varied("shockley")
+    np.testing.assert_array_equal(c.amp_gain, r["gain"])
+    np.testing.assert_array_equal(c.amp_offset, r["offset"])
+    for blk in c.nonlinear:
+        IS = r["params"][blk.layer.name]["IS"]
+        assert blk.device.instance(2).IS == IS[2] and blk.device.size == len(IS)
+    # energy scales: the first crossbar's rows carry s ∝ A², the output rows one scale
+    first = c.dense[0].row_scale
+    np.testing.assert_allclose(first / first.mean(), r["gain"] ** 2 / (r["gain"] ** 2).mean(), rtol=1e-12)
+    np.testing.assert_allclose(c.out_scale, first[0] / r["gain"][0] ** 2, rtol=1e-12)
+    # the original circuit is untouched
+    assert np.all(m.circuit.amp_gain == 3.0) and m.circuit.nonlinear[0].device.size is None
+
+
+def test_operating_point_of_a_varied_circuit_is_the_energy_minimum():
+    m, c, r = _varied("shockley", seed=2)
+    G, x = m.conductances, inputs(10, 4, seed=4)
+    nudge = np.random.default_rng(1).normal(0, 3e-6, (10, c.n_outputs))
+    s = NativeEngine(c).solve(G, x, nudge=nudge)
+    e0 = total_energy(c, G, s.v, s.src, nudge)
+    rng = np.random.default_rng(5)
+    for step in (1e-4, 1e-2, 0.2):
+        for _ in range(5):
+            e = total_energy(c, G, s.v + rng.normal(0, step, s.v.shape), s.src, nudge)
+            assert np.all(e > e0)
+
+
+def _cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("kind", ["shockley", "mos"])
+def test_ep_gradients_on_a_varied_circuit_match_the_exact_ones(kind):
+    m, c, _ = _varied(kind, seed=3)
+    G, x, labels = m.conductances, inputs(16, 4, seed=6), np.arange(16) % 2
+    eng, loss = NativeEngine(c, tol_v=1e-13), MSE(amplitude=0.3)
+    ex = exact_gradients(eng, c, G, x, labels, loss)
+    ep = ep_gradients(eng, c, G, x, labels, loss, beta=1e-7, nudging="symmetric", input_grad=True)
+    for k in range(len(G)):
+        assert _cosine(ep.grads[k], ex.grads[k]) >= 0.999
+    assert np.isfinite(ep.input_grad).all() and _cosine(ep.input_grad, ex.input_grad) >= 0.999
+    # the exact gradient itself against finite differences of the loss (re-solved circuits)
+    def cost(Gs, xs):
+        return loss(c.outputs(eng.solve(Gs, xs).v), labels)[0].mean()
+    rng = np.random.default_rng(0)
+    for k in range(len(G)):
+        i, j = rng.integers(G[k].shape[0]), rng.integers(G[k].shape[1])
+        h = 1e-4 * G[k][i, j]
+        Gp = [g.copy() for g in G]; Gp[k][i, j] += h
+        Gm = [g.copy() for g in G]; Gm[k][i, j] -= h
+        fd = (cost(Gp, x) - cost(Gm, x)) / (2 * h)
+        assert abs(fd - ex.grads[k][i, j]) <= 1e-4 * abs(fd) + 1e-9 * np.abs(ex.grads[k]).max()
+    h = 1e-5
+    xp, xm = x.copy(), x.copy()
+    xp[:, 1] += h
+    xm[:, 1] -= h
+    fd = (loss(c.outputs(eng.solve(G, xp).v), labels)[0] - loss(c.outputs(eng.solve(G, xm).v), labels)[0]) / (2 * h)
+    np.testing.assert_allclose(ex.input_grad[:, 1], fd, rtol=1e-4, atol=1e-8 * np.abs(fd).max())
+
+
+def test_second_amplifier_layer_with_varied_gains_has_no_energy_function():
+    m = block(features=3, hidden=(4, 3), outputs=2)
+    c = m.circuit
+    gain = np.full(len(c.amp_in), 3.0)
+    gain[:4] *= np.linspace(0.9, 1.1, 4)        # first amplifier layer: fine
+    assert vary_circuit(c, amp_gain=gain).dense[0].row_scale.std() > 0
+    gain[5] = 3.3                               # one amplifier of the second layer
+    with pytest.raises(ValueError, match="no energy function.*non-reciprocal"):
+        vary_circuit(c, amp_gain=gain)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(amp_gain=np.ones(3)), "amp_gain has shape"),
+    (dict(amp_gain=-np.ones(6)), "amp_gain must be finite and > 0"),
+    (dict(device_params={"nope": {"IS": 1e-14}}), "unknown diode layer"),
+    (dict(device_params="first:IS_neg"), "IS"),
+    (dict(device_params="first:size"), "length"),
+    (dict(device_params="first:VTO"), "no parameter"),
+])
+def test_bad_variation_is_named(bad, message):
+    m = block(features=4, hidden=(6,), outputs=2)
+    layer = m.circuit.nonlinear[0].layer.name
+    dp = bad.get("device_params")
+    if dp == "first:IS_neg":
+        bad = dict(device_params={layer: {"IS": -np.ones(6)}})
+    elif dp == "first:size":
+        bad = dict(device_params={layer: {"IS": np.full(4, 1e-14)}})
+    elif dp == "first:VTO":
+        bad = dict(device_params={layer: {"VTO": np.zeros(6)}})
+    with pytest.raises(ValueError, match=message):
+        vary_circuit(m.circuit, **bad)
+
+
+def test_netlist_writes_one_model_per_distinct_instance_and_the_offsets():
+    m, c, r = _varied("shockley")
+    from analog.netlist import NetlistPlan
+    plan = NetlistPlan(c)
+    distinct = {float(v) for p in r["params"].values() for v in p["IS"]}
+    assert len(plan.model_lines) == len(distinct) == 12
+    text = plan.text(m.conductances, c.source_voltages(inputs(1, 4))[0])
+    for k, off in enumerate(r["offset"]):
+        assert f"VS{k} " in text and repr(float(-off)) in text
+    # a scalar device still writes one card
+    assert len(NetlistPlan(m.circuit).model_lines) == 1
+
+
+@pytest.mark.skipif(not HAS_NGSPICE, reason="ngspice not installed")
+@pytest.mark.parametrize("kind,vref", [("shockley", 0.0), ("shockley0", 0.6), ("mos", 0.6), ("ideal", 0.0)])
+def test_native_and_ngspice_agree_on_a_varied_circuit(kind, vref):
+    from analog.ngspice_engine import NgspiceEngine
+    m, c, _ = _varied(kind, seed=4, vref=vref)
+    G = m.conductances
+    x = np.concatenate([inputs(6, 4, scale=2.0, seed=7), inputs(2, 4, scale=0.05, seed=8)])
+    nudge = np.random.default_rng(2).normal(0, 5e-6, (len(x), c.n_outputs))
+    eng = NativeEngine(c)
+    with NgspiceEngine(c, processes=1) as spice:
+        for I in (None, nudge):
+            a, b = eng.solve(G, x, nudge=I), spice.solve(G, x, nudge=I)
+            assert a.converged.all() and b.converged.all()
+            np.testing.assert_allclose(b.v, a.v, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(b.source_currents, a.source_currents, rtol=1e-6, atol=1e-9)
+    # the diodes do conduct: the largest device current is a sizeable share of the largest
+    # crossbar branch current (not a leakage of a few nA)
+    net, mag = _kcl(c, G, c.amp_gain, c.amp_offset, a.v, a.src)
+    V = _terminal_voltages(c, c.amp_gain, c.amp_offset, a.v, a.src)
+    i_dev = max(np.abs(blk.device.current(blk.sign * (V[:, blk.node_terms] - V[:, [blk.ref_term]]))[0]).max()
+                for blk in c.nonlinear)
+    i_bar = max(np.abs(G_[None] * (V[:, blk.out_terms][:, :, None] - V[:, blk.in_terms][:, None, :])).max()
+                for blk, G_ in zip(c.dense, G))
+    assert i_dev > 0.1 * i_bar, (i_dev, i_bar)
+
