@@ -57,3 +57,28 @@ def test_native_and_ngspice_agree(device, hidden, gain, vref, nudging):
     np.testing.assert_allclose(spice.v, native.v, rtol=0, atol=1e-6)
     np.testing.assert_allclose(spice.source_currents, native.source_currents, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(spice.power, native.power, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("vto", [-0.5, -0.2, 0.0, 0.4, 0.8])
+def test_mos_diode_agrees_with_ngspice_level1_in_every_region(vto):
+    """SPICE level 1 swaps drain and source when u < 0: with VTO < 0 the diode-connected
+    MOSFET conducts both ways (linear region around u = 0, saturation beyond |u| > |VTO|)."""
+    dev = MOSDiode(VTO=vto, KP=2e-4, LAMBDA=0.05)
+    I0, g0 = dev.current(np.array([0.0]))
+    assert abs(I0[0]) < 1e-13    # passive: no current at 0 V
+    m = block(features=4, hidden=(6,), outputs=2, gain=3.0, vref=0.6, device=dev, seed=11)
+    c, G = m.circuit, m.conductances
+    x = np.concatenate([inputs(10, 4, scale=4.0, seed=5), inputs(4, 4, scale=0.1, seed=6)])
+    nudge = np.random.default_rng(3).normal(0, 5e-6, (len(x), c.n_outputs))
+    native = NativeEngine(c).solve(G, x, nudge=nudge)
+    with NgspiceEngine(c, processes=1) as eng:
+        spice = eng.solve(G, x, nudge=nudge)
+    assert native.converged.all() and spice.converged.all()
+    np.testing.assert_allclose(spice.v, native.v, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(spice.source_currents, native.source_currents, rtol=1e-6, atol=1e-9)
+    V = c.terminal_voltages(native.v, native.src)
+    u = np.concatenate([device_branch_voltages(c, blk, V).ravel() for blk in c.nonlinear])
+    i = dev.current(u)[0]
+    assert np.abs(i).max() > 1e-6                        # some devices conduct strongly
+    if vto < 0:                                          # ... backwards too (u < 0, drain/source swapped)
+        assert np.abs(i[u < 0]).max() > 1e-6
