@@ -204,3 +204,21 @@ def test_public_api_is_complete_and_light():
     assert out.returncode == 0 and out.stdout.strip() == "NgspiceEngine", out.stderr
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         analog.nothing
+
+
+def test_one_set_of_block_defaults():
+    """build_dense_network, make_device and the config schema take their defaults from
+    analog.model.BLOCK_DEFAULTS (they disagreed: ±0.5 V and IS 1e-14 vs −0.3/+0.3 and 1e-12)."""
+    from analog.model import BLOCK_DEFAULTS
+    from pipeline.config import validate_config
+    m = analog.build_dense_network(3, 2, hidden=(4,))
+    up, down = m.circuit.nonlinear
+    assert (up.layer.bias, down.layer.bias) == (-0.3, 0.3)
+    assert up.device == ShockleyDiode(IS=1e-12, N=1.0, RS=0.0)
+    assert analog.make_device("mos") == MOSDiode(VTO=0.3, KP=1e-4, LAMBDA=0.0, W=1e-6, L=1e-6)
+    assert m.dense_layers[0].g_min == 1e-7 and m.dense_layers[0].g_max == 2e-5 and m.circuit.gmin == 1e-12
+    cfg = validate_config({"name": "x", "data": {"dataset": "iris"}})["analog"]
+    for key, value in BLOCK_DEFAULTS.items():
+        assert cfg[key] == value, key
+    with pytest.raises(ValueError, match="analog.diode.iss: unknown key"):
+        analog.make_device("shockley", iss=1e-12)
