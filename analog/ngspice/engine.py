@@ -173,7 +173,8 @@ class NgspiceEngine:
         currents = -values[:, c.n_free:]          # delivered current = −I(V#branch)
         v[~ok] = np.nan
         currents[~ok] = np.nan
-        power = dissipated_power(c, G, v, src)
+        power = np.full(B, np.nan)       # only converged rows (an absurd source would overflow)
+        power[ok] = dissipated_power(c, G, v[ok], src[ok])
         failures = np.flatnonzero(~ok).tolist()
         return Solution(v=v, src=src, source_currents=currents, converged=ok, iterations=np.zeros(B, int),
                         power=power, nudge=nudge,
