@@ -19,26 +19,58 @@ def model_from_config(cfg: dict, n_features: int, n_classes: int, compile: bool 
     return model
 
 
+def hardware_spec(cfg: dict):
+    """The HardwareSpec of the config's `hardware` section (None without one)."""
+    hw = cfg.get("hardware")
+    if not hw:
+        return None
+    from analog.hardware import resolve_hardware
+    overrides = dict(hw.get("overrides") or {})
+    if hw.get("drift_compensation") is not None:
+        overrides["drift_compensation"] = hw["drift_compensation"]
+    return resolve_hardware(hw.get("preset", "ideal"), overrides)
+
+
 def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogModel:
     """Compile `model` with the config's `training` section for `epochs` more epochs.
 
     A model that was already trained keeps its optimiser state (Adam's moments, the step
     count) when the config names the same optimiser; its learning rate and schedule come
-    from the config, the schedule restarting at the model's current epoch."""
+    from the config, the schedule restarting at the model's current epoch.
+
+    With a `hardware` section, `hardware.training` chooses how EP meets the devices:
+    'ideal' (as without one), 'aware' (each mini-batch's EP solves see a fresh draw of the
+    devices' programming error: analog.hardware.NoiseInjection) or 'in-situ' (each update
+    becomes device pulses: analog.hardware.PulsedOptimizer around the configured optimiser)."""
     t = cfg["training"]
     o = t["optimizer"]
     schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=epochs,
                         start_epoch=model.epoch)
     kwargs = {"momentum": o["momentum"]} if o["name"] == "momentum" else {}
-    optimizer = get_optimizer(o["name"], lr=o["lr"], schedule=schedule, **kwargs)
-    previous = getattr(model, "optimizer", None) if model.compiled else None
+    mode = (cfg.get("hardware") or {}).get("training", "ideal")
+    perturbation = None
+    if mode == "ideal":
+        optimizer = get_optimizer(o["name"], lr=o["lr"], schedule=schedule, **kwargs)
+    else:
+        from analog.hardware import NoiseInjection, PulsedOptimizer
+        spec = hardware_spec(cfg)
+        if mode == "aware":
+            optimizer = get_optimizer(o["name"], lr=o["lr"], schedule=schedule, **kwargs)
+            perturbation = NoiseInjection(spec)
+        elif mode == "in-situ":
+            seed = cfg["hardware"].get("seed")
+            optimizer = PulsedOptimizer(spec, lr=o["lr"], base=o["name"], schedule=schedule,
+                                        seed=cfg.get("seed", 0) if seed is None else seed, **kwargs)
+        else:
+            raise ValueError(f"hardware.training={mode!r} must be 'ideal', 'aware' or 'in-situ'")
+    previous = model.optimizer if model.compiled else None
     if previous is not None and previous.name == optimizer.name:
         optimizer.state, optimizer.iterations = previous.state, previous.iterations
     loss_options = ({"temperature": t["temperature"]} if t["loss"] == "cross_entropy"
                     else {"midpoint": t["mse_midpoint"], "amplitude": t["mse_amplitude"]})
     model.compile(loss=t["loss"], optimizer=optimizer, beta=t["beta"], nudging=t["nudging"], engine=t["engine"],
                   engine_options={"processes": t["workers"]} if t["engine"] == "ngspice" else None,
-                  **loss_options)
+                  perturbation=perturbation, **loss_options)
     model.config = cfg
     return model
 

@@ -271,3 +271,24 @@ def test_non_converged_samples_follow_one_rule_in_every_metric():
     for key in ("accuracy", "loss", "nonconverged", "nonconverged_fraction"):
         assert logs[key][0] == pytest.approx(expect[key], rel=1e-7), key
     assert logs["ep_skipped"][0] >= logs["nonconverged"][0]
+
+
+@pytest.mark.parametrize("mode", ["ideal", "aware", "in-situ"])
+def test_hardware_training_mode_from_the_config(mode):
+    from analog.hardware import NoiseInjection, PulsedOptimizer, resolve_hardware
+    from pipeline.analog_config import model_from_config
+    from pipeline.config import load_config
+    cfg = load_config("experiments/iris.yaml", ["hardware.preset=pcm", f"hardware.training={mode}",
+                                                "hardware.device.g_max=2.5e-5", "analog.hidden=[4]"])
+    m = model_from_config(cfg, 4, 3)
+    spec = resolve_hardware("pcm", {"device": {"g_max": 2.5e-5}}).device
+    if mode == "aware":
+        assert isinstance(m.perturbation, NoiseInjection) and m.perturbation.device == spec
+    else:
+        assert m.perturbation is None
+    assert isinstance(m.optimizer, PulsedOptimizer) == (mode == "in-situ")
+    if mode == "in-situ":
+        assert m.optimizer.device == spec and m.optimizer.lr == cfg["training"]["optimizer"]["lr"]
+    x, y = inputs(16, 4, scale=1.0), np.arange(16) % 3
+    m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(m.history.history["loss"][0])
