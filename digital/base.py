@@ -19,12 +19,13 @@ import abc
 import importlib
 import inspect
 import json
-import math
-import numbers
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# the encoders' parameter checks (pydantic-based), importable from here as before
+from .params import check_choice, check_float, check_int, check_int_tuple, check_param, check_seed  # noqa: F401
 
 __all__ = [
     "Encoder",
@@ -125,62 +126,6 @@ def validate_targets(targets: Any, n: int, embedding_dim: int) -> np.ndarray:
     if not np.all(np.isfinite(t)):
         raise ValueError("target_embeddings contains NaN or infinite values")
     return t
-
-
-# ------------------------------------------------------------------ param checking
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_inclusive: bool = True,
-    high_inclusive: bool = True,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (v < low or (v == low and not low_inclusive)):
-        op = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
-    if high is not None and (v > high or (v == high and not high_inclusive)):
-        op = "<=" if high_inclusive else "<"
-        raise ValueError(f"{name} must be {op} {high}, got {value!r}")
-    return v
-
-
-def check_int_tuple(name: str, value: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name} must be a sequence of positive integers, got {value!r}")
-    out = tuple(value)
-    if not out and not allow_empty:
-        raise ValueError(f"{name} must not be empty")
-    for v in out:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must contain positive integers only, got {value!r}")
-    return tuple(int(v) for v in out)
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def check_seed(value: Any) -> int | None:
-    if value is None:
-        return None
-    return check_int("seed", value, minimum=0)
 
 
 # ------------------------------------------------------------------ import helpers
