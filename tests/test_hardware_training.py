@@ -1,0 +1,90 @@
+"""Training on real devices: noise injection (hardware-aware EP) and pulsed updates (in-situ
+EP) on the iris-sized block; a programmed chip on both engines."""
+import numpy as np
+import pytest
+
+from analog.devices import ShockleyDiode
+from analog.hardware import NoiseInjection, PulsedOptimizer, program, resolve_hardware
+from analog.model import build_dense_network
+from analog.optimizers import Adam, Schedule
+
+EPOCHS = 30
+
+
+def iris_volts(seed=0):
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    bunch = datasets.load_iris()
+    xtr, xte, ytr, yte = train_test_split(bunch.data, bunch.target, test_size=0.2, stratify=bunch.target,
+                                          random_state=seed)
+    mu, sd = xtr.mean(0), xtr.std(0)
+    volts = lambda a: np.clip((a - mu) / (3 * sd), -1, 1)   # ±3σ → ±1 V, as experiments/iris.yaml
+    return volts(xtr), ytr, volts(xte), yte
+
+
+def iris_block(seed=0):
+    return build_dense_network(4, 3, hidden=[20], g_min=1e-7, g_max=2e-5, gain=4.0, device=ShockleyDiode(IS=1e-12),
+                               up_bias=-0.3, down_bias=0.3, seed=seed)
+
+
+def test_noise_injection_draws_the_programming_error_of_the_device():
+    spec = resolve_hardware("pcm")
+    layer = iris_block().dense_layers[0]          # g_max 20 µS → k = 25/20
+    G = np.full((400, 250), 8e-6)                 # device 10 µS: g_T = 0.4
+    inj = NoiseInjection(spec)
+    a = inj.perturb([G], [layer], np.random.default_rng(0))[0]
+    b = inj.perturb([G], [layer], np.random.default_rng(1))[0]
+    g_t = 0.4
+    sigma = (-1.1731 * g_t**2 + 1.9650 * g_t + 0.2635) * 1e-6 / 1.25
+    assert abs(np.std(a - G) / sigma - 1) < 5 / np.sqrt(2 * G.size)
+    assert abs(np.mean(a - G)) < 5 * sigma / np.sqrt(G.size)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(G, 8e-6)        # input untouched
+
+
+def test_fit_trains_the_clean_conductances_on_perturbed_solves():
+    xtr, ytr, _, _ = iris_volts()
+    m = iris_block()
+    seen = []
+
+    class Recording(NoiseInjection):
+        def perturb(self, G_list, layers, rng):
+            out = super().perturb(G_list, layers, rng)
+            seen.append((np.array(G_list[0]), out[0]))
+            return out
+
+    m.compile(loss="mse", amplitude=0.5, optimizer=Adam(lr=1e-3), beta=1e-7,
+              perturbation=Recording(resolve_hardware("pcm")))
+    m.fit(xtr[:32], ytr[:32], epochs=1, batch_size=8, verbose=0)
+    assert len(seen) == 4                                   # one fresh draw per mini-batch
+    assert all(not np.array_equal(clean, noisy) for clean, noisy in seen)
+    for (clean, noisy), (clean_next, _) in zip(seen, seen[1:]):
+        # the update (≤ lr·span = 2e-8 S) went to the clean values, not to the noisy ones (σ ≈ 1 µS)
+        assert np.abs(clean_next - clean).max() <= 1.01e-3 * (2e-5 - 1e-7)
+        assert np.median(np.abs(clean_next - noisy)) > 1e-7
+
+
+def _train(optimizer, perturbation=None, seed=0):
+    xtr, ytr, xte, yte = iris_volts()
+    m = iris_block(seed)
+    m.compile(loss="mse", amplitude=0.5, optimizer=optimizer, beta=1e-7, perturbation=perturbation)
+    m.fit(xtr, ytr, epochs=EPOCHS, batch_size=8, verbose=0, seed=seed)
+    return m, xte, yte
+
+
+@pytest.mark.slow
+def test_iris_hardware_aware_training_survives_pcm_chips():
+    spec = resolve_hardware("pcm")
+    m, xte, yte = _train(Adam(lr=0.02, schedule=Schedule("cosine", total_epochs=EPOCHS)), NoiseInjection(spec))
+    assert m.evaluate(xte, yte)["accuracy"] >= 0.9
+    chip_acc = [np.mean(program(m, spec, seed=s).predict(xte, t=86400.0).argmax(1) == yte) for s in range(3)]
+    assert np.mean(chip_acc) >= 0.9, chip_acc
+
+
+@pytest.mark.slow
+def test_iris_in_situ_pulsed_training_on_rram():
+    spec = resolve_hardware("rram")
+    opt = PulsedOptimizer(spec, lr=0.05, base="adam", seed=0, schedule=Schedule("cosine", total_epochs=EPOCHS))
+    m, xte, yte = _train(opt)
+    assert m.evaluate(xte, yte)["accuracy"] >= 0.85
+    assert m.history.history["accuracy"][-1] >= 0.85
