@@ -368,6 +368,8 @@ def load_model(path):
                      for i, k in enumerate(keys)})
         except KeyError as exc:
             raise ValueError(f"{path}: saved model is incomplete (missing {exc})") from None
+        except (TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"{path}: saved model is malformed ({type(exc).__name__}: {exc})") from None
     model.epoch = int(desc["epoch"])
     model.config = desc.get("config") or {}
     return model

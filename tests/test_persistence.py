@@ -222,3 +222,11 @@ def test_one_set_of_block_defaults():
         assert cfg[key] == value, key
     with pytest.raises(ValueError, match="analog.diode.iss: unknown key"):
         analog.make_device("shockley", iss=1e-12)
+
+
+def test_malformed_description_is_a_value_error(tmp_path):
+    folder, desc = _saved(tmp_path)
+    next(l for l in desc["layers"] if l["type"] == "Dense")["config"]["colour"] = "red"
+    (folder / "model.json").write_text(json.dumps(desc))
+    with pytest.raises(ValueError, match="malformed.*colour"):
+        AnalogModel.load(folder)
