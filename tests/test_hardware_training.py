@@ -88,3 +88,30 @@ def test_iris_in_situ_pulsed_training_on_rram():
     m, xte, yte = _train(opt)
     assert m.evaluate(xte, yte)["accuracy"] >= 0.85
     assert m.history.history["accuracy"][-1] >= 0.85
+
+
+@pytest.mark.parametrize("mode", ["aware", "in-situ"])
+def test_saved_model_resumes_hardware_training_exactly(tmp_path, mode):
+    from analog.model import AnalogModel
+    xtr, ytr, _, _ = iris_volts()
+    x, y = xtr[:24], ytr[:24]
+
+    def compiled():
+        m = iris_block()
+        spec = resolve_hardware("rram")
+        if mode == "aware":
+            m.compile(loss="mse", amplitude=0.5, optimizer=Adam(lr=0.02), beta=1e-7, perturbation=NoiseInjection(spec))
+        else:
+            m.compile(loss="mse", amplitude=0.5, beta=1e-7,
+                      optimizer=PulsedOptimizer(spec, lr=0.05, base="adam", seed=3))
+        return m
+
+    a = compiled()
+    a.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    a.save(tmp_path / "m")
+    b = AnalogModel.load(tmp_path / "m")
+    assert type(b.optimizer) is type(a.optimizer) and type(b.perturbation) is type(a.perturbation)
+    a.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    b.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for ga, gb in zip(a.conductances, b.conductances):
+        np.testing.assert_array_equal(ga, gb)

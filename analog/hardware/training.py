@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..optimizers import Optimizer, get_optimizer
+from ..optimizers import Optimizer, Schedule, get_optimizer, register_optimizer
+from ..persistence import register_perturbation
 from . import statistics as st
 from .pulses import apply_pulses, pulse_step
 from .spec import DeviceSpec, HardwareSpec, validate
 
 
-def _device(spec) -> DeviceSpec:
+def _hardware(spec) -> HardwareSpec:
+    if isinstance(spec, dict):
+        return HardwareSpec.from_dict(spec)
     if isinstance(spec, HardwareSpec):
-        return validate(spec).device
+        return validate(spec)
     if isinstance(spec, DeviceSpec):
-        return validate(HardwareSpec(device=spec)).device
+        return validate(HardwareSpec(name="custom", device=spec))
     raise TypeError(f"expected a HardwareSpec or DeviceSpec, got {type(spec).__name__}")
 
 
+def _device(spec) -> DeviceSpec:
+    return _hardware(spec).device
+
+
+@register_perturbation
 class NoiseInjection:
     """Fresh programming error on every mini-batch: G ← G + σ_prog(k·G)/k · ξ (k = device
     g_max / layer g_max, the same mapping as programming), quantised to the device levels
@@ -31,7 +39,8 @@ class NoiseInjection:
     (training a little noisier than the chip is a common hedge)."""
 
     def __init__(self, spec, scale: float = 1.0, quantise: bool = True):
-        self.device = _device(spec)
+        self.spec = _hardware(spec)
+        self.device = self.spec.device
         if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale >= 0):
             raise ValueError(f"NoiseInjection: scale={scale!r} must be a finite number >= 0")
         self.scale, self.quantise = float(scale), bool(quantise)
@@ -49,9 +58,14 @@ class NoiseInjection:
         return out
 
     def get_config(self) -> dict:
-        return {"name": "noise_injection", "scale": self.scale, "quantise": self.quantise}
+        return {"spec": self.spec.to_dict(), "scale": self.scale, "quantise": self.quantise}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "NoiseInjection":
+        return cls(HardwareSpec.from_dict(cfg["spec"]), scale=cfg.get("scale", 1.0), quantise=cfg.get("quantise", True))
 
 
+@register_optimizer
 class PulsedOptimizer(Optimizer):
     """EP updates as programming pulses.
 
@@ -67,8 +81,10 @@ class PulsedOptimizer(Optimizer):
 
     def __init__(self, spec, lr: float = 0.01, base: str = "sgd", rule: str = "pulses", max_pulses: int | None = None,
                  seed: int = 0, schedule=None, **base_options):
+        self._base = None
         super().__init__(lr, schedule)
-        self.device = _device(spec)
+        self.spec = _hardware(spec)
+        self.device = self.spec.device
         if rule not in ("pulses", "manhattan"):
             raise ValueError(f"PulsedOptimizer: rule={rule!r} must be 'pulses' or 'manhattan'")
         if base not in ("sgd", "momentum", "adam"):
@@ -78,9 +94,23 @@ class PulsedOptimizer(Optimizer):
         if self.max_pulses < 1:
             raise ValueError(f"PulsedOptimizer: max_pulses={max_pulses!r} must be >= 1")
         self.base, self.rule, self.seed = base, rule, int(seed)
+        self.base_options = dict(base_options)
         self._base = get_optimizer(base, lr=lr, **base_options)
+        self._base.state = self.__dict__.pop("_early_state", {})
         self.rng = np.random.default_rng(self.seed)
         self.last_pulses = 0
+
+    # the base rule's slots (Adam's moments …) are this optimiser's state
+    @property
+    def state(self):
+        return self._base.state if self._base is not None else self.__dict__.setdefault("_early_state", {})
+
+    @state.setter
+    def state(self, value):
+        if self._base is not None:
+            self._base.state = value
+        else:
+            self.__dict__["_early_state"] = value
 
     def _range(self, layer) -> tuple[float, float]:
         k = self.device.g_max / layer.g_max
@@ -113,6 +143,23 @@ class PulsedOptimizer(Optimizer):
         return hits
 
     def get_config(self) -> dict:
-        cfg = super().get_config()
-        cfg["device"] = {k: v for k, v in vars(self.device).items()}
-        return cfg
+        return {"name": self.name, "spec": self.spec.to_dict(), "lr": self.lr, "base": self.base, "rule": self.rule,
+                "max_pulses": self.max_pulses, "seed": self.seed, "schedule": self.schedule.get_config(),
+                **self.base_options}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "PulsedOptimizer":
+        cfg = dict(cfg)
+        cfg.pop("name", None)
+        schedule = Schedule.from_config(cfg.pop("schedule")) if cfg.get("schedule") else None
+        return cls(HardwareSpec.from_dict(cfg.pop("spec")), schedule=schedule, **cfg)
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta, arrays = super().get_state()
+        meta["rng"] = self.rng.bit_generator.state
+        return meta, arrays
+
+    def set_state(self, meta: dict, arrays: dict) -> None:
+        super().set_state(meta, arrays)
+        if "rng" in meta:
+            self.rng.bit_generator.state = meta["rng"]
