@@ -28,6 +28,7 @@ import numpy as np
 
 from . import devices as _devices
 from . import layers as L
+from .circuit import _topological_layers
 from .devices import Device
 from .losses import get_loss
 from .optimizers import OPTIMIZERS, Optimizer
@@ -152,22 +153,8 @@ LAYER_TYPES = {
 _SOURCES = ("InputVoltage", "BiasVoltage")
 
 
-def _graph_order(outputs) -> list:
-    order, seen = [], set()
-
-    def visit(n):
-        if id(n) not in seen:
-            seen.add(id(n))
-            for p in n.parents:
-                visit(p)
-            order.append(n)
-
-    visit(outputs)
-    return order
-
-
 def graph_to_config(model, arrays: _Arrays) -> dict:
-    nodes = _graph_order(model.outputs)
+    nodes = _topological_layers(model.outputs)
     if model.inputs not in nodes:
         nodes.insert(0, model.inputs)
     node_id = {id(n): k for k, n in enumerate(nodes)}

@@ -14,6 +14,22 @@ def _loss_through_solver(eng, c, G, x, labels, loss):
     return loss(c.outputs(s.v), labels)[0].mean()
 
 
+def _fd_conductance(eng, c, G, x, labels, loss, k, i, j):
+    """Central difference of the mean loss in G[k][i, j], each side a fresh solve."""
+    h = 1e-4 * G[k][i, j]
+    Gp = [g.copy() for g in G]; Gp[k][i, j] += h
+    Gm = [g.copy() for g in G]; Gm[k][i, j] -= h
+    return (_loss_through_solver(eng, c, Gp, x, labels, loss) - _loss_through_solver(eng, c, Gm, x, labels, loss)) / (2 * h)
+
+
+def _fd_input(eng, c, G, x, labels, loss, j, h=1e-5):
+    """Central difference of each sample's loss in input feature j."""
+    xp, xm = x.copy(), x.copy()
+    xp[:, j] += h
+    xm[:, j] -= h
+    return (loss(c.outputs(eng.solve(G, xp).v), labels)[0] - loss(c.outputs(eng.solve(G, xm).v), labels)[0]) / (2 * h)
+
+
 @pytest.mark.parametrize("device", ["shockley_rs", "ideal", "mos"])
 @pytest.mark.parametrize("loss", [MSE(amplitude=0.3), CrossEntropy(temperature=0.2)], ids=["mse", "ce"])
 def test_exact_gradient_matches_finite_differences(device, loss):
@@ -26,18 +42,11 @@ def test_exact_gradient_matches_finite_differences(device, loss):
     for k in range(len(G)):
         for _ in range(3):
             i, j = rng.integers(G[k].shape[0]), rng.integers(G[k].shape[1])
-            h = 1e-4 * G[k][i, j]
-            Gp = [g.copy() for g in G]; Gp[k][i, j] += h
-            Gm = [g.copy() for g in G]; Gm[k][i, j] -= h
-            fd = (_loss_through_solver(eng, c, Gp, x, labels, loss) - _loss_through_solver(eng, c, Gm, x, labels, loss)) / (2 * h)
+            fd = _fd_conductance(eng, c, G, x, labels, loss, k, i, j)
             assert abs(fd - ex.grads[k][i, j]) <= 1e-4 * abs(fd) + 1e-9 * np.abs(ex.grads[k]).max()
     # input voltages, per sample
     for j in range(3):
-        h = 1e-5
-        xp, xm = x.copy(), x.copy()
-        xp[:, j] += h
-        xm[:, j] -= h
-        fd = (loss(c.outputs(eng.solve(G, xp).v), labels)[0] - loss(c.outputs(eng.solve(G, xm).v), labels)[0]) / (2 * h)
+        fd = _fd_input(eng, c, G, x, labels, loss, j)
         np.testing.assert_allclose(ex.input_grad[:, j], fd, rtol=1e-4, atol=1e-8 * np.abs(fd).max())
 
 
@@ -101,17 +110,10 @@ def test_ep_matches_finite_differences_of_the_resolved_loss():
     for k in range(len(G)):
         for _ in range(4):
             i, j = rng.integers(G[k].shape[0]), rng.integers(G[k].shape[1])
-            h = 1e-4 * G[k][i, j]
-            Gp = [g.copy() for g in G]; Gp[k][i, j] += h
-            Gm = [g.copy() for g in G]; Gm[k][i, j] -= h
-            fd = (_loss_through_solver(eng, c, Gp, x, labels, loss) - _loss_through_solver(eng, c, Gm, x, labels, loss)) / (2 * h)
+            fd = _fd_conductance(eng, c, G, x, labels, loss, k, i, j)
             assert abs(ep.grads[k][i, j] - fd) <= 1e-6 * np.abs(ep.grads[k]).max(), (k, i, j, fd, ep.grads[k][i, j])
-    h = 1e-5
     for j in range(3):
-        xp, xm = x.copy(), x.copy()
-        xp[:, j] += h
-        xm[:, j] -= h
-        fd = (loss(c.outputs(eng.solve(G, xp).v), labels)[0] - loss(c.outputs(eng.solve(G, xm).v), labels)[0]) / (2 * h)
+        fd = _fd_input(eng, c, G, x, labels, loss, j)
         np.testing.assert_allclose(ep.input_grad[:, j], fd, atol=1e-5 * np.abs(fd).max())
 
 
