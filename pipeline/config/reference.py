@@ -78,7 +78,15 @@ def render_config_reference() -> str:
            "", "A config is a YAML file. Every key below may be left out (its default is used) except "
            "those marked *required*. A single value can be changed on the command line with "
            "`--set key.path=value` (the value is read as YAML, e.g. `--set analog.hidden=[64]`). "
-           "Unknown keys, wrong types and values out of range are errors that name the key.", ""]
+           "Unknown keys, wrong types and values out of range are errors that name the key.", "",
+           "Rules across keys (checked for every command): `analog.g_min < analog.g_max`; "
+           "`digital.v_low < digital.v_high`, both within ±`analog.input_amplitude` (the encoder's "
+           "voltages are the analog block's inputs); the `hardware` preset and its field overrides are "
+           "checked by `analog.hardware.resolve_hardware`. The defaults of `analog` and `analog.diode` are "
+           "the block's own (`analog.model.BLOCK_DEFAULTS`), so a block built in Python and one built "
+           "from a config agree. A section given as `null` (every key commented out) takes its defaults; "
+           "any other non-mapping is an error. `mixsig config schema` prints the JSON Schema "
+           "for editors; `mixsig config show CONFIG` prints a config with every default filled in.", ""]
     sections = [("", RootConfig, "top-level keys")]
     while sections:
         key, model, doc = sections.pop(0)
