@@ -92,10 +92,6 @@ def vary(circuit, realised: dict):
     """The compiled circuit with the realised parameters (analog.circuit.vary_circuit)."""
     if not realised or not (realised.get("device_params") or "amp_gain" in realised or "amp_offset" in realised):
         return circuit
-    try:
-        from ..circuit import vary_circuit
-    except ImportError as exc:  # pragma: no cover - until the per-element circuit lands
-        raise ValueError("hardware.variation: this version of analog.circuit has no vary_circuit; "
-                         "set every variation sigma to 0") from exc
+    from ..circuit import vary_circuit
     return vary_circuit(circuit, amp_gain=realised.get("amp_gain"), amp_offset=realised.get("amp_offset"),
                         device_params=realised.get("device_params") or None)

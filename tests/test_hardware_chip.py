@@ -1,0 +1,73 @@
+"""A programmed chip's circuit: diode and amplifier variation drawn as specified, and the
+same chip solved by the native engine and by ngspice (every kind of variation on)."""
+import numpy as np
+import pytest
+
+from analog.devices import MOSDiode, ShockleyDiode
+from analog.hardware import Chip, program, resolve_hardware
+from tests.analog_circuits import block, inputs
+
+EVERYTHING = {"variation": {"is_sigma": 0.5, "vto_sigma": 0.05, "gain_sigma": 0.05, "offset_sigma": 0.01},
+              "device": {"stuck_g_min": 0.05, "stuck_g_max": 0.05, "levels": 16}}
+
+
+def test_variation_statistics_and_the_chip_circuit_carries_them():
+    n = 10_000
+    m = block(features=2, hidden=(n,), outputs=1, device=ShockleyDiode(IS=1e-14, RS=10.0), gain=3.0)
+    chip = program(m, resolve_hardware("ideal", {"variation": {"is_sigma": 0.3, "gain_sigma": 0.02,
+                                                               "offset_sigma": 0.005}}), seed=0)
+    se = lambda sigma: 5 * sigma / np.sqrt(n)
+    for blk in chip.circuit.nonlinear:
+        ln_is = np.log(np.asarray(blk.device.IS) / 1e-14)
+        assert ln_is.shape == (n,)
+        assert abs(ln_is.mean()) < se(0.3) and abs(ln_is.std() / 0.3 - 1) < 5 / np.sqrt(2 * n)
+    rel = chip.circuit.amp_gain / 3.0 - 1
+    assert abs(rel.mean()) < se(0.02) and abs(rel.std() / 0.02 - 1) < 5 / np.sqrt(2 * n)
+    off = chip.circuit.amp_offset
+    assert abs(off.mean()) < se(0.005) and abs(off.std() / 0.005 - 1) < 5 / np.sqrt(2 * n)
+    np.testing.assert_array_equal(chip.circuit.amp_gain, chip.realised["amp_gain"])
+    # MOS diodes vary in threshold (normal)
+    m = block(features=2, hidden=(n,), outputs=1, device=MOSDiode(VTO=0.3))
+    chip = program(m, resolve_hardware("ideal", {"variation": {"vto_sigma": 0.04}}), seed=1)
+    for blk in chip.circuit.nonlinear:
+        d = np.asarray(blk.device.VTO) - 0.3
+        assert abs(d.mean()) < se(0.04) and abs(d.std() / 0.04 - 1) < 5 / np.sqrt(2 * n)
+    assert not np.array_equal(*(np.asarray(b.device.VTO) for b in chip.circuit.nonlinear))
+
+
+@pytest.mark.parametrize("device", [ShockleyDiode(RS=10.0), MOSDiode(VTO=0.3, KP=2e-4, LAMBDA=0.02)],
+                         ids=["shockley", "mos"])
+def test_chip_with_every_variation_agrees_native_and_ngspice(device):
+    m = block(hidden=(4,), device=device, vref=0.6)
+    chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=3)
+    assert set(chip.realised) == {"device_params", "amp_gain", "amp_offset"}
+    x = inputs(4, 3)
+    G = chip.conductances_at(3600.0)          # drifted and read once: both engines see this read
+    try:
+        a = chip.solve(x, engine="native", G_list=G)
+        b = chip.solve(x, engine="ngspice", G_list=G, processes=1)
+    finally:
+        chip.close()
+    assert a.converged.all() and b.converged.all()
+    assert np.abs(a.v - b.v).max() <= 1e-6
+    # the chip differs from the trained block (the variation is really in the circuit)
+    assert np.abs(chip.circuit.outputs(a.v) - m.predict(x)).max() > 1e-3
+    text = chip.to_netlist(x[:1], t=3600.0)
+    assert text.count(".model") >= 4 and ".op" in text
+
+
+def test_save_load_round_trip_with_variation(tmp_path):
+    m = block(hidden=(4,), device=MOSDiode(VTO=0.3, KP=2e-4))
+    chip = program(m, resolve_hardware("rram", {"variation": {"vto_sigma": 0.03}}), seed=5)
+    chip.save(tmp_path / "c")
+    back = Chip.load(tmp_path / "c", m)
+    x = inputs(6, 3)
+    rng = lambda: np.random.default_rng(9)
+    np.testing.assert_array_equal(back.predict(x, t=10.0, rng=rng()), chip.predict(x, t=10.0, rng=rng()))
+    np.testing.assert_array_equal(back.circuit.amp_gain, chip.circuit.amp_gain)
+    for a, b in zip(back.circuit.nonlinear, chip.circuit.nonlinear):
+        np.testing.assert_array_equal(np.asarray(a.device.VTO), np.asarray(b.device.VTO))
+    with pytest.raises(ValueError, match="do not match"):
+        Chip.load(tmp_path / "c", block(hidden=(4,), seed=1, outputs=3))
+    with pytest.raises(ValueError, match="missing"):
+        Chip.load(tmp_path / "nothing", m)
