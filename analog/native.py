@@ -7,10 +7,26 @@ conductances and amplifiers, constant between weight updates; d: the devices' sm
 conductances), SPICE's pnjlim on junction voltages, and a backtracking line search on F
 that makes every step go downhill — convergence is then guaranteed, not hoped for.
 
+Convergence. A sample has converged when its last Newton step was a full step smaller
+than tol_v (volts) at every node AND the KCL residual at the returned point, in amperes
+(the scaled residual divided by the node's energy scale), is at most
+tol_i + rtol_i·I_n at every free node (defaults 1e-12 A and
+1e-9; I_n, the sum of the magnitudes of the terms that cancel in node n's KCL sum).
+Both are checked: a small step alone can hide a stalled iteration.
+
 Speed. Free nodes of one layer do not touch each other, so K has large diagonal blocks.
 We split the free nodes into an independent set E (diagonal Hessian block) and the rest R,
 eliminate E exactly, and solve only the dense Schur complement on R per sample: for the
-Fashion block (100 hidden, 20 outputs) that is a 20×20 system instead of 120×120.
+Fashion block (100 hidden, 20 outputs) that is a 20×20 system instead of 120×120. The
+Schur complement S = K_RR + diag(d_R) − K_RE diag(1/D_E) K_ER is symmetric positive
+definite whenever K + diag(d) is (monotone devices, gmin > 0), so S is factored by a
+batched Cholesky decomposition with triangular solves by substitution (vectorised over
+the batch); if a factorisation fails the batch falls back to a general LU solve. Below
+CHOLESKY_MIN_ORDER unknowns LU is used: there the substitution's Python loop costs more
+than the factorisation saves (measured: 5×5 systems, LU 12 µs vs Cholesky 111 µs per 40
+samples; 20×20, LU 479 µs vs 420 µs per 200 samples, 8.4 ms vs 4.9 ms per 2000).
+The line search hands the gradient and Hessian diagonal it computed at the accepted point
+to the next iteration, so each iteration evaluates the devices once per trial point.
 """
 from __future__ import annotations
 
@@ -37,6 +53,27 @@ def single_blas_thread(fn):
     return wrapper
 
 
+CHOLESKY_MIN_ORDER = 12
+
+
+def _cholesky_solve(S: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve S x = b per sample for SPD S (B, n, n) by S = L Lᵀ and two substitutions
+    vectorised over the batch (numpy has no batched triangular solve). Raises
+    np.linalg.LinAlgError when some S is not positive definite."""
+    L = np.linalg.cholesky(S)
+    n = S.shape[1]
+    y = b.copy()
+    for i in range(n):                      # L y = b
+        y[:, i] /= L[:, i, i]
+        if i + 1 < n:
+            y[:, i + 1:] -= L[:, i + 1:, i] * y[:, i, None]
+    for i in range(n - 1, -1, -1):          # Lᵀ x = y
+        y[:, i] /= L[:, i, i]
+        if i:
+            y[:, :i] -= L[:, i, :i] * y[:, i, None]
+    return y
+
+
 def _independent_set(adjacency: np.ndarray) -> np.ndarray:
     """Greedy maximal independent set, least-connected nodes first."""
     n = adjacency.shape[0]
@@ -54,15 +91,22 @@ def _independent_set(adjacency: np.ndarray) -> np.ndarray:
 class NativeEngine:
     """Batched Newton solver for a CompiledCircuit.
 
-    Parameters: tol_v, the convergence tolerance on a Newton update (V); max_iter, Newton
-    iterations per sample; chunk, samples solved together (bounds memory).
+    Parameters: tol_v, the convergence tolerance on a Newton update (V); tol_i and rtol_i,
+    the tolerance on the KCL residual at every free node, tol_i + rtol_i·Σ|terms of the
+    node's KCL sum| (A); max_iter, Newton iterations per sample; chunk, samples solved together
+    (bounds memory).
     """
 
     name = "native"
 
-    def __init__(self, circuit: CompiledCircuit, tol_v: float = 1e-10, max_iter: int = 200, chunk: int = 4096):
+    def __init__(self, circuit: CompiledCircuit, tol_v: float = 1e-10, max_iter: int = 200, chunk: int = 4096,
+                 tol_i: float = 1e-12, rtol_i: float = 1e-9):
         self.circuit = circuit
         self.tol_v, self.max_iter, self.chunk = float(tol_v), int(max_iter), int(chunk)
+        self.tol_i, self.rtol_i = float(tol_i), float(rtol_i)
+        for key, val in (("tol_v", self.tol_v), ("tol_i", self.tol_i), ("rtol_i", self.rtol_i)):
+            if not (np.isfinite(val) and val >= 0):
+                raise ValueError(f"NativeEngine: {key}={val!r} must be a finite number >= 0")
         c = circuit
         # per-terminal mapping to free unknowns (−1 for sources)
         self._tf, self._tc, self._to = c.term_free, c.term_coef, c.term_offset
@@ -184,7 +228,14 @@ class NativeEngine:
         S = (L["KRR"].ravel() - inv @ L["P"]).reshape(-1, len(R), len(R))
         S[:, np.arange(len(R)), np.arange(len(R))] += d[:, R]
         b = rhs[:, R] - (rhs[:, E] * inv) @ L["KRE"].T
-        xR = np.linalg.solve(S, b[:, :, None])[:, :, 0]
+        xR = None
+        if len(R) >= CHOLESKY_MIN_ORDER:
+            try:
+                xR = _cholesky_solve(S, b)
+            except np.linalg.LinAlgError:
+                xR = None
+        if xR is None:
+            xR = np.linalg.solve(S, b[:, :, None])[:, :, 0]
         x[:, R] = xR
         x[:, E] = (rhs[:, E] - xR @ L["KER"].T) / DE
         return x
@@ -238,13 +289,21 @@ class NativeEngine:
         active = np.arange(B)
         limiting = [i for i, item in enumerate(self._nl) if item[0].device.needs_limiting]
 
-        def evaluate(vv, idx, want_grad=True):
+        def evaluate(vv, idx):
             rn, dn, en = self._devices(vv, src[idx])
             Kv = vv @ K
             F = 0.5 * (vv * Kv).sum(1) + ((cvec[idx] - inj[idx]) * vv).sum(1) + en
-            if not want_grad:
-                return F, None, None
             return F, Kv + cvec[idx] + rn - inj[idx], dn
+
+        def kcl_ok(vv, idx, rr):
+            """Residual test in amperes at every free node (see the module docstring)."""
+            amps = np.abs(rr) / c.free_scale
+            ok = (amps <= self.tol_i).all(1)
+            if not ok.all():   # rare: weigh against the currents meeting at each node
+                j = np.flatnonzero(~ok)
+                mag = self._current_magnitude(vv[j], src[idx[j]], K, cvec[idx[j]], inj[idx[j]])
+                ok[j] = (amps[j] <= self.tol_i + self.rtol_i * mag).all(1)
+            return ok
 
         with np.errstate(over="ignore", invalid="ignore"):
             F, r, d = evaluate(v, active)
@@ -266,28 +325,45 @@ class NativeEngine:
                         alpha = np.minimum(alpha, np.clip(ratio, 1e-6, 1.0).min(1))
                 slope = (r * step).sum(1)
                 accepted = np.zeros(len(active), bool)
-                F_new = np.empty(len(active))
+                F_new, r_new, d_new = np.empty(len(active)), np.empty_like(r), np.empty_like(d)
                 for _ in range(60):
                     todo = np.flatnonzero(~accepted)
                     if len(todo) == 0:
                         break
                     trial = v_act[todo] + alpha[todo, None] * step[todo]
-                    Ft, _, _ = evaluate(trial, active[todo], want_grad=False)
+                    Ft, rt, dt = evaluate(trial, active[todo])
                     tol = 1e-12 * np.abs(F[todo]) + 1e-300
                     ok = np.isfinite(Ft) & (Ft - F[todo] <= 1e-4 * alpha[todo] * slope[todo] + tol)
-                    F_new[todo[ok]] = Ft[ok]
-                    accepted[todo[ok]] = True
+                    acc = todo[ok]
+                    F_new[acc], r_new[acc], d_new[acc] = Ft[ok], rt[ok], dt[ok]
+                    accepted[acc] = True
                     alpha[todo[~ok]] *= 0.5
                 v_new = v_act + alpha[:, None] * step
                 v[active] = v_new
-                done = (alpha == 1.0) & (np.abs(step).max(1) < self.tol_v)
+                if not accepted.all():   # line search exhausted: go on from the tiny step taken
+                    j = np.flatnonzero(~accepted)
+                    F_new[j], r_new[j], d_new[j] = evaluate(v_new[j], active[j])
                 bad = ~np.isfinite(step).all(1)
-                converged[active[done & ~bad]] = True
+                small = (alpha == 1.0) & (np.abs(step).max(1) < self.tol_v) & ~bad
+                done = small.copy()
+                if small.any():
+                    done[small] = kcl_ok(v_new[small], active[small], r_new[small])
+                converged[active[done]] = True
                 keep = ~(done | bad)
                 active = active[keep]
-                if len(active):
-                    F, r, d = evaluate(v[active], active)
+                F, r, d = F_new[keep], r_new[keep], d_new[keep]
         return v, converged, iterations
+
+    def _current_magnitude(self, v, src, K, cvec, inj):
+        """Σ|terms| of the scaled KCL residual at each free node, in amperes (B, n): the size
+        of the currents that cancel there, what a relative residual tolerance refers to."""
+        c = self.circuit
+        Ka = np.abs(K)
+        rn = np.zeros_like(v)
+        for blk, f, a, off, ref, scale in self._nl:
+            u = blk.sign * (a * v[:, f] + off - src[:, [ref]])
+            np.add.at(rn, (slice(None), f), np.abs(scale * a * blk.device.current(u)[0]))
+        return (np.abs(v) @ Ka + np.abs(cvec) + np.abs(inj) + rn) / c.free_scale
 
     def source_currents(self, G_list, v, src) -> np.ndarray:
         """Current each source delivers into the circuit (B, n_sources), amperes."""

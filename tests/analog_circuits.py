@@ -32,3 +32,57 @@ DEVICES = {
 
 def inputs(n, features, scale=2.0, seed=0):
     return np.random.default_rng(seed).uniform(-scale, scale, (n, features))
+
+
+def terminal_voltages(c, gain, offset, v, src):
+    """Terminal voltages from the definitions (not the circuit's own method)."""
+    amp = c.vref + gain * (v[:, c.amp_in] - c.vref) + offset
+    return np.concatenate([v, src, amp], axis=1)
+
+
+def kcl_residual(c, G_list, gain, offset, v, src, nudge=None):
+    """Net current (A) leaving every free node, summed branch by branch from the element list:
+    crossbar resistors, each device instance, gmin shunts, amplifier backward currents (the
+    input node draws 1/A_k of what the output delivers) and nudging sources. Also returns the
+    sum of |branch currents| at each node (the scale of the residual)."""
+    V = terminal_voltages(c, gain, offset, v, src)
+    B, n_t = V.shape
+    net, mag = np.zeros((B, n_t)), np.zeros((B, n_t))
+
+    def branch(a, b, i):            # current i flows from terminal a to terminal b
+        net[:, a] += i
+        net[:, b] -= i
+        mag[:, a] += np.abs(i)
+        mag[:, b] += np.abs(i)
+
+    for blk, G in zip(c.dense, G_list):
+        for r, to in enumerate(blk.out_terms):
+            for q, ti in enumerate(blk.in_terms):
+                branch(to, ti, G[r, q] * (V[:, to] - V[:, ti]))
+    for blk in c.nonlinear:
+        for k, t in enumerate(blk.node_terms):
+            dev = blk.device.instance(k)
+            anode, cathode = (t, blk.ref_term) if blk.sign > 0 else (blk.ref_term, t)
+            branch(anode, cathode, dev.current(V[:, anode] - V[:, cathode])[0])
+    n_f, n_s = c.n_free, c.n_sources
+    for t in range(n_f):
+        branch(t, n_f, c.gmin * V[:, t])   # to ground: the value at terminal n_f is not checked
+    for k, fin in enumerate(c.amp_in):
+        out = n_f + n_s + k
+        delivered = net[:, out].copy()    # what the output delivers into the circuit
+        net[:, fin] += delivered / gain[k]
+        mag[:, fin] += np.abs(delivered / gain[k])
+    if nudge is not None:
+        net[:, c.out_plus] -= nudge
+        net[:, c.out_minus] += nudge
+    return net[:, :n_f], mag[:, :n_f]
+
+
+def largest_currents(c, G_list, V):
+    """(largest |device current|, largest |crossbar branch current|) over a batch, amperes,
+    from terminal voltages V: tells whether the diodes really conduct at an operating point."""
+    i_dev = max(np.abs(blk.device.current(blk.sign * (V[:, blk.node_terms] - V[:, [blk.ref_term]]))[0]).max()
+                for blk in c.nonlinear)
+    i_bar = max(np.abs(G[None] * (V[:, blk.out_terms][:, :, None] - V[:, blk.in_terms][:, None, :])).max()
+                for blk, G in zip(c.dense, G_list))
+    return i_dev, i_bar

@@ -11,7 +11,7 @@ from analog.devices import IdealDiode, MOSDiode, ShockleyDiode
 from analog.ep import ep_gradients, exact_gradients
 from analog.losses import MSE
 from analog.native import NativeEngine, total_energy
-from tests.analog_circuits import block, inputs
+from tests.analog_circuits import block, inputs, kcl_residual, largest_currents, terminal_voltages
 
 HAS_NGSPICE = shutil.which("ngspice") is not None
 
@@ -40,50 +40,6 @@ def _varied(kind: str, seed: int = 0, hidden=(6,), vref: float = 0.0):
     return m, cv, dict(gain=gain, offset=offset, params=params)
 
 
-def _terminal_voltages(c, gain, offset, v, src):
-    """Terminal voltages from the definitions (not the circuit's own method)."""
-    amp = c.vref + gain * (v[:, c.amp_in] - c.vref) + offset
-    return np.concatenate([v, src, amp], axis=1)
-
-
-def _kcl(c, G_list, gain, offset, v, src, nudge=None):
-    """Net current (A) leaving every free node, summed branch by branch from the element list:
-    crossbar resistors, each device instance, gmin shunts, amplifier backward currents (the
-    input node draws 1/A_k of what the output delivers) and nudging sources. Also returns the
-    sum of |branch currents| at each node (the scale of the residual)."""
-    V = _terminal_voltages(c, gain, offset, v, src)
-    B, n_t = V.shape
-    net, mag = np.zeros((B, n_t)), np.zeros((B, n_t))
-
-    def branch(a, b, i):            # current i flows from terminal a to terminal b
-        net[:, a] += i
-        net[:, b] -= i
-        mag[:, a] += np.abs(i)
-        mag[:, b] += np.abs(i)
-
-    for blk, G in zip(c.dense, G_list):
-        for r, to in enumerate(blk.out_terms):
-            for q, ti in enumerate(blk.in_terms):
-                branch(to, ti, G[r, q] * (V[:, to] - V[:, ti]))
-    for blk in c.nonlinear:
-        for k, t in enumerate(blk.node_terms):
-            dev = blk.device.instance(k)
-            anode, cathode = (t, blk.ref_term) if blk.sign > 0 else (blk.ref_term, t)
-            branch(anode, cathode, dev.current(V[:, anode] - V[:, cathode])[0])
-    n_f, n_s = c.n_free, c.n_sources
-    for t in range(n_f):
-        branch(t, n_f, c.gmin * V[:, t])   # to ground: the value at terminal n_f is not checked
-    for k, fin in enumerate(c.amp_in):
-        out = n_f + n_s + k
-        delivered = net[:, out].copy()    # what the output delivers into the circuit
-        net[:, fin] += delivered / gain[k]
-        mag[:, fin] += np.abs(delivered / gain[k])
-    if nudge is not None:
-        net[:, c.out_plus] -= nudge
-        net[:, c.out_minus] += nudge
-    return net[:, :n_f], mag[:, :n_f]
-
-
 @pytest.mark.parametrize("kind", ["shockley", "shockley0", "mos", "ideal"])
 @pytest.mark.parametrize("vref", [0.0, 0.6])
 def test_kcl_at_every_free_node_of_a_varied_circuit(kind, vref):
@@ -93,7 +49,7 @@ def test_kcl_at_every_free_node_of_a_varied_circuit(kind, vref):
     for I in (None, nudge):
         s = NativeEngine(c).solve(m.conductances, x, nudge=I)
         assert s.converged.all()
-        net, mag = _kcl(c, m.conductances, r["gain"], r["offset"], s.v, s.src, I)
+        net, mag = kcl_residual(c, m.conductances, r["gain"], r["offset"], s.v, s.src, I)
         assert np.all(np.abs(net) <= 1e-12 + 1e-9 * mag), np.abs(net).max()
 
 
@@ -222,11 +178,39 @@ def test_native_and_ngspice_agree_on_a_varied_circuit(kind, vref):
             np.testing.assert_allclose(b.source_currents, a.source_currents, rtol=1e-6, atol=1e-9)
     # the diodes do conduct: the largest device current is a sizeable share of the largest
     # crossbar branch current (not a leakage of a few nA)
-    net, mag = _kcl(c, G, c.amp_gain, c.amp_offset, a.v, a.src)
-    V = _terminal_voltages(c, c.amp_gain, c.amp_offset, a.v, a.src)
-    i_dev = max(np.abs(blk.device.current(blk.sign * (V[:, blk.node_terms] - V[:, [blk.ref_term]]))[0]).max()
-                for blk in c.nonlinear)
-    i_bar = max(np.abs(G_[None] * (V[:, blk.out_terms][:, :, None] - V[:, blk.in_terms][:, None, :])).max()
-                for blk, G_ in zip(c.dense, G))
+    i_dev, i_bar = largest_currents(c, G, terminal_voltages(c, c.amp_gain, c.amp_offset, a.v, a.src))
     assert i_dev > 0.1 * i_bar, (i_dev, i_bar)
 
+
+def skip_block(gain=4.0, seed=0):
+    """Inputs feed the first crossbar and, across the amplifier, the output crossbar too:
+    the input sources drive blocks of energy scale 1 and 1/A²."""
+    import analog.layers as L
+    from analog.model import AnalogModel
+    x = L.InputVoltage(3)
+    h = L.Dense(6, g_min=1e-6, g_max=1e-4, seed=seed)(L.Concatenate()([x, L.BiasVoltage([1.0, -1.0])]))
+    h = L.DiodeLayer("down", 0.3, ShockleyDiode(RS=10.0))(L.DiodeLayer("up", -0.3, ShockleyDiode(RS=10.0))(h))
+    a = L.Amplification(gain)(h)
+    out = L.Dense(4, g_min=1e-6, g_max=1e-4, seed=seed + 1)(L.Concatenate()([a, x, L.BiasVoltage([1.0, -1.0])]))
+    return AnalogModel(x, L.CurrentLayer()(out))
+
+
+def test_ep_input_gradient_across_a_skip_connection():
+    """Issue 14: a source feeding crossbars of different energy scales made the EP input
+    gradient all-NaN. It is now the difference of scale-weighted source currents."""
+    m = skip_block()
+    c, G = m.circuit, m.conductances
+    assert len({float(np.max(b.row_scale)) for b in c.dense}) == 2      # two energy scales
+    x, labels = inputs(12, 3, seed=9), np.arange(12) % 2
+    eng, loss = NativeEngine(c, tol_v=1e-13), MSE(amplitude=0.3)
+    ex = exact_gradients(eng, c, G, x, labels, loss)
+    h = 1e-5                                                # exact vs finite differences
+    xp, xm = x.copy(), x.copy()
+    xp[:, 0] += h
+    xm[:, 0] -= h
+    fd = (loss(c.outputs(eng.solve(G, xp).v), labels)[0] - loss(c.outputs(eng.solve(G, xm).v), labels)[0]) / (2 * h)
+    np.testing.assert_allclose(ex.input_grad[:, 0], fd, rtol=1e-4, atol=1e-8 * np.abs(fd).max())
+    for nudging, beta in (("symmetric", 1e-7), ("positive", 1e-9)):
+        ep = ep_gradients(eng, c, G, x, labels, loss, beta=beta, nudging=nudging, input_grad=True)
+        assert np.isfinite(ep.input_grad).all()
+        assert _cosine(ep.input_grad, ex.input_grad) >= 0.999
