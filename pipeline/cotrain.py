@@ -1,25 +1,35 @@
 """The co-training loop: one parent MLflow run, one nested run per stage and round.
 
-    train-digital → (embed → train-analog → optimize-inputs → retrain-digital) × rounds
-                  → embed → train-analog → evaluate
+The co-training is a plan, a list of (stage, round) steps built from the config:
 
-Round r of the loop trains the analog block on the embeddings of the encoder after r
-retrainings; the final embed/train-analog/evaluate is round `rounds`. Every step has a
-fixed index in the plan (tag mixsig.step) and a local folder
-`<workdir>/<parent_run_id>/<step>-<stage>-r<round>/`; each stage's outputs are also MLflow
-artifacts of its run. `resume` reopens the parent, skips every step whose child run is
+    train-digital                                             (skipped if an encoder is given)
+    embed → train-analog → optimize-inputs → retrain-digital  for round r = 0 .. rounds-1
+    embed → train-analog → evaluate                           round = rounds
+
+Round r trains the analog block on the embeddings of the encoder after r retrainings.
+Step i of the plan is tagged mixsig.step=i and works in the local folder
+`<workdir>/<parent_run_id>/<i>-<stage>-r<round>/`; each stage's outputs are also MLflow
+artifacts of its run. The plan is stored on the parent run (tag mixsig.plan), so
+`resume` walks the same plan: it reopens the parent, skips every step whose child run is
 tagged mixsig.status=finished (taking its outputs from the local folder, or downloading
-them from MLflow if the folder is gone) and runs the rest.
+them from MLflow if the folder is gone), marks children a killed process left RUNNING as
+killed, and runs the rest.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.stages import (KINDS, STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, STAGES,
-                             check_inputs, config_from_run, dump_config, experiment_name, get_run, resolve_inputs,
+from pipeline.stages import (STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
+                             config_from_run, dump_config, experiment_name, get_run, get_stage, resolve_inputs,
                              run_stage)
+from pipeline.stages.artifacts import artifact_dir
+
+START = ("train-digital",)                                                   # unless an encoder is given
+ROUND = ("embed", "train-analog", "optimize-inputs", "retrain-digital")     # for each round r < rounds
+FINISH = ("embed", "train-analog", "evaluate")                               # round = rounds
 
 ROUND_METRICS = {
     "digital-only": "round_digital_test_accuracy",
@@ -28,16 +38,33 @@ ROUND_METRICS = {
 }
 
 
+@dataclass(frozen=True)
+class Step:
+    index: int
+    stage: str
+    round: int
+
+    def folder(self, root: Path) -> Path:
+        return root / f"{self.index:02d}-{self.stage}-r{self.round}"
+
+    def __str__(self) -> str:
+        return f"{self.stage} r{self.round}"
+
+
 def make_plan(rounds: int, train_digital: bool = True) -> list[tuple[str, int]]:
-    steps = [("train-digital", 0)] if train_digital else []
+    """The (stage, round) steps of a co-training of `rounds` rounds."""
+    steps = [(name, 0) for name in START] if train_digital else []
     for r in range(rounds):
-        steps += [("embed", r), ("train-analog", r), ("optimize-inputs", r), ("retrain-digital", r)]
-    steps += [("embed", rounds), ("train-analog", rounds), ("evaluate", rounds)]
-    return steps
+        steps += [(name, r) for name in ROUND]
+    return steps + [(name, rounds) for name in FINISH]
+
+
+def plan_steps(plan) -> list[Step]:
+    return [Step(i, name, int(rnd)) for i, (name, rnd) in enumerate(plan)]
 
 
 def step_folder(root: Path, index: int, stage: str, rnd: int) -> Path:
-    return root / f"{index:02d}-{stage}-r{rnd}"
+    return Step(index, stage, rnd).folder(root)
 
 
 def _children(client, parent) -> list:
@@ -70,7 +97,56 @@ def _validate_start(cfg: dict, state: dict, plan, cache: Path) -> None:
         raise PipelineError(f"digital.v_low/v_high = [{d['v_low']}, {d['v_high']}] V leave the analog block's input "
                             f"range ±analog.input_amplitude = ±{amp} V")
     # a given encoder: present, loadable, in range; a configured one: builds and embeds
-    check_inputs(STAGES[plan[0][0]], cfg, state, cache)
+    check_inputs(get_stage(plan[0][0]), cfg, state, cache)
+
+
+def _resumed(client, resume: str):
+    """(cfg, plan, initial inputs, finished steps) of a co-training parent run."""
+    parent = get_run(resume, what="--resume run")
+    if parent.data.tags.get(f"{TAG}stage") != "cotrain":
+        raise StageInputError(f"--resume run {resume} is a {parent.data.tags.get(f'{TAG}stage', 'non-mixsig')} "
+                              f"run, not a co-training (mixsig cotrain) parent run")
+    cfg = config_from_run(resume)
+    plan = [tuple(s) for s in json.loads(parent.data.tags[f"{TAG}plan"])]
+    initial = json.loads(parent.data.tags.get(f"{TAG}initial_inputs", "{}"))
+    state = {k: ArtifactRef(k, run_id=v) for k, v in initial.items()}
+    finished = parent.data.tags.get(f"{TAG}status") == STATUS_FINISHED
+    return cfg, plan, state, _finished_steps(client, parent), finished
+
+
+def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
+    """(plan, initial inputs) of a new co-training, checked before any run exists."""
+    state = resolve_inputs(cfg, from_runs, explicit_inputs)
+    for kind, ref in state.items():
+        if ref.run_id is None:
+            raise StageInputError(f"cotrain: input {kind} must come from an MLflow run (so the co-training can "
+                                  f"be resumed and traced), not the folder {ref.local}")
+    state = {k: v for k, v in state.items() if k == "encoder"}   # a co-training starts from an encoder at most
+    plan = make_plan(cfg["cotrain"]["rounds"], train_digital="encoder" not in state)
+    _validate_start(cfg, state, plan, cache)
+    return plan, state
+
+
+def _walk(steps: list[Step], done: dict, state: dict, cfg: dict, root: Path, workdir: Path, parent_id: str,
+          verbose: int) -> None:
+    """Run the plan's steps in order; a finished step only hands on its outputs."""
+    for step in steps:
+        stage = get_stage(step.stage)
+        folder = step.folder(root)
+        if step.index in done:
+            child = done[step.index]
+            for kind in stage.produces:
+                state[kind] = ArtifactRef(kind, run_id=child.info.run_id, local=folder / artifact_dir(kind))
+            if verbose:
+                print(f"step {step.index + 1}/{len(steps)} {step}: finished in run {child.info.run_id}, skipped",
+                      flush=True)
+            continue
+        if verbose:
+            print(f"\n=== step {step.index + 1}/{len(steps)}: {step.stage} (round {step.round}) ===", flush=True)
+        outcome = run_stage(stage, cfg, dict(state), round=step.round, folder=folder, workdir=workdir,
+                            parent_run_id=parent_id, step=step.index, verbose=verbose)
+        for kind in stage.produces:
+            state[kind] = outcome.outputs[kind]
 
 
 def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
@@ -85,40 +161,23 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     setup_mlflow()
     client = MlflowClient()
     workdir = Path(workdir).resolve()
-    cache = workdir / "_cache"
     done: dict = {}
     if resume:
-        parent = get_run(resume, what="--resume run")
-        if parent.data.tags.get(f"{TAG}stage") != "cotrain":
-            raise StageInputError(f"--resume run {resume} is a {parent.data.tags.get(f'{TAG}stage', 'non-mixsig')} "
-                                  f"run, not a co-training (mixsig cotrain) parent run")
-        cfg = config_from_run(resume)
-        plan = [tuple(s) for s in json.loads(parent.data.tags[f"{TAG}plan"])]
-        state = {k: ArtifactRef(k, run_id=v) for k, v in json.loads(parent.data.tags.get(f"{TAG}initial_inputs", "{}")
-                                                                         ).items()}
-        done = _finished_steps(client, parent)
+        cfg, plan, state, done, finished = _resumed(client, resume)
         setup_mlflow(experiment_name(cfg))
-        if len(done) == len(plan) and parent.data.tags.get(f"{TAG}status") == STATUS_FINISHED:
+        if finished and len(done) == len(plan):
             print(f"co-training {resume} already finished; nothing to do")
             return resume
     else:
         if cfg is None:
             raise PipelineError("cotrain: give a config file or --resume RUN_ID")
         setup_mlflow(experiment_name(cfg))
-        state = resolve_inputs(cfg, from_runs, explicit_inputs)
-        for kind, ref in state.items():
-            if ref.run_id is None:
-                raise StageInputError(f"cotrain: input {kind} must come from an MLflow run (so the co-training can "
-                                      f"be resumed and traced), not the folder {ref.local}")
-        state = {k: v for k, v in state.items() if k == "encoder"}   # a co-training starts from an encoder at most
-        plan = make_plan(cfg["cotrain"]["rounds"], train_digital="encoder" not in state)
-        _validate_start(cfg, state, plan, cache)
+        plan, state = _new(cfg, from_runs, explicit_inputs, workdir / "_cache")
     t_start = time.perf_counter()
+    tags = None if resume else {f"{TAG}stage": "cotrain", f"{TAG}status": "running", f"{TAG}plan": json.dumps(plan),
+                                f"{TAG}initial_inputs": json.dumps({k: v.run_id for k, v in state.items()})}
     with mlflow.start_run(run_id=resume, run_name=None if resume else (run_name or cfg["name"]),
-                          tags=None if resume else {f"{TAG}stage": "cotrain", f"{TAG}status": "running",
-                                                    f"{TAG}plan": json.dumps(plan),
-                                                    f"{TAG}initial_inputs": json.dumps(
-                                                        {k: v.run_id for k, v in state.items()})}) as parent_run:
+                          tags=tags) as parent_run:
         parent_id = parent_run.info.run_id
         root = workdir / parent_id
         root.mkdir(parents=True, exist_ok=True)
@@ -132,22 +191,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         print(f"co-training {parent_id} ({'resumed' if resume else 'new'}), experiment "
               f"{experiment_name(cfg)!r}, {len(plan)} steps, local folder {root}", flush=True)
         try:
-            for index, (name, rnd) in enumerate(plan):
-                folder = step_folder(root, index, name, rnd)
-                if index in done:
-                    child = done[index]
-                    for kind in STAGES[name].produces:
-                        state[kind] = ArtifactRef(kind, run_id=child.info.run_id, local=folder / KINDS[kind][0])
-                    if verbose:
-                        print(f"step {index + 1}/{len(plan)} {name} r{rnd}: finished in run {child.info.run_id}, "
-                              f"skipped", flush=True)
-                    continue
-                if verbose:
-                    print(f"\n=== step {index + 1}/{len(plan)}: {name} (round {rnd}) ===", flush=True)
-                outcome = run_stage(name, cfg, dict(state), round=rnd, folder=folder, workdir=workdir,
-                                    parent_run_id=parent_id, step=index, verbose=verbose)
-                for kind in STAGES[name].produces:
-                    state[kind] = outcome.outputs[kind]
+            _walk(plan_steps(plan), done, state, cfg, root, workdir, parent_id, verbose)
             summarize(client, parent_id, cfg, root)
             mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)
             mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)

@@ -1,12 +1,16 @@
 """End to end through the CLI: `mixsig cotrain experiments/smoke.yaml` (parent run, nested
-stage runs with tags, metrics, artifacts), `--resume` skipping finished stages, stage
-commands with --from-run, bad inputs rejected before any work, `mixsig compare`."""
+stage runs with tags, metrics, artifacts), a co-training killed (SIGKILL) in the middle of
+a stage and resumed, stage commands with --from-run, bad inputs rejected before any work,
+`mixsig compare`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,10 +27,13 @@ STAGE_ORDER = ["train-digital", "embed", "train-analog", "optimize-inputs", "ret
                "train-analog", "evaluate"]
 
 
+def _env(tmp: Path) -> dict:
+    return dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", PYTHONPATH=str(ROOT),
+                TF_CPP_MIN_LOG_LEVEL="3")
+
+
 def mixsig(tmp: Path, *args, check=True):
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", PYTHONPATH=str(ROOT),
-               TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp, env=env,
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp, env=_env(tmp),
                           capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"mixsig {' '.join(map(str, args))} failed ({proc.returncode}):\n"
@@ -201,25 +208,73 @@ def test_bad_inputs_fail_before_work(smoke, tmp_path):
     assert _run_count(client, "other") == 0
 
 
-def test_resume_reruns_only_unfinished(smoke):
+def test_resume_of_a_finished_cotrain_does_nothing(smoke):
     tmp, client, parent = smoke
-    kids = children(client, parent)
-    last = kids[-1]
-    assert last.data.tags["mixsig.stage"] == "evaluate"
-    client.set_tag(last.info.run_id, "mixsig.status", "failed")          # as if it had crashed
-    shutil.rmtree(tmp / "runs")                                           # and the local folder is gone
-    proc = mixsig(tmp, "cotrain", "--resume", parent.info.run_id)
-    assert proc.stdout.count("skipped") == len(STAGE_ORDER) - 1, proc.stdout
-    after = children(client, parent)
-    assert len(after) == len(kids) + 1
-    new = [k for k in after if k.info.run_id not in {x.info.run_id for x in kids}]
-    assert [k.data.tags["mixsig.stage"] for k in new] == ["evaluate"]
-    assert new[0].data.tags["mixsig.status"] == "finished"
-    assert client.get_run(parent.info.run_id).data.tags["mixsig.status"] == "finished"
-    # inputs of the re-run stage were downloaded from the finished runs' artifacts
-    assert (tmp / "runs" / parent.info.run_id / "06-train-analog-r1" / "analog_model" / "model.json").is_file()
+    before = len(children(client, parent))
     proc = mixsig(tmp, "cotrain", "--resume", parent.info.run_id)
     assert "nothing to do" in proc.stdout
+    assert len(children(client, parent)) == before
+
+
+def _start_and_kill(tmp: Path, args, when: str, timeout: float = 240) -> str:
+    """Start `mixsig *args`, SIGKILL it (its whole process group) as soon as a line of its
+    output contains `when`; return the output seen until then."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp, env=_env(tmp),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    watchdog = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    watchdog.start()
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if when in line:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(30)
+    finally:
+        watchdog.cancel()
+    out = "".join(seen)
+    assert proc.returncode == -signal.SIGKILL and when in out, out[-3000:]
+    return out
+
+
+def test_killed_mid_stage_then_resumed(tmp_path):
+    """A real crash: the co-training process is killed with SIGKILL while train-analog is
+    training (its run exists and is RUNNING), its local folder is lost too; `--resume`
+    marks the orphaned run killed, skips the finished steps (taking their outputs from
+    MLflow), reruns train-analog and the rest, and finishes the parent."""
+    out = _start_and_kill(tmp_path, ["cotrain", SMOKE, "--set", "cotrain.rounds=0", "--set", "baseline.enabled=false"],
+                          when="[train-analog r0] new analog block")
+    parent_id = out.split("co-training ", 1)[1].split()[0]
+    client = client_for(tmp_path)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "RUNNING" and parent.data.tags["mixsig.status"] == "running"
+    crashed = children(client, parent)
+    assert [k.data.tags["mixsig.stage"] for k in crashed] == ["train-digital", "embed", "train-analog"]
+    assert [k.data.tags["mixsig.status"] for k in crashed] == ["finished", "finished", "running"]
+    assert crashed[-1].info.status == "RUNNING"
+    shutil.rmtree(tmp_path / "runs")                          # the local folder is gone as well
+
+    proc = mixsig(tmp_path, "cotrain", "--resume", parent_id)
+    skipped = re.findall(r"^step \d+/4 (\S+) r0: finished in run \w+, skipped$", proc.stdout, re.M)
+    assert skipped == ["train-digital", "embed"], proc.stdout
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["mixsig.status"] == "finished"
+    after = children(client, parent)
+    killed = client.get_run(crashed[-1].info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["mixsig.status"] == "killed"
+    finished = [k for k in after if k.data.tags["mixsig.status"] == "finished"]
+    assert [(k.data.tags["mixsig.step"], k.data.tags["mixsig.stage"]) for k in finished] == \
+        [("0", "train-digital"), ("1", "embed"), ("2", "train-analog"), ("3", "evaluate")]
+    assert len(after) == 5                                    # the 4 steps + the killed attempt
+    embed, analog = finished[1], finished[2]
+    assert analog.info.run_id != killed.info.run_id
+    assert analog.data.tags["mixsig.artifact.embeddings"] == embed.info.run_id
+    assert finished[3].data.tags["mixsig.artifact.analog"] == analog.info.run_id
+    assert 0.0 <= finished[3].data.metrics["end_to_end_test_accuracy"] <= 1.0
+    assert "end_to_end_test_accuracy" in parent.data.metrics
+    # the rerun stage's input was downloaded from the finished embed run's artifacts
+    assert (tmp_path / "runs" / parent_id / "01-embed-r0" / "embeddings" / "embeddings.npz").is_file()
 
 
 def test_train_analog_tabular(tmp_path):

@@ -1,16 +1,12 @@
-"""Command registry: each `mixsig` command is a module here exposing NAME, HELP,
-add_arguments(parser) (light imports only, so `--help` stays fast) and run(args) -> int."""
+"""The `mixsig` commands that are not stages (each module here exposes a click `command`;
+top-level imports stay light so `--help` is fast). Stage commands are not listed here:
+the CLI makes one per stage declared in `pipeline.stages` (see pipeline.commands.stage)."""
 
-COMMANDS = {
+COMMANDS = {            # command name → module of pipeline.commands
     "cotrain": "cotrain",
-    "train-digital": "train_digital",
-    "embed": "embed",
-    "train-analog": "train_analog",
-    "optimize-inputs": "optimize_inputs",
-    "retrain-digital": "retrain_digital",
-    "evaluate": "evaluate",
     "compare": "compare",
     "verify": "verify",
     "bench": "bench",
+    "config": "config",
     "data": "data",
 }

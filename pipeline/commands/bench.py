@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 
-NAME = "bench"
+import click
+
 HELP = "measure samples/s: native engine, ngspice (loaded and rebuilt per sample), EP training step"
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--batch", type=int, default=2000, help="samples for the native engine (default 2000)")
-    parser.add_argument("--train-samples", type=int, default=6000, help="samples for the EP training step (default 6000)")
-    parser.add_argument("--train-batch", type=int, default=200, help="EP mini-batch size (default 200, EBANA's)")
-    parser.add_argument("--ngspice-samples", type=int, default=40, help="samples for ngspice with a loaded circuit")
-    parser.add_argument("--rebuild-samples", type=int, default=4, help="samples for ngspice rebuilding the netlist")
-    parser.add_argument("--processes", type=int, default=2, help="ngspice worker processes (default 2)")
-    parser.add_argument("--no-ngspice", action="store_true", help="measure the native engine only")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def fashion_block(seed: int = 0):
@@ -37,6 +28,19 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return n / best
+
+
+@click.command("bench", help=HELP, short_help=HELP)
+@click.option("--batch", type=int, default=2000, show_default=True, help="samples for the native engine")
+@click.option("--train-samples", type=int, default=6000, show_default=True, help="samples for the EP training step")
+@click.option("--train-batch", type=int, default=200, show_default=True, help="EP mini-batch size (EBANA's)")
+@click.option("--ngspice-samples", type=int, default=40, show_default=True, help="samples for ngspice with a loaded circuit")
+@click.option("--rebuild-samples", type=int, default=4, show_default=True, help="samples for ngspice rebuilding the netlist")
+@click.option("--processes", type=int, default=2, show_default=True, help="ngspice worker processes")
+@click.option("--no-ngspice", is_flag=True, help="measure the native engine only")
+@click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
+def command(json_, **kw) -> int:
+    return run(SimpleNamespace(json=json_, **kw))
 
 
 def run(args) -> int:

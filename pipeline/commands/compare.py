@@ -3,28 +3,16 @@ of test accuracy per round across co-trainings."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
-NAME = "compare"
+import click
+
 HELP = "table of runs with key params and final metrics from MLflow, plus a plot of accuracy per round"
 
 DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.beta", "training.optimizer.lr",
                   "training.epochs", "cotrain.rounds", "input_optimization.steps", "input_optimization.margin"]
 DEFAULT_METRICS = ["digital_test_accuracy", "analog_first_test_accuracy", "end_to_end_test_accuracy",
                    "baseline_test_accuracy", "test_accuracy", "round_power_mean"]
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--experiment", action="append", required=True, metavar="NAME",
-                        help="MLflow experiment name (repeatable)")
-    parser.add_argument("--filter", default="", metavar="EXPR",
-                        help="MLflow search filter, e.g. \"params.analog.gain = '4.0'\" (dotted names are quoted for you)")
-    parser.add_argument("--stage", default="cotrain",
-                        help="which runs: cotrain (parent runs, default), a stage name (e.g. train-analog), or all")
-    parser.add_argument("--params", help=f"comma-separated params to show (default: {','.join(DEFAULT_PARAMS)})")
-    parser.add_argument("--metrics", help=f"comma-separated metrics to show (default: {','.join(DEFAULT_METRICS)})")
-    parser.add_argument("--max-runs", type=int, default=100, help="at most this many runs, newest first (default 100)")
-    parser.add_argument("--output", default="compare.png", help="PNG of accuracy per round (default compare.png)")
-    parser.add_argument("--csv", help="also write the table as CSV to this file")
 
 
 def quote_filter(expr: str) -> str:
@@ -41,6 +29,21 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3g}"
     return str(v)
+
+
+@click.command("compare", help=HELP, short_help=HELP)
+@click.option("--experiment", multiple=True, required=True, metavar="NAME", help="MLflow experiment name (repeatable)")
+@click.option("--filter", "filter", default="", metavar="EXPR",
+              help="MLflow search filter, e.g. \"params.analog.gain = '4.0'\" (dotted names are quoted for you)")
+@click.option("--stage", default="cotrain",
+              help="which runs: cotrain (parent runs, default), a stage name (e.g. train-analog), or all")
+@click.option("--params", help=f"comma-separated params to show (default: {','.join(DEFAULT_PARAMS)})")
+@click.option("--metrics", help=f"comma-separated metrics to show (default: {','.join(DEFAULT_METRICS)})")
+@click.option("--max-runs", type=int, default=100, show_default=True, help="at most this many runs, newest first")
+@click.option("--output", default="compare.png", show_default=True, help="PNG of accuracy per round")
+@click.option("--csv", help="also write the table as CSV to this file")
+def command(**kw) -> int:
+    return run(SimpleNamespace(**kw))
 
 
 def run(args) -> int:

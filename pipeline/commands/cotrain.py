@@ -1,34 +1,34 @@
 """mixsig cotrain: the whole co-training as one parent MLflow run (see pipeline.cotrain)."""
 from __future__ import annotations
 
-NAME = "cotrain"
+import click
+
+from pipeline.commands import options as opt
+
 HELP = ("train-digital → (embed → train-analog → optimize-inputs → retrain-digital) × rounds → embed → "
         "train-analog → evaluate, one nested MLflow run per stage and round; --resume continues")
 
 
-def add_arguments(parser) -> None:
-    from pipeline.stages import add_common_arguments
-    parser.add_argument("config", nargs="?", help="experiment YAML (experiments/*.yaml)")
-    parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted co-training (its parent run id)")
-    parser.add_argument("--from-run", action="append", default=[], metavar="RUN_ID",
-                        help="start from the encoder of this run (skips train-digital)")
-    parser.add_argument("--input", action="append", default=[], metavar="encoder=RUN_ID",
-                        help="start from this run's encoder (skips train-digital)")
-    parser.add_argument("--run-name", help="name of the parent run (default: the config's name)")
-    add_common_arguments(parser)
-
-
-def run(args) -> int:
+@click.command("cotrain", help=HELP, short_help="the whole co-training: one parent MLflow run, one nested run per "
+                                                "stage and round; --resume continues")
+@opt.config_argument
+@click.option("--resume", metavar="RUN_ID", help="continue an interrupted co-training (its parent run id)")
+@click.option("--from-run", multiple=True, metavar="RUN_ID", help="start from the encoder of this run (skips train-digital)")
+@click.option("--input", "inputs", multiple=True, metavar="encoder=RUN_ID",
+              help="start from this run's encoder (skips train-digital)")
+@click.option("--run-name", help="name of the parent run (default: the config's name)")
+@opt.common
+def command(config, resume, from_run, inputs, run_name, workdir, overrides, quiet) -> int:
     from pathlib import Path
 
     from pipeline.cotrain import run_cotrain
-    from pipeline.stages import PipelineError, _parse_inputs, load_config_with_overrides
-    if args.resume and (args.config or args.overrides or args.from_run or args.input):
+    from pipeline.stages import PipelineError, load_config_with_overrides, parse_input_items
+    if resume and (config or overrides or from_run or inputs):
         raise PipelineError("cotrain --resume RUN_ID takes the config of that run; do not also give a config, "
                             "--set, --from-run or --input")
-    if not args.resume and not args.config:
+    if not resume and not config:
         raise PipelineError("cotrain: give a config file or --resume RUN_ID")
-    cfg = None if args.resume else load_config_with_overrides(args.config, args.overrides)
-    run_cotrain(cfg, resume=args.resume, workdir=Path(args.workdir), from_runs=args.from_run,
-                explicit_inputs=_parse_inputs(args.input), run_name=args.run_name, verbose=0 if args.quiet else 1)
+    cfg = None if resume else load_config_with_overrides(config, overrides)
+    run_cotrain(cfg, resume=resume, workdir=Path(workdir), from_runs=from_run,
+                explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1)
     return 0

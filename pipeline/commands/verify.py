@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
-NAME = "verify"
+import click
+
 HELP = "check a config's circuit: native vs ngspice voltages, EP vs exact gradients"
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("config", help="experiment YAML (experiments/*.yaml)")
-    parser.add_argument("-n", "--samples", type=int, default=32, help="samples of the config's data (default 32)")
-    parser.add_argument("--model", help="a saved analog model folder to check instead of a freshly initialised block")
-    parser.add_argument("--beta", type=float, help="nudging strength (default: the config's training.beta)")
-    parser.add_argument("--no-ngspice", action="store_true", help="skip the ngspice comparison")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _samples(cfg: dict, n: int):
@@ -40,6 +33,17 @@ def _samples(cfg: dict, n: int):
     rng = np.random.default_rng(cfg.get("seed", 0))
     idx = rng.choice(len(x), size=min(n, len(x)), replace=False)
     return x[idx], y[idx].astype(int), ds.n_classes
+
+
+@click.command("verify", help=HELP, short_help=HELP)
+@click.argument("config")
+@click.option("-n", "--samples", type=int, default=32, show_default=True, help="samples of the config's data")
+@click.option("--model", help="a saved analog model folder to check instead of a freshly initialised block")
+@click.option("--beta", type=float, help="nudging strength (default: the config's training.beta)")
+@click.option("--no-ngspice", is_flag=True, help="skip the ngspice comparison")
+@click.option("--json", "json_", is_flag=True, help="print the report as JSON")
+def command(json_, **kw) -> int:
+    return run(SimpleNamespace(json=json_, **kw))
 
 
 def run(args) -> int:

@@ -1,0 +1,71 @@
+"""One `mixsig <stage>` command per registered stage, built from its declaration."""
+from __future__ import annotations
+
+import click
+
+from pipeline.commands import options as opt
+
+
+def _dest(flag: str) -> str:
+    return "stage_" + flag.lstrip("-").replace("-", "_")
+
+
+def stage_command(stage) -> click.Command:
+    """The click command of a Stage: CONFIG, --from-run, --input, --round, the stage's own
+    Option declarations (each sets one config key), and the common options."""
+    from pipeline.stages.artifacts import KINDS
+
+    def callback(config, from_run, inputs, round, workdir, overrides, quiet, **own):
+        extra = [f"{o.key}={own[_dest(o.flag)]}" for o in stage.options if own.get(_dest(o.flag)) is not None]
+        return run_stage_command(stage, config=config, from_runs=from_run, inputs=inputs, round=round,
+                                 workdir=workdir, overrides=[*extra, *overrides], quiet=quiet)
+
+    decorators = [
+        opt.config_argument,
+        click.option("--from-run", multiple=True, metavar="RUN_ID",
+                     help="take inputs from this run and its upstream runs (repeatable; later ones win); "
+                          "without CONFIG, its config too"),
+        click.option("--input", "inputs", multiple=True, metavar="KIND=RUN_ID|FOLDER",
+                     help=f"one input explicitly; kinds: {', '.join(KINDS)}"),
+        click.option("--round", type=opt.RoundNumber(), default=None,
+                     help="round tag (default: that of the --from-run, or 0)"),
+        *[click.option(o.flag, _dest(o.flag), type=o.type, default=None, help=f"{o.help} (sets {o.key})")
+          for o in stage.options],
+        opt.common,
+    ]
+    return click.command(stage.name, help=_help(stage), short_help=stage.help)(opt.apply(*decorators)(callback))
+
+
+def _help(stage) -> str:
+    ins = ", ".join(stage.needs) or "none"
+    if stage.inputs is not None:
+        ins += " (and more, depending on the data set)"
+    if stage.optional:
+        ins += f"; optional: {', '.join(stage.optional)}"
+    return (f"{stage.help[:1].upper()}{stage.help[1:]}.\n\nOne MLflow run. Inputs: {ins}. "
+            f"Outputs: {', '.join(stage.produces) or 'metrics only'}.")
+
+
+def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None, workdir="runs", overrides=(),
+                      quiet=False) -> int:
+    from pathlib import Path
+
+    from pipeline.stages import (PipelineError, config_from_run, experiment_name, get_run, load_config_with_overrides,
+                                 parse_input_items, resolve_inputs, run_stage)
+    from pipeline.tracking import setup_mlflow
+    setup_mlflow()
+    if config:
+        cfg = load_config_with_overrides(config, overrides)
+    elif from_runs:
+        cfg = config_from_run(get_run(from_runs[0], what="--from-run run").info.run_id, overrides)
+    else:
+        raise PipelineError(f"{stage.name}: give a config file or --from-run RUN_ID")
+    refs = resolve_inputs(cfg, from_runs, parse_input_items(inputs))
+    if round is None:
+        round = stage.default_round(get_run(from_runs[-1])) if from_runs else 0
+    outcome = run_stage(stage, cfg, refs, round=round, workdir=Path(workdir), verbose=0 if quiet else 1)
+    print(f"{stage.name} run {outcome.run_id} finished (experiment {experiment_name(cfg)!r})")
+    for k, v in sorted(outcome.metrics.items()):
+        if "accuracy" in k or k in ("reached_fraction", "mean_shift", "stage_seconds"):
+            print(f"  {k} = {v:.4g}")
+    return 0

@@ -1,0 +1,66 @@
+"""evaluate: test accuracies of the analog block (on embeddings or tabular volts), the
+encoder alone and end to end, and a Keras backprop baseline of the same network."""
+from __future__ import annotations
+
+import os
+import time
+
+from pipeline.stages.artifacts import load_analog
+from pipeline.stages.common import analog_data, analog_scores, n_classes
+from pipeline.stages.inputs import is_image_data
+from pipeline.stages.runner import Stage, StageContext
+
+
+def required(cfg: dict) -> tuple:
+    """Images: the block, its embeddings and the encoder (end to end); tabular: the block."""
+    return ("analog", "embeddings", "encoder") if is_image_data(cfg) else ("analog",)
+
+
+def body(ctx: StageContext) -> None:
+    cfg = ctx.cfg
+    data = analog_data(ctx)
+    model = load_analog(ctx.input("analog"))
+    results = {}
+    try:
+        s = analog_scores(model, data["x_test"], data["y_test"])
+        results.update(analog_test_accuracy=s["accuracy"], analog_test_loss=s["loss"], power_mean=s["power_mean"],
+                       nonconverged=s["nonconverged"])
+        if ctx.has("encoder"):
+            from digital import load_encoder
+            ds = ctx.data
+            enc = load_encoder(ctx.input("encoder"))
+            results["digital_test_accuracy"] = enc.evaluate(ds.x_test, ds.y_test)
+            results["end_to_end_test_accuracy"] = analog_scores(model, enc.embed(ds.x_test), ds.y_test)["accuracy"]
+    finally:
+        model.close()
+    if cfg["baseline"]["enabled"]:
+        results.update(software_baseline(cfg, data, verbose=ctx.keras_verbose))
+    ctx.log(results)
+    ctx.log_parent({f"final_{k}": v for k, v in results.items()}, step=ctx.round)
+    ctx.say(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+
+
+def software_baseline(cfg: dict, data: dict, verbose: int = 0) -> dict:
+    """The same dense network (inputs → analog.hidden → classes) trained by backprop in
+    Keras on the same embeddings: how close EP on the circuit gets."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    b = cfg["baseline"]
+    keras.utils.set_random_seed(cfg.get("seed", 0))
+    inputs = keras.Input(shape=(data["x_train"].shape[1],))
+    h = inputs
+    for units in cfg["analog"]["hidden"]:
+        h = keras.layers.Dense(units, activation="tanh")(h)
+    net = keras.Model(inputs, keras.layers.Dense(n_classes(data))(h), name="software_baseline")
+    net.compile(optimizer=keras.optimizers.Adam(b["lr"]),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    t0 = time.perf_counter()
+    net.fit(data["x_train"], data["y_train"], epochs=b["epochs"], batch_size=b["batch_size"],
+            validation_data=(data["x_val"], data["y_val"]), verbose=verbose)
+    _, acc = net.evaluate(data["x_test"], data["y_test"], verbose=0)
+    return {"baseline_test_accuracy": float(acc), "baseline_seconds": time.perf_counter() - t0}
+
+
+STAGE = Stage(name="evaluate",
+              help="test accuracies: digital-only, analog on embeddings, end to end, Keras backprop baseline",
+              needs=("analog",), optional=("embeddings", "encoder"), inputs=required, body=body)

@@ -1,0 +1,138 @@
+"""Lineage: stage runs in MLflow, the tags that link them, and where a stage's inputs come from.
+
+Every stage run carries the tags
+
+  mixsig.stage, mixsig.round, mixsig.step, mixsig.parent_run_id (in a co-training),
+  mixsig.artifact.<kind> = id of the run holding that artifact (for its inputs and its
+  outputs, so `--from-run` of a later stage finds everything upstream),
+  mixsig.status = running | finished | failed | killed (finished only at the very end),
+
+and its config as `config.yaml`, which is how a stage given only `--from-run` gets its config.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.stages.artifacts import KINDS, ArtifactRef, StageInputError
+
+TAG = "mixsig."
+STATUS_FINISHED = "finished"
+
+
+def tag(name: str) -> str:
+    """The full MLflow tag name: tag("stage") → "mixsig.stage"."""
+    return f"{TAG}{name}"
+
+
+# ---------------------------------------------------------------------------------------
+# configs of runs
+# ---------------------------------------------------------------------------------------
+def experiment_name(cfg: dict) -> str:
+    return (cfg.get("mlflow") or {}).get("experiment") or cfg["name"]
+
+
+def dump_config(cfg: dict, path: Path) -> Path:
+    import yaml
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def load_config_with_overrides(path, overrides=()) -> dict:
+    """The validated config of a YAML file with `--set a.b.c=value` overrides applied."""
+    from pipeline.config import load_config
+    return load_config(path, list(overrides or ()))
+
+
+def config_from_run(run_id: str, overrides=()) -> dict:
+    """The validated config a run logged (config.yaml), with `--set` overrides applied."""
+    import tempfile
+
+    import mlflow
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml")
+    except Exception as exc:
+        raise StageInputError(f"run {run_id} has no config.yaml artifact ({type(exc).__name__})") from None
+    if not overrides:
+        return load_config_with_overrides(local)
+    with tempfile.TemporaryDirectory() as tmp:   # the run's file stays as it was logged
+        path = Path(tmp) / "config.yaml"
+        path.write_text(Path(local).read_text())
+        return load_config_with_overrides(path, overrides)
+
+
+# ---------------------------------------------------------------------------------------
+# run lookup and input resolution
+# ---------------------------------------------------------------------------------------
+def get_run(run_id: str, experiment: str | None = None, what: str = "run"):
+    """The MLflow run, or StageInputError if it does not exist or is in another experiment."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        from pipeline.tracking import tracking_uri
+        raise StageInputError(f"{what} {run_id!r} does not exist in the tracking store {tracking_uri()}") from None
+    if experiment is not None:
+        exp = client.get_experiment(run.info.experiment_id)
+        if exp.name != experiment:
+            raise StageInputError(f"{what} {run_id} belongs to experiment {exp.name!r}, not {experiment!r} "
+                                  f"(set mlflow.experiment or use a run of this experiment)")
+    return run
+
+
+def refs_of_run(run) -> dict:
+    """kind → ArtifactRef of every artifact a run names in its lineage tags."""
+    refs = {}
+    for kind in KINDS:
+        rid = run.data.tags.get(tag(f"artifact.{kind}"))
+        if rid:
+            refs[kind] = ArtifactRef(kind, run_id=rid)
+    return refs
+
+
+def parse_input_items(items) -> dict:
+    """`--input KIND=REF` items → {kind: REF}."""
+    out = {}
+    for item in items or ():
+        kind, sep, ref = item.partition("=")
+        if not sep or kind not in KINDS or not ref:
+            raise StageInputError(f"--input {item!r}: expected KIND=RUN_ID|FOLDER with KIND one of {', '.join(KINDS)}")
+        out[kind] = ref
+    return out
+
+
+def resolve_inputs(cfg: dict, from_runs=(), explicit: dict | None = None) -> dict:
+    """kind → ArtifactRef from, in increasing priority: config `inputs.from_run`, each
+    --from-run (later ones win), config `inputs.<kind>`, explicit --input kind=REF.
+    A REF is an existing folder or a run id (whose lineage tag for that kind is followed)."""
+    experiment = experiment_name(cfg)
+    cfg_inputs = cfg.get("inputs") or {}
+    refs: dict = {}
+    runs = ([cfg_inputs["from_run"]] if cfg_inputs.get("from_run") else []) + list(from_runs or ())
+    for rid in runs:
+        run = get_run(rid, experiment, what="--from-run run")
+        found = refs_of_run(run)
+        if not found:
+            stage = run.data.tags.get(tag("stage"), "not a mixsig stage")
+            raise StageInputError(f"--from-run run {rid} ({stage}) provides no stage outputs "
+                                  f"(no {TAG}artifact.* tags; is it finished?)")
+        refs.update(found)
+    named = {k: v for k, v in cfg_inputs.items() if k in KINDS and v}
+    named.update(explicit or {})
+    for kind, ref in named.items():
+        if kind not in KINDS:
+            raise StageInputError(f"unknown input kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if os.path.exists(ref):
+            refs[kind] = ArtifactRef(kind, local=Path(ref).resolve())
+        elif os.sep in ref or ref.startswith("."):
+            raise StageInputError(f"input {kind}: folder {ref} does not exist")
+        else:
+            run = get_run(ref, experiment, what=f"input {kind} run")
+            found = refs_of_run(run)
+            if kind not in found:
+                raise StageInputError(f"input {kind}: run {ref} provides no {kind} "
+                                      f"(it provides: {', '.join(found) or 'nothing'})")
+            refs[kind] = found[kind]
+    return refs

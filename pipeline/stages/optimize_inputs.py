@@ -1,0 +1,39 @@
+"""optimize-inputs: gradient descent on the block's input voltages → target embeddings."""
+from __future__ import annotations
+
+from pipeline.stages.artifacts import load_analog, load_embeddings, save_npz
+from pipeline.stages.common import input_box
+from pipeline.stages.runner import Stage, StageContext
+
+
+def body(ctx: StageContext) -> None:
+    from pipeline import plots
+    from pipeline.input_optimization import optimize_inputs
+    io = ctx.cfg["input_optimization"]
+    data = load_embeddings(ctx.input("embeddings"))
+    model = load_analog(ctx.input("analog"))
+    lo, hi = input_box(ctx.cfg, data)
+    ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
+            f"margin {io['margin']} V, box [{lo:g}, {hi:g}] V")
+    try:
+        res = optimize_inputs(model, data["x_train"], data["y_train"], lr=io["lr"], steps=io["steps"],
+                              margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
+                              batch_size=io["batch_size"], method=io["method"], progress=bool(ctx.verbose))
+    finally:
+        model.close()
+    m = res.metrics()
+    ctx.log(m)
+    ctx.log_parent({f"round_inputopt_{k}": m[k] for k in ("reached_fraction", "initially_reached_fraction",
+                                                           "mean_shift", "max_shift", "seconds")})
+    ctx.say(f"reached {m['reached_fraction']:.3f} (initially {m['initially_reached_fraction']:.3f}), "
+            f"mean shift {m['mean_shift']:.3g} V, max {m['max_shift']:.3g} V, {m['seconds']:.1f} s")
+    save_npz(ctx.output("targets"), "targets.npz", targets=res.targets, y_train=data["y_train"], reached=res.reached,
+             margin_before=res.margin_before, margin_after=res.margin_after, shift=res.shifts)
+    plots.value_histograms({"shift per sample (L2, V)": res.shifts, "margin before (V)": res.margin_before,
+                            "margin after (V)": res.margin_after}, ctx.folder / "plots" / "input_optimization.png",
+                           title="input optimisation")
+    ctx.artifact(ctx.folder / "plots", "plots")
+
+
+STAGE = Stage(name="optimize-inputs", help="gradient descent on the block's input voltages → target embeddings",
+              needs=("analog", "embeddings"), produces=("targets",), body=body)

@@ -1,0 +1,247 @@
+"""The stage contract, the registry of stages, and the runner that runs one as an MLflow run.
+
+A stage is a module of the `pipeline.stages` package with a module-level `STAGE = Stage(...)`:
+its name (the `mixsig` command), help, inputs (`needs`, `optional`, and `inputs(cfg)` for
+rules that depend on the config), `produces`, command `options` and `body(ctx)`. The
+registry imports every module of the package and collects their `STAGE`s, so adding a
+stage is adding one module; the CLI makes one command per registered stage.
+
+`run_stage` checks the inputs (before any run exists), opens the run with its lineage tags,
+logs the config, calls the body with a StageContext, then logs metrics.json, the outputs
+and extra artifacts, and tags the run finished (or failed if the body raises).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.stages.artifacts import ArtifactRef, artifact_dir
+from pipeline.stages.inputs import check_inputs, dataset
+from pipeline.stages.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
+
+
+@dataclass(frozen=True)
+class Option:
+    """A stage's own command option `flag VALUE`: it sets the config key `key` (so the
+    value is validated by the schema and logged with the run's params)."""
+    flag: str
+    key: str
+    help: str
+    type: type = str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage's declaration (see the module docstring)."""
+    name: str
+    help: str
+    body: Callable
+    needs: tuple = ()                 # input kinds always required
+    optional: tuple = ()              # input kinds used when given
+    produces: tuple = ()              # output kinds
+    inputs: Callable | None = None    # cfg → required kinds (default: needs), for config-dependent rules
+    precheck: Callable | None = None  # cfg → None, raises ValueError: checks before any work
+    options: tuple = ()               # Option(...) declarations of its command
+    new_round_after: tuple = ()       # `--from-run` of one of these stages starts the next round
+
+    def required_inputs(self, cfg: dict) -> tuple:
+        return tuple(self.inputs(cfg)) if self.inputs is not None else tuple(self.needs)
+
+    def default_round(self, from_run) -> int:
+        """Round of a run continued from `from_run` (an MLflow run): the same, or the next
+        one after a stage of `new_round_after`."""
+        rnd = int(from_run.data.tags.get(tag("round"), 0))
+        return rnd + 1 if from_run.data.tags.get(tag("stage")) in self.new_round_after else rnd
+
+
+# ---------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------
+STAGES: dict[str, Stage] = {}
+_DISCOVERED: set = set()
+
+
+def register(stage: Stage) -> Stage:
+    if not isinstance(stage, Stage):
+        raise TypeError(f"register() takes a Stage declaration, got {type(stage).__name__}")
+    STAGES[stage.name] = stage
+    return stage
+
+
+def discover(package: str = "pipeline.stages") -> dict[str, Stage]:
+    """Import every module of `package` and register the `STAGE` each declares (once)."""
+    if package not in _DISCOVERED:
+        pkg = importlib.import_module(package)
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+            if info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{package}.{info.name}")
+            if isinstance(getattr(module, "STAGE", None), Stage):
+                register(module.STAGE)
+        _DISCOVERED.add(package)
+    return STAGES
+
+
+def get_stage(name: str) -> Stage:
+    discover()
+    return STAGES[name]
+
+
+# ---------------------------------------------------------------------------------------
+# the context a stage body works with
+# ---------------------------------------------------------------------------------------
+@dataclass
+class StageContext:
+    cfg: dict
+    stage: str
+    round: int
+    folder: Path                    # local output folder of this stage run
+    inputs: dict                    # kind → ArtifactRef
+    run_id: str = ""
+    parent_run_id: str | None = None
+    verbose: int = 1
+    cache: Path = Path("runs/_cache")
+    outputs: dict = field(default_factory=dict)    # kind → local folder
+    extra_artifacts: list = field(default_factory=list)   # (local path, artifact dir)
+    metrics: dict = field(default_factory=dict)
+
+    def input(self, kind: str) -> Path:
+        return self.inputs[kind].path(self.cache)
+
+    def has(self, kind: str) -> bool:
+        return kind in self.inputs
+
+    def output(self, kind: str) -> Path:
+        path = self.folder / artifact_dir(kind)
+        path.mkdir(parents=True, exist_ok=True)
+        self.outputs[kind] = path
+        return path
+
+    def artifact(self, path, artifact_dir: str | None = None) -> Path:
+        self.extra_artifacts.append((Path(path), artifact_dir))
+        return Path(path)
+
+    @property
+    def data(self):
+        return dataset(self.cfg)
+
+    # progress -----------------------------------------------------------------------
+    @property
+    def keras_verbose(self) -> int:
+        if not self.verbose:
+            return 0
+        return 1 if sys.stdout.isatty() else 2
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(f"[{self.stage} r{self.round}] {text}", flush=True)
+
+    def log(self, metrics: dict, step: int | None = None, final: bool = True) -> None:
+        """Log metrics to this stage's run; final ones are also kept for metrics.json."""
+        import mlflow
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(float(v))}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+        if final:
+            self.metrics.update(clean)
+
+    def log_history(self, history: dict, prefix: str) -> None:
+        """A Keras-style history {name: [per epoch]} as metrics with step = epoch."""
+        for key, values in (history or {}).items():
+            for i, v in enumerate(values):
+                self.log({f"{prefix}{key}": v}, step=i + 1, final=False)
+
+    def log_parent(self, metrics: dict, step: int | None = None) -> None:
+        """Per-round metrics on the co-training's parent run (step = round)."""
+        if not self.parent_run_id:
+            return
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+        now = int(time.time() * 1000)
+        step = self.round if step is None else step
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if v is not None and np.isfinite(float(v))]
+        if items:
+            MlflowClient().log_batch(self.parent_run_id, metrics=items)
+
+
+@dataclass
+class StageOutcome:
+    run_id: str
+    outputs: dict      # kind → ArtifactRef
+    metrics: dict
+
+
+# ---------------------------------------------------------------------------------------
+# the runner
+# ---------------------------------------------------------------------------------------
+def _lineage_tags(name, round, step, parent_run_id, inputs, used) -> dict:
+    tags = {tag("stage"): name, tag("round"): str(round), tag("status"): "running"}
+    if step is not None:
+        tags[tag("step")] = str(step)
+    if parent_run_id:
+        tags[tag("parent_run_id")] = parent_run_id
+    for kind, ref in {**inputs, **used}.items():   # everything upstream, used or carried along
+        if ref.run_id:
+            tags[tag(f"artifact.{kind}")] = ref.run_id
+        elif kind in used:
+            tags[tag(f"input.{kind}")] = str(ref.local)
+    return tags
+
+
+def _log_results(ctx: StageContext, out_folder: Path) -> None:
+    import mlflow
+    (out_folder / "metrics.json").write_text(json.dumps(ctx.metrics, indent=2))
+    mlflow.log_artifact(str(out_folder / "metrics.json"))
+    for kind, path in ctx.outputs.items():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_dir(kind))
+    for path, adir in ctx.extra_artifacts:
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=adir)
+        elif path.exists():
+            mlflow.log_artifact(str(path), artifact_path=adir)
+
+
+def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, folder: Path | None = None,
+              workdir: Path = Path("runs"), parent_run_id: str | None = None, step: int | None = None,
+              verbose: int = 1, checked: bool = False) -> StageOutcome:
+    """Run one stage as an MLflow run (nested under parent_run_id if given)."""
+    import mlflow
+
+    from pipeline.config import flatten
+    from pipeline.tracking import setup_mlflow
+    spec = name if isinstance(name, Stage) else get_stage(name)
+    cache = Path(workdir) / "_cache"
+    used = inputs if checked else check_inputs(spec, cfg, inputs, cache)
+    setup_mlflow(experiment_name(cfg))
+    tags = _lineage_tags(spec.name, round, step, parent_run_id, inputs, used)
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name=f"{spec.name} r{round}", nested=parent_run_id is not None,
+                          parent_run_id=parent_run_id, tags=tags) as run:
+        run_id = run.info.run_id
+        out_folder = Path(folder) if folder is not None else Path(workdir) / run_id
+        out_folder.mkdir(parents=True, exist_ok=True)
+        ctx = StageContext(cfg, spec.name, round, out_folder, used, run_id, parent_run_id, verbose, cache)
+        try:
+            mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
+            mlflow.log_artifact(str(dump_config(cfg, out_folder / "config.yaml")))
+            ctx.say(f"run {run_id} → {out_folder}")
+            spec.body(ctx)
+            seconds = time.perf_counter() - t0
+            ctx.log({"stage_seconds": seconds})
+            _log_results(ctx, out_folder)
+            mlflow.set_tags({**{tag(f"artifact.{k}"): run_id for k in ctx.outputs}, tag("status"): STATUS_FINISHED})
+            ctx.say(f"finished in {seconds:.1f} s")
+        except BaseException:
+            mlflow.set_tag(tag("status"), "failed")
+            raise
+    outputs = {**inputs, **{k: ArtifactRef(k, run_id=run_id, local=p) for k, p in ctx.outputs.items()}}
+    return StageOutcome(run_id, outputs, ctx.metrics)

@@ -1,0 +1,42 @@
+"""train-digital: train the digital encoder and its classification head (images only)."""
+from __future__ import annotations
+
+from pipeline.stages.artifacts import PipelineError
+from pipeline.stages.inputs import is_image_data
+from pipeline.stages.runner import Stage, StageContext
+
+
+def precheck(cfg: dict) -> None:
+    """The configured encoder builds and honours the contract on a sample, before any run."""
+    if is_image_data(cfg):
+        from pipeline.build import check_configured_encoder
+        check_configured_encoder(cfg)
+
+
+def body(ctx: StageContext) -> None:
+    from pipeline import build
+    ds = ctx.data
+    if ds.x_train.ndim != 3:
+        raise PipelineError(f"train-digital needs images; data.dataset={ds.name} is tabular")
+    d = ctx.cfg["digital"]
+    enc = build.encoder(ctx.cfg)
+    ctx.say(f"{type(enc).__name__} → {enc.embedding_dim} volts in [{enc.v_low}, {enc.v_high}], "
+            f"{len(ds.x_train)} images, {d['epochs']} epochs")
+    enc.fit(ds.x_train, ds.y_train, epochs=d["epochs"], batch_size=d["batch_size"], verbose=ctx.keras_verbose,
+            validation_data=(ds.x_val, ds.y_val))
+    ctx.log_history(getattr(enc, "history_", {}), "digital_")
+    if getattr(enc, "history_", None):
+        from pipeline import plots
+        plots.learning_curves(enc.history_, ctx.folder / "plots" / "digital_learning_curves.png",
+                              title=f"digital encoder ({type(enc).__name__})")
+        ctx.artifact(ctx.folder / "plots", "plots")
+    acc_val = enc.evaluate(ds.x_val, ds.y_val)
+    acc_test = enc.evaluate(ds.x_test, ds.y_test)
+    ctx.log({"digital_val_accuracy": acc_val, "digital_test_accuracy": acc_test})
+    ctx.log_parent({"round_digital_test_accuracy": acc_test})
+    ctx.say(f"digital-only test accuracy {acc_test:.4f}")
+    enc.save(ctx.output("encoder"))
+
+
+STAGE = Stage(name="train-digital", help="train the digital encoder and its classification head",
+              produces=("encoder",), precheck=precheck, body=body)
