@@ -67,6 +67,9 @@ def test_save_load_round_trip_with_variation(tmp_path):
     np.testing.assert_array_equal(back.circuit.amp_gain, chip.circuit.amp_gain)
     for a, b in zip(back.circuit.nonlinear, chip.circuit.nonlinear):
         np.testing.assert_array_equal(np.asarray(a.device.VTO), np.asarray(b.device.VTO))
+    alone = Chip.load(tmp_path / "c")          # with the model saved beside it
+    np.testing.assert_array_equal(alone.predict(x, t=10.0, rng=rng()), chip.predict(x, t=10.0, rng=rng()))
+    assert not list(tmp_path.rglob("*.pkl"))
     with pytest.raises(ValueError, match="do not match"):
         Chip.load(tmp_path / "c", block(hidden=(4,), seed=1, outputs=3))
     with pytest.raises(ValueError, match="missing"):

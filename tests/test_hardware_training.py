@@ -115,3 +115,41 @@ def test_saved_model_resumes_hardware_training_exactly(tmp_path, mode):
     b.fit(x, y, epochs=1, batch_size=8, verbose=0)
     for ga, gb in zip(a.conductances, b.conductances):
         np.testing.assert_array_equal(ga, gb)
+
+
+def study(presets=("pcm", "rram"), seeds=3, chips=10, epochs=EPOCHS):
+    """Ideal / hardware-aware / in-situ EP on iris, measured on chips (run this file as a
+    script: `.venv/bin/python -m tests.test_hardware_training`). Test accuracy of the trained
+    block, then mean ± sd over `chips` programmed chips at t = 0 and one day later. In-situ
+    blocks are already on their devices: they are read (drift, read noise, variation), not
+    programmed again."""
+    xtr, ytr, xte, yte = iris_volts()
+    rows = []
+    for preset in presets:
+        spec = resolve_hardware(preset)
+        for mode in ("ideal", "aware", "in-situ"):
+            res = []
+            for seed in range(seeds):
+                schedule = Schedule("cosine", total_epochs=epochs)
+                if mode == "in-situ":
+                    opt = PulsedOptimizer(spec, lr=0.05, base="adam", seed=seed, schedule=schedule)
+                else:
+                    opt = Adam(lr=0.02, schedule=schedule)
+                m, _, _ = _train(opt, NoiseInjection(spec) if mode == "aware" else None, seed=seed)
+                chip_spec = spec if mode != "in-situ" else resolve_hardware(preset, {"device": {"prog_noise": "none"}})
+                accs = [m.evaluate(xte, yte)["accuracy"]]
+                for t in (0.0, 86400.0):
+                    accs.append([np.mean(program(m, chip_spec, seed=100 + s).predict(xte, t=t).argmax(1) == yte)
+                                 for s in range(chips)])
+                res.append(accs)
+            block_acc = np.mean([r[0] for r in res])
+            t0 = np.array([r[1] for r in res]).ravel()
+            t1 = np.array([r[2] for r in res]).ravel()
+            rows.append((preset, mode, block_acc, t0.mean(), t0.std(), t1.mean(), t1.std()))
+            print(f"{preset:5s} {mode:8s} block {block_acc:.3f}  chip t=0 {t0.mean():.3f}±{t0.std():.3f}  "
+                  f"chip t=1 day {t1.mean():.3f}±{t1.std():.3f}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    study()

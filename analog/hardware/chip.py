@@ -2,7 +2,7 @@
 
     chip = program(model, resolve_hardware("pcm"), seed=0)
     y = chip.predict(x, t=3600.0)          # outputs one hour after programming
-    chip.save("chip/"); chip = Chip.load("chip/", model)
+    chip.save("chip/"); chip = Chip.load("chip/")   # the trained model is saved beside it
 
 Reads. `conductances_at(t)` drifts the programmed conductances to time t (not re-clipped
 at g_min: a drifting device may fall below it) and adds read noise drawn fresh on every
@@ -33,8 +33,9 @@ class Chip:
     realised: the varied diode and amplifier parameters; circuit: the (varied) circuit."""
 
     def __init__(self, base_circuit, spec: HardwareSpec, seed: int, G_prog, nu, stuck, scale, realised: dict,
-                 layer_names):
+                 layer_names, model=None):
         self.spec, self.seed = validate(spec), int(seed)
+        self.model = model
         self.base_circuit = base_circuit
         self.G_prog = [np.asarray(g, float) for g in G_prog]
         self.nu = [np.asarray(n, float) for n in nu]
@@ -133,9 +134,12 @@ class Chip:
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path) -> Path:
-        """chip.json (spec, seed, layers, scales) + chip.npz (device and circuit arrays)."""
+        """chip.json (spec, seed, layers, scales) + chip.npz (device and circuit arrays), and
+        the trained model it was programmed from in `model/` (AnalogModel.save: JSON + npz)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        if self.model is not None and hasattr(self.model, "save"):
+            self.model.save(path / "model")
         arrays = {}
         for k, name in enumerate(self.layer_names):
             arrays[f"G_prog/{k}"], arrays[f"nu/{k}"], arrays[f"stuck/{k}"] = self.G_prog[k], self.nu[k], self.stuck[k]
@@ -156,12 +160,18 @@ class Chip:
         return path
 
     @classmethod
-    def load(cls, path, model) -> "Chip":
-        """A saved chip on the model it was programmed from (the model supplies the circuit)."""
+    def load(cls, path, model=None) -> "Chip":
+        """A saved chip on the model it was programmed from (the model supplies the circuit;
+        by default the one saved beside the chip)."""
         path = Path(path)
         for name in ("chip.json", "chip.npz"):
             if not (path / name).is_file():
                 raise ValueError(f"{path / name}: missing (not a saved chip folder)")
+        if model is None:
+            if not (path / "model").is_dir():
+                raise ValueError(f"{path}: no model/ folder beside the chip; pass the model it was programmed from")
+            from ..model import AnalogModel
+            model = AnalogModel.load(path / "model")
         meta = json.loads((path / "chip.json").read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path / 'chip.json'}: format {meta.get('format')!r}, expected {_FORMAT!r}")
@@ -178,7 +188,7 @@ class Chip:
                 realised[key] = data[key]
         return cls(model.circuit, HardwareSpec.from_dict(meta["spec"]), meta["seed"],
                    [data[f"G_prog/{k}"] for k in range(n)], [data[f"nu/{k}"] for k in range(n)],
-                   [data[f"stuck/{k}"] for k in range(n)], meta["scale"], realised, names)
+                   [data[f"stuck/{k}"] for k in range(n)], meta["scale"], realised, names, model)
 
 
 def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:
@@ -195,4 +205,4 @@ def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:
         G_prog.append(g), nu.append(n), stuck.append(s), scale.append(k)
     realised = draw_variation(model.circuit, spec.variation, rng_var)
     return Chip(model.circuit, spec, int(seed), G_prog, nu, stuck, scale, realised,
-                [layer.name for layer in model.dense_layers])
+                [layer.name for layer in model.dense_layers], model)
