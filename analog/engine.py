@@ -54,6 +54,28 @@ class ClosableEngine(Engine, Protocol):
         ...
 
 
+def check_solve_inputs(circuit: CompiledCircuit, x=None, src=None, nudge=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The contract's input checks, shared by the engines: source voltages (B, n_sources)
+    from `x` or `src`, and nudging currents (B, n_outputs) or None; ValueError naming what is
+    wrong (missing input, shape, non-finite value)."""
+    if src is None:
+        if x is None:
+            raise ValueError("solve() needs inputs x or source voltages src")
+        src = circuit.source_voltages(x)
+    src = np.asarray(src, dtype=float)
+    if src.ndim != 2 or src.shape[1] != circuit.n_sources:
+        raise ValueError(f"source voltages of shape {src.shape}, expected (batch, {circuit.n_sources})")
+    if not np.all(np.isfinite(src)):
+        raise ValueError("non-finite source voltage")
+    if nudge is not None:
+        nudge = np.asarray(nudge, dtype=float)
+        if nudge.shape != (src.shape[0], circuit.n_outputs):
+            raise ValueError(f"nudging currents of shape {nudge.shape}, expected {(src.shape[0], circuit.n_outputs)}")
+        if not np.all(np.isfinite(nudge)):
+            raise ValueError("non-finite nudging current")
+    return src, nudge
+
+
 def close_engine(engine: Engine) -> None:
     """Release an engine's resources if it holds any (no-op for the native engine)."""
     if isinstance(engine, ClosableEngine):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import analog.layers as L
-from analog.engine import ClosableEngine, Engine, close_engine
+from analog.engine import ClosableEngine, Engine, check_solve_inputs, close_engine
 from analog.model import AnalogModel
 from analog.native import NativeEngine
 from analog.solution import Solution
@@ -108,3 +108,29 @@ def test_closable_engines():
     close_engine(spice)
     close_engine(native)                 # nothing to release: must not fail
     assert spice._pool is None
+
+
+def test_bad_solve_input_is_a_value_error_naming_it():
+    m = _linear_model()
+    c, G = m.circuit, m.conductances
+    cases = [({}, "needs inputs x or source voltages src"),
+             ({"src": np.zeros((2, 5))}, r"source voltages of shape \(2, 5\), expected \(batch, 4\)"),
+             ({"src": np.full((2, 4), np.nan)}, "non-finite source voltage"),
+             ({"src": np.zeros((2, 4)), "nudge": np.zeros((2, 3))}, r"nudging currents of shape \(2, 3\)"),
+             ({"src": np.zeros((2, 4)), "nudge": np.full((2, 2), np.inf)}, "non-finite nudging current")]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            check_solve_inputs(c, **kw)
+    src, nudge = check_solve_inputs(c, x=np.array([[0.5, -0.2]]))
+    np.testing.assert_array_equal(src, [[0.5, -0.2, -0.5, 0.2]])
+    assert nudge is None
+    engines = _engines(c)
+    try:
+        for eng in engines:
+            # the checks every engine makes today (the native engine checks x by its own rule)
+            for kw, msg in [cases[0], cases[3], cases[4], ({"x": np.zeros((2, 3))}, r"shape \(2, 3\)")]:
+                with pytest.raises(ValueError, match=msg):
+                    eng.solve(G, **kw)
+    finally:
+        for eng in engines:
+            close_engine(eng)

@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from ..circuit import CompiledCircuit
+from ..engine import check_solve_inputs
 from ..netlist import NetlistPlan
 from ..solution import Solution, dissipated_power
 from ..spice_check import check_circuit_devices
@@ -132,22 +133,8 @@ class NgspiceEngine:
         """Operating points for a batch: x (B, n_features) volts relative to V_ref (or the
         source voltages `src`), nudge (B, n_outputs) currents I_k; v0 is ignored."""
         c = self.circuit
-        if src is None:
-            if x is None:
-                raise ValueError("solve() needs inputs x or source voltages src")
-            src = c.source_voltages(x)
-        src = np.asarray(src, dtype=float)
-        if src.ndim != 2 or src.shape[1] != c.n_sources:
-            raise ValueError(f"source voltages of shape {src.shape}, expected (batch, {c.n_sources})")
-        if not np.all(np.isfinite(src)):
-            raise ValueError("non-finite source voltage")
+        src, nudge = check_solve_inputs(c, x, src, nudge)
         B = src.shape[0]
-        if nudge is not None:
-            nudge = np.asarray(nudge, dtype=float)
-            if nudge.shape != (B, c.n_outputs):
-                raise ValueError(f"nudging currents of shape {nudge.shape}, expected {(B, c.n_outputs)}")
-            if not np.all(np.isfinite(nudge)):
-                raise ValueError("non-finite nudging current")
         G = self._conductance_version(G_list)
         n_values = c.n_free + c.n_sources
         values = np.full((B, n_values), np.nan)
