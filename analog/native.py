@@ -156,6 +156,11 @@ class NativeEngine:
             KRE, KER = K[np.ix_(R, E)], K[np.ix_(E, R)]
             P = (KRE.T[:, :, None] * KER[:, None, :]).reshape(len(E), -1)  # P[e, r·nR+s] = K_re K_es
             self._lin = dict(K=K, KEE=np.diag(K)[E], KER=KER, KRE=KRE, KRR=K[np.ix_(R, R)], P=P)
+            # c(src) is affine in the source voltages: c = src @ C + c0, one GEMM per solve
+            n_s = self.circuit.n_sources
+            c0 = self._offset_residual_direct(G_list, np.zeros((1, n_s)))
+            self._lin["C"] = self._offset_residual_direct(G_list, np.eye(n_s)) - c0
+            self._lin["c0"] = c0[0]
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
         return self._lin
 
@@ -183,6 +188,11 @@ class NativeEngine:
 
     def _offset_residual(self, G_list, src):
         """Linear residual at v = 0 (the affine part c of r_lin(v) = K v + c)."""
+        L = self._linear(G_list)
+        return src @ L["C"] + L["c0"]
+
+    def _offset_residual_direct(self, G_list, src):
+        """_offset_residual from the crossbar currents (builds the cached affine map)."""
         c = self.circuit
         v0 = np.zeros((src.shape[0], c.n_free))
         V = c.terminal_voltages(v0, src)
@@ -281,7 +291,7 @@ class NativeEngine:
         L = self._linear(G_list)
         K = L["K"]
         B = src.shape[0]
-        cvec = self._offset_residual(G_list, src)
+        cvec = src @ L["C"] + L["c0"]
         inj = np.zeros((B, c.n_free)) if nudge is None else c.nudge_currents(nudge) * c.free_scale
         v = np.full((B, c.n_free), c.vref) if v0 is None else v0.copy()
         converged = np.zeros(B, bool)
@@ -369,15 +379,18 @@ class NativeEngine:
         """Current each source delivers into the circuit (B, n_sources), amperes."""
         c = self.circuit
         V = c.terminal_voltages(v, src)
-        g = np.zeros_like(V)
-        for blk, (i_out, i_in) in zip(c.dense, self.dense_currents(G_list, V)):
-            g[:, blk.in_terms] += i_in
-            g[:, blk.out_terms] += i_out
+        n_f = c.n_free
+        g = np.zeros((V.shape[0], c.n_sources))
+        for blk, G in zip(c.dense, G_list):   # only the crossbar columns driven by sources
+            cols = c.is_source_term(blk.in_terms)
+            if np.any(cols):
+                Gc = G[:, cols]
+                g[:, blk.in_terms[cols] - n_f] += V[:, blk.in_terms[cols]] * Gc.sum(0) - V[:, blk.out_terms] @ Gc
         for blk in c.nonlinear:
             u = device_branch_voltages(c, blk, V)
             current, _ = blk.device.current(u)
-            g[:, blk.ref_term] -= blk.sign * current.sum(1)
-        return g[:, c.n_free: c.n_free + c.n_sources]
+            g[:, blk.ref_term - n_f] -= blk.sign * current.sum(1)
+        return g
 
     def hessian_diagonal(self, v, src) -> np.ndarray:
         """Device part d(v) of the Hessian K + diag(d) at a state."""
