@@ -44,46 +44,65 @@ class Chip:
         self.realised = realised
         self.layer_names = list(layer_names)
         self.circuit = vary(base_circuit, realised)
-        self._read_rng = streams(self.seed)[4]
+        self._read_rng, self._cal_rng = streams(self.seed, 6)[4:6]
         self._engines: dict = {}
+        self._drifted: dict = {}
+        self._cal: dict = {}
         self._cal_ref: float | None = None
+        self._cal_engine = None
 
     # ---- reads ---------------------------------------------------------------------------
+    def _at(self, t: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(drifted conductances, read-noise σ) at time t in device units, cached per t
+        (both are deterministic; only the read-noise draw changes from read to read)."""
+        if t not in self._drifted:
+            d = self.spec.device
+            G_t = [G * st.drift_factor(d, nu, t) for G, nu in zip(self.G_prog, self.nu)]
+            noisy = d.read_noise != "none" and d.read_sigma > 0
+            sig = [st.read_sigma(d, g, t) if noisy else None for g in G_t]
+            if len(self._drifted) > 64:
+                self._drifted.clear()
+            self._drifted[t] = (G_t, sig)
+        return self._drifted[t]
+
     def device_conductances_at(self, t: float = 0.0, rng=None, noise: bool = True) -> list[np.ndarray]:
         """Conductances in device units at t seconds after programming, one fresh read."""
         t = check_read_time(t)
-        d = self.spec.device
         rng = self._read_rng if rng is None else rng
-        out = []
-        for G, nu in zip(self.G_prog, self.nu):
-            Gt = G * st.drift_factor(d, nu, t)
-            if noise and d.read_noise != "none" and d.read_sigma > 0:
-                Gt = Gt + st.read_sigma(d, Gt, t) * rng.standard_normal(Gt.shape)
-                Gt = np.maximum(Gt, 1e-3 * d.g_min)   # a read never returns G <= 0
-            out.append(Gt)
-        return out
+        floor = 1e-3 * self.spec.device.g_min            # a read never returns G <= 0
+        G_t, sig = self._at(t)
+        if not noise:
+            return [g.copy() for g in G_t]
+        return [g.copy() if s is None else np.maximum(g + s * rng.standard_normal(g.shape), floor)
+                for g, s in zip(G_t, sig)]
 
     def conductances_at(self, t: float = 0.0, rng=None, compensate: bool | None = None) -> list[np.ndarray]:
         """Conductances the circuit sees at time t (trained units: device / k), one fresh read,
         with the global drift compensation factor applied when enabled."""
-        G = [g / k for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
+        t = check_read_time(t)
         compensate = self.spec.drift_compensation if compensate is None else compensate
-        if compensate and self.spec.device.drift != "none" and t > self.spec.device.t_c:
-            f = self.drift_estimate(t, rng)
-            G = [g / f for g in G]
-        return G
+        f = self.drift_estimate(t) if compensate and self.spec.device.drift != "none" and t > self.spec.device.t_c \
+            else 1.0
+        return [g / (k * f) for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
 
     # ---- drift compensation ----------------------------------------------------------------
-    def drift_estimate(self, t: float, rng=None) -> float:
-        """Global drift factor f̂ from a calibration read: the current the circuit draws from
-        its sources for fixed inputs at t, over the same at programming (t = 0)."""
-        x = calibration_inputs(self.circuit)
-        eng = self.engine("native")
-        if self._cal_ref is None:
-            G0 = [g / k for g, k in zip(self.device_conductances_at(0.0, rng), self.scale)]
-            self._cal_ref = calibration_current(eng, G0, x)
-        Gt = [g / k for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
-        return calibration_current(eng, Gt, x) / self._cal_ref
+    def drift_estimate(self, t: float) -> float:
+        """Global drift factor f̂ from a calibration read: the current the crossbars draw from
+        the sources for fixed inputs at t, over the same at programming (t = 0). One
+        calibration per read time, as a deployed chip would do it; its reads have their own
+        noise draws (the calibration stream of the chip's seed)."""
+        t = check_read_time(t)
+        if t not in self._cal:
+            x = calibration_inputs(self.circuit)
+            if self._cal_engine is None:
+                from ..native import NativeEngine
+                self._cal_engine = NativeEngine(self.circuit)
+            if self._cal_ref is None:
+                G0 = [g / k for g, k in zip(self.device_conductances_at(0.0, self._cal_rng), self.scale)]
+                self._cal_ref = calibration_current(self._cal_engine, G0, x)
+            Gt = [g / k for g, k in zip(self.device_conductances_at(t, self._cal_rng), self.scale)]
+            self._cal[t] = calibration_current(self._cal_engine, Gt, x) / self._cal_ref
+        return self._cal[t]
 
     # ---- solving ---------------------------------------------------------------------------
     def engine(self, kind: str = "native", **options):
