@@ -214,3 +214,74 @@ def test_ep_input_gradient_across_a_skip_connection():
         ep = ep_gradients(eng, c, G, x, labels, loss, beta=beta, nudging=nudging, input_grad=True)
         assert np.isfinite(ep.input_grad).all()
         assert _cosine(ep.input_grad, ex.input_grad) >= 0.999
+
+
+@pytest.mark.skipif(not HAS_NGSPICE, reason="ngspice not installed")
+@pytest.mark.parametrize("kind", ["mos", "shockley"])
+def test_standalone_netlist_of_a_varied_circuit_runs_in_ngspice_batch_mode(kind, tmp_path):
+    """to_netlist (the PySpice-built netlist) of a varied circuit is runnable as is with
+    `ngspice -b`; its node voltages equal the native engine's and the amplifier outputs
+    follow V_ref + A_k·(V_in − V_ref) + offset_k with the realised A_k and offset_k."""
+    import re
+    import subprocess
+    from analog.netlist import NetlistPlan, to_netlist
+    m, c, r = _varied(kind, seed=4, vref=0.6)
+    x = inputs(1, 4, seed=7)
+    text = to_netlist(c, m.conductances, x[0])
+    assert ".op" in text and text.rstrip().endswith(".end")
+    path = tmp_path / "block.cir"
+    path.write_text(text.replace(".end\n", ".control\nset numdgt=15\nrun\nprint all\n.endc\n.end\n"))
+    out = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=60).stdout
+    vals = {a.lower(): float(b) for a, b in re.findall(r"^\s*([\w#]+) = ([-+0-9.eE]+)\s*$", out, re.M)}
+    plan = NetlistPlan(c)
+    spice_v = np.array([vals[n] for n in plan.free_nodes])
+    s = NativeEngine(c).solve(m.conductances, x)
+    np.testing.assert_allclose(spice_v, s.v[0], rtol=0, atol=1e-6)
+    amp_out = np.array([vals[out_node] for _, _, out_node, _, _ in plan.amps])
+    np.testing.assert_allclose(amp_out, 0.6 + r["gain"] * (spice_v[c.amp_in] - 0.6) + r["offset"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("vto", [-0.5, -0.2, 0.0, 0.4, 0.8])
+def test_mos_diode_current_is_passive_monotone_and_consistent(vto):
+    """I(0) = 0, I·u ≥ 0, I increasing; dI/du and d(co-content)/du against central differences
+    of I and of the co-content, per element of an array device (every region is crossed)."""
+    n = 3
+    dev = MOSDiode(VTO=np.full(n, vto) + np.array([0.0, 0.05, -0.05]), KP=2e-4, LAMBDA=np.array([0.0, 0.05, 0.1]))
+    u = np.linspace(-1.2, 1.2, 4801)[:, None] * np.ones(n)
+    I, g = dev.current(u)
+    assert np.all(np.abs(dev.current(np.zeros((1, n)))[0]) < 1e-13)
+    assert np.all(I * u >= -1e-13) and np.all(np.diff(I, axis=0) >= 0)
+    h = 1e-6
+    Ip, Im = dev.current(u + h)[0], dev.current(u - h)[0]
+    np.testing.assert_allclose(g, (Ip - Im) / (2 * h), rtol=1e-5, atol=1e-9)
+    Cp, Cm = dev.cocontent(u + h), dev.cocontent(u - h)
+    np.testing.assert_allclose((Cp - Cm) / (2 * h), I, rtol=1e-5, atol=1e-10)
+    for k in range(n):   # the array device is the stack of its scalar instances
+        np.testing.assert_array_equal(dev.instance(k).current(u[:, k])[0], I[:, k])
+
+
+def test_array_devices_equal_their_scalar_instances():
+    """Per-element Shockley (RS zero and non-zero mixed) and ideal diodes: current,
+    conductance, co-content and the pnjlim step limit equal those of each scalar instance."""
+    rng = np.random.default_rng(0)
+    devices = [ShockleyDiode(IS=1e-14 * np.exp(rng.normal(0, 1, 4)), N=np.array([1.0, 1.2, 1.0, 1.5]),
+                             RS=np.array([0.0, 10.0, 0.0, 50.0])),
+               IdealDiode(threshold=np.array([0.1, 0.2, 0.3, 0.25]), r_on=2e3, smoothing=0.02)]
+    u = rng.uniform(-1, 1.0, (50, 4))
+    u_new = u + rng.uniform(-0.5, 0.8, u.shape)
+    for dev in devices:
+        dev.validate()
+        I, g = dev.current(u)
+        C = dev.cocontent(u)
+        lim = dev.limit(u, u_new)
+        for k in range(4):
+            one = dev.instance(k)
+            assert one.size is None and np.ndim(getattr(one, "IS", 0.0)) == 0
+            Ik, gk = one.current(u[:, k])
+            np.testing.assert_allclose(I[:, k], Ik, rtol=1e-13, atol=0)
+            np.testing.assert_allclose(g[:, k], gk, rtol=1e-13, atol=0)
+            np.testing.assert_allclose(C[:, k], one.cocontent(u[:, k]), rtol=1e-12, atol=1e-30)
+            if one.needs_limiting:
+                np.testing.assert_allclose(lim[:, k], one.limit(u[:, k], u_new[:, k]), rtol=1e-13)
+    with pytest.raises(ValueError, match="different lengths"):
+        ShockleyDiode(IS=np.ones(3) * 1e-14, RS=np.zeros(4))
