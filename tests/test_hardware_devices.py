@@ -177,3 +177,22 @@ def test_dense_set_conductances_checks_before_writing():
     with pytest.raises(ValueError, match="not finite"):
         layer.set_conductances(bad)
     np.testing.assert_array_equal(layer.G, before)
+
+
+def test_drift_compensation_undoes_a_uniform_drift():
+    from analog.native import NativeEngine
+    m = block(hidden=(6,), vref=0.6)
+    nu, t = 0.06, 86400.0
+    spec = resolve_hardware("ideal", {"device": {"drift": "constant", "nu_mean": nu, "nu_std": 0.0},
+                                      "drift_compensation": True})
+    chip = program(m, spec, seed=0)
+    f = (t / 20.0) ** (-nu)                                 # every device drifts by this factor
+    assert abs(chip.drift_estimate(t) / f - 1) < 1e-4        # measured: 1.5e-6
+    x = inputs(20, 3)
+    eng = NativeEngine(m.circuit)
+    y0 = m.circuit.outputs(eng.solve(m.conductances, x).v)
+    y_raw = chip.circuit.outputs(eng.solve(chip.conductances_at(t, compensate=False), x).v)
+    y_comp = chip.circuit.outputs(eng.solve(chip.conductances_at(t), x).v)
+    np.testing.assert_allclose(chip.conductances_at(t, compensate=False)[0], f * m.conductances[0], rtol=1e-12)
+    assert np.abs(y_raw - y0).max() > 1e-3                    # 5 mV uncompensated
+    assert np.abs(y_comp - y0).max() < 1e-6                   # measured: 1.5e-8 V

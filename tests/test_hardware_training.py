@@ -151,5 +151,44 @@ def study(presets=("pcm", "rram"), seeds=3, chips=10, epochs=EPOCHS):
     return rows
 
 
+def drift_study(chips=20, epochs=EPOCHS):
+    """What uniform drift does to the trained iris block, and PCM chips read up to a year
+    after programming with and without the global drift compensation (all 150 samples)."""
+    from analog.native import NativeEngine
+    xtr, ytr, xte, yte = iris_volts()
+    x, y = np.concatenate([xtr, xte]), np.concatenate([ytr, yte])
+    m, _, _ = _train(Adam(lr=0.02, schedule=Schedule("cosine", total_epochs=epochs)))
+    eng, G = NativeEngine(m.circuit), m.conductances
+    ref = eng.solve(G, x)
+    acc = lambda v: float(np.mean(m.circuit.outputs(v).argmax(1) == y))
+    print(f"trained block: {acc(ref.v):.3f} on all {len(x)} samples")
+    for f in (0.95, 0.9, 0.7, 0.5, 0.3):
+        s = eng.solve([f * g for g in G], x)
+        print(f"uniform f={f}: max|dV| {np.abs(s.v - ref.v).max():.4f} V, max|dy| "
+              f"{np.abs(m.circuit.outputs(s.v) - m.circuit.outputs(ref.v)).max():.4f} V, accuracy {acc(s.v):.3f}")
+    off = build_dense_network(4, 3, hidden=[20], g_min=1e-7, g_max=2e-5, gain=4.0, device=ShockleyDiode(IS=1e-40),
+                              up_bias=-0.3, down_bias=0.3)
+    off.set_conductances(G)
+    e_off = NativeEngine(off.circuit)
+    print(f"diodes that never conduct, f=0.5: max|dV| "
+          f"{np.abs(e_off.solve(G, x).v - e_off.solve([0.5 * g for g in G], x).v).max():.2e} V")
+    spec = resolve_hardware("pcm")
+    for t in (0.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0):
+        res = {True: [], False: []}
+        fhat, ratio = [], []
+        for seed in range(chips):
+            chip = program(m, spec, seed=seed)
+            for comp in (True, False):
+                res[comp].append(acc(chip.solve(x, G_list=chip.conductances_at(t, compensate=comp)).v))
+            if t > spec.device.t_c:
+                fhat.append(chip.drift_estimate(t))
+                drifted = chip.device_conductances_at(t, noise=False)
+                ratio.append(sum(g.sum() for g in drifted) / sum(g.sum() for g in chip.G_prog))
+        extra = f"  f_hat {np.mean(fhat):.3f}, mean G(t)/G_prog {np.mean(ratio):.3f}" if fhat else ""
+        print(f"t={t:>9.0f} s: compensated {np.mean(res[True]):.3f}±{np.std(res[True]):.3f}, "
+              f"not {np.mean(res[False]):.3f}±{np.std(res[False]):.3f}{extra}", flush=True)
+
+
 if __name__ == "__main__":
-    study()
+    import sys
+    drift_study() if sys.argv[1:] == ["drift"] else study()
