@@ -371,3 +371,28 @@ def test_script_without_main_guard_fails_clearly_instead_of_hanging(tmp_path, gu
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("analog.ngspice.pool.WorkerExitError: ngspice worker processes keep exiting")
         assert 'if __name__ == "__main__":' in last and "converged" not in res.stdout
+
+
+def test_worker_killed_mid_solve_raises_instead_of_hanging(small):
+    """multiprocessing.Pool replaces a worker that dies, but the task it held is lost and
+    map() waits forever (measured on the old engine: still waiting after 30 s). The engine
+    raises WorkerExitError, closes the pool, and the next solve starts a fresh one."""
+    import signal
+    import threading
+    import time
+
+    from analog.ngspice import WorkerExitError
+    c, G = small.circuit, small.conductances
+    x = inputs(20000, 3, seed=1)                # ~5 s on this block: the kill lands mid-solve
+    with NgspiceEngine(c, processes=2) as eng:
+        eng.solve(G, x[:2])
+        pid = eng.last_worker_info[0]["pid"]
+        timer = threading.Timer(0.3, os.kill, (pid, signal.SIGKILL))
+        timer.start()
+        t0 = time.perf_counter()
+        with pytest.raises(WorkerExitError, match="3 started for 2 slots.*crashed or was killed"):
+            eng.solve(G, x)
+        timer.join()
+        assert time.perf_counter() - t0 < 20 and eng._pool is None
+        sol = eng.solve(G, x[:6])
+        assert sol.converged.all() and pid not in {w["pid"] for w in eng.last_worker_info}

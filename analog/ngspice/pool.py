@@ -65,20 +65,23 @@ def run_tasks(pool, processes: int, fn, tasks, poll_s: float = 0.25) -> list:
     """pool.map(fn, tasks) that cannot wait forever on dead workers: a Pool silently replaces
     a worker that exits, so more distinct worker pids than `processes` means workers are
     dying (a missing main guard, or a crash inside libngspice) and WorkerExitError is raised."""
+    def pids() -> set[int]:
+        return {p.pid for p in getattr(pool, "_pool", []) if p.pid is not None}   # the Pool's processes
+
+    seen = pids()
     result = pool.map_async(fn, tasks, chunksize=1)
-    seen: set[int] = set()
     while True:
         try:
             return result.get(timeout=poll_s)
         except mp.TimeoutError:
             pass
-        workers = list(getattr(pool, "_pool", []))   # the Pool's live Process objects
-        seen.update(p.pid for p in workers if p.pid is not None)
+        seen |= pids()
         if len(seen) > processes:
             main = getattr(sys.modules.get("__main__"), "__file__", None)
             where = f" (main module {main})" if main else ""
             raise WorkerExitError(f"ngspice worker processes keep exiting: {len(seen)} started for {processes} "
-                                  f"slots{where}. If this is a script, {GUARD_HINT}.")
+                                  f"slots{where}. A worker crashed or was killed, or, if this is a script, "
+                                  f"{GUARD_HINT}.")
 
 
 def rss_kb() -> int:
