@@ -94,3 +94,19 @@ def test_optimizer_keeps_conductances_in_the_layer_range():
         assert L.G.min() >= 1e-6 and L.G.max() <= 1e-4
     with pytest.raises(ValueError, match="rule"):
         PulsedOptimizer(spec, rule="sign")
+
+
+def test_stochastic_rounding_gives_the_wanted_mean_number_of_pulses():
+    d = DeviceSpec(g_min=1e-7, g_max=2e-5, levels=4)          # one pulse = one level = 1/3
+    span = 2e-5 - 1e-7
+    opt = PulsedOptimizer(d, lr=1.0, rule="stochastic", seed=0)
+    L = layer(np.full((200, 500), 1e-7 + span / 3))
+    opt.apply([L], [np.full((200, 500), -0.1 / span)])        # wanted Δw = 0.1 = 0.3 levels
+    w = (L.G - 1e-7) / span
+    moved = np.isclose(w, 2 / 3)
+    assert np.all(moved | np.isclose(w, 1 / 3))
+    assert abs(moved.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / moved.size)
+    plain = PulsedOptimizer(d, lr=1.0)
+    L = layer(np.full((2, 2), 1e-7 + span / 3))
+    plain.apply([L], [np.full((2, 2), -0.1 / span)])          # rounds to 0 pulses
+    np.testing.assert_array_equal(L.G, 1e-7 + span / 3)

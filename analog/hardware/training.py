@@ -71,8 +71,10 @@ class PulsedOptimizer(Optimizer):
 
     The base rule (`base`: 'sgd', 'momentum', 'adam') proposes Δw for each device as the
     float optimisers do; rule='pulses' turns it into n = round(Δw / dw_min) pulses (at most
-    `max_pulses` per update), rule='manhattan' into one pulse of sign(Δw) for every device
-    with Δw ≠ 0 (the Manhattan update). The pulses then move the device as pulses.py says.
+    `max_pulses` per update), rule='stochastic' rounds Δw / dw_min up or down at random with
+    the probabilities that make E[n] = Δw / dw_min (updates smaller than one step still
+    count, which devices with few states need), rule='manhattan' gives one pulse of
+    sign(Δw) to every device with Δw ≠ 0 (the Manhattan update). The pulses then move the device as pulses.py says.
     The device range used is [max(device g_min / k, layer g_min), layer g_max] in the
     layer's units, so conductances never leave the layer's range.
     `apply` returns the number of pulses that hit a bound; `last_pulses` the pulses given."""
@@ -85,8 +87,8 @@ class PulsedOptimizer(Optimizer):
         super().__init__(lr, schedule)
         self.spec = _hardware(spec)
         self.device = self.spec.device
-        if rule not in ("pulses", "manhattan"):
-            raise ValueError(f"PulsedOptimizer: rule={rule!r} must be 'pulses' or 'manhattan'")
+        if rule not in ("pulses", "stochastic", "manhattan"):
+            raise ValueError(f"PulsedOptimizer: rule={rule!r} must be 'pulses', 'stochastic' or 'manhattan'")
         if base not in ("sgd", "momentum", "adam"):
             raise ValueError(f"PulsedOptimizer: base={base!r} must be 'sgd', 'momentum' or 'adam'")
         step, _ = pulse_step(self.device)
@@ -133,7 +135,9 @@ class PulsedOptimizer(Optimizer):
             if self.rule == "manhattan":
                 n = np.sign(dw).astype(np.int64)
             else:
-                n = np.clip(np.rint(dw / step), -self.max_pulses, self.max_pulses).astype(np.int64)
+                q = dw / step
+                q = np.floor(q + self.rng.random(q.shape)) if self.rule == "stochastic" else np.rint(q)
+                n = np.clip(q, -self.max_pulses, self.max_pulses).astype(np.int64)
             w = np.clip((layer.G - lo) / (hi - lo), 0.0, 1.0)
             w, h = apply_pulses(self.device, w, n, self.rng)
             layer.G = lo + w * (hi - lo)
