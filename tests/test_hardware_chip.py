@@ -1,5 +1,7 @@
 """A programmed chip's circuit: diode and amplifier variation drawn as specified, and the
 same chip solved by the native engine and by ngspice (every kind of variation on)."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,21 @@ def test_save_load_round_trip_with_variation(tmp_path):
         Chip.load(tmp_path / "c", block(hidden=(4,), seed=1, outputs=3))
     with pytest.raises(ValueError, match="missing"):
         Chip.load(tmp_path / "nothing", m)
+
+
+@pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice not installed")
+def test_chip_netlist_runs_standalone_and_matches_the_native_solve(tmp_path):
+    import re
+    import subprocess
+    from analog.netlist import NetlistPlan
+    m = block(hidden=(4,), device=MOSDiode(VTO=0.3, KP=2e-4), vref=0.6)
+    chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=8)
+    x = inputs(1, 3, seed=4)
+    text = chip.to_netlist(x, t=3600.0, rng=np.random.default_rng(5))
+    path = tmp_path / "chip.cir"
+    path.write_text(text.replace(".end\n", ".control\nset numdgt=15\nrun\nprint all\n.endc\n.end\n"))
+    out = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=60).stdout
+    vals = {a.lower(): float(b) for a, b in re.findall(r"^\s*([\w#]+) = ([-+0-9.eE]+)\s*$", out, re.M)}
+    spice_v = np.array([vals[n] for n in NetlistPlan(chip.circuit).free_nodes])
+    native = chip.solve(x, t=3600.0, rng=np.random.default_rng(5))      # the same read
+    np.testing.assert_allclose(spice_v, native.v[0], rtol=0, atol=1e-6)
