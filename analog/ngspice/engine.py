@@ -107,16 +107,6 @@ class NgspiceEngine:
         except Exception:
             pass
 
-    def __getstate__(self):  # engines travel with pickled models: drop the pool
-        state = self.__dict__.copy()
-        state["_pool"] = None
-        state["_ctx"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._ctx = _pool.context(state.get("start_method", "forkserver"))
-
     def worker_rss_kb(self) -> dict[int, int]:
         """VmRSS (kB) of each worker process, by pid (asks each worker once, best effort)."""
         return dict(self._run(_pool.worker_rss, list(range(self.processes))))
