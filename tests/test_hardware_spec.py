@@ -70,3 +70,19 @@ def test_read_time_before_programming_is_refused():
         chip.predict(np.zeros((1, 3)), t=-5)
     with pytest.raises(ValueError, match="seed"):
         program(block(hidden=(3,)), resolve_hardware("pcm"), seed=-1)
+
+
+def test_from_dict_names_unknown_keys_and_program_takes_a_preset_name():
+    d = resolve_hardware("pcm").to_dict()
+    d["device"]["colour"] = 1
+    with pytest.raises(ValueError, match=r"^hardware.device.colour: unknown key"):
+        HardwareSpec.from_dict(d)
+    d = resolve_hardware("pcm").to_dict()
+    d["device"]["levels"] = 1
+    with pytest.raises(ValueError, match=r"^hardware.device.levels=1"):
+        HardwareSpec.from_dict(d)
+    m = block(hidden=(3,))
+    a, b = program(m, "pcm", seed=2), program(m, resolve_hardware("pcm"), seed=2)
+    np.testing.assert_array_equal(a.G_prog[0], b.G_prog[0])
+    with pytest.raises(ValueError, match="hardware.preset='nope'"):
+        program(m, "nope")

@@ -211,7 +211,13 @@ class Chip:
 
 
 def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:
-    """Program a trained model onto devices: a seeded, reproducible chip (see programming.py)."""
+    """Program a trained model onto devices: a seeded, reproducible chip (see programming.py).
+    `spec`: a HardwareSpec or a preset name."""
+    if isinstance(spec, str):
+        from .presets import resolve_hardware
+        spec = resolve_hardware(spec)
+    if not isinstance(spec, HardwareSpec):
+        raise TypeError(f"program: spec must be a HardwareSpec or a preset name, got {type(spec).__name__}")
     spec = validate(spec)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} must be an integer >= 0")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+import numpy as np
+
 PROG_KINDS = ("none", "constant", "relative", "pcm")
 READ_KINDS = ("none", "relative", "pcm")
 DRIFT_KINDS = ("none", "pcm", "constant")
@@ -93,12 +95,22 @@ class HardwareSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "HardwareSpec":
-        spec = cls(name=str(data.get("name", "custom")),
-                   device=DeviceSpec(**data.get("device", {})),
-                   variation=VariationSpec(**data.get("variation", {})),
-                   drift_compensation=bool(data.get("drift_compensation", True)))
-        validate(spec)
-        return spec
+        """The spec `to_dict` wrote (unknown keys and bad values: ValueError naming the key)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"hardware: expected a mapping, got {type(data).__name__}")
+        parts = {}
+        for key, kind in (("device", DeviceSpec), ("variation", VariationSpec)):
+            given = data.get(key, {})
+            known = [f.name for f in fields(kind)]
+            bad = sorted(set(given) - set(known)) if isinstance(given, dict) else [None]
+            if bad:
+                raise ValueError(f"hardware.{key}.{bad[0]}: unknown key; known: {', '.join(known)}")
+            parts[key] = kind(**given)
+        unknown = sorted(set(data) - {"name", "device", "variation", "drift_compensation"})
+        if unknown:
+            raise ValueError(f"hardware.{unknown[0]}: unknown key")
+        return validate(cls(name=str(data.get("name", "custom")), drift_compensation=data.get("drift_compensation", True),
+                            **parts))
 
 
 def _bad(key: str, value, why: str) -> ValueError:
@@ -127,7 +139,7 @@ def validate(spec: HardwareSpec) -> HardwareSpec:
     if d.g_min >= d.g_max:
         raise _bad("device.g_min", d.g_min, f"must be < g_max={d.g_max!r}")
     if d.levels is not None:
-        if isinstance(d.levels, bool) or not isinstance(d.levels, int) or d.levels < 2:
+        if isinstance(d.levels, bool) or not isinstance(d.levels, (int, np.integer)) or d.levels < 2:
             raise _bad("device.levels", d.levels, "must be null (continuous) or an integer >= 2")
     _kind("device.prog_noise", d.prog_noise, PROG_KINDS)
     _kind("device.read_noise", d.read_noise, READ_KINDS)
