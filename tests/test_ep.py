@@ -294,3 +294,23 @@ def test_hardware_training_mode_from_the_config(mode):
     x, y = inputs(16, 4, scale=1.0), np.arange(16) % 3
     m.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert np.isfinite(m.history.history["loss"][0])
+
+
+def test_gradient_report_on_a_programmed_chip():
+    """verify's report measured on a chip: its varied circuit and one read of its conductances
+    (the ideal block's gradients differ from the chip's; EP still matches the exact ones)."""
+    from analog.hardware import program, resolve_hardware
+    from analog.verify import gradient_report
+    m = block(hidden=(5,), g=(1e-7, 2e-5))
+    m.compile(beta=1e-7)
+    x, y = inputs(12, 3, scale=1.0), np.arange(12) % 2
+    chip = program(m, resolve_hardware("pcm", {"variation": {"is_sigma": 0.3, "offset_sigma": 0.01}}), seed=1)
+    r = gradient_report(m, x, y, ngspice=False, chip=chip, t=3600.0)
+    assert (r["hardware"], r["t"], r["max_abs_dv"]) == ("pcm", 3600.0, None)
+    assert min(row["cos_symmetric"] for row in r["layers"].values()) > 0.9999
+    assert r["input_gradient"]["cos_symmetric"] > 0.9999
+    G = chip.conductances_at(3600.0, rng=np.random.default_rng(0))
+    on_chip = exact_gradients(NativeEngine(chip.circuit), chip.circuit, G, x, y, m.loss).grads[0]
+    ideal = exact_gradients(NativeEngine(m.circuit), m.circuit, m.conductances, x, y, m.loss).grads[0]
+    assert np.linalg.norm(on_chip - ideal) > 1e-3 * np.linalg.norm(ideal)     # the chip is not the ideal block
+    assert gradient_report(m, x, y, ngspice=False)["layers"] != r["layers"]    # and the report measured the chip
