@@ -6,6 +6,9 @@ The co-training is a plan, a list of (stage, round) steps built from the config:
     embed → train-analog → optimize-inputs → retrain-digital  for round r = 0 .. rounds-1
     embed → train-analog → evaluate                           round = rounds
 
+plus any stage whose declaration places itself after one of these (Stage.cotrain_after,
+when Stage.cotrain_when(cfg)), so a new stage joins the co-training from its own module.
+
 Round r trains the analog block on the embeddings of the encoder after r retrainings.
 Step i of the plan is tagged mixsig.step=i and works in the local folder
 `<workdir>/<parent_run_id>/<i>-<stage>-r<round>/`; each stage's outputs are also MLflow
@@ -22,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.stages import (STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
+from pipeline.stages import (STAGES, STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
                              config_from_run, dump_config, experiment_name, get_run, get_stage, resolve_inputs,
                              run_stage)
 from pipeline.stages.artifacts import artifact_dir
@@ -51,12 +54,21 @@ class Step:
         return f"{self.stage} r{self.round}"
 
 
-def make_plan(rounds: int, train_digital: bool = True) -> list[tuple[str, int]]:
-    """The (stage, round) steps of a co-training of `rounds` rounds."""
-    steps = [(name, 0) for name in START] if train_digital else []
+def make_plan(cfg: dict, train_digital: bool = True) -> list[tuple[str, int]]:
+    """The (stage, round) steps of a co-training: START, ROUND × cotrain.rounds, FINISH, and
+    each registered stage that asks for it (Stage.cotrain_after/cotrain_when) right after
+    every step of the stage it follows, in the same round."""
+    rounds = cfg["cotrain"]["rounds"]
+    base = [(name, 0) for name in START] if train_digital else []
     for r in range(rounds):
-        steps += [(name, r) for name in ROUND]
-    return steps + [(name, rounds) for name in FINISH]
+        base += [(name, r) for name in ROUND]
+    base += [(name, rounds) for name in FINISH]
+    extra = [s for s in STAGES.values() if s.in_cotrain(cfg)]
+    plan = []
+    for name, rnd in base:
+        plan.append((name, rnd))
+        plan += [(s.name, rnd) for s in extra if s.cotrain_after == name]
+    return plan
 
 
 def plan_steps(plan) -> list[Step]:
@@ -122,7 +134,7 @@ def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
             raise StageInputError(f"cotrain: input {kind} must come from an MLflow run (so the co-training can "
                                   f"be resumed and traced), not the folder {ref.local}")
     state = {k: v for k, v in state.items() if k == "encoder"}   # a co-training starts from an encoder at most
-    plan = make_plan(cfg["cotrain"]["rounds"], train_digital="encoder" not in state)
+    plan = make_plan(cfg, train_digital="encoder" not in state)
     _validate_start(cfg, state, plan, cache)
     return plan, state
 

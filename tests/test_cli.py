@@ -88,6 +88,42 @@ def test_a_registered_stage_becomes_a_command(monkeypatch, capsys):
         register(object())
 
 
+SMOKE_PLAN = [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("optimize-inputs", 0),
+              ("retrain-digital", 0), ("embed", 1), ("train-analog", 1), ("evaluate", 1)]
+
+
+def test_the_cotrain_plan_is_its_stages_and_rounds():
+    from pipeline.config import load_config
+    from pipeline.cotrain import make_plan
+    cfg = load_config(ROOT / "experiments/smoke.yaml")          # cotrain.rounds: 1
+    assert make_plan(cfg) == SMOKE_PLAN
+    assert make_plan(cfg, train_digital=False) == SMOKE_PLAN[1:]
+    cfg["cotrain"]["rounds"] = 0
+    assert make_plan(cfg) == [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("evaluate", 0)]
+
+
+def test_a_stage_module_can_add_an_artifact_kind_and_join_the_cotrain(monkeypatch, capsys):
+    """What a `program` stage needs: its own artifact kind and a place in the co-training,
+    both from its declaration alone."""
+    from pipeline.config import load_config
+    from pipeline.cotrain import make_plan
+    monkeypatch.setitem(KINDS, "chip", ("chips", "the programmed chips (program)"))
+    stage = Stage(name="program", help="program chips", body=print, needs=("analog",), produces=("chip",),
+                  kinds={"chip": ("chips", "the programmed chips (program)")}, cotrain_after="train-analog",
+                  cotrain_when=lambda cfg: cfg["analog"]["gain"] > 1)
+    monkeypatch.setitem(STAGES, "program", stage)
+    register(stage)
+    cfg = load_config(ROOT / "experiments/smoke.yaml")
+    plan = make_plan(cfg)
+    assert plan == SMOKE_PLAN[:3] + [("program", 0)] + SMOKE_PLAN[3:7] + [("program", 1), ("evaluate", 1)]
+    cfg["analog"]["gain"] = 1.0
+    assert make_plan(cfg) == SMOKE_PLAN                          # cotrain_when says no
+    assert cli.main(["program", "--help"]) == 0
+    assert "chip" in capsys.readouterr().out                    # --input lists the new kind
+    with pytest.raises(ValueError, match="already declared"):
+        register(Stage(name="other", help="x", body=print, kinds={"chip": ("elsewhere", "?")}))
+
+
 DUMMY_STAGE = '''
 from pipeline.stages.runner import Option, Stage
 

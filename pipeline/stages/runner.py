@@ -2,9 +2,11 @@
 
 A stage is a module of the `pipeline.stages` package with a module-level `STAGE = Stage(...)`:
 its name (the `mixsig` command), help, inputs (`needs`, `optional`, and `inputs(cfg)` for
-rules that depend on the config), `produces`, command `options` and `body(ctx)`. The
-registry imports every module of the package and collects their `STAGE`s, so adding a
-stage is adding one module; the CLI makes one command per registered stage.
+rules that depend on the config), `produces` (and new artifact `kinds` it introduces),
+command `options`, `body(ctx)`, and optionally its place in a co-training (`cotrain_after`
+a stage, `cotrain_when` the config asks for it). The registry imports every module of the
+package and collects their `STAGE`s, so adding a stage is adding one module; the CLI makes
+one command per registered stage.
 
 `run_stage` checks the inputs (before any run exists), opens the run with its lineage tags,
 logs the config, calls the body with a StageContext, then logs metrics.json, the outputs
@@ -23,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.stages.artifacts import ArtifactRef, artifact_dir
+from pipeline.stages.artifacts import KINDS, ArtifactRef, artifact_dir
 from pipeline.stages.inputs import check_inputs, dataset
 from pipeline.stages.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
 
@@ -51,6 +53,12 @@ class Stage:
     precheck: Callable | None = None  # cfg → None, raises ValueError: checks before any work
     options: tuple = ()               # Option(...) declarations of its command
     new_round_after: tuple = ()       # `--from-run` of one of these stages starts the next round
+    kinds: dict = field(default_factory=dict)   # artifact kinds it introduces: kind → (folder, description)
+    cotrain_after: str | None = None  # in a co-training, run right after every step of this stage ...
+    cotrain_when: Callable | None = None   # ... if cotrain_when(cfg) (default: always)
+
+    def in_cotrain(self, cfg: dict) -> bool:
+        return self.cotrain_after is not None and (self.cotrain_when is None or bool(self.cotrain_when(cfg)))
 
     def required_inputs(self, cfg: dict) -> tuple:
         return tuple(self.inputs(cfg)) if self.inputs is not None else tuple(self.needs)
@@ -72,6 +80,10 @@ _DISCOVERED: set = set()
 def register(stage: Stage) -> Stage:
     if not isinstance(stage, Stage):
         raise TypeError(f"register() takes a Stage declaration, got {type(stage).__name__}")
+    for kind, (folder, description) in stage.kinds.items():
+        if KINDS.get(kind, (folder, description)) != (folder, description):
+            raise ValueError(f"stage {stage.name}: artifact kind {kind!r} is already declared as {KINDS[kind]}")
+        KINDS[kind] = (folder, description)
     STAGES[stage.name] = stage
     return stage
 
