@@ -77,8 +77,9 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
     else:
         a, b, denom = plus, free, 2.0 * beta_eff
     w = used.astype(float) / max(1, used.sum())
-    Va = circuit.terminal_voltages(np.nan_to_num(a.v), a.src)
-    Vb = circuit.terminal_voltages(np.nan_to_num(b.v), b.src)
+    keep = used[:, None]   # unused samples weigh 0: zero their voltages so 0·inf (a huge source) is not NaN
+    Va = np.where(keep, circuit.terminal_voltages(np.nan_to_num(a.v), a.src), 0.0)
+    Vb = np.where(keep, circuit.terminal_voltages(np.nan_to_num(b.v), b.src), 0.0)
     grads = [blk.scaled(squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w)) / denom
              for blk in circuit.dense]
     gin = None

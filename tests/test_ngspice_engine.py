@@ -396,3 +396,36 @@ def test_worker_killed_mid_solve_raises_instead_of_hanging(small):
         assert time.perf_counter() - t0 < 20 and eng._pool is None
         sol = eng.solve(G, x[:6])
         assert sol.converged.all() and pid not in {w["pid"] for w in eng.last_worker_info}
+
+
+def test_training_and_scores_skip_samples_ngspice_cannot_solve():
+    """A batch with two samples ngspice aborts on (inputs of 1e300 V) trains exactly like the
+    native engine on the batch without them (EP averages over the samples it could use), and
+    `scores` counts them as wrong in accuracy and leaves them out of the loss."""
+    x, y = _xor_data(8, seed=6)
+    bad = np.array([[1e300, -1e300], [1e150, 1e150]])
+    x_all, y_all = np.concatenate([x[:3], bad[:1], x[3:], bad[1:]]), np.concatenate([y[:3], [0], y[3:], [1]])
+
+    def trained(engine, xs, ys):
+        m = block(features=2, hidden=(4,), outputs=2, gain=3.0, seed=0)
+        m.compile(loss="mse", optimizer="sgd", beta=1e-6, engine=engine,
+                  engine_options={"processes": 1} if engine == "ngspice" else None)
+        try:
+            hist = m.fit(xs, ys, epochs=2, batch_size=len(xs), shuffle=False, verbose=0)
+            scores = m.scores(x_all, y_all, engine=engine) if engine == "ngspice" else None
+        finally:
+            m.close()
+        return m, hist.history, scores
+
+    ref, ref_hist, _ = trained("native", x, y)
+    m, hist, scores = trained("ngspice", x_all, y_all)
+    assert hist["nonconverged"] == [2, 2] and ref_hist["nonconverged"] == [0, 0]
+    np.testing.assert_allclose(hist["loss"], ref_hist["loss"], rtol=1e-9, atol=0)
+    for gs, gn in zip(m.conductances, ref.conductances):
+        np.testing.assert_allclose(gs, gn, rtol=1e-8, atol=0)
+    # scores on ngspice vs the native model's outputs on the good samples, computed here
+    out = ref.circuit.outputs(NativeEngine(ref.circuit).solve(ref.conductances, x).v)
+    cost = ref.loss(out, y)[0]
+    assert scores["nonconverged"] == 2 and scores["samples"] == 10
+    assert scores["accuracy"] == pytest.approx((out.argmax(1) == y).sum() / 10, abs=0)
+    assert scores["loss"] == pytest.approx(cost.mean(), rel=1e-9)
