@@ -11,10 +11,11 @@ The main-module guard. With 'forkserver' and 'spawn', every worker imports the c
 main module (as `__mp_main__`) before it runs anything. A script that creates and uses an
 engine at module level, without `if __name__ == "__main__":`, then makes each worker try to
 start a pool of its own; the worker dies, `multiprocessing.Pool` starts a replacement, and
-the caller waited forever. Two checks stop that: `check_not_bootstrapping` (called by the
-engine's constructor) raises `MainGuardError` inside such a worker at once, and `run_tasks`
-(the parent's side) raises `WorkerExitError` as soon as the pool has had to replace a worker,
-so the script ends with a message that names the fix instead of hanging.
+the caller used to wait forever (likewise when a worker is killed or crashes mid-task: its
+task is lost). Two checks stop that: `check_not_bootstrapping` (called by the engine's
+constructor) raises `MainGuardError` inside such a worker at once, and `run_tasks` (the
+parent's side) raises `WorkerExitError` as soon as the pool has had to replace a worker, so
+the caller gets a message that names the fix instead of hanging.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def run_tasks(pool, processes: int, fn, tasks, poll_s: float = 0.25) -> list:
     a worker that exits, so more distinct worker pids than `processes` means workers are
     dying (a missing main guard, or a crash inside libngspice) and WorkerExitError is raised."""
     def pids() -> set[int]:
-        return {p.pid for p in getattr(pool, "_pool", []) if p.pid is not None}   # the Pool's processes
+        return {p.pid for p in list(getattr(pool, "_pool", [])) if p.pid is not None}   # the Pool's processes
 
     seen = pids()
     result = pool.map_async(fn, tasks, chunksize=1)
