@@ -279,6 +279,8 @@ def test_the_commands_the_readme_shows_exist_and_their_configs_validate():
     cmds = _readme_commands()
     assert cmds, "the README shows no mixsig command"
     for words in cmds:
+        if re.match(r"[<\[A-Z]", words[0]):                    # a placeholder such as COMMAND or <stage>
+            continue
         assert words[0] in ALL_COMMANDS, words
         for word in words[1:]:
             if word.endswith((".yaml", ".yml")):

@@ -37,9 +37,10 @@ def stage_command(stage) -> click.Command:
 
 
 def _help(stage) -> str:
-    ins = ", ".join(stage.needs) or "none"
-    if stage.inputs is not None:
-        ins += " (and more, depending on the data set)"
+    if stage.inputs is not None and stage.inputs.__doc__:
+        ins = " ".join(stage.inputs.__doc__.split()).rstrip(".")
+    else:
+        ins = ", ".join(stage.needs) or "none"
     if stage.optional:
         ins += f"; optional: {', '.join(stage.optional)}"
     return (f"{stage.help[:1].upper()}{stage.help[1:]}.\n\nOne MLflow run. Inputs: {ins}. "

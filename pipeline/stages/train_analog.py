@@ -11,6 +11,7 @@ from pipeline.stages.runner import Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
+    """Images: embeddings; tabular data: none (the data set itself, as volts)."""
     return ("embeddings",) if is_image_data(cfg) else ()
 
 
