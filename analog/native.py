@@ -36,6 +36,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .circuit import CompiledCircuit
+from .engine import check_solve_inputs
 from .solution import Solution, device_branch_voltages, dissipated_power
 
 
@@ -256,18 +257,8 @@ class NativeEngine:
         """Operating points for a batch: x (B, n_features) volts relative to V_ref (or the
         source voltages `src` directly), nudge (B, n_outputs) currents I_k, v0 a warm start."""
         c = self.circuit
-        if src is None:
-            if x is None:
-                raise ValueError("solve() needs inputs x or source voltages src")
-            src = c.source_voltages(x)
-        src = np.asarray(src, dtype=float)
+        src, nudge = check_solve_inputs(c, x, src, nudge)
         B = src.shape[0]
-        if nudge is not None:
-            nudge = np.asarray(nudge, dtype=float)
-            if nudge.shape != (B, c.n_outputs):
-                raise ValueError(f"nudging currents of shape {nudge.shape}, expected {(B, c.n_outputs)}")
-            if not np.all(np.isfinite(nudge)):
-                raise ValueError("non-finite nudging current")
         if v0 is not None and np.shape(v0) != (B, c.n_free):
             raise ValueError(f"warm start v0 of shape {np.shape(v0)}, expected {(B, c.n_free)}")
         parts = []
