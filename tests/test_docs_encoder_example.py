@@ -122,3 +122,24 @@ def test_usage_snippet_runs_as_written(example, tmp_path):
     snippet = _block("import numpy as np\nfrom digital import check_encoder")
     exec(compile(snippet, "docs/encoders.md", "exec"), {})
     assert (tmp_path / "runs" / "my_encoder" / "encoder.json").is_file()
+
+
+def test_example_through_a_config_as_the_page_shows(example):
+    """The config snippet at the top of the page: digital.params reaches the constructor,
+    the pipeline's pre-flight check builds and embeds with it, a misspelt key is named."""
+    from pipeline import build
+    from pipeline.config import load_config
+
+    snippet = re.search(r"```yaml\n(digital:.*?)```", DOC.read_text(), flags=re.S).group(1)
+    assert f"encoder: {example}" in snippet and "params: {scale: 2.0}" in snippet
+    smoke = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+    cfg = load_config(smoke, [f"digital.encoder={example}", "digital.embedding_dim=20", "digital.params={scale: 2.0}"])
+    enc = build.encoder(cfg)
+    assert type(enc).__name__ == "RandomFeatureEncoder"
+    assert (enc.embedding_dim, enc.scale, enc.seed) == (20, 2.0, cfg["seed"])
+    if Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() or os.environ.get(
+            "MIXSIG_FASHION_MNIST_DIR"):
+        build.check_configured_encoder(cfg, sample=100)      # raises ValueError on a contract breach
+    bad = load_config(smoke, [f"digital.encoder={example}", "digital.params={scael: 2.0}"])
+    with pytest.raises(ValueError, match="digital.params.scael"):
+        build.encoder(bad)
