@@ -32,9 +32,10 @@ Conventions shared by the commands:
 
 - **Configs.** Commands that take `CONFIG` read an experiment YAML (`experiments/*.yaml`),
   validated against the schema before any work; every key, its default and its allowed
-  values are in [config.md](config.md). `--set KEY=VALUE` overrides one value (dotted key,
-  value parsed as YAML: `--set 'analog.hidden=[64]'` (quoted, so that the shell leaves the brackets alone), `--set training.engine=ngspice`);
-  repeat it for several.
+  values are in [config.md](config.md). `--set KEY=VALUE` overrides one value: a dotted
+  key and a value parsed as YAML, e.g. `--set training.engine=ngspice` or
+  `--set 'analog.hidden=[64]'` (quoted, so that the shell leaves the brackets alone).
+  Repeat it for several.
 - **Stages.** `train-digital`, `embed`, `train-analog`, `optimize-inputs`,
   `retrain-digital` and `evaluate` are the stages of the co-training; each is one MLflow run
   whose outputs (encoder, embeddings, analog block, target embeddings) are artifacts.
