@@ -6,8 +6,9 @@ from the encoder's internal activations to volts is part of the encoder's state 
 saved with it.  Every encoder also carries its own 10-class classification head so that
 its "digital-only" accuracy can be measured.
 
-Concrete encoders subclass :class:`Encoder` and implement ``fit``, ``fit_targets``,
-``predict_classes``, ``_embed`` (raw volts, before the final clip), ``_save_state`` and
+Concrete encoders subclass :class:`Encoder` and implement ``_fit`` and ``_fit_targets``
+(on checked arrays; or the public ``fit`` and ``fit_targets`` themselves),
+``_predict_classes``, ``_embed`` (raw volts, before the final clip), ``_save_state`` and
 ``_load_state``.  The base class handles parameter storage (sklearn style: the
 constructor only stores and validates its arguments), input validation and scaling,
 clipping to the voltage range, ``evaluate``, ``get_params`` and the on-disk manifest.
@@ -20,9 +21,11 @@ import importlib
 import inspect
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_jsonable_python
 
 # the encoders' parameter checks (pydantic-based), importable from here as before
 from .params import check_choice, check_float, check_int, check_int_tuple, check_param, check_seed  # noqa: F401
@@ -165,37 +168,53 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+class _Manifest(BaseModel):
+    """What ``encoder.json`` must hold (other entries are kept as they are)."""
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    format: Literal["digital-encoder"]
+    version: int = MANIFEST_VERSION
+    class_: str = Field(alias="class", min_length=1)
+    params: dict[str, Any]
+    fitted: bool = True
+    history: dict[str, list] = {}
+
+
 def read_manifest(directory: str | Path) -> dict:
-    """Read and sanity-check the JSON manifest written by :meth:`Encoder.save`."""
+    """Read and check the JSON manifest written by :meth:`Encoder.save`."""
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no encoder manifest {MANIFEST_NAME!r} in {str(directory)!r}")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EncoderContractError(f"encoder manifest {str(path)!r} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise EncoderContractError(
-            f"{str(path)!r} is not a {MANIFEST_FORMAT} manifest (format={manifest.get('format')!r})"
-            if isinstance(manifest, dict)
-            else f"{str(path)!r} is not a {MANIFEST_FORMAT} manifest"
-        )
-    for key in ("class", "params"):
-        if key not in manifest:
-            raise EncoderContractError(f"encoder manifest {str(path)!r} lacks the {key!r} entry")
-    return manifest
+        return _Manifest.model_validate_json(path.read_text()).model_dump(by_alias=True)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, err["loc"])) or "the file"
+        raise EncoderContractError(f"encoder manifest {str(path)!r} is not a {MANIFEST_FORMAT} manifest: "
+                                   f"{where}: {err['msg']}") from None
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    """Plain JSON data (tuples as lists, numpy scalars as numbers), by pydantic's serialiser."""
+    return to_jsonable_python(value, fallback=lambda v: v.item() if isinstance(v, np.generic) else v)
+
+
+def _constructor_signature(cls: type) -> inspect.Signature:
+    """What ``cls(...)`` accepts: its ``__init__``'s parameters and, when that ends in
+    ``**kwargs`` handed to the parent's ``__init__``, the parent's other parameters (so a
+    subclass lists only what it adds or changes, and get_params, repr and the pipeline's
+    signature check still see every parameter)."""
+    own = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if not any(p.kind is p.VAR_KEYWORD for p in own):
+        return inspect.Signature(own)
+    parent = next(k for k in cls.__mro__[1:] if "__init__" in k.__dict__)
+    names = {p.name for p in own}
+    passed_on = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(parent).parameters.values()
+                 if p.name not in names and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return inspect.Signature([p for p in own if p.kind is not p.VAR_KEYWORD] + passed_on)
+
+
+def _replaced_by_public(self, *args: Any, **kwargs: Any) -> None:
+    raise NotImplementedError(f"{type(self).__name__} writes its own fit/fit_targets; the hook is not used")
 
 
 # ----------------------------------------------------------------------- contract
@@ -239,20 +258,9 @@ class Encoder(abc.ABC):
     # ---- params
     @classmethod
     def _param_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None or klass is object:
-                continue
-            sig = inspect.signature(init)
-            for p in sig.parameters.values():
-                if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                    continue
-                if p.name not in names:
-                    names.append(p.name)
-            # the most derived __init__ lists every parameter it accepts
-            break
-        return names
+        """The constructor's parameters (its signature, with what ``**kwargs`` passes on)."""
+        return [p.name for p in inspect.signature(cls).parameters.values()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters, as a dict (sklearn style)."""
@@ -283,35 +291,62 @@ class Encoder(abc.ABC):
             raise RuntimeError(f"{type(self).__name__} must be fitted before {what}()")
 
     # ---- public API
-    @abc.abstractmethod
-    def fit(
-        self,
-        images: Any,
-        labels: Any,
-        *,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        verbose: int = 1,
-        validation_data: tuple[Any, Any] | None = None,
-    ) -> "Encoder":
-        """Train the encoder and its classification head on labelled images."""
+    def fit(self, images: Any, labels: Any, *, epochs: int | None = None, batch_size: int | None = None,
+            verbose: int = 1, validation_data: tuple[Any, Any] | None = None, **options: Any) -> "Encoder":
+        """Train the encoder and its classification head on labelled images.
 
-    @abc.abstractmethod
-    def fit_targets(
-        self,
-        images: Any,
-        target_embeddings: Any,
-        labels: Any = None,
-        *,
-        epochs: int | None = None,
-        target_weight: float = 1.0,
-        class_weight: float = 0.1,
-        verbose: int = 1,
-    ) -> "Encoder":
+        Checks and prepares the inputs, then calls ``_fit`` (``options`` are passed on)."""
+        x = prepare_images(images)
+        y = validate_labels(labels, x.shape[0])
+        if x.shape[0] == 0:
+            raise ValueError("fit needs at least one image")
+        val = None
+        if validation_data is not None:
+            vx = prepare_images(validation_data[0], name="validation images")
+            val = (vx, validate_labels(validation_data[1], vx.shape[0], name="validation labels"))
+        return self._fit(x, y, epochs=None if epochs is None else check_int("epochs", epochs),
+                         batch_size=None if batch_size is None else check_int("batch_size", batch_size),
+                         verbose=verbose, validation_data=val, **options)
+
+    def fit_targets(self, images: Any, target_embeddings: Any, labels: Any = None, *, epochs: int | None = None,
+                    target_weight: float = 1.0, class_weight: float = 0.1, verbose: int = 1,
+                    **options: Any) -> "Encoder":
         """Retrain (from the current weights) so that ``embed(images)`` ≈ targets (MSE in
         volts); with ``labels`` also keep the classification loss, weighted by
         ``class_weight``.  Targets are not clipped: targets outside ``[v_low, v_high]``
-        cannot be reached and merely push the embedding to the nearer bound."""
+        cannot be reached and merely push the embedding to the nearer bound.
+
+        Checks and prepares the inputs, then calls ``_fit_targets`` (``options`` passed on)."""
+        x = prepare_images(images)
+        if x.shape[0] == 0:
+            raise ValueError("fit_targets needs at least one image")
+        t = validate_targets(target_embeddings, x.shape[0], self.embedding_dim)
+        y = validate_labels(labels, x.shape[0]) if labels is not None else None
+        return self._fit_targets(x, t, y, epochs=None if epochs is None else check_int("epochs", epochs),
+                                 target_weight=check_float("target_weight", target_weight, low=0.0),
+                                 class_weight=check_float("class_weight", class_weight, low=0.0),
+                                 verbose=verbose, **options)
+
+    # A subclass writes either the hooks below (given checked arrays) or its own public
+    # ``fit`` / ``fit_targets`` (checking its own inputs); either one satisfies the contract.
+    @abc.abstractmethod
+    def _fit(self, x: np.ndarray, y: np.ndarray, **kw: Any) -> "Encoder":
+        """``fit`` on prepared images ``x`` and int64 labels ``y``; keywords: ``epochs`` and
+        ``batch_size`` (None: the encoder's own), ``verbose``, ``validation_data`` (prepared, or
+        None) and any options given to ``fit``."""
+
+    @abc.abstractmethod
+    def _fit_targets(self, x: np.ndarray, t: np.ndarray, y: np.ndarray | None, **kw: Any) -> "Encoder":
+        """``fit_targets`` on prepared images, float64 targets ``t`` (N, embedding_dim) and
+        labels or None; keywords: ``epochs`` (None: the encoder's own), ``target_weight``,
+        ``class_weight``, ``verbose`` and any options given to ``fit_targets``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _constructor_signature(cls)
+        for public, hook in (("fit", "_fit"), ("fit_targets", "_fit_targets")):
+            if public in cls.__dict__ and getattr(getattr(cls, hook), "__isabstractmethod__", False):
+                setattr(cls, hook, _replaced_by_public)
 
     @abc.abstractmethod
     def _embed(self, x: np.ndarray) -> np.ndarray:

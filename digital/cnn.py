@@ -22,8 +22,9 @@ class CNNEncoder(KerasEncoder):
     (≈ 7.4 M multiply-accumulates per image; chosen because it reaches > 91.5 % test
     accuracy on Fashion-MNIST in 4 epochs within 6 minutes on 2 CPU cores.)
 
-    Parameters beyond :class:`~digital.keras_base.KerasEncoder`'s: ``filters`` (tuple,
-    ≤ 4 stages), ``convs_per_stage``, ``dropout`` (before the embedding layer).
+    Parameters beyond :class:`~digital.keras_base.KerasEncoder`'s (which it takes too, with
+    ``epochs=4``): ``filters`` (tuple, ≤ 4 stages), ``convs_per_stage``, ``dropout`` (before
+    the embedding layer).
     """
 
     def __init__(
@@ -35,20 +36,10 @@ class CNNEncoder(KerasEncoder):
         filters: tuple[int, ...] = (32, 64, 128),
         convs_per_stage: int = 1,
         dropout: float = 0.25,
-        activation: str = "tanh",
         epochs: int = 4,
-        batch_size: int = 128,
-        learning_rate: float = 3e-3,
-        target_epochs: int = 3,
-        target_learning_rate: float = 1e-3,
-        embed_batch_size: int = 1024,
-        seed: int | None = 0,
+        **keras_params: Any,
     ) -> None:
-        super().__init__(
-            embedding_dim, v_low, v_high, activation=activation, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate, target_epochs=target_epochs,
-            target_learning_rate=target_learning_rate, embed_batch_size=embed_batch_size, seed=seed,
-        )
+        super().__init__(embedding_dim, v_low, v_high, epochs=epochs, **keras_params)
         self.filters = check_int_tuple("filters", filters)
         if len(self.filters) > 4:
             raise ValueError(f"filters may have at most 4 stages (28→14→7→3), got {filters!r}")

@@ -33,8 +33,6 @@ from .base import (
     check_float,
     check_int,
     prepare_images,
-    validate_labels,
-    validate_targets,
 )
 
 MODEL_FILE = "model.keras"
@@ -120,27 +118,10 @@ class KerasEncoder(Encoder):
             alpha=0.01,
         )
 
-    def fit(
-        self,
-        images: Any,
-        labels: Any,
-        *,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        verbose: int = 1,
-        validation_data: tuple[Any, Any] | None = None,
-        callbacks: list[Any] | None = None,
-    ) -> "KerasEncoder":
-        x = prepare_images(images)
-        y = validate_labels(labels, x.shape[0])
-        if x.shape[0] == 0:
-            raise ValueError("fit needs at least one image")
-        epochs = self.epochs if epochs is None else check_int("epochs", epochs)
-        batch_size = self.batch_size if batch_size is None else check_int("batch_size", batch_size)
-        val = None
-        if validation_data is not None:
-            vx = prepare_images(validation_data[0], name="validation images")
-            val = (vx, validate_labels(validation_data[1], vx.shape[0], name="validation labels"))
+    def _fit(self, x, y, *, epochs=None, batch_size=None, verbose=1, validation_data=None,
+             callbacks: list[Any] | None = None) -> "KerasEncoder":
+        epochs = self.epochs if epochs is None else epochs
+        batch_size = self.batch_size if batch_size is None else batch_size
         self.model  # build if needed
         self._seed_everything()
         steps = epochs * int(np.ceil(x.shape[0] / batch_size))
@@ -151,37 +132,21 @@ class KerasEncoder(Encoder):
         )
         hist = self._clf_model.fit(
             x, y, batch_size=batch_size, epochs=epochs, shuffle=True,
-            verbose=verbose, validation_data=val, callbacks=callbacks,
+            verbose=verbose, validation_data=validation_data, callbacks=callbacks,
         )
         self.history_ = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
         self._fitted = True
         return self
 
-    def fit_targets(
-        self,
-        images: Any,
-        target_embeddings: Any,
-        labels: Any = None,
-        *,
-        epochs: int | None = None,
-        target_weight: float = 1.0,
-        class_weight: float = 0.1,
-        verbose: int = 1,
-        batch_size: int | None = None,
-    ) -> "KerasEncoder":
-        x = prepare_images(images)
-        if x.shape[0] == 0:
-            raise ValueError("fit_targets needs at least one image")
-        t = validate_targets(target_embeddings, x.shape[0], self.embedding_dim).astype(np.float32)
-        target_weight = check_float("target_weight", target_weight, low=0.0)
-        class_weight = check_float("class_weight", class_weight, low=0.0)
-        epochs = self.target_epochs if epochs is None else check_int("epochs", epochs)
+    def _fit_targets(self, x, t, y, *, epochs=None, target_weight=1.0, class_weight=0.1, verbose=1,
+                     batch_size: int | None = None) -> "KerasEncoder":
+        epochs = self.target_epochs if epochs is None else epochs
         batch_size = self.batch_size if batch_size is None else check_int("batch_size", batch_size)
-        y = validate_labels(labels, x.shape[0]) if labels is not None else None
         self.model  # build if needed
         self._seed_everything()
         with self._finetune_mode():
-            return self._fit_targets(x, t, y, epochs, batch_size, target_weight, class_weight, verbose)
+            return self._train_to_targets(x, t.astype(np.float32), y, epochs, batch_size, target_weight,
+                                          class_weight, verbose)
 
     @contextlib.contextmanager
     def _finetune_mode(self) -> Iterator[None]:
@@ -202,7 +167,7 @@ class KerasEncoder(Encoder):
             for layer, attr, value in saved:
                 setattr(layer, attr, value)
 
-    def _fit_targets(self, x, t, y, epochs, batch_size, target_weight, class_weight, verbose):
+    def _train_to_targets(self, x, t, y, epochs, batch_size, target_weight, class_weight, verbose):
         steps = epochs * int(np.ceil(x.shape[0] / batch_size))
         opt = keras.optimizers.Adam(self._schedule(self.target_learning_rate, steps))
         mse = keras.losses.MeanSquaredError()

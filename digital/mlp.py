@@ -10,7 +10,9 @@ from .keras_base import KerasEncoder, keras
 
 class MLPEncoder(KerasEncoder):
     """Flatten → [Dense(h, relu) → dropout for h in hidden] → Dense(embedding_dim,
-    tanh|sigmoid) → volts, plus a Dense(10) head.  ``hidden`` may be empty."""
+    tanh|sigmoid) → volts, plus a Dense(10) head.  ``hidden`` may be empty.  Takes
+    :class:`~digital.keras_base.KerasEncoder`'s parameters too (``epochs=10``,
+    ``learning_rate=2e-3`` here)."""
 
     def __init__(
         self,
@@ -20,20 +22,11 @@ class MLPEncoder(KerasEncoder):
         *,
         hidden: tuple[int, ...] = (512, 256),
         dropout: float = 0.2,
-        activation: str = "tanh",
         epochs: int = 10,
-        batch_size: int = 128,
         learning_rate: float = 2e-3,
-        target_epochs: int = 3,
-        target_learning_rate: float = 1e-3,
-        embed_batch_size: int = 1024,
-        seed: int | None = 0,
+        **keras_params: Any,
     ) -> None:
-        super().__init__(
-            embedding_dim, v_low, v_high, activation=activation, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate, target_epochs=target_epochs,
-            target_learning_rate=target_learning_rate, embed_batch_size=embed_batch_size, seed=seed,
-        )
+        super().__init__(embedding_dim, v_low, v_high, epochs=epochs, learning_rate=learning_rate, **keras_params)
         self.hidden = check_int_tuple("hidden", hidden, allow_empty=True)
         self.dropout = check_float("dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
 

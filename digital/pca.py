@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -11,9 +10,6 @@ from .base import (
     Encoder,
     check_float,
     check_int,
-    prepare_images,
-    validate_labels,
-    validate_targets,
 )
 
 STATE_FILE = "pca_state.npz"
@@ -87,20 +83,9 @@ class PCAEncoder(Encoder):
         self.head_intercept_ = clf.intercept_.astype(np.float64)
         self.classes_ = clf.classes_.astype(np.int64)
 
-    def fit(
-        self,
-        images: Any,
-        labels: Any,
-        *,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        verbose: int = 1,
-        validation_data: tuple[Any, Any] | None = None,
-    ) -> "PCAEncoder":
+    def _fit(self, x, y, *, epochs=None, batch_size=None, verbose=1, validation_data=None) -> "PCAEncoder":
         from sklearn.decomposition import PCA
 
-        x = prepare_images(images)
-        y = validate_labels(labels, x.shape[0])
         if x.shape[0] < self.embedding_dim:
             raise ValueError(
                 f"PCAEncoder.fit needs at least embedding_dim={self.embedding_dim} images, "
@@ -130,28 +115,10 @@ class PCAEncoder(Encoder):
                   f"{self.history_['explained_variance'][0]:.3f} of the variance; train acc {acc:.4f}")
         return self
 
-    def fit_targets(
-        self,
-        images: Any,
-        target_embeddings: Any,
-        labels: Any = None,
-        *,
-        epochs: int | None = None,
-        target_weight: float = 1.0,
-        class_weight: float = 0.1,
-        verbose: int = 1,
-    ) -> "PCAEncoder":
+    def _fit_targets(self, x, t, y, *, epochs=None, target_weight=1.0, class_weight=0.1,
+                     verbose=1) -> "PCAEncoder":
         from sklearn.linear_model import Ridge
 
-        x = prepare_images(images)
-        t = validate_targets(target_embeddings, x.shape[0], self.embedding_dim)
-        check_float("target_weight", target_weight, low=0.0)
-        class_weight = check_float("class_weight", class_weight, low=0.0)
-        if epochs is not None:
-            check_int("epochs", epochs)
-        y = validate_labels(labels, x.shape[0]) if labels is not None else None
-        if x.shape[0] == 0:
-            raise ValueError("fit_targets needs at least one image")
         ridge = Ridge(alpha=self.ridge_alpha)
         ridge.fit(self._flat(x), t)
         self.W_ = np.ascontiguousarray(ridge.coef_.T, dtype=np.float64)

@@ -162,6 +162,16 @@ def test_load_checks_class_and_manifest(fitted, tmp_path):
         CNNEncoder.load(tmp_path / "p")
     with pytest.raises(FileNotFoundError, match="encoder.json"):
         load_encoder(tmp_path / "nothing")
+    manifest = tmp_path / "p" / "encoder.json"
+    good = manifest.read_text()
+    for text, match in (("{not json", "the file: Invalid JSON"),
+                        (good.replace('"digital-encoder"', '"other"'), "format: Input should be 'digital-encoder'"),
+                        (good.replace('"class"', '"klass"'), "class: Field required"),
+                        (good.replace('"params": {', '"params": [{').replace('\n  },\n  "version"', '}],\n  "version"'),
+                         "params: Input should be an object")):
+        manifest.write_text(text)
+        with pytest.raises(EncoderContractError, match=match):
+            load_encoder(tmp_path / "p")
 
 
 def _class_targets(y: np.ndarray, lo: float, hi: float, seed: int = 1) -> np.ndarray:
@@ -229,6 +239,65 @@ def test_fit_targets_validates(fitted, data):
 def test_parameter_validation(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+def test_subclass_hooks_get_checked_arrays_and_the_contract_is_enforced(data):
+    x, y = data
+    seen = {}
+
+    class Hooks(Encoder):
+        def _fit(self, x, y, **kw):
+            seen["fit"] = (x.dtype, x.shape, y.dtype, kw)
+            self._fitted = True
+            return self
+
+        def _fit_targets(self, x, t, y, **kw):
+            seen["targets"] = (t.dtype, t.shape, y, kw)
+            return self
+
+        def _embed(self, x):
+            return np.zeros((len(x), self.embedding_dim))
+
+        def _predict_classes(self, x):
+            return np.zeros(len(x), dtype=np.int64)
+
+        def _save_state(self, directory): ...
+        def _load_state(self, directory): ...
+
+    enc = Hooks(embedding_dim=4)
+    enc.fit(x[:8], y[:8], epochs=2, verbose=0, validation_data=(x[:3], y[:3]), extra="passed on")
+    dtype, shape, ydtype, kw = seen["fit"]
+    assert (dtype, shape, ydtype) == (np.float32, (8, 28, 28, 1), np.int64)
+    assert kw["epochs"] == 2 and kw["batch_size"] is None and kw["extra"] == "passed on"
+    assert kw["validation_data"][0].shape == (3, 28, 28, 1)
+    enc.fit_targets(x[:8], np.zeros((8, 4)).tolist(), epochs=None, class_weight=0, verbose=0)
+    assert seen["targets"][:3] == (np.float64, (8, 4), None)
+    assert seen["targets"][3]["class_weight"] == 0.0 and seen["targets"][3]["epochs"] is None
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        enc.fit(x[:8], y[:8], epochs=0)
+    with pytest.raises(ValueError, match="fit_targets needs at least one image"):
+        enc.fit_targets(x[:0], np.zeros((0, 4)))
+
+    class Incomplete(Encoder):   # no fit / _fit at all
+        _fit_targets = Hooks._fit_targets
+        _embed, _predict_classes = Hooks._embed, Hooks._predict_classes
+        _save_state, _load_state = Hooks._save_state, Hooks._load_state
+
+    with pytest.raises(TypeError, match="_fit"):
+        Incomplete()
+
+
+def test_subclass_parameters_include_what_they_pass_on():
+    import inspect
+    sig = inspect.signature(MLPEncoder)
+    assert list(sig.parameters)[:3] == ["embedding_dim", "v_low", "v_high"]
+    assert {"hidden", "dropout", "activation", "batch_size", "target_epochs", "embed_batch_size", "seed"} <= set(sig.parameters)
+    assert sig.parameters["epochs"].default == 10 and inspect.signature(CNNEncoder).parameters["epochs"].default == 4
+    enc = MLPEncoder(embedding_dim=8, hidden=(4,), activation="sigmoid", seed=5)
+    assert enc.get_params()["activation"] == "sigmoid" and enc.get_params()["epochs"] == 10
+    assert set(enc.get_params()) == set(sig.parameters)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        MLPEncoder(colour="red")
 
 
 def test_numpy_scalars_are_accepted_as_parameters():

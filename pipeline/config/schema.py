@@ -58,6 +58,14 @@ class Section(BaseModel):
         return data
 
 
+def _ordered(model: Section, where: str, low: str, high: str) -> Section:
+    """The cross-key check `low < high`, naming both keys and values."""
+    a, b = getattr(model, low), getattr(model, high)
+    if not a < b:
+        raise ValueError(f"{where}.{low}={a!r} and {where}.{high}={b!r}: must satisfy {low} < {high}")
+    return model
+
+
 def section(model: type[Section], doc: str) -> Any:
     return Field(default_factory=model, description=doc)
 
@@ -105,10 +113,7 @@ class AnalogConfig(Section):
 
     @model_validator(mode="after")
     def _g_range(self):
-        if not self.g_min < self.g_max:
-            raise ValueError(f"analog.g_min={self.g_min!r} and analog.g_max={self.g_max!r}: "
-                             f"must satisfy g_min < g_max")
-        return self
+        return _ordered(self, "analog", "g_min", "g_max")
 
 
 class OptimizerConfig(Section):
@@ -150,10 +155,7 @@ class DigitalConfig(Section):
 
     @model_validator(mode="after")
     def _v_range(self):
-        if not self.v_low < self.v_high:
-            raise ValueError(f"digital.v_low={self.v_low!r} and digital.v_high={self.v_high!r}: "
-                             f"must satisfy v_low < v_high")
-        return self
+        return _ordered(self, "digital", "v_low", "v_high")
 
 
 class InputOptimizationConfig(Section):
