@@ -40,7 +40,9 @@ class Device:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if np.ndim(value) > 0:
+            if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
+                object.__setattr__(self, f.name, float(value))   # repr must be a SPICE number
+            elif np.ndim(value) > 0:
                 arr = np.array(value, dtype=float).reshape(-1) if np.ndim(value) == 1 else None
                 if arr is None:
                     raise ValueError(f"{type(self).__name__}: parameter {f.name} must be a number or a 1-D "

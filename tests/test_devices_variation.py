@@ -285,3 +285,9 @@ def test_array_devices_equal_their_scalar_instances():
                 np.testing.assert_allclose(lim[:, k], one.limit(u[:, k], u_new[:, k]), rtol=1e-13)
     with pytest.raises(ValueError, match="different lengths"):
         ShockleyDiode(IS=np.ones(3) * 1e-14, RS=np.zeros(4))
+
+
+def test_numpy_scalars_write_plain_spice_numbers():
+    dev = ShockleyDiode(IS=np.float64(2e-14), N=np.array(1.5))
+    assert dev.spice_models()[0].endswith("D(IS=2e-14 N=1.5 RS=0.0)")
+    assert MOSDiode(VTO=np.float32(0.25)).spice_models()[0].count("VTO=0.25 ") == 1
