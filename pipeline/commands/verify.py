@@ -41,9 +41,34 @@ def _samples(cfg: dict, n: int):
 @click.option("--model", help="a saved analog model folder to check instead of a freshly initialised block")
 @click.option("--beta", type=float, help="nudging strength (default: the config's training.beta)")
 @click.option("--no-ngspice", is_flag=True, help="skip the ngspice comparison")
+@click.option("--hardware", metavar="PRESET",
+              help="check the block programmed onto a chip of this device preset (e.g. pcm, rram, ebana-4level; "
+                   "the config's hardware section overrides its fields)")
+@click.option("--time", "t", type=float, default=0.0, show_default=True,
+              help="with --hardware: seconds after programming at which the chip is read")
+@click.option("--chip-seed", type=int, default=None, help="with --hardware: chip seed (default: the config's)")
 @click.option("--json", "json_", is_flag=True, help="print the report as JSON")
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
+
+
+def _chip(cfg: dict, model, args):
+    """The config's block programmed onto a chip of preset `args.hardware` (field overrides
+    from the config's hardware section when it names the same preset)."""
+    from analog.hardware import program, resolve_hardware
+
+    hw = cfg.get("hardware") or {}
+    overrides = dict(hw.get("overrides") or {}) if hw.get("preset") == args.hardware else {}
+    if hw.get("preset") == args.hardware and hw.get("drift_compensation") is not None:
+        overrides["drift_compensation"] = hw["drift_compensation"]
+    try:
+        spec = resolve_hardware(args.hardware, overrides)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hardware") from None
+    if args.t < 0:
+        raise click.BadParameter(f"{args.t!r}: a read time must be >= 0 s after programming", param_hint="--time")
+    seed = args.chip_seed if args.chip_seed is not None else hw.get("seed", cfg.get("seed", 0))
+    return program(model, spec, seed=seed or 0)
 
 
 def run(args) -> int:
@@ -58,14 +83,19 @@ def run(args) -> int:
     if args.model:
         saved = AnalogModel.load(args.model)
         model.set_conductances(saved.conductances)
+    chip = _chip(cfg, model, args) if args.hardware else None
     report = gradient_report(model, x, y, beta=args.beta, ngspice=not args.no_ngspice,
-                             ngspice_options={"processes": cfg["training"]["workers"]})
+                             ngspice_options={"processes": cfg["training"]["workers"]}, chip=chip, t=args.t)
     model.close()
+    if chip is not None:
+        chip.close()
     report["config"] = args.config
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{args.config}: {report['samples']} samples, beta={report['beta']:g}")
+    if chip is not None:
+        print(f"  chip: preset {report['hardware']}, seed {report['chip_seed']}, read at t = {report['t']:g} s")
     if report["max_abs_dv"] is not None:
         print(f"  native vs ngspice: max |dV| = {report['max_abs_dv']:.3e} V, max |dI| = {report['max_abs_di']:.3e} A")
     print(f"  {'gradient':<16}{'cos sym':>12}{'cos one':>12}{'rel sym':>12}{'rel one':>12}")

@@ -1,0 +1,60 @@
+"""`mixsig verify --hardware` and the real-device figures of `mixsig bench` (issue 11)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:////nonexistent/never-used.db"}
+
+
+def _mixsig(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not shutil.which("ngspice"), reason="ngspice not installed")
+def test_verify_on_a_varied_chip_meets_the_agreement_and_gradient_targets():
+    """The iris block programmed onto an RRAM chip (programming error, stuck devices, read
+    noise, diode IS and threshold, amplifier gain and offset all varied), read one day after
+    programming: native ≡ ngspice to 1e-6 V and symmetric EP ≈ exact gradient on the chip."""
+    out = _mixsig("verify", "experiments/iris.yaml", "--hardware", "rram", "--time", "86400", "-n", "12", "--json")
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["hardware"] == "rram" and rep["t"] == 86400.0
+    assert rep["max_abs_dv"] <= 1e-6
+    for row in list(rep["layers"].values()) + [rep["input_gradient"]]:
+        assert row["cos_symmetric"] >= 0.999
+
+
+def test_verify_names_an_unknown_preset_and_lists_the_known_ones():
+    out = _mixsig("verify", "experiments/xor.yaml", "--hardware", "flash", "--no-ngspice")
+    assert out.returncode == 2
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert "flash" in line and "pcm" in line and "rram" in line
+
+
+def test_verify_refuses_a_read_before_programming():
+    out = _mixsig("verify", "experiments/xor.yaml", "--hardware", "pcm", "--time", "-1", "--no-ngspice")
+    assert out.returncode == 2 and "--time" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_reports_the_real_device_rates():
+    """Keys and sanity only (rates are measured, not asserted: the machine is shared)."""
+    out = _mixsig("bench", "--no-ngspice", "--json", "--batch", "200", "--train-samples", "400",
+                  "--train-batch", "200")
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    for key in ("native_samples_per_s", "ep_train_samples_per_s", "chip_native_samples_per_s",
+                "ep_train_aware_samples_per_s", "ep_train_pulsed_samples_per_s"):
+        assert rep[key] > 0, key
+
+
+def test_bench_refuses_a_negative_batch():
+    out = _mixsig("bench", "--batch", "-5")
+    assert out.returncode == 2 and "--batch" in out.stderr
