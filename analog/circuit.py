@@ -159,56 +159,65 @@ def energy_scales(n_free: int, n_sources: int, dense: list[DenseBlock], amp_in: 
     """Energy scale of every free node (see the module docstring), (n_free,).
 
     Each crossbar edge from a free node j, or from amplifier k's output, to a row node i is a
-    constraint log s_i − log s_j = 0, or log s_i − log s(in_k) = −2 log A_k. They are solved by
+    constraint s_i = s_j, or s_i = s(in_k)/A_k² (linear in the log domain). They are solved by
     a traversal of the constraint graph; each connected part is normalised so that its
     first crossbar's rows have a geometric-mean scale of 1 (so a block of uniform gains
     keeps s = 1 at the front, 1/A² behind one amplifier, …). ValueError when the
     constraints contradict each other (the circuit then has no energy function)."""
     n_t = n_free + n_sources
-    loga = -2.0 * np.log(amp_gain)
-    adj: list[list[tuple[int, float, str]]] = [[] for _ in range(n_free)]
+    # constraint graph on the free nodes plus one node per crossbar with non-source inputs
+    # (all its rows share one scale R_b): rows — R_b (factor 1), R_b — each input (s(in_k) =
+    # R_b·A_k² behind amplifier k), so a crossbar costs n_out + n_in edges, not n_out·n_in.
+    # Factors are multiplied, not exponentiated logs, so uniform gains give exactly 1/A², …
+    n_v = n_free + len(dense)
+    adj: list[list[tuple[int, float, bool, str]]] = [[] for _ in range(n_v)]
     first_block = np.full(n_free, -1)
+
+    def link(i: int, j: int, f: float, where: str) -> None:   # s_j = s_i · f
+        adj[i].append((j, f, True, where))
+        adj[j].append((i, f, False, where))
+
     for b, blk in enumerate(dense):
         rows = blk.out_terms
         first_block[rows] = np.where(first_block[rows] < 0, b, first_block[rows])
+        bn = n_free + b
+        feeding = sorted({amp_layer[int(t) - n_t] for t in blk.in_terms if t >= n_t})
+        where = f"Dense layer '{blk.layer.name}'" + (f" (fed by amplifier layer(s) {feeding})" if feeding else "")
         for t in blk.in_terms:
             if t < n_free:
-                j, off, via = int(t), 0.0, ""
+                link(bn, int(t), 1.0, where)
             elif t >= n_t:
                 k = int(t) - n_t
-                j, off, via = int(amp_in[k]), float(loga[k]), amp_layer[k]
-            else:
-                continue  # a source: no constraint
+                link(bn, int(amp_in[k]), float(amp_gain[k]) ** 2, where)
+        if adj[bn]:
             for i in rows:
-                adj[int(i)].append((j, off, f"{blk.layer.name}|{via}"))
-                adj[j].append((int(i), -off, f"{blk.layer.name}|{via}"))
-    logs = np.full(n_free, np.nan)
+                link(bn, int(i), 1.0, where)
+    vals = np.full(n_v, np.nan)
     for root in range(n_free):
-        if not np.isnan(logs[root]):
+        if not np.isnan(vals[root]):
             continue
-        logs[root] = 0.0
+        vals[root] = 1.0
         comp, stack = [root], [root]
         while stack:
             i = stack.pop()
-            for j, off, where in adj[i]:
-                want = logs[i] - off   # log s_j = log s_i − off
-                if np.isnan(logs[j]):
-                    logs[j] = want
+            for j, f, forward, where in adj[i]:
+                want = vals[i] * f if forward else vals[i] / f
+                if np.isnan(vals[j]):
+                    vals[j] = want
                     comp.append(j)
                     stack.append(j)
-                elif abs(logs[j] - want) > 1e-9 * max(1.0, abs(want)):
-                    layer, via = where.split("|")
-                    cause = (f"its inputs sit behind amplifiers of different gains (amplifier layer '{via}')"
-                             if via else "it mixes nodes before and after an amplifier")
-                    raise ValueError(f"Dense layer '{layer}': {cause}, so no energy scale per node makes the "
-                                     "backward currents reciprocal: the circuit has no energy function "
+                elif abs(vals[j] - want) > 1e-9 * abs(want):
+                    raise ValueError(f"{where}: its inputs cannot share one energy scale (amplifiers of "
+                                     "different gains, or nodes before and after an amplifier), so the "
+                                     "backward currents are not reciprocal: the circuit has no energy function "
                                      "(non-reciprocal). Per-amplifier gains may vary only in the first "
                                      "amplifier layer.")
         comp = np.array(comp)
-        front = comp[first_block[comp] == first_block[comp].min()] if np.any(first_block[comp] >= 0) else comp
-        logs[comp] -= logs[front].mean()
-    out = np.exp(logs)
-    return np.where(np.abs(logs) < 1e-13, 1.0, out)
+        free = comp[comp < n_free]
+        front = vals[free[first_block[free] == first_block[free].min()]]
+        gauge = front[0] if np.all(front == front[0]) else float(np.exp(np.log(front).mean()))
+        vals[comp] /= gauge
+    return vals[:n_free]
 
 
 def _apply_scales(c: CompiledCircuit, free_scale: np.ndarray) -> dict:

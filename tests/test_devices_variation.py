@@ -291,3 +291,19 @@ def test_numpy_scalars_write_plain_spice_numbers():
     dev = ShockleyDiode(IS=np.float64(2e-14), N=np.array(1.5))
     assert dev.spice_models()[0].endswith("D(IS=2e-14 N=1.5 RS=0.0)")
     assert MOSDiode(VTO=np.float32(0.25)).spice_models()[0].count("VTO=0.25 ") == 1
+
+
+def test_crossbar_mixing_nodes_before_and_after_an_amplifier_is_refused_at_compile():
+    import analog.layers as L
+    from analog.model import AnalogModel
+    x = L.InputVoltage(2)
+    h = L.Dense(3, name="hid")(x)
+    a = L.Amplification(2.0, name="amp")(h)
+    out = L.Dense(2, name="mixer")(L.Concatenate()([h, a]))
+    with pytest.raises(ValueError, match=r"Dense layer 'mixer' \(fed by amplifier layer\(s\) \['amp'\]\).*no energy function"):
+        AnalogModel(x, L.CurrentLayer()(out))
+    # the same wiring with a gain of 1 is reciprocal: every node has scale 1
+    x = L.InputVoltage(2)
+    h = L.Dense(3)(x)
+    out = L.Dense(2)(L.Concatenate()([h, L.Amplification(1.0)(h)]))
+    assert np.all(AnalogModel(x, L.CurrentLayer()(out)).circuit.free_scale == 1.0)
