@@ -16,6 +16,19 @@ def _onehot(labels: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+#: loss classes by `name` (what a saved model names); `register_loss` adds one
+LOSSES: dict[str, type] = {}
+
+
+def register_loss(cls):
+    """Class decorator: make a Loss subclass loadable by its `name` (its constructor takes
+    the attributes `get_config` returns as keyword arguments)."""
+    if not (isinstance(cls, type) and issubclass(cls, Loss)):
+        raise TypeError(f"register_loss: {cls!r} is not an analog.losses.Loss subclass")
+    LOSSES[cls.name] = cls
+    return cls
+
+
 class Loss:
     name = "loss"
 
@@ -27,6 +40,7 @@ class Loss:
         return {"name": self.name, **{k: v for k, v in vars(self).items()}}
 
 
+@register_loss
 class MSE(Loss):
     """½·Σ_k (y_k − t_k)² with targets midpoint ± amplitude (+ for the true class)."""
 
@@ -45,6 +59,7 @@ class MSE(Loss):
         return 0.5 * (diff**2).sum(1), diff
 
 
+@register_loss
 class CrossEntropy(Loss):
     """Cross-entropy of softmax(y / T) against the labels."""
 
@@ -66,7 +81,7 @@ class CrossEntropy(Loss):
 def get_loss(spec, **kwargs) -> Loss:
     if isinstance(spec, Loss):
         return spec
-    table = {"mse": MSE, "cross_entropy": CrossEntropy, "crossentropy": CrossEntropy}
+    table = {**LOSSES, "crossentropy": CrossEntropy}
     if spec not in table:
         raise ValueError(f"unknown loss {spec!r}; choose one of {sorted(table)}")
     return table[spec](**kwargs)

@@ -2,7 +2,7 @@
 options and training state) and `arrays.npz` (conductances, per-element device parameters,
 optimiser state, histograms). Nothing is pickled and nothing named in a file is imported:
 layer, device, optimiser and perturbation types are looked up by name in registries here
-(`register_device`, `register_layer`, `analog.optimizers.register_optimizer`,
+(`register_device`, `analog.losses.register_loss`, `analog.optimizers.register_optimizer`,
 `register_perturbation`); an unknown name is refused with the list of known ones.
 
 model.json (format "mixsig-analog-model", version 1):
@@ -30,7 +30,7 @@ from . import devices as _devices
 from . import layers as L
 from .circuit import _topological_layers
 from .devices import Device
-from .losses import get_loss
+from .losses import LOSSES, get_loss
 from .optimizers import OPTIMIZERS, Optimizer
 
 FORMAT, VERSION = "mixsig-analog-model", 1
@@ -235,6 +235,10 @@ def _training_config(model, arrays: _Arrays) -> dict | None:
     if not model.compiled:
         return None
     notes: list[str] = []
+    if LOSSES.get(model.loss.name) is not type(model.loss):
+        notes.append(_unsaved("loss", model.loss, f"name {model.loss.name!r} is not registered: use "
+                                                  "analog.losses.register_loss"))
+        return {"loss": None, "not_saved": notes}
     return {"loss": model.loss.get_config(), "optimizer": _optimizer_entry(model.optimizer, arrays, notes),
             "beta": model.beta, "nudging": model.nudging, "engine": model.engine_name,
             "engine_options": model.engine_options,
@@ -254,6 +258,9 @@ def _decode_tree(value, arrays):
 
 
 def _restore_training(model, t: dict, arrays) -> None:
+    model.not_saved = list(t.get("not_saved", []))
+    if t.get("loss") is None:       # the model loads uncompiled
+        return
     loss_cfg = dict(t["loss"])
     loss = get_loss(loss_cfg.pop("name"), **loss_cfg)
     optimizer = None
@@ -272,7 +279,6 @@ def _restore_training(model, t: dict, arrays) -> None:
                   nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert)
     if optimizer is None:   # evaluate/scores/gradients work; fit asks for compile() first
         model.optimizer = None
-    model.not_saved = list(t.get("not_saved", []))
 
 
 # ---- save / load -----------------------------------------------------------------------------

@@ -230,3 +230,26 @@ def test_malformed_description_is_a_value_error(tmp_path):
     (folder / "model.json").write_text(json.dumps(desc))
     with pytest.raises(ValueError, match="malformed.*colour"):
         AnalogModel.load(folder)
+
+
+def test_extension_types_round_trip_when_registered(tmp_path):
+    """A user's loss saves by name once registered; unregistered, the model still saves (with
+    a warning and a note) and loads uncompiled instead of failing."""
+    from analog.losses import LOSSES, MSE, register_loss
+
+    class Scaled(MSE):
+        name = "scaled_mse_test"
+
+    m = block(hidden=(3,))
+    m.compile(loss=Scaled(amplitude=0.2))
+    with pytest.warns(UserWarning, match="loss Scaled was not saved"):
+        m.save(tmp_path / "a")
+    a = AnalogModel.load(tmp_path / "a")
+    assert not a.compiled and "register_loss" in a.not_saved[0]
+    register_loss(Scaled)
+    try:
+        m.save(tmp_path / "b")
+        b = AnalogModel.load(tmp_path / "b")
+        assert type(b.loss) is Scaled and b.loss.amplitude == 0.2
+    finally:
+        LOSSES.pop(Scaled.name)
