@@ -104,6 +104,8 @@ def load_analog(folder: Path):
         return AnalogModel.load(folder)
     except FileNotFoundError:
         raise StageInputError(f"analog input {folder} holds no saved analog model") from None
+    except ValueError as exc:   # an old pickle-only folder, a damaged or foreign model.json
+        raise StageInputError(f"analog input {folder}: {exc}") from None
 
 
 def input_width(kind: str, folder: Path) -> int | None:
