@@ -83,7 +83,12 @@ mixsig compare --experiment fashion_mnist --csv runs.csv
 mixsig compare --experiment iris --stage train-analog --filter "params.training.engine = 'ngspice'\"""",
     "verify": """\
 mixsig verify experiments/iris.yaml --json
-mixsig verify experiments/fashion_mnist.yaml --model runs/<parent>/10-train-analog-r2/analog_model""",
+mixsig verify experiments/fashion_mnist.yaml --model runs/<parent>/10-train-analog-r2/analog_model
+# the same checks on a block programmed onto a PCM chip, read one hour after programming
+mixsig verify experiments/iris.yaml --hardware pcm --time 3600 --json""",
+    "program": """\
+# program a trained block onto hardware.chips chips of the configured preset
+mixsig program --from-run <train-analog run id> --set hardware.preset=rram --set hardware.chips=4""",
     "bench": """\
 mixsig bench
 mixsig bench --no-ngspice --json""",
