@@ -102,6 +102,12 @@ def test_load_config_file_errors(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} is a folder"):
+        load_config(tmp_path)
+    binary = tmp_path / "model.npz"
+    binary.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00\xff\xfe")
+    with pytest.raises(ConfigError, match="model.npz is not a text file"):
+        load_config(binary)
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("name: w\ntraining:\n  lr: 0.1\n")
     with pytest.raises(ConfigError) as err:
@@ -120,8 +126,16 @@ def test_a_section_that_is_not_a_mapping_is_an_error_not_the_defaults():
     for raw, key in (({"analog": []}, "analog"), ({"training": 0}, "training"), ({"hardware": [1]}, "hardware")):
         msg = _error({"name": "t", **raw})
         assert msg.startswith(f"{key}: expected a mapping"), msg
-    # an empty YAML section (`analog:` with every key commented out) is null: the defaults
-    assert validate_config({"name": "t", "analog": None})["analog"]["hidden"] == [100]
+    # `analog:` with every key commented out is YAML null: an error too, saying how to get the defaults
+    msg = _error({"name": "t", "analog": None})
+    assert msg.startswith("analog: null is not allowed") and "leave the section out" in msg
+    assert validate_config({"name": "t", "analog": {}})["analog"]["hidden"] == [100]
+    assert validate_config({"name": "t", "hardware": None})["hardware"] is None   # optional section
+
+
+def test_hardware_keys_outside_the_preset_sections_are_named():
+    msg = _error({"name": "t", "hardware": {"chip": 2}})
+    assert msg.startswith("hardware.chip: unknown key (did you mean 'hardware.chips'?)") and "device" in msg
 
 
 def test_embedding_range_must_fit_the_analog_input_range_for_every_command():

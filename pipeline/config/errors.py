@@ -99,6 +99,8 @@ def _message(err: dict, root: type[BaseModel]) -> str:
         doc = f" ({info.description})" if info is not None and info.description else ""
         return f"{key}: required key is missing{doc}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
+        if value is None:
+            return f"{key}: null is not allowed; expected a mapping of keys (leave the section out for its defaults)"
         return f"{key}: expected a mapping of keys, got {type(value).__name__} {value!r}"
     expected = _type_name(info.annotation) if info is not None and not isinstance(loc[-1], int) else None
     if value is None and kind.endswith("_type"):

@@ -84,8 +84,8 @@ def render_config_reference() -> str:
            "voltages are the analog block's inputs); the `hardware` preset and its field overrides are "
            "checked by `analog.hardware.resolve_hardware`. The defaults of `analog` and `analog.diode` are "
            "the block's own (`analog.model.BLOCK_DEFAULTS`), so a block built in Python and one built "
-           "from a config agree. A section given as `null` (every key commented out) takes its defaults; "
-           "any other non-mapping is an error. `mixsig config schema` prints the JSON Schema "
+           "from a config agree. A section must be a mapping: leave it out (or write `{}`) for its defaults; "
+           "`null` (every key commented out), `[]` or `0` is an error naming the section. `mixsig config schema` prints the JSON Schema "
            "for editors; `mixsig config show CONFIG` prints a config with every default filled in.", ""]
     sections = [("", RootConfig, "top-level keys")]
     while sections:

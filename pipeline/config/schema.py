@@ -9,6 +9,7 @@ sees the same rules. The rest of the pipeline works on the plain nested dict
 """
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -46,16 +47,6 @@ class Section(BaseModel):
     """Base of every section: strict types, no unknown keys, finite numbers."""
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _null_section_is_empty(cls, data):
-        # `analog:` with every key commented out is YAML null: take all defaults.
-        if isinstance(data, dict):
-            for name, info in cls.model_fields.items():
-                if data.get(name, 0) is None and isinstance(info.annotation, type) \
-                        and issubclass(info.annotation, Section):
-                    data = {**data, name: {}}
-        return data
 
 
 def _ordered(model: Section, where: str, low: str, high: str) -> Section:
@@ -217,9 +208,20 @@ class HardwareConfig(Section):
     @model_validator(mode="after")
     def _resolve(self):
         extra = dict(self.model_extra or {})
-        for key in extra:
+        for key, value in extra.items():
+            if not isinstance(value, dict):   # preset fields come in sections (device: {...})
+                known = list(type(self).model_fields) + ["device", "variation"]
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean 'hardware.{close[0]}'?)" if close else ""
+                raise ValueError(f"hardware.{key}: unknown key{hint}; allowed keys here: {', '.join(known)} "
+                                 f"(device and variation: preset fields, as mappings)")
             delattr(self, key)
         self.overrides = _merge(self.overrides, extra)
+        if any(b <= a for a, b in zip(self.times, self.times[1:])):
+            raise ValueError(f"hardware.times={list(self.times)}: must be strictly increasing (seconds after "
+                             "programming, e.g. [0, 3600, 86400])")
+        if self.frozen and "preset" not in self.model_fields_set:
+            raise ValueError("hardware.frozen=true: needs hardware.preset (the devices the block is frozen on)")
         try:
             from analog.hardware import resolve_hardware
         except ImportError:  # the device models are not there: types checked only
