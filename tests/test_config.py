@@ -290,3 +290,39 @@ def test_mos_diode_parameters_reach_the_device_and_its_spice_card():
     text = model.to_netlist(np.zeros((1, 2))).lower()   # ngspice checks the card first
     assert "nmos(level=1 vto=0.25 kp=0.0003 lambda=0.05" in text and "w=2e-06 l=5e-07" in text
     assert "analog.diode.kp" in _error({"name": "t", "analog": {"diode": {"kp": 0}}})
+
+
+BAD_VALUES = [None, "x", "", [], {}, [None], {"a": 1}, -1, 0, 2.5, 1e308, -1e308, True, float("nan"), float("inf")]
+
+
+def test_every_key_with_every_kind_of_bad_value_gives_a_one_line_error_naming_it():
+    """Each leaf of the schema set to each value above: either valid, or a ConfigError whose
+    one-line message starts with that key (never another exception)."""
+    tried = errors = 0
+    for key, _ in _fields(RootConfig):
+        for value in BAD_VALUES:
+            raw: dict = {"name": "t"}
+            node = raw
+            *sections, leaf = key.split(".")
+            for part in sections:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+            tried += 1
+            try:
+                validate_config(raw)
+            except ConfigError as exc:
+                errors += 1
+                msg = str(exc)
+                assert "\n" not in msg, (key, value, msg)
+                assert msg.startswith(key) or f" {key}=" in msg, (key, value, msg)   # or a cross-key rule
+    assert tried == 78 * len(BAD_VALUES) and errors > 0.8 * tried
+
+
+@pytest.mark.parametrize("text", ["[", "{a: 1", "- x\n- y", "!!python/object/apply:os.system ['true']", "'unclosed",
+                                  "a: b: c", "@x", "%TAG", "\t", "[1, [2, [3"])
+def test_any_override_text_gives_a_config_or_a_one_line_error(tmp_path, text):
+    path = _write(tmp_path)
+    try:
+        load_config(path, [f"analog.hidden={text}"])
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and "analog.hidden" in str(exc)
