@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.config import (ConfigError, RootConfig, config_json_schema, flatten, load_config,
                              render_config_reference, validate_config)
+from pipeline.config.schema import Section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,7 +253,7 @@ def _fields(model, prefix=""):
     for name, info in model.model_fields.items():
         key = f"{prefix}{info.alias or name}"
         sub = info.annotation if isinstance(info.annotation, type) else None
-        if sub is not None and issubclass(sub, RootConfig.__mro__[1]):
+        if sub is not None and issubclass(sub, Section):
             yield from _fields(sub, f"{key}.")
         else:
             yield key, info

@@ -5,7 +5,7 @@ Each field carries its type, default, range or choices and a one-line doc
 not a number), forbid unknown keys, and check what spans several keys (g_min < g_max,
 the encoder's voltage range inside the analog block's input range) so every command
 sees the same rules. The rest of the pipeline works on the plain nested dict
-`RootConfig.model_validate(raw).model_dump()`.
+`RootConfig.model_validate(raw).model_dump(by_alias=True)` (pipeline.config.validate_config).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from analog.model import BLOCK_DEFAULTS
 
-__all__ = ["RootConfig", "SECTION_MODELS", "BLOCK_DEFAULTS"]
+__all__ = ["RootConfig", "Section", "BLOCK_DEFAULTS"]
 
 
 def _yaml_number(value):
@@ -46,7 +46,6 @@ def F(default=..., doc: str = "", **constraints) -> Any:
 class Section(BaseModel):
     """Base of every section: strict types, no unknown keys, finite numbers."""
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
-
 
 
 def _ordered(model: Section, where: str, low: str, high: str) -> Section:
@@ -265,6 +264,3 @@ class RootConfig(Section):
                              f"±analog.input_amplitude = ±{amp!r} V (the analog block's input range)")
         return self
 
-
-SECTION_MODELS = {name: info.annotation for name, info in RootConfig.model_fields.items()
-                  if isinstance(info.annotation, type) and issubclass(info.annotation, Section)}
