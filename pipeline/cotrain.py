@@ -10,6 +10,10 @@ plus any stage whose declaration places itself after one of these (Stage.cotrain
 when Stage.cotrain_when(cfg)), so a new stage joins the co-training from its own module.
 
 Round r trains the analog block on the embeddings of the encoder after r retrainings.
+With a `hardware:` section, `program` follows every train-analog (pipeline/stages/program.py);
+with `hardware.frozen` the block is trained and programmed in round 0 only, and the later
+rounds co-train the encoder with the chip in the loop (input optimisation on chip 0); the
+parent run then gets the scenario metrics and the accuracy-vs-time plot (pipeline/chips.py).
 Step i of the plan is tagged mixsig.step=i and works in the local folder
 `<workdir>/<parent_run_id>/<i>-<stage>-r<round>/`; each stage's outputs are also MLflow
 artifacts of its run. The plan is stored on the parent run (tag mixsig.plan), so
@@ -59,10 +63,13 @@ def make_plan(cfg: dict, train_digital: bool = True) -> list[tuple[str, int]]:
     each registered stage that asks for it (Stage.cotrain_after/cotrain_when) right after
     every step of the stage it follows, in the same round."""
     rounds = cfg["cotrain"]["rounds"]
+    # hardware.frozen: the block is trained (and programmed) once, in round 0; later rounds
+    # co-train the encoder on the frozen chips
+    trains = (lambda r: r == 0) if (cfg.get("hardware") or {}).get("frozen") else (lambda r: True)
     base = [(name, 0) for name in START] if train_digital else []
     for r in range(rounds):
-        base += [(name, r) for name in ROUND]
-    base += [(name, rounds) for name in FINISH]
+        base += [(name, r) for name in ROUND if name != "train-analog" or trains(r)]
+    base += [(name, rounds) for name in FINISH if name != "train-analog" or trains(rounds)]
     extra = [s for s in STAGES.values() if s.in_cotrain(cfg)]
     plan = []
     for name, rnd in base:
@@ -247,6 +254,8 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
     for key in ("final_baseline_test_accuracy", "final_end_to_end_test_accuracy", "final_digital_test_accuracy"):
         if key in run.data.metrics:
             summary[key.replace("final_", "")] = run.data.metrics[key]
+    if cfg.get("hardware"):
+        summary.update(_hardware_summary(client, parent_id, root))
     if summary:
         mlflow.log_metrics(summary)
     path = plots.accuracy_per_round(series, root / "plots" / "accuracy_per_round.png",
@@ -255,3 +264,37 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
     (root / "summary.json").write_text(json.dumps({"summary": summary, "rounds": series}, indent=2))
     mlflow.log_artifact(str(root / "summary.json"))
     return summary
+
+
+def _hardware_summary(client, parent_id: str, root: Path) -> dict:
+    """recovered_fraction (and _tmax), or a tag saying why it is not defined, and the plot of
+    each scenario's accuracy against the time after programming, from the parent's metrics."""
+    import mlflow
+
+    from pipeline import chips, plots
+    metrics = client.get_run(parent_id).data.metrics
+    out = {}
+    for suffix in ("", "_tmax"):
+        value, why = chips.recovered_fraction(metrics, suffix)
+        mlflow.set_tag(f"{TAG}recovered_fraction{suffix}", why if value is None else f"defined ({why})")
+        if value is not None:
+            out[f"recovered_fraction{suffix}"] = value
+    times = _latest_by_step(client, parent_id, "scenario_time_s")
+    series = {}
+    for name, label in chips.SCENARIO_LABELS.items():
+        mean = _latest_by_step(client, parent_id, f"scenario_acc_{name}")
+        if mean and len(mean) == len(times):
+            std = _latest_by_step(client, parent_id, f"scenario_std_{name}")
+            series[label] = (times, mean, std if len(std) == len(mean) else None)
+    if series:
+        path = plots.accuracy_vs_time(series, root / "plots" / "accuracy_vs_time.png",
+                                      title="end-to-end test accuracy after programming (mean ± spread over chips)")
+        mlflow.log_artifact(str(path), artifact_path="plots")
+    return out
+
+
+def _latest_by_step(client, run_id: str, key: str) -> list[float]:
+    by_step: dict = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+        by_step[m.step] = m.value
+    return [by_step[k] for k in sorted(by_step)]

@@ -86,3 +86,45 @@ def accuracy_per_round(series: dict, path, title: str = "accuracy per round") ->
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return _save(fig, path)
+
+
+def programming_histograms(target, realised, g_max: float, path, title: str = "programming") -> Path:
+    """Target (trained, in device units) and realised conductances overlaid, and the
+    programming error ΔG/g_max (all devices of all chips given)."""
+    plt = _plt()
+    target, realised = np.asarray(target, float), np.asarray(realised, float)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    bins = np.linspace(min(target.min(), realised.min()), max(target.max(), realised.max()), 60)
+    axes[0].hist(target, bins=bins, alpha=0.6, label="target")
+    axes[0].hist(realised, bins=bins, alpha=0.6, label="realised")
+    axes[0].set_xlabel("conductance (S)")
+    axes[0].ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
+    axes[0].legend(fontsize=8)
+    axes[1].hist((realised - target) / g_max, bins=60, color="tab:red", alpha=0.8)
+    axes[1].set_xlabel("ΔG / g_max (realised − target)")
+    for ax in axes:
+        ax.set_ylabel("devices")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def accuracy_vs_time(series: dict, path, title: str = "accuracy after programming") -> Path:
+    """{label: (times_s, mean, spread)} → one line per scenario (shaded ± spread across chips)
+    against the time after programming, on a log axis (symlog: t = 0 is shown, linear below 1 s)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, (times, mean, std) in series.items():
+        t, m = np.asarray(times, float), np.asarray(mean, float)
+        s = np.zeros_like(m) if std is None else np.asarray(std, float)
+        line, = ax.plot(t, m, marker="o", label=label)
+        if np.any(s > 0):
+            ax.fill_between(t, m - s, m + s, color=line.get_color(), alpha=0.2)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("end-to-end test accuracy")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -55,6 +55,11 @@ def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None
                                  parse_input_items, resolve_inputs, run_stage)
     from pipeline.tracking import setup_mlflow
     setup_mlflow()
+    for rid in from_runs if getattr(stage, "from_stages", ()) else ():
+        kind = get_run(rid, what="--from-run run").data.tags.get("mixsig.stage", "non-mixsig")
+        if kind not in stage.from_stages:
+            raise PipelineError(f"{stage.name}: --from-run run {rid} is a {kind} run; {stage.name} takes "
+                                f"--from-run of a {' or '.join(stage.from_stages)} run")
     if config:
         cfg = load_config_with_overrides(config, overrides)
     elif from_runs:

@@ -1,5 +1,7 @@
 """evaluate: test accuracies of the analog block (on embeddings or tabular volts), the
-encoder alone and end to end, and a Keras backprop baseline of the same network."""
+encoder alone and end to end, and a Keras backprop baseline of the same network; with
+programmed chips (a `chips` input), every chip at every read time in hardware.times, end
+to end, next to the ideal block."""
 from __future__ import annotations
 
 import os
@@ -21,6 +23,7 @@ def body(ctx: StageContext) -> None:
     data = analog_data(ctx)
     model = load_analog(ctx.input("analog"))
     results = {}
+    x_e2e, y_e2e = data["x_test"], data["y_test"]   # what reaches the block end to end
     try:
         s = analog_scores(model, data["x_test"], data["y_test"])
         results.update(analog_test_accuracy=s["accuracy"], analog_test_loss=s["loss"], power_mean=s["power_mean"],
@@ -30,14 +33,41 @@ def body(ctx: StageContext) -> None:
             ds = ctx.data
             enc = load_encoder(ctx.input("encoder"))
             results["digital_test_accuracy"] = enc.evaluate(ds.x_test, ds.y_test)
-            results["end_to_end_test_accuracy"] = analog_scores(model, enc.embed(ds.x_test), ds.y_test)["accuracy"]
+            x_e2e, y_e2e = enc.embed(ds.x_test), ds.y_test
+            results["end_to_end_test_accuracy"] = analog_scores(model, x_e2e, y_e2e)["accuracy"]
     finally:
         model.close()
+    if ctx.has("chips"):
+        evaluate_chips(ctx, x_e2e, y_e2e, results.get("end_to_end_test_accuracy", results["analog_test_accuracy"]))
     if cfg["baseline"]["enabled"]:
         results.update(software_baseline(cfg, data, verbose=ctx.keras_verbose))
     ctx.log(results)
     ctx.log_parent({f"final_{k}": v for k, v in results.items()}, step=ctx.round)
     ctx.say(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+
+
+def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
+    """Every chip at every read time, end to end (the run's encoder → chip), next to the
+    ideal block; with hardware.frozen after co-training rounds: the e2e_acc_cotrained scenario."""
+    from pipeline import chips as hw
+    from pipeline import plots
+    chips = hw.load_chips(ctx.input("chips"))
+    times = hw.eval_times(ctx.cfg)
+    try:
+        acc = hw.accuracy_grid(chips, x, y, times)
+    finally:
+        for chip in chips:
+            chip.close()
+    g = hw.log_grid(ctx, times, acc)
+    if hw.frozen(ctx.cfg) and ctx.round > 0:
+        hw.log_scenario(ctx, "cotrained", times, acc)
+    plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
+                            f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1), [hw.spread(r) for r in acc])},
+                           ctx.folder / "plots" / "accuracy_vs_time.png",
+                           title=f"'{chips[0].spec.name}' chips, end to end ({ctx.stage} r{ctx.round})")
+    ctx.artifact(ctx.folder / "plots", "plots")
+    ctx.say(f"chips: {g['chip_acc_mean_t0']:.4f} ± {g['chip_acc_std_t0']:.4f} at t = 0, "
+            f"{g['chip_acc_mean_tmax']:.4f} ± {g['chip_acc_std_tmax']:.4f} at {times[-1]:g} s (ideal {ideal:.4f})")
 
 
 def software_baseline(cfg: dict, data: dict, verbose: int = 0) -> dict:
@@ -63,4 +93,4 @@ def software_baseline(cfg: dict, data: dict, verbose: int = 0) -> dict:
 
 STAGE = Stage(name="evaluate",
               help="test accuracies: digital-only, analog on embeddings, end to end, Keras backprop baseline",
-              needs=("analog",), optional=("embeddings", "encoder"), inputs=required, body=body)
+              needs=("analog",), optional=("embeddings", "encoder", "chips"), inputs=required, body=body)

@@ -1,4 +1,6 @@
-"""optimize-inputs: gradient descent on the block's input voltages → target embeddings."""
+"""optimize-inputs: gradient descent on the block's input voltages → target embeddings
+(with hardware.frozen and programmed chips: on chip 0's realised circuit and conductances,
+read with noise at every step, pipeline.chips.ChipBlock)."""
 from __future__ import annotations
 
 from pipeline.stages.artifacts import load_analog, load_embeddings, save_npz
@@ -7,19 +9,28 @@ from pipeline.stages.runner import Stage, StageContext
 
 
 def body(ctx: StageContext) -> None:
+    from pipeline import chips as hw
     from pipeline import plots
     from pipeline.input_optimization import optimize_inputs
     io = ctx.cfg["input_optimization"]
     data = load_embeddings(ctx.input("embeddings"))
     model = load_analog(ctx.input("analog"))
     lo, hi = input_box(ctx.cfg, data)
+    block = model
+    if ctx.has("chips") and hw.frozen(ctx.cfg):   # the frozen chip in the loop: chip 0, read with noise
+        chip = hw.load_chips(ctx.input("chips"), limit=1)[0]
+        block = hw.ChipBlock(chip, model, t=hw.eval_times(ctx.cfg)[0])
+        ctx.log({"inputopt_on_chip_seed": chip.seed})
+        ctx.say(f"on chip 0 (seed {chip.seed}, '{chip.spec.name}'), conductances read at t = {block.t:g} s")
     ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
             f"margin {io['margin']} V, box [{lo:g}, {hi:g}] V")
     try:
-        res = optimize_inputs(model, data["x_train"], data["y_train"], lr=io["lr"], steps=io["steps"],
+        res = optimize_inputs(block, data["x_train"], data["y_train"], lr=io["lr"], steps=io["steps"],
                               margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
                               batch_size=io["batch_size"], method=io["method"], progress=bool(ctx.verbose))
     finally:
+        if block is not model:
+            block.close()
         model.close()
     m = res.metrics()
     ctx.log(m)
@@ -36,4 +47,4 @@ def body(ctx: StageContext) -> None:
 
 
 STAGE = Stage(name="optimize-inputs", help="gradient descent on the block's input voltages → target embeddings",
-              needs=("analog", "embeddings"), produces=("targets",), body=body)
+              needs=("analog", "embeddings"), optional=("chips",), produces=("targets",), body=body)

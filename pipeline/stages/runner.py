@@ -56,6 +56,7 @@ class Stage:
     kinds: dict = field(default_factory=dict)   # artifact kinds it introduces: kind → (folder, description)
     cotrain_after: str | None = None  # in a co-training, run right after every step of this stage ...
     cotrain_when: Callable | None = None   # ... if cotrain_when(cfg) (default: always)
+    from_stages: tuple = ()           # `--from-run` must name a run of one of these stages (default: any)
 
     def in_cotrain(self, cfg: dict) -> bool:
         return self.cotrain_after is not None and (self.cotrain_when is None or bool(self.cotrain_when(cfg)))

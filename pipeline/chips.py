@@ -1,0 +1,199 @@
+"""Chips in the pipeline: programming a trained block onto `hardware.chips` chips, saving and
+reading them back (the `chips` artifact), their accuracy at each read time, the scenario
+metrics of a run with a `hardware:` section, and a chip standing in for the block in input
+optimisation.
+
+A `chips` artifact folder holds `chip<i>/` per chip: chip.json + chip.npz (`Chip.save`, no
+pickle), `model/` (the trained block it was programmed from) and `netlist.cir` (a standalone
+ngspice netlist of the chip read at t = 0 on one test sample).
+
+Scenario metrics (end-to-end test accuracy, mean over chips; `_std` is the spread across
+chips, `_tmax` the same at the last read time):
+
+  e2e_acc_ideal                the ideal (unprogrammed) block
+  e2e_acc_programmed           the block as trained, programmed, no adaptation
+  e2e_acc_aware_programmed     the same when the block was trained hardware-aware
+  e2e_acc_cotrained            after the co-training rounds with the frozen chip in the loop
+  recovered_fraction           (cotrained − programmed) / (ideal − programmed)
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+SCENARIO_LABELS = {"ideal": "ideal block", "programmed": "programmed, as trained",
+                   "aware_programmed": "programmed, hardware-aware training",
+                   "cotrained": "programmed, encoder co-trained on the chip"}
+
+
+# ---------------------------------------------------------------------------------------
+# the config's hardware section
+# ---------------------------------------------------------------------------------------
+def hardware(cfg: dict) -> dict | None:
+    return cfg.get("hardware") or None
+
+
+def frozen(cfg: dict) -> bool:
+    hw = hardware(cfg)
+    return bool(hw and hw.get("frozen"))
+
+
+def chip_seeds(cfg: dict) -> list[int]:
+    """Seed of chip i: hardware.seed (default: the config's seed) + i."""
+    hw = hardware(cfg)
+    base = hw.get("seed")
+    base = int(cfg.get("seed", 0) if base is None else base)
+    return [base + i for i in range(int(hw["chips"]))]
+
+
+def eval_times(cfg: dict) -> list[float]:
+    """Read times of the evaluations: hardware.times, with t = 0 first if it is not there (the
+    scenario metrics are taken at t = 0 and at the last time)."""
+    times = [float(t) for t in (hardware(cfg) or {}).get("times") or []]
+    return times if times and times[0] == 0.0 else [0.0] + times
+
+
+def programmed_scenario(cfg: dict) -> str:
+    return "aware_programmed" if (hardware(cfg) or {}).get("training") == "aware" else "programmed"
+
+
+# ---------------------------------------------------------------------------------------
+# programming, saving, loading
+# ---------------------------------------------------------------------------------------
+def save_chip(chip, folder: Path, x_sample) -> Path:
+    chip.save(folder)
+    (folder / "netlist.cir").write_text(chip.to_netlist(np.atleast_2d(x_sample)[:1], t=0.0,
+                                                        rng=np.random.default_rng(chip.seed)))
+    return folder
+
+
+def load_chips(folder: Path, limit: int | None = None) -> list:
+    """The chips of a `chips` artifact folder, in chip order (the first `limit` only)."""
+    from analog.hardware import Chip
+    folder = Path(folder)
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir()
+                   and (m := re.fullmatch(r"chip(\d+)", p.name))) if folder.is_dir() else []
+    if not found:
+        from pipeline.stages.artifacts import StageInputError
+        raise StageInputError(f"chips input {folder} holds no chip<i>/ folders (not a program run's chips)")
+    return [Chip.load(p) for _, p in found[:limit]]
+
+
+def programming_stats(chip, model) -> dict:
+    """Target (what EP trained, in device units) against realised conductances: mean and
+    largest |ΔG|/g_max, stuck counts, device count; plus the raw arrays for histograms."""
+    g_max = chip.spec.device.g_max
+    target = np.concatenate([k * np.asarray(G, float).ravel() for G, k in zip(model.conductances, chip.scale)])
+    real = np.concatenate([g.ravel() for g in chip.G_prog])
+    stuck = np.concatenate([s.ravel() for s in chip.stuck])
+    rel = np.abs(real - target) / g_max
+    return {"devices": int(real.size), "mean_abs_dG_rel": float(rel.mean()), "max_abs_dG_rel": float(rel.max()),
+            "stuck_g_min": int((stuck < 0).sum()), "stuck_g_max": int((stuck > 0).sum()),
+            "_target": target, "_realised": real}
+
+
+# ---------------------------------------------------------------------------------------
+# accuracy
+# ---------------------------------------------------------------------------------------
+def chip_accuracy(chip, x, y, t: float, batch_size: int = 4096) -> float:
+    """Test accuracy of a chip read at time t (native engine, one read per batch); a sample
+    that did not converge counts as wrong (the rule of AnalogModel.scores)."""
+    x, y = np.asarray(x, float), np.asarray(y)
+    if not len(y):
+        return float("nan")
+    correct = 0
+    for lo in range(0, len(x), batch_size):
+        sol = chip.solve(x[lo: lo + batch_size], t)
+        out = chip.circuit.outputs(sol.v)
+        ok = np.asarray(sol.converged, bool) & np.all(np.isfinite(out), axis=1)
+        correct += int(((np.where(ok[:, None], out, 0.0).argmax(1) == y[lo: lo + batch_size]) & ok).sum())
+    return correct / len(y)
+
+
+def accuracy_grid(chips, x, y, times) -> np.ndarray:
+    """(len(times), len(chips)) accuracies."""
+    return np.array([[chip_accuracy(c, x, y, t) for c in chips] for t in times], float)
+
+
+def spread(values) -> float:
+    """Spread across chips: the sample standard deviation (0 for one chip)."""
+    v = np.asarray(values, float)
+    return float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def log_grid(ctx, times, acc: np.ndarray, prefix: str = "chip_acc") -> dict:
+    """Per read time (step = time index): time_s, mean/std/min/max over chips and each
+    chip's accuracy on the stage's run; returns the t = 0 and t_max summaries."""
+    for i, t in enumerate(times):
+        row = acc[i]
+        ctx.log({"time_s": t, f"{prefix}_mean": row.mean(), f"{prefix}_std": spread(row), f"{prefix}_min": row.min(),
+                 f"{prefix}_max": row.max(), **{f"{prefix}_chip{j}": a for j, a in enumerate(row)}},
+                step=i, final=False)
+    summary = {f"{prefix}_mean_t0": acc[0].mean(), f"{prefix}_std_t0": spread(acc[0]),
+               f"{prefix}_mean_tmax": acc[-1].mean(), f"{prefix}_std_tmax": spread(acc[-1]), "tmax_s": times[-1]}
+    ctx.log(summary)
+    return summary
+
+
+def log_scenario(ctx, name: str, times, acc: np.ndarray | None = None, ideal: float | None = None) -> dict:
+    """A scenario's metrics on the stage run and (in a co-training) on the parent run:
+    e2e_acc_<name>[_std][_tmax[_std]] and its series per read time (scenario_acc_<name>,
+    step = time index) for the accuracy-vs-time plot."""
+    if acc is None:
+        acc = np.full((len(times), 1), float(ideal))
+    m = {f"e2e_acc_{name}": acc[0].mean(), f"e2e_acc_{name}_tmax": acc[-1].mean()}
+    if name != "ideal":
+        m.update({f"e2e_acc_{name}_std": spread(acc[0]), f"e2e_acc_{name}_tmax_std": spread(acc[-1])})
+    ctx.log(m)
+    ctx.log_parent(m)
+    for i, t in enumerate(times):
+        ctx.log_parent({f"scenario_acc_{name}": acc[i].mean(), f"scenario_std_{name}": spread(acc[i]),
+                        "scenario_time_s": t}, step=i)
+    return m
+
+
+def recovered_fraction(metrics: dict, suffix: str = "") -> tuple[float | None, str]:
+    """(value, why) of (cotrained − programmed)/(ideal − programmed) from a run's metrics;
+    value None (not defined) when a scenario is missing or when the drop ideal − programmed
+    is within the spread of the programmed accuracy across chips."""
+    prog = next((p for p in ("programmed", "aware_programmed") if f"e2e_acc_{p}{suffix}" in metrics), None)
+    keys = [f"e2e_acc_ideal{suffix}", f"e2e_acc_cotrained{suffix}"]
+    if prog is None or any(k not in metrics for k in keys):
+        return None, "not defined: needs e2e_acc_ideal, e2e_acc_programmed and e2e_acc_cotrained"
+    ideal, cot = metrics[keys[0]], metrics[keys[1]]
+    p, s = metrics[f"e2e_acc_{prog}{suffix}"], metrics.get(f"e2e_acc_{prog}{suffix}_std", 0.0)
+    drop = ideal - p
+    if drop <= s or drop <= 0:
+        return None, (f"not defined: the drop ideal - programmed = {drop:.4f} is within the spread across "
+                      f"chips ({s:.4f})")
+    return (cot - p) / drop, f"from {prog}"
+
+
+# ---------------------------------------------------------------------------------------
+# a chip as the block of input optimisation
+# ---------------------------------------------------------------------------------------
+class ChipBlock:
+    """What `pipeline.input_optimization.optimize_inputs` needs of a block (`.circuit`,
+    `.gradients(x, labels, method, input_grad)`), on a chip: its realised circuit (varied
+    diodes and amplifiers) and conductances read at time t, with a fresh read (read noise)
+    on every call; the cost, β and nudging of the trained model."""
+
+    def __init__(self, chip, model, t: float = 0.0):
+        if not model.compiled:
+            raise ValueError("the analog block loaded uncompiled (no loss): cannot optimise inputs on its chip")
+        self.chip, self.model, self.t = chip, model, float(t)
+        self.circuit = chip.circuit
+
+    def gradients(self, x, labels, method: str = "ep", input_grad: bool = False):
+        from analog import ep_gradients, exact_gradients
+        G = self.chip.conductances_at(self.t)
+        engine = self.chip.engine("native")
+        if method == "exact":
+            return exact_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), self.model.loss)
+        return ep_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), self.model.loss,
+                            self.model.beta, self.model.nudging, input_grad)
+
+    def close(self) -> None:
+        self.chip.close()

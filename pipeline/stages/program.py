@@ -1,0 +1,90 @@
+"""program: write a trained analog block onto `hardware.chips` chips (analog.hardware.program,
+chip i seeded hardware.seed + i) and measure what programming did: target against realised
+conductances (histograms, mean and largest |ΔG|/g_max, stuck counts) and each chip's test
+accuracy at every read time in `hardware.times`, next to the ideal block's. Stores every chip
+and its SPICE netlist as the `chips` artifact (pipeline/chips.py describes the folder).
+
+In a co-training with a `hardware:` section it runs right after train-analog; with
+`hardware.frozen` the block is trained and programmed once (round 0) and the later rounds
+co-train the encoder on the chips.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.stages.artifacts import load_analog
+from pipeline.stages.common import analog_data, analog_scores
+from pipeline.stages.inputs import is_image_data
+from pipeline.stages.runner import Stage, StageContext
+
+
+def required(cfg: dict) -> tuple:
+    """The analog block (a train-analog run) and, for images, the embeddings it was trained on."""
+    return ("analog", "embeddings") if is_image_data(cfg) else ("analog",)
+
+
+def precheck(cfg: dict) -> None:
+    if not cfg.get("hardware"):
+        raise ValueError("the config has no hardware: section to program onto (e.g. --set hardware.preset=pcm)")
+
+
+def body(ctx: StageContext) -> None:
+    from analog.hardware import program
+
+    from pipeline import chips as hw
+    from pipeline import plots
+    from pipeline.analog_config import hardware_spec
+    cfg = ctx.cfg
+    data = analog_data(ctx)
+    model = load_analog(ctx.input("analog"))
+    spec = hardware_spec(cfg)
+    seeds = hw.chip_seeds(cfg)
+    out = ctx.output("chips")
+    ctx.say(f"programming {len(seeds)} chip(s) on '{spec.name}' (seeds {seeds[0]}..{seeds[-1]})")
+    chips, stats = [], []
+    try:
+        for i, seed in enumerate(seeds):
+            chip = program(model, spec, seed)
+            hw.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
+            s = hw.programming_stats(chip, model)
+            ctx.log({f"prog_{k}": v for k, v in s.items() if not k.startswith("_")}, step=i, final=False)
+            chips.append(chip), stats.append(s)
+        summary = {"devices_per_chip": stats[0]["devices"],
+                   "prog_mean_abs_dG_rel": float(np.mean([s["mean_abs_dG_rel"] for s in stats])),
+                   "prog_max_abs_dG_rel": float(np.max([s["max_abs_dG_rel"] for s in stats])),
+                   "stuck_g_min_count": float(np.mean([s["stuck_g_min"] for s in stats])),
+                   "stuck_g_max_count": float(np.mean([s["stuck_g_max"] for s in stats]))}
+        ctx.log(summary)
+        plots.programming_histograms(np.concatenate([s["_target"] for s in stats]),
+                                     np.concatenate([s["_realised"] for s in stats]), spec.device.g_max,
+                                     ctx.folder / "plots" / "programming.png",
+                                     title=f"'{spec.name}': target vs realised conductances, {len(chips)} chip(s)")
+        times = hw.eval_times(cfg)
+        acc = hw.accuracy_grid(chips, data["x_test"], data["y_test"], times)
+        ideal = analog_scores(model, data["x_test"], data["y_test"])["accuracy"]
+        ctx.log({"ideal_test_accuracy": ideal})
+        g = hw.log_grid(ctx, times, acc)
+        hw.log_scenario(ctx, "ideal", times, ideal=ideal)
+        hw.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
+        plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
+                                f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
+                                                                        [hw.spread(r) for r in acc])},
+                               ctx.folder / "plots" / "accuracy_vs_time.png",
+                               title=f"'{spec.name}' chips, test data the block was trained for")
+        ctx.artifact(ctx.folder / "plots", "plots")
+        ctx.say(f"mean |ΔG|/g_max {summary['prog_mean_abs_dG_rel']:.4f} (max {summary['prog_max_abs_dG_rel']:.4f}), "
+                f"stuck {summary['stuck_g_min_count']:.0f} low / {summary['stuck_g_max_count']:.0f} high per chip; "
+                f"test accuracy ideal {ideal:.4f}, chips {g['chip_acc_mean_t0']:.4f} ± {g['chip_acc_std_t0']:.4f} "
+                f"at t = 0, {g['chip_acc_mean_tmax']:.4f} at {times[-1]:g} s")
+    finally:
+        for chip in chips:
+            chip.close()
+        model.close()
+
+
+STAGE = Stage(name="program",
+              help="program the trained analog block onto hardware.chips chips; their accuracy over read times",
+              needs=("analog",), optional=("embeddings",), inputs=required, precheck=precheck,
+              produces=("chips",), kinds={"chips": ("chips", "the programmed chips and their netlists (program)")},
+              from_stages=("train-analog",), cotrain_after="train-analog",
+              cotrain_when=lambda cfg: bool(cfg.get("hardware")), body=body)
