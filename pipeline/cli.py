@@ -19,7 +19,8 @@ import click
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-USER_ERRORS = {"ConfigError", "DataError", "EncoderContractError", "StageInputError", "PipelineError"}
+USER_ERRORS = {"ConfigError", "DataError", "EncoderContractError", "StageInputError", "PipelineError",
+               "TrackingStoreError", "LivenessError"}
 
 
 class MixsigGroup(click.Group):

@@ -1,21 +1,137 @@
-"""MLflow location: MLFLOW_TRACKING_URI if set, else a SQLite file in the working folder
-(no server needed). mlflow is imported lazily so the CLI starts fast."""
+"""MLflow location and its safe first use.
+
+The tracking store is MLFLOW_TRACKING_URI if set, else the SQLite file `mlflow.db` in the
+project folder (see `pipeline.home`). mlflow is imported lazily so the CLI starts fast.
+
+MLflow creates (or migrates) a SQLite store's schema the first time a process opens it.
+Several processes opening a new store at once (a sweep started from a shell loop) race on
+that migration and can leave it half-built for good, so `setup_mlflow` opens the store, and
+creates the experiment, while holding an exclusive `fcntl.flock` on `<store>.lock` beside the
+database file. The lock is held for the schema step only (MLflow then caches the store per
+process); SQLite's own locking and MLflow's busy timeout handle the writes of running stages.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 
+class TrackingStoreError(Exception):
+    """The tracking store cannot be opened (locked, unreadable, not a database)."""
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    from pipeline.home import project_home
+    return f"sqlite:///{project_home() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (None for other stores and in-memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, timeout: float = 300.0):
+    """Exclusive lock on `<database>.lock` for a SQLite store (no-op for other stores)."""
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    import fcntl
+    import time
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingStoreError(f"tracking store {db}: {db}.lock held by another process for "
+                                             f"{timeout:.0f} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)    # releases the lock
+
+
+_OPENED: set = set()
+
+
+def _probe(db: Path) -> None:
+    """Read the database once, waiting at most MIXSIG_SQLITE_TIMEOUT seconds (default 20,
+    MLflow's own busy timeout) for another process's write lock."""
+    import sqlite3
+    if not db.exists():
+        return
+    timeout = float(os.environ.get("MIXSIG_SQLITE_TIMEOUT", "20"))
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=timeout)
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        con.close()
+
+
+def _open_store(uri: str) -> None:
+    """Open (create, migrate) the store once per process, under the store lock."""
+    from mlflow.tracking._tracking_service.utils import _get_store
+    try:
+        db = sqlite_path(uri)
+        if db is not None:
+            _probe(db)
+        _get_store(uri)
+    except Exception as exc:
+        raise TrackingStoreError(_store_problem(uri, exc)) from None
+    _OPENED.add(uri)
+
+
+def _store_problem(uri: str, exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    db = sqlite_path(uri)
+    if "locked" in text.lower():
+        return (f"tracking store {db or uri} is locked by another process (database is locked); "
+                f"wait for it or close it, then retry")
+    if db is not None and db.exists() and ("not a database" in text or "malformed" in text):
+        return f"tracking store {db} is not a usable SQLite database ({text[:200]})"
+    return f"tracking store {db or uri} cannot be opened: {type(exc).__name__}: {text[:300]}"
 
 
 def setup_mlflow(experiment: str | None = None):
     import logging
+
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri())
-    if experiment:
-        mlflow.set_experiment(experiment)
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if uri in _OPENED and not experiment:
+        return mlflow
+    with store_lock(uri):
+        if uri not in _OPENED:
+            _open_store(uri)
+        if experiment:
+            try:
+                _set_experiment(mlflow, experiment)
+            except Exception as exc:
+                raise TrackingStoreError(_store_problem(uri, exc)) from None
     return mlflow
+
+
+def _set_experiment(mlflow, name: str) -> None:
+    from pipeline.home import artifact_location
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        location = artifact_location(name) if not os.environ.get("MLFLOW_TRACKING_URI") else None
+        mlflow.create_experiment(name, artifact_location=location)
+    elif exp.lifecycle_stage == "deleted":
+        raise TrackingStoreError(f"experiment {name!r} was deleted in {tracking_uri()}; restore it "
+                                 f"(mlflow experiments restore) or choose another name")
+    mlflow.set_experiment(name)
