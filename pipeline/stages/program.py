@@ -47,7 +47,7 @@ def body(ctx: StageContext) -> None:
             chip = program(model, spec, seed)
             hw.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
             s = hw.programming_stats(chip, model)
-            ctx.log({f"prog_{k}": v for k, v in s.items() if not k.startswith("_")}, step=i, final=False)
+            ctx.log({f"chip_{k}": v for k, v in s.items() if not k.startswith("_")}, step=i, final=False)
             chips.append(chip), stats.append(s)
         summary = {"devices_per_chip": stats[0]["devices"],
                    "prog_mean_abs_dG_rel": float(np.mean([s["mean_abs_dG_rel"] for s in stats])),
