@@ -3,7 +3,8 @@
 Commands: one per stage declared in `pipeline.stages` (generated from its declaration) and
 those of `pipeline.commands.COMMANDS`. A user error (bad config, missing input, unknown
 run, bad option) prints one line `error: ...` and exits 2; `--debug` shows the traceback
-instead; Ctrl-C exits 130. Heavy libraries are imported by command bodies only, so
+instead; Ctrl-C exits 130 and SIGTERM 143, their runs marked KILLED (pipeline.signals).
+Heavy libraries are imported by command bodies only, so
 `--help` stays fast.
 """
 from __future__ import annotations
@@ -88,14 +89,16 @@ def main(argv=None) -> int:
     if not args:
         click.echo(cli.get_help(click.Context(cli, info_name="mixsig", help_option_names=["-h", "--help"])))
         return 2
+    from pipeline import signals
+    signals.install()       # SIGTERM raises signals.Terminated, like Ctrl-C raises KeyboardInterrupt
     try:
         rv = cli.main(args=args, prog_name="mixsig", standalone_mode=False, obj=state)
     except click.exceptions.Abort:   # Click's form of KeyboardInterrupt
-        print("interrupted", file=sys.stderr)
+        print(signals.describe(KeyboardInterrupt()), file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, signals.Terminated) as exc:
+        print(signals.describe(exc), file=sys.stderr)
+        return signals.exit_code(exc)
     except click.UsageError as exc:
         if state["debug"]:
             raise

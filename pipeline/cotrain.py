@@ -176,6 +176,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     from mlflow.tracking import MlflowClient
 
     from pipeline.config import flatten
+    from pipeline.signals import end_active_run
     from pipeline.tracking import setup_mlflow
     setup_mlflow()
     client = MlflowClient()
@@ -214,8 +215,8 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
             summarize(client, parent_id, cfg, root)
             mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)
             mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
-        except BaseException:
-            mlflow.set_tag(f"{TAG}status", "interrupted")
+        except BaseException as exc:
+            end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.signals)
             raise
     print(f"\nco-training {parent_id} finished; resume with `mixsig cotrain --resume {parent_id}` if a stage "
           f"fails, inspect with `mlflow ui --backend-store-uri <tracking uri>`")

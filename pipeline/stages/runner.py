@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.stages.artifacts import KINDS, ArtifactRef, artifact_dir
 from pipeline.stages.inputs import check_inputs, dataset
+from pipeline.signals import describe, end_active_run, is_interruption
 from pipeline.stages.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
 
 
@@ -223,6 +224,20 @@ def _log_results(ctx: StageContext, out_folder: Path) -> None:
             mlflow.log_artifact(str(path), artifact_path=adir)
 
 
+def _flush(ctx: StageContext, out_folder: Path, exc: BaseException, seconds: float) -> None:
+    """What an interrupted stage had finished: its metrics (metrics.json, with the reason)
+    and the outputs it had written, logged to its run (which is not marked finished, so
+    nothing downstream takes them as its inputs). Best effort: a second signal or a store
+    error leaves the rest to `cotrain --resume`."""
+    try:
+        ctx.log({"stage_seconds_until_stopped": seconds})
+        (out_folder / "interrupted.txt").write_text(describe(exc) + "\n")
+        ctx.extra_artifacts.append((out_folder / "interrupted.txt", None))
+        _log_results(ctx, out_folder)
+    except Exception:
+        pass
+
+
 def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, folder: Path | None = None,
               workdir: Path = Path("runs"), parent_run_id: str | None = None, step: int | None = None,
               verbose: int = 1, checked: bool = False) -> StageOutcome:
@@ -253,8 +268,10 @@ def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, fol
             _log_results(ctx, out_folder)
             mlflow.set_tags({**{tag(f"artifact.{k}"): run_id for k in ctx.outputs}, tag("status"): STATUS_FINISHED})
             ctx.say(f"finished in {seconds:.1f} s")
-        except BaseException:
-            mlflow.set_tag(tag("status"), "failed")
+        except BaseException as exc:
+            if is_interruption(exc):
+                _flush(ctx, out_folder, exc, time.perf_counter() - t0)
+            end_active_run(exc, "failed")
             raise
     outputs = {**inputs, **{k: ArtifactRef(k, run_id=run_id, local=p) for k, p in ctx.outputs.items()}}
     return StageOutcome(run_id, outputs, ctx.metrics)
