@@ -89,6 +89,11 @@ mixsig verify experiments/iris.yaml --hardware pcm --time 3600 --json""",
     "program": """\
 # program a trained block onto hardware.chips chips of the configured preset
 mixsig program --from-run <train-analog run id> --set hardware.preset=rram --set hardware.chips=4""",
+    "robustness": """\
+# every non-ideality alone on its default grid, 3 chips per point
+mixsig robustness <train-analog run id>
+# two axes on your own grids, ngspice spot checks at the breaking points
+mixsig robustness <co-training parent run id> --axes prog_sigma --grid stuck=0.01,0.1,0.3 --engine ngspice""",
     "bench": """\
 mixsig bench
 mixsig bench --no-ngspice --json""",

@@ -167,3 +167,30 @@ def test_program_alone_and_bad_input(hw_run, tmp_path):
     exp = client.get_experiment_by_name("smoke_hw")
     programs = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'program'")
     assert len(programs) == 2                               # the co-training's and the one above
+
+
+def test_robustness_command_logs_a_map_and_spot_checks(hw_run):
+    tmp, client, parent, _ = hw_run
+    ta = _by_stage(client, parent)[("train-analog", "0")]
+    proc = mixsig(tmp, "robustness", parent.info.run_id, "--axes", "prog_sigma,stuck", "--grid",
+                  "stuck=0.001,0.5", "--seeds", "2", "--engine", "ngspice", "--spot-samples", "5", "-q")
+    assert "ideal block:" in proc.stdout and "breaks" in proc.stdout, proc.stdout
+    exp = client.get_experiment_by_name("smoke_hw")
+    run = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'robustness'")[0]
+    assert run.data.tags["mixsig.status"] == "finished"
+    assert run.data.tags["mixsig.artifact.analog"] == ta.info.run_id        # the parent's last train-analog run
+    m = run.data.metrics
+    assert m["ideal_test_accuracy"] == pytest.approx(ta.data.metrics["test_accuracy"])
+    history = sorted(client.get_metric_history(run.info.run_id, "stuck_value"), key=lambda x: x.step)
+    assert [x.value for x in history] == [0.001, 0.5]
+    assert m["stuck_breaking_value"] == 0.5 and m["stuck_spot_max_abs_dy"] < 1e-6
+    assert m["stuck_spot_acc_native"] == m["stuck_spot_acc_ngspice"]
+    assert {"robustness.png", "robustness.json", "robustness.txt"} <= artifact_paths(client, run.info.run_id)
+    p = mixsig(tmp, "robustness", ta.info.run_id, "--grid", "stuck=", check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--grid stuck" in p.stderr, p.stderr
+    p = mixsig(tmp, "robustness", "0123456789abcdef0123456789abcdef", check=False)
+    assert p.returncode == 2 and "0123456789abcdef0123456789abcdef" in p.stderr
+    # compare: the scenario metrics side by side and accuracy against time after programming
+    proc = mixsig(tmp, "compare", "--experiment", "smoke_hw", "--output", "c.png", "--time-output", "ct.png")
+    assert "e2e_acc_programmed" in proc.stdout and "recovered_fraction" in proc.stdout
+    assert (tmp / "ct.png").stat().st_size > 1000

@@ -9,4 +9,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "bench": "bench",
     "config": "config",
     "data": "data",
+    "robustness": "robustness",
 }

@@ -12,7 +12,10 @@ HELP = "table of runs with key params and final metrics from MLflow, plus a plot
 DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.beta", "training.optimizer.lr",
                   "training.epochs", "cotrain.rounds", "input_optimization.steps", "input_optimization.margin"]
 DEFAULT_METRICS = ["digital_test_accuracy", "analog_first_test_accuracy", "end_to_end_test_accuracy",
-                   "baseline_test_accuracy", "test_accuracy", "round_power_mean"]
+                   "baseline_test_accuracy", "test_accuracy", "round_power_mean",
+                   # scenarios of runs with a hardware section (pipeline/chips.py), shown when present
+                   "e2e_acc_ideal", "e2e_acc_programmed", "e2e_acc_aware_programmed", "e2e_acc_cotrained",
+                   "recovered_fraction", "e2e_acc_programmed_tmax", "e2e_acc_cotrained_tmax", "recovered_fraction_tmax"]
 
 
 def quote_filter(expr: str) -> str:
@@ -42,6 +45,8 @@ def _fmt(v) -> str:
 @click.option("--max-runs", type=int, default=100, show_default=True, help="at most this many runs, newest first")
 @click.option("--output", default="compare.png", show_default=True, help="PNG of accuracy per round")
 @click.option("--csv", help="also write the table as CSV to this file")
+@click.option("--time-output", default="compare_time.png", show_default=True,
+              help="PNG of accuracy against the time after programming (runs with a hardware section)")
 def command(**kw) -> int:
     return run(SimpleNamespace(**kw))
 
@@ -110,4 +115,27 @@ def run(args) -> int:
         print(f"accuracy per round of {len(series)} run(s) plotted to {args.output}")
     else:
         print("no per-round accuracies among these runs (only co-training parent runs have them); no plot")
+    _time_plot(client, runs, args.time_output)
     return 0
+
+
+def _time_plot(client, runs, output) -> None:
+    """Each run's scenarios (programmed, co-trained, ...) against the time after programming."""
+    from pipeline.chips import SCENARIO_LABELS
+    from pipeline.cotrain import _latest_by_step
+    from pipeline.plots import accuracy_vs_time
+    series = {}
+    for r in runs:
+        times = _latest_by_step(client, r.info.run_id, "scenario_time_s") if "scenario_time_s" in r.data.metrics \
+            else []
+        for name in SCENARIO_LABELS:
+            if name == "ideal" or not times:
+                continue
+            mean = _latest_by_step(client, r.info.run_id, f"scenario_acc_{name}")
+            if len(mean) == len(times):
+                std = _latest_by_step(client, r.info.run_id, f"scenario_std_{name}")
+                series[f"{r.info.run_name} ({r.info.run_id[:8]}): {name}"] = (times, mean,
+                                                                              std if len(std) == len(mean) else None)
+    if series:
+        accuracy_vs_time(series, output, title="end-to-end test accuracy after programming, across runs")
+        print(f"accuracy against time after programming of {len(series)} scenario(s) plotted to {output}")
