@@ -32,6 +32,7 @@ from pathlib import Path
 from pipeline.stages import (STAGES, STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
                              config_from_run, dump_config, experiment_name, get_run, get_stage, resolve_inputs,
                              run_stage)
+from pipeline.liveness import claim
 from pipeline.stages.artifacts import artifact_dir
 
 START = ("train-digital",)                                                   # unless an encoder is given
@@ -125,6 +126,7 @@ def _resumed(client, resume: str):
     if parent.data.tags.get(f"{TAG}stage") != "cotrain":
         raise StageInputError(f"--resume run {resume} is a {parent.data.tags.get(f'{TAG}stage', 'non-mixsig')} "
                               f"run, not a co-training (mixsig cotrain) parent run")
+    claim(client, parent)    # refused if a live process runs it; before its orphans are closed
     cfg = config_from_run(resume)
     plan = [tuple(s) for s in json.loads(parent.data.tags[f"{TAG}plan"])]
     initial = json.loads(parent.data.tags.get(f"{TAG}initial_inputs", "{}"))
@@ -199,6 +201,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     with mlflow.start_run(run_id=resume, run_name=None if resume else (run_name or cfg["name"]),
                           tags=tags) as parent_run:
         parent_id = parent_run.info.run_id
+        claim(client, client.get_run(parent_id))    # host, pid, start time on the run (pipeline.liveness)
         root = workdir / parent_id
         root.mkdir(parents=True, exist_ok=True)
         if not resume:

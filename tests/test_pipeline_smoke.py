@@ -249,6 +249,11 @@ def test_killed_mid_stage_then_resumed(tmp_path):
     client = client_for(tmp_path)
     parent = client.get_run(parent_id)
     assert parent.info.status == "RUNNING" and parent.data.tags["mixsig.status"] == "running"
+    # the killed process had recorded itself; it is gone, so the resume below is allowed
+    import socket
+    assert parent.data.tags["mixsig.host"] == socket.gethostname()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(parent.data.tags["mixsig.pid"]), 0)
     crashed = children(client, parent)
     assert [k.data.tags["mixsig.stage"] for k in crashed] == ["train-digital", "embed", "train-analog"]
     assert [k.data.tags["mixsig.status"] for k in crashed] == ["finished", "finished", "running"]

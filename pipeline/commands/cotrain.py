@@ -17,8 +17,10 @@ HELP = ("train-digital → (embed → train-analog → optimize-inputs → retra
 @click.option("--input", "inputs", multiple=True, metavar="encoder=RUN_ID",
               help="start from this run's encoder (skips train-digital)")
 @click.option("--run-name", help="name of the parent run (default: the config's name)")
+@click.option("--force", is_flag=True, help="with --resume: the run's process on another host is known to be gone "
+                                            "(a live process on this host is always refused)")
 @opt.common
-def command(config, resume, from_run, inputs, run_name, workdir, overrides, quiet) -> int:
+def command(config, resume, from_run, inputs, run_name, force, workdir, overrides, quiet) -> int:
     from pathlib import Path
 
     from pipeline.cotrain import run_cotrain
@@ -28,6 +30,10 @@ def command(config, resume, from_run, inputs, run_name, workdir, overrides, quie
                             "--set, --from-run or --input")
     if not resume and not config:
         raise PipelineError("cotrain: give a config file or --resume RUN_ID")
+    if force and not resume:
+        raise PipelineError("cotrain --force goes with --resume RUN_ID")
+    from pipeline import liveness
+    liveness.FORCE["other_host"] = bool(force)
     cfg = None if resume else load_config_with_overrides(config, overrides)
     run_cotrain(cfg, resume=resume, workdir=Path(workdir), from_runs=from_run,
                 explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1)
