@@ -171,6 +171,14 @@ def recovered_fraction(metrics: dict, suffix: str = "") -> tuple[float | None, s
     return (cot - p) / drop, f"from {prog}"
 
 
+def series(client, run_id: str, key: str) -> list[float]:
+    """A metric's values by step (the latest value logged at each step), in step order."""
+    by_step: dict = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+        by_step[m.step] = m.value
+    return [by_step[k] for k in sorted(by_step)]
+
+
 # ---------------------------------------------------------------------------------------
 # a chip as the block of input optimisation
 # ---------------------------------------------------------------------------------------

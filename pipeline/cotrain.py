@@ -283,22 +283,15 @@ def _hardware_summary(client, parent_id: str, root: Path) -> dict:
         mlflow.set_tag(f"{TAG}recovered_fraction{suffix}", why if value is None else f"defined ({why})")
         if value is not None:
             out[f"recovered_fraction{suffix}"] = value
-    times = _latest_by_step(client, parent_id, "scenario_time_s")
+    times = chips.series(client, parent_id, "scenario_time_s")
     series = {}
     for name, label in chips.SCENARIO_LABELS.items():
-        mean = _latest_by_step(client, parent_id, f"scenario_acc_{name}")
+        mean = chips.series(client, parent_id, f"scenario_acc_{name}")
         if mean and len(mean) == len(times):
-            std = _latest_by_step(client, parent_id, f"scenario_std_{name}")
+            std = chips.series(client, parent_id, f"scenario_std_{name}")
             series[label] = (times, mean, std if len(std) == len(mean) else None)
     if series:
         path = plots.accuracy_vs_time(series, root / "plots" / "accuracy_vs_time.png",
                                       title="end-to-end test accuracy after programming (mean ± spread over chips)")
         mlflow.log_artifact(str(path), artifact_path="plots")
     return out
-
-
-def _latest_by_step(client, run_id: str, key: str) -> list[float]:
-    by_step: dict = {}
-    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
-        by_step[m.step] = m.value
-    return [by_step[k] for k in sorted(by_step)]

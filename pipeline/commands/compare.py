@@ -122,18 +122,18 @@ def run(args) -> int:
 def _time_plot(client, runs, output) -> None:
     """Each run's scenarios (programmed, co-trained, ...) against the time after programming."""
     from pipeline.chips import SCENARIO_LABELS
-    from pipeline.cotrain import _latest_by_step
+    from pipeline.chips import series as by_step
     from pipeline.plots import accuracy_vs_time
     series = {}
     for r in runs:
-        times = _latest_by_step(client, r.info.run_id, "scenario_time_s") if "scenario_time_s" in r.data.metrics \
+        times = by_step(client, r.info.run_id, "scenario_time_s") if "scenario_time_s" in r.data.metrics \
             else []
         for name in SCENARIO_LABELS:
             if name == "ideal" or not times:
                 continue
-            mean = _latest_by_step(client, r.info.run_id, f"scenario_acc_{name}")
+            mean = by_step(client, r.info.run_id, f"scenario_acc_{name}")
             if len(mean) == len(times):
-                std = _latest_by_step(client, r.info.run_id, f"scenario_std_{name}")
+                std = by_step(client, r.info.run_id, f"scenario_std_{name}")
                 series[f"{r.info.run_name} ({r.info.run_id[:8]}): {name}"] = (times, mean,
                                                                               std if len(std) == len(mean) else None)
     if series:
