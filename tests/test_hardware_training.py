@@ -117,7 +117,7 @@ def test_saved_model_resumes_hardware_training_exactly(tmp_path, mode):
         np.testing.assert_array_equal(ga, gb)
 
 
-def study(presets=("pcm", "rram"), seeds=3, chips=10, epochs=EPOCHS):
+def study(presets=("pcm", "rram", "ebana-4level"), seeds=3, chips=10, epochs=EPOCHS):
     """Ideal / hardware-aware / in-situ EP on iris, measured on chips (run this file as a
     script: `.venv/bin/python -m tests.test_hardware_training`). Test accuracy of the trained
     block, then mean ± sd over `chips` programmed chips at t = 0 and one day later. In-situ
@@ -132,7 +132,8 @@ def study(presets=("pcm", "rram"), seeds=3, chips=10, epochs=EPOCHS):
             for seed in range(seeds):
                 schedule = Schedule("cosine", total_epochs=epochs)
                 if mode == "in-situ":
-                    opt = PulsedOptimizer(spec, lr=0.05, base="adam", seed=seed, schedule=schedule)
+                    rule = "stochastic" if spec.device.levels else "pulses"
+                    opt = PulsedOptimizer(spec, lr=0.05, base="adam", rule=rule, seed=seed, schedule=schedule)
                 else:
                     opt = Adam(lr=0.02, schedule=schedule)
                 m, _, _ = _train(opt, NoiseInjection(spec) if mode == "aware" else None, seed=seed)
