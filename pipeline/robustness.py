@@ -18,7 +18,8 @@ onto it, as in every chip); its grid runs from mild to harsh:
   offset_sigma  amplifier output offset in volts
 
 The breaking point of an axis is the mildest value whose mean accuracy is more than
-`threshold` below the ideal block's.
+`threshold` below the ideal block's; an axis that has not broken at the end of its grid is
+continued geometrically (`extend`), a few values at most, so the map reaches where it breaks.
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def parse_grid(items, axes=None) -> dict[str, tuple]:
         try:
             values = tuple(int(p) if name in _INTEGER_AXES else float(p) for p in parts)
         except ValueError:
-            raise ValueError(f"--grid {name}={text}: values must be {'integers' if name in _INTEGER_AXES else 'numbers'}"
-                             ) from None
+            kind = "integers" if name in _INTEGER_AXES else "numbers"
+            raise ValueError(f"--grid {name}={text}: values must be {kind}") from None
         for v in values:
             check_value(name, v)
         grid[name] = values
@@ -125,17 +126,37 @@ class AxisResult:
     error: str | None = None                          # e.g. a spread that leaves no energy function
 
 
-def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, progress=None) -> tuple[float, list]:
+def extend(axis: str, values) -> object | None:
+    """The next, harsher value after a grid (geometric continuation of its last step), or None
+    when the axis cannot get harsher (2 levels, on/off ratio near 1, all devices stuck)."""
+    v = list(values)
+    if axis == "levels":
+        return max(2, int(v[-1]) // 2) if int(v[-1]) > 2 else None
+    if axis == "on_off":
+        nxt = v[-1] / (v[-2] / v[-1] if len(v) > 1 and v[-2] > v[-1] else 2.0)
+        return nxt if nxt > 1.05 else None
+    ratio = v[-1] / v[-2] if len(v) > 1 and v[-2] > 0 and v[-1] > v[-2] else 2.0
+    nxt = v[-1] * ratio if v[-1] > 0 else 0.01
+    if axis == "stuck":
+        return min(1.0, nxt) if v[-1] < 1.0 else None
+    return nxt
+
+
+def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, progress=None,
+          more: int = 0) -> tuple[float, list]:
     """(ideal accuracy, [AxisResult]) of the block on (x, y) over the grid, `seeds` chips per
-    point (seeds 0..seeds-1), native engine at full batch speed."""
+    point (seeds 0..seeds-1), native engine at full batch speed. An axis that has not broken
+    at the end of its grid is continued by up to `more` harsher values (`extend`)."""
     from analog.hardware import program
 
     from pipeline.chips import chip_accuracy, spread
     ideal = model.scores(x, y)["accuracy"]
     out = []
     for axis, values in grid.items():
-        res = AxisResult(axis, list(values))
-        for v in values:
+        res = AxisResult(axis, [])
+        todo, added = list(values), 0
+        while todo:
+            v = todo.pop(0)
             t0 = time.perf_counter()
             try:
                 spec, t = spec_for(axis, v)
@@ -145,9 +166,9 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
                     accs.append(chip_accuracy(chip, x, y, t))
                     chip.close()
             except ValueError as exc:        # e.g. a drawn gain <= 0: the map stops there
-                res.error = f"{axis}={v}: {exc}"
-                res.values = res.values[: len(res.mean)]
+                res.error = f"{axis}={v:g}: {exc}"
                 break
+            res.values.append(v)
             res.accs.append(accs)
             res.mean.append(float(np.mean(accs)))
             res.std.append(spread(accs))
@@ -155,6 +176,11 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
                 res.breaking = v
             if progress:
                 progress(f"{axis}={v:g}: {res.mean[-1]:.4f} ± {res.std[-1]:.4f} ({time.perf_counter() - t0:.1f} s)")
+            if not todo and res.breaking is None and added < more:
+                nxt = extend(axis, res.values)
+                if nxt is not None:
+                    todo.append(nxt)
+                    added += 1
         out.append(res)
     return ideal, out
 

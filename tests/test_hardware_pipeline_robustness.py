@@ -128,3 +128,19 @@ def test_frozen_plan_trains_and_programs_once():
     plan = make_plan(cfg)
     assert plan.count(("program", 1)) == 1 and plan.count(("train-analog", 2)) == 1 and plan[-2:] == [
         ("program", 2), ("evaluate", 2)]
+
+
+def test_an_axis_is_continued_until_it_breaks(block):
+    assert rb.extend("levels", [8, 4]) == 2 and rb.extend("levels", [2]) is None
+    assert rb.extend("stuck", [0.2, 0.4]) == pytest.approx(0.8) and rb.extend("stuck", [0.6, 1.0]) is None
+    assert rb.extend("stuck", [0.4, 0.8]) == 1.0                       # capped: every device stuck
+    assert rb.extend("on_off", [10.0, 5.0]) == pytest.approx(2.5) and rb.extend("on_off", [1.1]) is None
+    assert rb.extend("prog_sigma", [0.01, 0.03]) == pytest.approx(0.09)
+    model, x, y = block
+    _, (res,) = rb.sweep(model, x, y, {"stuck": (0.0, 0.05)}, seeds=2, threshold=0.05, more=4)
+    assert res.values[:2] == [0.0, 0.05] and len(res.values) <= 6
+    if res.breaking is None:
+        assert len(res.values) == 6 or res.values[-1] == 1.0
+    else:       # continued exactly until it broke
+        assert res.values[-1] == res.breaking and res.mean[-1] < 1.0 - 0.05
+        assert all(m >= 1.0 - 0.05 for m in res.mean[:-1])

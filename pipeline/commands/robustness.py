@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import click
 
+from pipeline.commands import options as opt
+
 HELP = "accuracy of a trained block against each non-ideality alone (a sensitivity map), logged to MLflow"
 
 
@@ -23,18 +25,20 @@ HELP = "accuracy of a trained block against each non-ideality alone (a sensitivi
               help="chips (seeds 0..N-1) per point")
 @click.option("--threshold", type=click.FloatRange(min=0), default=0.02, show_default=True,
               help="an axis breaks at its mildest value whose accuracy is this far below the ideal block's")
+@click.option("--extend", "more", type=click.IntRange(min=0), default=3, show_default=True,
+              help="continue an axis that has not broken at the end of its grid by up to N harsher values")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N test samples")
 @click.option("--engine", type=click.Choice(["native", "ngspice"]), default="native", show_default=True,
               help="ngspice: also spot-check each breaking point on ngspice (native vs ngspice outputs)")
 @click.option("--spot-samples", type=click.IntRange(min=1), default=20, show_default=True,
               help="test samples per ngspice spot check")
-@click.option("--workdir", default="runs", show_default=True, help="local working folder")
+@opt.workdir
 @click.option("-q", "--quiet", is_flag=True, help="no progress lines")
 def command(**kw) -> int:
     return run(SimpleNamespace(**kw))
 
 
-def _source(run_id: str):
+def _source(run_id: str, workdir):
     """(run holding the block, its config, model, x_test, y_test)."""
     import numpy as np
     from mlflow.tracking import MlflowClient
@@ -56,7 +60,7 @@ def _source(run_id: str):
         raise StageInputError(f"run {run.info.run_id} ({run.data.tags.get(tag('stage'), 'not a mixsig stage')}) "
                               f"names no analog block")
     cfg = config_from_run(run.info.run_id)
-    cache = Path("runs/_cache")
+    cache = Path(workdir) / "_cache"
     model = load_analog(refs["analog"].path(cache))
     if is_image_data(cfg):
         if "embeddings" not in refs:
@@ -82,7 +86,10 @@ def run(args) -> int:
     from pipeline.tracking import setup_mlflow
     grid = rb.parse_grid(args.grid, [a.strip() for a in args.axes.split(",") if a.strip()] if args.axes else None)
     setup_mlflow()
-    src, cfg, model, x, y = _source(args.run_id)
+    if args.workdir is None:   # the shared --workdir option's default: runs/ in the project folder
+        from pipeline.home import default_workdir
+        args.workdir = default_workdir()
+    src, cfg, model, x, y = _source(args.run_id, args.workdir)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     grid = {a: v for a, v in grid.items() if rb.applies(a, model)} or grid
@@ -94,10 +101,12 @@ def run(args) -> int:
         folder = Path(args.workdir) / mrun.info.run_id
         folder.mkdir(parents=True, exist_ok=True)
         mlflow.log_params({"seeds": args.seeds, "threshold": args.threshold, "test_samples": len(y),
+                           "extend": args.more,
                            **{f"grid.{a}": ",".join(f"{v:g}" for v in vals) for a, vals in grid.items()}})
         say(f"robustness of block {src.info.run_id} on {len(y)} test samples, {args.seeds} chip(s) per point")
         try:
-            ideal, results = rb.sweep(model, x, y, grid, seeds=args.seeds, threshold=args.threshold, progress=say)
+            ideal, results = rb.sweep(model, x, y, grid, seeds=args.seeds, threshold=args.threshold, progress=say,
+                                     more=args.more)
             mlflow.log_metric("ideal_test_accuracy", ideal)
             for r in results:
                 for i, (v, m, s) in enumerate(zip(r.values, r.mean, r.std)):
