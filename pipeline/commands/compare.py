@@ -81,6 +81,9 @@ def run(args) -> int:
     if not runs:
         print(f"no runs match (experiments {', '.join(args.experiment)}, filter {flt!r})")
         return 0
+    unknown = [m for m in metrics if not any(m in r.data.metrics for r in runs)] if args.metrics else []
+    if unknown:
+        raise PipelineError(f"compare --metrics: {', '.join(unknown)} logged by none of the {len(runs)} runs")
     metrics = [m for m in metrics if any(m in r.data.metrics for r in runs)] or metrics
     params = [p for p in params if any(p in r.data.params for r in runs)] or params
     header = ["run", "name", "stage", "status"] + params + metrics

@@ -34,7 +34,12 @@ def command(config, resume, from_run, inputs, run_name, force, workdir, override
         raise PipelineError("cotrain --force goes with --resume RUN_ID")
     from pipeline import liveness
     liveness.FORCE["other_host"] = bool(force)
+    if resume:   # a unique start of the id is enough (compare prints 8 characters)
+        from pipeline.stages import get_run
+        from pipeline.tracking import setup_mlflow
+        setup_mlflow()
+        resume = get_run(resume, what="--resume run").info.run_id
     cfg = None if resume else load_config_with_overrides(config, overrides)
-    run_cotrain(cfg, resume=resume, workdir=Path(workdir), from_runs=from_run,
+    run_cotrain(cfg, resume=resume, workdir=opt.workdir_or_default(workdir), from_runs=from_run,
                 explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1)
     return 0

@@ -29,8 +29,38 @@ class RoundNumber(click.ParamType):
         return number
 
 
+class WorkFolder(click.ParamType):
+    """A folder the command may create and write: not an existing file, under a folder."""
+    name = "FOLDER"
+
+    def convert(self, value, param, ctx):
+        import os
+        from pathlib import Path
+        path = Path(value).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            self.fail(f"{value} is a file, not a folder", param, ctx)
+        parent = next((p for p in (path, *path.parents) if p.exists()), None)
+        if parent is None or not parent.is_dir():
+            self.fail(f"{value}: {parent} is not a folder", param, ctx)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            self.fail(f"{value}: {parent} is not writable", param, ctx)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.fail(f"{value}: cannot be created ({exc.strerror or exc})", param, ctx)
+        return path
+
+
+def workdir_or_default(workdir):
+    """The --workdir given, else `runs/` in the project folder (pipeline.home)."""
+    from pipeline.home import default_workdir
+    return workdir if workdir is not None else default_workdir()
+
+
 config_argument = click.argument("config", required=False, metavar="[CONFIG]")
-workdir = click.option("--workdir", default="runs", show_default=True, help="local working folder")
+workdir = click.option("--workdir", type=WorkFolder(), default=None,
+                       help="local working folder [default: runs/ in the project folder, $MIXSIG_HOME or the "
+                            "current one]")
 overrides = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                          help="override a config value, e.g. --set analog.gain=2.0 (repeatable)")
 quiet = click.option("-q", "--quiet", is_flag=True, help="no progress bars")

@@ -47,7 +47,7 @@ def _help(stage) -> str:
             f"Outputs: {', '.join(stage.produces) or 'metrics only'}.")
 
 
-def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None, workdir="runs", overrides=(),
+def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None, workdir=None, overrides=(),
                       quiet=False) -> int:
     from pathlib import Path
 
@@ -69,7 +69,8 @@ def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None
     refs = resolve_inputs(cfg, from_runs, parse_input_items(inputs))
     if round is None:
         round = stage.default_round(get_run(from_runs[-1])) if from_runs else 0
-    outcome = run_stage(stage, cfg, refs, round=round, workdir=Path(workdir), verbose=0 if quiet else 1)
+    outcome = run_stage(stage, cfg, refs, round=round, workdir=Path(opt.workdir_or_default(workdir)),
+                        verbose=0 if quiet else 1)
     print(f"{stage.name} run {outcome.run_id} finished (experiment {experiment_name(cfg)!r})")
     for k, v in sorted(outcome.metrics.items()):
         if "accuracy" in k or k in ("reached_fraction", "mean_shift", "stage_seconds"):

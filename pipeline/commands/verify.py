@@ -76,9 +76,11 @@ def run(args) -> int:
     from analog.verify import gradient_report
     from pipeline.analog_config import model_from_config
     from pipeline.config import load_config
+    from pipeline.limits import check_block_size
 
     cfg = load_config(args.config)
     x, y, n_classes = _samples(cfg, args.samples)
+    check_block_size(cfg["analog"]["hidden"], x.shape[1], n_classes)   # before any allocation
     model = model_from_config(cfg, x.shape[1], n_classes)
     if args.model:
         saved = AnalogModel.load(args.model)

@@ -36,6 +36,11 @@ def is_image_data(cfg: dict) -> bool:
 def check_inputs(stage, cfg: dict, inputs: dict, cache: Path) -> dict:
     """The inputs `stage` uses, downloaded and checked: present, mutually fitting widths,
     the config's embedding width, the encoder's voltage range. Raises StageInputError."""
+    from pipeline.limits import check_config
+    try:
+        check_config(cfg)     # a block that cannot fit in memory, before any run or allocation
+    except ValueError as exc:
+        raise StageInputError(f"{stage.name}: {exc}") from None
     if stage.precheck is not None:
         try:
             stage.precheck(cfg)

@@ -65,13 +65,35 @@ def config_from_run(run_id: str, overrides=()) -> dict:
 # ---------------------------------------------------------------------------------------
 # run lookup and input resolution
 # ---------------------------------------------------------------------------------------
+MIN_PREFIX = 4     # shortest start of a run id taken for the id
+
+
+def _by_prefix(client, prefix: str, what: str):
+    """The one run whose id starts with `prefix` (`compare` prints 8 characters), or None."""
+    import re
+
+    from mlflow.entities import ViewType
+    if not re.fullmatch(rf"[0-9a-f]{{{MIN_PREFIX},31}}", prefix):
+        return None
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    runs = client.search_runs(ids, f"attributes.run_id LIKE '{prefix}%'", run_view_type=ViewType.ALL,
+                              max_results=6) if ids else []
+    if len(runs) > 1:
+        raise StageInputError(f"{what} {prefix!r} is the start of {'more than 5' if len(runs) > 5 else len(runs)} "
+                              f"run ids ({', '.join(r.info.run_id for r in runs[:5])}); give more of it")
+    return runs[0] if runs else None
+
+
 def get_run(run_id: str, experiment: str | None = None, what: str = "run"):
-    """The MLflow run, or StageInputError if it does not exist or is in another experiment."""
+    """The MLflow run of an id or a unique start of one; StageInputError if it does not
+    exist, is ambiguous, or is in another experiment."""
     from mlflow.tracking import MlflowClient
     client = MlflowClient()
     try:
         run = client.get_run(run_id)
     except Exception:
+        run = _by_prefix(client, str(run_id).strip().lower(), what)
+    if run is None:
         from pipeline.tracking import tracking_uri
         raise StageInputError(f"{what} {run_id!r} does not exist in the tracking store {tracking_uri()}") from None
     if experiment is not None:
