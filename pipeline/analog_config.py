@@ -60,6 +60,7 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
         elif mode == "in-situ":
             seed = cfg["hardware"].get("seed")
             optimizer = PulsedOptimizer(spec, lr=o["lr"], base=o["name"], schedule=schedule,
+                                        rule=cfg["hardware"].get("pulse_rule", "pulses"),
                                         seed=cfg.get("seed", 0) if seed is None else seed, **kwargs)
         else:
             raise ValueError(f"hardware.training={mode!r} must be 'ideal', 'aware' or 'in-situ'")

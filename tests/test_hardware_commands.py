@@ -58,3 +58,15 @@ def test_bench_reports_the_real_device_rates():
 def test_bench_refuses_a_negative_batch():
     out = _mixsig("bench", "--batch", "-5")
     assert out.returncode == 2 and "--batch" in out.stderr
+
+
+@pytest.mark.parametrize("rule", ["pulses", "stochastic", "manhattan"])
+def test_config_pulse_rule_reaches_the_in_situ_optimiser(rule):
+    import yaml
+
+    from pipeline.analog_config import model_from_config
+    from pipeline.config import validate_config
+    raw = yaml.safe_load((ROOT / "experiments/iris.yaml").read_text())
+    raw["hardware"] = {"preset": "ebana-4level", "training": "in-situ", "pulse_rule": rule}
+    model = model_from_config(validate_config(raw), 4, 3)
+    assert type(model.optimizer).__name__ == "PulsedOptimizer" and model.optimizer.rule == rule

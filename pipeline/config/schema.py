@@ -203,6 +203,10 @@ class HardwareConfig(Section):
     training: Literal["ideal", "aware", "in-situ"] = F(
         "ideal", "ideal EP, hardware-aware EP (noise injection) or in-situ EP (pulsed updates)")
     frozen: bool = F(False, "the analog block keeps its programmed state (no training on the chip)")
+    pulse_rule: Literal["pulses", "stochastic", "manhattan"] = F(
+        "pulses", "in-situ EP: how an update becomes pulses (rounded count, stochastically rounded count, "
+                  "or one pulse of the update's sign: the Manhattan rule); devices with few levels need "
+                  "'stochastic' (docs/devices.md)")
 
     @model_validator(mode="after")
     def _resolve(self):
