@@ -42,6 +42,7 @@ AXES: dict[str, tuple[tuple, str, bool, str]] = {
     "offset_sigma": ((0.001, 0.01, 0.03, 0.1, 0.3), "V", True, "amplifier offset"),
 }
 _INTEGER_AXES = ("levels",)
+DRIFT_HORIZON = 3.2e9     # s, about a century: drift_time is not continued past it
 
 
 def parse_grid(items, axes=None) -> dict[str, tuple]:
@@ -136,9 +137,11 @@ def extend(axis: str, values) -> object | None:
         nxt = v[-1] / (v[-2] / v[-1] if len(v) > 1 and v[-2] > v[-1] else 2.0)
         return nxt if nxt > 1.05 else None
     ratio = v[-1] / v[-2] if len(v) > 1 and v[-2] > 0 and v[-1] > v[-2] else 2.0
-    nxt = v[-1] * ratio if v[-1] > 0 else 0.01
+    nxt = float(f"{v[-1] * ratio:.3g}") if v[-1] > 0 else 0.01
     if axis == "stuck":
         return min(1.0, nxt) if v[-1] < 1.0 else None
+    if axis == "drift_time":           # beyond a century a drift time means nothing for a chip
+        return nxt if nxt <= DRIFT_HORIZON else None
     return nxt
 
 
@@ -214,7 +217,8 @@ def table(ideal: float, results: list) -> list[list[str]]:
             rows.append([r.axis, f"{v:g}", AXES[r.axis][1], f"{m:.4f}", f"{s:.4f}", f"{100 * (ideal - m):+.2f}",
                          "breaks" if r.breaking is not None and v == r.breaking else ""])
         if r.error:
-            rows.append([r.axis, "-", "", "-", "-", "-", f"stopped: {r.error}"])
+            why = r.error.split(": ", 1)[-1]
+            rows.append([r.axis, "-", "", "-", "-", "-", f"stopped: {why[:70]}{'...' if len(why) > 70 else ''}"])
     return rows
 
 

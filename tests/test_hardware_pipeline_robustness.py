@@ -144,3 +144,9 @@ def test_an_axis_is_continued_until_it_breaks(block):
     else:       # continued exactly until it broke
         assert res.values[-1] == res.breaking and res.mean[-1] < 1.0 - 0.05
         assert all(m >= 1.0 - 0.05 for m in res.mean[:-1])
+
+
+def test_continuation_rounds_and_stops_at_physical_limits():
+    assert rb.extend("gain_sigma", [0.2, 0.3]) == 0.45                 # not 0.44999999999999996
+    assert rb.extend("drift_time", [3.15e7, 3.15e9]) is None           # not past a century
+    assert rb.extend("drift_time", [3600.0, 86400.0]) == pytest.approx(2.07e6)
