@@ -42,13 +42,22 @@ Conventions shared by the commands:
   A stage takes its inputs from earlier runs with `--from-run RUN_ID` (that run and its
   upstream runs; without `CONFIG`, their config too) or one by one with
   `--input KIND=RUN_ID|FOLDER`. Missing or mismatched inputs (wrong embedding width, other
-  experiment) are reported before any work. Local copies go under `--workdir` (`runs/`).
-- **Tracking.** Runs go to `sqlite:///mlflow.db` in the working folder unless
-  `MLFLOW_TRACKING_URI` says otherwise; `mlflow ui --backend-store-uri sqlite:///mlflow.db`
-  browses them.
+  experiment) are reported before any work. A stage writes its outputs once, into its
+  run's MLflow artifacts, linked from its folder under `--workdir` (`runs/`). Run ids may be
+  shortened to a unique start of at least 4 characters (`compare` prints 8).
+- **Project folder.** The tracking store `mlflow.db`, MLflow's artifacts `mlruns/` and the
+  run folders `runs/` live together in one project folder: `$MIXSIG_HOME` if set, else the
+  nearest of the current folder and its parents that holds an `mlflow.db` (so a subfolder
+  finds its project, as git finds its repository), else the current folder. The current
+  folder stays the default so that existing projects keep their runs; set `MIXSIG_HOME` to
+  work, and `cotrain --resume`, from any folder. `MLFLOW_TRACKING_URI` still names another
+  store. `mlflow ui --backend-store-uri sqlite:///$MIXSIG_HOME/mlflow.db` browses the runs.
+  Processes started together on a new store wait for each other while it is created.
 - **Errors.** A user error (bad config key or value, missing input, unknown run, a
   plug-in encoder breaking its contract) prints one line `error: ...` and exits with
-  status 2; `mixsig --debug COMMAND ...` shows the traceback instead. Ctrl-C exits 130.
+  status 2; `mixsig --debug COMMAND ...` shows the traceback instead. Ctrl-C exits 130 and
+  SIGTERM 143; the runs they stop are marked KILLED and `cotrain --resume` continues them
+  (it refuses while the co-training's own process is still alive).
 
 The design behind the stages is in [design.md](design.md); the simulators that `bench`
 and `verify` measure are in [engines.md](engines.md).

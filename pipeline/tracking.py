@@ -21,9 +21,19 @@ class TrackingStoreError(Exception):
     """The tracking store cannot be opened (locked, unreadable, not a database)."""
 
 
+_SET_BY_US: set = set()   # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI
+
+
+def user_tracking_uri() -> str | None:
+    """MLFLOW_TRACKING_URI as the user set it (None if unset or only exported by mlflow)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri and uri not in _SET_BY_US else None
+
+
 def tracking_uri() -> str:
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    uri = user_tracking_uri()
+    if uri:
+        return uri
     from pipeline.home import project_home
     return f"sqlite:///{project_home() / 'mlflow.db'}"
 
@@ -111,6 +121,8 @@ def setup_mlflow(experiment: str | None = None):
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = tracking_uri()
+    if not user_tracking_uri():
+        _SET_BY_US.add(uri)
     mlflow.set_tracking_uri(uri)
     if uri in _OPENED and not experiment:
         return mlflow
@@ -129,7 +141,7 @@ def _set_experiment(mlflow, name: str) -> None:
     from pipeline.home import artifact_location
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        location = artifact_location(name) if not os.environ.get("MLFLOW_TRACKING_URI") else None
+        location = artifact_location(name) if not user_tracking_uri() else None
         mlflow.create_experiment(name, artifact_location=location)
     elif exp.lifecycle_stage == "deleted":
         raise TrackingStoreError(f"experiment {name!r} was deleted in {tracking_uri()}; restore it "

@@ -38,7 +38,11 @@ def command(config, resume, from_run, inputs, run_name, force, workdir, override
         from pipeline.stages import get_run
         from pipeline.tracking import setup_mlflow
         setup_mlflow()
-        resume = get_run(resume, what="--resume run").info.run_id
+        parent = get_run(resume, what="--resume run")
+        resume = parent.info.run_id
+        if workdir is None and parent.data.tags.get("mixsig.workdir"):   # its own local folder, from anywhere
+            recorded = Path(parent.data.tags["mixsig.workdir"]).parent
+            workdir = recorded if recorded.is_dir() else None
     cfg = None if resume else load_config_with_overrides(config, overrides)
     run_cotrain(cfg, resume=resume, workdir=opt.workdir_or_default(workdir), from_runs=from_run,
                 explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1)

@@ -95,7 +95,10 @@ def get_run(run_id: str, experiment: str | None = None, what: str = "run"):
         run = _by_prefix(client, str(run_id).strip().lower(), what)
     if run is None:
         from pipeline.tracking import tracking_uri
-        raise StageInputError(f"{what} {run_id!r} does not exist in the tracking store {tracking_uri()}") from None
+        from pipeline.tracking import user_tracking_uri
+        hint = "" if os.environ.get("MIXSIG_HOME") or user_tracking_uri() else \
+            " (started outside its project folder? set MIXSIG_HOME to that folder)"
+        raise StageInputError(f"{what} {run_id!r} does not exist in the tracking store {tracking_uri()}{hint}") from None
     if experiment is not None:
         exp = client.get_experiment(run.info.experiment_id)
         if exp.name != experiment:

@@ -10,7 +10,10 @@ one command per registered stage.
 
 `run_stage` checks the inputs (before any run exists), opens the run with its lineage tags,
 logs the config, calls the body with a StageContext, then logs metrics.json, the outputs
-and extra artifacts, and tags the run finished (or failed if the body raises).
+and extra artifacts, and tags the run finished (or failed if the body raises; KILLED on
+SIGINT/SIGTERM, see pipeline.signals). With a local artifact store (the default) a stage
+writes its outputs straight into its run's artifact folder, linked from its local folder,
+so each artifact is stored once.
 """
 from __future__ import annotations
 
@@ -123,6 +126,7 @@ class StageContext:
     parent_run_id: str | None = None
     verbose: int = 1
     cache: Path = Path("runs/_cache")
+    artifact_root: Path | None = None   # the run's artifact folder when the artifact store is local
     outputs: dict = field(default_factory=dict)    # kind → local folder
     extra_artifacts: list = field(default_factory=list)   # (local path, artifact dir)
     metrics: dict = field(default_factory=dict)
@@ -134,7 +138,14 @@ class StageContext:
         return kind in self.inputs
 
     def output(self, kind: str) -> Path:
+        """The folder to write output `kind` into. With a local artifact store it lives in
+        the run's artifact folder (stored once), reached through a link in the local folder."""
         path = self.folder / artifact_dir(kind)
+        if self.artifact_root is not None and not path.exists():
+            real = self.artifact_root / artifact_dir(kind)
+            real.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(real, target_is_directory=True)
         path.mkdir(parents=True, exist_ok=True)
         self.outputs[kind] = path
         return path
@@ -211,12 +222,27 @@ def _lineage_tags(name, round, step, parent_run_id, inputs, used) -> dict:
     return tags
 
 
+def local_artifact_root(artifact_uri: str) -> Path | None:
+    """The folder of a run's artifacts if the artifact store is this file system."""
+    from urllib.parse import unquote, urlparse
+    if artifact_uri.startswith("file:"):
+        return Path(unquote(urlparse(artifact_uri).path))
+    return Path(artifact_uri) if "://" not in artifact_uri and artifact_uri.startswith("/") else None
+
+
+def _in_artifact_store(ctx: StageContext, path: Path) -> bool:
+    if ctx.artifact_root is None or not path.is_symlink():
+        return False
+    return path.resolve().parent == ctx.artifact_root.resolve()
+
+
 def _log_results(ctx: StageContext, out_folder: Path) -> None:
     import mlflow
     (out_folder / "metrics.json").write_text(json.dumps(ctx.metrics, indent=2))
     mlflow.log_artifact(str(out_folder / "metrics.json"))
     for kind, path in ctx.outputs.items():
-        mlflow.log_artifacts(str(path), artifact_path=artifact_dir(kind))
+        if not _in_artifact_store(ctx, path):   # already there when written through the link
+            mlflow.log_artifacts(str(path), artifact_path=artifact_dir(kind))
     for path, adir in ctx.extra_artifacts:
         if path.is_dir():
             mlflow.log_artifacts(str(path), artifact_path=adir)
@@ -257,7 +283,8 @@ def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, fol
         run_id = run.info.run_id
         out_folder = Path(folder) if folder is not None else Path(workdir) / run_id
         out_folder.mkdir(parents=True, exist_ok=True)
-        ctx = StageContext(cfg, spec.name, round, out_folder, used, run_id, parent_run_id, verbose, cache)
+        ctx = StageContext(cfg, spec.name, round, out_folder, used, run_id, parent_run_id, verbose, cache,
+                           local_artifact_root(run.info.artifact_uri))
         try:
             mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
             mlflow.log_artifact(str(dump_config(cfg, out_folder / "config.yaml")))
