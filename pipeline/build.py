@@ -61,6 +61,22 @@ def encoder(cfg: dict):
     return make_encoder(cfg["digital"]["encoder"], **encoder_params(cfg))
 
 
+def check_fitted_encoder(cfg: dict, enc, images, when: str = "after fit") -> None:
+    """The encoder contract (embedding shape, finite values in [v_low, v_high]) checked on a
+    few training images right after the encoder was (re)trained, so an encoder that breaks
+    it fails here, naming itself, not later in a matrix product."""
+    from digital import EncoderContractError, check_encoder
+    d = cfg["digital"]
+    name = f"digital.encoder={d['encoder']!r} ({type(enc).__name__})"
+    try:
+        check_encoder(enc, images[:256], d["embedding_dim"], d["v_low"], d["v_high"])
+    except EncoderContractError as exc:
+        raise EncoderContractError(f"{name} {when}: {exc}") from None
+    except Exception as exc:   # embed() itself failed
+        raise EncoderContractError(f"{name} {when}: embedding {min(len(images), 256)} training images failed: "
+                                   f"{type(exc).__name__}: {exc}") from None
+
+
 def check_configured_encoder(cfg: dict, sample: int = 300) -> None:
     """Build the configured encoder and embed a stratified sample of training images with
     it, so that a factory that does not import, bad digital.params, or an encoder breaking

@@ -16,9 +16,8 @@ import sys
 import click
 
 # TensorFlow's C++ start-up chatter (oneDNN, "no CUDA drivers") buries the progress bars on
-# this CPU-only tool; TF_CPP_MIN_LOG_LEVEL=0 in the environment brings it back
+# this CPU-only tool: main() mutes it unless --debug (pipeline.quiet)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 USER_ERRORS = {"ConfigError", "DataError", "EncoderContractError", "StageInputError", "PipelineError",
                "TrackingStoreError", "LivenessError"}
@@ -89,7 +88,8 @@ def main(argv=None) -> int:
     if not args:
         click.echo(cli.get_help(click.Context(cli, info_name="mixsig", help_option_names=["-h", "--help"])))
         return 2
-    from pipeline import signals
+    from pipeline import quiet, signals
+    quiet.setup(debug=state["debug"])   # TensorFlow's start-up lines muted; the current folder importable
     signals.install()       # SIGTERM raises signals.Terminated, like Ctrl-C raises KeyboardInterrupt
     try:
         rv = cli.main(args=args, prog_name="mixsig", standalone_mode=False, obj=state)

@@ -179,7 +179,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
 
     from pipeline.config import flatten
     from pipeline.signals import end_active_run
-    from pipeline.tracking import setup_mlflow
+    from pipeline.tracking import setup_mlflow, tracking_uri
     setup_mlflow()
     client = MlflowClient()
     workdir = Path(workdir).resolve()
@@ -222,7 +222,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
             end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.signals)
             raise
     print(f"\nco-training {parent_id} finished; resume with `mixsig cotrain --resume {parent_id}` if a stage "
-          f"fails, inspect with `mlflow ui --backend-store-uri <tracking uri>`")
+          f"fails, inspect with `mlflow ui --backend-store-uri {tracking_uri()}`")
     return parent_id
 
 

@@ -70,6 +70,9 @@ def smoke(tmp_path_factory):
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'cotrain'")
     assert len(parents) == 1, proc.stdout
     assert parents[0].info.run_id in proc.stdout          # -q still prints the id --resume needs
+    assert f"--backend-store-uri sqlite:///{tmp / 'mlflow.db'}" in proc.stdout   # no placeholder
+    for noise in ("absl::InitializeLog", "cuda", "oneDNN"):   # TensorFlow's start-up lines are muted
+        assert noise not in proc.stderr, proc.stderr[-2000:]
     return tmp, client, parents[0]
 
 
@@ -110,6 +113,7 @@ def test_cotrain_runs_tags_metrics_artifacts(smoke):
     for key in ("digital_test_accuracy", "analog_test_accuracy", "end_to_end_test_accuracy", "baseline_test_accuracy",
                 "power_mean"):
         assert key in ev, key
+    assert ev["baseline_test_accuracy"] > 0.4      # the smoke baseline is well above chance (0.1)
     pm = parent.data.metrics
     for key in ("analog_first_test_accuracy", "end_to_end_test_accuracy", "digital_test_accuracy",
                 "baseline_test_accuracy", "round_inputopt_reached_fraction"):

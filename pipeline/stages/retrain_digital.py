@@ -22,6 +22,8 @@ def body(ctx: StageContext) -> None:
     labels = ds.y_train if d["class_weight"] > 0 else None
     enc.fit_targets(ds.x_train, tg["targets"], labels, epochs=d["retrain_epochs"], target_weight=d["target_weight"],
                     class_weight=d["class_weight"], verbose=ctx.keras_verbose)
+    from pipeline.build import check_fitted_encoder
+    check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
     hist = getattr(enc, "history_", {})
     ctx.log_history(hist, "retrain_")
     acc = enc.evaluate(ds.x_test, ds.y_test)

@@ -24,6 +24,7 @@ def body(ctx: StageContext) -> None:
             f"{len(ds.x_train)} images, {d['epochs']} epochs")
     enc.fit(ds.x_train, ds.y_train, epochs=d["epochs"], batch_size=d["batch_size"], verbose=ctx.keras_verbose,
             validation_data=(ds.x_val, ds.y_val))
+    build.check_fitted_encoder(ctx.cfg, enc, ds.x_train)
     ctx.log_history(getattr(enc, "history_", {}), "digital_")
     if getattr(enc, "history_", None):
         from pipeline import plots
