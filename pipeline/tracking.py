@@ -55,8 +55,11 @@ def store_lock(uri: str, timeout: float = 300.0):
         return
     import fcntl
     import time
-    db.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise TrackingStoreError(f"tracking store {db}: cannot create {db}.lock ({exc.strerror or exc})") from None
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -7,8 +7,10 @@ CI sees the same cases each time; MIXSIG_FUZZ_SCALE=10 tries ten times as many);
 of cases tried is printed at the end (`pytest -s`)."""
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ SCALE = int(os.environ.get("MIXSIG_FUZZ_SCALE", "1"))
 TRIED = {"configs": 0, "overrides": 0, "arguments": 0, "processes": 0}
 REJECTED = {"configs": 0, "overrides": 0, "arguments": 0, "processes": 0}
 WORK = Path(tempfile.mkdtemp(prefix="mixsig-fuzz-"))
+atexit.register(shutil.rmtree, WORK, True)
 STORE = WORK / "mlflow.db"
 
 
