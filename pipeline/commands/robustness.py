@@ -47,6 +47,7 @@ def _source(run_id: str, workdir):
                                  load_analog, load_embeddings)
     from pipeline.stages.lineage import refs_of_run, tag
     run = get_run(run_id, what="robustness run")
+    run_id = run.info.run_id    # the full id when a unique start was given
     if run.data.tags.get(tag("stage")) == "cotrain":
         kids = MlflowClient().search_runs(
             [run.info.experiment_id], order_by=["attributes.start_time DESC"],
