@@ -25,6 +25,7 @@ from .devices import Device, IdealDiode, MOSDiode, ShockleyDiode
 from .ep import GradientResult, ep_gradients, exact_gradients
 from .layers import (Amplification, BiasVoltage, Concatenate, CurrentLayer, Dense, DiodeLayer, InputVoltage,
                      Nodes)
+from .local import LocallyConnected2D, Rearrange, pixel_nodes
 from .losses import MSE, CrossEntropy, Loss
 from .model import (BLOCK_DEFAULTS, AnalogModel, Callback, History, block_defaults, build_dense_network,
                     make_device)
@@ -46,6 +47,7 @@ _LAZY = {
 __all__ = [
     # layers
     "InputVoltage", "BiasVoltage", "Dense", "DiodeLayer", "Amplification", "CurrentLayer", "Concatenate", "Nodes",
+    "LocallyConnected2D", "Rearrange", "pixel_nodes",
     # model
     "AnalogModel", "Callback", "History", "build_dense_network", "make_device", "BLOCK_DEFAULTS", "block_defaults",
     # devices

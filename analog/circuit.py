@@ -41,6 +41,7 @@ class DenseBlock:
     in_terms: np.ndarray     # terminal index of each input node (columns of G)
     out_terms: np.ndarray    # terminal index of each output node (rows of G)
     scale: float | np.ndarray   # energy scale: one number, or per row (n_out,)
+    cols: np.ndarray | None = None   # sparse block: input column of each G entry (n_out, P)
 
     @property
     def row_scale(self) -> np.ndarray:
@@ -353,7 +354,7 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
             if id(layer) in used_layers:
                 raise ValueError(f"Dense layer '{layer.name}' is used twice; each crossbar is one physical block")
             used_layers.add(id(layer))
-            dense.append(DenseBlock(layer, terms(parent), terms(n), 1.0))
+            dense.append(DenseBlock(layer, terms(parent), terms(n), 1.0, getattr(layer, "cols", None)))
         elif isinstance(layer, DiodeLayer):
             _check_device_size(layer.device, len(n.specs), layer.name)
             nonlinear.append(NonlinearBlock(layer, layer.device, terms(n), index[id(layer.bias_spec)],

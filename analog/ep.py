@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import crossbar as xb
 from .circuit import CompiledCircuit
 from .losses import Loss
 from .native import single_blas_thread
@@ -35,9 +36,9 @@ class GradientResult:
 
 
 def squared_drop_sum(block, V: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_b w_b (V_out,i − V_in,j)² for every conductance of a block, (n_out, n_in)."""
-    vo, vi = V[:, block.out_terms], V[:, block.in_terms]
-    return ((vo**2).T @ w)[:, None] + ((vi**2).T @ w)[None, :] - 2.0 * (vo * w[:, None]).T @ vi
+    """Σ_b w_b (V_out,i − V_in,j)² for every conductance of a block, of G's shape
+    ((n_out, n_in), or (n_out, P) on a sparse block's patch edges)."""
+    return xb.squared_drop_sum(block, V, w)
 
 
 def _input_grad_from_sources(circuit: CompiledCircuit, dC_dsrc: np.ndarray) -> np.ndarray:
@@ -115,9 +116,10 @@ def exact_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: L
     dC_dsrc = np.zeros_like(free.src)
     for blk, G in zip(circuit.dense, G_list):
         vo, vi, lo, li = V[:, blk.out_terms], V[:, blk.in_terms], Lt[:, blk.out_terms], Lt[:, blk.in_terms]
-        M = (vo * lo).sum(0)[:, None] + (vi * li).sum(0)[None, :] - vo.T @ li - lo.T @ vi
+        M = ((vo * lo).sum(0)[:, None] + xb.per_column(blk, (vi * li).sum(0))
+             - xb.edge_outer(blk, vo, li) - xb.edge_outer(blk, lo, vi))
         grads.append(-blk.scaled(M) / B)
         src_cols = circuit.is_source_term(blk.in_terms)
-        dC_dsrc[:, blk.in_terms[src_cols] - circuit.n_free] += (lo @ blk.scaled(G))[:, src_cols]
+        dC_dsrc[:, blk.in_terms[src_cols] - circuit.n_free] += xb.times(blk, blk.scaled(G), lo)[:, src_cols]
     gin = _input_grad_from_sources(circuit, dC_dsrc)
     return GradientResult(grads, gin, cost, y, free, np.ones(B, bool))

@@ -193,6 +193,11 @@ class Dense(Layer):
         self.init, self.lr_scale, self.trainable, self.seed = init, float(lr_scale), bool(trainable), seed
         self.G: np.ndarray | None = None
 
+    @property
+    def g_shape(self) -> tuple[int, int]:
+        """Shape of G: (units, inputs); a sparse subclass stores (units, patch size)."""
+        return (self.units, self.input_size or 0)
+
     def build(self, input_size: int) -> None:
         super().build(input_size)
         rng = np.random.default_rng(self.seed)
@@ -204,13 +209,13 @@ class Dense(Layer):
 
     def set_conductances(self, G) -> None:
         G = np.asarray(G, dtype=float)
-        if G.shape != (self.units, self.input_size):
-            raise ValueError(f"Dense '{self.name}': conductances of shape {G.shape}, expected "
-                             f"{(self.units, self.input_size)}")
+        if G.shape != self.g_shape:
+            raise ValueError(f"{type(self).__name__} '{self.name}': conductances of shape {G.shape}, expected "
+                             f"{self.g_shape}")
         if not np.all(np.isfinite(G)):
-            raise ValueError(f"Dense '{self.name}': conductances are not finite")
+            raise ValueError(f"{type(self).__name__} '{self.name}': conductances are not finite")
         if G.min() < self.g_min or G.max() > self.g_max:
-            raise ValueError(f"Dense '{self.name}': conductances span [{G.min():g}, {G.max():g}] S, outside "
+            raise ValueError(f"{type(self).__name__} '{self.name}': conductances span [{G.min():g}, {G.max():g}] S, outside "
                              f"[{self.g_min:g}, {self.g_max:g}]")
         self.G = G.copy()
 

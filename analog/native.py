@@ -35,6 +35,7 @@ import functools
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import crossbar as xb
 from .circuit import CompiledCircuit
 from .engine import check_solve_inputs
 from .solution import Solution, device_branch_voltages, dissipated_power
@@ -111,7 +112,7 @@ class NativeEngine:
         c = circuit
         # per-terminal mapping to free unknowns (−1 for sources)
         self._tf, self._tc, self._to = c.term_free, c.term_coef, c.term_offset
-        ones = [np.ones((len(b.out_terms), len(b.in_terms))) for b in c.dense]
+        ones = [np.ones(xb.g_shape(b)) for b in c.dense]
         structure = self._build_K(ones, structural=True) != 0
         np.fill_diagonal(structure, False)
         self._E = np.flatnonzero(_independent_set(structure))
@@ -133,6 +134,15 @@ class NativeEngine:
             fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
             fi, ai = self._tf[blk.in_terms], self._tc[blk.in_terms]
             np.add.at(K, (fo, fo), ao**2 * G.sum(1))
+            if blk.cols is not None:     # sparse: one entry per patch edge
+                rows, cols = xb.edges(blk)
+                g, fe, ae = G.ravel(), fi[cols], ai[cols]
+                m = fe >= 0
+                np.add.at(K, (fe[m], fe[m]), ae[m] ** 2 * g[m])
+                off = -ao[rows[m]] * ae[m] * g[m]
+                np.add.at(K, (fo[rows[m]], fe[m]), off)
+                np.add.at(K, (fe[m], fo[rows[m]]), off)
+                continue
             free_in = fi >= 0
             fi_f, ai_f = fi[free_in], ai[free_in]
             np.add.at(K, (fi_f, fi_f), ai_f**2 * G[:, free_in].sum(0))
@@ -148,7 +158,7 @@ class NativeEngine:
         if self._cache_G is None or len(self._cache_G) != len(G_list) or not all(
                 a.shape == b.shape and np.array_equal(a, b) for a, b in zip(self._cache_G, G_list)):
             for blk, G in zip(self.circuit.dense, G_list):
-                expect = (len(blk.out_terms), len(blk.in_terms))
+                expect = xb.g_shape(blk)
                 if np.shape(G) != expect:
                     raise ValueError(f"conductances of layer '{blk.layer.name}' have shape {np.shape(G)}, "
                                      f"expected {expect}")
@@ -172,10 +182,7 @@ class NativeEngine:
         out = []
         for blk, G in zip(self.circuit.dense, G_list):
             G = blk.scaled(G) if scaled else G
-            vo, vi = V[:, blk.out_terms], V[:, blk.in_terms]
-            i_out = vo * G.sum(1) - vi @ G.T
-            i_in = vi * G.sum(0) - vo @ G
-            out.append((i_out, i_in))
+            out.append(xb.currents(blk, G, V[:, blk.out_terms], V[:, blk.in_terms]))
         return out
 
     def _to_free(self, term_grad: np.ndarray) -> np.ndarray:
@@ -374,7 +381,10 @@ class NativeEngine:
         g = np.zeros((V.shape[0], c.n_sources))
         for blk, G in zip(c.dense, G_list):   # only the crossbar columns driven by sources
             cols = c.is_source_term(blk.in_terms)
-            if np.any(cols):
+            if np.any(cols) and blk.cols is not None:
+                i_in = xb.currents(blk, G, V[:, blk.out_terms], V[:, blk.in_terms])[1]
+                g[:, blk.in_terms[cols] - n_f] += i_in[:, cols]
+            elif np.any(cols):
                 Gc = G[:, cols]
                 g[:, blk.in_terms[cols] - n_f] += V[:, blk.in_terms[cols]] * Gc.sum(0) - V[:, blk.out_terms] @ Gc
         for blk in c.nonlinear:
@@ -402,8 +412,7 @@ def total_energy(circuit: CompiledCircuit, G_list, v, src, nudge=None) -> np.nda
     V = circuit.terminal_voltages(np.asarray(v, float), np.asarray(src, float))
     E = np.zeros(V.shape[0])
     for blk, G in zip(circuit.dense, G_list):
-        vo, vi, G = V[:, blk.out_terms], V[:, blk.in_terms], blk.scaled(G)
-        E += 0.5 * ((vo**2) @ G.sum(1) + (vi**2) @ G.sum(0) - 2.0 * ((vo @ G) * vi).sum(1))
+        E += 0.5 * xb.quadratic(blk, blk.scaled(G), V[:, blk.out_terms], V[:, blk.in_terms])
     for blk in circuit.nonlinear:
         u = device_branch_voltages(circuit, blk, V)
         E += (blk.scale * blk.device.cocontent(u)).sum(1)

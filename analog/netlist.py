@@ -14,7 +14,9 @@ Element naming (SPICE is case-insensitive; ngspice reports lowercase vectors):
 
   V_<node>         each source of circuit.source_names: `V_<node> <node> 0 dc <value>`
   Vvref            the amplifiers' reference node (only when vref != 0; not a circuit source)
-  R<b>_<i>_<j>     dense block b: a resistor 1/G[i, j] between output node i and input node j
+  R<b>_<i>_<j>     dense block b: a resistor 1/G[i, j] between output node i and input node j;
+                   on a sparse (locally connected) block j is the patch entry, the input node
+                   is column cols[i, j]: one resistor per patch edge, none elsewhere
   RGMIN<f>         gmin shunt from free node f to ground (only when circuit.gmin > 0)
   E<k> VS<k> F<k>  amplifier k: forward VCVS of gain A_k, current sense (a source of −offset_k
                    volts, so V_out = V_ref + A_k·(V_in − V_ref) + offset_k), backward CCCS of gain 1/A_k
@@ -38,6 +40,7 @@ import re
 
 import numpy as np
 
+from . import crossbar as xb
 from .circuit import CompiledCircuit
 
 #: `.options` of every netlist: values and the measurements behind them in analog/ngspice/options.py.
@@ -100,11 +103,12 @@ class NetlistPlan:
         #: lowercase vector names ngspice gives the source branch currents
         self.source_branches = [f"{e.lower()}#branch" for e in self.source_elems]
 
-        self.dense_shapes, self.dense_out, self.dense_in = [], [], []
+        self.dense_shapes, self.dense_out, self.dense_in, self.dense_cols = [], [], [], []
         for blk in c.dense:
-            self.dense_shapes.append((len(blk.out_terms), len(blk.in_terms)))
+            self.dense_shapes.append(xb.g_shape(blk))
             self.dense_out.append([self.nodes[t] for t in blk.out_terms])
             self.dense_in.append([self.nodes[t] for t in blk.in_terms])
+            self.dense_cols.append(None if blk.cols is None else blk.cols.tolist())
 
         # amplifiers: (k, input node, output node, internal node, gain); offsets separately
         self.amps = []
@@ -139,6 +143,12 @@ class NetlistPlan:
     def resistor_names(self, b: int) -> list[str]:
         rows, cols = self.dense_shapes[b]
         return [f"R{b}_{i}_{j}" for i in range(rows) for j in range(cols)]
+
+    def row_inputs(self, b: int, i: int) -> list[str]:
+        """Input node of each resistor of output row i of block b (in G's column order)."""
+        ins = self.dense_in[b]
+        cols = self.dense_cols[b]
+        return ins if cols is None else [ins[j] for j in cols[i]]
 
     # values -----------------------------------------------------------------------------
     def check_conductances(self, G_list) -> list[np.ndarray]:
@@ -183,10 +193,9 @@ class NetlistPlan:
             lines.append(f"Vvref {self.vref_node} 0 dc {_num(self.vref)}")
         for b, G in enumerate(G_list):
             R = 1.0 / G
-            ins = self.dense_in[b]
             for i, no in enumerate(self.dense_out[b]):
                 row = R[i]
-                lines += [f"R{b}_{i}_{j} {no} {ni} {_num(row[j])}" for j, ni in enumerate(ins)]
+                lines += [f"R{b}_{i}_{j} {no} {ni} {_num(row[j])}" for j, ni in enumerate(self.row_inputs(b, i))]
         if self.gmin > 0:
             lines += [f"RGMIN{f} {n} 0 {_num(1.0 / self.gmin)}" for f, n in enumerate(self.free_nodes)]
         for k, nin, out, internal, gain in self.amps:
@@ -251,7 +260,7 @@ def build_circuit(circuit: CompiledCircuit, G_list, x_row=None, nudge_row=None, 
     for b, G in enumerate(G_list):
         R = 1.0 / G
         for i, no in enumerate(plan.dense_out[b]):
-            for j, ni in enumerate(plan.dense_in[b]):
+            for j, ni in enumerate(plan.row_inputs(b, i)):
                 ckt.R(f"{b}_{i}_{j}", no, ni, float(R[i, j]))
     if plan.gmin > 0:
         for f, n in enumerate(plan.free_nodes):

@@ -30,6 +30,7 @@ from . import devices as _devices
 from . import layers as L
 from .circuit import _topological_layers
 from .devices import Device
+from .local import LocallyConnected2D, Rearrange
 from .losses import LOSSES, get_loss
 from .optimizers import OPTIMIZERS, Optimizer
 
@@ -126,6 +127,12 @@ def _layer_config(layer, arrays: _Arrays, key: str) -> tuple[str, dict]:
         return "InputVoltage", {"name": layer.name, "features": layer.features}
     if isinstance(layer, L._BiasLayer):
         return "BiasVoltage", {"name": layer.name, "levels": list(layer.levels)}
+    if isinstance(layer, LocallyConnected2D):
+        return "LocallyConnected2D", {**_layer_config_dense(layer), "filters": layer.filters,
+                                      "kernel": list(layer.kernel), "strides": list(layer.strides),
+                                      "input_shape": list(layer.input_shape), "padding": layer.padding}
+    if isinstance(layer, Rearrange):
+        return "Rearrange", {"name": layer.name, "order": list(layer.order)}
     if isinstance(layer, L.Dense):
         return "Dense", {"name": layer.name, "units": layer.units, "g_min": layer.g_min, "g_max": layer.g_max,
                          "init": layer.init, "lr_scale": layer.lr_scale, "trainable": layer.trainable,
@@ -140,11 +147,19 @@ def _layer_config(layer, arrays: _Arrays, key: str) -> tuple[str, dict]:
     raise ValueError(f"cannot save layer '{layer.name}' of type {type(layer).__name__}")
 
 
+def _layer_config_dense(layer) -> dict:
+    return {"name": layer.name, "g_min": layer.g_min, "g_max": layer.g_max, "init": layer.init,
+            "lr_scale": layer.lr_scale, "trainable": layer.trainable,
+            "seed": None if layer.seed is None else int(layer.seed)}
+
+
 LAYER_TYPES = {
     "InputVoltage": lambda c, a: L.InputVoltage(c["features"], name=c["name"]),
     "BiasVoltage": lambda c, a: L.BiasVoltage(c["levels"], name=c["name"]),
     "Concatenate": lambda c, a: L.Concatenate(name=c["name"]),
     "Dense": lambda c, a: L.Dense(**c),
+    "LocallyConnected2D": lambda c, a: LocallyConnected2D(**c),
+    "Rearrange": lambda c, a: Rearrange(c["order"], name=c["name"]),
     "DiodeLayer": lambda c, a: L.DiodeLayer(c["direction"], c["bias"], _device_from_config(c["device"], a),
                                             name=c["name"]),
     "Amplification": lambda c, a: L.Amplification(c["gain"], name=c["name"]),

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import crossbar as xb
 from .circuit import CompiledCircuit
 
 
@@ -62,8 +63,7 @@ def dissipated_power(circuit: CompiledCircuit, G_list, v: np.ndarray, src: np.nd
     V = circuit.terminal_voltages(v, src)
     power = np.zeros(v.shape[0])
     for block, G in zip(circuit.dense, G_list):
-        vo, vi = V[:, block.out_terms], V[:, block.in_terms]
-        power += (vo**2) @ G.sum(1) + (vi**2) @ G.sum(0) - 2.0 * ((vo @ G) * vi).sum(1)
+        power += xb.quadratic(block, G, V[:, block.out_terms], V[:, block.in_terms])
     for block in circuit.nonlinear:
         u = device_branch_voltages(circuit, block, V)
         current, _ = block.device.current(u)
@@ -85,6 +85,10 @@ def scaled_source_currents(circuit: CompiledCircuit, G_list, V: np.ndarray, used
     for blk, G in zip(circuit.dense, G_list):
         cols = circuit.is_source_term(blk.in_terms)
         if not np.any(cols):
+            continue
+        if blk.cols is not None:
+            g[:, blk.in_terms[cols] - n_f] += xb.currents(blk, blk.scaled(G), V[:, blk.out_terms],
+                                                          V[:, blk.in_terms])[1][:, cols]
             continue
         Gs = blk.scaled(G)[:, cols]
         vi = V[:, blk.in_terms[cols]]
