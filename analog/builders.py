@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 from .devices import Device, IdealDiode, MOSDiode, ShockleyDiode
 from .layers import Amplification, BiasVoltage, Concatenate, CurrentLayer, Dense, DiodeLayer, InputVoltage
+from .local import LocallyConnected2D, pixel_nodes
 
 #: The one set of defaults of the EBANA-style block: `build_dense_network` and `make_device`
 #: use them, and the experiment config schema (pipeline/config/, the `analog` section)
@@ -53,18 +56,65 @@ def build_dense_network(features: int, classes: int, hidden=tuple(_D["hidden"]),
     """The EBANA-style block: inputs ± → [crossbar → diodes up/down → amplifier] per hidden
     layer → crossbar → 2·classes output nodes with nudging current sources. Defaults are
     BLOCK_DEFAULTS; returns an AnalogModel (device: make_device() — a Shockley diode with IS = 1e-12 A)."""
+    return build_network(features, classes, [{"type": "dense", "units": int(u)} for u in hidden], g_min=g_min,
+                         g_max=g_max, init=init, gain=gain, bias_levels=bias_levels, device=device, up_bias=up_bias,
+                         down_bias=down_bias, vref=vref, gmin=gmin, seed=seed, name=name)
+
+
+def build_network(features: int, classes: int, layers, *, g_min=_D["g_min"], g_max=_D["g_max"], init=_D["init"],
+                  gain=_D["gain"], bias_levels=tuple(_D["bias_levels"]), device: Device | None = None,
+                  up_bias=_D["diode"]["up_bias"], down_bias=_D["diode"]["down_bias"], vref=_D["vref"],
+                  gmin=_D["gmin"], seed=0, name="analog_block"):
+    """The block described layer by layer: `layers` is a list of hidden-layer specs,
+    {"type": "dense", "units": n} or {"type": "locally_connected2d", "filters": f, "kernel": [kh, kw],
+    "strides": [sh, sw], "input_shape": [H, W, C]} (input_shape: the layout of the features
+    for a first layer, whose ± copies become 2C channels; later layers take the previous
+    layer's (OH, OW, filters) when it is omitted), each optionally with "diodes" (bool,
+    default True), "amplifier" (bool, default True) and "gain" (default `gain`). Every layer
+    gets its own bias sources; an output crossbar to 2·classes nodes follows."""
     from .model import AnalogModel
     device = device or make_device()
     x = InputVoltage(features, name="input")
-    nodes = x
-    for k, units in enumerate(hidden):
+    nodes, shape = x, None         # shape: (H, W, C) layout of `nodes` after a locally connected layer
+    for k, spec in enumerate(layers):
+        where = f"layers[{k}]"
+        kind = spec.get("type", "dense")
         bias = BiasVoltage(list(bias_levels), name=f"bias{k + 1}")
-        h = Dense(units, g_min=g_min, g_max=g_max, init=init, seed=seed * 1000 + k, name=f"dense{k + 1}")(
-            Concatenate(name=f"concat{k + 1}")([nodes, bias]))
-        h = DiodeLayer("up", up_bias, device, name=f"diode_up{k + 1}")(h)
-        h = DiodeLayer("down", down_bias, device, name=f"diode_down{k + 1}")(h)
-        nodes = Amplification(gain, name=f"amp{k + 1}")(h)
-    k = len(hidden)
+        opts = dict(g_min=g_min, g_max=g_max, init=init, seed=seed * 1000 + k)
+        if kind == "dense":
+            h = Dense(int(spec["units"]), name=f"dense{k + 1}", **opts)(
+                Concatenate(name=f"concat{k + 1}")([nodes, bias]))
+            shape = None
+        elif kind == "locally_connected2d":
+            given = spec.get("input_shape")
+            if k == 0:
+                if given is None or int(np.prod(given)) != features:
+                    raise ValueError(f"{where}.input_shape={given!r}: must hold the block's {features} inputs")
+                img, in_shape = pixel_nodes(x, tuple(given), name="pixels"), (given[0], given[1], 2 * given[2])
+            else:
+                in_shape = tuple(given) if given is not None else shape
+                if in_shape is None or int(np.prod(in_shape)) != len(nodes):
+                    raise ValueError(f"{where}.input_shape={given!r}: must lay out the previous layer's "
+                                     f"{len(nodes)} nodes (as (H, W, C))")
+                img = nodes
+            try:
+                lc = LocallyConnected2D(int(spec["filters"]), spec["kernel"], spec.get("strides", (1, 1)),
+                                        input_shape=in_shape, padding=spec.get("padding", "valid"),
+                                        name=f"lc{k + 1}", **opts)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            h = lc(Concatenate(name=f"concat{k + 1}")([img, bias]))
+            shape = lc.output_shape
+        else:
+            raise ValueError(f"{where}.type={kind!r}: must be 'dense' or 'locally_connected2d'")
+        if spec.get("diodes", True):
+            h = DiodeLayer("up", up_bias, device, name=f"diode_up{k + 1}")(h)
+            h = DiodeLayer("down", down_bias, device, name=f"diode_down{k + 1}")(h)
+        if spec.get("amplifier", True):
+            g = spec.get("gain")
+            h = Amplification(gain if g is None else g, name=f"amp{k + 1}")(h)
+        nodes = h
+    k = len(layers)
     bias = BiasVoltage(list(bias_levels), name=f"bias{k + 1}")
     out = Dense(2 * classes, g_min=g_min, g_max=g_max, init=init, seed=seed * 1000 + k, name=f"dense{k + 1}")(
         Concatenate(name=f"concat{k + 1}")([nodes, bias]))

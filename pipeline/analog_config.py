@@ -1,7 +1,8 @@
 """Experiment config → analog block (the `analog` and `training` sections)."""
 from __future__ import annotations
 
-from analog.model import AnalogModel, build_dense_network, make_device
+from analog.builders import build_network
+from analog.model import AnalogModel, make_device
 from analog.optimizers import Schedule, get_optimizer
 
 
@@ -9,10 +10,15 @@ def model_from_config(cfg: dict, n_features: int, n_classes: int, compile: bool 
     a, t = cfg["analog"], cfg["training"]
     d = dict(a["diode"])
     device = make_device(d.pop("model"), **d)
-    model = build_dense_network(
-        n_features, n_classes, hidden=tuple(a["hidden"]), g_min=a["g_min"], g_max=a["g_max"], init=a["init"],
-        gain=a["gain"], bias_levels=tuple(a["bias_levels"]), device=device, up_bias=d["up_bias"],
-        down_bias=d["down_bias"], vref=a["vref"], gmin=a["gmin"], seed=cfg.get("seed", 0), name=cfg["name"])
+    layers = a.get("layers") or [{"type": "dense", "units": u} for u in a["hidden"]]
+    try:
+        model = build_network(
+            n_features, n_classes, layers, g_min=a["g_min"], g_max=a["g_max"], init=a["init"],
+            gain=a["gain"], bias_levels=tuple(a["bias_levels"]), device=device, up_bias=d["up_bias"],
+            down_bias=d["down_bias"], vref=a["vref"], gmin=a["gmin"], seed=cfg.get("seed", 0), name=cfg["name"])
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(f"analog.{msg}" if msg.startswith("layers[") else msg) from None
     model.config = cfg
     if compile:
         compile_from_config(model, cfg, t["epochs"])

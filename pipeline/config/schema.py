@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from analog.model import BLOCK_DEFAULTS
 
+from .layers import check_layers
+
 __all__ = ["RootConfig", "Section", "BLOCK_DEFAULTS"]
 
 
@@ -90,7 +92,13 @@ class DiodeConfig(Section):
 
 
 class AnalogConfig(Section):
-    hidden: list[PosInt] = F(A["hidden"], "hidden layer sizes")
+    hidden: list[PosInt] = F(A["hidden"], "hidden layer sizes (dense layers; the short form of analog.layers, "
+                                          "which overrides it and then sets it to the layers' node counts)")
+    layers: list[Any] | None = F(None, "hidden layers one by one: {type: dense, units: 100} or {type: "
+                                       "locally_connected2d, kernel: [4, 4], strides: [2, 2], filters: 4, "
+                                       "input_shape: [H, W, C]} (input_shape: needed on a first layer, the "
+                                       "inputs' layout), each optionally with diodes, amplifier (true/false) "
+                                       "and gain (docs/design.md)")
     vref: Num = F(A["vref"], "reference (common-mode) voltage, V")
     input_amplitude: Num = F(1.0, "inputs span V_ref ± this, V", gt=0)
     g_min: Num = F(A["g_min"], "smallest device conductance, S", gt=0)
@@ -103,6 +111,9 @@ class AnalogConfig(Section):
 
     @model_validator(mode="after")
     def _g_range(self):
+        if self.layers is not None:
+            given = self.hidden if "hidden" in self.model_fields_set else None
+            self.layers, self.hidden = check_layers(self.layers, given)
         return _ordered(self, "analog", "g_min", "g_max")
 
 
@@ -140,6 +151,11 @@ class DigitalConfig(Section):
     retrain_epochs: int = F(2, "epochs of retraining to target embeddings", ge=1)
     target_weight: Num = F(1.0, "weight of the target-embedding MSE when retraining", ge=0)
     class_weight: Num = F(0.1, "weight of the classification loss when retraining", ge=0)
+    retrain_method: Literal["targets", "through-analog", "both"] = F(
+        "targets", "retrain-digital: targets (regress onto the optimised inputs), through-analog (backpropagate "
+                   "the block's EP input gradient into the encoder; Keras encoders only) or both (targets, then "
+                   "through-analog)")
+    through_lr: Num = F(1e-4, "Adam learning rate of through-analog retraining (retrain_epochs epochs)", gt=0)
     params: dict[str, Any] = F({}, "extra encoder constructor parameters, e.g. {filters: [32, 64, 128]} "
                                    "or {hidden: [256]}")
 
