@@ -370,7 +370,8 @@ class AnalogModel:
         lines = [f"AnalogModel '{self.name}': {c.n_features} features (±) → {c.n_outputs} differential outputs; "
                  f"V_ref={c.vref} V", f"  free nodes {c.n_free}, sources {c.n_sources}, amplifiers {len(c.amp_in)}"]
         for blk in c.dense:
-            lines.append(f"  {blk.layer.name}: {blk.layer.G.shape[1]}→{blk.layer.G.shape[0]} crossbar, "
+            kind = "crossbar" if blk.cols is None else f"locally connected ({blk.cols.shape[1]} per row)"
+            lines.append(f"  {blk.layer.name}: {len(blk.in_terms)}→{blk.layer.G.shape[0]} {kind}, "
                          f"G∈[{blk.layer.g_min:g}, {blk.layer.g_max:g}] S, energy scale {np.mean(blk.scale):g}")
         for blk in c.nonlinear:
             lines.append(f"  {blk.layer.name}: {len(blk.node_terms)}× {blk.device!r} {blk.layer.direction}, "
