@@ -33,6 +33,7 @@ from .base import (
     check_float,
     check_int,
     prepare_images,
+    validate_labels,
 )
 
 MODEL_FILE = "model.keras"
@@ -192,6 +193,93 @@ class KerasEncoder(Encoder):
         self.history_ = {
             _clean_key(k): [float(v) for v in vs] for k, vs in hist.history.items()
         }
+        self._fitted = True
+        return self
+
+    # ------------------------------------------------- training by output gradients
+    def embedding_weight_gradients(self, images: Any, out_grads: Any) -> list[np.ndarray]:
+        """(1/B) Σ_b (∂volts_b/∂θ)ᵀ g_b for every trainable weight θ, in
+        ``model.trainable_weights`` order: the weight gradient of a loss whose gradient
+        with respect to the embedding (volts) of image b is ``out_grads[b]`` (B, embedding_dim).
+        Rows that are not finite count as 0 and are left out of B.  Runs the net as at
+        inference (BatchNormalization statistics fixed, dropout off)."""
+        x = prepare_images(images)
+        g = np.asarray(out_grads, dtype=np.float64)
+        if g.shape != (x.shape[0], self.embedding_dim):
+            raise ValueError(f"out_grads of shape {g.shape}, expected ({x.shape[0]}, {self.embedding_dim})")
+        self.model
+        with self._finetune_mode():
+            grads, _, _ = self._through_step_grads(x, g, None, 0.0)
+        return [np.zeros(tuple(w.shape)) if v is None else np.asarray(v, dtype=np.float64)
+                for v, w in zip(grads, self.model_.trainable_weights)]
+
+    def _through_step_grads(self, x, g, y, class_weight):
+        import tensorflow as tf
+        ok = np.all(np.isfinite(g), axis=1)
+        g = np.where(ok[:, None], g, 0.0).astype(np.float32)
+        n_ok = max(1, int(ok.sum()))
+        model = self.model_
+        ce = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            volts, logits = model(x, training=False)
+            # surrogate whose weight gradient is (1/B) Σ_b J_bᵀ g_b: volts already include the
+            # Rescaling a → scale·a + offset, so the chain through the voltage map is exact
+            loss = tf.reduce_sum(volts * tf.constant(g)) / n_ok
+            if y is not None and class_weight > 0:
+                ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+                loss = loss + class_weight * ce
+        return tape.gradient(loss, model.trainable_weights), ok, float(ce)
+
+    def fit_through(self, images: Any, labels: Any, grad_fn: Any, *, epochs: int = 1,
+                    batch_size: int | None = None, learning_rate: float | None = None,
+                    class_weight: float = 0.0, seed: int | None = None, verbose: int = 1) -> "KerasEncoder":
+        """Retrain (from the current weights) by backpropagating a downstream loss given only
+        through its gradient: for each mini-batch of image indices ``idx``, the embedding
+        ``e`` (volts) is computed, ``grad_fn(e, idx)`` returns ∂L/∂e (numpy, (B,
+        embedding_dim); non-finite rows are skipped) and Adam steps the weights along
+        (1/B) Σ_b J_bᵀ ∂L/∂e_b (+ ``class_weight`` × the classification head's loss on
+        ``labels``).  history_: ``through_class_loss`` (mean classification loss) and ``through_skipped``
+        per epoch."""
+        x = prepare_images(images)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("fit_through needs at least one image")
+        if not callable(grad_fn):
+            raise TypeError(f"grad_fn must be callable(embeddings, idx) -> dL/dembedding, got {type(grad_fn).__name__}")
+        y = validate_labels(labels, n) if labels is not None else None
+        epochs = check_int("epochs", epochs)
+        bs = self.batch_size if batch_size is None else check_int("batch_size", batch_size)
+        lr = self.target_learning_rate if learning_rate is None else check_float(
+            "learning_rate", learning_rate, low=0.0, low_inclusive=False)
+        class_weight = check_float("class_weight", class_weight, low=0.0)
+        self.model
+        self._seed_everything()
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        opt = keras.optimizers.Adam(lr)
+        hist: dict[str, list] = {"through_class_loss": [], "through_skipped": []}
+        with self._finetune_mode():
+            for _ in range(epochs):
+                perm = rng.permutation(n)
+                skipped, ce_sum = 0, 0.0
+                for lo in range(0, n, bs):
+                    idx = perm[lo:lo + bs]
+                    xb = x[idx]
+                    e = np.asarray(self._embed_model(xb, training=False), dtype=np.float64)
+                    g = np.asarray(grad_fn(e, idx), dtype=np.float64)
+                    if g.shape != e.shape:
+                        raise ValueError(f"grad_fn returned shape {g.shape}, expected {e.shape}")
+                    yb = None if y is None else y[idx]
+                    grads, ok, ce = self._through_step_grads(xb, g, yb, class_weight)
+                    skipped += int((~ok).sum())
+                    ce_sum += ce * len(idx)
+                    opt.apply_gradients([(gw, w) for gw, w in zip(grads, self.model_.trainable_weights)
+                                         if gw is not None])
+                hist["through_class_loss"].append(ce_sum / n)
+                hist["through_skipped"].append(skipped)
+                if verbose:
+                    print(f"fit_through: epoch {len(hist['through_skipped'])}/{epochs}, "
+                          f"class loss {ce_sum / n:.4f}, skipped {skipped}")
+        self.history_ = hist
         self._fitted = True
         return self
 

@@ -118,6 +118,12 @@ def _validate_start(cfg: dict, state: dict, plan, cache: Path) -> None:
                             f"range ±analog.input_amplitude = ±{amp} V")
     # a given encoder: present, loadable, in range; a configured one: builds and embeds
     check_inputs(get_stage(plan[0][0]), cfg, state, cache)
+    for name in dict.fromkeys(n for n, _ in plan[1:]):   # the later stages' own config checks, before any run
+        if get_stage(name).precheck is not None:
+            try:
+                get_stage(name).precheck(cfg)
+            except ValueError as exc:
+                raise StageInputError(f"{name}: {exc}") from None
 
 
 def _resumed(client, resume: str):

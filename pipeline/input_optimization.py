@@ -64,13 +64,33 @@ def margins(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return true - other.max(1)
 
 
-def _gradient_and_outputs(model, x, labels, method):
-    """(∂C/∂x, free-phase outputs y, converged) at x; EP by default, 'exact' for checks."""
+def _gradient_and_outputs(model, x, labels, method, v0=None):
+    """(∂C/∂x, free-phase outputs y, converged, free-phase node voltages or None) at x; EP by
+    default, 'exact' for checks. With `v0` (an AnalogModel on the native engine) the free
+    phase starts from v0, the operating point of the previous step (a warm start)."""
     if method not in ("ep", "exact"):
         raise ValueError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
-    res = model.gradients(x, labels, method=method, input_grad=True)
+    if _warm_capable(model, method):
+        from analog import ep_gradients
+        G = model.conductances
+        if v0 is not None:
+            v0 = np.where(np.isfinite(v0), v0, model.circuit.vref)
+        free = model.engine.solve(G, x, v0=v0)
+        res = ep_gradients(model.engine, model.circuit, G, x, labels, model.loss, model.beta, model.nudging,
+                           input_grad=True, free=free)
+        v = free.v
+    else:
+        res = model.gradients(x, labels, method=method, input_grad=True)
+        v = None
     ok = np.asarray(res.used, bool) & np.all(np.isfinite(res.input_grad), axis=1)
-    return res.input_grad, res.y, ok
+    return res.input_grad, res.y, ok, v
+
+
+def _warm_capable(model, method) -> bool:
+    """Warm starts need the block's own engine and conductances (an AnalogModel, native engine)."""
+    if method != "ep" or not all(hasattr(model, a) for a in ("engine", "conductances", "loss", "beta", "nudging")):
+        return False
+    return getattr(model.engine, "name", None) == "native"
 
 
 def _direction(grad: np.ndarray, update: str) -> np.ndarray:
@@ -86,12 +106,14 @@ def _direction(grad: np.ndarray, update: str) -> np.ndarray:
 def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, margin: float = 0.1,
                     v_low: float = -1.0, v_high: float = 1.0, update: str = "normalized",
                     batch_size: int = 2000, method: str = "ep", progress: bool = True,
-                    desc: str = "optimize inputs") -> InputOptimizationResult:
+                    desc: str = "optimize inputs", warm_start: bool = True) -> InputOptimizationResult:
     """Gradient descent on the block's input voltages until every sample is classified
     with `margin` or has used `steps` steps; inputs stay in [v_low, v_high].
 
     update: 'normalized' (default; per sample, the largest component moves lr volts per
     step), 'gradient' (plain x ← x − lr·∂C/∂x) or 'sign' (every component moves ±lr).
+    warm_start: each step's free phase starts from the sample's operating point of the step
+    before (an AnalogModel on the native engine; other blocks solve from scratch).
     """
     if not (lr > 0 and np.isfinite(lr)):
         raise ValueError(f"input optimisation lr={lr!r} must be a finite number > 0")
@@ -126,10 +148,12 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     for lo in range(0, n, batch_size):
         idx = np.arange(lo, min(n, lo + batch_size))
         active = idx.copy()
+        v_prev = None
         for step in range(steps + 1):
             if not len(active):
                 break
-            grad, y, ok = _gradient_and_outputs(model, xs[active], labels[active], method)
+            grad, y, ok, v = _gradient_and_outputs(model, xs[active], labels[active], method,
+                                                   v0=v_prev if warm_start else None)
             m = margins(y, labels[active])
             if step == 0:
                 m_before[active] = m
@@ -144,6 +168,7 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
                 break
             move = active[keep]
             xs[move] = np.clip(xs[move] - lr * _direction(grad[keep], update), v_low, v_high)
+            v_prev = None if v is None else v[keep]
             taken[move] += 1
             active = move
         bar.update(len(idx))

@@ -61,9 +61,9 @@ def test_only_active_samples_are_solved_and_batching_is_invisible(trained, monke
     sizes = []
     real = io._gradient_and_outputs
 
-    def spy(model_, xs, labels, method):
+    def spy(model_, xs, labels, method, v0=None):
         sizes.append(len(xs))
-        return real(model_, xs, labels, method)
+        return real(model_, xs, labels, method, v0)
 
     monkeypatch.setattr(io, "_gradient_and_outputs", spy)
     full = optimize_inputs(model, x, y, lr=0.05, steps=15, margin=0.05, batch_size=1000, progress=False)

@@ -155,7 +155,7 @@ class DigitalConfig(Section):
         "targets", "retrain-digital: targets (regress onto the optimised inputs), through-analog (backpropagate "
                    "the block's EP input gradient into the encoder; Keras encoders only) or both (targets, then "
                    "through-analog)")
-    through_lr: Num = F(1e-4, "Adam learning rate of through-analog retraining (retrain_epochs epochs)", gt=0)
+    through_lr: Num = F(1e-3, "Adam learning rate of through-analog retraining (retrain_epochs epochs)", gt=0)
     params: dict[str, Any] = F({}, "extra encoder constructor parameters, e.g. {filters: [32, 64, 128]} "
                                    "or {hidden: [256]}")
 

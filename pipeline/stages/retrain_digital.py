@@ -1,48 +1,122 @@
-"""retrain-digital: retrain the encoder (from its current weights) to output the targets."""
+"""retrain-digital: retrain the encoder (from its current weights), by digital.retrain_method:
+`targets` regresses its embeddings onto the optimised inputs, `through-analog` backpropagates
+the analog block's EP input gradient into it (pipeline.through_analog), `both` does one then
+the other. Logs how much of the requested shift the encoder reproduces (train, and test
+images whose targets are optimised here for the measurement)."""
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from pipeline.stages.artifacts import StageInputError, load_analog, load_targets
-from pipeline.stages.common import analog_scores
+from pipeline.stages.common import analog_scores, input_box
 from pipeline.stages.runner import Stage, StageContext
+
+TEST_SHIFT_SAMPLES = 1000   # test images whose targets are optimised to measure the shift followed
+
+
+def required(cfg: dict) -> tuple:
+    method = cfg["digital"]["retrain_method"]
+    return ("encoder",) + (("targets",) if method != "through-analog" else ()) + \
+        (("analog",) if method != "targets" else ())
+
+
+def precheck(cfg: dict) -> None:
+    """through-analog / both: the configured encoder must be trainable through the block."""
+    if cfg["digital"]["retrain_method"] != "targets":
+        from pipeline.build import encoder
+        from pipeline.through_analog import check_differentiable
+        check_differentiable(encoder(cfg), cfg)
+
+
+def _block(ctx: StageContext, model):
+    """The block gradients come from: the trained model, or chip 0 when the chips are frozen."""
+    from pipeline import chips as hw
+    if ctx.has("chips") and hw.frozen(ctx.cfg):
+        chip = hw.load_chips(ctx.input("chips"), limit=1)[0]
+        return hw.ChipBlock(chip, model, t=hw.eval_times(ctx.cfg)[0])
+    return model
 
 
 def body(ctx: StageContext) -> None:
     from digital import load_encoder
-    d = ctx.cfg["digital"]
+    from pipeline.input_optimization import optimize_inputs
+    from pipeline.through_analog import check_differentiable, grad_fn_for, shift_followed
+    d, io = ctx.cfg["digital"], ctx.cfg["input_optimization"]
+    method = d["retrain_method"]
     ds = ctx.data
-    tg = load_targets(ctx.input("targets"))
-    if len(tg["targets"]) != len(ds.x_train) or not np.array_equal(tg["y_train"], ds.y_train):
+    tg = load_targets(ctx.input("targets")) if ctx.has("targets") else None
+    if tg is not None and (len(tg["targets"]) != len(ds.x_train) or not np.array_equal(tg["y_train"], ds.y_train)):
         raise StageInputError(f"retrain-digital: the target embeddings ({len(tg['targets'])} rows) do not match the "
                               f"training set of this config ({len(ds.x_train)} images); use the same data settings")
     enc = load_encoder(ctx.input("encoder"))
-    ctx.say(f"fitting {type(enc).__name__} to {len(ds.x_train)} target embeddings, {d['retrain_epochs']} epochs, "
-            f"target weight {d['target_weight']}, class weight {d['class_weight']}")
-    labels = ds.y_train if d["class_weight"] > 0 else None
-    enc.fit_targets(ds.x_train, tg["targets"], labels, epochs=d["retrain_epochs"], target_weight=d["target_weight"],
-                    class_weight=d["class_weight"], verbose=ctx.keras_verbose)
-    from pipeline.build import check_fitted_encoder
-    check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
-    hist = getattr(enc, "history_", {})
-    ctx.log_history(hist, "retrain_")
-    acc = enc.evaluate(ds.x_test, ds.y_test)
-    ctx.log({"digital_test_accuracy": acc, "target_mse": (hist.get("target_mse") or [None])[-1]})
-    ctx.log_parent({"round_digital_test_accuracy": acc}, step=ctx.round + 1)
-    msg = f"digital-only test accuracy {acc:.4f}"
-    if ctx.has("analog"):
-        model = load_analog(ctx.input("analog"))
-        try:
+    check_differentiable(enc, ctx.cfg)
+    model = load_analog(ctx.input("analog")) if ctx.has("analog") else None
+    block = _block(ctx, model) if model is not None else None
+    try:
+        e0_train = enc.embed(ds.x_train)
+        test_t = None
+        if block is not None:   # targets for test images, only to measure the shift followed
+            n = min(len(ds.x_test), TEST_SHIFT_SAMPLES)
+            e0_test = enc.embed(ds.x_test[:n])
+            lo, hi = input_box(ctx.cfg, None)
+            test_t = optimize_inputs(block, e0_test, ds.y_test[:n], lr=io["lr"], steps=io["steps"],
+                                     margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
+                                     batch_size=io["batch_size"], method=io["method"], progress=False).targets
+        labels = ds.y_train if d["class_weight"] > 0 else None
+        t0 = time.perf_counter()
+        hist = {}
+        if method in ("targets", "both"):
+            ctx.say(f"fitting {type(enc).__name__} to {len(ds.x_train)} target embeddings, {d['retrain_epochs']} "
+                    f"epochs, target weight {d['target_weight']}, class weight {d['class_weight']}")
+            enc.fit_targets(ds.x_train, tg["targets"], labels, epochs=d["retrain_epochs"],
+                            target_weight=d["target_weight"], class_weight=d["class_weight"],
+                            verbose=ctx.keras_verbose)
+            hist.update(getattr(enc, "history_", {}))
+        if method in ("through-analog", "both"):
+            ctx.say(f"training {type(enc).__name__} through the analog block (EP input gradients), "
+                    f"{d['retrain_epochs']} epochs, lr {d['through_lr']}, class weight {d['class_weight']}")
+            enc.fit_through(ds.x_train, ds.y_train, grad_fn_for(block, ds.y_train, io["method"]),
+                            epochs=d["retrain_epochs"], batch_size=d["batch_size"], learning_rate=d["through_lr"],
+                            class_weight=d["class_weight"], verbose=ctx.keras_verbose)
+            hist.update(getattr(enc, "history_", {}))
+        seconds = time.perf_counter() - t0
+        from pipeline.build import check_fitted_encoder
+        check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
+        ctx.log_history(hist, "retrain_")
+        acc = enc.evaluate(ds.x_test, ds.y_test)
+        metrics = {"digital_test_accuracy": acc, "target_mse": (hist.get("target_mse") or [None])[-1],
+                   "retrain_seconds": seconds}
+        if tg is not None:
+            s = shift_followed(e0_train, tg["targets"], enc.embed(ds.x_train))
+            metrics.update(shift_reproduced_train=s["reproduced"], shift_residual_train=s["residual"])
+        if test_t is not None:
+            s = shift_followed(e0_test, test_t, enc.embed(ds.x_test[:len(test_t)]))
+            metrics.update(shift_reproduced_test=s["reproduced"], shift_residual_test=s["residual"])
+        ctx.log(metrics)
+        ctx.log_parent({"round_digital_test_accuracy": acc}, step=ctx.round + 1)
+        msg = f"digital-only test accuracy {acc:.4f}"
+        if "shift_reproduced_train" in metrics:
+            msg += f"; shift reproduced {metrics['shift_reproduced_train']:.3f} (train)"
+        if "shift_reproduced_test" in metrics:
+            msg += f", {metrics['shift_reproduced_test']:.3f} (test)"
+        if model is not None:
             s = analog_scores(model, enc.embed(ds.x_test), ds.y_test)
-        finally:
+            ctx.log({"end_to_end_test_accuracy": s["accuracy"]})
+            ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
+            msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
+    finally:
+        if block is not None and block is not model:
+            block.close()
+        if model is not None:
             model.close()
-        ctx.log({"end_to_end_test_accuracy": s["accuracy"]})
-        ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
-        msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
     ctx.say(msg)
     enc.save(ctx.output("encoder"))
 
 
 STAGE = Stage(name="retrain-digital",
-              help="retrain the encoder (from its current weights) to output the target embeddings",
-              needs=("encoder", "targets"), optional=("analog",), produces=("encoder",), body=body)
+              help="retrain the encoder (from its current weights): to the target embeddings, through the analog "
+                   "block's EP input gradient, or both (digital.retrain_method)",
+              needs=("encoder", "targets"), optional=("analog", "targets", "chips"), produces=("encoder",),
+              inputs=required, precheck=precheck, body=body)

@@ -1,0 +1,53 @@
+"""Retraining the encoder through the analog block (issue 13), and how well a retrained
+encoder follows the targets input optimisation asked for.
+
+Through the block: the block's loss C(x) on an embedding x = f_θ(image) has, by Equilibrium
+Propagation, the input gradient ∂C/∂x from the source currents of a free and a nudged phase
+(analog.ep); the encoder's weights then step along (1/B) Σ_b (∂f_θ(image_b)/∂θ)ᵀ ∂C/∂x_b,
+the chain rule with the encoder's own backpropagation (digital KerasEncoder.fit_through).
+digital/ sees only a callable grad_fn(embeddings, idx) → ∂C/∂x; the block may be the
+trained model or a chip (pipeline.chips.ChipBlock).
+
+Shift reproduced: with e₀ the embeddings before retraining, t the targets and e₁ the
+embeddings after, the fraction of the requested shift reproduced is the projection
+Σ⟨e₁ − e₀, t − e₀⟩ / Σ‖t − e₀‖², and the residual ‖e₁ − t‖ / ‖t − e₀‖ (sums over all samples).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("targets", "through-analog", "both")
+
+
+def check_differentiable(encoder, cfg: dict) -> None:
+    """ValueError unless the encoder can be trained through the block (has fit_through)."""
+    method = cfg["digital"]["retrain_method"]
+    if method != "targets" and not callable(getattr(encoder, "fit_through", None)):
+        raise ValueError(f"digital.retrain_method={method!r} needs a differentiable encoder, but "
+                         f"{type(encoder).__name__} (digital.encoder={cfg['digital']['encoder']!r}) has no "
+                         f"fit_through(images, labels, grad_fn, ...); use digital.retrain_method: targets")
+
+
+def grad_fn_for(block, labels: np.ndarray, method: str = "ep"):
+    """grad_fn(embeddings, idx) → ∂C/∂x (NaN rows where the circuit did not converge)."""
+    labels = np.asarray(labels)
+
+    def grad_fn(embeddings: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True)
+        g = np.array(res.input_grad, dtype=float)
+        if method == "exact":
+            return g
+        g[~np.asarray(res.used, bool)] = np.nan
+        return g
+    return grad_fn
+
+
+def shift_followed(before: np.ndarray, targets: np.ndarray, after: np.ndarray) -> dict:
+    """{'reproduced': projection fraction of the requested shift, 'residual': ‖after − t‖/‖t − before‖}."""
+    want = np.asarray(targets, float) - before
+    got = np.asarray(after, float) - before
+    denom = float((want**2).sum())
+    if denom == 0:
+        return {"reproduced": float("nan"), "residual": float("nan")}
+    return {"reproduced": float((got * want).sum() / denom),
+            "residual": float(np.sqrt(((after - targets)**2).sum() / denom))}
