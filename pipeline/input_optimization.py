@@ -106,7 +106,8 @@ def _direction(grad: np.ndarray, update: str) -> np.ndarray:
 def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, margin: float = 0.1,
                     v_low: float = -1.0, v_high: float = 1.0, update: str = "normalized",
                     batch_size: int = 2000, method: str = "ep", progress: bool = True,
-                    desc: str = "optimize inputs", warm_start: bool = True) -> InputOptimizationResult:
+                    desc: str = "optimize inputs", warm_start: bool = True,
+                    step_growth: float = 1.0, max_lr: float | None = None) -> InputOptimizationResult:
     """Gradient descent on the block's input voltages until every sample is classified
     with `margin` or has used `steps` steps; inputs stay in [v_low, v_high].
 
@@ -114,6 +115,9 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     step), 'gradient' (plain x ← x − lr·∂C/∂x) or 'sign' (every component moves ±lr).
     warm_start: each step's free phase starts from the sample's operating point of the step
     before (an AnalogModel on the native engine; other blocks solve from scratch).
+    step_growth: a sample still short of the margin takes its next step `step_growth` times
+    longer (up to max_lr, default 4·lr): samples far from the margin (a damaged block) get
+    there in fewer steps; 1.0 keeps the step fixed.
     """
     if not (lr > 0 and np.isfinite(lr)):
         raise ValueError(f"input optimisation lr={lr!r} must be a finite number > 0")
@@ -123,6 +127,11 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
         raise ValueError(f"input optimisation margin={margin!r} must be >= 0")
     if not v_low < v_high:
         raise ValueError(f"input optimisation needs v_low < v_high, got {v_low}, {v_high}")
+    if not (step_growth >= 1.0 and np.isfinite(step_growth)):
+        raise ValueError(f"input optimisation step_growth={step_growth!r} must be a finite number >= 1")
+    max_lr = 4.0 * lr if max_lr is None else max_lr
+    if not (max_lr >= lr and np.isfinite(max_lr)):
+        raise ValueError(f"input optimisation max_lr={max_lr!r} must be a finite number >= lr ({lr})")
     if update not in UPDATES:
         raise ValueError(f"input optimisation update={update!r} must be one of {', '.join(UPDATES)}")
     if method not in ("ep", "exact"):
@@ -140,6 +149,7 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     initially = np.zeros(n, bool)
     failed = np.zeros(n, bool)
     taken = np.zeros(n, int)
+    rate = np.full(n, float(lr))
     m_before = np.full(n, np.nan)
     m_after = np.full(n, np.nan)
     from tqdm.auto import tqdm
@@ -167,7 +177,8 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
             if step == steps:   # budget spent: this evaluation was the final check
                 break
             move = active[keep]
-            xs[move] = np.clip(xs[move] - lr * _direction(grad[keep], update), v_low, v_high)
+            xs[move] = np.clip(xs[move] - rate[move, None] * _direction(grad[keep], update), v_low, v_high)
+            rate[move] = np.minimum(rate[move] * step_growth, max_lr)
             v_prev = None if v is None else v[keep]
             taken[move] += 1
             active = move

@@ -116,3 +116,18 @@ def test_cotrain_both_logs_the_shift_followed(tmp_path):
     for k in ("shift_reproduced_train", "shift_reproduced_test", "shift_residual_train", "end_to_end_test_accuracy"):
         assert k in m, sorted(m)
     assert 0 < m["shift_reproduced_train"] < 1.5 and m["retrain_seconds"] > 0
+
+
+def test_step_growth_reaches_more_within_a_small_budget(block):
+    model, x, y = block
+    lr, steps = 0.02, 4
+    fixed = optimize_inputs(model, x, y, lr=lr, steps=steps, margin=0.1, progress=False)
+    grown = optimize_inputs(model, x, y, lr=lr, steps=steps, margin=0.1, progress=False, step_growth=2.0)
+    assert fixed.reached.mean() < 1
+    assert grown.reached.mean() >= fixed.reached.mean() + 0.05
+    # per component, the steps are at most lr, 2lr, 4lr, 4lr (max_lr defaults to 4·lr), so ≤ 11lr in all
+    assert np.abs(fixed.targets_delta).max() <= steps * lr + 1e-12
+    assert np.abs(grown.targets_delta).max() <= 11 * lr + 1e-12
+    assert np.abs(grown.targets_delta).max() > steps * lr
+    with pytest.raises(ValueError, match="step_growth"):
+        optimize_inputs(model, x[:4], y[:4], step_growth=0.5, progress=False)

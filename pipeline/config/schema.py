@@ -172,6 +172,8 @@ class InputOptimizationConfig(Section):
         "normalized", "step rule: normalized (largest component moves lr V), gradient (x −= lr·dC/dx), sign")
     method: Literal["ep", "exact"] = F("ep", "input gradient: EP (source currents) or exact (checks)")
     batch_size: int = F(2000, "samples solved together", ge=1)
+    step_growth: Num = F(1.0, "a sample still short of the margin takes its next step this many times longer "
+                              "(up to 4·lr); 1: fixed steps", ge=1)
 
 
 class CotrainConfig(Section):

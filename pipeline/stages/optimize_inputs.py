@@ -27,7 +27,8 @@ def body(ctx: StageContext) -> None:
     try:
         res = optimize_inputs(block, data["x_train"], data["y_train"], lr=io["lr"], steps=io["steps"],
                               margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
-                              batch_size=io["batch_size"], method=io["method"], progress=bool(ctx.verbose))
+                              batch_size=io["batch_size"], method=io["method"], progress=bool(ctx.verbose),
+                              step_growth=io["step_growth"])
     finally:
         if block is not model:
             block.close()
