@@ -36,7 +36,7 @@ FASHION_FILES = {
 }
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
-DATASETS = ("fashion_mnist", "iris", "wine", "xor")
+DATASETS = ("fashion_mnist", "iris", "wine", "xor", "digits")
 HOW_TO_GET = (f"install it with `apt-get install dataset-fashion-mnist` (files in {DEFAULT_FASHION_DIR}), "
               f"or point {ENV_VAR} or the config key data.path to a folder with the four gzip IDX files")
 
@@ -148,6 +148,12 @@ def load_wine():
     return _sklearn_set("wine")
 
 
+def load_digits():
+    """(x, y, class_names): scikit-learn's 1797 × 64 handwritten digits (8 × 8 pixels, row-major,
+    values 0..16), 10 classes; bundled with scikit-learn, no download (load_dataset standardises)."""
+    return _sklearn_set("digits")
+
+
 def make_xor(n: int = 200, noise: float = 0.1, seed: int = 0):
     """Two features at the corners of {−1, +1}² plus Gaussian noise; label = XOR of their signs."""
     rng = np.random.default_rng(seed)
@@ -207,6 +213,8 @@ def load_dataset(data_cfg: dict, seed: int = 0) -> Dataset:
         x, y, classes = load_iris()
     elif name == "wine":
         x, y, classes = load_wine()
+    elif name == "digits":
+        x, y, classes = load_digits()
     elif name == "xor":
         x, y = make_xor(data_cfg.get("xor_samples", 200), data_cfg.get("xor_noise", 0.1), seed)
         classes = ["0", "1"]

@@ -237,3 +237,14 @@ def test_api_errors_name_the_layer_and_key():
         LocallyConnected2D(1, kernel=2, input_shape=(3, 5, 1), name="q")(x)
     with pytest.raises(ValueError, match=r"pixel_nodes: 12 input nodes cannot be an image of shape \(2, 2, 1\)"):
         pixel_nodes(x, (2, 2, 1))
+
+
+def test_digits_is_a_tabular_set_of_8x8_pixels():
+    from pipeline.data import load_dataset
+    d = load_dataset({"dataset": "digits", "test_fraction": 0.2}, seed=0)
+    assert d.x_train.shape[1] == 64 and d.n_classes == 10
+    assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 1797
+    cfg = validate_config({"name": "d", "data": {"dataset": "digits"}, "analog": {"layers": [
+        {"type": "locally_connected2d", "kernel": [3, 3], "filters": 2, "input_shape": [8, 8, 1]},
+        {"type": "dense", "units": 32}]}})
+    assert cfg["analog"]["hidden"] == [72, 32]

@@ -64,7 +64,8 @@ def section(model: type[Section], doc: str) -> Any:
 
 # --------------------------------------------------------------------------- sections
 class DataConfig(Section):
-    dataset: Literal["fashion_mnist", "iris", "wine", "xor"] = F("fashion_mnist", "data set")
+    dataset: Literal["fashion_mnist", "iris", "wine", "xor", "digits"] = F(
+        "fashion_mnist", "data set (digits: scikit-learn's 8 × 8 digits, 64 pixel features, tabular)")
     path: str | None = F(None, "folder with the Fashion-MNIST gzip IDX files")
     validation_fraction: Num = F(0.1, "share of the training data held out for validation", gt=0, lt=0.5)
     test_fraction: Num = F(0.2, "share held out for test (tabular data; Fashion-MNIST has its own test set)",
