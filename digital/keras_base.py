@@ -208,7 +208,7 @@ class KerasEncoder(Encoder):
         if g.shape != (x.shape[0], self.embedding_dim):
             raise ValueError(f"out_grads of shape {g.shape}, expected ({x.shape[0]}, {self.embedding_dim})")
         self.model
-        with self._finetune_mode():
+        with self._finetune_mode(), _quiet_input_structure():
             grads, _, _ = self._through_step_grads(x, g, None, 0.0)
         return [np.zeros(tuple(w.shape)) if v is None else np.asarray(v, dtype=np.float64)
                 for v, w in zip(grads, self.model_.trainable_weights)]
@@ -257,7 +257,7 @@ class KerasEncoder(Encoder):
         rng = np.random.default_rng(self.seed if seed is None else seed)
         opt = keras.optimizers.Adam(lr)
         hist: dict[str, list] = {"through_class_loss": [], "through_skipped": []}
-        with self._finetune_mode():
+        with self._finetune_mode(), _quiet_input_structure():
             for _ in range(epochs):
                 perm = rng.permutation(n)
                 skipped, ce_sum = 0, 0.0
@@ -309,6 +309,16 @@ class KerasEncoder(Encoder):
     def _load_state(self, directory: Path) -> None:
         self.model_ = keras.saving.load_model(directory / MODEL_FILE, compile=False)
         self._make_views()
+
+
+@contextlib.contextmanager
+def _quiet_input_structure() -> Iterator[None]:
+    """Calling the functional model on a bare tensor is right; Keras still warns that the
+    inputs' structure ('image') differs. Silenced while training by output gradients."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The structure of `inputs`")
+        yield
 
 
 def _clean_key(key: str) -> str:
