@@ -1,6 +1,6 @@
 """Ideal, hardware-aware and in-situ EP on the same block, then evaluated on programmed chips.
 
-    .venv/bin/python experiments/hardware_training.py iris
+    .venv/bin/python experiments/hardware_training.py iris        # also xor, wine
     .venv/bin/python experiments/hardware_training.py fashion --epochs 2 --limit-train 20000
 
 For each training mode the block starts from the same initial conductances and trains for
@@ -34,7 +34,7 @@ TIMES = {"0 s": 0.0, "1 day": 86400.0, "1 year": 3.15e7}
 
 def _config(task: str, epochs: int | None, limit_train: int | None) -> dict:
     import yaml
-    path = {"iris": "experiments/iris.yaml", "fashion": "experiments/fashion_mnist.yaml"}[task]
+    path = f"experiments/{'fashion_mnist' if task == 'fashion' else task}.yaml"
     raw = yaml.safe_load(open(path))
     if epochs:
         raw["training"]["epochs"] = epochs
@@ -61,7 +61,7 @@ def _data(cfg: dict):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("task", choices=("iris", "fashion"))
+    p.add_argument("task", choices=("xor", "iris", "wine", "fashion"))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--limit-train", type=int, default=20000)
     p.add_argument("--chips", type=int, default=3)
