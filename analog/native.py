@@ -1,7 +1,7 @@
 """Native engine: batched, damped Newton–Raphson on the nodal equations (numpy).
 
 The nodal equations are the stationarity conditions of the circuit's total co-content
-F(v) = E(v) − Σ s·I·V (DESIGN.md §2), and F is convex when every device has a monotone
+F(v) = E(v) − Σ s·I·V (docs/design.md), and F is convex when every device has a monotone
 I(u). So we minimise F: Newton's direction from the Hessian K + diag(d(v)) (K: the
 conductances and amplifiers, constant between weight updates; d: the devices' small-signal
 conductances), SPICE's pnjlim on junction voltages, and a backtracking line search on F
@@ -426,7 +426,7 @@ class NativeEngine:
 
 
 def total_energy(circuit: CompiledCircuit, G_list, v, src, nudge=None) -> np.ndarray:
-    """Total co-content E (DESIGN.md §2) per sample, minus Σ s·I·V when nudging currents are
+    """Total co-content E (docs/design.md) per sample, minus Σ s·I·V when nudging currents are
     given (then it is F, the function the operating point makes stationary)."""
     V = circuit.terminal_voltages(np.asarray(v, float), np.asarray(src, float))
     E = np.zeros(V.shape[0])
