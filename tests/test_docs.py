@@ -71,3 +71,14 @@ def test_engines_page_script_runs_and_the_engines_agree(tmp_path):
     assert "converged: [True, True]" in res.stdout
     dv = float(re.search(r"max \|V_native - V_ngspice\| = (\S+) V", res.stdout).group(1))
     assert dv <= 1e-6, dv
+
+
+def test_code_points_nowhere_outside_the_repository():
+    """Docstrings cite docs/, not a design file outside the repository."""
+    hits = []
+    for folder in ("analog", "digital", "pipeline", "experiments"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            hits += [f"{path.relative_to(ROOT)}: {bad}" for bad in ("/work/shared", "../shared", "DESIGN.md")
+                     if bad in text]
+    assert not hits, hits
