@@ -41,11 +41,19 @@ def _mixsig(tmp: Path, *args):
     return proc
 
 
+def _default_sigint() -> None:
+    """As in a terminal: SIGINT at its default, whatever this test run inherited. (A shell
+    starts background jobs with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the child would never see the Ctrl-C this test sends.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal_when(tmp: Path, args, when: str, signum: int, timeout: float = 300):
     """Start `mixsig *args`, send `signum` to it (the process itself, as `kill` does) when a
     line of its output contains `when`; (return code, output)."""
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp, env=_env(tmp),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     watchdog = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.start()
     seen, sent = [], False
