@@ -66,7 +66,7 @@ and `verify` measure are in [engines.md](engines.md).
 #: one example (or a few) per command path; every command must have one (checked by the test)
 EXAMPLES: dict[str, str] = {
     "cotrain": """\
-# the main job (about 27 minutes on 2 cores)
+# the main job (10 to 27 minutes on 2 cores, depending on the machine)
 mixsig cotrain experiments/fashion_mnist.yaml
 # a quick one: small slice, one round
 mixsig cotrain experiments/smoke.yaml -q

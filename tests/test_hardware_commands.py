@@ -70,3 +70,41 @@ def test_config_pulse_rule_reaches_the_in_situ_optimiser(rule):
     raw["hardware"] = {"preset": "ebana-4level", "training": "in-situ", "pulse_rule": rule}
     model = model_from_config(validate_config(raw), 4, 3)
     assert type(model.optimizer).__name__ == "PulsedOptimizer" and model.optimizer.rule == rule
+
+
+def _hw_config(hardware: dict) -> dict:
+    import yaml
+
+    from pipeline.config import validate_config
+    raw = yaml.safe_load((ROOT / "experiments/iris.yaml").read_text())
+    raw["hardware"] = hardware
+    return validate_config(raw)
+
+
+def test_hardware_fields_written_like_1e_7_are_numbers():
+    """YAML 1.1 reads 1e-7 (no dot) as a string; in the preset sections it is the number too."""
+    import yaml
+    cfg = _hw_config(yaml.safe_load("{preset: pcm, device: {g_min: 1e-7, prog_sigma: 2}}"))
+    assert cfg["hardware"]["overrides"]["device"]["g_min"] == 1e-7
+
+
+def test_a_preset_field_given_twice_is_refused_naming_both_keys():
+    from pipeline.config import ConfigError
+    with pytest.raises((ConfigError, ValueError)) as err:
+        _hw_config({"preset": "pcm", "device": {"prog_sigma": 3.0}, "overrides": {"device": {"prog_sigma": 2.0}}})
+    msg = str(err.value)
+    assert "hardware.device.prog_sigma" in msg and "hardware.overrides.device.prog_sigma" in msg
+    same = _hw_config({"preset": "pcm", "device": {"prog_sigma": 3.0}, "overrides": {"device": {"prog_sigma": 3.0}}})
+    assert same["hardware"]["overrides"]["device"]["prog_sigma"] == 3.0
+
+
+def test_the_devices_page_example_runs_as_written(tmp_path, monkeypatch):
+    """docs/devices.md's first code block is self-contained: train a toy block, program a
+    chip, read it a day later, save/load it, write its netlist."""
+    import re
+    code = re.search(r"```python\n(.*?)```", (ROOT / "docs/devices.md").read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "docs/devices.md", "exec"), scope)
+    assert scope["y"].shape == (64, 2) and (tmp_path / "chip").is_dir()
+    assert scope["netlist"].lstrip().startswith(("*", ".title")) or ".end" in scope["netlist"]

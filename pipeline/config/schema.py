@@ -238,7 +238,7 @@ class HardwareConfig(Section):
                 raise ValueError(f"hardware.{key}: unknown key{hint}; allowed keys here: {', '.join(known)} "
                                  f"(device and variation: preset fields, as mappings)")
             delattr(self, key)
-        self.overrides = _merge(self.overrides, extra)
+        self.overrides = _numbers(_merge(self.overrides, extra))
         if any(b <= a for a, b in zip(self.times, self.times[1:])):
             raise ValueError(f"hardware.times={list(self.times)}: must be strictly increasing (seconds after "
                              "programming, e.g. [0, 3600, 86400])")
@@ -255,11 +255,29 @@ class HardwareConfig(Section):
         return self
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def _merge(base: dict, extra: dict, where: str = "hardware") -> dict:
+    """`hardware.overrides` and the preset sections written directly under `hardware` are
+    one set of overrides: a field given in both places with different values is refused
+    (silently preferring one would hide the other, e.g. a `--set` on the wrong spelling)."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, f"{where}.{k}")
+        elif k in out and out[k] != v:
+            raise ValueError(f"{where}.{k}={v!r} and hardware.overrides.{where[len('hardware.'):]}"
+                             f"{'.' if where != 'hardware' else ''}{k}={out[k]!r}: the same preset field "
+                             f"given twice; set it in one place")
+        else:
+            out[k] = v
     return out
+
+
+def _numbers(value):
+    """Preset fields are free-form mappings, so YAML's 1e-7 (no dot, read as a string)
+    becomes a number here as it does in the typed sections."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return _yaml_number(value) if isinstance(value, str) else value
 
 
 class RootConfig(Section):
