@@ -73,6 +73,7 @@ def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None
                         verbose=0 if quiet else 1)
     print(f"{stage.name} run {outcome.run_id} finished (experiment {experiment_name(cfg)!r})")
     for k, v in sorted(outcome.metrics.items()):
-        if "accuracy" in k or k in ("reached_fraction", "mean_shift", "stage_seconds"):
+        if ("accuracy" in k or k.startswith(("chip_acc_mean", "e2e_acc"))
+                or k in ("reached_fraction", "mean_shift", "stage_seconds")):
             print(f"  {k} = {v:.4g}")
     return 0

@@ -98,6 +98,8 @@ def get_run(run_id: str, experiment: str | None = None, what: str = "run"):
         from pipeline.tracking import user_tracking_uri
         hint = "" if os.environ.get("MIXSIG_HOME") or user_tracking_uri() else \
             " (started outside its project folder? set MIXSIG_HOME to that folder)"
+        if len(str(run_id).strip()) < 4:
+            hint += " (a run id may be shortened to its first 4 or more characters, not fewer)"
         raise StageInputError(f"{what} {run_id!r} does not exist in the tracking store {tracking_uri()}{hint}") from None
     if experiment is not None:
         exp = client.get_experiment(run.info.experiment_id)
