@@ -10,7 +10,6 @@ is never mistaken for a good block.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from .circuit import CompiledCircuit, compile_circuit
 from .ep import GradientResult, ep_gradients, exact_gradients
 from .layers import Dense, Nodes
 from .losses import Loss, get_loss
-from .native import NativeEngine, total_energy
+from .engine import cached_engine
+from .native import total_energy
 from .optimizers import Optimizer, get_optimizer
 from .solution import Solution
 
@@ -64,11 +64,6 @@ def _check_xy(x, y, n_features, n_outputs, where="x"):
             raise ValueError(f"labels range {y.min()}..{y.max()} but the output layer has {n_outputs} "
                              f"differential outputs (classes 0..{n_outputs - 1})")
     return x, y
-
-
-def _options_key(options: dict) -> str:
-    """Canonical, hashable form of engine options (nested dicts included)."""
-    return json.dumps(options, sort_keys=True, default=repr)
 
 
 class AnalogModel:
@@ -123,18 +118,7 @@ class AnalogModel:
     def get_engine(self, kind: str | None = None, **options):
         """The engine `kind` ('native', 'ngspice', 'ngspice-rebuild') with these options,
         created once and cached (options may be nested dicts)."""
-        kind = kind or self.engine_name
-        key = (kind, _options_key(options))
-        if key not in self._engines:
-            if kind == "native":
-                self._engines[key] = NativeEngine(self.circuit, **options)
-            elif kind in ("ngspice", "ngspice-rebuild"):
-                from .ngspice_engine import NgspiceEngine
-                mode = "rebuild" if kind.endswith("rebuild") else "loaded"
-                self._engines[key] = NgspiceEngine(self.circuit, mode=mode, **options)
-            else:
-                raise ValueError(f"engine={kind!r} must be 'native' or 'ngspice'")
-        return self._engines[key]
+        return cached_engine(self._engines, self.circuit, kind or self.engine_name, **options)
 
     @property
     def engine(self):

@@ -108,3 +108,24 @@ def test_the_devices_page_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(code, "docs/devices.md", "exec"), scope)
     assert scope["y"].shape == (64, 2) and (tmp_path / "chip").is_dir()
     assert scope["netlist"].lstrip().startswith(("*", ".title")) or ".end" in scope["netlist"]
+
+
+def test_a_chip_caches_engines_with_nested_options_like_a_model():
+    """Chip.engine shares the model's engine cache (analog.engine.cached_engine): options
+    that are dicts work (a tuple key of them raised TypeError), equal options reuse one
+    engine, and the native engine's solve equals one built by hand."""
+    import numpy as np
+
+    from analog import NativeEngine, build_dense_network
+    from analog.hardware import program
+    model = build_dense_network(3, 2, hidden=(4,))
+    chip = program(model, "pcm", seed=0)
+    a = chip.engine("native", tol_v=1e-11)
+    assert chip.engine("native", tol_v=1e-11) is a
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    G = chip.conductances_at(0.0, rng=np.random.default_rng(1))
+    ref = NativeEngine(chip.circuit, tol_v=1e-11).solve(G, x)
+    assert np.array_equal(a.solve(G, x).v, ref.v)
+    nested = chip.engine("ngspice-rebuild", processes=1, options={"pivrel": 1e-5})
+    assert nested is chip.engine("ngspice-rebuild", options={"pivrel": 1e-5}, processes=1)
+    chip.close()

@@ -21,6 +21,7 @@ import numpy as np
 from . import statistics as st
 from .compensation import calibration_inputs, calibration_current
 from .programming import draw_variation, program_devices, streams, vary
+from ..engine import cached_engine
 from .spec import HardwareSpec, check_read_time, validate
 
 _FORMAT = "analog-chip/1"
@@ -106,17 +107,8 @@ class Chip:
 
     # ---- solving ---------------------------------------------------------------------------
     def engine(self, kind: str = "native", **options):
-        key = (kind, tuple(sorted(options.items())))
-        if key not in self._engines:
-            if kind == "native":
-                from ..native import NativeEngine
-                self._engines[key] = NativeEngine(self.circuit, **options)
-            elif kind == "ngspice":
-                from ..ngspice_engine import NgspiceEngine
-                self._engines[key] = NgspiceEngine(self.circuit, **options)
-            else:
-                raise ValueError(f"engine={kind!r} must be 'native' or 'ngspice'")
-        return self._engines[key]
+        """The chip's engine of `kind`, with these options (cached like a model's)."""
+        return cached_engine(self._engines, self.circuit, kind, **options)
 
     def _x(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=float)
