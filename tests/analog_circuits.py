@@ -86,3 +86,18 @@ def largest_currents(c, G_list, V):
     i_bar = max(np.abs(G[None] * (V[:, blk.out_terms][:, :, None] - V[:, blk.in_terms][:, None, :])).max()
                 for blk, G in zip(c.dense, G_list))
     return i_dev, i_bar
+
+
+def trained_three_class_block(n=240, hidden=12, epochs=2):
+    """A small block (6 inputs → `hidden` → 3 outputs) trained a little on three noisy
+    clusters, so some samples are still wrong: (model, x, y)."""
+    from analog.model import build_dense_network
+    from analog.optimizers import Adam
+    rng = np.random.default_rng(0)
+    centers = rng.uniform(-0.6, 0.6, (3, 6))
+    y = rng.integers(0, 3, n)
+    x = np.clip(centers[y] + rng.normal(0, 0.35, (n, 6)), -1, 1)
+    model = build_dense_network(6, 3, hidden=(hidden,), up_bias=-0.3, down_bias=0.3, seed=1)
+    model.compile("mse", Adam(0.02), beta=1e-7)
+    model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
+    return model, x, y

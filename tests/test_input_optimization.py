@@ -4,23 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analog.model import build_dense_network
-from analog.optimizers import Adam
 from pipeline import input_optimization as io
 from pipeline.input_optimization import margins, optimize_inputs
+from tests.analog_circuits import trained_three_class_block
 
 
 @pytest.fixture(scope="module")
 def trained():
     """A small block trained a little on a separable 3-class problem (some samples wrong)."""
-    rng = np.random.default_rng(0)
-    centers = rng.uniform(-0.6, 0.6, (3, 6))
-    y = rng.integers(0, 3, 240)
-    x = np.clip(centers[y] + rng.normal(0, 0.35, (240, 6)), -1, 1)
-    model = build_dense_network(6, 3, hidden=(12,), up_bias=-0.3, down_bias=0.3, seed=1)
-    model.compile("mse", Adam(0.02), beta=1e-7)
-    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
-    return model, x, y
+    return trained_three_class_block(n=240, hidden=12, epochs=2)
 
 
 def test_margins():

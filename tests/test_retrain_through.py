@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analog.model import build_dense_network
-from analog.optimizers import Adam
 from pipeline.input_optimization import optimize_inputs
 from pipeline.through_analog import check_differentiable, grad_fn_for, shift_followed
+from tests.analog_circuits import trained_three_class_block
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path(os.environ.get("MIXSIG_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -40,14 +39,7 @@ def test_encoder_without_gradients_is_named_and_targets_suggested():
 
 @pytest.fixture(scope="module")
 def block():
-    rng = np.random.default_rng(0)
-    centers = rng.uniform(-0.6, 0.6, (3, 6))
-    y = rng.integers(0, 3, 120)
-    x = np.clip(centers[y] + rng.normal(0, 0.35, (120, 6)), -1, 1)
-    model = build_dense_network(6, 3, hidden=(10,), up_bias=-0.3, down_bias=0.3, seed=1)
-    model.compile("mse", Adam(0.02), beta=1e-7)
-    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
-    return model, x, y
+    return trained_three_class_block(n=120, hidden=10, epochs=1)
 
 
 def test_grad_fn_is_the_block_input_gradient_with_nonconverged_rows_nan(block):
