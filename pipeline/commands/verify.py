@@ -53,22 +53,23 @@ def command(json_, **kw) -> int:
 
 
 def _chip(cfg: dict, model, args):
-    """The config's block programmed onto a chip of preset `args.hardware` (field overrides
-    from the config's hardware section when it names the same preset)."""
+    """The config's block programmed onto a chip of preset `args.hardware` (with the
+    config's hardware section when it names the same preset), seeded like the program
+    stage's first chip (hardware.seed, else the config's seed) unless --chip-seed is given."""
     from analog.hardware import program, resolve_hardware
+    from pipeline.analog_config import hardware_spec
+    from pipeline.chips import chip_seeds
 
-    hw = cfg.get("hardware") or {}
-    overrides = dict(hw.get("overrides") or {}) if hw.get("preset") == args.hardware else {}
-    if hw.get("preset") == args.hardware and hw.get("drift_compensation") is not None:
-        overrides["drift_compensation"] = hw["drift_compensation"]
+    same = (cfg.get("hardware") or {}).get("preset") == args.hardware
     try:
-        spec = resolve_hardware(args.hardware, overrides)
+        spec = hardware_spec(cfg) if same else resolve_hardware(args.hardware)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--hardware") from None
     if args.t < 0:
         raise click.BadParameter(f"{args.t!r}: a read time must be >= 0 s after programming", param_hint="--time")
-    seed = args.chip_seed if args.chip_seed is not None else hw.get("seed", cfg.get("seed", 0))
-    return program(model, spec, seed=seed or 0)
+    seed = args.chip_seed if args.chip_seed is not None else (
+        chip_seeds(cfg)[0] if cfg.get("hardware") else cfg.get("seed", 0))
+    return program(model, spec, seed=seed)
 
 
 def run(args) -> int:
