@@ -24,6 +24,7 @@ import numpy as np
 
 from analog.hardware import program, resolve_hardware
 from pipeline.analog_config import model_from_config
+from pipeline.chips import chip_accuracy
 from pipeline.config import validate_config
 from pipeline.data import load_dataset, tabular_to_volts
 
@@ -86,10 +87,7 @@ def main() -> None:
         for label, t in TIMES.items():
             accs = []
             for seed in range(args.chips):
-                chip = program(model, pcm, seed=seed)
-                out = chip.predict(x_te, t=t)
-                ok = np.isfinite(out).all(1)
-                accs.append(float((out[ok].argmax(1) == y_te[ok]).sum() / len(y_te)))
+                accs.append(chip_accuracy(program(model, pcm, seed=seed), x_te, y_te, t))
             row[f"pcm_chip_accuracy_{label}"] = (float(np.mean(accs)), float(np.std(accs)))
         results[mode] = row
         print(mode, json.dumps(row), flush=True)
