@@ -240,6 +240,25 @@ def test_config_show_prints_the_validated_config_with_defaults(tmp_path):
     assert load_config(tmp_path / "full.yaml") == load_config(ROOT / "experiments/xor.yaml")
 
 
+def test_every_config_show_line_is_accepted_back_by_set():
+    """A line of `config show` pasted into --set gives the same config (lists included:
+    [72, 32], not '72,32')."""
+    from pipeline.config import load_config
+    cfg_path = ROOT / "experiments/digits_lc.yaml"
+    out = _mixsig("config", "show", str(cfg_path))
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if " = " in line]
+    assert any("= [" in line for line in lines)
+    # analog.hidden is derived from analog.layers: set it alone and the two would disagree
+    sets = [f"{k.strip()}={v}" for k, _, v in (line.partition(" = ") for line in lines) if k.strip() != "analog.hidden"]
+    assert load_config(cfg_path, sets) == load_config(cfg_path)
+
+
+def test_verify_takes_set_overrides():
+    out = _mixsig("verify", "experiments/xor.yaml", "--set", "analog.gain=-1")
+    _one_line_error(out, "analog.gain")
+
+
 def test_config_schema_is_a_json_schema_of_every_section(tmp_path):
     out = _mixsig("config", "schema", "-o", tmp_path / "schema.json")
     assert out.returncode == 0, out.stderr

@@ -13,18 +13,36 @@ def command():
 
 
 def show_config(config: str, overrides=(), as_yaml: bool = False) -> int:
-    from pipeline.config import flatten
     from pipeline.stages.lineage import load_config_with_overrides
     cfg = load_config_with_overrides(config, overrides)
     if as_yaml:
         import yaml
         click.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
         return 0
-    flat = flatten(cfg)
+    flat = dict(_leaves(cfg))
     width = max(map(len, flat))
     for key, value in flat.items():
-        click.echo(f"{key:<{width}} = {value!r}" if isinstance(value, str) else f"{key:<{width}} = {value}")
+        click.echo(f"{key:<{width}} = {_as_set_value(value)}")
     return 0
+
+
+def _leaves(node: dict, head: str = ""):
+    """Dotted key -> value, lists kept whole (unlike pipeline.config.flatten, which joins them
+    for MLflow params)."""
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{head}{key}.")
+        else:
+            yield f"{head}{key}", value
+
+
+def _as_set_value(value) -> str:
+    """A value written as `--set KEY=VALUE` reads it back (YAML flow style: [20, 10], null,
+    true), so a line of `config show` can be pasted into --set."""
+    import yaml
+    if isinstance(value, str):
+        return repr(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
 
 
 @command.command("show", short_help="print a config validated, with defaults, one `key = value` per line")

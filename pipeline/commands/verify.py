@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import click
 
+from pipeline.commands import options as opt
+
 HELP = "check a config's circuit: native vs ngspice voltages, EP vs exact gradients"
 
 
@@ -48,6 +50,7 @@ def _samples(cfg: dict, n: int):
               help="with --hardware: seconds after programming at which the chip is read")
 @click.option("--chip-seed", type=int, default=None, help="with --hardware: chip seed (default: the config's)")
 @click.option("--json", "json_", is_flag=True, help="print the report as JSON")
+@opt.overrides
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
 
@@ -79,7 +82,7 @@ def run(args) -> int:
     from pipeline.config import load_config
     from pipeline.limits import check_block_size
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, list(getattr(args, "overrides", ()) or ()))
     x, y, n_classes = _samples(cfg, args.samples)
     check_block_size(cfg["analog"]["hidden"], x.shape[1], n_classes)   # before any allocation
     model = model_from_config(cfg, x.shape[1], n_classes)
