@@ -104,6 +104,17 @@ def test_compare_metrics_nobody_logged(store, capsys):
                      "--output", str(tmp / "c.png")]) == 0
 
 
+def test_compare_without_cotrain_runs_suggests_the_stage(store, capsys):
+    _, _ = store
+    from pipeline.tracking import setup_mlflow
+    mlflow = setup_mlflow("stages-only")
+    with mlflow.start_run(tags={"mixsig.stage": "train-analog"}):
+        mlflow.log_metric("analog_test_accuracy", 0.5)
+    assert cli.main(["compare", "--experiment", "stages-only"]) == 0
+    out = capsys.readouterr().out
+    assert "no runs match" in out and "--stage train-analog" in out
+
+
 def test_run_ids_by_unique_prefix(store, capsys, monkeypatch):
     tmp, client = store
     from pipeline.stages import StageInputError, get_run

@@ -80,6 +80,12 @@ def run(args) -> int:
     metrics = args.metrics.split(",") if args.metrics else DEFAULT_METRICS
     if not runs:
         print(f"no runs match (experiments {', '.join(args.experiment)}, filter {flt!r})")
+        if args.stage != "all":     # the common miss: only stage runs were made (e.g. train-analog alone)
+            other = client.search_runs([e.experiment_id for e in exps], max_results=200)
+            stages = sorted({r.data.tags.get("mixsig.stage") for r in other} - {None, args.stage})
+            if stages:
+                print(f"the experiment has runs of other stages: {', '.join(stages)}; "
+                      f"try --stage {stages[0]} (or --stage all)")
         return 0
     unknown = [m for m in metrics if not any(m in r.data.metrics for r in runs)] if args.metrics else []
     if unknown:
