@@ -205,6 +205,13 @@ def test_docs_config_md_is_up_to_date_with_the_schema():
     assert "| `data.validation_fraction` | number | `0.1` | > 0 and < 0.5 |" in text
 
 
+def test_bad_preset_field_is_named_where_it_was_written():
+    msg = _error({"name": "t", "hardware": {"preset": "pcm", "overrides": {"device": {"nosuch": 1}}}})
+    assert msg.startswith("hardware.overrides.device.nosuch: unknown key")
+    msg = _error({"name": "t", "hardware": {"preset": "pcm", "device": {"nosuch": 1}}})
+    assert msg.startswith("hardware.device.nosuch: unknown key")
+
+
 def test_hardware_section_defaults_and_checks():
     hw = validate_config({"name": "t", "hardware": {}})["hardware"]
     assert hw["preset"] == "ideal" and hw["chips"] == 1 and hw["times"] == [0.0] and hw["training"] == "ideal"

@@ -230,6 +230,7 @@ class HardwareConfig(Section):
     @model_validator(mode="after")
     def _resolve(self):
         extra = dict(self.model_extra or {})
+        written_under_overrides = dict(self.overrides)
         for key, value in extra.items():
             if not isinstance(value, dict):   # preset fields come in sections (device: {...})
                 known = list(type(self).model_fields) + ["device", "variation"]
@@ -251,8 +252,30 @@ class HardwareConfig(Section):
         given = dict(self.overrides)
         if self.drift_compensation is not None:
             given["drift_compensation"] = self.drift_compensation
-        resolve_hardware(self.preset, given)  # ValueError starting with the dotted key
+        try:
+            resolve_hardware(self.preset, given)  # ValueError starting with the dotted key
+        except ValueError as exc:
+            raise ValueError(_name_the_overrides_key(str(exc), written_under_overrides, extra)) from None
         return self
+
+
+def _name_the_overrides_key(message: str, overrides: dict, direct: dict) -> str:
+    """resolve_hardware names a field `hardware.device.x` whichever place it was written
+    in; when it was written only under `hardware.overrides`, say so."""
+    key = message.split(":", 1)[0].split("=", 1)[0]
+    if not key.startswith("hardware."):
+        return message
+    path = key.split(".")[1:]
+
+    def has(tree, parts):
+        for part in parts:
+            if not isinstance(tree, dict) or part not in tree:
+                return False
+            tree = tree[part]
+        return True
+    if has(overrides, path) and not has(direct, path):
+        return "hardware.overrides." + message[len("hardware."):]
+    return message
 
 
 def _merge(base: dict, extra: dict, where: str = "hardware") -> dict:
