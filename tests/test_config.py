@@ -230,7 +230,7 @@ def test_hardware_preset_and_fields_are_checked_by_the_device_models():
     msg = _error({"name": "t", "hardware": {"preset": "pcm", "device": {"g_min": 3e-5}}})
     assert msg.startswith("hardware.device.g_min") and "3e-05" in msg
     msg = _error({"name": "t", "hardware": {"preset": "pcm", "overrides": {"device": {"prog_sigma": -1}}}})
-    assert msg.startswith("hardware.device.prog_sigma")
+    assert msg.startswith("hardware.overrides.device.prog_sigma")
     # field-by-field keys and `overrides` end up in one mapping
     hw = validate_config({"name": "t", "hardware": {"preset": "rram", "device": {"g_max": 3e-5},
                                                     "overrides": {"variation": {"is_sigma": 0.2}}}})["hardware"]
