@@ -359,3 +359,14 @@ def test_verify_json_meets_the_gradient_target(config):
         assert set(r) >= {"cos_symmetric", "cos_one_sided", "rel_err_symmetric", "rel_err_one_sided"}
         assert r["cos_symmetric"] >= 0.999
         assert r["rel_err_symmetric"] < r["rel_err_one_sided"]
+
+
+def test_quiet_also_silences_mlflow_artifact_bars(monkeypatch, tmp_path):
+    import os
+
+    from pipeline import cli
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    assert cli.main(["train-analog", str(tmp_path / "missing.yaml"), "-q"]) == 2
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+    assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is False
