@@ -274,6 +274,12 @@ class Encoder(abc.ABC):
     def is_fitted(self) -> bool:
         return self._fitted
 
+    def macs_per_image(self) -> int | None:
+        """Multiply-accumulates the encoder spends on one image to produce its embedding
+        (the classification head excluded: in the mixed-signal system the analog block
+        classifies), or None when unknown (the default; plug-ins may override it)."""
+        return None
+
     # ---- voltage mapping helpers
     @property
     def v_mid(self) -> float:

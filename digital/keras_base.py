@@ -289,6 +289,12 @@ class KerasEncoder(Encoder):
         out = [np.asarray(sub_model.predict_on_batch(x[i:i + bs])) for i in range(0, x.shape[0], bs)]
         return np.concatenate(out, axis=0)
 
+    def macs_per_image(self) -> int:
+        """Multiply-accumulates per image from the image to the embedding (the layers of
+        the ``volts`` output; the Dense(10) head is excluded): see :func:`keras_macs`."""
+        self.model  # build if needed
+        return keras_macs(self._embed_model)
+
     def _embed(self, x: np.ndarray) -> np.ndarray:
         self.model
         return self._batched(self._embed_model, x).astype(np.float64)
@@ -327,3 +333,32 @@ def _clean_key(key: str) -> str:
         if key == old:
             return new
     return key
+
+
+def keras_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass of one sample through ``model``, counted
+    from its layers' shapes: Conv2D ``H_out·W_out·C_out·k_h·k_w·C_in/groups``,
+    DepthwiseConv2D ``H_out·W_out·C_in·mult·k_h·k_w``, Dense ``inputs·units``. Bias adds,
+    batch normalisation (folded into the convolution at inference), activations, pooling
+    and the volts rescaling are element-wise and not counted. Any other layer with weights
+    raises ValueError (it would be counted wrongly)."""
+    L = keras.layers
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, L.DepthwiseConv2D):
+            _, h, w, _ = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            total += h * w * c_in * layer.depth_multiplier * kh * kw
+        elif isinstance(layer, L.Conv2D) and not isinstance(layer, L.Conv2DTranspose):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            total += h * w * c_out * kh * kw * c_in // layer.groups
+        elif isinstance(layer, L.Dense):
+            total += int(np.prod(layer.input.shape[1:])) * layer.units
+        elif isinstance(layer, (L.BatchNormalization, L.Rescaling)) or not layer.weights:
+            continue
+        else:
+            raise ValueError(f"keras_macs: cannot count layer {layer.name!r} ({type(layer).__name__})")
+    return int(total)

@@ -60,6 +60,11 @@ class PCAEncoder(Encoder):
         self.head_intercept_: np.ndarray | None = None
         self.classes_: np.ndarray | None = None
 
+    def macs_per_image(self) -> int:
+        """784 × embedding_dim: the embedding is one affine map of the flattened image
+        (the bias adds, the clipping and the logistic head are not counted)."""
+        return 28 * 28 * self.embedding_dim
+
     @staticmethod
     def _flat(x: np.ndarray) -> np.ndarray:
         return x.reshape(x.shape[0], -1).astype(np.float64)

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pipeline.stages.artifacts import PipelineError
-from pipeline.stages.inputs import is_image_data
+from pipeline.stages.inputs import has_encoder, is_image_data
 from pipeline.stages.runner import Stage, StageContext
 
 
 def precheck(cfg: dict) -> None:
     """The configured encoder builds and honours the contract on a sample, before any run."""
+    if is_image_data(cfg) and not has_encoder(cfg):
+        raise ValueError("digital.encoder='none': the analog block takes the image pixels, there is no encoder "
+                         "to train or co-train; run `mixsig train-analog CONFIG`, then `mixsig evaluate "
+                         "--from-run RUN_ID`")
     if is_image_data(cfg):
         from pipeline.build import check_configured_encoder
         check_configured_encoder(cfg)
@@ -34,6 +38,10 @@ def body(ctx: StageContext) -> None:
     acc_val = enc.evaluate(ds.x_val, ds.y_val)
     acc_test = enc.evaluate(ds.x_test, ds.y_test)
     ctx.log({"digital_val_accuracy": acc_val, "digital_test_accuracy": acc_test})
+    macs = enc.macs_per_image() if callable(getattr(enc, "macs_per_image", None)) else None
+    if macs is not None:   # plug-ins need not count them
+        ctx.log({"digital_macs_per_image": float(macs)})
+        ctx.log_parent({"digital_macs_per_image": float(macs)})
     ctx.log_parent({"round_digital_test_accuracy": acc_test})
     ctx.say(f"digital-only test accuracy {acc_test:.4f}")
     enc.save(ctx.output("encoder"))
