@@ -10,4 +10,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "config": "config",
     "data": "data",
     "robustness": "robustness",
+    "sweep": "sweep",
 }

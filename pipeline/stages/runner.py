@@ -115,6 +115,12 @@ def get_stage(name: str) -> Stage:
 # ---------------------------------------------------------------------------------------
 # the context a stage body works with
 # ---------------------------------------------------------------------------------------
+# Callables (ctx, metrics, step, final) → None, told every metric a stage logs after it is
+# logged: a sweep's trial hands the analog block's per-epoch metrics to Ray Tune through one
+# (pipeline.sweep.trial), so neither the stages nor analog/ know of Ray.
+METRIC_LISTENERS: list = []
+
+
 @dataclass
 class StageContext:
     cfg: dict
@@ -177,6 +183,8 @@ class StageContext:
             mlflow.log_metrics(clean, step=step)
         if final:
             self.metrics.update(clean)
+        for listener in METRIC_LISTENERS:
+            listener(self, clean, step, final)
 
     def log_history(self, history: dict, prefix: str) -> None:
         """A Keras-style history {name: [per epoch]} as metrics with step = epoch."""

@@ -1,0 +1,180 @@
+"""One sweep trial, run by Ray Tune in a Ray worker process (on this machine or any node).
+
+A trial is one MLflow run nested under the sweep's run (tags mixsig.sweep = the sweep run id,
+mixsig.trial = Tune's trial id): a whole co-training (the trial run is then the co-training's
+parent run, its stages nested under it as usual), or a list of stages run in order as nested
+runs of the trial run (tabular data: train-analog, evaluate). The trial's config is the base
+config with the trial's params applied, validated again by the config schema.
+
+While the analog block trains, every epoch's metrics (val_accuracy, val_loss, accuracy,
+loss) go to Ray Tune through a metric listener of the stages (pipeline.stages.runner
+.METRIC_LISTENERS), so a scheduler (ASHA, median stopping) can stop a bad trial early; the
+last report adds the trial run's final metrics and trial_done = 1.
+
+Restarted by a resumed sweep, a trial first looks for its MLflow run: finished, it reports
+that run's metrics again and trains nothing; interrupted, it continues that run (a
+co-training skips its finished steps, as `cotrain --resume` does).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from pipeline.sweep.space import EPOCH_METRICS, trial_config
+
+TRIAL_STAGE = "sweep-trial"      # mixsig.stage of a trial run that is not a co-training
+
+
+def make_trainable(setup: dict):
+    """The function Ray Tune calls with each trial's params (setup: see pipeline.sweep.driver)."""
+    def mixsig_trial(params):
+        return run_trial(params, setup)
+    return mixsig_trial
+
+
+class _EpochReporter:
+    """A stage metric listener: the analog block's per-epoch metrics to Ray Tune."""
+
+    def __init__(self, report, extra: dict, enabled: bool):
+        self.report, self.extra, self.enabled = report, extra, enabled
+        self.epochs, self.last = 0, {}
+
+    def __call__(self, ctx, metrics: dict, step, final: bool) -> None:
+        if ctx.stage != "train-analog" or final or step is None:
+            return
+        epoch = {k: v for k, v in metrics.items() if k in EPOCH_METRICS}
+        if not epoch:
+            return
+        self.epochs += 1
+        self.last.update(epoch)
+        if self.enabled:
+            self.report({**self.last, "analog_epoch": self.epochs, "round": ctx.round, **self.extra})
+
+
+def _environment(setup: dict) -> None:
+    os.environ["MIXSIG_HOME"] = setup["home"]
+    if setup.get("tracking_uri"):
+        os.environ["MLFLOW_TRACKING_URI"] = setup["tracking_uri"]
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from pipeline import quiet
+    quiet.setup(debug=False)
+
+
+def _trial_run(client, experiment_id: str, sweep_id: str, trial_id: str):
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`mixsig.sweep` = '{sweep_id}' and "
+                                                            f"tags.`mixsig.trial` = '{trial_id}'",
+                              max_results=10, order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def _merge_children(client, run_id: str, experiment_id: str) -> dict:
+    """The final metrics of a stage-list trial: its finished stages' metrics, later ones winning."""
+    children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+                                  max_results=1000)
+    merged = {}
+    for run in sorted(children, key=lambda r: int(r.data.tags.get("mixsig.step", 0))):
+        merged.update(run.data.metrics)
+    return merged
+
+
+def _stage_list(cfg: dict, stages: list, client, run_id: str, experiment_id: str, workdir: Path) -> None:
+    """Run the stages in order as nested runs of the trial run; finished ones (an earlier,
+    interrupted attempt of this trial) are skipped and hand on their outputs."""
+    from pipeline.cotrain import plan_steps
+    from pipeline.stages import STATUS_FINISHED, TAG, ArtifactRef, get_stage, resolve_inputs, run_stage
+    from pipeline.stages.artifacts import artifact_dir
+    done = {}
+    for run in client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+                                  max_results=1000):
+        tags = run.data.tags
+        if tags.get(f"{TAG}status") == STATUS_FINISHED and f"{TAG}step" in tags:
+            done[int(tags[f"{TAG}step"])] = run
+        elif run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+            client.set_tag(run.info.run_id, f"{TAG}status", "killed")
+    state = resolve_inputs(cfg)
+    root = workdir / run_id
+    for step in plan_steps([(name, 0) for name in stages]):
+        stage, folder = get_stage(step.stage), step.folder(root)
+        if step.index in done:
+            for kind in stage.produces:
+                state[kind] = ArtifactRef(kind, run_id=done[step.index].info.run_id, local=folder / artifact_dir(kind))
+            continue
+        outcome = run_stage(stage, cfg, dict(state), round=0, folder=folder, workdir=workdir,
+                            parent_run_id=run_id, step=step.index, verbose=0)
+        for kind in stage.produces:
+            state[kind] = outcome.outputs[kind]
+
+
+def run_trial(params: dict, setup: dict) -> None:
+    _environment(setup)
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from pipeline.config import flatten
+    from pipeline.stages import STATUS_FINISHED, TAG, experiment_name
+    from pipeline.stages import runner
+    from pipeline.tracking import setup_mlflow
+    t0 = time.perf_counter()
+    context = tune.get_context()
+    trial_id, trial_name = context.get_trial_id(), context.get_trial_name()
+    params = dict(params)
+    index = params.pop("__trial_index__", None)
+    if setup.get("seeds") and index is not None:      # optuna + seeds: Tune's Repeater numbers the repeats
+        params["seed"] = setup["seeds"][int(index)]
+    cfg = trial_config(setup["raw_base"], params, f"trial {trial_name}")
+    sweep_id, workdir = setup["sweep_run_id"], Path(setup["workdir"])
+    setup_mlflow(experiment_name(cfg))        # the store's first use in this process: under its flock
+    client = MlflowClient()
+    experiment_id = mlflow.get_experiment_by_name(experiment_name(cfg)).experiment_id
+    existing = _trial_run(client, experiment_id, sweep_id, trial_id)
+    stages = setup["stages"]
+    if existing is not None and existing.data.tags.get(f"{TAG}status") == STATUS_FINISHED:
+        metrics = existing.data.metrics if stages == "cotrain" else {
+            **_merge_children(client, existing.info.run_id, experiment_id), **existing.data.metrics}
+        tune.report({**metrics, "trial_done": 1.0, "trial_reused": 1.0, "mlflow_run_id": existing.info.run_id})
+        return
+    if existing is not None and stages == "cotrain" and f"{TAG}plan" not in existing.data.tags:
+        client.delete_run(existing.info.run_id)   # killed before its co-training began: start it again
+        existing = None
+    tags = {"mlflow.parentRunId": sweep_id, f"{TAG}sweep": sweep_id, f"{TAG}trial": trial_id,
+            f"{TAG}trial_name": trial_name, f"{TAG}sweep_params": json.dumps(params, sort_keys=True)}
+    if existing is None:
+        run = client.create_run(experiment_id, run_name=trial_name,
+                                tags={**tags, f"{TAG}stage": "cotrain" if stages == "cotrain" else TRIAL_STAGE,
+                                      f"{TAG}status": "running"})
+        run_id = run.info.run_id
+    else:
+        run_id = existing.info.run_id
+    reporter = _EpochReporter(tune.report, {"mlflow_run_id": run_id}, setup["report_epochs"])
+    runner.METRIC_LISTENERS.append(reporter)
+    try:
+        if stages == "cotrain":
+            from pipeline.cotrain import run_cotrain
+            if existing is None:
+                os.environ["MLFLOW_RUN_ID"] = run_id      # run_cotrain's new parent run is the trial run
+                run_cotrain(cfg, workdir=workdir, run_name=trial_name, verbose=0)
+            else:
+                run_cotrain(resume=run_id, workdir=workdir, verbose=0)
+            if reporter.last:   # the last block's epoch metrics on the trial run too (a reused trial reports them)
+                from mlflow.entities import Metric
+                now = int(time.time() * 1000)
+                client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in reporter.last.items()])
+            metrics = client.get_run(run_id).data.metrics
+        else:
+            with mlflow.start_run(run_id=run_id):
+                if existing is None:
+                    mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
+                mlflow.set_tag(f"{TAG}status", "running")
+                _stage_list(cfg, stages, client, run_id, experiment_id, workdir)
+                metrics = _merge_children(client, run_id, experiment_id)
+                mlflow.log_metrics({k: v for k, v in metrics.items() if k != "stage_seconds"})
+                mlflow.log_metric("trial_seconds", time.perf_counter() - t0)
+                mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
+    finally:
+        runner.METRIC_LISTENERS.remove(reporter)
+    tune.report({**reporter.last, **metrics, "analog_epoch": reporter.epochs, "trial_done": 1.0,
+                 "trial_seconds": time.perf_counter() - t0, "mlflow_run_id": run_id})
