@@ -85,5 +85,9 @@ def setup(debug: bool = False) -> None:
         return
     if _USER_TF_LEVEL is None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        # TensorFlow's Python warnings (e.g. tf.function retracing when several encoders
+        # predict in one process) are noise to a user of this CLI; --debug keeps them
+        import logging
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlow())
