@@ -31,10 +31,8 @@ def hardware_spec(cfg: dict):
     if not hw:
         return None
     from analog.hardware import resolve_hardware
-    overrides = dict(hw.get("overrides") or {})
-    if hw.get("drift_compensation") is not None:
-        overrides["drift_compensation"] = hw["drift_compensation"]
-    return resolve_hardware(hw.get("preset", "ideal"), overrides)
+    from pipeline.config.schema import preset_overrides
+    return resolve_hardware(hw.get("preset", "ideal"), preset_overrides(hw))
 
 
 def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogModel:

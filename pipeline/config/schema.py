@@ -249,14 +249,20 @@ class HardwareConfig(Section):
             from analog.hardware import resolve_hardware
         except ImportError:  # the device models are not there: types checked only
             return self
-        given = dict(self.overrides)
-        if self.drift_compensation is not None:
-            given["drift_compensation"] = self.drift_compensation
         try:
-            resolve_hardware(self.preset, given)  # ValueError starting with the dotted key
+            resolve_hardware(self.preset, preset_overrides(self.model_dump()))  # ValueError starting with the dotted key
         except ValueError as exc:
             raise ValueError(_name_the_overrides_key(str(exc), written_under_overrides, extra)) from None
         return self
+
+
+def preset_overrides(hw: dict) -> dict:
+    """The preset fields a validated `hardware` section changes: `overrides` plus
+    `drift_compensation` (a preset field given its own key), for resolve_hardware."""
+    given = dict(hw.get("overrides") or {})
+    if hw.get("drift_compensation") is not None:
+        given["drift_compensation"] = hw["drift_compensation"]
+    return given
 
 
 def _name_the_overrides_key(message: str, overrides: dict, direct: dict) -> str:
