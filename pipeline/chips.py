@@ -13,8 +13,11 @@ chips, `_tmax` the same at the last read time):
   e2e_acc_ideal                the ideal (unprogrammed) block
   e2e_acc_programmed           the block as trained, programmed, no adaptation
   e2e_acc_aware_programmed     the same when the block was trained hardware-aware
-  e2e_acc_cotrained            after the co-training rounds with the frozen chip in the loop
+  e2e_acc_insitu               after in-situ EP fine-tuning of each chip (hardware.finetune_epochs)
+  e2e_acc_cotrained            after the co-training rounds with the frozen chip in the loop (on the
+                               fine-tuned chips when hardware.finetune_epochs > 0)
   recovered_fraction           (cotrained − programmed) / (ideal − programmed)
+  recovered_fraction_insitu    (insitu − programmed) / (ideal − programmed)
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import numpy as np
 
 SCENARIO_LABELS = {"ideal": "ideal block", "programmed": "programmed, as trained",
                    "aware_programmed": "programmed, hardware-aware training",
+                   "insitu": "programmed, fine-tuned in situ (EP on the chip)",
                    "cotrained": "programmed, encoder co-trained on the chip"}
 
 
@@ -154,14 +158,14 @@ def log_scenario(ctx, name: str, times, acc: np.ndarray | None = None, ideal: fl
     return m
 
 
-def recovered_fraction(metrics: dict, suffix: str = "") -> tuple[float | None, str]:
-    """(value, why) of (cotrained − programmed)/(ideal − programmed) from a run's metrics;
+def recovered_fraction(metrics: dict, suffix: str = "", scenario: str = "cotrained") -> tuple[float | None, str]:
+    """(value, why) of (<scenario> − programmed)/(ideal − programmed) from a run's metrics;
     value None (not defined) when a scenario is missing or when the drop ideal − programmed
     is within the spread of the programmed accuracy across chips."""
     prog = next((p for p in ("programmed", "aware_programmed") if f"e2e_acc_{p}{suffix}" in metrics), None)
-    keys = [f"e2e_acc_ideal{suffix}", f"e2e_acc_cotrained{suffix}"]
+    keys = [f"e2e_acc_ideal{suffix}", f"e2e_acc_{scenario}{suffix}"]
     if prog is None or any(k not in metrics for k in keys):
-        return None, "not defined: needs e2e_acc_ideal, e2e_acc_programmed and e2e_acc_cotrained"
+        return None, f"not defined: needs e2e_acc_ideal, e2e_acc_programmed and e2e_acc_{scenario}"
     ideal, cot = metrics[keys[0]], metrics[keys[1]]
     p, s = metrics[f"e2e_acc_{prog}{suffix}"], metrics.get(f"e2e_acc_{prog}{suffix}_std", 0.0)
     drop = ideal - p

@@ -60,23 +60,38 @@ class Step:
         return f"{self.stage} r{self.round}"
 
 
-def make_plan(cfg: dict, train_digital: bool = True) -> list[tuple[str, int]]:
+def make_plan(cfg: dict, train_digital: bool = True, block_given: bool = False) -> list[tuple[str, int]]:
     """The (stage, round) steps of a co-training: START, ROUND × cotrain.rounds, FINISH, and
     each registered stage that asks for it (Stage.cotrain_after/cotrain_when) right after
-    every step of the stage it follows, in the same round."""
+    every step of the stage it follows, in the same round (and after those, the stages that
+    follow them: program → finetune-chip).
+
+    block_given (hardware.frozen, a trained block with its encoder and embeddings given, e.g.
+    `--from-run` of a train-analog run): no train-digital, embed r0 or train-analog r0; the
+    given block is programmed and the rounds co-train the encoder on its chips, so several
+    cases can share one trained encoder and block."""
     rounds = cfg["cotrain"]["rounds"]
     # hardware.frozen: the block is trained (and programmed) once, in round 0; later rounds
     # co-train the encoder on the frozen chips
     trains = (lambda r: r == 0) if (cfg.get("hardware") or {}).get("frozen") else (lambda r: True)
-    base = [(name, 0) for name in START] if train_digital else []
+    base = [(name, 0) for name in START] if train_digital and not block_given else []
     for r in range(rounds):
         base += [(name, r) for name in ROUND if name != "train-analog" or trains(r)]
     base += [(name, rounds) for name in FINISH if name != "train-analog" or trains(rounds)]
+    if block_given:
+        base = [(n, r) for n, r in base if not (r == 0 and n in ("embed", "train-analog"))]
+        base.insert(0, ("train-analog", -1))       # a marker: the given block is where program follows
     extra = [s for s in STAGES.values() if s.in_cotrain(cfg)]
     plan = []
+
+    def add(name, rnd):
+        if rnd >= 0:
+            plan.append((name, rnd))
+        for s in extra:
+            if s.cotrain_after == name:
+                add(s.name, max(rnd, 0))
     for name, rnd in base:
-        plan.append((name, rnd))
-        plan += [(s.name, rnd) for s in extra if s.cotrain_after == name]
+        add(name, rnd)
     return plan
 
 
@@ -142,6 +157,18 @@ def _resumed(client, resume: str):
     return cfg, plan, state, _finished_steps(client, parent), finished
 
 
+def _block_given(cfg: dict, state: dict) -> bool:
+    """A frozen-chip co-training starts from a given trained block when one is given with
+    its encoder and embeddings; a given block without them is refused by name."""
+    if "analog" not in state or not (cfg.get("hardware") or {}).get("frozen"):
+        return False
+    missing = [k for k in ("encoder", "embeddings") if k not in state]
+    if missing:
+        raise StageInputError(f"cotrain: a given analog block ({state['analog'].describe()}) needs the "
+                              f"{' and '.join(missing)} it was trained with: --from-run its train-analog run")
+    return True
+
+
 def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
     """(plan, initial inputs) of a new co-training, checked before any run exists."""
     state = resolve_inputs(cfg, from_runs, explicit_inputs)
@@ -149,8 +176,11 @@ def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
         if ref.run_id is None:
             raise StageInputError(f"cotrain: input {kind} must come from an MLflow run (so the co-training can "
                                   f"be resumed and traced), not the folder {ref.local}")
-    state = {k: v for k, v in state.items() if k == "encoder"}   # a co-training starts from an encoder at most
-    plan = make_plan(cfg, train_digital="encoder" not in state)
+    # a co-training starts from an encoder at most; with hardware.frozen also from a trained
+    # block (with the encoder and embeddings it was trained with: --from-run of a train-analog run)
+    keep = ("encoder", "embeddings", "analog") if _block_given(cfg, state) else ("encoder",)
+    state = {k: v for k, v in state.items() if k in keep}
+    plan = make_plan(cfg, train_digital="encoder" not in state, block_given="analog" in state)
     _validate_start(cfg, state, plan, cache)
     return plan, state
 
@@ -273,14 +303,77 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
             summary[key.replace("final_", "")] = run.data.metrics[key]
     if cfg.get("hardware"):
         summary.update(_hardware_summary(client, parent_id, root))
+    summary.update(_stage_times(client, parent_id))
+    e2e = round_e2e(client, parent_id)
     if summary:
         mlflow.log_metrics(summary)
     path = plots.accuracy_per_round(series, root / "plots" / "accuracy_per_round.png",
                                     title=f"{cfg['name']}: test accuracy per round")
     mlflow.log_artifact(str(path), artifact_path="plots")
+    if e2e:
+        rounds = sorted(e2e)
+        for r in rounds:
+            mlflow.log_metric("round_e2e_accuracy", e2e[r], step=r)
+            if r - 1 in e2e:
+                mlflow.log_metric("round_gain", e2e[r] - e2e[r - 1], step=r)
+        if len(rounds) > 1:
+            mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
+        where = "chip 0" if _chip_rounds(client, parent_id) else "the round's block"
+        path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
+                                 title=f"{cfg['name']}: end-to-end test accuracy per round ({where})")
+        mlflow.log_artifact(str(path), artifact_path="plots")
+        summary["round_e2e"] = {str(r): e2e[r] for r in rounds}
     (root / "summary.json").write_text(json.dumps({"summary": summary, "rounds": series}, indent=2))
     mlflow.log_artifact(str(root / "summary.json"))
     return summary
+
+
+def _chip_rounds(client, run_id: str) -> dict:
+    by_step = {}
+    for m in sorted(client.get_metric_history(run_id, "round_chip_e2e_accuracy"), key=lambda m: m.timestamp):
+        by_step[m.step] = m.value
+    return by_step
+
+
+def round_e2e(client, run_id: str) -> dict:
+    """{round: end-to-end test accuracy after that round} of a co-training parent.
+
+    With the chips frozen: chip 0 read at the first read time, round 0 = as programmed (or
+    fine-tuned in situ), round r = after r encoder retrainings (`round_chip_e2e_accuracy`).
+    Otherwise: round 0 = the first block behind the first encoder, round r = the block
+    trained in round r behind the encoder after r retrainings (`round_analog_test_accuracy`);
+    a round without its own block training takes the retrained encoder on the previous block."""
+    chip = _chip_rounds(client, run_id)
+    if chip:
+        return dict(sorted(chip.items()))
+    series = round_series(client, run_id)
+    analog = dict(series.get("analog block (end to end)", []))
+    retrained = dict(series.get("retrained encoder → previous block", []))
+    if 0 not in analog:
+        return {}
+    out = {0: analog[0]}
+    r = 1
+    while r in analog or (r - 1) in retrained:
+        out[r] = analog.get(r, retrained.get(r - 1))
+        r += 1
+    return out
+
+
+def _stage_times(client, parent_id: str) -> dict:
+    """Wall time of every finished step on the parent: stage_seconds_<stage> (step = round)
+    and seconds_<stage> (all rounds), seconds_stages (all steps)."""
+    import mlflow
+    totals: dict = {}
+    for run in _children(client, client.get_run(parent_id)):
+        tags, sec = run.data.tags, run.data.metrics.get("stage_seconds")
+        if tags.get(f"{TAG}status") != STATUS_FINISHED or sec is None:
+            continue
+        name = tags.get(f"{TAG}stage", "stage").replace("-", "_")
+        mlflow.log_metric(f"stage_seconds_{name}", sec, step=int(tags.get(f"{TAG}round", 0)))
+        totals[f"seconds_{name}"] = totals.get(f"seconds_{name}", 0.0) + sec
+    if totals:
+        totals["seconds_stages"] = sum(totals.values())
+    return totals
 
 
 def _hardware_summary(client, parent_id: str, root: Path) -> dict:
@@ -296,6 +389,11 @@ def _hardware_summary(client, parent_id: str, root: Path) -> dict:
         mlflow.set_tag(f"{TAG}recovered_fraction{suffix}", why if value is None else f"defined ({why})")
         if value is not None:
             out[f"recovered_fraction{suffix}"] = value
+        if f"e2e_acc_insitu{suffix}" in metrics:
+            value, why = chips.recovered_fraction(metrics, suffix, scenario="insitu")
+            mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
+            if value is not None:
+                out[f"recovered_fraction_insitu{suffix}"] = value
     times = chips.series(client, parent_id, "scenario_time_s")
     series = {}
     for name, label in chips.SCENARIO_LABELS.items():

@@ -88,6 +88,27 @@ def accuracy_per_round(series: dict, path, title: str = "accuracy per round") ->
     return _save(fig, path)
 
 
+def round_gains(rounds, accuracy, path, title: str = "end-to-end accuracy per round") -> Path:
+    """End-to-end test accuracy after each round (line) and each round's gain over the one
+    before (bars, right axis, in percentage points)."""
+    plt = _plt()
+    r, a = np.asarray(rounds, int), np.asarray(accuracy, float)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(r, a, marker="o", color="tab:blue", label="end to end")
+    ax.set_xlabel("round")
+    ax.set_ylabel("end-to-end test accuracy")
+    ax.grid(alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(r) > 1:
+        ax2 = ax.twinx()
+        gains = 100 * np.diff(a)
+        ax2.bar(r[1:], gains, width=0.4, alpha=0.35, color=np.where(gains >= 0, "tab:green", "tab:red"))
+        ax2.axhline(0, color="grey", lw=0.8)
+        ax2.set_ylabel("gain over the previous round (pp)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 def programming_histograms(target, realised, g_max: float, path, title: str = "programming") -> Path:
     """Target (trained, in device units) and realised conductances overlaid, and the
     programming error ΔG/g_max (all devices of all chips given)."""

@@ -3,9 +3,10 @@ trained block onto a chip (programming error, levels, stuck faults, drift, read 
 diode and amplifier variation), and training on such devices (noise injection, pulsed
 updates). Knows nothing of Keras or MLflow. Formulas and sources: docs/devices.md."""
 from .chip import Chip, program
+from .insitu import finetune
 from .presets import PRESETS, resolve_hardware
 from .spec import DeviceSpec, HardwareSpec, VariationSpec, check_read_time, validate
 from .training import NoiseInjection, PulsedOptimizer
 
 __all__ = ["Chip", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PulsedOptimizer", "VariationSpec",
-           "check_read_time", "program", "resolve_hardware", "validate"]
+           "check_read_time", "finetune", "program", "resolve_hardware", "validate"]

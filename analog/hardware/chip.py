@@ -86,6 +86,21 @@ class Chip:
             else 1.0
         return [g / (k * f) for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
 
+    def set_programmed(self, G_list) -> None:
+        """Replace the programmed device state (device units, S; e.g. after in-situ pulses).
+        Drift exponents and the stuck map stay the devices'; cached drifted reads and
+        drift-compensation calibrations are dropped (they were of the old state)."""
+        G_list = [np.asarray(g, float) for g in G_list]
+        if len(G_list) != len(self.G_prog) or any(g.shape != o.shape for g, o in zip(G_list, self.G_prog)):
+            raise ValueError(f"set_programmed: shapes {[g.shape for g in G_list]}, expected "
+                             f"{[g.shape for g in self.G_prog]}")
+        if not all(np.all(np.isfinite(g)) and np.all(g > 0) for g in G_list):
+            raise ValueError("set_programmed: conductances must be finite and > 0")
+        self.G_prog = [g.copy() for g in G_list]
+        self._drifted.clear()
+        self._cal.clear()
+        self._cal_ref = None
+
     # ---- drift compensation ----------------------------------------------------------------
     def drift_estimate(self, t: float) -> float:
         """Global drift factor f̂ from a calibration read: the current the crossbars draw from

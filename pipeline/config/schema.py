@@ -227,6 +227,12 @@ class HardwareConfig(Section):
                   "or one pulse of the update's sign: the Manhattan rule); devices with few levels need "
                   "'stochastic' (docs/devices.md)")
 
+    finetune_epochs: int = F(0, "in-situ EP fine-tuning of every programmed chip right after `program` (the "
+                                "finetune-chip stage; 0 = none): epochs of EP on the chip's realised circuit, "
+                                "read with noise, updates as device pulses (hardware.pulse_rule)", ge=0)
+    finetune_lr: Num | None = F(None, "learning rate of the in-situ fine-tuning (default: "
+                                        "training.optimizer.lr)", gt=0)
+
     @model_validator(mode="after")
     def _resolve(self):
         extra = dict(self.model_extra or {})

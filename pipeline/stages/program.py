@@ -66,6 +66,8 @@ def body(ctx: StageContext) -> None:
         g = hw.log_grid(ctx, times, acc)
         hw.log_scenario(ctx, "ideal", times, ideal=ideal)
         hw.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
+        if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on chip 0 (cotrain.round_e2e)
+            ctx.log_parent({"round_chip_e2e_accuracy": acc[0, 0]}, step=0)
         plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                                 f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
                                                                         [hw.spread(r) for r in acc])},

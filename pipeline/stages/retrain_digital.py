@@ -102,10 +102,17 @@ def body(ctx: StageContext) -> None:
         if "shift_reproduced_test" in metrics:
             msg += f", {metrics['shift_reproduced_test']:.3f} (test)"
         if model is not None:
-            s = analog_scores(model, enc.embed(ds.x_test), ds.y_test)
+            e_test = enc.embed(ds.x_test)
+            s = analog_scores(model, e_test, ds.y_test)
             ctx.log({"end_to_end_test_accuracy": s["accuracy"]})
             ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
             msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
+            if block is not model:   # the frozen chip 0: its end-to-end accuracy after this round
+                from pipeline.chips import chip_accuracy
+                a = chip_accuracy(block.chip, e_test, ds.y_test, block.t)
+                ctx.log({"chip0_end_to_end_test_accuracy": a})
+                ctx.log_parent({"round_chip_e2e_accuracy": a}, step=ctx.round + 1)
+                msg += f", on chip 0 {a:.4f}"
     finally:
         if block is not None and block is not model:
             block.close()
