@@ -35,7 +35,9 @@ def _fmt(v) -> str:
 
 
 @click.command("compare", help=HELP, short_help=HELP)
-@click.option("--experiment", multiple=True, required=True, metavar="NAME", help="MLflow experiment name (repeatable)")
+@click.option("--experiment", multiple=True, metavar="NAME", help="MLflow experiment name (repeatable)")
+@click.option("--sweep", metavar="SWEEP_RUN_ID", help="the trials of this sweep (mixsig sweep) instead: its "
+                                                      "experiment, its swept keys and metric as columns")
 @click.option("--filter", "filter", default="", metavar="EXPR",
               help="MLflow search filter, e.g. \"params.analog.gain = '4.0'\" (dotted names are quoted for you)")
 @click.option("--stage", default="cotrain",
@@ -60,6 +62,10 @@ def run(args) -> int:
     from pipeline.tracking import setup_mlflow, tracking_uri
     setup_mlflow()
     client = MlflowClient()
+    if getattr(args, "sweep", None):
+        _sweep_args(client, args)
+    elif not args.experiment:
+        raise PipelineError("compare: give --experiment NAME (or --sweep SWEEP_RUN_ID)")
     exps = []
     for name in args.experiment:
         exp = client.get_experiment_by_name(name)
@@ -68,7 +74,9 @@ def run(args) -> int:
             raise PipelineError(f"experiment {name!r} does not exist in {tracking_uri()} (experiments: {known})")
         exps.append(exp)
     parts = [quote_filter(args.filter)] if args.filter.strip() else []
-    if args.stage != "all":
+    if getattr(args, "sweep", None):
+        parts.append(f"tags.`mixsig.sweep` = '{args.sweep}'")
+    elif args.stage != "all":
         parts.append(f"tags.`mixsig.stage` = '{args.stage}'")
     flt = " and ".join(p for p in parts if p)
     try:
@@ -87,7 +95,8 @@ def run(args) -> int:
                 print(f"the experiment has runs of other stages: {', '.join(stages)}; "
                       f"try --stage {stages[0]} (or --stage all)")
         return 0
-    unknown = [m for m in metrics if not any(m in r.data.metrics for r in runs)] if args.metrics else []
+    unknown = [m for m in metrics if not any(m in r.data.metrics for r in runs)] \
+        if args.metrics and not getattr(args, "lenient_metrics", False) else []
     if unknown:
         raise PipelineError(f"compare --metrics: {', '.join(unknown)} logged by none of the {len(runs)} runs")
     metrics = [m for m in metrics if any(m in r.data.metrics for r in runs)] or metrics
@@ -126,6 +135,30 @@ def run(args) -> int:
         print("no per-round accuracies among these runs (only co-training parent runs have them); no plot")
     _time_plot(client, runs, args.time_output)
     return 0
+
+
+def _sweep_args(client, args) -> None:
+    """--sweep ID: its experiment, its trial runs, its swept keys and metric first."""
+    import json
+
+    from pipeline.stages import StageInputError, get_run
+    run = get_run(args.sweep, what="--sweep run")
+    if run.data.tags.get("mixsig.stage") != "sweep":
+        raise StageInputError(f"--sweep run {args.sweep} is a {run.data.tags.get('mixsig.stage', 'non-mixsig')} "
+                              f"run, not a sweep (mixsig sweep) run")
+    args.sweep = run.info.run_id
+    args.experiment = (client.get_experiment(run.info.experiment_id).name,)
+    settings = json.loads(run.data.tags.get("mixsig.sweep_settings", "{}"))
+    keys = [k[len("space."):] for k in sorted(run.data.params) if k.startswith("space.")]
+    if settings.get("seeds"):
+        keys.append("seed")
+    if not args.params:
+        args.params = ",".join(keys + [p for p in DEFAULT_PARAMS if p not in keys])
+    if not args.metrics:
+        metric = settings.get("metric", "val_accuracy")
+        args.metrics = ",".join([metric] + [m for m in ("test_accuracy", "end_to_end_test_accuracy",
+                                                        "analog_test_accuracy") if m != metric])
+        args.lenient_metrics = True
 
 
 def _time_plot(client, runs, output) -> None:

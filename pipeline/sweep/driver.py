@@ -235,7 +235,8 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
     setup = _setup(raw_base, stages, space, sweep_id, workdir, env)
     tuner = tune.Tuner(_trainable(setup, cpus), param_space=space.param_space(),
                        tune_config=_tune_config(space, settings, cfg["seed"]),
-                       run_config=_run_config(sweep_id, storage, verbose))
+                       run_config=_run_config(sweep_id, storage, verbose, space.trial_count(), space.metric,
+                                              space.mode))
     return _fit(tuner, client, sweep_id, space, raw_base, settings, folder, verbose)
 
 
@@ -246,10 +247,51 @@ def _setup(raw_base, stages, space: SweepSpace, sweep_id, workdir, env) -> dict:
             "report_epochs": space.metric in EPOCH_METRICS}
 
 
-def _run_config(sweep_id: str, storage: str, verbose: int):
+def _progress_callback(total: int, metric: str, mode: str):
+    """A Tune callback: one progress bar over the trials (Tune's own tables stay off), the
+    best value so far and each trial's end."""
     from ray import tune
-    return tune.RunConfig(name=sweep_id, storage_path=storage, verbose=1 if verbose else 0,
-                          failure_config=tune.FailureConfig(max_failures=0))
+    from tqdm import tqdm
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.bar, self.best, self.ended = None, None, set()
+
+        def setup(self, **info):
+            self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+
+        def _end(self, trial, how: str):
+            if trial.trial_id in self.ended:
+                return
+            self.ended.add(trial.trial_id)
+            value = (trial.last_result or {}).get(metric)
+            if isinstance(value, (int, float)) and (self.best is None or (value > self.best) == (mode == "max")):
+                self.best = value
+            self.bar.update(1)
+            if self.best is not None:
+                self.bar.set_postfix_str(f"best {metric} {self.best:.4f}")
+            shown = f" {metric} {value:.4f}" if isinstance(value, (int, float)) else ""
+            self.bar.write(f"trial {trial.trial_id} {how}{shown}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            done = (trial.last_result or {}).get("trial_done")
+            self._end(trial, "finished" if done else "stopped early")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._end(trial, "failed")
+
+        def on_experiment_end(self, trials, **info):
+            if self.bar is not None:
+                self.bar.close()
+
+    return Progress()
+
+
+def _run_config(sweep_id: str, storage: str, verbose: int, total: int = 0, metric: str = "", mode: str = "max"):
+    from ray import tune
+    callbacks = [_progress_callback(total, metric, mode)] if verbose == 1 else []
+    return tune.RunConfig(name=sweep_id, storage_path=storage, verbose=0 if verbose < 2 else 1,
+                          failure_config=tune.FailureConfig(max_failures=0), callbacks=callbacks)
 
 
 def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose: int = 1) -> str:
@@ -295,7 +337,8 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
         print(f"sweep {sweep_id}: no saved Tune state in {path}; starting its trials again", flush=True)
         tuner = tune.Tuner(trainable, param_space=space.param_space(),
                            tune_config=_tune_config(space, settings, cfg["seed"]),
-                           run_config=_run_config(sweep_id, settings["storage"], verbose))
+                           run_config=_run_config(sweep_id, settings["storage"], verbose, space.trial_count(),
+                                                  space.metric, space.mode))
     return _fit(tuner, client, sweep_id, space, raw_base, settings, folder, verbose)
 
 
@@ -347,14 +390,21 @@ def _params(result) -> dict:
     return p
 
 
-def _close_stopped(client, run_id: str, status: str) -> None:
-    """A trial Tune stopped (early stopping, error) leaves its runs RUNNING: close them."""
+def _close_stopped(client, run_id: str, status: str, last: dict) -> None:
+    """A trial Tune stopped (early stopping, error) leaves its runs RUNNING: close them, and
+    put the epoch metrics it last reported on its trial run (as a finished trial has them)."""
     if not run_id:
         return
     try:
         run = client.get_run(run_id)
     except Exception:
         return
+    from mlflow.entities import Metric
+    now = int(time.time() * 1000)
+    epoch = [Metric(k, float(last[k]), now, 0) for k in (*EPOCH_METRICS, "analog_epoch")
+             if isinstance(last.get(k), (int, float))]
+    if epoch:
+        client.log_batch(run_id, metrics=epoch)
     kids = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000)
     for r in [run] + list(kids):
         if r.info.status == "RUNNING":
@@ -375,7 +425,7 @@ def finish(grid, client, sweep_id, space: SweepSpace, raw_base, settings, folder
         trial_id = m.get("trial_id") or Path(r.path or "").name
         status = _status(r, statuses.get(m.get("trial_id")))
         if status in ("stopped early", "error"):
-            _close_stopped(client, m.get("mlflow_run_id"), "stopped-early" if status == "stopped early" else "failed")
+            _close_stopped(client, m.get("mlflow_run_id"), "stopped-early" if status == "stopped early" else "failed", m)
         value = m.get(metric)
         rows.append({"trial_id": trial_id, "status": status,
                      **{k: _params(r).get(k) for k in keys}, metric: value,
