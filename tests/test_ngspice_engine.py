@@ -63,7 +63,7 @@ def test_netlist_elements(small):
     assert count(r"ip\d+") == count(r"im\d+") == c.n_outputs
     assert count(r"d\d+_\d+") == sum(len(b.node_terms) for b in c.nonlinear)
     assert text.count(".model") == 1 and ".op" in text and text.rstrip().endswith(".end")
-    assert "reltol=1e-09" in text
+    assert "reltol=1e-12" in text
     # resistor value and orientation, amplifier wiring, nudging signs
     plan = NetlistPlan(c)
     b0 = c.dense[0]
@@ -80,7 +80,7 @@ def test_netlist_elements(small):
         assert el[f"d{b}_0"][:2] == ([node, ref] if blk.sign > 0 else [ref, node])
     # ... and the exported netlist, built with PySpice, hold exactly the same elements
     exported = to_netlist(c, G, x, nudge_row=[1e-6, -2e-6])
-    assert ".op" in exported and exported.rstrip().endswith(".end") and "reltol=1e-09" in exported
+    assert ".op" in exported and exported.rstrip().endswith(".end") and "reltol=1e-12" in exported
     py = _elements(exported)
     assert py.keys() == el.keys()
     for name, tok in el.items():

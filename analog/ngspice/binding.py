@@ -5,6 +5,17 @@ and vector reading go through our own thin wrappers, because PySpice raises on a
 note ngspice prints and keeps every plot. libngspice is not thread-safe and holds global
 state, so each worker process of `analog.ngspice.pool` owns exactly one `Ngspice`; the
 parent process never loads the library (`ngspice_version` asks a subprocess).
+
+Many samples in one analysis (`Ngspice.sweep`). Every `op` is a new analysis job, and ngspice
+sets its sparse matrix up and reorders it from scratch for each job: on the Fashion-sized
+block that is most of an `op`'s time. A `dc` sweep is one job: the matrix is ordered once and
+every further point only refactors it, starting Newton from the previous point. So the input
+and nudging sources of a loaded netlist are `external` (shared-library API: ngspice asks the
+caller for their value, `GetVSRCData`/`GetISRCData`), a dummy source is swept over the sample
+index, and ngspice's per-point data callback (`SendData`, called once per converged point)
+moves the callbacks on to the next sample's row. A point the sweep cannot solve ends the
+sweep; that sample is then solved alone by `op` (ngspice's full gmin/source stepping, exactly
+the one-sample path), and the sweep resumes after it.
 """
 from __future__ import annotations
 
@@ -37,9 +48,9 @@ class Ngspice:
 
     def __init__(self):
         silence_pyspice()
-        from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi
+        from PySpice.Spice.NgSpice.Shared import ffi
 
-        self.shared = NgSpiceShared.new_instance()
+        self.shared = _shared_class().new_instance(send_data=True)
         self.lib = self.shared._ngspice_shared
         self.ffi = ffi
         self.n_commands = 0
@@ -114,6 +125,105 @@ class Ngspice:
         if not np.all(np.isfinite(values)):
             return None, "non-finite values in the operating point"
         return values, ""
+
+
+    # many samples in one analysis -------------------------------------------------------------
+    def set_external(self, names) -> None:
+        """The lowercase element names of the `external` sources, in the column order of the
+        rows `sweep` and `operating_point` take their values from."""
+        self.shared.ext_index = {n.lower().encode(): k for k, n in enumerate(names)}
+
+    def _rows(self, rows) -> None:
+        self.shared.ext_rows = rows
+        self.shared.ext_k = 0
+        self.shared.ext_row = rows[0]
+
+    def sweep(self, rows: np.ndarray, names: list[bytes], sweep_source: str = "vsweep",
+              max_points: int = 256) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+        """Operating points of many samples on the loaded circuit: row i of `rows` holds the
+        values of the external sources (`set_external`) for sample i. Returns (values (n,
+        len(names)) with NaN rows where a sample did not converge, ok (n,), messages {i: why},
+        stats {"sweeps", "op_fallbacks"}). See the module docstring for how."""
+        rows = np.asarray(rows, dtype=float)
+        n = len(rows)
+        values = np.full((n, len(names)), np.nan)
+        ok = np.zeros(n, bool)
+        messages: dict[int, str] = {}
+        stats = {"sweeps": 0, "op_fallbacks": 0}
+        lo = 0
+        while lo < n:
+            hi = min(n, lo + max_points)
+            self._rows(rows[lo:hi].tolist())
+            self.command("destroy all")
+            out, err = self.command(f"dc {sweep_source} 0 {hi - lo - 1} 1")
+            stats["sweeps"] += 1
+            plot = self.current_plot()
+            done = 0
+            if plot.startswith("dc"):
+                done, got = self._read_plot(plot, names, hi - lo)
+                values[lo: lo + done] = got
+            self.command("destroy all")
+            good = np.all(np.isfinite(values[lo: lo + done]), axis=1)
+            ok[lo: lo + done] = good
+            for j in np.flatnonzero(~good):
+                values[lo + j] = np.nan
+                messages[lo + j] = "non-finite values in the operating point"
+            lo += done
+            if lo < hi:         # the sweep stopped at sample lo: solve it alone, then go on after it
+                self._rows(rows[lo: lo + 1].tolist())
+                vals, why = self.operating_point(names)
+                stats["op_fallbacks"] += 1
+                if vals is None:
+                    messages[lo] = why
+                else:
+                    values[lo], ok[lo] = vals, True
+                lo += 1
+        return values, ok, messages, stats
+
+    def _read_plot(self, plot: str, names: list[bytes], n: int) -> tuple[int, np.ndarray]:
+        """(points the plot holds, their values (points, len(names))) of a dc sweep plot."""
+        prefix = plot.encode() + b"."
+        cols = []
+        for name in names:
+            info = self.lib.ngGet_Vec_Info(prefix + name)
+            if info == self.ffi.NULL or info.v_realdata == self.ffi.NULL:
+                return 0, np.empty((0, len(names)))
+            cols.append(np.frombuffer(self.ffi.buffer(info.v_realdata, info.v_length * 8), dtype=np.float64))
+        done = min(n, min(len(c) for c in cols))
+        return done, np.stack([c[:done] for c in cols], axis=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_class():
+    """PySpice's NgSpiceShared with lean callbacks for `external` sources (the value from the
+    current row) and for each converged point (move to the next row). Built lazily: PySpice
+    is imported only in processes that load libngspice."""
+    from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi
+
+    class _Shared(NgSpiceShared):
+        _instances: dict = {}
+        ext_index: dict = {}
+        ext_rows: list = [[]]
+        ext_row: list = []
+        ext_k = 0
+
+        @staticmethod
+        def _get_vsrc_data(value, time, name, ngspice_id, user_data):
+            self = ffi.from_handle(user_data)
+            value[0] = self.ext_row[self.ext_index[ffi.string(name)]]
+            return 0
+
+        _get_isrc_data = _get_vsrc_data
+
+        @staticmethod
+        def _send_data(data, number_of_vectors, ngspice_id, user_data):
+            self = ffi.from_handle(user_data)
+            self.ext_k += 1
+            if self.ext_k < len(self.ext_rows):
+                self.ext_row = self.ext_rows[self.ext_k]
+            return 0
+
+    return _Shared
 
 
 def _version_from(text: str) -> str | None:

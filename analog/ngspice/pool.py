@@ -93,12 +93,49 @@ def rss_kb() -> int:
     return -1
 
 
-class Worker:
-    """State of one worker process: the loaded circuit and what was last altered.
+SWEEP_SOURCE = "vsweepidx"      # the dummy source a loaded netlist's dc sweep runs over
 
-    Loaded mode: the netlist is loaded once; per sample only the input sources whose value
-    changed (`alter V_x dc=value`) and the nudging sources are altered before `op`. New
-    conductances (a new version of G) are applied with `alter R…` on the resistors whose
+
+def external_netlist(plan: NetlistPlan, G_list) -> str:
+    """The loaded-mode netlist: the plan's, with the input sources and the nudging current
+    sources `external` (their values come from the caller per sample, see
+    `analog.ngspice.binding`) and a dummy source `vsweepidx` on its own node, which a `dc`
+    sweep steps over the sample index. The circuit the samples see is unchanged."""
+    text = plan.text(G_list, np.zeros(plan.n_sources), None, analysis=False)
+    ext = set(plan.source_elems) | set(plan.nudge_plus) | set(plan.nudge_minus)
+    node = "sweepidx"
+    while node in plan.nodes:
+        node += "_"
+    lines = []
+    for line in text.splitlines():
+        head, _, rest = line.partition(" ")
+        if head in ext:
+            a, b = rest.split()[:2]
+            line = f"{head} {a} {b} external"
+        elif line == ".end":
+            lines += [f"{SWEEP_SOURCE.upper()} {node} 0 dc 0", f"RSWEEPIDX {node} 0 1"]
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def external_rows(plan: NetlistPlan, src, nudge) -> np.ndarray:
+    """Per sample, the values of the external sources in `external_names` order: the source
+    voltages, then +I_k (IP<k>) and −I_k (IM<k>)."""
+    nudge = np.zeros((len(src), plan.n_outputs)) if nudge is None else np.asarray(nudge, float)
+    return np.concatenate([np.asarray(src, float), nudge, -nudge], axis=1)
+
+
+def external_names(plan: NetlistPlan) -> list[str]:
+    return list(plan.source_elems) + list(plan.nudge_plus) + list(plan.nudge_minus)
+
+
+class Worker:
+    """State of one worker process: the loaded circuit.
+
+    Loaded mode: the netlist is loaded once, with its input and nudging sources `external`;
+    a task's samples are solved by `Ngspice.sweep` (one `dc` analysis over many samples, the
+    matrix ordered once per sweep; a sample the sweep cannot solve is solved alone by `op`).
+    New conductances (a new version of G) are applied with `alter R…` on the resistors whose
     value changed, or, when most of them changed and g_update="auto", by reloading the
     netlist (Fashion-sized block: altering all 32k resistors ≈0.7 s, reloading ≈0.35 s).
     Rebuild mode: the netlist is regenerated through PySpice's `Circuit` per sample.
@@ -111,26 +148,23 @@ class Worker:
         self.spice = Ngspice()
         self.version = None
         self.G: list[np.ndarray] | None = None
-        self.src: np.ndarray | None = None
-        self.nudge: np.ndarray | None = None
         self.names = [n.lower().encode() for n in plan.free_nodes] + [b.encode() for b in plan.source_branches]
-        self.stats = {"loads": 0, "resistor_alters": 0, "source_alters": 0, "ops": 0,
-                      "op_wall_s": 0.0, "op_cpu_s": 0.0, "task_wall_s": 0.0}
+        self.stats = {"loads": 0, "resistor_alters": 0, "source_alters": 0, "ops": 0, "sweeps": 0,
+                      "op_fallbacks": 0, "op_wall_s": 0.0, "op_cpu_s": 0.0, "task_wall_s": 0.0}
 
     # loaded mode ------------------------------------------------------------------------------
-    def _load(self, G_list, src_row, nudge_row) -> None:
-        self.spice.load(self.plan.text(G_list, src_row, nudge_row, analysis=False))
+    def _load(self, G_list) -> None:
+        self.spice.load(external_netlist(self.plan, G_list))
+        self.spice.set_external(external_names(self.plan))
         self.G = [np.array(G, dtype=float) for G in G_list]
-        self.src = np.array(src_row, dtype=float)
-        self.nudge = self.plan.nudge_values(nudge_row, self.plan.n_outputs).copy()
         self.stats["loads"] += 1
 
-    def _update_G(self, G_list, src_row, nudge_row) -> None:
+    def _update_G(self, G_list) -> None:
         changed = [np.flatnonzero(G.ravel() != old.ravel()) for G, old in zip(G_list, self.G)]
         n_changed = sum(len(c) for c in changed)
         n_total = sum(G.size for G in G_list)
         if self.g_update == "reload" or (self.g_update == "auto" and n_changed > 0.25 * n_total):
-            self._load(G_list, src_row, nudge_row)
+            self._load(G_list)
             return
         cmds = []
         for b, (G, idx) in enumerate(zip(G_list, changed)):
@@ -141,19 +175,36 @@ class Worker:
         self.stats["resistor_alters"] += len(cmds)
         self.G = [np.array(G, dtype=float) for G in G_list]
 
-    def _set_sources(self, src_row, nudge_row) -> None:
-        cmds = [f"alter {self.plan.source_elems[k]} dc={_num(src_row[k])}"
-                for k in np.flatnonzero(src_row != self.src)]
-        nudge = self.plan.nudge_values(nudge_row, self.plan.n_outputs)
-        for k in np.flatnonzero(nudge != self.nudge):
-            cmds.append(f"alter {self.plan.nudge_plus[k]} dc={_num(nudge[k])}")
-            cmds.append(f"alter {self.plan.nudge_minus[k]} dc={_num(-nudge[k])}")
-        self.spice.commands(cmds)
-        self.stats["source_alters"] += len(cmds)
-        self.src = np.array(src_row, dtype=float)
-        self.nudge = nudge.copy()
+    def _run_loaded(self, task: dict) -> dict:
+        src, nudge, G_list = task["src"], task["nudge"], task["G"]
+        t_task = time.perf_counter()
+        try:
+            if not self.spice.loaded or self.G is None:
+                self._load(G_list)
+                self.version = task["version"]
+            elif task["version"] != self.version:
+                self._update_G(G_list)
+                self.version = task["version"]
+            rows = external_rows(self.plan, src, nudge)
+            w0, c0 = time.perf_counter(), time.process_time()
+            values, ok, messages, st = self.spice.sweep(rows, self.names, SWEEP_SOURCE)
+        except NgspiceError as exc:
+            # a rejected netlist or command is a bug, not a convergence failure: forget the
+            # loaded state (the next task reloads) and let the caller raise
+            self.G, self.version = None, None
+            return {"error": str(exc), "pid": os.getpid()}
+        self.stats["ops"] += len(rows)
+        self.stats["sweeps"] += st["sweeps"]
+        self.stats["op_fallbacks"] += st["op_fallbacks"]
+        self.stats["op_wall_s"] += time.perf_counter() - w0
+        self.stats["op_cpu_s"] += time.process_time() - c0
+        self.stats["task_wall_s"] += time.perf_counter() - t_task
+        return {"values": values, "ok": ok, "messages": messages, "rss_kb": rss_kb(), "pid": os.getpid(),
+                "stats": dict(self.stats)}
 
     def run(self, task: dict) -> dict:
+        if task["mode"] != "rebuild":
+            return self._run_loaded(task)
         src, nudge, G_list = task["src"], task["nudge"], task["G"]
         B = src.shape[0]
         t_task = time.perf_counter()
@@ -163,19 +214,10 @@ class Worker:
         for i in range(B):
             nudge_row = None if nudge is None else nudge[i]
             try:
-                if task["mode"] == "rebuild":
-                    ckt = build_circuit(self.circuit, G_list, src_row=src[i], nudge_row=nudge_row, plan=self.plan)
-                    self.spice.load(pyspice_netlist(ckt))
-                    self.version = None  # the loaded circuit no longer tracks a G version
-                    self.stats["loads"] += 1
-                else:
-                    if not self.spice.loaded or self.G is None:
-                        self._load(G_list, src[i], nudge_row)
-                        self.version = task["version"]
-                    elif task["version"] != self.version:
-                        self._update_G(G_list, src[i], nudge_row)
-                        self.version = task["version"]
-                    self._set_sources(src[i], nudge_row)
+                ckt = build_circuit(self.circuit, G_list, src_row=src[i], nudge_row=nudge_row, plan=self.plan)
+                self.spice.load(pyspice_netlist(ckt))
+                self.version, self.G = None, None   # the loaded circuit no longer tracks a G version
+                self.stats["loads"] += 1
                 w0, c0 = time.perf_counter(), time.process_time()
                 vals, why = self.spice.operating_point(self.names)
                 self.stats["ops"] += 1
