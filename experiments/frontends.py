@@ -57,10 +57,22 @@ def client():
 
 
 def finished_run(cl, exp_id: str, name: str):
-    """The latest finished run tagged frontends.name = name, or None."""
-    runs = cl.search_runs([exp_id], filter_string=f"tags.`{TAG}` = '{name}' and tags.`mixsig.status` = 'finished'",
-                          order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+    """The latest finished run tagged frontends.name = name, or co-training parent named so."""
+    done = "tags.`mixsig.status` = 'finished'"
+    for flt in (f"tags.`{TAG}` = '{name}' and {done}",
+                f"attributes.run_name = '{name}' and tags.`mixsig.stage` = 'cotrain' and {done}"):
+        runs = cl.search_runs([exp_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            return runs[0]
+    return None
+
+
+def in_progress(log: Path) -> bool:
+    """Another copy of this script runs the command of `log` (its last command has no exit line)."""
+    if not log.exists():
+        return False
+    text = log.read_text()
+    return "\n$ mixsig " in text and "[exit " not in text[text.rindex("\n$ mixsig "):]
 
 
 def run_mixsig(args: list[str], log: Path) -> str:
@@ -97,6 +109,9 @@ def run_front_end(cl, exp_id: str, name: str, methods, logdir: Path, extra_sets:
     overrides = overrides + ["mlflow.experiment=frontends"] + extra_sets
     sets = [a for o in overrides for a in ("--set", o)]
     enc = finished_run(cl, exp_id, f"{name}/digital")
+    if enc is None and in_progress(logdir / f"{name}-digital.log"):
+        print(f"{name}: its encoder is being trained by another copy of this script; skipped", flush=True)
+        return
     if enc is None:
         run_id = run_mixsig(["train-digital", str(config), *sets, "-q"], logdir / f"{name}-digital.log")
         cl.set_tag(run_id, TAG, f"{name}/digital")
@@ -107,7 +122,7 @@ def run_front_end(cl, exp_id: str, name: str, methods, logdir: Path, extra_sets:
         if method != "control" and name in NOT_DIFFERENTIABLE and method != "targets":
             continue
         tag = f"{name}/{method}"
-        if finished_run(cl, exp_id, tag) is not None:
+        if finished_run(cl, exp_id, tag) is not None or in_progress(logdir / f"{name}-{method}.log"):
             continue
         more = (control_overrides(config, overrides) if method == "control"
                 else [f"digital.retrain_method={method}"])
@@ -219,7 +234,7 @@ def main(argv=None) -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra override for every run")
     ap.add_argument("--report", action="store_true", help="only the table and plot from finished runs")
     ap.add_argument("--logs", default=os.environ.get("FRONTENDS_LOGS", "/tmp/frontends"), help="command logs")
-    ap.add_argument("--out", default=str(ROOT / "experiments" / "frontends_out"), help="table and plot folder")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "frontends"), help="table and plot folder")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
