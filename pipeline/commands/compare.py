@@ -14,8 +14,10 @@ DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.b
 DEFAULT_METRICS = ["digital_test_accuracy", "analog_first_test_accuracy", "end_to_end_test_accuracy",
                    "baseline_test_accuracy", "test_accuracy", "round_power_mean",
                    # scenarios of runs with a hardware section (pipeline/chips.py), shown when present
-                   "e2e_acc_ideal", "e2e_acc_programmed", "e2e_acc_aware_programmed", "e2e_acc_cotrained",
-                   "recovered_fraction", "e2e_acc_programmed_tmax", "e2e_acc_cotrained_tmax", "recovered_fraction_tmax"]
+                   "e2e_acc_ideal", "e2e_acc_programmed", "e2e_acc_aware_programmed", "e2e_acc_insitu",
+                   "e2e_acc_cotrained", "recovered_fraction", "recovered_fraction_insitu", "e2e_acc_programmed_tmax",
+                   "e2e_acc_insitu_tmax", "e2e_acc_cotrained_tmax", "recovered_fraction_tmax", "rounds_gain_total",
+                   "seconds_stages"]
 
 
 def quote_filter(expr: str) -> str:
