@@ -20,7 +20,7 @@ import click
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 USER_ERRORS = {"ConfigError", "DataError", "EncoderContractError", "StageInputError", "PipelineError",
-               "TrackingStoreError", "LivenessError"}
+               "TrackingStoreError", "LivenessError", "SignoffError"}
 
 
 class MixsigGroup(click.Group):

@@ -44,7 +44,9 @@ G_UPDATES = ("auto", "alter", "reload")
 class NgspiceEngine:
     """ngspice reference engine over a pool of worker processes (see the module docstring).
 
-    circuit: the CompiledCircuit; processes: worker processes (one libngspice each);
+    circuit: the CompiledCircuit; processes: worker processes (one libngspice each), or 0 to
+    solve in the calling process (it then loads libngspice itself: for a process that exists to
+    hold one circuit, such as a sign-off actor; never in the pipeline's main process);
     mode: "loaded" (alter + op on a circuit loaded once per worker) or "rebuild" (PySpice
     netlist regenerated per sample); options: extra/overriding `.options` (e.g.
     {"reltol": 1e-6}, {"itl1": 5}; None drops a default); g_update: "auto" | "alter" |
@@ -61,8 +63,8 @@ class NgspiceEngine:
             raise ValueError(f"mode={mode!r} must be one of {MODES}")
         if g_update not in G_UPDATES:
             raise ValueError(f"g_update={g_update!r} must be 'auto', 'alter' or 'reload'")
-        if not (isinstance(processes, int) and processes >= 1):
-            raise ValueError(f"processes={processes!r} must be an integer >= 1")
+        if not (isinstance(processes, int) and processes >= 0):
+            raise ValueError(f"processes={processes!r} must be an integer >= 1 (or 0: in this process)")
         self.circuit, self.processes, self.mode = circuit, processes, mode
         self.options = check_options(options)
         self.g_update, self.chunk, self.start_method = g_update, chunk, start_method
@@ -70,6 +72,7 @@ class NgspiceEngine:
         self.plan = NetlistPlan(circuit, self.options)
         self._ctx = _pool.context(start_method)
         self._pool = None
+        self._local: _pool.Worker | None = None      # processes=0: the one in-process worker
         self._G: list[np.ndarray] | None = None
         self._version = 0
         self.last_worker_info: list[dict] = []
@@ -83,6 +86,13 @@ class NgspiceEngine:
         return self._pool
 
     def _run(self, fn, tasks) -> list:
+        if self.processes == 0:
+            if self._local is None:
+                rebuild_circuit = self.circuit if self.mode == "rebuild" else None
+                self._local = _pool.Worker(self.plan, rebuild_circuit, self.g_update)
+            if fn is _pool.worker_rss:
+                return [_pool.worker_rss()]
+            return [self._local.run(task) for task in tasks]
         try:
             return _pool.run_tasks(self._ensure_pool(), self.processes, fn, tasks)
         except _pool.WorkerExitError:
@@ -90,6 +100,7 @@ class NgspiceEngine:
             raise
 
     def close(self) -> None:
+        self._local = None     # (processes=0: libngspice stays loaded in this process; the next worker reuses it)
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
@@ -109,7 +120,7 @@ class NgspiceEngine:
 
     def worker_rss_kb(self) -> dict[int, int]:
         """VmRSS (kB) of each worker process, by pid (asks each worker once, best effort)."""
-        return dict(self._run(_pool.worker_rss, list(range(self.processes))))
+        return dict(self._run(_pool.worker_rss, list(range(max(1, self.processes)))))
 
     # solve ------------------------------------------------------------------------------------
     def _conductance_version(self, G_list) -> list[np.ndarray]:
@@ -132,7 +143,7 @@ class NgspiceEngine:
         messages: dict[int, str] = {}
         t0 = time.perf_counter()
         if B:
-            size = self.chunk or max(1, math.ceil(B / self.processes))
+            size = self.chunk or max(1, math.ceil(B / max(1, self.processes)))
             bounds = [(lo, min(B, lo + size)) for lo in range(0, B, size)]
             tasks = [{"mode": self.mode, "version": self._version, "G": G, "src": src[lo:hi],
                       "nudge": None if nudge is None else nudge[lo:hi]} for lo, hi in bounds]

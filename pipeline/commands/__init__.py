@@ -11,4 +11,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "data": "data",
     "robustness": "robustness",
     "sweep": "sweep",
+    "signoff": "signoff",
 }
