@@ -103,6 +103,11 @@ mixsig program --from-run <train-analog run id> --set hardware.preset=rram --set
 mixsig robustness <train-analog run id>
 # two axes on your own grids, ngspice spot checks at the breaking points
 mixsig robustness <co-training parent run id> --axes prog_sigma --grid stuck=0.01,0.1,0.3 --engine ngspice""",
+    "signoff": """\
+# the whole test set of a trained block through ngspice on this machine's CPUs (embedded Ray)
+mixsig signoff <train-analog run id>
+# programmed chip 1 of a program run, read a day after programming, on a Ray cluster
+mixsig signoff <program run id> --chip 1 --time 86400 --address 10.0.0.5:6379 --actors 16""",
     "bench": """\
 mixsig bench
 mixsig bench --no-ngspice --json""",
