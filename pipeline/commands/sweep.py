@@ -31,6 +31,19 @@ HELP = ("search config keys on Ray Tune (grid, random or optuna; seeds as a dime
 @opt.common
 def command(config, space, resume, address, concurrency, cpus_per_trial, num_cpus, searcher, samples, storage,
             run_name, workdir, overrides, quiet) -> int:
+    try:
+        return _run(config, space, resume, address, concurrency, cpus_per_trial, num_cpus, searcher, samples, storage,
+                    run_name, workdir, overrides, quiet)
+    finally:
+        import sys
+        if "ray" in sys.modules:
+            import ray
+            if ray.is_initialized():
+                ray.shutdown()     # an embedded Ray stops with it; a cluster is only left
+
+
+def _run(config, space, resume, address, concurrency, cpus_per_trial, num_cpus, searcher, samples, storage,
+         run_name, workdir, overrides, quiet) -> int:
     from pipeline.stages import PipelineError
     verbose = 0 if quiet else 1
     if resume:

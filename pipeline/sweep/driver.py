@@ -98,6 +98,8 @@ def _reachable(address: str) -> None:
 
 def connect(address: str | None, num_cpus: int | None, env: dict, verbose: int):
     """ray.init: the cluster at `address` (or RAY_ADDRESS), else an embedded local Ray."""
+    if verbose < 2:   # Ray Tune's new output engine prints its tables even when told to be silent
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
