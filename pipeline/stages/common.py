@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.stages.artifacts import StageInputError, load_embeddings
-from pipeline.stages.inputs import is_image_data
+from pipeline.stages.inputs import is_image_data, takes_pixels
 
 
 def analog_scores(model, x, y, batch_size: int = 4096) -> dict:
@@ -17,11 +17,24 @@ def n_classes(data: dict) -> int:
     return int(data.get("n_classes", np.array(int(data["y_train"].max()) + 1)))
 
 
+def pixel_volts(cfg: dict, images: np.ndarray) -> np.ndarray:
+    """Images (N, H, W) uint8 → (N, H·W) volts, 0 → digital.v_low, 255 → digital.v_high (row-major
+    pixels: an `analog.layers` first layer with input_shape [H, W, 1] sees the image)."""
+    d = cfg["digital"]
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
+    return d["v_low"] + (d["v_high"] - d["v_low"]) * x
+
+
 def analog_data(ctx) -> dict:
-    """x_/y_ train, val, test for the analog block: embeddings, or tabular data as volts."""
+    """x_/y_ train, val, test for the analog block: embeddings, images as pixel volts
+    (digital.encoder: none), or tabular data as volts."""
     if ctx.has("embeddings"):
         return load_embeddings(ctx.input("embeddings"))
     ds = ctx.data
+    if ds.x_train.ndim > 2 and takes_pixels(ctx.cfg):
+        return {"x_train": pixel_volts(ctx.cfg, ds.x_train), "y_train": ds.y_train,
+                "x_val": pixel_volts(ctx.cfg, ds.x_val), "y_val": ds.y_val,
+                "x_test": pixel_volts(ctx.cfg, ds.x_test), "y_test": ds.y_test, "n_classes": np.array(ds.n_classes)}
     if ds.x_train.ndim > 2:
         raise StageInputError(f"{ctx.stage}: {ds.name} images need embeddings; pass --from-run of an embed run")
     from pipeline.data import tabular_to_volts

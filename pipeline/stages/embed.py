@@ -1,4 +1,5 @@
-"""embed: the train/val/test images through the encoder → embeddings.npz (volts)."""
+"""embed: the train/val/test images through the encoder → embeddings.npz (volts); with
+`digital.encoder: none`, the images' pixels as volts (the analog block is the front end)."""
 from __future__ import annotations
 
 import time
@@ -6,18 +7,40 @@ import time
 import numpy as np
 
 from pipeline.stages.artifacts import save_npz
+from pipeline.stages.inputs import has_encoder, is_image_data
 from pipeline.stages.runner import Stage, StageContext
 
 CHUNK = 8192   # a multiple of the Keras encoders' batch: fewer retraces
 
 
+def required(cfg: dict) -> tuple:
+    """The encoder, unless digital.encoder is none (then the pixels are the embeddings)."""
+    return ("encoder",) if has_encoder(cfg) or not is_image_data(cfg) else ()
+
+
+class _Pixels:
+    """Stands in for an encoder when digital.encoder is none: pixels → volts."""
+
+    def __init__(self, cfg: dict, shape):
+        self.cfg, self.embedding_dim = cfg, int(np.prod(shape))
+        self.v_low, self.v_high = cfg["digital"]["v_low"], cfg["digital"]["v_high"]
+
+    def embed(self, images):
+        from pipeline.stages.common import pixel_volts
+        return pixel_volts(self.cfg, images)
+
+
 def body(ctx: StageContext) -> None:
     from tqdm.auto import tqdm
 
-    from digital import check_encoder, load_encoder
     ds = ctx.data
-    enc = load_encoder(ctx.input("encoder"))
-    check_encoder(enc, ds.x_val[:32])
+    if ctx.has("encoder"):
+        from digital import check_encoder, load_encoder
+        enc = load_encoder(ctx.input("encoder"))
+        check_encoder(enc, ds.x_val[:32])
+    else:
+        enc = _Pixels(ctx.cfg, ds.x_train.shape[1:])
+        ctx.say(f"digital.encoder: none: {enc.embedding_dim} pixels as volts in [{enc.v_low}, {enc.v_high}]")
     t0 = time.perf_counter()
     arrays = {}
     parts = (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test))
@@ -43,5 +66,7 @@ def body(ctx: StageContext) -> None:
     ctx.say(f"{sum(len(a) for k, a in arrays.items() if k.startswith('x_'))} embeddings in {seconds:.1f} s")
 
 
-STAGE = Stage(name="embed", help="embed train/val/test images with an encoder (input: encoder; output: embeddings)",
-              needs=("encoder",), produces=("embeddings",), new_round_after=("retrain-digital",), body=body)
+STAGE = Stage(name="embed", help="embed train/val/test images with an encoder, or as pixel volts with "
+                               "digital.encoder: none (input: encoder; output: embeddings)",
+              optional=("encoder",), inputs=required, produces=("embeddings",), new_round_after=("retrain-digital",),
+              body=body)

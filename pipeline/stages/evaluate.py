@@ -9,13 +9,14 @@ import time
 
 from pipeline.stages.artifacts import load_analog
 from pipeline.stages.common import analog_data, analog_scores, n_classes
-from pipeline.stages.inputs import is_image_data
+from pipeline.stages.inputs import is_image_data, takes_pixels
 from pipeline.stages.runner import Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
-    """Images: the block, its embeddings and the encoder (end to end); tabular: the block."""
-    return ("analog", "embeddings", "encoder") if is_image_data(cfg) else ("analog",)
+    """Images: the block, its embeddings and the encoder (end to end); tabular, or images
+    without an encoder (digital.encoder: none, the block takes the pixels): the block."""
+    return ("analog", "embeddings", "encoder") if is_image_data(cfg) and not takes_pixels(cfg) else ("analog",)
 
 
 def body(ctx: StageContext) -> None:
@@ -35,6 +36,8 @@ def body(ctx: StageContext) -> None:
             results["digital_test_accuracy"] = enc.evaluate(ds.x_test, ds.y_test)
             x_e2e, y_e2e = enc.embed(ds.x_test), ds.y_test
             results["end_to_end_test_accuracy"] = analog_scores(model, x_e2e, y_e2e)["accuracy"]
+        elif takes_pixels(cfg):    # pixels → block is the whole system
+            results["end_to_end_test_accuracy"] = s["accuracy"]
     finally:
         model.close()
     if ctx.has("chips"):

@@ -30,6 +30,17 @@ def is_image_data(cfg: dict) -> bool:
     return cfg["data"]["dataset"] == "fashion_mnist"
 
 
+def has_encoder(cfg: dict) -> bool:
+    """False for `digital.encoder: none`: the analog block takes the image pixels (an analog
+    front end, e.g. a locally connected first layer), as volts (`pipeline.stages.common.pixel_volts`)."""
+    return str(cfg["digital"]["encoder"]).strip().lower() != "none"
+
+
+def takes_pixels(cfg: dict) -> bool:
+    """Images fed to the analog block without a digital encoder."""
+    return is_image_data(cfg) and not has_encoder(cfg)
+
+
 # ---------------------------------------------------------------------------------------
 # checks
 # ---------------------------------------------------------------------------------------
@@ -72,7 +83,7 @@ def check_widths(name: str, cfg: dict, items) -> None:
         if w1 is not None and w2 is not None and w1 != w2:
             raise StageInputError(
                 f"{name}: embedding width mismatch: {_width_text(k1, w1, r1)} but {_width_text(k2, w2, r2)}")
-    if not is_image_data(cfg):
+    if not is_image_data(cfg) or not has_encoder(cfg):   # no encoder: the width is the pixel count
         return
     dim = cfg["digital"]["embedding_dim"]
     for kind, (w, ref) in items:

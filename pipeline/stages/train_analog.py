@@ -6,13 +6,14 @@ import numpy as np
 
 from pipeline.stages.artifacts import load_analog
 from pipeline.stages.common import analog_data, analog_scores, n_classes
-from pipeline.stages.inputs import is_image_data
+from pipeline.stages.inputs import is_image_data, takes_pixels
 from pipeline.stages.runner import Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
-    """Images: embeddings; tabular data: none (the data set itself, as volts)."""
-    return ("embeddings",) if is_image_data(cfg) else ()
+    """Images: embeddings (digital.encoder: none: optional, the pixels as volts); tabular data:
+    none (the data set itself, as volts)."""
+    return ("embeddings",) if is_image_data(cfg) and not takes_pixels(cfg) else ()
 
 
 class _MlflowEpochLogger:
