@@ -337,6 +337,9 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
                 sources.append(s)
         if isinstance(n.layer, DiodeLayer) and n.layer.bias_spec not in sources:
             sources.append(n.layer.bias_spec)
+        for s in getattr(n.layer, "extra_inputs", ()):   # a crossbar's own sources (LC 'same' padding)
+            if s.layer is n.layer and s not in sources:
+                sources.append(s)
     index: dict[int, int] = {}
     for k, s in enumerate(free + sources + amps):
         index[id(s)] = k
@@ -354,7 +357,8 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
             if id(layer) in used_layers:
                 raise ValueError(f"Dense layer '{layer.name}' is used twice; each crossbar is one physical block")
             used_layers.add(id(layer))
-            dense.append(DenseBlock(layer, terms(parent), terms(n), 1.0, getattr(layer, "cols", None)))
+            in_terms = np.concatenate([terms(parent), [index[id(s)] for s in getattr(layer, "extra_inputs", ())]])
+            dense.append(DenseBlock(layer, in_terms.astype(int), terms(n), 1.0, getattr(layer, "cols", None)))
         elif isinstance(layer, DiodeLayer):
             _check_device_size(layer.device, len(n.specs), layer.name)
             nonlinear.append(NonlinearBlock(layer, layer.device, terms(n), index[id(layer.bias_spec)],

@@ -12,14 +12,21 @@ nodes (bias sources, say), which feed every output as a Dense layer's bias colum
 Its conductances are stored compactly, G of shape (n_out, patch_size), with `cols`
 (n_out, patch_size) giving the input node (column of the would-be dense crossbar) of each
 entry; the engines, EP, the netlist and the optimisers work on that compact array.
-Padding is 'valid' only: every output sees a full patch (a 'same' border would give the
-border rows fewer conductances than the others, and the compact array one row length).
+
+Padding. 'valid': every output sees a patch inside the image, OH = (H − kh) // sh + 1.
+'same' (Keras's convention): OH = ⌈H / sh⌉, the image padded with zero pixels, the extra
+row/column going to the bottom/right when the padding is odd. A zero pixel is a node at
+V_ref (0 V relative to it), so the layer brings its own zero-volt source node (`pad_spec`,
+a crossbar column after the wired ones), and a border patch's entries outside the image
+are conductances to that node: real resistors, trained like the others, pulling the
+border node towards V_ref as a zero pixel would. Every row keeps the full kh·kw·C + extra
+entries, so the compact array stays rectangular.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .layers import Concatenate, Dense, Nodes, _check_range  # noqa: F401
+from .layers import Concatenate, Dense, Nodes, NodeSpec, _check_range  # noqa: F401
 
 
 def _pair(value, key: str, owner: str) -> tuple[int, int]:
@@ -31,21 +38,31 @@ def _pair(value, key: str, owner: str) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
-def patch_columns(input_shape, kernel, strides, extra: int = 0) -> np.ndarray:
-    """Input column of every conductance, (OH·OW·filters is not included: per output
-    position) → (OH·OW, kh·kw·C + extra): patch entries in (di, dj, c) row-major order, then
-    the `extra` shared columns H·W·C … H·W·C + extra − 1."""
+def output_hw(input_hw, kernel, strides, padding: str = "valid") -> tuple[int, int]:
+    """(OH, OW): 'valid' (H − kh) // sh + 1, 'same' ⌈H / sh⌉."""
+    if padding == "same":
+        return tuple(-(-n // s) for n, s in zip(input_hw, strides))
+    return tuple((n - k) // s + 1 for n, k, s in zip(input_hw, kernel, strides))
+
+
+def patch_columns(input_shape, kernel, strides, extra: int = 0, padding: str = "valid") -> np.ndarray:
+    """Input column of every conductance, per output position (not per filter) →
+    (OH·OW, kh·kw·C + extra): patch entries in (di, dj, c) row-major order, then the `extra`
+    shared columns H·W·C … H·W·C + extra − 1. With padding 'same', patch entries outside the
+    image are column H·W·C + extra (the zero-volt pad node)."""
     H, W, C = input_shape
     kh, kw = kernel
     sh, sw = strides
-    oh, ow = (H - kh) // sh + 1, (W - kw) // sw + 1
-    i0 = (np.arange(oh) * sh)[:, None, None, None, None]
-    j0 = (np.arange(ow) * sw)[None, :, None, None, None]
-    di = np.arange(kh)[None, None, :, None, None]
-    dj = np.arange(kw)[None, None, None, :, None]
+    oh, ow = output_hw((H, W), kernel, strides, padding)
+    top = max((oh - 1) * sh + kh - H, 0) // 2 if padding == "same" else 0
+    left = max((ow - 1) * sw + kw - W, 0) // 2 if padding == "same" else 0
+    i = (np.arange(oh) * sh - top)[:, None, None, None, None] + np.arange(kh)[None, None, :, None, None]
+    j = (np.arange(ow) * sw - left)[None, :, None, None, None] + np.arange(kw)[None, None, None, :, None]
     c = np.arange(C)[None, None, None, None, :]
-    idx = ((i0 + di) * W + (j0 + dj)) * C + c
-    idx = idx.reshape(oh * ow, kh * kw * C)
+    idx = (i * W + j) * C + c
+    outside = (i < 0) | (i >= H) | (j < 0) | (j >= W)
+    idx = np.where(outside, H * W * C + extra, idx)
+    idx = np.broadcast_to(idx, (oh, ow, kh, kw, C)).reshape(oh * ow, kh * kw * C)
     shared = np.broadcast_to(H * W * C + np.arange(extra), (oh * ow, extra))
     return np.concatenate([idx, shared], axis=1).astype(int)
 
@@ -55,8 +72,10 @@ class LocallyConnected2D(Dense):
 
     filters: output nodes per position; kernel, strides: ints or pairs; input_shape: (H, W, C),
     the layout (row-major) of the first H·W·C nodes the layer is called on; nodes beyond them
-    are shared columns wired to every output. Output nodes: (OH, OW, filters) row-major with
-    OH = (H − kh) // sh + 1. g_min, g_max, init, lr_scale, trainable, seed: as for Dense."""
+    are shared columns wired to every output; padding: 'valid' or 'same' (zero pixels: a
+    zero-volt source node of the layer's own, see the module docstring). Output nodes:
+    (OH, OW, filters) row-major, OH = (H − kh) // sh + 1 ('valid') or ⌈H / sh⌉ ('same').
+    g_min, g_max, init, lr_scale, trainable, seed: as for Dense."""
 
     prefix = "locally_connected2d"
 
@@ -68,8 +87,8 @@ class LocallyConnected2D(Dense):
             raise ValueError(f"{owner}: filters={filters!r} must be a positive integer")
         self.kernel = _pair(kernel, "kernel", owner)
         self.strides = _pair(strides, "strides", owner)
-        if padding != "valid":
-            raise ValueError(f"{owner}: padding={padding!r}: only 'valid' is supported (every output sees a full patch)")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"{owner}: padding={padding!r} must be 'valid' or 'same'")
         if input_shape is None or len(input_shape) != 3 or not all(
                 isinstance(a, (int, np.integer)) and a > 0 for a in input_shape):
             raise ValueError(f"{owner}: input_shape={input_shape!r} must be three positive integers (H, W, C)")
@@ -78,10 +97,17 @@ class LocallyConnected2D(Dense):
         if self.kernel[0] > H or self.kernel[1] > W:
             raise ValueError(f"{owner}: kernel={list(self.kernel)} is larger than the input (H, W) = ({H}, {W})")
         self.filters, self.padding = int(filters), padding
-        self.out_hw = ((H - self.kernel[0]) // self.strides[0] + 1, (W - self.kernel[1]) // self.strides[1] + 1)
+        self.out_hw = output_hw((H, W), self.kernel, self.strides, padding)
         super().__init__(self.out_hw[0] * self.out_hw[1] * self.filters, g_min=g_min, g_max=g_max, init=init,
                          lr_scale=lr_scale, trainable=trainable, seed=seed, name=name)
         self.cols: np.ndarray | None = None
+        # 'same': the zero pixels' node (V_ref), a source of this layer's own, the crossbar's last column
+        self.pad_spec = NodeSpec("bias", f"{self.name}_zero", self, level=0.0) if padding == "same" else None
+
+    @property
+    def extra_inputs(self) -> tuple:
+        """Source nodes the layer adds to the crossbar's columns after the wired ones."""
+        return () if self.pad_spec is None else (self.pad_spec,)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -102,7 +128,7 @@ class LocallyConnected2D(Dense):
                              f"{self.image_size} image nodes, it is wired to {len(nodes)}")
 
     def build(self, input_size: int) -> None:
-        cols = patch_columns(self.input_shape, self.kernel, self.strides, input_size - self.image_size)
+        cols = patch_columns(self.input_shape, self.kernel, self.strides, input_size - self.image_size, self.padding)
         self.cols = np.repeat(cols, self.filters, axis=0)     # rows (position, filter), row-major
         self.input_size = input_size
         self.built = True

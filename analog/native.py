@@ -181,10 +181,8 @@ class NativeEngine:
             P = (KRE.T[:, :, None] * KER[:, None, :]).reshape(len(E), -1)  # P[e, r·nR+s] = K_re K_es
             self._lin = dict(K=K, KEE=np.diag(K)[E], KER=KER, KRE=KRE, KRR=K[np.ix_(R, R)], P=P)
             # c(src) is affine in the source voltages: c = src @ C + c0, one GEMM per solve
-            n_s = self.circuit.n_sources
-            c0 = self._offset_residual_direct(G_list, np.zeros((1, n_s)))
-            self._lin["C"] = self._offset_residual_direct(G_list, np.eye(n_s)) - c0
-            self._lin["c0"] = c0[0]
+            self._lin["C"] = self._source_map(G_list)
+            self._lin["c0"] = self._offset_residual_direct(G_list, np.zeros((1, self.circuit.n_sources)))[0]
             # a circuit with locally connected blocks has a sparse K and C: multiply them as CSR
             # (K is symmetric, so v @ K = (K v)ᵀ), e.g. 4 % of K's entries for 28×28 pixels → LC → 20
             sparse_K = any(b.cols is not None for b in self.circuit.dense)
@@ -193,6 +191,28 @@ class NativeEngine:
                                 np.count_nonzero(self._lin["C"]) < 0.2 * self._lin["C"].size else self._lin["C"])
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
         return self._lin
+
+    def _source_map(self, G_list) -> np.ndarray:
+        """C (n_sources, n_free) of the affine residual c = src @ C + c0, straight from the
+        crossbar edges whose input is a source: −(scaled) G at (source, the row's free node),
+        times the row terminal's coefficient. (Pushing the identity of the sources through
+        the crossbars gives the same matrix at n_sources times the cost of one sample: for
+        784 pixels that was most of an EP training step, rebuilt after every update.)"""
+        c = self.circuit
+        C = np.zeros((c.n_sources, c.n_free))
+        for blk, G in zip(c.dense, G_list):
+            Gs = blk.scaled(G)
+            fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
+            src = c.is_source_term(blk.in_terms)
+            if not src.any():
+                continue
+            if blk.cols is None:
+                np.add.at(C, (blk.in_terms[src][:, None] - c.n_free, fo[None, :]), -(ao[:, None] * Gs[:, src]).T)
+            else:
+                rows, cols = xb.edges(blk)
+                m = src[cols]
+                np.add.at(C, (blk.in_terms[cols[m]] - c.n_free, fo[rows[m]]), -ao[rows[m]] * Gs.ravel()[m])
+        return C
 
     def dense_currents(self, G_list, V, scaled=False):
         """Per dense block: (currents leaving each output node, currents leaving each input

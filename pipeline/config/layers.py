@@ -4,6 +4,8 @@
       - {type: locally_connected2d, kernel: [3, 3], strides: [1, 1], filters: 2, input_shape: [8, 8, 1]}
       - {type: dense, units: 32}
 
+padding: 'valid' (default) or 'same' (Keras's rule, ⌈H / stride⌉ positions; analog.local).
+
 Every error names the layer index and key (``analog.layers[1].kernel=...``). The normalised
 specs have every key filled in (a later locally connected layer's input_shape from the
 layer before it); `widths` are the node counts of the layers, which `analog.hidden` then
@@ -74,8 +76,9 @@ def check_layers(layers: list, hidden: list[int] | None) -> tuple[list[dict], li
             kernel = _pair(where, "kernel", spec.get("kernel"))
             strides = _pair(where, "strides", spec.get("strides"), default=(1, 1))
             pad = spec.get("padding", "valid")
-            if pad != "valid":
-                raise ValueError(f"{where}.padding={pad!r}: only 'valid' is supported")
+            if pad not in ("valid", "same"):
+                raise ValueError(f"{where}.padding={pad!r}: must be 'valid' or 'same' (zero pixels at V_ref "
+                                 "around the image)")
             given = spec.get("input_shape")
             if given is not None and not (isinstance(given, list) and len(given) == 3
                                           and all(_int(a) and a > 0 for a in given)):
@@ -96,7 +99,10 @@ def check_layers(layers: list, hidden: list[int] | None) -> tuple[list[dict], li
             if kernel[0] > H or kernel[1] > W:
                 raise ValueError(f"{where}.kernel={kernel}: larger than the input ({H}, {W}) "
                                  f"(input_shape={in_shape})")
-            oh, ow = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
+            if pad == "same":
+                oh, ow = -(-H // strides[0]), -(-W // strides[1])
+            else:
+                oh, ow = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
             norm.update(filters=f, kernel=kernel, strides=strides, input_shape=in_shape, padding=pad)
             shape = [oh, ow, f]
             widths.append(oh * ow * f)
