@@ -234,7 +234,9 @@ def compare(circuit, x, y, v_native, ok_native, res: SignoffResult, min_agreemen
     """The report: voltages and outputs native vs ngspice, class agreement, non-convergences."""
     both = ok_native & res.converged
     dv = np.abs(res.v - v_native)
-    per_sample = np.where(both, np.nanmax(dv, axis=1) if dv.size else 0.0, np.nan)
+    per_sample = np.full(len(x), np.nan)
+    if dv.size and both.any():
+        per_sample[both] = dv[both].max(axis=1)
     y_nat = circuit.outputs(np.where(ok_native[:, None], v_native, 0.0))
     y_sp = circuit.outputs(np.where(res.converged[:, None], res.v, 0.0))
     dy = np.where(both[:, None], np.abs(y_sp - y_nat), np.nan)
