@@ -89,7 +89,19 @@ mixsig retrain-digital --from-run <optimize-inputs run id>""",
 mixsig evaluate --from-run <train-analog run id> --input encoder=<retrain-digital run id>""",
     "compare": """\
 mixsig compare --experiment fashion_mnist --csv runs.csv
-mixsig compare --experiment iris --stage train-analog --filter "params.training.engine = 'ngspice'\"""",
+mixsig compare --experiment iris --stage train-analog --filter "params.training.engine = 'ngspice'\"
+# the trials of a sweep, its swept keys and metric first
+mixsig compare --sweep <sweep run id>""",
+    "sweep": """\
+# 4 smoke co-trainings (learning rate x 2 seeds), 2 at a time on this machine (embedded Ray)
+mixsig sweep experiments/smoke.yaml --space experiments/spaces/smoke.yaml
+# a random search with early stopping on the iris block; an adaptive one (optuna) instead
+mixsig sweep experiments/iris.yaml --space experiments/spaces/iris_lr.yaml
+mixsig sweep experiments/iris.yaml --space experiments/spaces/iris_lr.yaml --searcher optuna --samples 8
+# on a Ray cluster, MLFLOW_TRACKING_URI=http://10.0.0.5:5000 (an MLflow server) exported (docs/scaleout.md)
+mixsig sweep experiments/smoke.yaml --space experiments/spaces/smoke.yaml --address 10.0.0.5:6379 --storage /shared/sweeps
+# continue a sweep that was killed: finished trials are not run again
+mixsig sweep --resume <sweep run id>""",
     "verify": """\
 mixsig verify experiments/iris.yaml --json
 mixsig verify experiments/fashion_mnist.yaml --model runs/<parent>/10-train-analog-r2/analog_model
