@@ -140,8 +140,10 @@ def run_trial(params: dict, setup: dict) -> None:
     if existing is not None and stages == "cotrain" and f"{TAG}plan" not in existing.data.tags:
         client.delete_run(existing.info.run_id)   # killed before its co-training began: start it again
         existing = None
+    import ray
     tags = {"mlflow.parentRunId": sweep_id, f"{TAG}sweep": sweep_id, f"{TAG}trial": trial_id,
-            f"{TAG}trial_name": trial_name, f"{TAG}sweep_params": json.dumps(params, sort_keys=True)}
+            f"{TAG}trial_name": trial_name, f"{TAG}sweep_params": json.dumps(params, sort_keys=True),
+            f"{TAG}ray_node": ray.get_runtime_context().get_node_id()}   # which node of the cluster ran it
     if existing is None:
         run = client.create_run(experiment_id, run_name=trial_name,
                                 tags={**tags, f"{TAG}stage": "cotrain" if stages == "cotrain" else TRIAL_STAGE,
