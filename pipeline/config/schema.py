@@ -97,7 +97,7 @@ class AnalogConfig(Section):
                                           "which overrides it and then sets it to the layers' node counts)")
     layers: list[Any] | None = F(None, "hidden layers one by one: {type: dense, units: 100} or {type: "
                                        "locally_connected2d, kernel: [4, 4], strides: [2, 2], filters: 4, "
-                                       "input_shape: [H, W, C]} (input_shape: needed on a first layer, the "
+                                       "input_shape: [H, W, C], padding: valid|same} (input_shape: needed on a first layer, the "
                                        "inputs' layout), each optionally with diodes, amplifier (true/false) "
                                        "and gain (docs/design.md)")
     vref: Num = F(A["vref"], "reference (common-mode) voltage, V")
@@ -142,7 +142,8 @@ class TrainingConfig(Section):
 
 
 class DigitalConfig(Section):
-    encoder: str = F("cnn", "cnn | mlp | pca | package.module:factory", min_length=1)
+    encoder: str = F("cnn", "cnn | mlp | pca | package.module:factory | none (no encoder: the analog block takes "
+                            "the pixels as volts, v_low..v_high; train-analog and evaluate only)", min_length=1)
     embedding_dim: int = F(150, "embedding width (= analog block inputs)", ge=1)
     epochs: int = F(10, "encoder training epochs", ge=1)
     batch_size: int = F(128, "encoder batch size", ge=1)
