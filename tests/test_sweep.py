@@ -52,7 +52,7 @@ def env(tmp: Path, **extra) -> dict:
     return e
 
 
-def mixsig(tmp: Path, *args, timeout=400, **extra):
+def mixsig(tmp: Path, *args, timeout=900, **extra):
     return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp, env=env(tmp, **extra),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -199,7 +199,7 @@ def test_sweep_killed_midway_resumes_without_rerunning(tmp_path):
                                  "--num-cpus", "2", "-q"], cwd=tmp_path, env=env(tmp_path), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while _finished_trials(db) < 1 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(1)
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
@@ -226,3 +226,36 @@ def test_sweep_killed_midway_resumes_without_rerunning(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "home" / "runs" / sid / "results.csv")))
     assert len(rows) == 4 and all(r["status"] in ("finished", "reused") for r in rows)
     assert c.get_run(sid).info.status == "FINISHED"
+
+
+# --------------------------------------------------------------------------------------- a cluster
+_CLUSTER = """
+import subprocess, sys
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+try:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "sweep", sys.argv[1], "--space", sys.argv[2],
+                           "--address", cluster.address, "-q"], capture_output=True, text=True, timeout=900)
+    print(proc.stdout[-3000:])
+    print(proc.stderr[-3000:], file=sys.stderr)
+    print("EXIT", proc.returncode)
+finally:
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_sweep_on_a_simulated_two_node_cluster(tmp_path):
+    """ray.cluster_utils.Cluster: two raylets of 1 CPU on this machine, reached by --address;
+    the 4 trials run 2 at a time, one per node (each trial run names its node)."""
+    cfg, spc = write(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _CLUSTER, str(cfg), str(spc)], cwd=tmp_path, env=env(tmp_path),
+                          capture_output=True, text=True, timeout=1200)
+    assert "EXIT 0" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 at a time" in proc.stdout and "Ray cluster at" in proc.stdout
+    c = client(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    runs, sweeps = sweep_runs(c)
+    trials = trials_of(runs, sweeps[0].info.run_id)
+    assert len(trials) == 4 and all(t.data.tags["mixsig.status"] == "finished" for t in trials)
+    assert len({t.data.tags["mixsig.ray_node"] for t in trials}) == 2

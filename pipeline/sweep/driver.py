@@ -150,13 +150,17 @@ def _tune_config(space: SweepSpace, settings: dict, seed: int):
     kind = sched.pop("type")
     if kind == "asha":
         from ray.tune.schedulers import ASHAScheduler
-        scheduler = ASHAScheduler(time_attr="analog_epoch", max_t=settings["max_epochs"] + 1,
+        # time axis: Tune's own report count, present in every result (= the analog epoch until the last report)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings["max_epochs"] + 2,
                                   grace_period=sched.get("grace_period", 1),
                                   reduction_factor=sched.get("reduction_factor", 2))
     elif kind == "median":
         from ray.tune.schedulers import MedianStoppingRule
-        scheduler = MedianStoppingRule(time_attr="analog_epoch", grace_period=sched.get("grace_period", 1),
-                                       min_samples_required=sched.get("min_samples_required", 3))
+        # min_time_slice: never PAUSE a trial to yield to pending ones (the rule's default when it has
+        # too few others to compare with): a trial has no checkpoint, so a paused one starts again
+        scheduler = MedianStoppingRule(time_attr="training_iteration", grace_period=sched.get("grace_period", 1),
+                                       min_samples_required=sched.get("min_samples_required", 3),
+                                       min_time_slice=10 ** 9)
     return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=search_alg, scheduler=scheduler,
                            num_samples=space.samples * (len(space.seeds) if space.seeds and
                                                         space.searcher == "optuna" else 1),
@@ -386,9 +390,12 @@ def _tune_statuses(grid) -> dict:
         return {}
 
 
-def _params(result) -> dict:
+def _params(result, seeds=None) -> dict:
+    """The trial's swept values (with optuna and seeds, the seed its repeat index picked)."""
     p = dict(result.config or {})
-    p.pop("__trial_index__", None)
+    index = p.pop("__trial_index__", None)
+    if seeds and index is not None:
+        p["seed"] = seeds[int(index)]
     return p
 
 
@@ -420,7 +427,7 @@ def finish(grid, client, sweep_id, space: SweepSpace, raw_base, settings, folder
     metric, mode = space.metric, space.mode
     results = [r for r in grid]
     statuses = _tune_statuses(grid)
-    keys = sorted({k for r in results for k in _params(r)})
+    keys = sorted({k for r in results for k in _params(r, space.seeds)})
     rows = []
     for r in results:
         m = r.metrics or {}
@@ -430,7 +437,7 @@ def finish(grid, client, sweep_id, space: SweepSpace, raw_base, settings, folder
             _close_stopped(client, m.get("mlflow_run_id"), "stopped-early" if status == "stopped early" else "failed", m)
         value = m.get(metric)
         rows.append({"trial_id": trial_id, "status": status,
-                     **{k: _params(r).get(k) for k in keys}, metric: value,
+                     **{k: _params(r, space.seeds).get(k) for k in keys}, metric: value,
                      "analog_epochs": m.get("analog_epoch"),
                      "test_accuracy": m.get("end_to_end_test_accuracy", m.get("test_accuracy",
                                                                               m.get("analog_test_accuracy"))),
