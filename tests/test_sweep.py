@@ -92,6 +92,7 @@ def trials_of(runs, sweep_id):
     ({"stages": ["train-analogue"], "space": {"analog.gain": [2.0]}}, ["train-analogue", "not a stage"]),
     ({"space": {"analog.g_min": [1.0e-3]}}, ["g_min"]),          # a value that breaks a cross-key rule
     ({"typo": 1, "space": {"analog.gain": [2.0]}}, ["typo"]),
+    ({"pareto": {"x": "digital_macs_per_image"}, "space": {"analog.gain": [2.0]}}, ["pareto"]),
 ])
 def test_bad_space_is_one_line_before_ray(tmp_path, capsys, monkeypatch, space, words):
     from pipeline import cli
@@ -129,6 +130,20 @@ def test_space_values_reach_the_schema():
     cfg = trial_config(TINY, {"analog.hidden": [8], "training.optimizer.lr": 0.02})
     assert cfg["analog"]["hidden"] == [8] and cfg["training"]["optimizer"]["lr"] == 0.02
     assert cfg["training"]["epochs"] == 3      # the rest is the base config's
+
+
+def test_pareto_front_and_plot(tmp_path):
+    from pipeline.sweep.pareto import front, write
+    pts = [(1e3, 0.50), (2e3, 0.60), (2e3, 0.55), (3e3, 0.60), (5e2, 0.40), (4e3, 0.70), (4e3, 0.70)]
+    # by hand: (500, .40) < (1000, .50) < (2000, .60) < (4000, .70) (both copies); (2000, .55) and
+    # (3000, .60) are dominated by (2000, .60)
+    assert front(pts) == [4, 0, 1, 5, 6]
+    assert front(pts, x_mode="max", y_mode="max") == [5, 6]
+    rows = [{"trial_id": f"t{i}", "a.b": i, "x": px, "y": py} for i, (px, py) in enumerate(pts)]
+    table, plot, best = write(rows, ["a.b"], {"x": "x", "y": "y"}, tmp_path, "t")
+    assert plot.stat().st_size > 1000 and [b["trial_id"] for b in best] == ["t4", "t0", "t1", "t5", "t6"]
+    flags = [r["on_front"] for r in csv.DictReader(open(table))]
+    assert flags == ["1", "1", "0", "0", "1", "1", "1"]
 
 
 # --------------------------------------------------------------------------------------- a sweep

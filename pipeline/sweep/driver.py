@@ -490,6 +490,8 @@ def finish(grid, client, sweep_id, space: SweepSpace, raw_base, settings, folder
         print(f"\nbest {metric} = {best_value:.4f}"
               f"{f' (mean of {len(values)} seeds)' if len(values) > 1 else ''} at "
               + ", ".join(f"{k}={json.dumps(v)}" for k, v in best_point.items()))
+    if space.pareto:
+        _pareto(rows, keys, space, folder, sweep_id, results)
     mlflow.log_metrics(summary)
     mlflow.log_artifact(str(table))
     print(f"{summary['trials_finished']} finished, {summary['trials_stopped_early']} stopped early, "
@@ -503,6 +505,27 @@ def finish(grid, client, sweep_id, space: SweepSpace, raw_base, settings, folder
     for row in errors[:3]:
         print(f"trial {row['trial_id']} failed: {row['error']}", file=sys.stderr)
     return summary
+
+
+def _pareto(rows, keys, space: SweepSpace, folder: Path, sweep_id: str, results) -> None:
+    """The Pareto front of the finished trials over space.pareto's two metrics, on the sweep run."""
+    import mlflow
+
+    from pipeline.sweep import pareto
+    x, y = space.pareto["x"], space.pareto["y"]
+    by_id = {row["trial_id"]: row for row in rows}
+    full = []
+    for r in results:
+        m = r.metrics or {}
+        row = by_id.get(m.get("trial_id") or Path(r.path or "").name)
+        if row is not None and row["status"] in ("finished", "reused"):
+            full.append({**row, x: m.get(x), y: m.get(y)})
+    table, plot, best = pareto.write(full, keys, space.pareto, folder, f"sweep {sweep_id[:8]}: {y} against {x}")
+    mlflow.log_artifact(str(table))
+    mlflow.log_artifact(str(plot), artifact_path="plots")
+    print(f"Pareto front ({x} {space.pareto.get('x_mode', 'min')}, {y} {space.pareto.get('y_mode', 'max')}): "
+          + "; ".join(", ".join(f"{k}={json.dumps(b.get(k))}" for k in keys) + f" → {x}={b[x]:.4g}, {y}={b[y]:.4f}"
+                      for b in best) + f" (plot: {plot})")
 
 
 def _fmt(v) -> str:

@@ -33,7 +33,7 @@ from pipeline.config import ConfigError, apply_overrides, validate_config
 SEARCHERS = ("grid", "random", "optuna")
 SCHEDULERS = ("asha", "median", "none")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
-TOP_KEYS = ("searcher", "samples", "metric", "mode", "scheduler", "stages", "seeds", "space")
+TOP_KEYS = ("searcher", "samples", "metric", "mode", "scheduler", "stages", "seeds", "space", "pareto")
 # metrics every epoch of the analog block reports (analog.AnalogModel.fit logs); the others
 # (test accuracies, end to end, ...) only exist when a trial ends, so they cannot stop one early
 EPOCH_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -81,6 +81,7 @@ class SweepSpace:
     stages: list | str | None = None       # None: cotrain for images, [train-analog, evaluate] for tabular
     seeds: list | None = None
     raw: dict = field(default_factory=dict)
+    pareto: dict | None = None             # {x: metric, y: metric, x_mode: min, y_mode: max}
 
     @property
     def keys(self) -> list[str]:
@@ -219,7 +220,18 @@ def parse_space(path, overrides: dict | None = None) -> SweepSpace:
         bad = [s for s in stages if s not in STAGES]
         if bad:
             _fail(path, f"stages: {bad[0]!r} is not a stage; stages: cotrain, {', '.join(STAGES)}")
-    return SweepSpace(str(path), dims, searcher, samples, metric, mode, sched, stages, seeds, raw)
+    pareto = raw.get("pareto")
+    if pareto is not None:
+        if not (isinstance(pareto, dict) and isinstance(pareto.get("x"), str) and isinstance(pareto.get("y"), str)):
+            _fail(path, f"pareto: expected {{x: METRIC, y: METRIC}} (e.g. x: digital_macs_per_image, "
+                        f"y: end_to_end_test_accuracy), got {pareto!r}")
+        bad = [k for k in pareto if k not in ("x", "y", "x_mode", "y_mode")]
+        if bad:
+            _fail(path, f"pareto.{bad[0]}: unknown key; allowed: x, y, x_mode, y_mode")
+        for k in ("x_mode", "y_mode"):
+            if pareto.get(k, "min" if k == "x_mode" else "max") not in ("min", "max"):
+                _fail(path, f"pareto.{k} {pareto[k]!r}: choose min or max")
+    return SweepSpace(str(path), dims, searcher, samples, metric, mode, sched, stages, seeds, raw, pareto)
 
 
 def _override(key: str, value) -> str:
