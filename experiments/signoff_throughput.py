@@ -186,7 +186,8 @@ def cluster(args) -> dict:
     from pipeline import signoff as so
     model, x = block_and_inputs(args.samples)
     t0 = time.perf_counter()
-    cl = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})    # the head runs no actor
+    cl = Cluster(initialize_head=True, head_node_args={                  # the head runs no actor
+        "num_cpus": 0, "_system_config": {"worker_niceness": so.WORKER_NICENESS}})
     for _ in range(args.nodes):
         cl.add_node(num_cpus=1)
     session = so.connect(cl.address, args.nodes)
