@@ -100,6 +100,9 @@ def connect(address: str | None, num_cpus: int | None, env: dict, verbose: int):
     """ray.init: the cluster at `address` (or RAY_ADDRESS), else an embedded local Ray."""
     if verbose < 2:   # Ray Tune's new output engine prints its tables even when told to be silent
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C is KeyboardInterrupt as in every command (exit 130, runs KILLED, `--resume` continues),
+    # not Tune's own handler, which ends fit() as if the sweep were done
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     import ray
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
@@ -357,8 +360,16 @@ def _fit(tuner, client, sweep_id, space, raw_base, settings, folder: Path, verbo
         grid = tuner.fit()
         summary = finish(grid, client, sweep_id, space, raw_base, settings, folder, time.perf_counter() - t0)
     except BaseException as exc:
-        end_active_run(exc, "interrupted")
+        from pipeline.signals import Terminated
+        cause = exc
+        while cause is not None and not isinstance(cause, (KeyboardInterrupt, Terminated)):
+            cause = cause.__cause__ or cause.__context__
+        end_active_run(cause or exc, "failed")
+        if mlflow.active_run() is not None:     # an error: the sweep run is not in a `with` block
+            mlflow.end_run("FAILED")
         print(f"sweep {sweep_id} stopped; continue it with `mixsig sweep --resume {sweep_id}`", file=sys.stderr)
+        if cause is not None and cause is not exc:
+            raise cause from None       # Tune wraps it: the signal's own exit code (130, 143)
         raise
     interrupted = summary["trials_unfinished"] > 0
     mlflow.set_tag("mixsig.status", "interrupted" if interrupted else "finished")
