@@ -150,6 +150,7 @@ def _one(model, x, actors: int, chunk: int, check: bool = False) -> dict:
     return {**extra, "actors": actors, "samples": len(x), "wall_s": res.wall_seconds, "samples_per_s": thr["samples_per_s"],
             "per_actor": [round(a["samples_per_s"], 2) for a in res.actors],
             "cpu_s_per_sample_ms": 1e3 * sum(a["cpu_seconds"] for a in res.actors) / len(x),
+            "cpus_used": sum(a["cpu_seconds"] for a in res.actors) / res.wall_seconds,   # CPU the actors got
             "nodes": thr["nodes"], "load_s": [round(a["load_seconds"], 2) for a in res.actors],
             "nonconverged": int((~res.converged).sum()), "load_before": before, "load_after": load()}
 
@@ -169,8 +170,9 @@ def scaling(args) -> dict:
             rnd["ratio_2_vs_1"] = rnd[2]["samples_per_s"] / rnd[1]["samples_per_s"]
             out["rounds"].append(rnd)
             print(json.dumps({"round": r, "ratio_2_vs_1": round(rnd["ratio_2_vs_1"], 3),
-                              "1": {k: rnd[1][k] for k in ("samples_per_s", "per_actor", "load_before")},
-                              "2": {k: rnd[2][k] for k in ("samples_per_s", "per_actor", "load_before")}}), flush=True)
+                              **{str(a): {k: rnd[a][k] for k in ("samples_per_s", "per_actor", "cpus_used",
+                                                                 "cpu_s_per_sample_ms", "load_before")}
+                                 for a in (1, 2)}}), flush=True)
     finally:
         session.close()
     ratios = [rnd["ratio_2_vs_1"] for rnd in out["rounds"]]

@@ -171,6 +171,25 @@ def test_nonconverging_samples_are_reported_by_index():
     assert "aborted" in sol.info["messages"][1]
 
 
+def test_sweep_resumes_after_each_sample_it_cannot_solve():
+    """The loaded engine solves a task's samples in one dc sweep; a sample the sweep cannot
+    solve ends it, is solved alone by op (and fails there too), and the sweep resumes after
+    it: three failures at 1, 3, 5 of 7 samples give four sweeps and three op fallbacks, and
+    the good samples equal the ones solved one per task."""
+    x = L.InputVoltage(1)
+    d = L.Dense(2, g_min=1e-5, g_max=1e-3)
+    h = L.DiodeLayer("up", 0.0, StepDevice(1e-5))(d(x))
+    m = AnalogModel(x, L.CurrentLayer()(h))
+    d.set_conductances([[2e-4, 1e-4], [2e-4, 1e-4]])
+    xs = np.array([[1.0], [0.01], [2.0], [-0.05], [-1.5], [0.02], [0.7]])
+    with NgspiceEngine(m.circuit, processes=1) as eng:
+        sol = eng.solve(m.conductances, xs)
+        st = eng.last_worker_info[0]["stats"]
+        one = [eng.solve(m.conductances, xs[i: i + 1]) for i in (0, 2, 4, 6)]
+    assert sol.info["failures"] == [1, 3, 5] and (st["sweeps"], st["op_fallbacks"], st["ops"]) == (4, 3, 7)
+    np.testing.assert_allclose(sol.v[[0, 2, 4, 6]], np.concatenate([o.v for o in one]), rtol=0, atol=1e-12)
+
+
 def test_conductance_update_by_alter_equals_fresh_load(small):
     c, G1 = small.circuit, small.conductances
     rng = np.random.default_rng(3)
