@@ -25,6 +25,10 @@ def front(points: list[tuple[float, float]], x_mode: str = "min", y_mode: str = 
     return sorted(out, key=lambda i: points[i][0])
 
 
+def _text(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def write(rows: list[dict], keys: list[str], spec: dict, folder: Path, title: str) -> tuple[Path, Path, list]:
     """pareto.csv and plots/pareto.png from the trials' rows (those with both metrics)."""
     import matplotlib
@@ -39,16 +43,19 @@ def write(rows: list[dict], keys: list[str], spec: dict, folder: Path, title: st
         w = csv.writer(fh)
         w.writerow(["trial_id", *keys, x, y, "on_front"])
         for i, r in enumerate(have):
-            w.writerow([r["trial_id"], *[json.dumps(r.get(k)) for k in keys], r[x], r[y], int(i in best)])
+            w.writerow([r["trial_id"], *[_text(r.get(k)) for k in keys], r[x], r[y], int(i in best)])
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", zorder=2, label="trials")
     ax.plot([pts[i][0] for i in best], [pts[i][1] for i in best], "-o", color="tab:red", zorder=3,
             label="Pareto front")
     for r, (px, py) in zip(have, pts):
-        label = ", ".join(f"{k.split('.')[-1]}={json.dumps(r.get(k))}" for k in keys if k != "seed")
-        ax.annotate(label, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        label = ", ".join(f"{k.split('.')[-1]}={_text(r.get(k))}" for k in keys if k != "seed")
+        right = bool(pts) and px > (min(p[0] for p in pts) + max(p[0] for p in pts)) / 2
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(-4 if right else 4, 4), fontsize=7,
+                    ha="right" if right else "left")
     if pts and min(p[0] for p in pts) > 0 and max(p[0] for p in pts) / min(p[0] for p in pts) > 20:
         ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.08)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(title)
