@@ -62,12 +62,12 @@ def run(args) -> int:
 
     from pipeline.stages import PipelineError
     from pipeline.tracking import setup_mlflow, tracking_uri
+    if not args.experiment and not getattr(args, "sweep", None):
+        raise PipelineError("compare: give --experiment NAME (or --sweep SWEEP_RUN_ID)")
     setup_mlflow()
     client = MlflowClient()
     if getattr(args, "sweep", None):
         _sweep_args(client, args)
-    elif not args.experiment:
-        raise PipelineError("compare: give --experiment NAME (or --sweep SWEEP_RUN_ID)")
     exps = []
     for name in args.experiment:
         exp = client.get_experiment_by_name(name)
