@@ -234,18 +234,30 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
                        "sweep.concurrency": concurrency, "sweep.cpus_per_trial": cpus,
                        "sweep.seeds": json.dumps(space.seeds), "sweep.address": address or "embedded",
                        **{f"space.{d.key}": d.describe()[:500] for d in space.dimensions}})
-    claim(client, client.get_run(sweep_id))
+    try:
+        claim(client, client.get_run(sweep_id))
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
     print(f"sweep {sweep_id}: {space.trial_count()} trials ({space.searcher}, {len(space.dimensions)} key(s), "
           f"{checked} value(s) checked against the schema), {concurrency} at a time × {cpus:g} CPU, "
           f"{'stages ' + ','.join(stages) if stages != 'cotrain' else 'cotrain'} each, on "
           f"{'the Ray cluster at ' + address if address else 'an embedded Ray'}; experiment "
           f"{experiment_name(cfg)!r} in {tracking_uri()}", flush=True)
+    if address and "MLFLOW_TRACKING_URI" not in env:
+        print(f"warning: trials on other nodes of the cluster cannot write to this machine's SQLite store "
+              f"({tracking_uri()}); run an MLflow server and set MLFLOW_TRACKING_URI (docs/scaleout.md)",
+              file=sys.stderr)
     from ray import tune
     setup = _setup(raw_base, stages, space, sweep_id, workdir, env)
-    tuner = tune.Tuner(_trainable(setup, cpus), param_space=space.param_space(),
-                       tune_config=_tune_config(space, settings, cfg["seed"]),
-                       run_config=_run_config(sweep_id, storage, verbose, space.trial_count(), space.metric,
-                                              space.mode))
+    try:
+        tuner = tune.Tuner(_trainable(setup, cpus), param_space=space.param_space(),
+                           tune_config=_tune_config(space, settings, cfg["seed"]),
+                           run_config=_run_config(sweep_id, storage, verbose, space.trial_count(), space.metric,
+                                                  space.mode))
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
     return _fit(tuner, client, sweep_id, space, raw_base, settings, folder, verbose)
 
 
@@ -318,6 +330,8 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
         raise StageInputError(f"--resume run {sweep_ref} is a {run.data.tags.get('mixsig.stage', 'non-mixsig')} "
                               f"run, not a sweep (mixsig sweep) run")
     settings = json.loads(run.data.tags[SETTINGS_TAG])
+    if workdir is not None:     # the stages' local folders of the trials still to run
+        settings["workdir"] = str(Path(workdir).resolve())
     client = MlflowClient()
     claim(client, run)          # refused while the sweep's own process lives
     folder = Path(settings["workdir"]) / sweep_id
