@@ -4,6 +4,7 @@ actor, 1 vs 2 actors on this machine, and a simulated multi-node cluster.
     .venv/bin/python experiments/signoff_throughput.py profile  [--samples 128]
     .venv/bin/python experiments/signoff_throughput.py scaling  [--samples 512 --chunk 64 --rounds 3]
     .venv/bin/python experiments/signoff_throughput.py cluster  [--samples 256 --chunk 32 --nodes 2]
+    .venv/bin/python experiments/signoff_throughput.py sessions [--samples 96 --rounds 3]   # no Ray
 
 All on the Fashion-sized block of `mixsig bench` (150 inputs + 150 inverted + 2 bias → 100
 hidden nodes with two diodes and an amplifier each → 20 outputs; 32k conductances) with
@@ -203,17 +204,59 @@ def cluster(args) -> dict:
     return out
 
 
+def solo(args) -> dict:
+    """One plain process (no Ray) solving `samples` on an in-process ngspice engine."""
+    from analog.ngspice import NgspiceEngine
+    model, x = block_and_inputs(args.samples, seed=args.seed)
+    with NgspiceEngine(model.circuit, processes=0) as eng:
+        eng.solve(model.conductances, x[:1])
+        t0, c0 = time.perf_counter(), time.process_time()
+        eng.solve(model.conductances, x)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with open("/proc/self/autogroup") as fh:
+        group = fh.read().split()[0]
+    return {"pid": os.getpid(), "autogroup": group, "wall_s": wall, "cpu_s": cpu, "samples_per_s": len(x) / wall}
+
+
+def sessions(args) -> dict:
+    """The scheduler, not the code: one plain process, two in this session, two each in its
+    own session (its own autogroup when kernel.sched_autogroup_enabled = 1), round by round."""
+    import subprocess
+    import sys
+
+    def start(seed: int, own: bool):
+        return subprocess.Popen([sys.executable, __file__, "solo", "--samples", str(args.samples), "--seed", str(seed)],
+                                stdout=subprocess.PIPE, text=True, start_new_session=own)
+
+    def rates(procs) -> list:
+        return [round(json.loads(p.communicate()[0])["samples_per_s"], 2) for p in procs]
+
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as fh:
+            autogroup = fh.read().strip()
+    except OSError:
+        autogroup = "unknown"
+    out: dict = {"sched_autogroup_enabled": autogroup, "rounds": []}
+    for _ in range(args.rounds):
+        rnd = {"load": load(), "one": rates([start(1, False)]), "two_same_session": rates([start(1, False), start(2, False)]),
+               "two_own_sessions": rates([start(1, True), start(2, True)])}
+        print(json.dumps(rnd), flush=True)
+        out["rounds"].append(rnd)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("profile", "scaling", "cluster"))
+    ap.add_argument("what", choices=("profile", "scaling", "cluster", "sessions", "solo"))
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--op-samples", type=int, default=20, help="profile: samples for the old op path")
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--nodes", type=int, default=2)
     args = ap.parse_args()
-    args.samples = args.samples or {"profile": 128, "scaling": 512, "cluster": 256}[args.what]
-    res = {"profile": profile, "scaling": scaling, "cluster": cluster}[args.what](args)
+    args.samples = args.samples or {"profile": 128, "scaling": 512, "cluster": 256, "sessions": 96, "solo": 96}[args.what]
+    res = {"profile": profile, "scaling": scaling, "cluster": cluster, "sessions": sessions, "solo": solo}[args.what](args)
     print(json.dumps(res, indent=2, default=str))
 
 
