@@ -249,7 +249,7 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
               f"({tracking_uri()}); run an MLflow server and set MLFLOW_TRACKING_URI (docs/scaleout.md)",
               file=sys.stderr)
     from ray import tune
-    setup = _setup(raw_base, stages, space, sweep_id, workdir, env)
+    setup = _setup(raw_base, stages, space, sweep_id, workdir, env, cpus)
     try:
         tuner = tune.Tuner(_trainable(setup, cpus), param_space=space.param_space(),
                            tune_config=_tune_config(space, settings, cfg["seed"]),
@@ -261,8 +261,8 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
     return _fit(tuner, client, sweep_id, space, raw_base, settings, folder, verbose)
 
 
-def _setup(raw_base, stages, space: SweepSpace, sweep_id, workdir, env) -> dict:
-    return {"raw_base": raw_base, "stages": stages, "sweep_run_id": sweep_id, "workdir": str(workdir),
+def _setup(raw_base, stages, space: SweepSpace, sweep_id, workdir, env, cpus: float = 1) -> dict:
+    return {"raw_base": raw_base, "cpus_per_trial": cpus, "stages": stages, "sweep_run_id": sweep_id, "workdir": str(workdir),
             "home": env["MIXSIG_HOME"], "tracking_uri": env.get("MLFLOW_TRACKING_URI"),
             "seeds": space.seeds if space.searcher == "optuna" else None,
             "report_epochs": space.metric in EPOCH_METRICS}
@@ -347,7 +347,8 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
     env = _store_env()
     connect(address, num_cpus, env, verbose)
     from ray import tune
-    setup = _setup(raw_base, settings["stages"], space, sweep_id, Path(settings["workdir"]), env)
+    setup = _setup(raw_base, settings["stages"], space, sweep_id, Path(settings["workdir"]), env,
+                   settings["cpus_per_trial"])
     path = str(Path(settings["storage"]) / sweep_id) if "://" not in settings["storage"] \
         else f"{settings['storage'].rstrip('/')}/{sweep_id}"
     trainable = _trainable(setup, settings["cpus_per_trial"])

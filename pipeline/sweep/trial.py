@@ -54,6 +54,13 @@ class _EpochReporter:
 
 
 def _environment(setup: dict) -> None:
+    # the trial's CPU budget for the thread pools of TensorFlow and the BLAS (Ray reserves the
+    # CPUs, the libraries would otherwise start one thread per core of the machine)
+    threads = str(max(1, int(setup.get("cpus_per_trial") or 1)))
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[name] = threads
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(int(threads))
     os.environ["MIXSIG_HOME"] = setup["home"]
     if setup.get("tracking_uri"):
         os.environ["MLFLOW_TRACKING_URI"] = setup["tracking_uri"]
