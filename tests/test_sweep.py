@@ -2,7 +2,7 @@
 
 Bad input is refused before Ray starts (in process, no Ray). The sweeps themselves run the
 CLI in a subprocess (an embedded Ray with 2 CPUs, shut down when the command ends, so no Ray
-leaks into the other tests) on a tiny xor block trained for 3 epochs: 4 trials, 2 at a time,
+leaks into the other tests) on a tiny xor block trained for 3 epochs (slow: > 1 min): 4 trials, 2 at a time,
 checked against the MLflow store (nested runs, params, overlap of the trials in time), the
 results table (best point recomputed here from the table) and the best config (validated
 by the config loader, as `cotrain` does); a sweep killed (SIGKILL) midway and resumed runs
@@ -147,6 +147,7 @@ def test_pareto_front_and_plot(tmp_path):
 
 
 # --------------------------------------------------------------------------------------- a sweep
+@pytest.mark.slow   # 70 s on a quiet 2-core machine (Ray's start-up is 10-20 s of it), 115-190 s on a busy one
 def test_sweep_four_trials_two_at_a_time(tmp_path):
     cfg, spc = write(tmp_path)
     proc = ok(mixsig(tmp_path, "sweep", cfg, "--space", spc, "--num-cpus", "2", "-q"))
