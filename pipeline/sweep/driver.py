@@ -262,7 +262,8 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
 
 
 def _setup(raw_base, stages, space: SweepSpace, sweep_id, workdir, env, cpus: float = 1) -> dict:
-    return {"raw_base": raw_base, "cpus_per_trial": cpus, "stages": stages, "sweep_run_id": sweep_id, "workdir": str(workdir),
+    return {"raw_base": raw_base, "cpus_per_trial": cpus, "stages": stages, "sweep_run_id": sweep_id,
+            "workdir": str(workdir),
             "home": env["MIXSIG_HOME"], "tracking_uri": env.get("MLFLOW_TRACKING_URI"),
             "seeds": space.seeds if space.searcher == "optuna" else None,
             "report_epochs": space.metric in EPOCH_METRICS}
@@ -460,7 +461,8 @@ def finish(grid, client, sweep_id, space: SweepSpace, raw_base, settings, folder
         trial_id = m.get("trial_id") or Path(r.path or "").name
         status = _status(r, statuses.get(m.get("trial_id")))
         if status in ("stopped early", "error"):
-            _close_stopped(client, m.get("mlflow_run_id"), "stopped-early" if status == "stopped early" else "failed", m)
+            _close_stopped(client, m.get("mlflow_run_id"),
+                           "stopped-early" if status == "stopped early" else "failed", m)
         value = m.get(metric)
         rows.append({"trial_id": trial_id, "status": status,
                      **{k: _params(r, space.seeds).get(k) for k in keys}, metric: value,
