@@ -122,7 +122,7 @@ def connect(address: str | None, actors: int | None) -> RaySession:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return RaySession(address, embedded=False, started=False)
-    quiet = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     if address:
         check_address(address)
         try:
