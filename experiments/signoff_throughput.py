@@ -102,10 +102,9 @@ def profile(args) -> dict:
         out[f"sweep_{n_pts}_cpu_s"] = time.process_time() - tc
     sp.command("destroy all")
     prof = cProfile.Profile()
-    sp.shared.ext_calls = 0
     t0, c0 = time.perf_counter(), time.process_time()
     prof.enable()
-    values, ok, _, st = sp.sweep(rows[: args.samples], names, SWEEP_SOURCE, max_points=args.samples)
+    values, ok, _, _ = sp.sweep(rows[: args.samples], names, SWEEP_SOURCE, max_points=args.samples)
     prof.disable()
     wall = time.perf_counter() - t0
     out["sweep_path_cpu_ms_per_sample"] = 1e3 * (time.process_time() - c0) / args.samples
