@@ -314,3 +314,36 @@ def test_gradient_report_on_a_programmed_chip():
     ideal = exact_gradients(NativeEngine(m.circuit), m.circuit, m.conductances, x, y, m.loss).grads[0]
     assert np.linalg.norm(on_chip - ideal) > 1e-3 * np.linalg.norm(ideal)     # the chip is not the ideal block
     assert gradient_report(m, x, y, ngspice=False)["layers"] != r["layers"]    # and the report measured the chip
+
+
+def test_cross_entropy_default_temperature_gradient_and_ep_on_a_trained_scale_block():
+    """The default cross-entropy (T = 0.1 V, issue 13 part 5): its ∂C/∂y against central
+    differences of its own cost, and symmetric EP at the main job's β = 1e-6 A against the
+    exact implicit gradient on a block of the Fashion block's kind (Shockley IS = 1e-12 A,
+    biases ±0.3 V, gain 4, 1e-7…2e-5 S) with PCA-like inputs (σ ≈ 0.33 V), where T = 0.1 V
+    makes ∂C/∂y up to 10 per volt and the nudging currents 10× those of the MSE."""
+    from analog.builders import build_dense_network
+    loss = CrossEntropy()
+    assert loss.temperature == 0.1
+    rng = np.random.default_rng(3)
+    y, labels = rng.normal(0, 0.2, (5, 10)), np.array([0, 3, 9, 3, 5])
+    _, g = loss(y, labels)
+    h = 1e-6
+    for k in range(10):
+        yp, ym = y.copy(), y.copy()
+        yp[:, k] += h
+        ym[:, k] -= h
+        np.testing.assert_allclose(g[:, k], (loss(yp, labels)[0] - loss(ym, labels)[0]) / (2 * h), rtol=1e-6, atol=1e-8)
+    m = build_dense_network(12, 10, hidden=(16,), seed=1)
+    m.compile(loss="cross_entropy", optimizer="adam", beta=1e-6)
+    assert m.loss.temperature == 0.1
+    x = np.clip(rng.normal(0, 1 / 3, (200, 12)), -1, 1)
+    lab = rng.integers(0, 10, 200)
+    m.fit(x, lab, epochs=2, batch_size=20, verbose=0)     # away from the symmetric initial state
+    c, G = m.circuit, m.conductances
+    eng = NativeEngine(c, tol_v=1e-13)
+    ex = exact_gradients(eng, c, G, x[:32], lab[:32], m.loss)
+    ep = ep_gradients(eng, c, G, x[:32], lab[:32], m.loss, 1e-6, "symmetric", input_grad=True)
+    for a, b in zip(ep.grads + [ep.input_grad], ex.grads + [ex.input_grad]):
+        cos = float(np.ravel(a) @ np.ravel(b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert cos >= 0.999, cos

@@ -130,7 +130,7 @@ class OptimizerConfig(Section):
 class TrainingConfig(Section):
     engine: Literal["native", "ngspice"] = F("native", "circuit simulator used for training")
     loss: Literal["mse", "cross_entropy"] = F("mse", "cost on the differential outputs")
-    temperature: Num = F(1.0, "cross-entropy: softmax(y / T)", gt=0)
+    temperature: Num = F(0.1, "cross-entropy: softmax(y / T), T in volts (class scores spread by ~0.2 V)", gt=0)
     mse_midpoint: Num = F(0.0, "MSE: targets are midpoint ± amplitude")
     mse_amplitude: Num = F(0.5, "MSE: target amplitude, V", gt=0)
     beta: Num = F(1e-6, "nudging strength: I = −β ∂C/∂y, A", gt=0)
