@@ -103,22 +103,26 @@ def connect(address: str | None, num_cpus: int | None, env: dict, verbose: int):
     # Ctrl-C is KeyboardInterrupt as in every command (exit 130, runs KILLED, `--resume` continues),
     # not Tune's own handler, which ends fit() as if the sweep were done
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    import logging
+
     import ray
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return address
     runtime_env = {"env_vars": env}
+    level = {} if verbose > 1 else {"logging_level": logging.ERROR}   # its token-authentication notice
     if address:
         _reachable(address)
         try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose > 1,
-                     configure_logging=verbose > 1)
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose > 1, **level)
         except Exception as exc:
             raise PipelineError(f"cannot join the Ray cluster at {address}: {' '.join(str(exc).split())[:300]}") \
                 from None
     else:
+        # worker_niceness 0: Ray's default (15) leaves the trials only the CPU that other work on
+        # the machine leaves over (as pipeline/signoff.py found for its actors)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env,
-                 log_to_driver=verbose > 1, configure_logging=verbose > 1)
+                 log_to_driver=verbose > 1, _system_config={"worker_niceness": 0}, **level)
     return address
 
 
