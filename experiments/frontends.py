@@ -187,8 +187,12 @@ def plot(rows: list[dict], path: Path, reference: dict | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = [("digital only", "digital", "s:"), ("analog after first training", "analog_first", "^--"),
               ("without co-training (control, same EP epochs)", "control", "o-"),
-              ("co-training: targets", "targets", "v-"), ("co-training: through-analog", "through-analog", "D-"),
-              ("co-training: both", "both", "P-")]
+              ("co-training: targets", "targets", "v"), ("co-training: through-analog", "through-analog", "D"),
+              ("co-training: both", "both", "P")]
+    for r in rows:
+        done = [r[m] for m in METHODS[:3] if r.get(m) is not None]
+        r["_best"] = max(done) if done else None
+    series.insert(3, ("with co-training (best method run)", "_best", "-"))
     for label, key, style in series:
         pts = [(r["macs"], 100 * r[key]) for r in rows if r.get(key) is not None]
         if pts:
