@@ -174,8 +174,17 @@ def test_nonconverging_samples_are_reported_by_index():
 def test_sweep_resumes_after_each_sample_it_cannot_solve():
     """The loaded engine solves a task's samples in one dc sweep; a sample the sweep cannot
     solve ends it, is solved alone by op (and fails there too), and the sweep resumes after
-    it: three failures at 1, 3, 5 of 7 samples give four sweeps and three op fallbacks, and
-    the good samples equal the ones solved one per task."""
+    it: three failures at 1, 3, 5 of 7 samples give three op fallbacks and more than one
+    sweep, and the good samples equal the ones solved one per task. The sweep visits samples
+    in nearest-neighbour order (binding.visit_order, a permutation even with absurd values)
+    and returns them in the given order."""
+    from analog.ngspice.binding import visit_order
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 40):
+        rows = rng.normal(size=(n, 4))
+        if n == 40:
+            rows[[3, 7]] = [[1e300] * 4, [-1e300, 1e300, 0, 0]]
+        assert sorted(visit_order(rows)) == list(range(n))
     x = L.InputVoltage(1)
     d = L.Dense(2, g_min=1e-5, g_max=1e-3)
     h = L.DiodeLayer("up", 0.0, StepDevice(1e-5))(d(x))
@@ -186,7 +195,7 @@ def test_sweep_resumes_after_each_sample_it_cannot_solve():
         sol = eng.solve(m.conductances, xs)
         st = eng.last_worker_info[0]["stats"]
         one = [eng.solve(m.conductances, xs[i: i + 1]) for i in (0, 2, 4, 6)]
-    assert sol.info["failures"] == [1, 3, 5] and (st["sweeps"], st["op_fallbacks"], st["ops"]) == (4, 3, 7)
+    assert sol.info["failures"] == [1, 3, 5] and (st["op_fallbacks"], st["ops"]) == (3, 7) and st["sweeps"] >= 2
     np.testing.assert_allclose(sol.v[[0, 2, 4, 6]], np.concatenate([o.v for o in one]), rtol=0, atol=1e-12)
 
 

@@ -139,17 +139,28 @@ class Ngspice:
         self.shared.ext_row = rows[0]
 
     def sweep(self, rows: np.ndarray, names: list[bytes], sweep_source: str = "vsweep",
-              max_points: int = 256) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+              max_points: int = 256, order: bool = True) -> tuple[np.ndarray, np.ndarray, dict, dict]:
         """Operating points of many samples on the loaded circuit: row i of `rows` holds the
         values of the external sources (`set_external`) for sample i. Returns (values (n,
         len(names)) with NaN rows where a sample did not converge, ok (n,), messages {i: why},
-        stats {"sweeps", "op_fallbacks"}). See the module docstring for how."""
+        stats {"sweeps", "op_fallbacks", "loads"}). See the module docstring for how.
+
+        order: visit the samples of each sweep in nearest-neighbour order (`visit_order`), so
+        that Newton starts from a similar sample's solution (results are returned in the
+        given order)."""
         rows = np.asarray(rows, dtype=float)
+        if order and len(rows) > 2:
+            perm = np.concatenate([lo + visit_order(rows[lo: lo + max_points]) for lo in range(0, len(rows), max_points)])
+            values, ok, messages, stats = self.sweep(rows[perm], names, sweep_source, max_points, order=False)
+            back = np.empty_like(perm)
+            back[perm] = np.arange(len(perm))
+            return values[back], ok[back], {int(perm[i]): m for i, m in messages.items()}, stats
         n = len(rows)
         values = np.full((n, len(names)), np.nan)
         ok = np.zeros(n, bool)
         messages: dict[int, str] = {}
         stats = {"sweeps": 0, "op_fallbacks": 0}
+        calls0 = self.shared.ext_calls
         lo = 0
         while lo < n:
             hi = min(n, lo + max_points)
@@ -178,6 +189,8 @@ class Ngspice:
                 else:
                     values[lo], ok[lo] = vals, True
                 lo += 1
+        # circuit loads (≈ Newton iterations) per sample: machine-independent cost measure
+        stats["loads"] = (self.shared.ext_calls - calls0) / max(1, len(self.shared.ext_index))
         return values, ok, messages, stats
 
     def _read_plot(self, plot: str, names: list[bytes], n: int) -> tuple[int, np.ndarray]:
@@ -193,6 +206,30 @@ class Ngspice:
         return done, np.stack([c[:done] for c in cols], axis=1)
 
 
+def visit_order(rows: np.ndarray) -> np.ndarray:
+    """A greedy nearest-neighbour tour of the rows (Euclidean, from row 0): each next sample
+    is the closest one not yet visited. A dc sweep starts each point's Newton iteration from
+    the previous point (extrapolated from the two before it), so similar neighbours converge
+    sooner: on a trained Fashion block with real test embeddings, 7.7 circuit loads per
+    sample instead of 10.1 in the given order (−24 %); O(n²) per sweep of ≤ 256 samples."""
+    n = len(rows)
+    if n <= 2:
+        return np.arange(n)
+    with np.errstate(all="ignore"):             # absurd inputs (1e300 V) overflow: distance inf
+        sq = np.einsum("ij,ij->i", rows, rows)
+        dist = np.nan_to_num(sq[:, None] + sq[None, :] - 2.0 * rows @ rows.T, nan=np.inf, posinf=np.inf)
+    seen = np.zeros(n, bool)
+    out = np.empty(n, int)
+    cur = 0
+    for k in range(n):
+        out[k] = cur
+        seen[cur] = True
+        if k + 1 < n:
+            left = np.flatnonzero(~seen)
+            cur = int(left[np.argmin(dist[cur, left])])
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _shared_class():
     """PySpice's NgSpiceShared with lean callbacks for `external` sources (the value from the
@@ -206,10 +243,12 @@ def _shared_class():
         ext_rows: list = [[]]
         ext_row: list = []
         ext_k = 0
+        ext_calls = 0          # source values served: (external sources) × (circuit loads)
 
         @staticmethod
         def _get_vsrc_data(value, time, name, ngspice_id, user_data):
             self = ffi.from_handle(user_data)
+            self.ext_calls += 1
             value[0] = self.ext_row[self.ext_index[ffi.string(name)]]
             return 0
 

@@ -196,6 +196,7 @@ class Worker:
         self.stats["ops"] += len(rows)
         self.stats["sweeps"] += st["sweeps"]
         self.stats["op_fallbacks"] += st["op_fallbacks"]
+        self.stats["newton_loads"] = self.stats.get("newton_loads", 0.0) + st["loads"]
         self.stats["op_wall_s"] += time.perf_counter() - w0
         self.stats["op_cpu_s"] += time.process_time() - c0
         self.stats["task_wall_s"] += time.perf_counter() - t_task
