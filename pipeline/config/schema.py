@@ -233,6 +233,10 @@ class HardwareConfig(Section):
                                 "read with noise, updates as device pulses (hardware.pulse_rule)", ge=0)
     finetune_lr: Num | None = F(None, "learning rate of the in-situ fine-tuning (default: "
                                         "training.optimizer.lr)", gt=0)
+    finetune_optimizer: Literal["sgd", "momentum", "adam"] | None = F(
+        None, "base rule of the in-situ fine-tuning's pulses (default: training.optimizer.name); 'sgd' "
+              "moves only devices with a real gradient, Adam moves every device every step, which drifts "
+              "soft-bounds devices (experiments/README.md, frozen-chip recovery)")
 
     @model_validator(mode="after")
     def _resolve(self):

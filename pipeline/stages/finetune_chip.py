@@ -34,14 +34,16 @@ def precheck(cfg: dict) -> None:
 
 
 def optimizer_for(cfg: dict, chip):
-    """The pulsed optimiser of one chip: the configured optimiser as base rule, the chip's
+    """The pulsed optimiser of one chip: hardware.finetune_optimizer (default: the configured
+    optimiser) as base rule, the chip's
     devices, hardware.pulse_rule, seeded by the chip's seed, schedule over the fine-tuning."""
     from analog.hardware import PulsedOptimizer
     from analog.optimizers import Schedule
     o, hw = cfg["training"]["optimizer"], cfg["hardware"]
     schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=hw["finetune_epochs"])
-    kwargs = {"momentum": o["momentum"]} if o["name"] == "momentum" else {}
-    return PulsedOptimizer(chip.spec, lr=hw.get("finetune_lr") or o["lr"], base=o["name"],
+    base = hw.get("finetune_optimizer") or o["name"]
+    kwargs = {"momentum": o["momentum"]} if base == "momentum" else {}
+    return PulsedOptimizer(chip.spec, lr=hw.get("finetune_lr") or o["lr"], base=base,
                            rule=hw.get("pulse_rule", "pulses"), seed=chip.seed, schedule=schedule, **kwargs)
 
 
