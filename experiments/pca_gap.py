@@ -4,6 +4,7 @@
     .venv/bin/python experiments/pca_gap.py run --name base       # the main job's block settings
     .venv/bin/python experiments/pca_gap.py run --name lr3 --set lr=0.003 --set epochs=8
     .venv/bin/python experiments/pca_gap.py baseline --name bp    # the in-run Keras baseline
+    .venv/bin/python experiments/pca_gap.py surrogate --set upper=10   # the block's parametrisation by backprop
     .venv/bin/python experiments/pca_gap.py table                 # markdown table of OUT/results.jsonl
 
 OUT is $PCA_GAP_OUT (default /tmp/team/pca-gap). `--train N` trains on a stratified slice of
@@ -231,6 +232,62 @@ def baseline(name: str = "baseline", train: int | None = 20000, emb: str = "pca"
     return res
 
 
+def surrogate(name: str = "surrogate", train: int | None = 20000, emb: str = "pca", record: bool = True,
+              epochs: int = 10, lr: float = 0.01, batch: int = 64, upper: float = 1.0, knee: float = 0.07,
+              gain: float = 4.0, temperature: float = 0.1, seed: int = 0) -> dict:
+    """A feed-forward model of the block trained by backprop (Keras): the same parametrisation
+    (conductances G = g_min + (g_max − g_min)·w, w clipped to [0, upper], inputs ±x and ±1 V
+    bias columns, each node the conductance-weighted mean of its inputs, gain·knee·tanh(v/knee)
+    standing in for the diode pair, differential outputs, cross-entropy of y/T), with none of
+    EP's specifics. upper > 1 lets conductances grow past g_max (a wider conductance range,
+    the initialisation unchanged). If backprop on this model stops where EP does, the
+    circuit's parametrisation, not EP, sets the limit."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import ops
+    x_tr, y_tr, x_te, y_te = load(emb, train, "pca", 1.0, 1.0, seed)
+    keras.utils.set_random_seed(seed)
+    g0 = DEFAULTS["g_min"] / DEFAULTS["g_max"]
+    n = x_tr.shape[1]
+
+    def clip(w):
+        return ops.clip(w, 0.0, upper)
+
+    class Block(keras.Model):
+        def __init__(self):
+            super().__init__()
+            init = keras.initializers.RandomUniform(0.0, 1.0)
+            self.w1 = self.add_weight(shape=(2 * n + 2, DEFAULTS["hidden"]), initializer=init, constraint=clip)
+            self.w2 = self.add_weight(shape=(DEFAULTS["hidden"] + 2, 20), initializer=init, constraint=clip)
+
+        def call(self, x):
+            one = ops.ones_like(x[:, :1])
+            G1, G2 = g0 + (1 - g0) * self.w1, g0 + (1 - g0) * self.w2
+            v = ops.matmul(ops.concatenate([x, -x, one, -one], axis=1), G1) / ops.sum(G1, axis=0)
+            h = gain * knee * ops.tanh(v / knee)
+            o = ops.matmul(ops.concatenate([h, one, -one], axis=1), G2) / ops.sum(G2, axis=0)
+            return (o[:, 0::2] - o[:, 1::2]) / temperature
+
+    net = Block()
+    net.compile(optimizer=keras.optimizers.Adam(lr),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    t0, per_epoch = time.perf_counter(), []
+    for _ in range(epochs):
+        net.fit(x_tr, y_tr, epochs=1, batch_size=batch, verbose=0)
+        per_epoch.append(round(float((net.predict(x_te, verbose=0).argmax(1) == y_te).mean()), 4))
+    train_acc = float((net.predict(x_tr, verbose=0).argmax(1) == y_tr).mean())
+    res = {"name": name, "kind": "surrogate", "emb": emb, "train_n": len(x_tr),
+           "settings": dict(epochs=epochs, lr=lr, batch=batch, upper=upper, knee=knee, gain=gain,
+                            temperature=temperature),
+           "test_acc": per_epoch[-1], "test_per_epoch": per_epoch, "train_acc": round(train_acc, 4),
+           "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(res), flush=True)
+    if record:
+        with open(OUT / "results.jsonl", "a") as f:
+            f.write(json.dumps(res) + "\n")
+    return res
+
+
 def table(path: Path = OUT / "results.jsonl") -> str:
     rows = [json.loads(line) for line in open(path)]
     lines = ["| name | kind | emb | train n | settings | test acc | best epoch acc | train acc | s | diode on / clamp |",
@@ -253,7 +310,7 @@ def _value(text: str):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["embed", "run", "baseline", "table"])
+    ap.add_argument("what", choices=["embed", "run", "baseline", "surrogate", "table"])
     ap.add_argument("--name", default="run")
     ap.add_argument("--train", type=int, default=20000, help="training slice (0: all 54,000)")
     ap.add_argument("--emb", default="pca")
@@ -272,6 +329,8 @@ def main(argv=None) -> None:
         run(a.name, train, a.emb, **kw)
     elif a.what == "baseline":
         baseline(a.name, train, a.emb, **kw)
+    elif a.what == "surrogate":
+        surrogate(a.name, train, a.emb, **kw)
     else:
         print(table())
 
