@@ -115,6 +115,10 @@ mixsig program --from-run <train-analog run id> --set hardware.preset=rram --set
 mixsig robustness <train-analog run id>
 # two axes on your own grids, ngspice spot checks at the breaking points
 mixsig robustness <co-training parent run id> --axes prog_sigma --grid stuck=0.01,0.1,0.3 --engine ngspice""",
+    "finetune-chip": """\
+# train the programming errors out of every chip of a program run: 2 epochs of in-situ EP,
+# updates applied as device pulses
+mixsig finetune-chip --from-run <program run id> --set hardware.finetune_epochs=2""",
     "signoff": """\
 # the whole test set of a trained block through ngspice on this machine's CPUs (embedded Ray)
 mixsig signoff <train-analog run id>
