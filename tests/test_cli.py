@@ -100,6 +100,11 @@ def test_the_cotrain_plan_is_its_stages_and_rounds():
     cfg = load_config(ROOT / "experiments/smoke.yaml")          # cotrain.rounds: 1
     assert make_plan(cfg) == SMOKE_PLAN
     assert make_plan(cfg, train_digital=False) == SMOKE_PLAN[1:]
+    # through-analog takes no target embeddings: no optimize-inputs step
+    through = load_config(ROOT / "experiments/smoke.yaml", ["digital.retrain_method=through-analog"])
+    assert make_plan(through) == [s for s in SMOKE_PLAN if s[0] != "optimize-inputs"]
+    both = load_config(ROOT / "experiments/smoke.yaml", ["digital.retrain_method=both"])
+    assert make_plan(both) == SMOKE_PLAN
     cfg["cotrain"]["rounds"] = 0
     assert make_plan(cfg) == [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("evaluate", 0)]
 
