@@ -383,7 +383,8 @@ def load_source(run_id: str, workdir, chip: int | None = None, read_time: float 
     problem is a SignoffError naming the run, before Ray starts."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages import config_from_run, get_run, is_image_data, load_analog, load_embeddings
+    from pipeline.stages import config_from_run, get_run, load_analog
+    from pipeline.stages.inputs import test_set_of_run
     from pipeline.stages.lineage import refs_of_run, tag
     run = get_run(run_id, what="signoff run")
     stage = run.data.tags.get(tag("stage"), "not a mixsig stage")
@@ -402,19 +403,7 @@ def load_source(run_id: str, workdir, chip: int | None = None, read_time: float 
         raise SignoffError(f"--chip {chip}: run {rid} ({stage}) names no programmed chips (give a program run)")
     cfg = config_from_run(rid)
     cache = Path(workdir) / "_cache"
-    if is_image_data(cfg):
-        if "embeddings" not in refs:
-            raise SignoffError(f"run {rid} names no embeddings to sign the block off on")
-        emb = load_embeddings(refs["embeddings"].path(cache))
-        x, y = emb["x_test"], emb["y_test"]
-    else:
-        from pipeline.data import load_dataset, tabular_to_volts
-        ds = load_dataset(cfg["data"], seed=cfg.get("seed", 0))
-        x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg["analog"]["input_amplitude"])[2]
-        y = ds.y_test
-    x, y = np.asarray(x, float), np.asarray(y)
-    if not len(y):
-        raise SignoffError(f"run {rid}: no test samples")
+    x, y = test_set_of_run(rid, cfg, refs, cache, "sign the block off on")
     if chip is None:
         model = load_analog(refs["analog"].path(cache))
         return Source(run, cfg, model.circuit, [np.asarray(g, float) for g in model.conductances], x, y,

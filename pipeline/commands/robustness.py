@@ -40,11 +40,10 @@ def command(**kw) -> int:
 
 def _source(run_id: str, workdir):
     """(run holding the block, its config, model, x_test, y_test)."""
-    import numpy as np
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages import (PipelineError, StageInputError, config_from_run, get_run, is_image_data,
-                                 load_analog, load_embeddings)
+    from pipeline.stages import StageInputError, config_from_run, get_run, load_analog
+    from pipeline.stages.inputs import test_set_of_run
     from pipeline.stages.lineage import refs_of_run, tag
     run = get_run(run_id, what="robustness run")
     run_id = run.info.run_id    # the full id when a unique start was given
@@ -63,19 +62,8 @@ def _source(run_id: str, workdir):
     cfg = config_from_run(run.info.run_id)
     cache = Path(workdir) / "_cache"
     model = load_analog(refs["analog"].path(cache))
-    if is_image_data(cfg):
-        if "embeddings" not in refs:
-            raise StageInputError(f"run {run.info.run_id} names no embeddings to test the block on")
-        emb = load_embeddings(refs["embeddings"].path(cache))
-        x, y = emb["x_test"], emb["y_test"]
-    else:
-        from pipeline.data import load_dataset, tabular_to_volts
-        ds = load_dataset(cfg["data"], seed=cfg.get("seed", 0))
-        x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg["analog"]["input_amplitude"])[2]
-        y = ds.y_test
-    if not len(y):
-        raise PipelineError(f"run {run.info.run_id}: no test samples")
-    return run, cfg, model, np.asarray(x, float), np.asarray(y)
+    x, y = test_set_of_run(run.info.run_id, cfg, refs, cache, "test the block on")
+    return run, cfg, model, x, y
 
 
 def run(args) -> int:

@@ -30,6 +30,26 @@ def is_image_data(cfg: dict) -> bool:
     return cfg["data"]["dataset"] == "fashion_mnist"
 
 
+def test_set_of_run(run_id: str, cfg: dict, refs: dict, cache: Path, purpose: str):
+    """The test inputs (volts) and labels a run's block is judged on: the test embeddings
+    the run names for images, the config's tabular test split in volts otherwise."""
+    import numpy as np
+    if is_image_data(cfg):
+        if "embeddings" not in refs:
+            raise StageInputError(f"run {run_id} names no embeddings to {purpose}")
+        from pipeline.stages.artifacts import load_embeddings
+        emb = load_embeddings(refs["embeddings"].path(cache))
+        x, y = emb["x_test"], emb["y_test"]
+    else:
+        from pipeline.data import load_dataset, tabular_to_volts
+        ds = load_dataset(cfg["data"], seed=cfg.get("seed", 0))
+        x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg["analog"]["input_amplitude"])[2]
+        y = ds.y_test
+    if not len(y):
+        raise StageInputError(f"run {run_id}: no test samples")
+    return np.asarray(x, float), np.asarray(y)
+
+
 def has_encoder(cfg: dict) -> bool:
     """False for `digital.encoder: none`: the analog block takes the image pixels (an analog
     front end, e.g. a locally connected first layer), as volts (`pipeline.stages.common.pixel_volts`)."""
