@@ -187,6 +187,11 @@ def run(name: str = "run", train: int | None = 20000, emb: str = "pca", record: 
            "g_at_bounds": [float(((g <= l.g_min * 1.001) | (g >= l.g_max * 0.999)).mean())
                            for g, l in zip(model.conductances, model.dense_layers)]}
     model.close()
+    return _report(res, record)
+
+
+def _report(res: dict, record: bool) -> dict:
+    """Print one run's result as a JSON line and, when recorded, append it to results.jsonl."""
     print(json.dumps(res), flush=True)
     if record:
         with open(OUT / "results.jsonl", "a") as f:
@@ -225,11 +230,7 @@ def baseline(name: str = "baseline", train: int | None = 20000, emb: str = "pca"
                             features=features, input_scale=input_scale, input_clip=input_clip),
            "test_acc": per_epoch[-1], "test_per_epoch": per_epoch, "train_acc": round(train_acc, 4),
            "seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps(res), flush=True)
-    if record:
-        with open(OUT / "results.jsonl", "a") as f:
-            f.write(json.dumps(res) + "\n")
-    return res
+    return _report(res, record)
 
 
 def surrogate(name: str = "surrogate", train: int | None = 20000, emb: str = "pca", record: bool = True,
@@ -281,11 +282,7 @@ def surrogate(name: str = "surrogate", train: int | None = 20000, emb: str = "pc
                             temperature=temperature),
            "test_acc": per_epoch[-1], "test_per_epoch": per_epoch, "train_acc": round(train_acc, 4),
            "seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps(res), flush=True)
-    if record:
-        with open(OUT / "results.jsonl", "a") as f:
-            f.write(json.dumps(res) + "\n")
-    return res
+    return _report(res, record)
 
 
 def table(path: Path = OUT / "results.jsonl") -> str:
