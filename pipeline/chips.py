@@ -18,6 +18,9 @@ chips, `_tmax` the same at the last read time):
                                fine-tuned chips when hardware.finetune_epochs > 0)
   recovered_fraction           (cotrained − programmed) / (ideal − programmed)
   recovered_fraction_insitu    (insitu − programmed) / (ideal − programmed)
+  recovered_fraction_loop      the same as recovered_fraction on the chip in the loop alone
+                               (hardware.loop_chip), from its accuracy programmed and after the
+                               last round: what the digital side wins back on its own chip
 """
 from __future__ import annotations
 
@@ -59,6 +62,19 @@ def eval_times(cfg: dict) -> list[float]:
     return times if times and times[0] == 0.0 else [0.0] + times
 
 
+def loop_chip(cfg: dict) -> int:
+    """Index of the chip in the loop of a frozen co-training (hardware.loop_chip, default 0)."""
+    return int((hardware(cfg) or {}).get("loop_chip") or 0)
+
+
+def loop_block(ctx, model):
+    """The frozen chip in the loop (hardware.loop_chip) standing in for the trained model: its
+    realised circuit and conductances read at the first read time, a fresh read per call."""
+    k = loop_chip(ctx.cfg)
+    chips = load_chips(ctx.input("chips"), only=k)
+    return ChipBlock(chips[0], model, t=eval_times(ctx.cfg)[0])
+
+
 def programmed_scenario(cfg: dict) -> str:
     return "aware_programmed" if (hardware(cfg) or {}).get("training") == "aware" else "programmed"
 
@@ -73,15 +89,22 @@ def save_chip(chip, folder: Path, x_sample) -> Path:
     return folder
 
 
-def load_chips(folder: Path, limit: int | None = None) -> list:
-    """The chips of a `chips` artifact folder, in chip order (the first `limit` only)."""
+def load_chips(folder: Path, limit: int | None = None, only: int | None = None) -> list:
+    """The chips of a `chips` artifact folder, in chip order (the first `limit` only, or just
+    chip `only`)."""
     from analog.hardware import Chip
+    from pipeline.stages.artifacts import StageInputError
     folder = Path(folder)
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir()
                    and (m := re.fullmatch(r"chip(\d+)", p.name))) if folder.is_dir() else []
     if not found:
-        from pipeline.stages.artifacts import StageInputError
         raise StageInputError(f"chips input {folder} holds no chip<i>/ folders (not a program run's chips)")
+    if only is not None:
+        picked = [(i, p) for i, p in found if i == only]
+        if not picked:
+            raise StageInputError(f"hardware.loop_chip={only}: the chips input {folder} holds chips "
+                                  f"{', '.join(str(i) for i, _ in found)}, not chip {only}")
+        found = picked
     return [Chip.load(p) for _, p in found[:limit]]
 
 
@@ -173,6 +196,19 @@ def recovered_fraction(metrics: dict, suffix: str = "", scenario: str = "cotrain
         return None, (f"not defined: the drop ideal - programmed = {drop:.4f} is within the spread across "
                       f"chips ({s:.4f})")
     return (cot - p) / drop, f"from {prog}"
+
+
+def recovered_fraction_loop(metrics: dict, rounds: list) -> tuple[float | None, str]:
+    """(value, why) of (after the last round − programmed) / (ideal − programmed) on the chip
+    in the loop alone; `rounds`: [(round, accuracy)] of round_chip_e2e_accuracy in step order.
+    None when there was no round or the chip lost nothing to programming."""
+    after = [a for r, a in rounds if r > 0]
+    if "loop_chip_programmed_accuracy" not in metrics or "e2e_acc_ideal" not in metrics or not after:
+        return None, "not defined: needs a frozen co-training with at least one round"
+    p, ideal = metrics["loop_chip_programmed_accuracy"], metrics["e2e_acc_ideal"]
+    if ideal - p <= 0:
+        return None, f"not defined: the chip in the loop lost nothing to programming ({p:.4f} vs ideal {ideal:.4f})"
+    return (after[-1] - p) / (ideal - p), "defined"
 
 
 def series(client, run_id: str, key: str) -> list[float]:

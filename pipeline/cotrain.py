@@ -12,7 +12,7 @@ when Stage.cotrain_when(cfg)), so a new stage joins the co-training from its own
 Round r trains the analog block on the embeddings of the encoder after r retrainings.
 With a `hardware:` section, `program` follows every train-analog (pipeline/stages/program.py);
 with `hardware.frozen` the block is trained and programmed in round 0 only, and the later
-rounds co-train the encoder with the chip in the loop (input optimisation on chip 0); the
+rounds co-train the encoder with one chip in the loop (hardware.loop_chip, default 0); the
 parent run then gets the scenario metrics and the accuracy-vs-time plot (pipeline/chips.py).
 Step i of the plan is tagged mixsig.step=i and works in the local folder
 `<workdir>/<parent_run_id>/<i>-<stage>-r<round>/`; each stage's outputs are also MLflow
@@ -323,7 +323,8 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
                 mlflow.log_metric("round_gain", e2e[r] - e2e[r - 1], step=r)
         if len(rounds) > 1:
             mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
-        where = "chip 0" if _chip_rounds(client, parent_id) else "the round's block"
+        from pipeline.chips import loop_chip
+        where = f"chip {loop_chip(cfg)}" if _chip_rounds(client, parent_id) else "the round's block"
         path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
                                  title=f"{cfg['name']}: end-to-end test accuracy per round ({where})")
         mlflow.log_artifact(str(path), artifact_path="plots")
@@ -343,7 +344,7 @@ def _chip_rounds(client, run_id: str) -> dict:
 def round_e2e(client, run_id: str) -> dict:
     """{round: end-to-end test accuracy after that round} of a co-training parent.
 
-    With the chips frozen: chip 0 read at the first read time, round 0 = as programmed (or
+    With the chips frozen: the chip in the loop (hardware.loop_chip) read at the first read time, round 0 = as programmed (or
     fine-tuned in situ), round r = after r encoder retrainings (`round_chip_e2e_accuracy`).
     Otherwise: round 0 = the first block behind the first encoder, round r = the block
     trained in round r behind the encoder after r retrainings (`round_analog_test_accuracy`);
@@ -399,6 +400,10 @@ def _hardware_summary(client, parent_id: str, root: Path) -> dict:
             mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
             if value is not None:
                 out[f"recovered_fraction_insitu{suffix}"] = value
+    value, why = chips.recovered_fraction_loop(metrics, list(_chip_rounds(client, parent_id).items()))
+    mlflow.set_tag(f"{TAG}recovered_fraction_loop", why if value is None else "defined")
+    if value is not None:
+        out["recovered_fraction_loop"] = value
     times = chips.series(client, parent_id, "scenario_time_s")
     series = {}
     for name, label in chips.SCENARIO_LABELS.items():

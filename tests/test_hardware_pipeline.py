@@ -138,10 +138,52 @@ def test_scenario_metrics_on_the_parent(hw_run):
     assert "plots/accuracy_vs_time.png" in artifact_paths(client, ev.info.run_id)
 
 
+def test_the_loop_chip_recovery_on_the_parent(hw_run):
+    """recovered_fraction_loop from the chip in the loop (chip 0 by default) alone: its
+    accuracy programmed (the program run's chip_acc_chip0) and after the round."""
+    tmp, client, parent, _ = hw_run
+    pm = parent.data.metrics
+    prog = _by_stage(client, parent)[("program", "0")]
+    p0 = _at_step(client, prog.info.run_id, "chip_acc_chip0", 0)
+    assert pm["loop_chip_programmed_accuracy"] == pytest.approx(p0, abs=1e-12)
+    assert _at_step(client, parent.info.run_id, "round_chip_e2e_accuracy", 0) == pytest.approx(p0, abs=1e-12)
+    after = _at_step(client, parent.info.run_id, "round_chip_e2e_accuracy", 1)
+    if pm["e2e_acc_ideal"] > p0:
+        assert pm["recovered_fraction_loop"] == pytest.approx((after - p0) / (pm["e2e_acc_ideal"] - p0))
+    else:
+        assert "recovered_fraction_loop" not in pm
+
+
+def test_another_chip_in_the_loop(hw_run):
+    """hardware.loop_chip=1: a frozen co-training from the same trained block puts chip 1 (seed
+    hardware seed + 1) in the loop of input optimisation and retraining; round 0 is chip 1 as
+    programmed, and the recovery is chip 1's."""
+    tmp, client, parent, _ = hw_run
+    ta = _by_stage(client, parent)[("train-analog", "0")]
+    proc = mixsig(tmp, "cotrain", SMOKE_HW, "--from-run", ta.info.run_id, "--set", "hardware.loop_chip=1", "-q")
+    run = client.get_run(proc.stdout.split("co-training ", 1)[1].split()[0])
+    runs = _by_stage(client, run)
+    prog, opt, ret = runs[("program", "0")], runs[("optimize-inputs", "0")], runs[("retrain-digital", "0")]
+    assert opt.data.metrics["inputopt_on_chip_seed"] == 1.0          # smoke_hw: seed 0, chip i has seed 0 + i
+    p1 = _at_step(client, prog.info.run_id, "chip_acc_chip1", 0)
+    assert _at_step(client, run.info.run_id, "round_chip_e2e_accuracy", 0) == pytest.approx(p1, abs=1e-12)
+    after = ret.data.metrics["chip1_end_to_end_test_accuracy"]
+    assert _at_step(client, run.info.run_id, "round_chip_e2e_accuracy", 1) == pytest.approx(after, abs=1e-12)
+    pm = run.data.metrics
+    assert pm["loop_chip_programmed_accuracy"] == pytest.approx(p1, abs=1e-12)
+    if pm["e2e_acc_ideal"] > p1:
+        assert pm["recovered_fraction_loop"] == pytest.approx((after - p1) / (pm["e2e_acc_ideal"] - p1))
+
+
 def test_program_alone_and_bad_input(hw_run, tmp_path):
     tmp, client, parent, _ = hw_run
     runs = _by_stage(client, parent)
     ta, ev = runs[("train-analog", "0")], runs[("evaluate", "1")]
+    exp = client.get_experiment_by_name("smoke_hw")
+
+    def programs() -> int:
+        return len(client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'program'"))
+    before = programs()
     proc = mixsig(tmp, "program", "--from-run", ta.info.run_id, "--set", "hardware.chips=1", "-q")
     assert "program run" in proc.stdout
     # --from-run of a run that is not a train-analog run: one line naming the run
@@ -156,7 +198,8 @@ def test_program_alone_and_bad_input(hw_run, tmp_path):
     # bad hardware sections, before any work
     for sets, words in ((["hardware.chips=0"], ["hardware.chips", "0"]),
                         (["hardware.times=[0, -5]"], ["hardware.times[1]", "-5"]),
-                        (["hardware.times=[86400, 0]"], ["hardware.times", "increasing"])):
+                        (["hardware.times=[86400, 0]"], ["hardware.times", "increasing"]),
+                        (["hardware.loop_chip=2"], ["hardware.loop_chip=2", "hardware.chips=2"])):
         p = mixsig(tmp, "cotrain", SMOKE_HW, *[a for s in sets for a in ("--set", s)], check=False)
         assert p.returncode == 2 and p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1
         assert all(w in p.stderr for w in words), (sets, p.stderr)
@@ -164,9 +207,7 @@ def test_program_alone_and_bad_input(hw_run, tmp_path):
     no_preset.write_text(SMOKE_HW.read_text().replace("  preset: pcm\n", ""))
     p = mixsig(tmp, "cotrain", no_preset, check=False)
     assert p.returncode == 2 and "hardware.frozen" in p.stderr and "hardware.preset" in p.stderr, p.stderr
-    exp = client.get_experiment_by_name("smoke_hw")
-    programs = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'program'")
-    assert len(programs) == 2                               # the co-training's and the one above
+    assert programs() == before + 1                         # the one above; none from the bad input
 
 
 def test_robustness_command_logs_a_map_and_spot_checks(hw_run):

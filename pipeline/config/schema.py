@@ -223,6 +223,9 @@ class HardwareConfig(Section):
     training: Literal["ideal", "aware", "in-situ"] = F(
         "ideal", "ideal EP, hardware-aware EP (noise injection) or in-situ EP (pulsed updates)")
     frozen: bool = F(False, "the analog block keeps its programmed state (no training on the chip)")
+    loop_chip: int = F(0, "frozen co-training: the chip (0 .. hardware.chips - 1) in the loop of input "
+                          "optimisation and through-analog retraining; one run per chip gives each chip its "
+                          "own encoder", ge=0)
     pulse_rule: Literal["pulses", "stochastic", "manhattan"] = F(
         "pulses", "in-situ EP: how an update becomes pulses (rounded count, stochastically rounded count, "
                   "or one pulse of the update's sign: the Manhattan rule); devices with few levels need "
@@ -254,6 +257,9 @@ class HardwareConfig(Section):
         if any(b <= a for a, b in zip(self.times, self.times[1:])):
             raise ValueError(f"hardware.times={list(self.times)}: must be strictly increasing (seconds after "
                              "programming, e.g. [0, 3600, 86400])")
+        if self.loop_chip >= self.chips:
+            raise ValueError(f"hardware.loop_chip={self.loop_chip}: must be below hardware.chips={self.chips} "
+                             f"(chips are numbered from 0)")
         if self.frozen and "preset" not in self.model_fields_set:
             raise ValueError("hardware.frozen=true: needs hardware.preset (the devices the block is frozen on)")
         try:

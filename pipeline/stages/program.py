@@ -66,8 +66,9 @@ def body(ctx: StageContext) -> None:
         g = hw.log_grid(ctx, times, acc)
         hw.log_scenario(ctx, "ideal", times, ideal=ideal)
         hw.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
-        if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on chip 0 (cotrain.round_e2e)
-            ctx.log_parent({"round_chip_e2e_accuracy": acc[0, 0]}, step=0)
+        if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the chip in the loop (cotrain.round_e2e)
+            k = hw.loop_chip(cfg)
+            ctx.log_parent({"round_chip_e2e_accuracy": acc[0, k], "loop_chip_programmed_accuracy": acc[0, k]}, step=0)
         plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                                 f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
                                                                         [hw.spread(r) for r in acc])},

@@ -31,11 +31,11 @@ def precheck(cfg: dict) -> None:
 
 
 def _block(ctx: StageContext, model):
-    """The block gradients come from: the trained model, or chip 0 when the chips are frozen."""
+    """The block gradients come from: the trained model, or the chip in the loop
+    (hardware.loop_chip) when the chips are frozen."""
     from pipeline import chips as hw
     if ctx.has("chips") and hw.frozen(ctx.cfg):
-        chip = hw.load_chips(ctx.input("chips"), limit=1)[0]
-        return hw.ChipBlock(chip, model, t=hw.eval_times(ctx.cfg)[0])
+        return hw.loop_block(ctx, model)
     return model
 
 
@@ -107,12 +107,13 @@ def body(ctx: StageContext) -> None:
             ctx.log({"end_to_end_test_accuracy": s["accuracy"]})
             ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
             msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
-            if block is not model:   # the frozen chip 0: its end-to-end accuracy after this round
-                from pipeline.chips import chip_accuracy
+            if block is not model:   # the frozen chip in the loop: its end-to-end accuracy after this round
+                from pipeline.chips import chip_accuracy, loop_chip
                 a = chip_accuracy(block.chip, e_test, ds.y_test, block.t)
-                ctx.log({"chip0_end_to_end_test_accuracy": a})
+                k = loop_chip(ctx.cfg)
+                ctx.log({f"chip{k}_end_to_end_test_accuracy": a, "loop_chip_end_to_end_test_accuracy": a})
                 ctx.log_parent({"round_chip_e2e_accuracy": a}, step=ctx.round + 1)
-                msg += f", on chip 0 {a:.4f}"
+                msg += f", on chip {k} {a:.4f}"
     finally:
         if block is not None and block is not model:
             block.close()
