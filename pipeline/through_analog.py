@@ -29,17 +29,36 @@ def check_differentiable(encoder, cfg: dict) -> None:
 
 
 def grad_fn_for(block, labels: np.ndarray, method: str = "ep"):
-    """grad_fn(embeddings, idx) → ∂C/∂x (NaN rows where the circuit did not converge)."""
+    """grad_fn(embeddings, idx) → ∂C/∂x (NaN rows where the circuit did not converge).
+    grad_fn.trace gets one (cost sum, correct, converged) row per call: the block's own cost
+    and accuracy on the embeddings it was given, which is what through-analog retraining
+    descends (trace_per_epoch turns it into a learning curve)."""
     labels = np.asarray(labels)
 
     def grad_fn(embeddings: np.ndarray, idx: np.ndarray) -> np.ndarray:
         res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True)
+        ok = np.asarray(res.used, bool) & np.isfinite(np.asarray(res.loss, float))
+        right = np.argmax(np.asarray(res.y)[ok], axis=1) == labels[idx][ok]
+        grad_fn.trace.append((float(np.asarray(res.loss, float)[ok].sum()), int(right.sum()), int(ok.sum())))
         g = np.array(res.input_grad, dtype=float)
         if method == "exact":
             return g
         g[~np.asarray(res.used, bool)] = np.nan
         return g
+    grad_fn.trace = []
     return grad_fn
+
+
+def trace_per_epoch(trace: list, n: int, batch_size: int) -> dict:
+    """{'block_cost': [...], 'block_train_accuracy': [...]} per epoch of a grad_fn trace
+    (ceil(n / batch_size) calls per epoch; an epoch cut short is left out)."""
+    per = -(-int(n) // int(batch_size))
+    out: dict = {"block_cost": [], "block_train_accuracy": []}
+    for lo in range(0, len(trace) - per + 1, per):
+        cost, right, used = np.sum(np.asarray(trace[lo:lo + per], float), axis=0)
+        out["block_cost"].append(cost / used if used else float("nan"))
+        out["block_train_accuracy"].append(right / used if used else float("nan"))
+    return out
 
 
 def shift_followed(before: np.ndarray, targets: np.ndarray, after: np.ndarray) -> dict:

@@ -42,7 +42,7 @@ def _block(ctx: StageContext, model):
 def body(ctx: StageContext) -> None:
     from digital import load_encoder
     from pipeline.input_optimization import optimize_inputs
-    from pipeline.through_analog import check_differentiable, grad_fn_for, shift_followed
+    from pipeline.through_analog import check_differentiable, grad_fn_for, shift_followed, trace_per_epoch
     d, io = ctx.cfg["digital"], ctx.cfg["input_optimization"]
     method = d["retrain_method"]
     ds = ctx.data
@@ -77,10 +77,16 @@ def body(ctx: StageContext) -> None:
         if method in ("through-analog", "both"):
             ctx.say(f"training {type(enc).__name__} through the analog block (EP input gradients), "
                     f"{d['retrain_epochs']} epochs, lr {d['through_lr']}, class weight {d['class_weight']}")
-            enc.fit_through(ds.x_train, ds.y_train, grad_fn_for(block, ds.y_train, io["method"]),
+            grad_fn = grad_fn_for(block, ds.y_train, io["method"])
+            enc.fit_through(ds.x_train, ds.y_train, grad_fn,
                             epochs=d["retrain_epochs"], batch_size=d["batch_size"], learning_rate=d["through_lr"],
                             class_weight=d["class_weight"], verbose=ctx.keras_verbose)
             hist.update(getattr(enc, "history_", {}))
+            # the block's cost of the embeddings during retraining: does the descent descend?
+            curve = trace_per_epoch(grad_fn.trace, len(ds.x_train), d["batch_size"])
+            hist.update({f"through_{k}": v for k, v in curve.items()})
+            ctx.say("through the block, per epoch: cost " + ", ".join(f"{c:.4g}" for c in curve["block_cost"]) +
+                    "; block's training accuracy " + ", ".join(f"{a:.4f}" for a in curve["block_train_accuracy"]))
         seconds = time.perf_counter() - t0
         from pipeline.build import check_fitted_encoder
         check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")

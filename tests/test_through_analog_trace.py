@@ -1,0 +1,42 @@
+"""The block's cost and accuracy that through-analog retraining records per epoch
+(pipeline.through_analog.grad_fn_for / trace_per_epoch), against the block's own forward pass."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analog.model import build_dense_network
+from analog.optimizers import Adam
+from pipeline.through_analog import grad_fn_for, trace_per_epoch
+
+
+@pytest.fixture(scope="module")
+def block():
+    rng = np.random.default_rng(0)
+    b = build_dense_network(4, 3, hidden=(5,), up_bias=-0.3, down_bias=0.3, seed=1)
+    b.compile("mse", Adam(0.02), beta=1e-7)
+    y = rng.integers(0, 3, 120)
+    centers = rng.uniform(-0.5, 0.5, (3, 4))
+    b.fit(np.clip(centers[y] + rng.normal(0, 0.2, (120, 4)), -1, 1), y, epochs=2, batch_size=16, verbose=0)
+    return b
+
+
+def test_trace_is_the_blocks_cost_and_accuracy_per_epoch(block):
+    rng = np.random.default_rng(1)
+    emb = [rng.uniform(-1, 1, (10, 4)) for _ in range(2)]      # the embeddings of two epochs
+    labels = rng.integers(0, 3, 10)
+    fn = grad_fn_for(block, labels)
+    for e in emb:                                                # 10 samples, batches of 4: 3 calls per epoch
+        for lo in range(0, 10, 4):
+            idx = np.arange(lo, min(lo + 4, 10))
+            fn(e[idx], idx)
+    fn(emb[0][:4], np.arange(4))                                 # a third epoch cut short: left out
+    curve = trace_per_epoch(fn.trace, n=10, batch_size=4)
+    assert len(curve["block_cost"]) == 2
+    target = np.full((10, 3), -0.5)                              # the MSE targets: ±0.5 V, one-hot
+    target[np.arange(10), labels] = 0.5
+    for k, e in enumerate(emb):
+        y = block.predict(e)
+        cost = 0.5 * np.sum((y - target) ** 2, axis=1)
+        assert curve["block_cost"][k] == pytest.approx(cost.mean(), rel=1e-9)
+        assert curve["block_train_accuracy"][k] == pytest.approx(np.mean(y.argmax(1) == labels))
