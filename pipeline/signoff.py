@@ -368,15 +368,6 @@ class Source:
     model: object = None
 
 
-def _child(client, parent, stage: str):
-    from pipeline.stages.lineage import tag
-    kids = client.search_runs(
-        [parent.info.experiment_id], order_by=["attributes.start_time DESC"],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`mixsig.stage` = '{stage}' "
-                      f"and tags.`mixsig.status` = 'finished'")
-    return kids[0] if kids else None
-
-
 def load_source(run_id: str, workdir, chip: int | None = None, read_time: float = 0.0) -> Source:
     """The block (or chip `chip`) a run names, with the test set it is signed off on: the
     embeddings of the run's lineage (images) or the config's tabular test split. Every
@@ -385,11 +376,11 @@ def load_source(run_id: str, workdir, chip: int | None = None, read_time: float 
 
     from pipeline.stages import config_from_run, get_run, load_analog
     from pipeline.stages.inputs import test_set_of_run
-    from pipeline.stages.lineage import refs_of_run, tag
+    from pipeline.stages.lineage import finished_child, refs_of_run, tag
     run = get_run(run_id, what="signoff run")
     stage = run.data.tags.get(tag("stage"), "not a mixsig stage")
     if stage == "cotrain":
-        kid = _child(MlflowClient(), run, "program" if chip is not None else "train-analog")
+        kid = finished_child(MlflowClient(), run, "program" if chip is not None else "train-analog")
         if kid is None:
             raise SignoffError(f"co-training {run.info.run_id} has no finished "
                                f"{'program' if chip is not None else 'train-analog'} run")

@@ -44,17 +44,13 @@ def _source(run_id: str, workdir):
 
     from pipeline.stages import StageInputError, config_from_run, get_run, load_analog
     from pipeline.stages.inputs import test_set_of_run
-    from pipeline.stages.lineage import refs_of_run, tag
+    from pipeline.stages.lineage import finished_child, refs_of_run, tag
     run = get_run(run_id, what="robustness run")
     run_id = run.info.run_id    # the full id when a unique start was given
     if run.data.tags.get(tag("stage")) == "cotrain":
-        kids = MlflowClient().search_runs(
-            [run.info.experiment_id], order_by=["attributes.start_time DESC"],
-            filter_string=f"tags.mlflow.parentRunId = '{run_id}' and tags.`mixsig.stage` = 'train-analog' "
-                          f"and tags.`mixsig.status` = 'finished'")
-        if not kids:
+        run = finished_child(MlflowClient(), run, "train-analog")
+        if run is None:
             raise StageInputError(f"co-training {run_id} has no finished train-analog run")
-        run = kids[0]
     refs = refs_of_run(run)
     if "analog" not in refs:
         raise StageInputError(f"run {run.info.run_id} ({run.data.tags.get(tag('stage'), 'not a mixsig stage')}) "

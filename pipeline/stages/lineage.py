@@ -109,6 +109,15 @@ def get_run(run_id: str, experiment: str | None = None, what: str = "run"):
     return run
 
 
+def finished_child(client, parent, stage: str):
+    """The latest finished `stage` run under a co-training parent run, or None."""
+    kids = client.search_runs(
+        [parent.info.experiment_id], order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{tag('stage')}` = '{stage}' "
+                      f"and tags.`{tag('status')}` = 'finished'")
+    return kids[0] if kids else None
+
+
 def refs_of_run(run) -> dict:
     """kind → ArtifactRef of every artifact a run names in its lineage tags."""
     refs = {}
