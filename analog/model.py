@@ -180,17 +180,19 @@ class AnalogModel:
             raise RuntimeError("call model.compile(loss=..., optimizer=..., beta=...) first")
 
     def gradients(self, x, labels, method: str = "ep", nudging: str | None = None, beta: float | None = None,
-                  input_grad: bool = False, engine: str | None = None) -> GradientResult:
+                  input_grad: bool = False, engine: str | None = None, loss=None) -> GradientResult:
         """EP estimate (method='ep', on the training engine unless `engine` is given) or the
-        exact implicit gradient (method='exact', native engine; always with ∂C/∂x)."""
+        exact implicit gradient (method='exact', native engine; always with ∂C/∂x), of the
+        compiled cost or of `loss` (a Loss or its name) when given."""
         self.require_compiled()
         if method not in ("ep", "exact"):
             raise ValueError(f"method={method!r} must be 'ep' or 'exact'")
         x, labels = _check_xy(x, labels, self.circuit.n_features, self.circuit.n_outputs)
+        cost = self.loss if loss is None else get_loss(loss)
         if method == "exact":
-            return exact_gradients(self.get_engine("native"), self.circuit, self.conductances, x, labels, self.loss)
+            return exact_gradients(self.get_engine("native"), self.circuit, self.conductances, x, labels, cost)
         eng = self.get_engine(engine) if engine else self.engine
-        return ep_gradients(eng, self.circuit, self.conductances, x, labels, self.loss,
+        return ep_gradients(eng, self.circuit, self.conductances, x, labels, cost,
                             beta if beta is not None else self.beta, nudging or self.nudging, input_grad)
 
     def input_gradient(self, x, labels, method: str = "ep") -> tuple[np.ndarray, np.ndarray]:

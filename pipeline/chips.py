@@ -234,13 +234,16 @@ class ChipBlock:
         self.chip, self.model, self.t = chip, model, float(t)
         self.circuit = chip.circuit
 
-    def gradients(self, x, labels, method: str = "ep", input_grad: bool = False):
+    def gradients(self, x, labels, method: str = "ep", input_grad: bool = False, loss=None):
+        """As AnalogModel.gradients, on the chip (`loss`: another cost than the model's)."""
         from analog import ep_gradients, exact_gradients
+        from analog.losses import get_loss
+        cost = self.model.loss if loss is None else get_loss(loss)
         G = self.chip.conductances_at(self.t)
         engine = self.chip.engine("native")
         if method == "exact":
-            return exact_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), self.model.loss)
-        return ep_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), self.model.loss,
+            return exact_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), cost)
+        return ep_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), cost,
                             self.model.beta, self.model.nudging, input_grad)
 
     def close(self) -> None:

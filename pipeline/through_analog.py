@@ -28,15 +28,28 @@ def check_differentiable(encoder, cfg: dict) -> None:
                          f"fit_through(images, labels, grad_fn, ...); use digital.retrain_method: targets")
 
 
-def grad_fn_for(block, labels: np.ndarray, method: str = "ep"):
-    """grad_fn(embeddings, idx) → ∂C/∂x (NaN rows where the circuit did not converge).
+def through_cost(cfg: dict):
+    """The cost through-analog retraining descends (digital.through_loss): None for the
+    block's own training cost, or the cross-entropy of the class scores at
+    digital.through_temperature."""
+    d = cfg["digital"]
+    if d.get("through_loss", "block") == "block":
+        return None
+    from analog.losses import CrossEntropy
+    return CrossEntropy(temperature=float(d.get("through_temperature", 0.1)))
+
+
+def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
+    """grad_fn(embeddings, idx) → ∂C/∂x (NaN rows where the circuit did not converge), of
+    the block's own cost or of `loss` (analog Loss) when given.
     grad_fn.trace gets one (cost sum, correct, converged) row per call: the block's own cost
     and accuracy on the embeddings it was given, which is what through-analog retraining
     descends (trace_per_epoch turns it into a learning curve)."""
     labels = np.asarray(labels)
 
     def grad_fn(embeddings: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True)
+        kw = {} if loss is None else {"loss": loss}
+        res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True, **kw)
         ok = np.asarray(res.used, bool) & np.isfinite(np.asarray(res.loss, float))
         right = np.argmax(np.asarray(res.y)[ok], axis=1) == labels[idx][ok]
         grad_fn.trace.append((float(np.asarray(res.loss, float)[ok].sum()), int(right.sum()), int(ok.sum())))

@@ -40,3 +40,27 @@ def test_trace_is_the_blocks_cost_and_accuracy_per_epoch(block):
         cost = 0.5 * np.sum((y - target) ** 2, axis=1)
         assert curve["block_cost"][k] == pytest.approx(cost.mean(), rel=1e-9)
         assert curve["block_train_accuracy"][k] == pytest.approx(np.mean(y.argmax(1) == labels))
+
+
+def test_cross_entropy_through_cost_is_its_own_gradient_and_cost(block):
+    """digital.through_loss=cross_entropy: the EP input gradient of the softmax cross-entropy
+    (not the block's MSE) against the exact implicit gradient of that cost, and the recorded
+    cost against −log softmax(y/T) of the block's forward pass."""
+    from analog.losses import CrossEntropy
+    from pipeline.through_analog import through_cost
+    assert through_cost({"digital": {"through_loss": "block"}}) is None
+    ce = through_cost({"digital": {"through_loss": "cross_entropy", "through_temperature": 0.05}})
+    assert isinstance(ce, CrossEntropy) and ce.temperature == 0.05
+    rng = np.random.default_rng(2)
+    e, labels = rng.uniform(-1, 1, (12, 4)), rng.integers(0, 3, 12)
+    fn = grad_fn_for(block, labels, loss=ce)
+    g = fn(e, np.arange(12))
+    exact = block.gradients(e, labels, method="exact", loss=ce).input_grad
+    mse = block.gradients(e, labels, method="exact").input_grad
+    cos = float(np.sum(g * exact) / (np.linalg.norm(g) * np.linalg.norm(exact)))
+    assert cos >= 0.999
+    assert float(np.sum(g * mse) / (np.linalg.norm(g) * np.linalg.norm(mse))) < 0.99   # another cost indeed
+    z = block.predict(e) / 0.05
+    z -= z.max(1, keepdims=True)
+    nll = -(z[np.arange(12), labels] - np.log(np.exp(z).sum(1)))
+    assert fn.trace[0][0] / fn.trace[0][2] == pytest.approx(nll.mean(), rel=1e-9)

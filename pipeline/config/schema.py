@@ -158,6 +158,11 @@ class DigitalConfig(Section):
                    "the block's EP input gradient into the encoder; Keras encoders only) or both (targets, then "
                    "through-analog)")
     through_lr: Num = F(1e-3, "Adam learning rate of through-analog retraining (retrain_epochs epochs)", gt=0)
+    through_loss: Literal["block", "cross_entropy"] = F(
+        "block", "the cost through-analog retraining descends: the block's own training cost, or the softmax "
+                 "cross-entropy of its class scores at digital.through_temperature (on a damaged chip the block's "
+                 "MSE is mostly output levels the encoder cannot reach: experiments/README.md, frozen-chip recovery)")
+    through_temperature: Num = F(0.1, "temperature of through_loss: cross_entropy, V", gt=0)
     params: dict[str, Any] = F({}, "extra encoder constructor parameters, e.g. {filters: [32, 64, 128]} "
                                    "or {hidden: [256]}")
 

@@ -42,7 +42,8 @@ def _block(ctx: StageContext, model):
 def body(ctx: StageContext) -> None:
     from digital import load_encoder
     from pipeline.input_optimization import optimize_inputs
-    from pipeline.through_analog import check_differentiable, grad_fn_for, shift_followed, trace_per_epoch
+    from pipeline.through_analog import (check_differentiable, grad_fn_for, shift_followed, through_cost,
+                                         trace_per_epoch)
     d, io = ctx.cfg["digital"], ctx.cfg["input_optimization"]
     method = d["retrain_method"]
     ds = ctx.data
@@ -75,9 +76,11 @@ def body(ctx: StageContext) -> None:
                             verbose=ctx.keras_verbose)
             hist.update(getattr(enc, "history_", {}))
         if method in ("through-analog", "both"):
-            ctx.say(f"training {type(enc).__name__} through the analog block (EP input gradients), "
+            cost = ("the block's own cost" if d["through_loss"] == "block"
+                    else f"cross-entropy at T = {d['through_temperature']:g} V")
+            ctx.say(f"training {type(enc).__name__} through the analog block (EP input gradients of {cost}), "
                     f"{d['retrain_epochs']} epochs, lr {d['through_lr']}, class weight {d['class_weight']}")
-            grad_fn = grad_fn_for(block, ds.y_train, io["method"])
+            grad_fn = grad_fn_for(block, ds.y_train, io["method"], loss=through_cost(ctx.cfg))
             enc.fit_through(ds.x_train, ds.y_train, grad_fn,
                             epochs=d["retrain_epochs"], batch_size=d["batch_size"], learning_rate=d["through_lr"],
                             class_weight=d["class_weight"], verbose=ctx.keras_verbose)
