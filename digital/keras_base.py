@@ -21,10 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import abc
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 import numpy as np
 import keras
+from annotated_types import Ge, Le
 
 from .base import (
     N_CLASSES,
@@ -32,16 +33,27 @@ from .base import (
     check_choice,
     check_float,
     check_int,
+    check_param,
     prepare_images,
     validate_labels,
 )
 
 MODEL_FILE = "model.keras"
 ACTIVATIONS = ("tanh", "sigmoid")
+MAX_SHIFT = 4   # pixels of random translation at most (of 28)
 
 
 class KerasEncoder(Encoder):
-    """Base of the Keras encoders; subclasses implement :meth:`_trunk`."""
+    """Base of the Keras encoders; subclasses implement :meth:`_trunk`.
+
+    Data augmentation (off by default) applies to ``fit`` only, the training on labels:
+    ``augment_shift`` = s > 0 translates every training image of every epoch by (dy, dx)
+    drawn uniformly from {-s..s}² pixels (the vacated pixels are 0, the background), and
+    ``augment_flip`` mirrors it left-right with probability 1/2 (Fashion-MNIST's classes
+    are mirror-symmetric); see :func:`augment_images`.  Retraining to target embeddings and
+    through the analog block never augments: their targets and gradients belong to the
+    images as they are.
+    """
 
     def __init__(
         self,
@@ -56,6 +68,8 @@ class KerasEncoder(Encoder):
         target_epochs: int = 3,
         target_learning_rate: float = 1e-3,
         embed_batch_size: int = 1024,
+        augment_shift: int = 0,
+        augment_flip: bool = False,
         seed: int | None = 0,
     ) -> None:
         super().__init__(embedding_dim=embedding_dim, v_low=v_low, v_high=v_high, seed=seed)
@@ -68,6 +82,9 @@ class KerasEncoder(Encoder):
             "target_learning_rate", target_learning_rate, low=0.0, low_inclusive=False
         )
         self.embed_batch_size = check_int("embed_batch_size", embed_batch_size)
+        self.augment_shift = check_param("augment_shift", augment_shift, Annotated[int, Ge(0), Le(MAX_SHIFT)],
+                                         f"an integer from 0 to {MAX_SHIFT} (pixels)")
+        self.augment_flip = check_param("augment_flip", augment_flip, bool, "true or false")
         self.model_: keras.Model | None = None
 
     # ------------------------------------------------------------------ building
@@ -131,13 +148,36 @@ class KerasEncoder(Encoder):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        hist = self._clf_model.fit(
-            x, y, batch_size=batch_size, epochs=epochs, shuffle=True,
-            verbose=verbose, validation_data=validation_data, callbacks=callbacks,
-        )
-        self.history_ = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+        if self.augment_shift or self.augment_flip:
+            self.history_ = self._fit_augmented(x, y, epochs, batch_size, verbose, validation_data, callbacks)
+        else:
+            hist = self._clf_model.fit(
+                x, y, batch_size=batch_size, epochs=epochs, shuffle=True,
+                verbose=verbose, validation_data=validation_data, callbacks=callbacks,
+            )
+            self.history_ = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
         self._fitted = True
         return self
+
+    def _fit_augmented(self, x, y, epochs, batch_size, verbose, validation_data, callbacks) -> dict:
+        """``fit`` with augmentation: each epoch sees every training image once, in a fresh
+        order, as a new random translation / mirror image (:func:`augment_images`), both drawn
+        from a generator seeded by (seed, epoch) so that a run is repeatable (seed None: fresh
+        entropy).  One Keras ``fit`` call per epoch (the optimiser and its learning-rate
+        schedule carry on from one to the next), so ``callbacks`` see one training per epoch."""
+        history: dict[str, list] = {}
+        for epoch in range(epochs):
+            rng = np.random.default_rng(None if self.seed is None else [self.seed, epoch])
+            perm = rng.permutation(x.shape[0])
+            xa = np.concatenate([augment_images(x[perm[lo:lo + 4096]], rng, self.augment_shift, self.augment_flip)
+                                 for lo in range(0, x.shape[0], 4096)])
+            hist = self._clf_model.fit(
+                xa, y[perm], batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                verbose=verbose, validation_data=validation_data, callbacks=callbacks,
+            )
+            for k, vs in hist.history.items():
+                history.setdefault(k, []).extend(float(v) for v in vs)
+        return history
 
     def _fit_targets(self, x, t, y, *, epochs=None, target_weight=1.0, class_weight=0.1, verbose=1,
                      batch_size: int | None = None) -> "KerasEncoder":
@@ -315,6 +355,28 @@ class KerasEncoder(Encoder):
     def _load_state(self, directory: Path) -> None:
         self.model_ = keras.saving.load_model(directory / MODEL_FILE, compile=False)
         self._make_views()
+
+
+def augment_images(x: np.ndarray, rng: np.random.Generator, shift: int = 0, flip: bool = False) -> np.ndarray:
+    """A randomly translated / mirrored copy of the images ``x`` (B, H, W[, C]): image b is
+    moved by (dy_b, dx_b) pixels, each uniform in {-shift..shift} (content moves down/right
+    for positive values; pixels moved in from outside are 0), then, if ``flip``, mirrored
+    left-right with probability 1/2.  ``x`` is not changed."""
+    x = np.asarray(x)
+    b, h, w = x.shape[:3]
+    out = x
+    if shift:
+        pad = np.pad(x, [(0, 0), (shift, shift), (shift, shift)] + [(0, 0)] * (x.ndim - 3))
+        dy = rng.integers(-shift, shift + 1, size=b)
+        dx = rng.integers(-shift, shift + 1, size=b)
+        rows = np.arange(h)[None, :] + shift - dy[:, None]          # out[r] = x[r - dy]
+        cols = np.arange(w)[None, :] + shift - dx[:, None]
+        out = pad[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if flip:
+        mirror = rng.random(b) < 0.5
+        out = np.array(out, copy=True)
+        out[mirror] = out[mirror][:, :, ::-1]
+    return np.array(out, copy=True) if out is x else out
 
 
 @contextlib.contextmanager

@@ -36,3 +36,19 @@ def test_mlp_and_pca_macs():
     assert MLPEncoder(hidden=(128,), embedding_dim=24).macs_per_image() == 784 * 128 + 128 * 24
     assert MLPEncoder(hidden=(), embedding_dim=24).macs_per_image() == 784 * 24
     assert PCAEncoder(embedding_dim=150).macs_per_image() == 784 * 150
+
+
+def test_separable_stages_by_hand():
+    # stage 1 a full conv3x3 (1 → 16 @28); stages 2-4 depthwise 3x3 (C_in @H) + pointwise 1x1 (C_in → f @H)
+    want = _conv(28, 28, 16, 1)
+    for size, c_in, f in ((14, 16, 32), (7, 32, 64), (3, 64, 128)):
+        want += size * size * c_in * 9 + size * size * c_in * f
+    want += 3 * 3 * 128 * 150
+    enc = CNNEncoder(filters=(16, 32, 64, 128), separable=True, embedding_dim=150)
+    assert enc.macs_per_image() == want == 607_648
+    assert CNNEncoder(filters=(8, 16, 32), separable=False).macs_per_image() == 743_232   # the default: full convs
+
+
+def test_separable_must_be_a_bool():
+    with pytest.raises(ValueError, match="separable must be true or false"):
+        CNNEncoder(separable=1)
