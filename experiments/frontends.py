@@ -7,7 +7,8 @@ image), then, from that encoder, one `mixsig cotrain` per co-training method (`t
 and the end-to-end accuracy after the rounds) and the control: `cotrain.rounds=0` with the
 same total number of EP epochs (training.epochs + rounds × cotrain.analog_epochs), i.e. the
 same extra EP epochs and no co-training. Finished runs are found again by their name in the
-experiment and not repeated, so the script can be stopped and started again, and several
+experiment and not repeated if they were run with the same seed and digital settings (a run
+of a config file edited since is not reused), so the script can be stopped and started again, and several
 copies with different --only can run side by side. At the end it writes the table
 (markdown + JSON) and the plot of end-to-end accuracy against MACs per image, and logs them
 to a summary run of the experiment.
@@ -61,14 +62,39 @@ def client():
     return MlflowClient()
 
 
-def finished_run(cl, exp_id: str, name: str):
-    """The latest finished run tagged frontends.name = name, or co-training parent named so."""
+def front_end_params(name: str, extra_sets=()) -> dict[str, str]:
+    """The seed and digital.* settings of front end `name` (retrain_method aside: the methods
+    set it), as MLflow logs a run's config: what a finished run must have been run with to
+    count as this front end's (a config file edited since, e.g. fashion_mnist_small.yaml,
+    makes its old runs stale)."""
+    from pipeline.config import flatten, load_config
+    config, overrides, _ = FRONT_ENDS[name]
+    flat = flatten(load_config(config, [*overrides, *extra_sets]))
+    return {k: "" if v is None else str(v) for k, v in flat.items()
+            if (k == "seed" or k.startswith("digital.")) and k != "digital.retrain_method"}
+
+
+def same_settings(run_params: dict, want: dict | None) -> bool:
+    """A run's logged params agree with `want`: every key both have is equal, and the two
+    have the same digital.params.* keys (a setting the schema added later is not held
+    against an older run, an encoder parameter added or removed is)."""
+    if want is None:
+        return True
+    enc = {k for k in (*run_params, *want) if k.startswith("digital.params.")}
+    return (all(run_params.get(k) == v for k, v in want.items() if k in run_params)
+            and all(k in run_params and k in want for k in enc))
+
+
+def finished_run(cl, exp_id: str, name: str, want: dict | None = None):
+    """The latest finished run tagged frontends.name = name, or co-training parent named so,
+    run with the settings `want` (front_end_params) if given."""
     done = "tags.`mixsig.status` = 'finished'"
     for flt in (f"tags.`{TAG}` = '{name}' and {done}",
                 f"attributes.run_name = '{name}' and tags.`mixsig.stage` = 'cotrain' and {done}"):
-        runs = cl.search_runs([exp_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=1)
-        if runs:
-            return runs[0]
+        runs = cl.search_runs([exp_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=50)
+        for run in runs:
+            if same_settings(run.data.params, want):
+                return run
     return None
 
 
@@ -113,7 +139,8 @@ def run_front_end(cl, exp_id: str, name: str, methods, logdir: Path, extra_sets:
     config, overrides, _ = FRONT_ENDS[name]
     overrides = overrides + ["mlflow.experiment=frontends"] + extra_sets
     sets = [a for o in overrides for a in ("--set", o)]
-    enc = finished_run(cl, exp_id, f"{name}/digital")
+    want = front_end_params(name, extra_sets)
+    enc = finished_run(cl, exp_id, f"{name}/digital", want)
     if enc is None and in_progress(logdir / f"{name}-digital.log"):
         print(f"{name}: its encoder is being trained by another copy of this script; skipped", flush=True)
         return
@@ -127,7 +154,7 @@ def run_front_end(cl, exp_id: str, name: str, methods, logdir: Path, extra_sets:
         if method != "control" and name in NOT_DIFFERENTIABLE and method != "targets":
             continue
         tag = f"{name}/{method}"
-        if finished_run(cl, exp_id, tag) is not None or in_progress(logdir / f"{name}-{method}.log"):
+        if finished_run(cl, exp_id, tag, want) is not None or in_progress(logdir / f"{name}-{method}.log"):
             continue
         more = (control_overrides(config, overrides) if method == "control"
                 else [f"digital.retrain_method={method}"])
@@ -137,17 +164,18 @@ def run_front_end(cl, exp_id: str, name: str, methods, logdir: Path, extra_sets:
         cl.set_tag(run_id, TAG, tag)
 
 
-def collect(cl, exp_id: str, names) -> list[dict]:
+def collect(cl, exp_id: str, names, extra_sets=()) -> list[dict]:
     rows = []
     for name in names:
-        enc = finished_run(cl, exp_id, f"{name}/digital")
+        want = front_end_params(name, extra_sets)
+        enc = finished_run(cl, exp_id, f"{name}/digital", want)
         if enc is None:
             continue
         m = enc.data.metrics
         row = {"name": name, "label": FRONT_ENDS[name][2], "macs": m.get("digital_macs_per_image"),
                "digital": m.get("digital_test_accuracy"), "digital_seconds": m.get("stage_seconds")}
         for method in METHODS:
-            run = finished_run(cl, exp_id, f"{name}/{method}")
+            run = finished_run(cl, exp_id, f"{name}/{method}", want)
             if run is None:
                 continue
             rm = run.data.metrics
@@ -215,9 +243,9 @@ def plot(rows: list[dict], path: Path, reference: dict | None = None) -> Path:
     return path
 
 
-def report(cl, exp_id: str, names, out: Path) -> None:
+def report(cl, exp_id: str, names, out: Path, extra_sets=()) -> None:
     import mlflow
-    rows = collect(cl, exp_id, names)
+    rows = collect(cl, exp_id, names, extra_sets)
     if not any(r["name"] == "cnn32" for r in rows) and "cnn32" not in names:
         rows.append(dict(MAIN_JOB))
     rows.sort(key=lambda r: (r["name"] in ("small", "ebana"), r.get("macs") or 0))
@@ -258,7 +286,7 @@ def main(argv=None) -> None:
     if not args.report:
         for name in names:
             run_front_end(cl, exp_id, name, methods, Path(args.logs), args.sets)
-    report(cl, exp_id, names if args.report else names, Path(args.out))
+    report(cl, exp_id, names, Path(args.out), args.sets)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,17 @@ def test_table_gain_is_best_method_minus_control():
     assert line.startswith("| CNN | 0.743 M | 91.00 | 90.50 | 91.00 | 91.20 | 92.10 | 91.50 |")
     assert line.endswith("| +1.10 |")
     assert frontends.table([{"name": "p", "label": "P", "digital": 0.8}]).splitlines()[-1].endswith("| – |")
+
+
+def test_runs_of_an_edited_config_are_not_reused():
+    want = frontends.front_end_params("small")
+    assert want["seed"] == "0" and "digital.retrain_method" not in want
+    assert frontends.same_settings(dict(want), want)
+    older = {k: v for k, v in want.items() if k != "digital.through_lr"}   # a key the schema added later
+    assert frontends.same_settings(older, want)
+    assert not frontends.same_settings({**want, "digital.epochs": "16"}, want)
+    no_aug = {k: v for k, v in want.items() if not k.startswith("digital.params.augment")}
+    assert not frontends.same_settings(no_aug, want)                       # an encoder parameter removed
+    assert frontends.same_settings({"x": "1"}, None)
+    cnn8 = frontends.front_end_params("cnn8", ["seed=3"])
+    assert cnn8["digital.params.filters"] == "8,16,32" and cnn8["seed"] == "3"
