@@ -58,3 +58,23 @@ def test_diode_diagnostic_matches_the_shockley_law(tmp_path, monkeypatch):
     assert abs(d["diode_on"] - (ratio >= 0.1).mean()) < 1e-12
     assert abs(d["diode_clamp"] - (ratio >= 1.0).mean()) < 1e-12
     assert abs(d["hidden_v_std"] - hid.std()) < 1e-12
+
+
+def test_saved_conductances_load_back_exactly(tmp_path, monkeypatch):
+    """run(save=...) then run(epochs=0, init_from=...): the same circuit, the same test accuracy;
+    a surrogate's w (inputs × rows) maps to G = g_min + (g_max − g_min)·w in the circuit's layout."""
+    g = _script(tmp_path, monkeypatch)
+    _fake_embeddings(tmp_path)
+    saved = tmp_path / "g.npz"
+    res = g.run("t", train=None, epochs=1, batch=20, loss="cross_entropy", temperature=0.1, save=str(saved))
+    back = g.run("t0", train=None, epochs=0, loss="cross_entropy", temperature=0.1, init_from=str(saved))
+    assert back["init_acc"] == back["test_acc"] == res["test_acc"]
+    assert back["g_stats"] == res["g_stats"]
+    w1, w2 = np.full((302, 100), 0.5), np.zeros((102, 20))
+    w1[0, 3], w2[100, 7] = 10.0, 2.0
+    np.savez(tmp_path / "s.npz", w1=w1, w2=w2)
+    G1, G2 = g.surrogate_conductances(tmp_path / "s.npz")
+    lo, hi = g.DEFAULTS["g_min"], g.DEFAULTS["g_max"]
+    assert G1.shape == (100, 302) and G2.shape == (20, 102)
+    assert np.isclose(G1[3, 0], lo + 10 * (hi - lo)) and np.isclose(G1[0, 0], lo + 0.5 * (hi - lo))
+    assert np.isclose(G2[7, 100], lo + 2 * (hi - lo)) and np.isclose(G2[0, 0], lo)
