@@ -8,7 +8,8 @@ and the end-to-end accuracy after the rounds) and the control: `cotrain.rounds=0
 same total number of EP epochs (training.epochs + rounds × cotrain.analog_epochs), i.e. the
 same extra EP epochs and no co-training. Finished runs are found again by their name in the
 experiment and not repeated if they were run with the same seed and digital settings (a run
-of a config file edited since is not reused), so the script can be stopped and started again, and several
+of a config file whose seed or digital section was edited since is not reused; edits to
+other sections are not checked), so the script can be stopped and started again, and several
 copies with different --only can run side by side. At the end it writes the table
 (markdown + JSON) and the plot of end-to-end accuracy against MACs per image, and logs them
 to a summary run of the experiment.

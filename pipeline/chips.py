@@ -19,8 +19,9 @@ chips, `_tmax` the same at the last read time):
   recovered_fraction           (cotrained − programmed) / (ideal − programmed)
   recovered_fraction_insitu    (insitu − programmed) / (ideal − programmed)
   recovered_fraction_loop      the same as recovered_fraction on the chip in the loop alone
-                               (hardware.loop_chip), from its accuracy programmed and after the
-                               last round: what the digital side wins back on its own chip
+                               (hardware.loop_chip), from its accuracy as programmed and after
+                               the last round: what that chip wins back (in-situ fine-tuning
+                               included when hardware.finetune_epochs > 0)
 """
 from __future__ import annotations
 
@@ -200,15 +201,17 @@ def recovered_fraction(metrics: dict, suffix: str = "", scenario: str = "cotrain
 
 def recovered_fraction_loop(metrics: dict, rounds: list) -> tuple[float | None, str]:
     """(value, why) of (after the last round − programmed) / (ideal − programmed) on the chip
-    in the loop alone; `rounds`: [(round, accuracy)] of round_chip_e2e_accuracy in step order.
-    None when there was no round or the chip lost nothing to programming."""
-    after = [a for r, a in rounds if r > 0]
-    if "loop_chip_programmed_accuracy" not in metrics or "e2e_acc_ideal" not in metrics or not after:
-        return None, "not defined: needs a frozen co-training with at least one round"
+    in the loop alone; `rounds`: [(round, accuracy)] of round_chip_e2e_accuracy. None when
+    there was no round or the chip lost nothing to programming."""
+    after = {r: a for r, a in rounds if r > 0}
+    missing = [k for k in ("loop_chip_programmed_accuracy", "e2e_acc_ideal") if k not in metrics]
+    if missing or not after:
+        return None, (f"not defined: needs a frozen co-training with at least one round (missing: "
+                      f"{', '.join(missing) or 'round_chip_e2e_accuracy after round 0'})")
     p, ideal = metrics["loop_chip_programmed_accuracy"], metrics["e2e_acc_ideal"]
     if ideal - p <= 0:
         return None, f"not defined: the chip in the loop lost nothing to programming ({p:.4f} vs ideal {ideal:.4f})"
-    return (after[-1] - p) / (ideal - p), "defined"
+    return (after[max(after)] - p) / (ideal - p), "defined"
 
 
 def series(client, run_id: str, key: str) -> list[float]:

@@ -42,9 +42,9 @@ def through_cost(cfg: dict):
 def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
     """grad_fn(embeddings, idx) → ∂C/∂x (NaN rows where the circuit did not converge), of
     the block's own cost or of `loss` (analog Loss) when given.
-    grad_fn.trace gets one (cost sum, correct, converged) row per call: the block's own cost
-    and accuracy on the embeddings it was given, which is what through-analog retraining
-    descends (trace_per_epoch turns it into a learning curve)."""
+    grad_fn.trace gets one (cost sum, correct, converged, samples) row per call: the cost
+    being descended and the block's accuracy on the embeddings it was given
+    (trace_per_epoch turns it into a learning curve)."""
     labels = np.asarray(labels)
 
     def grad_fn(embeddings: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
         res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True, **kw)
         ok = np.asarray(res.used, bool) & np.isfinite(np.asarray(res.loss, float))
         right = np.argmax(np.asarray(res.y)[ok], axis=1) == labels[idx][ok]
-        grad_fn.trace.append((float(np.asarray(res.loss, float)[ok].sum()), int(right.sum()), int(ok.sum())))
+        grad_fn.trace.append((float(np.asarray(res.loss, float)[ok].sum()), int(right.sum()), int(ok.sum()), len(idx)))
         g = np.array(res.input_grad, dtype=float)
         if method == "exact":
             return g
@@ -63,14 +63,16 @@ def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
 
 
 def trace_per_epoch(trace: list, n: int, batch_size: int) -> dict:
-    """{'block_cost': [...], 'block_train_accuracy': [...]} per epoch of a grad_fn trace
-    (ceil(n / batch_size) calls per epoch; an epoch cut short is left out)."""
+    """{'cost': [...], 'train_accuracy': [...]} per epoch of a grad_fn trace (ceil(n /
+    batch_size) calls per epoch; an epoch cut short is left out). The cost is the mean over
+    the samples that converged; a sample that did not counts as wrong in the accuracy (the
+    rule of docs/engines.md)."""
     per = -(-int(n) // int(batch_size))
-    out: dict = {"block_cost": [], "block_train_accuracy": []}
+    out: dict = {"cost": [], "train_accuracy": []}
     for lo in range(0, len(trace) - per + 1, per):
-        cost, right, used = np.sum(np.asarray(trace[lo:lo + per], float), axis=0)
-        out["block_cost"].append(cost / used if used else float("nan"))
-        out["block_train_accuracy"].append(right / used if used else float("nan"))
+        cost, right, used, seen = np.sum(np.asarray(trace[lo:lo + per], float), axis=0)
+        out["cost"].append(cost / used if used else float("nan"))
+        out["train_accuracy"].append(right / seen)
     return out
 
 

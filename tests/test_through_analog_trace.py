@@ -32,14 +32,14 @@ def test_trace_is_the_blocks_cost_and_accuracy_per_epoch(block):
             fn(e[idx], idx)
     fn(emb[0][:4], np.arange(4))                                 # a third epoch cut short: left out
     curve = trace_per_epoch(fn.trace, n=10, batch_size=4)
-    assert len(curve["block_cost"]) == 2
+    assert len(curve["cost"]) == 2
     target = np.full((10, 3), -0.5)                              # the MSE targets: ±0.5 V, one-hot
     target[np.arange(10), labels] = 0.5
     for k, e in enumerate(emb):
         y = block.predict(e)
         cost = 0.5 * np.sum((y - target) ** 2, axis=1)
-        assert curve["block_cost"][k] == pytest.approx(cost.mean(), rel=1e-9)
-        assert curve["block_train_accuracy"][k] == pytest.approx(np.mean(y.argmax(1) == labels))
+        assert curve["cost"][k] == pytest.approx(cost.mean(), rel=1e-9)
+        assert curve["train_accuracy"][k] == pytest.approx(np.mean(y.argmax(1) == labels))
 
 
 def test_cross_entropy_through_cost_is_its_own_gradient_and_cost(block):
@@ -64,3 +64,4 @@ def test_cross_entropy_through_cost_is_its_own_gradient_and_cost(block):
     z -= z.max(1, keepdims=True)
     nll = -(z[np.arange(12), labels] - np.log(np.exp(z).sum(1)))
     assert fn.trace[0][0] / fn.trace[0][2] == pytest.approx(nll.mean(), rel=1e-9)
+    assert fn.trace[0][2:] == (12, 12)                          # all converged, 12 samples

@@ -262,6 +262,9 @@ class HardwareConfig(Section):
         if any(b <= a for a, b in zip(self.times, self.times[1:])):
             raise ValueError(f"hardware.times={list(self.times)}: must be strictly increasing (seconds after "
                              "programming, e.g. [0, 3600, 86400])")
+        if self.loop_chip and not self.frozen:
+            raise ValueError(f"hardware.loop_chip={self.loop_chip}: only a frozen co-training has a chip in the "
+                             "loop; set hardware.frozen: true (or leave loop_chip out)")
         if self.loop_chip >= self.chips:
             raise ValueError(f"hardware.loop_chip={self.loop_chip}: must be below hardware.chips={self.chips} "
                              f"(chips are numbered from 0)")

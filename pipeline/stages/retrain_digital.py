@@ -85,11 +85,11 @@ def body(ctx: StageContext) -> None:
                             epochs=d["retrain_epochs"], batch_size=d["batch_size"], learning_rate=d["through_lr"],
                             class_weight=d["class_weight"], verbose=ctx.keras_verbose)
             hist.update(getattr(enc, "history_", {}))
-            # the block's cost of the embeddings during retraining: does the descent descend?
+            # the cost descended and the block's accuracy during retraining: does the descent descend?
             curve = trace_per_epoch(grad_fn.trace, len(ds.x_train), d["batch_size"])
-            hist.update({f"through_{k}": v for k, v in curve.items()})
-            ctx.say("through the block, per epoch: cost " + ", ".join(f"{c:.4g}" for c in curve["block_cost"]) +
-                    "; block's training accuracy " + ", ".join(f"{a:.4f}" for a in curve["block_train_accuracy"]))
+            hist.update({f"through_{k}": v for k, v in curve.items()})   # logged as retrain_through_*
+            ctx.say("through the block, per epoch: cost " + ", ".join(f"{c:.4g}" for c in curve["cost"]) +
+                    "; block's training accuracy " + ", ".join(f"{a:.4f}" for a in curve["train_accuracy"]))
         seconds = time.perf_counter() - t0
         from pipeline.build import check_fitted_encoder
         check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
