@@ -364,19 +364,19 @@ def augment_images(x: np.ndarray, rng: np.random.Generator, shift: int = 0, flip
     left-right with probability 1/2.  ``x`` is not changed."""
     x = np.asarray(x)
     b, h, w = x.shape[:3]
-    out = x
     if shift:
         pad = np.pad(x, [(0, 0), (shift, shift), (shift, shift)] + [(0, 0)] * (x.ndim - 3))
         dy = rng.integers(-shift, shift + 1, size=b)
         dx = rng.integers(-shift, shift + 1, size=b)
         rows = np.arange(h)[None, :] + shift - dy[:, None]          # out[r] = x[r - dy]
         cols = np.arange(w)[None, :] + shift - dx[:, None]
-        out = pad[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+        out = pad[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]   # a new array
+    else:
+        out = x.copy()
     if flip:
         mirror = rng.random(b) < 0.5
-        out = np.array(out, copy=True)
         out[mirror] = out[mirror][:, :, ::-1]
-    return np.array(out, copy=True) if out is x else out
+    return out
 
 
 @contextlib.contextmanager

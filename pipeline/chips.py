@@ -90,9 +90,8 @@ def save_chip(chip, folder: Path, x_sample) -> Path:
     return folder
 
 
-def load_chips(folder: Path, limit: int | None = None, only: int | None = None) -> list:
-    """The chips of a `chips` artifact folder, in chip order (the first `limit` only, or just
-    chip `only`)."""
+def load_chips(folder: Path, only: int | None = None) -> list:
+    """The chips of a `chips` artifact folder, in chip order (or just chip `only`)."""
     from analog.hardware import Chip
     from pipeline.stages.artifacts import StageInputError
     folder = Path(folder)
@@ -106,7 +105,7 @@ def load_chips(folder: Path, limit: int | None = None, only: int | None = None) 
             raise StageInputError(f"hardware.loop_chip={only}: the chips input {folder} holds chips "
                                   f"{', '.join(str(i) for i, _ in found)}, not chip {only}")
         found = picked
-    return [Chip.load(p) for _, p in found[:limit]]
+    return [Chip.load(p) for _, p in found]
 
 
 def programming_stats(chip, model) -> dict:

@@ -33,10 +33,10 @@ def through_cost(cfg: dict):
     block's own training cost, or the cross-entropy of the class scores at
     digital.through_temperature."""
     d = cfg["digital"]
-    if d.get("through_loss", "block") == "block":
+    if d["through_loss"] == "block":
         return None
     from analog.losses import CrossEntropy
-    return CrossEntropy(temperature=float(d.get("through_temperature", 0.1)))
+    return CrossEntropy(temperature=float(d["through_temperature"]))
 
 
 def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
@@ -48,8 +48,7 @@ def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
     labels = np.asarray(labels)
 
     def grad_fn(embeddings: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        kw = {} if loss is None else {"loss": loss}
-        res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True, **kw)
+        res = block.gradients(np.asarray(embeddings, float), labels[idx], method=method, input_grad=True, loss=loss)
         ok = np.asarray(res.used, bool) & np.isfinite(np.asarray(res.loss, float))
         right = np.argmax(np.asarray(res.y)[ok], axis=1) == labels[idx][ok]
         grad_fn.trace.append((float(np.asarray(res.loss, float)[ok].sum()), int(right.sum()), int(ok.sum()), len(idx)))
