@@ -60,7 +60,7 @@ class Chip:
             d = self.spec.device
             G_t = [G * st.drift_factor(d, nu, t) for G, nu in zip(self.G_prog, self.nu)]
             noisy = d.read_noise != "none" and d.read_sigma > 0
-            sig = [st.read_sigma(d, g, t) if noisy else None for g in G_t]
+            sig = [st.read_sigma(d, g0, g, t) if noisy else None for g0, g in zip(self.G_prog, G_t)]
             if len(self._drifted) > 64:
                 self._drifted.clear()
             self._drifted[t] = (G_t, sig)
