@@ -20,12 +20,12 @@ shunt, which biases the ratio towards 1. So the calibration read reverse-biases 
 crossbar sources with small voltages (the inputs a fixed pattern within ±amplitude, each
 bias column at amplitude × its level), so that no node comes near a diode's knee. The
 reverse bias is small because a diode-connected MOSFET reversed by much more turns on its
-body diode. The read
-network is then linear and homogeneous in G: a uniform drift scales every source current by
-exactly f. The diode current is checked on every calibration read: at the reference read the
-amplitude is halved until the diodes carry at most DIODE_SHARE_LIMIT of the crossbar
-current (what is left is their reverse leakage, ≈ IS each), and a circuit whose diodes cannot
-be switched off this way (a MOS diode with VTO < 0 conducts at zero bias) is refused.
+body diode. The read network is then linear and homogeneous in G: a uniform drift scales
+every source current by exactly f. The diode current is checked on every calibration read:
+at the reference read the amplitude is halved until the diodes carry at most
+DIODE_SHARE_LIMIT of the crossbar current (what is left is their reverse leakage, ≈ IS
+each), and a circuit whose diodes cannot be switched off this way (a MOS diode with VTO < 0
+conducts in reverse) is refused.
 Each calibration averages CALIBRATION_READS reads (fresh read noise each).
 docs/devices.md gives the measured accuracy.
 """
