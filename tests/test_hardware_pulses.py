@@ -110,3 +110,40 @@ def test_stochastic_rounding_gives_the_wanted_mean_number_of_pulses():
     L = layer(np.full((2, 2), 1e-7 + span / 3))
     plain.apply([L], [np.full((2, 2), -0.1 / span)])          # rounds to 0 pulses
     np.testing.assert_array_equal(L.G, 1e-7 + span / 3)
+
+
+def test_a_pulse_moves_a_device_with_levels_exactly_one_level():
+    """pcm with 16 levels: asymmetry, soft bounds and cycle-to-cycle noise describe the
+    continuous device; on the level grid every pulse is one level, up or down."""
+    d = resolve_hardware("pcm", {"device": {"levels": 16}}).device
+    rng = np.random.default_rng(0)
+    k0 = rng.integers(0, 16, 20_000)
+    n = rng.integers(-20, 21, k0.size)
+    w, hits = apply_pulses(d, k0 / 15, n, rng)
+    k = w * 15
+    np.testing.assert_allclose(k, np.rint(k), atol=1e-9)                # on the grid
+    np.testing.assert_array_equal(np.rint(k), np.clip(k0 + n, 0, 15))    # n levels, stopped at the ends
+    assert hits == int(np.maximum(k0 + n - 15, 0).sum() + np.maximum(-(k0 + n), 0).sum())
+    w1, _ = apply_pulses(d, k0[k0 < 15] / 15, np.ones(int((k0 < 15).sum()), int), rng)
+    np.testing.assert_allclose(w1 * 15 - k0[k0 < 15], 1.0, atol=1e-9)   # one up pulse: one level, always
+
+
+def test_optimizer_moves_devices_with_levels_on_the_device_level_grid():
+    """The layer range (0.1–20 µS) is not the device's: with pcm (0.1–25 µS, k = 1.25) the
+    device levels in layer units are (0.1 µS + i·24.9 µS/15)/1.25; pulses move along them."""
+    spec = resolve_hardware("pcm", {"device": {"levels": 16}})
+    g_min, g_max, k = 0.1e-6, 25e-6, 25e-6 / 20e-6
+    levels = (g_min + np.arange(16) * (g_max - g_min) / 15) / k            # layer units
+    rng = np.random.default_rng(1)
+    i0 = rng.integers(1, 16, (40, 50))                                      # level 0 (0.08 µS) is below the layer's range
+    L = layer(levels[i0], g_min=1e-7, g_max=2e-5)
+    opt = PulsedOptimizer(spec, lr=1.0, base="sgd")
+    n_wanted = rng.integers(-4, 5, i0.shape)
+    span_layer = 2e-5 - 1e-7
+    # SGD: ΔG = −lr·span·(grad·span); one level is (g_max − g_min)/(15 k) in layer units
+    grad = -(n_wanted * (g_max - g_min) / (15 * k)) / span_layer**2
+    opt.apply([L], [grad])
+    i = np.abs(L.G[..., None] - levels).argmin(-1)
+    np.testing.assert_allclose(L.G, levels[i], rtol=1e-9)                   # every device on a device level
+    np.testing.assert_array_equal(i, np.clip(i0 + n_wanted, 1, 15))        # moved by the pulses asked for
+    assert L.G.min() >= 1e-7 and L.G.max() <= 2e-5

@@ -176,20 +176,45 @@ def drift_study(chips=20, epochs=EPOCHS):
     spec = resolve_hardware("pcm")
     for t in (0.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0):
         res = {True: [], False: []}
-        fhat, ratio = [], []
+        fhat, ratio, plain = [], [], []
         for seed in range(chips):
             chip = program(m, spec, seed=seed)
             for comp in (True, False):
                 res[comp].append(acc(chip.solve(x, G_list=chip.conductances_at(t, compensate=comp)).v))
             if t > spec.device.t_c:
                 fhat.append(chip.drift_estimate(t))
-                drifted = chip.device_conductances_at(t, noise=False)
-                ratio.append(sum(g.sum() for g in drifted) / sum(g.sum() for g in chip.G_prog))
-        extra = f"  f_hat {np.mean(fhat):.3f}, mean G(t)/G_prog {np.mean(ratio):.3f}" if fhat else ""
+                ratio.append(sum_ratio(chip, t))
+                plain.append(np.mean(np.concatenate([(g / g0).ravel() for g, g0 in
+                                                     zip(chip.device_conductances_at(t, noise=False), chip.G_prog)])))
+        extra = (f"  f_hat {np.mean(fhat):.3f}, sum G(t)/sum G_prog {np.mean(ratio):.3f}, "
+                 f"mean G(t)/G_prog {np.mean(plain):.3f}") if fhat else ""
         print(f"t={t:>9.0f} s: compensated {np.mean(res[True]):.3f}±{np.std(res[True]):.3f}, "
               f"not {np.mean(res[False]):.3f}±{np.std(res[False]):.3f}{extra}", flush=True)
 
 
+def sum_ratio(chip, t):
+    """ΣG(t)/ΣG_prog over the chip's devices (no read noise): the conductance-weighted drift."""
+    return sum(g.sum() for g in chip.device_conductances_at(t, noise=False)) / sum(g.sum() for g in chip.G_prog)
+
+
+def calibration_study(chips=20, epochs=EPOCHS):
+    """Accuracy of the drift calibration on the trained iris block (`python -m
+    tests.test_hardware_training calibration`): f̂ for a uniform drift against the true
+    factor, and on `chips` PCM chips f̂ / (ΣG(t)/ΣG_prog) − 1 (mean, sd, worst over chips)."""
+    m, _, _ = _train(Adam(lr=0.02, schedule=Schedule("cosine", total_epochs=epochs)))
+    nu = 0.06
+    uniform = resolve_hardware("ideal", {"device": {"drift": "constant", "nu_mean": nu}, "drift_compensation": True})
+    for t in (86400.0, 365 * 86400.0):
+        f = (t / 20.0) ** (-nu)
+        print(f"uniform drift, nu={nu}, t={t:.0f} s: f_hat/f - 1 = {program(m, uniform).drift_estimate(t) / f - 1:.1e}")
+    spec = resolve_hardware("pcm")
+    for t in (3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0):
+        err = np.array([(lambda c: c.drift_estimate(t) / sum_ratio(c, t) - 1)(program(m, spec, seed=s))
+                        for s in range(chips)])
+        print(f"pcm, t={t:>9.0f} s, {chips} chips: f_hat / (sum G(t)/sum G_prog) - 1: mean {100 * err.mean():+.2f} %, "
+              f"sd {100 * err.std():.2f} %, worst {100 * err[np.abs(err).argmax()]:+.2f} %", flush=True)
+
+
 if __name__ == "__main__":
     import sys
-    drift_study() if sys.argv[1:] == ["drift"] else study()
+    {"drift": drift_study, "calibration": calibration_study}.get(sys.argv[1] if sys.argv[1:] else "", study)()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import statistics as st
-from .compensation import calibration_inputs, calibration_current
+from .compensation import CALIBRATION_READS, DriftCalibration
 from .programming import draw_variation, program_devices, streams, vary
 from ..engine import cached_engine
 from .spec import HardwareSpec, check_read_time, validate
@@ -50,7 +50,7 @@ class Chip:
         self._drifted: dict = {}
         self._cal: dict = {}
         self._cal_ref: float | None = None
-        self._cal_engine = None
+        self._calibration = None
 
     # ---- reads ---------------------------------------------------------------------------
     def _at(self, t: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -60,7 +60,7 @@ class Chip:
             d = self.spec.device
             G_t = [G * st.drift_factor(d, nu, t) for G, nu in zip(self.G_prog, self.nu)]
             noisy = d.read_noise != "none" and d.read_sigma > 0
-            sig = [st.read_sigma(d, g, t) if noisy else None for g in G_t]
+            sig = [st.read_sigma(d, g0, g, t) if noisy else None for g0, g in zip(self.G_prog, G_t)]
             if len(self._drifted) > 64:
                 self._drifted.clear()
             self._drifted[t] = (G_t, sig)
@@ -103,22 +103,23 @@ class Chip:
 
     # ---- drift compensation ----------------------------------------------------------------
     def drift_estimate(self, t: float) -> float:
-        """Global drift factor f̂ from a calibration read: the current the crossbars draw from
-        the sources for fixed inputs at t, over the same at programming (t = 0). One
+        """Global drift factor f̂ from a calibration read (compensation.py: diodes blocked,
+        small source voltages): the current the crossbars draw from the sources at t over
+        the same at programming (t = 0), each the mean of CALIBRATION_READS reads. One
         calibration per read time, as a deployed chip would do it; its reads have their own
         noise draws (the calibration stream of the chip's seed)."""
         t = check_read_time(t)
         if t not in self._cal:
-            x = calibration_inputs(self.circuit)
-            if self._cal_engine is None:
-                from ..native import NativeEngine
-                self._cal_engine = NativeEngine(self.circuit)
+            if self._calibration is None:
+                self._calibration = DriftCalibration(self.circuit)
             if self._cal_ref is None:
-                G0 = [g / k for g, k in zip(self.device_conductances_at(0.0, self._cal_rng), self.scale)]
-                self._cal_ref = calibration_current(self._cal_engine, G0, x)
-            Gt = [g / k for g, k in zip(self.device_conductances_at(t, self._cal_rng), self.scale)]
-            self._cal[t] = calibration_current(self._cal_engine, Gt, x) / self._cal_ref
+                self._cal_ref = self._calibration.current(self._calibration_reads(0.0))
+            self._cal[t] = self._calibration.current(self._calibration_reads(t)) / self._cal_ref
         return self._cal[t]
+
+    def _calibration_reads(self, t: float) -> list[list[np.ndarray]]:
+        return [[g / k for g, k in zip(self.device_conductances_at(t, self._cal_rng), self.scale)]
+                for _ in range(CALIBRATION_READS)]
 
     # ---- solving ---------------------------------------------------------------------------
     def engine(self, kind: str = "native", **options):

@@ -31,8 +31,8 @@ def program_devices(spec: DeviceSpec, G_target: np.ndarray, rng_prog, rng_stuck,
     """(G_prog, nu, stuck) for target conductances in device units.
 
     G_prog = clip(quantise(G_target) + N(0, σ_prog(quantise(G_target))), g_min, g_max); a
-    share of devices is then stuck at g_min or g_max (they do not drift: ν = 0); ν ~ N(μ_ν,
-    σ_ν) per device from the target conductance."""
+    share of devices is then stuck at g_min or g_max (they do not drift: ν = 0); ν per device
+    from the target conductance (`statistics.draw_nu`)."""
     G_target = np.asarray(G_target, float)
     G_q = st.quantise(spec, G_target)
     sigma = st.prog_sigma(spec, G_q)
@@ -42,8 +42,7 @@ def program_devices(spec: DeviceSpec, G_target: np.ndarray, rng_prog, rng_stuck,
     stuck = np.where(u < spec.stuck_g_min, STUCK_LOW,
                      np.where(u < spec.stuck_g_min + spec.stuck_g_max, STUCK_HIGH, STUCK_NONE)).astype(np.int8)
     G = np.where(stuck == STUCK_LOW, spec.g_min, np.where(stuck == STUCK_HIGH, spec.g_max, G))
-    mu, sd = st.nu_moments(spec, G_q)
-    nu = mu + sd * rng_nu.standard_normal(G.shape)
+    nu = st.draw_nu(spec, G_q, rng_nu)
     nu = np.where(stuck != STUCK_NONE, 0.0, nu)
     return G, nu, stuck
 

@@ -25,13 +25,13 @@ class DeviceSpec:
     spaced conductances over [g_min, g_max]); ``prog_noise`` 'none' | 'constant' (σ =
     prog_sigma S) | 'relative' (σ = prog_sigma·G) | 'pcm' (the aihwkit PCM polynomial, times
     prog_sigma, 1 = published); stuck shares at g_min and at g_max.
-    Drift: 'none' | 'pcm' (ν per device from the PCM fit, reference time t_c) | 'constant'
-    (ν ~ N(nu_mean, nu_std) for every device).
+    Drift: 'none' | 'pcm' (ν = |N(μ_ν, σ_ν)| per device from the PCM fit, reference time t_c) |
+    'constant' (ν ~ N(nu_mean, nu_std) for every device, as given).
     Read noise (each solve): 'none' | 'relative' (σ = read_sigma·G(t)) | 'pcm' (the 1/f model
     with t_read, times read_sigma, 1 = published).
     Pulsed updates (in-situ training), on w = (G − g_min)/(g_max − g_min): each pulse moves w
     by dw_min·(1 ± up_down)·soft-bound factor·(1 + c2c·ξ); gamma = 0 is a constant step with
-    hard bounds, gamma = 1 the usual soft-bounds device.
+    hard bounds, gamma = 1 the usual soft-bounds device. With levels, a pulse moves one level.
     """
 
     g_min: float = 1e-7

@@ -4,9 +4,11 @@ PCM (IBM aihwkit's statistical model, calibrated on about a million devices: Nan
 al., ICECS 2019 / J. Appl. Phys. 2018; Joshi et al., Nat. Commun. 2020), with
 g_T = G/g_max clipped to [0, 1]:
     σ_prog = max(−1.1731 g_T² + 1.9650 g_T + 0.2635, 0) µS · g_max/25 µS
-    μ_ν = min(max(−0.0155 ln g_T + 0.0244, 0.049), 0.1)
-    σ_ν = min(max(−0.0125 ln g_T − 0.0059, 0.008), 0.045)
+    ν = |N(μ_ν, σ_ν)|, μ_ν = min(max(−0.0155 ln g_T + 0.0244, 0.049), 0.1),
+                     σ_ν = min(max(−0.0125 ln g_T − 0.0059, 0.008), 0.045)
     σ_read(t) = G(t) · Q_s · √ln((t + t_read)/(2 t_read)),  Q_s = min(0.0088 / g_T^0.65, 0.2)
+g_T is the target conductance for σ_prog and ν, the programmed one for Q_s (the 1/f noise
+amplitude is a property of the programmed state; drift only scales it through G(t)).
 Time axis: t is seconds after programming; the model is calibrated from t_c on, so drift is
 (t/t_c)^(−ν) for t ≥ t_c and 1 before, and a PCM read before t_c has the noise of a read at t_c.
 """
@@ -38,7 +40,8 @@ def prog_sigma(spec: DeviceSpec, G_target) -> np.ndarray:
 
 
 def nu_moments(spec: DeviceSpec, G_target) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of the drift exponent ν per device."""
+    """Mean and standard deviation of the normal the drift exponent ν is drawn from, per device
+    (`draw_nu` folds it for PCM)."""
     G_target = np.asarray(G_target, float)
     if spec.drift == "none":
         return np.zeros_like(G_target), np.zeros_like(G_target)
@@ -51,6 +54,15 @@ def nu_moments(spec: DeviceSpec, G_target) -> tuple[np.ndarray, np.ndarray]:
     return mu, sd
 
 
+def draw_nu(spec: DeviceSpec, G_target, rng) -> np.ndarray:
+    """Drift exponents: |N(μ_ν, σ_ν)| for PCM (amorphous-phase relaxation only lowers the
+    conductance; IBM aihwkit's PCMLikeNoiseModel folds the normal the same way), N(nu_mean,
+    nu_std) as given for `constant`."""
+    mu, sd = nu_moments(spec, G_target)
+    nu = mu + sd * rng.standard_normal(np.shape(mu))
+    return np.abs(nu) if spec.drift == "pcm" else nu
+
+
 def drift_factor(spec: DeviceSpec, nu, t: float) -> np.ndarray:
     """G(t)/G_prog = (t/t_c)^(−ν) for t > t_c, 1 before (a device is read at t_c at the
     earliest in the PCM calibration; earlier reads see the programmed value)."""
@@ -60,15 +72,16 @@ def drift_factor(spec: DeviceSpec, nu, t: float) -> np.ndarray:
     return (t / spec.t_c) ** (-nu)
 
 
-def read_sigma(spec: DeviceSpec, G_t, t: float) -> np.ndarray:
-    """Standard deviation of one read of conductances G_t (already drifted) at time t."""
-    G_t = np.asarray(G_t, float)
+def read_sigma(spec: DeviceSpec, G_prog, G_t, t: float) -> np.ndarray:
+    """Standard deviation of one read at time t of devices programmed to G_prog that have
+    drifted to G_t: the noise scales with G_t, its PCM amplitude Q_s is set by G_prog."""
+    G_prog, G_t = np.asarray(G_prog, float), np.asarray(G_t, float)
     if spec.read_noise == "none" or spec.read_sigma == 0:
         return np.zeros_like(G_t)
     if spec.read_noise == "relative":
         return spec.read_sigma * np.abs(G_t)
     with np.errstate(divide="ignore"):
-        q = np.minimum(0.0088 / np.maximum(_g_t(spec, G_t), 1e-300) ** 0.65, 0.2)
+        q = np.minimum(0.0088 / np.maximum(_g_t(spec, G_prog), 1e-300) ** 0.65, 0.2)
     # the model's time axis starts at t_c (as drift does): earlier reads count as reads at t_c
     t_eff = max(float(t), spec.t_c)
     arg = np.log((t_eff + spec.t_read) / (2.0 * spec.t_read))

@@ -75,8 +75,9 @@ class PulsedOptimizer(Optimizer):
     the probabilities that make E[n] = Δw / dw_min (updates smaller than one step still
     count, which devices with few states need), rule='manhattan' gives one pulse of
     sign(Δw) to every device with Δw ≠ 0 (the Manhattan update). The pulses then move the device as pulses.py says.
-    The device range used is [max(device g_min / k, layer g_min), layer g_max] in the
-    layer's units, so conductances never leave the layer's range.
+    The pulsed range is [max(device g_min / k, layer g_min), layer g_max] in the layer's
+    units for a continuous device; a device with levels moves on its own level grid (device
+    g_min / k + i·(g_max − g_min)/((levels − 1)·k)), on the levels inside the layer's range.
     `apply` returns the number of pulses that hit a bound; `last_pulses` the pulses given."""
 
     name = "pulsed"
@@ -114,9 +115,16 @@ class PulsedOptimizer(Optimizer):
         else:
             self.__dict__["_early_state"] = value
 
-    def _range(self, layer) -> tuple[float, float]:
+    def _range(self, layer) -> tuple[float, float, float]:
+        """(lo, hi, floor) in the layer's units: w = (G − lo)/(hi − lo), and w >= floor keeps a
+        device inside the layer's range. A device with levels keeps its own range, so the
+        w grid is its level grid; a continuous one is mapped onto the part of the layer's
+        range the device reaches."""
         k = self.device.g_max / layer.g_max
-        return max(self.device.g_min / k, layer.g_min), layer.g_max
+        if self.device.levels is not None:
+            lo, hi = self.device.g_min / k, self.device.g_max / k
+            return lo, hi, max(0.0, (layer.g_min - lo) / (hi - lo))
+        return max(self.device.g_min / k, layer.g_min), layer.g_max, 0.0
 
     def apply(self, layers, grads) -> int:
         self.iterations += 1
@@ -127,7 +135,7 @@ class PulsedOptimizer(Optimizer):
         for k, (layer, grad) in enumerate(zip(layers, grads)):
             if not layer.trainable or grad is None:
                 continue
-            lo, hi = self._range(layer)
+            lo, hi, floor = self._range(layer)
             span = layer.g_max - layer.g_min
             # the float optimisers' step, in units of the pulsed range
             dG = -lr * layer.lr_scale * span * self._base._direction(k, grad * span)
@@ -139,8 +147,11 @@ class PulsedOptimizer(Optimizer):
                 q = np.floor(q + self.rng.random(q.shape)) if self.rule == "stochastic" else np.rint(q)
                 n = np.clip(q, -self.max_pulses, self.max_pulses).astype(np.int64)
             w = np.clip((layer.G - lo) / (hi - lo), 0.0, 1.0)
-            w, h = apply_pulses(self.device, w, n, self.rng)
-            layer.G = lo + w * (hi - lo)
+            w, h = apply_pulses(self.device, w, n, self.rng, floor)
+            G = lo + w * (hi - lo)
+            if self.device.levels is not None:     # a level device without pulses keeps its level
+                G = np.where(n != 0, np.clip(G, layer.g_min, layer.g_max), layer.G)
+            layer.G = G
             hits += h
             pulses += int(np.abs(n).sum())
         self.last_pulses = pulses
