@@ -165,6 +165,8 @@ def test_schur_solve_by_cholesky_matches_a_dense_solve(monkeypatch):
     """linear_solve (independent-set elimination, Cholesky on the Schur complement) against
     numpy's dense solve of (K + diag(d)) x = b with K assembled here from the conductances."""
     import analog.native as native
+    import analog.schur as schur
+    monkeypatch.setattr(schur, "CHOLESKY_MIN_BATCH", 1)   # the Cholesky path at any batch size
     m = block(features=3, hidden=(20,), outputs=7, device=ShockleyDiode())
     c, G = m.circuit, m.conductances
     eng = NativeEngine(c)
