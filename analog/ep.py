@@ -60,12 +60,21 @@ class _Phase:
     converged: np.ndarray
 
 
+def _nudged_start(engine, G_list, src, current, v0) -> np.ndarray:
+    """Δv of the nudged phase's warm start v0 + Δv (−Δv for −β): the engine's linear
+    response to the nudging currents when it has one (native), else 0."""
+    response = getattr(engine, "linear_response", None)
+    return np.zeros_like(v0) if response is None else response(G_list, v0, src, current)
+
+
 def _nudged_pair(engine, G_list, src, current, v0) -> tuple[_Phase, _Phase]:
     """The +β and −β phases as one batch of 2B samples in one engine call (each sample is
-    solved on its own; one call instead of two halves the per-call cost at small batches)."""
+    solved on its own; one call instead of two halves the per-call cost at small batches),
+    started from the free state plus and minus its linear response to the nudge."""
     B = len(src)
+    dv = _nudged_start(engine, G_list, src, current, v0)
     both = engine.solve(G_list, src=np.concatenate([src, src]), nudge=np.concatenate([current, -current]),
-                        v0=np.concatenate([v0, v0]))
+                        v0=np.concatenate([v0 + dv, v0 - dv]))
     return (_Phase(both.v[:B], both.src[:B], both.converged[:B]),
             _Phase(both.v[B:], both.src[B:], both.converged[B:]))
 
@@ -91,7 +100,8 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
         a, b = _nudged_pair(engine, G_list, free.src, current, v0)
         denom = 4.0 * beta_eff
     else:
-        plus = engine.solve(G_list, src=free.src, nudge=current, v0=v0)
+        plus = engine.solve(G_list, src=free.src, nudge=current,
+                            v0=v0 + _nudged_start(engine, G_list, free.src, current, v0))
         a, b, denom = _Phase(plus.v, plus.src, plus.converged), free, 2.0 * beta_eff
     used &= a.converged & b.converged
     w = used.astype(float) / max(1, used.sum())

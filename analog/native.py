@@ -314,6 +314,19 @@ class NativeEngine:
             g[:, blk.ref_term - n_f] -= blk.sign * current.sum(1)
         return g
 
+    @single_blas_thread
+    def linear_response(self, G_list, v, src, currents) -> np.ndarray:
+        """Δv = (K + diag(d(v)))⁻¹·(injected currents): the first-order change of the state v
+        when nudging currents I_k (B, n_outputs) are switched on, one Newton step from an
+        operating point. EP starts its nudged phases from v ± Δv, which leaves them a
+        correction of order β² (measured on the Fashion block: 1e-11 V, below tol_v, so
+        one Newton iteration instead of two)."""
+        c = self.circuit
+        stack = self._stack
+        d = np.zeros_like(v)
+        stack.add_to(np.zeros_like(v), d, stack.branch(v, stack.offsets(src)), energy=False)
+        return self.linear_solve(G_list, d, c.nudge_currents(currents) * c.free_scale)
+
     def hessian_diagonal(self, v, src) -> np.ndarray:
         """Device part d(v) of the Hessian K + diag(d) at a state."""
         return self._devices(v, src, want_energy=False)[1]
