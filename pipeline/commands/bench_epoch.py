@@ -77,19 +77,25 @@ def backprop_epoch_seconds(x, y, hidden, batch: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
-#: profile categories: (name, functions whose own time counts there)
+#: profile categories: (name, "module:function" entries whose own time counts there)
 CATEGORIES = (
-    ("factorisation + triangular solves", ("_cholesky_solve", "cholesky", "solve", "_batched_solve",
-                                           "_schur_solve", "_factor_solve")),
-    ("Jacobian (Schur complement, device conductances)", ("linear_solve", "_schur")),
-    ("device evaluation (currents, co-content, limiting)", ("_devices", "current", "cocontent", "limit",
-                                                            "_branch", "evaluate")),
-    ("Newton loop (matvecs, line search, convergence tests)", ("_solve_chunk", "kcl_ok", "_newton")),
-    ("K rebuild after each update", ("_linear", "_build_K", "_source_map", "_offset_residual_direct")),
-    ("EP gradient (squared drops)", ("ep_gradients", "squared_drop_sum", "edge_outer", "terminal_voltages",
-                                     "_drop_terms")),
-    ("optimiser update", ("apply", "_direction", "step", "set_conductances")),
-    ("solution extras (source currents, power)", ("source_currents", "dissipated_power", "quadratic")),
+    ("factorisation + triangular solves (LAPACK)", ("_linalg:solve", "_linalg:cholesky", "schur:cholesky_solve",
+                                                    "native:_cholesky_solve")),
+    ("Jacobian: Schur complement formed per iteration", ("schur:solve", "native:linear_solve")),
+    ("device evaluation (currents, conductances, co-content, limiting)",
+     ("newton:add_to", "newton:device_values", "newton:step_scale", "newton:branch", "newton:offsets",
+      "devices:current", "devices:cocontent", "devices:limit", "native:_devices", "native:_branch")),
+    ("Newton loop (K matvec, line search, convergence tests)",
+     ("newton:damped_newton", "newton:evaluate", "newton:_line_search", "native:_solve_chunk", "native:evaluate",
+      "native:kcl_ok", "native:_kcl_ok")),
+    ("nudged-phase predictor (linear response)", ("native:linear_response",)),
+    ("K rebuild after each update", ("native:_linear", "native:_build_K", "native:_source_map",
+                                     "native:_offset_residual_direct")),
+    ("EP gradient (squared drops)", ("ep:ep_gradients", "ep:_nudged_pair", "crossbar:squared_drop_sum",
+                                     "crossbar:edge_outer", "circuit:terminal_voltages")),
+    ("optimiser update", ("optimizers:apply", "optimizers:_direction", "optimizers:step")),
+    ("solution extras (source currents, power)", ("native:source_currents", "solution:dissipated_power",
+                                                  "crossbar:quadratic", "native:extras")),
 )
 
 
@@ -104,18 +110,11 @@ def profile_ep_epoch(model, x, y, batch: int) -> tuple[list[tuple[str, float]], 
     total = sum(v[2] for v in stats.values())
     rows, counted = [], 0.0
     for name, funcs in CATEGORIES:
-        own = sum(v[2] for (file, _, fn), v in stats.items() if fn in funcs and _ours(file, fn))
+        own = sum(v[2] for (file, _, fn), v in stats.items() if f"{Path(file).stem}:{fn}" in funcs)
         rows.append((name, own))
         counted += own
     rows.append(("other (Python overhead, numpy calls outside the above)", total - counted))
     return rows, total
-
-
-def _ours(file: str, fn: str) -> bool:
-    """numpy's linalg for its factorisations, the project's own functions for the rest."""
-    if fn in ("cholesky", "solve"):
-        return "linalg" in file
-    return "analog" in file
 
 
 def run_epoch_bench(samples: int, embeddings: str | None, profile: bool) -> dict:
