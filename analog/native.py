@@ -14,19 +14,12 @@ tol_i + rtol_i·I_n at every free node (defaults 1e-12 A and
 1e-9; I_n, the sum of the magnitudes of the terms that cancel in node n's KCL sum).
 Both are checked: a small step alone can hide a stalled iteration.
 
-Speed. Free nodes of one layer do not touch each other, so K has large diagonal blocks.
-We split the free nodes into an independent set E (diagonal Hessian block) and the rest R,
-eliminate E exactly, and solve only the dense Schur complement on R per sample: for the
-Fashion block (100 hidden, 20 outputs) that is a 20×20 system instead of 120×120. The
-Schur complement S = K_RR + diag(d_R) − K_RE diag(1/D_E) K_ER is symmetric positive
-definite whenever K + diag(d) is (monotone devices, gmin > 0), so S is factored by a
-batched Cholesky decomposition with triangular solves by substitution (vectorised over
-the batch); if a factorisation fails the batch falls back to a general LU solve. Below
-CHOLESKY_MIN_ORDER unknowns LU is used: there the substitution's Python loop costs more
-than the factorisation saves (measured: 5×5 systems, LU 12 µs vs Cholesky 111 µs per 40
-samples; 20×20, LU 479 µs vs 420 µs per 200 samples, 8.4 ms vs 4.9 ms per 2000).
-The line search hands the gradient and Hessian diagonal it computed at the accepted point
-to the next iteration, so each iteration evaluates the devices once per trial point.
+Speed. The linear solves eliminate an independent set of free nodes and factor the
+Schur complement on the rest (analog/schur.py); the iteration itself (analog/newton.py)
+computes what depends only on the sources once per solve and each device layer once per
+trial point. The line search hands the gradient and Hessian diagonal it computed at the
+accepted point to the next iteration, so each iteration evaluates the devices once per
+trial point.
 """
 from __future__ import annotations
 
@@ -36,9 +29,11 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import crossbar as xb
+from . import schur
 from .circuit import CompiledCircuit
 from .engine import check_solve_inputs
-from .solution import Solution, device_branch_voltages, dissipated_power
+from .newton import DeviceStack, damped_newton
+from .solution import LazySolution, Solution, device_branch_voltages, dissipated_power
 
 
 _THREADPOOLS = ThreadpoolController()
@@ -55,39 +50,9 @@ def single_blas_thread(fn):
     return wrapper
 
 
-CHOLESKY_MIN_ORDER = 12
-
-
-def _cholesky_solve(S: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve S x = b per sample for SPD S (B, n, n) by S = L Lᵀ and two substitutions
-    vectorised over the batch (numpy has no batched triangular solve). Raises
-    np.linalg.LinAlgError when some S is not positive definite."""
-    L = np.linalg.cholesky(S)
-    n = S.shape[1]
-    y = b.copy()
-    for i in range(n):                      # L y = b
-        y[:, i] /= L[:, i, i]
-        if i + 1 < n:
-            y[:, i + 1:] -= L[:, i + 1:, i] * y[:, i, None]
-    for i in range(n - 1, -1, -1):          # Lᵀ x = y
-        y[:, i] /= L[:, i, i]
-        if i:
-            y[:, :i] -= L[:, i, :i] * y[:, i, None]
-    return y
-
-
-def _independent_set(adjacency: np.ndarray) -> np.ndarray:
-    """Greedy maximal independent set, least-connected nodes first."""
-    n = adjacency.shape[0]
-    degree = adjacency.sum(1)
-    chosen = np.zeros(n, bool)
-    blocked = np.zeros(n, bool)
-    for i in np.argsort(degree, kind="stable"):
-        if not blocked[i]:
-            chosen[i] = True
-            blocked |= adjacency[i]
-            blocked[i] = True
-    return chosen
+#: the Schur solver's Cholesky path (re-exported for tests that spy on it)
+_cholesky_solve = schur.cholesky_solve
+CHOLESKY_MIN_ORDER = schur.CHOLESKY_MIN_ORDER
 
 
 class _SparseRight:
@@ -128,14 +93,15 @@ class NativeEngine:
         ones = [np.ones(xb.g_shape(b)) for b in c.dense]
         structure = self._build_K(ones, structural=True) != 0
         np.fill_diagonal(structure, False)
-        self._E = np.flatnonzero(_independent_set(structure))
-        self._R = np.flatnonzero(~_independent_set(structure))
+        chosen = schur.independent_set(structure)
+        self._E, self._R = np.flatnonzero(chosen), np.flatnonzero(~chosen)
         self._cache_G: list[np.ndarray] | None = None
         self._nl = []
         for blk in c.nonlinear:
             f = self._tf[blk.node_terms]
             self._nl.append((blk, f, self._tc[blk.node_terms], self._to[blk.node_terms],
                              blk.ref_term - c.n_free, blk.scale))
+        self._stack = DeviceStack(c, self._tf, self._tc, self._to)
 
     # ---- linear part ----------------------------------------------------------------------
     def _build_K(self, G_list, structural=False) -> np.ndarray:
@@ -176,10 +142,7 @@ class NativeEngine:
                     raise ValueError(f"conductances of layer '{blk.layer.name}' have shape {np.shape(G)}, "
                                      f"expected {expect}")
             K = self._build_K(G_list)
-            E, R = self._E, self._R
-            KRE, KER = K[np.ix_(R, E)], K[np.ix_(E, R)]
-            P = (KRE.T[:, :, None] * KER[:, None, :]).reshape(len(E), -1)  # P[e, r·nR+s] = K_re K_es
-            self._lin = dict(K=K, KEE=np.diag(K)[E], KER=KER, KRE=KRE, KRR=K[np.ix_(R, R)], P=P)
+            self._lin = dict(K=K, schur=schur.SchurSolver(K, self._E, self._R))
             # c(src) is affine in the source voltages: c = src @ C + c0, one GEMM per solve
             self._lin["C"] = self._source_map(G_list)
             self._lin["c0"] = self._offset_residual_direct(G_list, np.zeros((1, self.circuit.n_sources)))[0]
@@ -264,38 +227,10 @@ class NativeEngine:
                 e += (scale * blk.device.cocontent(u)).sum(1)
         return r, d, e
 
-    def _branch(self, v, src):
-        out = []
-        for blk, f, a, off, ref, scale in self._nl:
-            out.append(blk.sign * (a * v[:, f] + off - src[:, [ref]]))
-        return out
-
     # ---- linear solves --------------------------------------------------------------------
     def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """Solve (K + diag(d)) x = rhs per sample by eliminating the independent set E."""
-        L = self._linear(G_list)
-        E, R = self._E, self._R
-        DE = L["KEE"] + d[:, E]
-        x = np.empty_like(rhs)
-        if len(R) == 0:
-            x[:, E] = rhs[:, E] / DE
-            return x
-        inv = 1.0 / DE
-        # S = K_RR + diag(d_R) − K_RE diag(1/D_E) K_ER, as one GEMM over the batch
-        S = (L["KRR"].ravel() - inv @ L["P"]).reshape(-1, len(R), len(R))
-        S[:, np.arange(len(R)), np.arange(len(R))] += d[:, R]
-        b = rhs[:, R] - (rhs[:, E] * inv) @ L["KRE"].T
-        xR = None
-        if len(R) >= CHOLESKY_MIN_ORDER:
-            try:
-                xR = _cholesky_solve(S, b)
-            except np.linalg.LinAlgError:
-                xR = None
-        if xR is None:
-            xR = np.linalg.solve(S, b[:, :, None])[:, :, 0]
-        x[:, R] = xR
-        x[:, E] = (rhs[:, E] - xR @ L["KER"].T) / DE
-        return x
+        return self._linear(G_list)["schur"].solve(d, rhs, cholesky=_cholesky_solve)
 
     # ---- public API ---------------------------------------------------------------------------
     @single_blas_thread
@@ -315,91 +250,38 @@ class NativeEngine:
         v = np.concatenate([p[0] for p in parts])
         conv = np.concatenate([p[1] for p in parts])
         iters = np.concatenate([p[2] for p in parts])
-        currents = self.source_currents(G_list, v, src)
-        power = dissipated_power(c, G_list, v, src)
         v[~conv] = np.nan
-        currents[~conv] = np.nan
-        power[~conv] = np.nan
-        return Solution(v=v, src=src, source_currents=currents, converged=conv, iterations=iters,
-                        power=power, nudge=nudge, info={"failures": np.flatnonzero(~conv).tolist()})
+        G_solved = self._cache_G    # copies, replaced (never changed) when G changes
+
+        @single_blas_thread
+        def extras():
+            currents = self.source_currents(G_solved, v, src)
+            power = dissipated_power(c, G_solved, v, src)
+            currents[~conv] = np.nan
+            power[~conv] = np.nan
+            return currents, power
+
+        return LazySolution(v=v, src=src, source_currents=None, converged=conv, iterations=iters, power=None,
+                            nudge=nudge, info={"failures": np.flatnonzero(~conv).tolist()}, extras=extras)
 
     def _solve_chunk(self, G_list, src, nudge, v0):
         c = self.circuit
-        L = self._linear(G_list)
-        K = L["Kop"]
+        lin = self._linear(G_list)
         B = src.shape[0]
-        cvec = src @ L["Cop"] + L["c0"]
+        cvec = src @ lin["Cop"] + lin["c0"]
         inj = np.zeros((B, c.n_free)) if nudge is None else c.nudge_currents(nudge) * c.free_scale
-        v = np.full((B, c.n_free), c.vref) if v0 is None else v0.copy()
-        converged = np.zeros(B, bool)
-        iterations = np.zeros(B, int)
-        active = np.arange(B)
-        limiting = [i for i, item in enumerate(self._nl) if item[0].device.needs_limiting]
+        v = np.full((B, c.n_free), c.vref) if v0 is None else v0
+        return damped_newton(self, lin, src, cvec, inj, v)
 
-        def evaluate(vv, idx):
-            rn, dn, en = self._devices(vv, src[idx])
-            Kv = vv @ K
-            F = 0.5 * (vv * Kv).sum(1) + ((cvec[idx] - inj[idx]) * vv).sum(1) + en
-            return F, Kv + cvec[idx] + rn - inj[idx], dn
-
-        def kcl_ok(vv, idx, rr):
-            """Residual test in amperes at every free node (see the module docstring)."""
-            amps = np.abs(rr) / c.free_scale
-            ok = (amps <= self.tol_i).all(1)
-            if not ok.all():   # rare: weigh against the currents meeting at each node
-                j = np.flatnonzero(~ok)
-                mag = self._current_magnitude(vv[j], src[idx[j]], L["K"], cvec[idx[j]], inj[idx[j]])
-                ok[j] = (amps[j] <= self.tol_i + self.rtol_i * mag).all(1)
-            return ok
-
-        with np.errstate(over="ignore", invalid="ignore"):
-            F, r, d = evaluate(v, active)
-            for it in range(self.max_iter):
-                if len(active) == 0:
-                    break
-                iterations[active] += 1
-                step = -self.linear_solve(G_list, d, r)
-                alpha = np.ones(len(active))
-                v_act = v[active]
-                if limiting:  # SPICE pnjlim, applied as a scaling of the Newton step
-                    u_old = self._branch(v_act, src[active])
-                    u_new = self._branch(v_act + step, src[active])
-                    for i in limiting:
-                        dev = self._nl[i][0].device
-                        lim = dev.limit(u_old[i], u_new[i])
-                        du = u_new[i] - u_old[i]
-                        ratio = np.where(np.abs(du) > 0, (lim - u_old[i]) / np.where(du == 0, 1, du), 1.0)
-                        alpha = np.minimum(alpha, np.clip(ratio, 1e-6, 1.0).min(1))
-                slope = (r * step).sum(1)
-                accepted = np.zeros(len(active), bool)
-                F_new, r_new, d_new = np.empty(len(active)), np.empty_like(r), np.empty_like(d)
-                for _ in range(60):
-                    todo = np.flatnonzero(~accepted)
-                    if len(todo) == 0:
-                        break
-                    trial = v_act[todo] + alpha[todo, None] * step[todo]
-                    Ft, rt, dt = evaluate(trial, active[todo])
-                    tol = 1e-12 * np.abs(F[todo]) + 1e-300
-                    ok = np.isfinite(Ft) & (Ft - F[todo] <= 1e-4 * alpha[todo] * slope[todo] + tol)
-                    acc = todo[ok]
-                    F_new[acc], r_new[acc], d_new[acc] = Ft[ok], rt[ok], dt[ok]
-                    accepted[acc] = True
-                    alpha[todo[~ok]] *= 0.5
-                v_new = v_act + alpha[:, None] * step
-                v[active] = v_new
-                if not accepted.all():   # line search exhausted: go on from the tiny step taken
-                    j = np.flatnonzero(~accepted)
-                    F_new[j], r_new[j], d_new[j] = evaluate(v_new[j], active[j])
-                bad = ~np.isfinite(step).all(1)
-                small = (alpha == 1.0) & (np.abs(step).max(1) < self.tol_v) & ~bad
-                done = small.copy()
-                if small.any():
-                    done[small] = kcl_ok(v_new[small], active[small], r_new[small])
-                converged[active[done]] = True
-                keep = ~(done | bad)
-                active = active[keep]
-                F, r, d = F_new[keep], r_new[keep], d_new[keep]
-        return v, converged, iterations
+    def _kcl_ok(self, v, src, r, lin, cvec, inj) -> np.ndarray:
+        """Residual test in amperes at every free node (see the module docstring)."""
+        amps = np.abs(r) / self.circuit.free_scale
+        ok = (amps <= self.tol_i).all(1)
+        if not ok.all():   # rare: weigh against the currents meeting at each node
+            j = np.flatnonzero(~ok)
+            mag = self._current_magnitude(v[j], src[j], lin["K"], cvec[j], inj[j])
+            ok[j] = (amps[j] <= self.tol_i + self.rtol_i * mag).all(1)
+        return ok
 
     def _current_magnitude(self, v, src, K, cvec, inj):
         """Σ|terms| of the scaled KCL residual at each free node, in amperes (B, n): the size
@@ -431,6 +313,19 @@ class NativeEngine:
             current, _ = blk.device.current(u)
             g[:, blk.ref_term - n_f] -= blk.sign * current.sum(1)
         return g
+
+    @single_blas_thread
+    def linear_response(self, G_list, v, src, currents) -> np.ndarray:
+        """Δv = (K + diag(d(v)))⁻¹·(injected currents): the first-order change of the state v
+        when nudging currents I_k (B, n_outputs) are switched on, one Newton step from an
+        operating point. EP starts its nudged phases from v ± Δv, which leaves them a
+        correction of order β² (measured on the Fashion block: 1e-11 V, below tol_v, so
+        one Newton iteration instead of two)."""
+        c = self.circuit
+        stack = self._stack
+        d = np.zeros_like(v)
+        stack.add_to(np.zeros_like(v), d, stack.branch(v, stack.offsets(src)), energy=False)
+        return self.linear_solve(G_list, d, c.nudge_currents(currents) * c.free_scale)
 
     def hessian_diagonal(self, v, src) -> np.ndarray:
         """Device part d(v) of the Hessian K + diag(d) at a state."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -50,6 +51,34 @@ class Solution:
         if not np.all(self.converged):
             raise ConvergenceError(self.failed, engine)
         return self
+
+
+def _lazy(name: str) -> property:
+    """A Solution field computed on first access (see LazySolution), kept under its own
+    name in the instance's __dict__ so that `type(s)(**s.__dict__)` still builds a copy."""
+    def get(self):
+        if self.__dict__.get(name) is None and self.extras is not None:
+            self.__dict__["source_currents"], self.__dict__["power"] = self.extras()
+        return self.__dict__.get(name)
+
+    def put(self, value):
+        self.__dict__[name] = value
+    return property(get, put)
+
+
+@dataclass
+class LazySolution(Solution):
+    """A Solution whose `source_currents` and `power` are computed on first access, by
+    `extras()` -> (source_currents, power): EP's nudged phases and most training solves
+    never read them, and at training batch sizes they cost as much as a Newton iteration.
+    `extras` must see the state as it was solved (the engine binds copies of the
+    conductances)."""
+
+    extras: Callable | None = field(default=None, repr=False, compare=False)
+
+
+LazySolution.source_currents = _lazy("source_currents")
+LazySolution.power = _lazy("power")
 
 
 def device_branch_voltages(circuit: CompiledCircuit, block, V: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import click
 
 HELP = ("measure samples/s: native engine, ngspice (loaded and rebuilt per sample), EP training step, "
-        "and the same on real devices (a programmed chip with read noise, hardware-aware and pulsed EP steps)")
+        "the same on real devices (a programmed chip with read noise, hardware-aware and pulsed EP steps), "
+        "and one EP training epoch of the main job's block against a Keras backprop epoch")
 
 
 def fashion_block(seed: int = 0):
@@ -40,6 +41,12 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True, help="ngspice worker processes")
 @click.option("--no-ngspice", is_flag=True, help="measure the native engine only")
 @click.option("--no-hardware", is_flag=True, help="skip the real-device figures (chip solve, aware and pulsed EP steps)")
+@click.option("--epoch-samples", type=click.IntRange(min=0), default=10000, show_default=True,
+              help="samples of the EP-vs-backprop epoch on the main job's block (0: skip it)")
+@click.option("--embeddings", type=click.Path(exists=True, dir_okay=True), default=None,
+              help="embeddings.npz (or its folder) from `mixsig embed` for that epoch; default: a stand-in "
+                   "(an MLP encoder's tanh embedding of Fashion-MNIST)")
+@click.option("--profile", is_flag=True, help="profile that EP epoch: time per part of the step")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
@@ -140,6 +147,9 @@ def run(args) -> int:
         res["ratio_native_vs_ngspice_loaded"] = res["native_samples_per_s"] / res["ngspice_loaded_samples_per_s"]
     res["ratio_native_ops_vs_target_3000"] = res["native_samples_per_s"] / 3000.0
     res["ratio_ep_train_vs_target_1000"] = res["ep_train_samples_per_s"] / 1000.0
+    if args.epoch_samples:
+        from pipeline.commands.bench_epoch import print_epoch_bench, run_epoch_bench
+        res.update(run_epoch_bench(args.epoch_samples, args.embeddings, args.profile))
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -161,4 +171,6 @@ def run(args) -> int:
         print(f"  loaded / rebuild         {res['ratio_loaded_vs_rebuild']:>10.1f}x")
         print(f"  native / ngspice loaded  {res['ratio_native_vs_ngspice_loaded']:>10.0f}x")
         print(f"  max |V_native − V_ngspice| {res['max_abs_dv_native_vs_ngspice']:.2e} V")
+    if args.epoch_samples:
+        print_epoch_bench(res)
     return 0

@@ -1,0 +1,197 @@
+"""The native engine's Newton iteration on F(v) (analog/native.py has the method and the
+convergence rule), written to cost little per iteration at training batch sizes (64
+samples), where numpy's per-call overhead, not arithmetic, dominates:
+
+* everything that depends only on the source voltages (the devices' branch-voltage
+  offsets, the linear residual's affine part minus the nudging currents) is computed once
+  per solve, not per iteration;
+* each device layer is evaluated once per trial point: current, conductance and
+  co-content together (one exponential for an ideal Shockley diode);
+* the branch voltages at the current point are kept, so the junction limiting of a step
+  needs no second evaluation of them;
+* the conductance-dependent matrices arrive factored into a `SchurSolver` once per solve.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .devices import ShockleyDiode
+
+
+def _plain_shockley(device) -> bool:
+    return type(device) is ShockleyDiode and bool(np.all(np.asarray(device.RS) == 0.0))
+
+
+def device_values(device, u: np.ndarray, energy: bool, plain_shockley: bool | None = None):
+    """(I(u), dI/du, co-content or None) of a device layer at branch voltages u."""
+    if plain_shockley if plain_shockley is not None else _plain_shockley(device):
+        vte, IS = device.vte, device.IS
+        e = np.exp(np.minimum(u / vte, 700.0))
+        em1 = e - 1.0    # as the current; the co-content's rounding error is ≈ IS·Vt·1e-16 J
+        return IS * em1, (IS / vte) * e, (IS * vte * em1 - IS * u if energy else None)
+    current, cond = device.current(u)
+    return current, cond, (device.cocontent(u) if energy else None)
+
+
+class DeviceStack:
+    """The circuit's device layers, grouped: layers whose devices are equal and have no
+    per-element parameters are evaluated as one array (the up and down diodes of a hidden
+    layer: one exponential over both).
+
+    Device k has branch voltage u = sa·v[:, f] + c(src): sa = sign·coef, c = sign·(offset −
+    bias source); it adds w_r·I(u) to the residual at node f, w_d·dI/du to the Hessian
+    diagonal and scale·co-content to F."""
+
+    def __init__(self, circuit, term_free, term_coef, term_offset):
+        groups: list[tuple] = []
+        for blk in circuit.nonlinear:
+            match = [g for g in groups if blk.device.size is None and g[0] == blk.device]
+            if match:
+                match[0][1].append(blk)
+            else:
+                groups.append((blk.device, [blk]))
+        self.groups = [self._group(dev, blks, circuit, term_free, term_coef, term_offset) for dev, blks in groups]
+        self.limiting = [i for i, g in enumerate(self.groups) if g["limit"]]
+
+    @staticmethod
+    def _group(device, blks, circuit, term_free, term_coef, term_offset) -> dict:
+        def cat(parts):   # per-layer numbers or arrays → one array over the group's devices
+            return np.concatenate([np.broadcast_to(np.asarray(p, float), (len(b.node_terms),))
+                                   for p, b in zip(parts, blks)])
+
+        f = np.concatenate([term_free[b.node_terms] for b in blks])
+        a = np.concatenate([term_coef[b.node_terms] for b in blks])
+        sign = cat([b.sign for b in blks])
+        scale = cat([b.scale for b in blks])
+        bounds = np.cumsum([0] + [len(b.node_terms) for b in blks])
+        g = dict(device=device, f=f, sa=sign * a, sign=sign, scale=scale, w_r=scale * sign * a, w_d=scale * a * a,
+                 off=sign * np.concatenate([term_offset[b.node_terms] for b in blks]),
+                 ref=np.concatenate([np.full(len(b.node_terms), b.ref_term - circuit.n_free) for b in blks]),
+                 parts=[(slice(lo, hi), term_free[b.node_terms]) for lo, hi, b in zip(bounds, bounds[1:], blks)],
+                 plain=_plain_shockley(device), limit=bool(device.needs_limiting))
+        if g["plain"]:   # pnjlim acts only above the critical voltage, on steps over 2·N·Vt
+            vte = device.vte
+            g["vcrit"], g["two_vte"] = vte * np.log(vte / (np.sqrt(2.0) * device.IS)), 2.0 * vte
+        return g
+
+    def offsets(self, src: np.ndarray) -> list[np.ndarray]:
+        """Per group, the constant part of its branch voltages for these sources (B, n_g)."""
+        return [g["off"] - g["sign"] * src[:, g["ref"]] for g in self.groups]
+
+    def branch(self, v, offsets) -> list[np.ndarray]:
+        return [g["sa"] * v[:, g["f"]] + c for g, c in zip(self.groups, offsets)]
+
+    def add_to(self, r: np.ndarray, d: np.ndarray, us, energy: bool):
+        """Add the devices at branch voltages `us` to the residual r and the Hessian
+        diagonal d (in place); return their energy (B,) (zeros unless `energy`)."""
+        e = np.zeros(len(r))
+        for g, u in zip(self.groups, us):
+            current, cond, co = device_values(g["device"], u, energy, g["plain"])
+            ri, di = g["w_r"] * current, g["w_d"] * cond
+            for sl, f in g["parts"]:
+                r[:, f] += ri[:, sl]
+                d[:, f] += di[:, sl]
+            if energy:
+                e += co @ g["scale"]
+        return e
+
+    def step_scale(self, us, step) -> np.ndarray:
+        """SPICE pnjlim on the limiting groups, as one factor α ≤ 1 on each sample's step."""
+        alpha = np.ones(len(step))
+        for i in self.limiting:
+            g = self.groups[i]
+            u_old = us[i]
+            u_new = u_old + g["sa"] * step[:, g["f"]]
+            du = u_new - u_old    # not sa·step: the unlimited ratio below must be exactly 1
+            if g["plain"] and not ((u_new > g["vcrit"]) & (np.abs(du) > g["two_vte"])).any():
+                continue          # no junction limited: α stays 1
+            lim = g["device"].limit(u_old, u_new)
+            ratio = np.where(np.abs(du) > 0, (lim - u_old) / np.where(du == 0, 1, du), 1.0)
+            alpha = np.minimum(alpha, np.clip(ratio, 1e-6, 1.0).min(1))
+        return alpha
+
+
+def damped_newton(engine, lin, src, cvec, inj, v0):
+    """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
+    cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
+    both (B, n) and scaled. Returns (v, converged, iterations)."""
+    K, schur, stack = lin["Kop"], lin["schur"], engine._stack
+    B = len(src)
+    v = v0.copy()
+    converged = np.zeros(B, bool)
+    iterations = np.zeros(B, int)
+    active = np.arange(B)
+    offs = stack.offsets(src)
+    lin_offset = cvec - inj
+
+    def evaluate(vv, idx):
+        Kv = vv @ K
+        c = lin_offset[idx]
+        us = stack.branch(vv, [o[idx] for o in offs])
+        r = Kv + c
+        d = np.zeros_like(vv)
+        e = stack.add_to(r, d, us, energy=True)
+        F = ((0.5 * Kv + c) * vv).sum(1) + e
+        return F, r, d, us
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        F, r, d, us = evaluate(v, active)
+        for _ in range(engine.max_iter):
+            if len(active) == 0:
+                break
+            iterations[active] += 1
+            step = -schur.solve(d, r)
+            v_act = v[active]
+            alpha = stack.step_scale(us, step) if stack.limiting else np.ones(len(active))
+            slope = (r * step).sum(1)
+            F_new, r_new, d_new, us_new, accepted = _line_search(evaluate, v_act, step, alpha, F, slope, active)
+            v_new = v_act + alpha[:, None] * step
+            v[active] = v_new
+            if not accepted.all():   # line search exhausted: go on from the tiny step taken
+                j = np.flatnonzero(~accepted)
+                F_new[j], r_new[j], d_new[j], uj = evaluate(v_new[j], active[j])
+                for u_all, u_j in zip(us_new, uj):
+                    u_all[j] = u_j
+            bad = ~np.isfinite(step).all(1)
+            small = (alpha == 1.0) & (np.abs(step).max(1) < engine.tol_v) & ~bad
+            done = small.copy()
+            if small.any():
+                i = active[small]
+                done[small] = engine._kcl_ok(v_new[small], src[i], r_new[small], lin, cvec[i], inj[i])
+            converged[active[done]] = True
+            keep = ~(done | bad)
+            if keep.all():
+                F, r, d, us = F_new, r_new, d_new, us_new
+            else:
+                active = active[keep]
+                F, r, d, us = F_new[keep], r_new[keep], d_new[keep], [u[keep] for u in us_new]
+    return v, converged, iterations
+
+
+def _line_search(evaluate, v_act, step, alpha, F, slope, active):
+    """Armijo backtracking (halving α, up to 60 times) on every sample of the step; α is
+    updated in place. The common case, every full step accepted, costs one evaluation."""
+    n = len(v_act)
+    Ft, rt, dt, ut = evaluate(v_act + alpha[:, None] * step, active)
+    ok = np.isfinite(Ft) & (Ft - F <= 1e-4 * alpha * slope + 1e-12 * np.abs(F) + 1e-300)
+    if ok.all():
+        return Ft, rt, dt, ut, ok
+    accepted = np.zeros(n, bool)
+    F_new, r_new, d_new = np.empty(n), np.empty_like(rt), np.empty_like(dt)
+    us_new = [np.empty_like(u) for u in ut]
+    todo = np.arange(n)
+    for attempt in range(60):
+        if attempt:
+            todo = np.flatnonzero(~accepted)
+            if len(todo) == 0:
+                break
+            Ft, rt, dt, ut = evaluate(v_act[todo] + alpha[todo, None] * step[todo], active[todo])
+            tol = 1e-12 * np.abs(F[todo]) + 1e-300
+            ok = np.isfinite(Ft) & (Ft - F[todo] <= 1e-4 * alpha[todo] * slope[todo] + tol)
+        acc = todo[ok]
+        F_new[acc], r_new[acc], d_new[acc] = Ft[ok], rt[ok], dt[ok]
+        for u_all, u_t in zip(us_new, ut):
+            u_all[acc] = u_t[ok]
+        accepted[acc] = True
+        alpha[todo[~ok]] *= 0.5
+    return F_new, r_new, d_new, us_new, accepted
