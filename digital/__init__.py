@@ -21,6 +21,7 @@ from .registry import (
     load_encoder,
     make_encoder,
     register_encoder,
+    register_encoder_class,
 )
 from .pca import PCAEncoder
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_encoder",
     "check_encoder",
     "register_encoder",
+    "register_encoder_class",
     "available_encoders",
     "prepare_images",
     "N_CLASSES",

@@ -41,6 +41,8 @@ __all__ = [
     "validate_targets",
     "read_manifest",
     "import_object",
+    "encoder_class",
+    "register_encoder_class",
 ]
 
 MANIFEST_NAME = "encoder.json"
@@ -168,6 +170,39 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+# Encoder classes a manifest may name, by class path. A manifest never causes an import of
+# its own: its class must be built in, defined by a module the process already imported
+# (every Encoder subclass registers itself), registered, or come from a module the caller
+# trusts (the one a config's plug-in spec names).
+_BUILTIN_CLASSES = {"digital.cnn:CNNEncoder", "digital.mlp:MLPEncoder", "digital.pca:PCAEncoder"}
+_ENCODER_CLASSES: dict[str, type] = {}
+
+
+def register_encoder_class(cls: type) -> type:
+    """Make ``load_encoder`` accept manifests naming ``cls`` (usable as a class decorator)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_encoder_class: {cls!r} is not a class")
+    _ENCODER_CLASSES[class_path(cls)] = cls
+    return cls
+
+
+def encoder_class(name: str, *, modules: tuple[str, ...] = (), where: str = "encoder manifest") -> type:
+    """The encoder class a manifest names, without importing anything the caller did not
+    choose (see ``_ENCODER_CLASSES``); an unknown name raises EncoderContractError."""
+    if name in _ENCODER_CLASSES:
+        return _ENCODER_CLASSES[name]
+    module = name.partition(":")[0] if ":" in name else name.rpartition(".")[0]
+    if name in _BUILTIN_CLASSES or (module and module in modules):
+        cls = import_object(name, what="encoder class")
+        if isinstance(cls, type):
+            return cls
+    known = ", ".join(sorted(_BUILTIN_CLASSES | set(_ENCODER_CLASSES)))
+    raise EncoderContractError(
+        f"{where} names the class {name!r}, which is not a registered encoder class (known: {known}); a "
+        f"plug-in's class loads when the config's digital.encoder names its module, or after "
+        f"digital.register_encoder_class")
+
+
 class _Manifest(BaseModel):
     """What ``encoder.json`` must hold (other entries are kept as they are)."""
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -236,6 +271,11 @@ class Encoder(abc.ABC):
 
     #: Whether ``embed`` works before ``fit`` (True for randomly initialised nets).
     embeds_before_fit: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls):   # defined by a module this process chose to import
+            register_encoder_class(cls)
 
     def __init__(
         self,
@@ -411,12 +451,13 @@ class Encoder(abc.ABC):
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Encoder":
+    def load(cls, directory: str | Path, *, modules: tuple[str, ...] = ()) -> "Encoder":
         """Load an encoder saved by :meth:`save`. Called on the base class it dispatches
-        on the manifest; on a subclass it also checks the saved class matches."""
+        on the manifest (a registered class only: :func:`encoder_class`; ``modules`` are
+        plug-in modules the caller trusts); on a subclass it also checks the class matches."""
         d = Path(directory)
         manifest = read_manifest(d)
-        target = import_object(manifest["class"], what="encoder class")
+        target = encoder_class(manifest["class"], modules=modules, where=f"{str(d / MANIFEST_NAME)!r}")
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise EncoderContractError(
                 f"{str(d)!r} holds a {manifest['class']!r}, not a {class_path(cls)}"

@@ -95,3 +95,16 @@ def check_configured_encoder(cfg: dict, sample: int = 300) -> None:
     except Exception as exc:   # a plug-in's own bug: name the encoder, not a traceback
         raise ValueError(f"digital.encoder={d['encoder']!r} failed while being built or tried on {sample} "
                          f"training images: {type(exc).__name__}: {exc}") from None
+
+
+def plugin_modules(cfg: dict) -> tuple[str, ...]:
+    """The module a config's plug-in encoder spec ('package.module:factory') names: the
+    one module an encoder manifest of this config may have its class imported from."""
+    spec = str(cfg["digital"]["encoder"]).strip()
+    return (spec.partition(":")[0],) if ":" in spec else ()
+
+
+def load_encoder(cfg: dict, folder):
+    """A saved encoder of this config's runs (digital.load_encoder, trusting the config's plug-in)."""
+    from digital import load_encoder as load
+    return load(folder, modules=plugin_modules(cfg))
