@@ -15,6 +15,7 @@ from .base import (
     EncoderContractError,
     prepare_images,
 )
+from .errors import DigitalInputError
 from .registry import (
     available_encoders,
     check_encoder,
@@ -28,6 +29,7 @@ from .pca import PCAEncoder
 __all__ = [
     "Encoder",
     "EncoderContractError",
+    "DigitalInputError",
     "CNNEncoder",
     "MLPEncoder",
     "PCAEncoder",

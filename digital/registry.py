@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import DigitalInputError
 from .base import EncoderContractError, encoder_class, import_object, read_manifest, register_encoder_class
 
 __all__ = [
@@ -46,9 +47,9 @@ _REGISTERED: dict[str, Callable[..., Any]] = {}
 def register_encoder(name: str, factory: Callable[..., Any]) -> None:
     """Make ``make_encoder(name, **params)`` call ``factory(**params)``."""
     if not isinstance(name, str) or not name or ":" in name:
-        raise ValueError(f"encoder name must be a non-empty string without ':', got {name!r}")
+        raise DigitalInputError(f"encoder name must be a non-empty string without ':', got {name!r}")
     if not callable(factory):
-        raise ValueError(f"factory for {name!r} must be callable, got {factory!r}")
+        raise DigitalInputError(f"factory for {name!r} must be callable, got {factory!r}")
     _REGISTERED[name.lower()] = factory
 
 
@@ -95,7 +96,7 @@ def make_encoder(spec: str, **params: Any) -> Any:
     :class:`EncoderContractError`.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"encoder spec must be a non-empty string, got {spec!r}")
+        raise DigitalInputError(f"encoder spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
     key = spec.lower()
     if key in _REGISTERED:
@@ -107,7 +108,7 @@ def make_encoder(spec: str, **params: Any) -> Any:
         if not callable(factory):
             raise EncoderContractError(f"encoder factory {spec!r} is not callable (got {factory!r})")
     else:
-        raise ValueError(
+        raise DigitalInputError(
             f"unknown encoder spec {spec!r}: use one of {available_encoders()} "
             f"or 'package.module:factory'"
         )

@@ -16,8 +16,10 @@ import contextlib
 import os
 from pathlib import Path
 
+from pipeline.errors import UserError
 
-class TrackingStoreError(Exception):
+
+class TrackingStoreError(UserError):
     """The tracking store cannot be opened (locked, unreadable, not a database)."""
 
 

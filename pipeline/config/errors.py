@@ -8,10 +8,12 @@ import typing
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ValidationError
 
+from pipeline.errors import UserError
+
 __all__ = ["ConfigError", "from_validation_error", "dotted"]
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A config file is missing or holds a value the schema does not allow."""
 
 
