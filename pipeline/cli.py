@@ -112,10 +112,13 @@ def main(argv=None) -> int:
     signals.install()       # SIGTERM raises signals.Terminated, like Ctrl-C raises KeyboardInterrupt
     try:
         rv = cli.main(args=args, prog_name="mixsig", standalone_mode=False, obj=state)
+        signals.raise_pending()      # an interrupt a finalizer swallowed is still one
     except click.exceptions.Abort:   # Click's form of KeyboardInterrupt
+        signals.handled()
         print(signals.describe(KeyboardInterrupt()), file=sys.stderr)
         return 130
     except (KeyboardInterrupt, signals.Terminated) as exc:
+        signals.handled()
         print(signals.describe(exc), file=sys.stderr)
         return signals.exit_code(exc)
     except click.UsageError as exc:
