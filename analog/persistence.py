@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from . import layers as L
 from .circuit import _topological_layers
 from .devices import Device
 from .errors import AnalogInputError, MissingModelError
+from .model_size import check_size as _check_size
 from .local import LocallyConnected2D, Rearrange
 from .losses import LOSSES, get_loss
 from .optimizers import OPTIMIZERS, Optimizer
@@ -341,7 +344,6 @@ def _refuse_legacy(path: Path, why: str):
 
 
 def load_model(path):
-    from .model import AnalogModel, History
     path = Path(path)
     file = path / MODEL_FILE
     if not file.is_file():
@@ -358,27 +360,36 @@ def load_model(path):
         raise AnalogInputError(f"{file}: format version {desc.get('version')!r}, this release reads version {VERSION}")
     if not (path / ARRAYS_FILE).is_file():
         raise MissingModelError(f"{path}: {MODEL_FILE} without its {ARRAYS_FILE}")
-    with np.load(path / ARRAYS_FILE, allow_pickle=False) as arrays:
-        try:
-            inputs, outputs = graph_from_config(desc, arrays)
-            model = AnalogModel(inputs, outputs, vref=desc["vref"], gmin=desc["gmin"], name=desc["name"])
-            names = [layer.name for layer in model.dense_layers]
-            if names != desc["conductances"]:
-                raise AnalogInputError(f"dense layers {names} do not match the saved conductances {desc['conductances']}")
-            model.set_conductances([arrays[f"conductances/{k}"] for k in range(len(names))])
-            if desc.get("training"):
-                _restore_training(model, desc["training"], arrays)
-            hist = desc.get("history") or {}
-            model.history = History(history={k: list(v) for k, v in hist.get("logs", {}).items()},
-                                    epoch=list(hist.get("epoch", [])))
-            for e, keys in enumerate(hist.get("histograms", [])):
-                model.history.histograms.append(
-                    {k: (arrays[f"histograms/{e}/{i}/counts"], arrays[f"histograms/{e}/{i}/edges"])
-                     for i, k in enumerate(keys)})
-        except KeyError as exc:
-            raise AnalogInputError(f"{path}: saved model is incomplete (missing {exc})") from None
-        except (TypeError, AttributeError, IndexError) as exc:
-            raise AnalogInputError(f"{path}: saved model is malformed ({type(exc).__name__}: {exc})") from None
+    _check_size(desc, file, MODEL_FILE)
+    try:
+        with np.load(path / ARRAYS_FILE, allow_pickle=False) as arrays:
+            return _build(desc, path, arrays)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise AnalogInputError(f"{path / ARRAYS_FILE}: damaged or truncated ({exc})") from None
+
+
+def _build(desc: dict, path: Path, arrays):
+    from .model import AnalogModel, History
+    try:
+        inputs, outputs = graph_from_config(desc, arrays)
+        model = AnalogModel(inputs, outputs, vref=desc["vref"], gmin=desc["gmin"], name=desc["name"])
+        names = [layer.name for layer in model.dense_layers]
+        if names != desc["conductances"]:
+            raise AnalogInputError(f"dense layers {names} do not match the saved conductances {desc['conductances']}")
+        model.set_conductances([arrays[f"conductances/{k}"] for k in range(len(names))])
+        if desc.get("training"):
+            _restore_training(model, desc["training"], arrays)
+        hist = desc.get("history") or {}
+        model.history = History(history={k: list(v) for k, v in hist.get("logs", {}).items()},
+                                epoch=list(hist.get("epoch", [])))
+        for e, keys in enumerate(hist.get("histograms", [])):
+            model.history.histograms.append(
+                {k: (arrays[f"histograms/{e}/{i}/counts"], arrays[f"histograms/{e}/{i}/edges"])
+                 for i, k in enumerate(keys)})
+    except KeyError as exc:
+        raise AnalogInputError(f"{path}: saved model is incomplete (missing {exc})") from None
+    except (TypeError, AttributeError, IndexError) as exc:
+        raise AnalogInputError(f"{path}: saved model is malformed ({type(exc).__name__}: {exc})") from None
     model.epoch = int(desc["epoch"])
     model.config = desc.get("config") or {}
     return model

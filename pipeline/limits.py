@@ -8,9 +8,9 @@ machine's physical memory is refused with an error naming `analog.hidden`.
 """
 from __future__ import annotations
 
-from pipeline.errors import SetupError
-
 import os
+
+from pipeline.errors import SetupError
 
 GIB = 2 ** 30
 
