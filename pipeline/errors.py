@@ -54,8 +54,12 @@ def environment_problem(exc: BaseException) -> str | None:
         if isinstance(seen, OSError) and seen.errno in _ENVIRONMENT_ERRNOS:
             where = f" ({seen.filename})" if seen.filename else ""
             return f"{seen.strerror or errno.errorcode.get(seen.errno, seen.errno)}{where}"
-        if "database or disk is full" in str(seen):
+        text = str(seen)
+        if "database or disk is full" in text:
             return "database or disk is full (the tracking store's file system)"
+        if "database is locked" in text:
+            return ("the tracking store was locked by another process for longer than its busy timeout "
+                    "(database is locked); close that process, then resume or rerun")
         seen = seen.__cause__ or seen.__context__
         if seen is None:
             break

@@ -125,6 +125,8 @@ def setup_mlflow(experiment: str | None = None):
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # it logs each failed query with its traceback, then raises: the CLI reports the raise
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
     if not user_tracking_uri():
         _SET_BY_US.add(uri)
