@@ -421,3 +421,15 @@ def test_a_full_disk_is_one_line_exit_1(monkeypatch, capsys):
     rc = cli.main(["config", "show", str(ROOT / "experiments" / "xor.yaml")])
     err = capsys.readouterr().err
     assert rc == 1 and err == "error: No space left on device (/some/file)\n", err
+
+
+def test_verify_with_no_samples_is_a_usage_error():
+    _one_line_error(_mixsig("verify", "experiments/xor.yaml", "-n", "0"), "--samples", "0")
+
+
+def test_full_disk_outputs_are_one_line_exit_1(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    out = _mixsig("config", "schema", "-o", "/dev/full")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "error: No space left on device", out.stderr

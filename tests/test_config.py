@@ -369,3 +369,17 @@ def test_a_fifo_or_device_as_config_is_named_as_such(tmp_path, special):
         path = Path(special)
     with pytest.raises(ConfigError, match="is not a regular file"):
         load_config(path)
+
+
+@pytest.mark.parametrize("key", ["device", "variation"])
+def test_a_preset_section_given_a_value_says_it_needs_a_mapping(key):
+    message = _error({"name": "h", "hardware": {"preset": "pcm", key: 3}})
+    assert message.startswith(f"hardware.{key}: 3 has type int; expected a mapping") and "did you mean" not in message
+
+
+@pytest.mark.parametrize("raw, key", [({"name": "a\x00b"}, "name"), ({"name": "a\nb"}, "name"),
+                                      ({"name": "ok", "mlflow": {"experiment": "x\x00"}}, "mlflow.experiment"),
+                                      ({"name": "n" * 201}, "name")])
+def test_names_with_control_characters_or_too_long_are_refused(raw, key):
+    message = _error(raw)
+    assert message.startswith(f"{key}: ") and ("control character" in message or "longer than 200" in message)

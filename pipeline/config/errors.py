@@ -121,6 +121,10 @@ def _message(err: dict, root: type[BaseModel]) -> str:
         return f"{key}: {_short(value)} is out of range; allowed: {allowed}"
     if kind == "finite_number":
         return f"{key}: {_short(value)} must be finite"
+    if kind == "string_pattern_mismatch":
+        return f"{key}: {_short(value)} holds a control character (NUL, newline, tab, ...); use printable text"
+    if kind == "string_too_long":
+        return f"{key}: {_short(value)} is longer than {err.get('ctx', {}).get('max_length')} characters"
     if kind == "string_too_short":
         return f"{key}: {_short(value)} is too short; expected a non-empty string"
     if kind.endswith("_type") or kind.endswith("_parsing"):
@@ -131,7 +135,7 @@ def _message(err: dict, root: type[BaseModel]) -> str:
     return text if not loc or text.startswith(key) else f"{key}: {text}"  # cross-key checks name their keys
 
 
-def _short_text(text: str, limit: int = 300) -> str:
+def _short_text(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 

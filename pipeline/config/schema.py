@@ -32,6 +32,7 @@ def _yaml_number(value):
 
 
 Num = Annotated[float, BeforeValidator(_yaml_number)]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"     # names reach MLflow, file names and terminals: no NUL, no newline
 PosInt = Annotated[int, Field(ge=1)]
 
 # One set of defaults for the analog block: build_dense_network and the config share them.
@@ -197,7 +198,8 @@ class BaselineConfig(Section):
 
 
 class MlflowConfig(Section):
-    experiment: str | None = F(None, "MLflow experiment (default: name)")
+    experiment: str | None = F(None, "MLflow experiment (default: name)", min_length=1, max_length=200,
+                               pattern=PRINTABLE)
 
 
 class InputsConfig(Section):
@@ -251,6 +253,9 @@ class HardwareConfig(Section):
         extra = dict(self.model_extra or {})
         written_under_overrides = dict(self.overrides)
         for key, value in extra.items():
+            if key in ("device", "variation") and not isinstance(value, dict):
+                raise ValueError(f"hardware.{key}: {value!r:.60} has type {type(value).__name__}; expected a mapping "
+                                 f"of preset fields, e.g. {key}: {{g_max: 2.5e-5}}")
             if not isinstance(value, dict):   # preset fields come in sections (device: {...})
                 known = list(type(self).model_fields) + ["device", "variation"]
                 close = difflib.get_close_matches(str(key), known, n=1)
@@ -336,7 +341,7 @@ def _numbers(value):
 
 class RootConfig(Section):
     name: str = F(..., "experiment name (also the MLflow experiment unless mlflow.experiment is set)",
-                  min_length=1)
+                  min_length=1, max_length=200, pattern=PRINTABLE)
     seed: int = F(0, "seed for splits, initialisation and shuffling", ge=0)
     data: DataConfig = section(DataConfig, "data set and splits")
     analog: AnalogConfig = section(AnalogConfig, "the analog block (EBANA-style dense network)")
