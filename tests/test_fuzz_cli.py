@@ -308,6 +308,90 @@ def test_fuzz_duplicate_keys(capsys, key, how):
 
 
 # ---------------------------------------------------------------------------------------
+# hostile files: truncated and oversized model files, encoder manifests naming any class
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_block(tmp_path_factory):
+    import contextlib
+    import io
+    folder = tmp_path_factory.mktemp("block")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{STORE}")     # the fuzz store, as the tests use
+        mp.chdir(WORK)
+        rc = cli.main(["train-analog", str(XOR), "--set", "training.epochs=1", "--workdir", str(folder), "-q"])
+    assert rc == 0, out.getvalue()
+    (model,) = [p.resolve() for p in folder.glob("*/analog_model")]   # a link to the run's artifacts
+    return model
+
+
+def _mutate(model: Path, target: Path, kind: str, amount: float) -> None:
+    import json
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(model, target)
+    npz, desc_file = target / "arrays.npz", target / "model.json"
+    if kind == "truncate":
+        data = npz.read_bytes()
+        npz.write_bytes(data[:int(len(data) * amount)])
+    elif kind == "garble":
+        data = bytearray(npz.read_bytes())
+        at = int(len(data) * amount)
+        data[at:at + 64] = bytes(64)
+        npz.write_bytes(bytes(data))
+    else:
+        desc = json.loads(desc_file.read_text())
+        dense = [layer for layer in desc["layers"] if layer["type"] == "Dense"]
+        dense[int(amount * len(dense)) % len(dense)]["config"]["units"] = {"huge": 2e9, "zero": 0, "negative": -5,
+                                                                          "float": 3.5}[kind]
+        desc_file.write_text(json.dumps(desc))
+
+
+@fuzz_settings(10)
+@given(kind=st.sampled_from(["truncate", "garble", "huge", "zero", "negative", "float"]),
+       amount=st.floats(0.0, 0.97))
+def test_fuzz_damaged_model_files(capsys, trained_block, kind, amount):
+    """evaluate --input analog=<a damaged copy>: one line naming the folder, exit 2."""
+    TRIED["hostile"] += 1
+    target = WORK / "damaged"
+    _mutate(trained_block, target, kind, amount)
+    rc, err = _call(capsys, ["evaluate", XOR, "--input", f"analog={target}", "-q"])
+    if rc == 0:
+        return                       # a garbled byte inside padding, say: still a valid model
+    REJECTED["hostile"] += 1
+    _rejected(rc, err, str(target))
+
+
+@fuzz_settings(40)
+@given(module=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=12),
+       attr=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=8),
+       named=st.sampled_from(["", "os", "this", "tensorflow", "subprocess", "antigravity", "evil_beside"]))
+def test_fuzz_encoder_manifests_name_any_class(module, attr, named):
+    """An encoder.json naming any class: refused, and no module is imported because of it."""
+    import json
+    import digital
+    TRIED["hostile"] += 1
+    folder = WORK / "enc"
+    folder.mkdir(exist_ok=True)
+    (WORK / "evil_beside.py").write_text("raise SystemExit('imported')\n")
+    name = f"{named or module}:{attr}"
+    (folder / "encoder.json").write_text(json.dumps({"format": "digital-encoder", "class": name, "params": {}}))
+    before = set(sys.modules)
+    with pytest.raises(digital.EncoderContractError, match="not a registered encoder class"):
+        digital.load_encoder(folder)
+    assert set(sys.modules) == before
+    REJECTED["hostile"] += 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("argv", [["config", "schema", "-o", "/dev/full"]])
+def test_full_disk_outputs(capsys, argv):
+    TRIED["hostile"] += 1
+    rc, err = _call(capsys, argv)
+    REJECTED["hostile"] += 1
+    assert rc == 1 and err.strip().splitlines()[-1].startswith("error: No space left on device"), (rc, err)
+
+
+# ---------------------------------------------------------------------------------------
 # a few real processes (what a shell user sees)
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv", [
