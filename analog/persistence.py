@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,8 @@ from . import devices as _devices
 from . import layers as L
 from .circuit import _topological_layers
 from .devices import Device
+from .errors import AnalogInputError, MissingModelError
+from .model_size import check_size as _check_size
 from .local import LocallyConnected2D, Rearrange
 from .losses import LOSSES, get_loss
 from .optimizers import OPTIMIZERS, Optimizer
@@ -73,7 +77,7 @@ def _lookup(table: dict, name, what: str):
             except ImportError:
                 pass
     if name not in table:
-        raise ValueError(f"{MODEL_FILE}: unknown {what} type {name!r}; known: {', '.join(sorted(table))}")
+        raise AnalogInputError(f"{MODEL_FILE}: unknown {what} type {name!r}; known: {', '.join(sorted(table))}")
     return table[name]
 
 
@@ -112,7 +116,7 @@ def _decode(value, arrays):
 def _device_config(device: Device, arrays: _Arrays, key: str) -> dict:
     name = type(device).__name__
     if DEVICE_TYPES.get(name) is not type(device):
-        raise ValueError(f"cannot save device {name}: register it with analog.persistence.register_device")
+        raise AnalogInputError(f"cannot save device {name}: register it with analog.persistence.register_device")
     return {"type": name, "params": {f.name: _encode(getattr(device, f.name), arrays, f"{key}/{f.name}")
                                      for f in dataclasses.fields(device) if f.init}}
 
@@ -144,7 +148,7 @@ def _layer_config(layer, arrays: _Arrays, key: str) -> tuple[str, dict]:
         return "Amplification", {"name": layer.name, "gain": layer.gain}
     if isinstance(layer, (L.Concatenate, L.CurrentLayer)):
         return type(layer).__name__, {"name": layer.name}
-    raise ValueError(f"cannot save layer '{layer.name}' of type {type(layer).__name__}")
+    raise AnalogInputError(f"cannot save layer '{layer.name}' of type {type(layer).__name__}")
 
 
 def _layer_config_dense(layer) -> dict:
@@ -332,7 +336,7 @@ def _json_default(value):
 
 
 def _refuse_legacy(path: Path, why: str):
-    raise ValueError(
+    raise AnalogInputError(
         f"{path}: {why}. This release reads only model.json + arrays.npz (no pickle). Re-export the "
         f"model with the previous release (AnalogModel.load(folder).save(new_folder) there), or, if the "
         f"folder has the old model.json with its experiment config and conductances.npz, rebuild it "
@@ -340,44 +344,52 @@ def _refuse_legacy(path: Path, why: str):
 
 
 def load_model(path):
-    from .model import AnalogModel, History
     path = Path(path)
     file = path / MODEL_FILE
     if not file.is_file():
         if (path / LEGACY_FILE).is_file():
             _refuse_legacy(path, "holds an old pickled model (model.pkl)")
-        raise FileNotFoundError(f"no saved analog model in {path} (missing {MODEL_FILE})")
+        raise MissingModelError(f"no saved analog model in {path} (missing {MODEL_FILE})")
     try:
         desc = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{file}: not valid JSON ({exc})") from None
+        raise AnalogInputError(f"{file}: not valid JSON ({exc})") from None
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         _refuse_legacy(path, f"{MODEL_FILE} is not a '{FORMAT}' description (an old summary file?)")
     if desc.get("version") != VERSION:
-        raise ValueError(f"{file}: format version {desc.get('version')!r}, this release reads version {VERSION}")
+        raise AnalogInputError(f"{file}: format version {desc.get('version')!r}, this release reads version {VERSION}")
     if not (path / ARRAYS_FILE).is_file():
-        raise FileNotFoundError(f"{path}: {MODEL_FILE} without its {ARRAYS_FILE}")
-    with np.load(path / ARRAYS_FILE, allow_pickle=False) as arrays:
-        try:
-            inputs, outputs = graph_from_config(desc, arrays)
-            model = AnalogModel(inputs, outputs, vref=desc["vref"], gmin=desc["gmin"], name=desc["name"])
-            names = [layer.name for layer in model.dense_layers]
-            if names != desc["conductances"]:
-                raise ValueError(f"dense layers {names} do not match the saved conductances {desc['conductances']}")
-            model.set_conductances([arrays[f"conductances/{k}"] for k in range(len(names))])
-            if desc.get("training"):
-                _restore_training(model, desc["training"], arrays)
-            hist = desc.get("history") or {}
-            model.history = History(history={k: list(v) for k, v in hist.get("logs", {}).items()},
-                                    epoch=list(hist.get("epoch", [])))
-            for e, keys in enumerate(hist.get("histograms", [])):
-                model.history.histograms.append(
-                    {k: (arrays[f"histograms/{e}/{i}/counts"], arrays[f"histograms/{e}/{i}/edges"])
-                     for i, k in enumerate(keys)})
-        except KeyError as exc:
-            raise ValueError(f"{path}: saved model is incomplete (missing {exc})") from None
-        except (TypeError, AttributeError, IndexError) as exc:
-            raise ValueError(f"{path}: saved model is malformed ({type(exc).__name__}: {exc})") from None
+        raise MissingModelError(f"{path}: {MODEL_FILE} without its {ARRAYS_FILE}")
+    _check_size(desc, file, MODEL_FILE)
+    try:
+        with np.load(path / ARRAYS_FILE, allow_pickle=False) as arrays:
+            return _build(desc, path, arrays)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise AnalogInputError(f"{path / ARRAYS_FILE}: damaged or truncated ({exc})") from None
+
+
+def _build(desc: dict, path: Path, arrays):
+    from .model import AnalogModel, History
+    try:
+        inputs, outputs = graph_from_config(desc, arrays)
+        model = AnalogModel(inputs, outputs, vref=desc["vref"], gmin=desc["gmin"], name=desc["name"])
+        names = [layer.name for layer in model.dense_layers]
+        if names != desc["conductances"]:
+            raise AnalogInputError(f"dense layers {names} do not match the saved conductances {desc['conductances']}")
+        model.set_conductances([arrays[f"conductances/{k}"] for k in range(len(names))])
+        if desc.get("training"):
+            _restore_training(model, desc["training"], arrays)
+        hist = desc.get("history") or {}
+        model.history = History(history={k: list(v) for k, v in hist.get("logs", {}).items()},
+                                epoch=list(hist.get("epoch", [])))
+        for e, keys in enumerate(hist.get("histograms", [])):
+            model.history.histograms.append(
+                {k: (arrays[f"histograms/{e}/{i}/counts"], arrays[f"histograms/{e}/{i}/edges"])
+                 for i, k in enumerate(keys)})
+    except KeyError as exc:
+        raise AnalogInputError(f"{path}: saved model is incomplete (missing {exc})") from None
+    except (TypeError, AttributeError, IndexError) as exc:
+        raise AnalogInputError(f"{path}: saved model is malformed ({type(exc).__name__}: {exc})") from None
     model.epoch = int(desc["epoch"])
     model.config = desc.get("config") or {}
     return model

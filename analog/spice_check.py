@@ -15,13 +15,14 @@ from pathlib import Path
 
 from .circuit import CompiledCircuit
 from .devices import Device
+from .errors import AnalogInputError
 
 _COMPLAINTS = ("error", "unrecognized parameter", "could not find", "mismatch", "undefined parameter",
                "cannot compute", "fatal", "aborted", "model issue")
 _accepted: set[str] = set()
 
 
-class DeviceCardError(ValueError):
+class DeviceCardError(AnalogInputError):
     """ngspice rejects (or ignores part of) a device's SPICE model card."""
 
 

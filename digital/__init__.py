@@ -15,18 +15,21 @@ from .base import (
     EncoderContractError,
     prepare_images,
 )
+from .errors import DigitalInputError
 from .registry import (
     available_encoders,
     check_encoder,
     load_encoder,
     make_encoder,
     register_encoder,
+    register_encoder_class,
 )
 from .pca import PCAEncoder
 
 __all__ = [
     "Encoder",
     "EncoderContractError",
+    "DigitalInputError",
     "CNNEncoder",
     "MLPEncoder",
     "PCAEncoder",
@@ -35,6 +38,7 @@ __all__ = [
     "load_encoder",
     "check_encoder",
     "register_encoder",
+    "register_encoder_class",
     "available_encoders",
     "prepare_images",
     "N_CLASSES",

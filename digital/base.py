@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_jsonable_python
 
+from .errors import DigitalInputError, EncoderContractError, MissingEncoderError  # noqa: F401 (re-exported)
 # the encoders' parameter checks (pydantic-based), importable from here as before
 from .params import check_choice, check_float, check_int, check_int_tuple, check_param, check_seed  # noqa: F401
 
@@ -41,6 +42,8 @@ __all__ = [
     "validate_targets",
     "read_manifest",
     "import_object",
+    "encoder_class",
+    "register_encoder_class",
 ]
 
 MANIFEST_NAME = "encoder.json"
@@ -48,10 +51,6 @@ MANIFEST_FORMAT = "digital-encoder"
 MANIFEST_VERSION = 1
 N_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
-
-
-class EncoderContractError(Exception):
-    """An object does not honour the encoder contract (or cannot be loaded as one)."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -68,16 +67,16 @@ def prepare_images(images: Any, *, name: str = "images") -> np.ndarray:
         or np.issubdtype(arr.dtype, np.floating)
         or arr.dtype == bool
     ):
-        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+        raise DigitalInputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim != 3 or arr.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(
+        raise DigitalInputError(
             f"{name} must have shape (N, 28, 28) or (N, 28, 28, 1), got shape {arr.shape}"
         )
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise ValueError(
+            raise DigitalInputError(
                 f"integer {name} must lie in 0..255, got values in "
                 f"[{arr.min()}, {arr.max()}]"
             )
@@ -86,10 +85,10 @@ def prepare_images(images: Any, *, name: str = "images") -> np.ndarray:
         out = arr.astype(np.float32)
         if out.size:
             if not np.all(np.isfinite(out)):
-                raise ValueError(f"{name} contains NaN or infinite values")
+                raise DigitalInputError(f"{name} contains NaN or infinite values")
             lo, hi = float(out.min()), float(out.max())
             if lo < 0.0 or hi > 255.0:
-                raise ValueError(
+                raise DigitalInputError(
                     f"float {name} must lie in [0, 1] (or 0..255), got values in "
                     f"[{lo}, {hi}]"
                 )
@@ -104,15 +103,15 @@ def validate_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
     if lab.ndim == 2 and lab.shape[1] == 1:
         lab = lab[:, 0]
     if lab.ndim != 1:
-        raise ValueError(f"{name} must have shape (N,), got shape {lab.shape}")
+        raise DigitalInputError(f"{name} must have shape (N,), got shape {lab.shape}")
     if lab.shape[0] != n:
-        raise ValueError(f"{name} has {lab.shape[0]} entries but there are {n} images")
+        raise DigitalInputError(f"{name} has {lab.shape[0]} entries but there are {n} images")
     if lab.size and not np.issubdtype(lab.dtype, np.integer):
         if not np.issubdtype(lab.dtype, np.floating) or not np.all(lab == np.round(lab)):
-            raise ValueError(f"{name} must be integer class indices, got dtype {lab.dtype}")
+            raise DigitalInputError(f"{name} must be integer class indices, got dtype {lab.dtype}")
     lab = lab.astype(np.int64)
     if lab.size and (lab.min() < 0 or lab.max() >= N_CLASSES):
-        raise ValueError(
+        raise DigitalInputError(
             f"{name} must lie in 0..{N_CLASSES - 1}, got values in [{lab.min()}, {lab.max()}]"
         )
     return lab
@@ -122,12 +121,12 @@ def validate_targets(targets: Any, n: int, embedding_dim: int) -> np.ndarray:
     """Return target embeddings as float64 ``(n, embedding_dim)``, or raise a ValueError."""
     t = np.asarray(targets, dtype=np.float64)
     if t.shape != (n, embedding_dim):
-        raise ValueError(
+        raise DigitalInputError(
             f"target_embeddings must have shape ({n}, {embedding_dim}) "
             f"(N images x embedding_dim), got shape {t.shape}"
         )
     if not np.all(np.isfinite(t)):
-        raise ValueError("target_embeddings contains NaN or infinite values")
+        raise DigitalInputError("target_embeddings contains NaN or infinite values")
     return t
 
 
@@ -168,6 +167,39 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+# Encoder classes a manifest may name, by class path. A manifest never causes an import of
+# its own: its class must be built in, defined by a module the process already imported
+# (every Encoder subclass registers itself), registered, or come from a module the caller
+# trusts (the one a config's plug-in spec names).
+_BUILTIN_CLASSES = {"digital.cnn:CNNEncoder", "digital.mlp:MLPEncoder", "digital.pca:PCAEncoder"}
+_ENCODER_CLASSES: dict[str, type] = {}
+
+
+def register_encoder_class(cls: type) -> type:
+    """Make ``load_encoder`` accept manifests naming ``cls`` (usable as a class decorator)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_encoder_class: {cls!r} is not a class")
+    _ENCODER_CLASSES[class_path(cls)] = cls
+    return cls
+
+
+def encoder_class(name: str, *, modules: tuple[str, ...] = (), where: str = "encoder manifest") -> type:
+    """The encoder class a manifest names, without importing anything the caller did not
+    choose (see ``_ENCODER_CLASSES``); an unknown name raises EncoderContractError."""
+    if name in _ENCODER_CLASSES:
+        return _ENCODER_CLASSES[name]
+    module = name.partition(":")[0] if ":" in name else name.rpartition(".")[0]
+    if name in _BUILTIN_CLASSES or (module and module in modules):
+        cls = import_object(name, what="encoder class")
+        if isinstance(cls, type):
+            return cls
+    known = ", ".join(sorted(_BUILTIN_CLASSES | set(_ENCODER_CLASSES)))
+    raise EncoderContractError(
+        f"{where} names the class {name!r}, which is not a registered encoder class (known: {known}); a "
+        f"plug-in's class loads when the config's digital.encoder names its module, or after "
+        f"digital.register_encoder_class")
+
+
 class _Manifest(BaseModel):
     """What ``encoder.json`` must hold (other entries are kept as they are)."""
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -183,7 +215,7 @@ def read_manifest(directory: str | Path) -> dict:
     """Read and check the JSON manifest written by :meth:`Encoder.save`."""
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"no encoder manifest {MANIFEST_NAME!r} in {str(directory)!r}")
+        raise MissingEncoderError(f"no encoder manifest {MANIFEST_NAME!r} in {str(directory)!r}")
     try:
         return _Manifest.model_validate_json(path.read_text()).model_dump(by_alias=True)
     except ValidationError as exc:
@@ -237,6 +269,11 @@ class Encoder(abc.ABC):
     #: Whether ``embed`` works before ``fit`` (True for randomly initialised nets).
     embeds_before_fit: bool = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls):   # defined by a module this process chose to import
+            register_encoder_class(cls)
+
     def __init__(
         self,
         embedding_dim: int = 150,
@@ -248,7 +285,7 @@ class Encoder(abc.ABC):
         self.v_low = check_float("v_low", v_low)
         self.v_high = check_float("v_high", v_high)
         if not self.v_low < self.v_high:
-            raise ValueError(
+            raise DigitalInputError(
                 f"v_low must be < v_high, got v_low={v_low!r}, v_high={v_high!r}"
             )
         self.seed = check_seed(seed)
@@ -305,7 +342,7 @@ class Encoder(abc.ABC):
         x = prepare_images(images)
         y = validate_labels(labels, x.shape[0])
         if x.shape[0] == 0:
-            raise ValueError("fit needs at least one image")
+            raise DigitalInputError("fit needs at least one image")
         val = None
         if validation_data is not None:
             vx = prepare_images(validation_data[0], name="validation images")
@@ -325,7 +362,7 @@ class Encoder(abc.ABC):
         Checks and prepares the inputs, then calls ``_fit_targets`` (``options`` passed on)."""
         x = prepare_images(images)
         if x.shape[0] == 0:
-            raise ValueError("fit_targets needs at least one image")
+            raise DigitalInputError("fit_targets needs at least one image")
         t = validate_targets(target_embeddings, x.shape[0], self.embedding_dim)
         y = validate_labels(labels, x.shape[0]) if labels is not None else None
         return self._fit_targets(x, t, y, epochs=None if epochs is None else check_int("epochs", epochs),
@@ -389,7 +426,7 @@ class Encoder(abc.ABC):
         x = prepare_images(images)
         y = validate_labels(labels, x.shape[0])
         if y.size == 0:
-            raise ValueError("evaluate needs at least one image")
+            raise DigitalInputError("evaluate needs at least one image")
         return float(np.mean(self.predict_classes(x[..., 0]) == y))
 
     # ---- persistence
@@ -411,12 +448,13 @@ class Encoder(abc.ABC):
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Encoder":
+    def load(cls, directory: str | Path, *, modules: tuple[str, ...] = ()) -> "Encoder":
         """Load an encoder saved by :meth:`save`. Called on the base class it dispatches
-        on the manifest; on a subclass it also checks the saved class matches."""
+        on the manifest (a registered class only: :func:`encoder_class`; ``modules`` are
+        plug-in modules the caller trusts); on a subclass it also checks the class matches."""
         d = Path(directory)
         manifest = read_manifest(d)
-        target = import_object(manifest["class"], what="encoder class")
+        target = encoder_class(manifest["class"], modules=modules, where=f"{str(d / MANIFEST_NAME)!r}")
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise EncoderContractError(
                 f"{str(d)!r} holds a {manifest['class']!r}, not a {class_path(cls)}"

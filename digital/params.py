@@ -11,6 +11,8 @@ import numpy as np
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from .errors import DigitalInputError
+
 __all__ = ["check_param", "check_int", "check_float", "check_int_tuple", "check_choice", "check_seed"]
 
 _STRICT = ConfigDict(strict=True, allow_inf_nan=False)  # no bool as a number, no 2.5 as an int
@@ -27,7 +29,7 @@ def check_param(name: str, value: Any, annotation: Any, wants: str) -> Any:
     try:
         return _adapter(annotation).validate_python(plain)
     except ValidationError:
-        raise ValueError(f"{name} must be {wants}, got {value!r}") from None
+        raise DigitalInputError(f"{name} must be {wants}, got {value!r}") from None
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -57,10 +59,10 @@ _OPS = {Ge: ">=", Gt: ">", Le: "<=", Lt: "<"}
 
 def check_int_tuple(name: str, value: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name} must be a sequence of positive integers, got {value!r}")
+        raise DigitalInputError(f"{name} must be a sequence of positive integers, got {value!r}")
     out = tuple(value)
     if not out and not allow_empty:
-        raise ValueError(f"{name} must not be empty")
+        raise DigitalInputError(f"{name} must not be empty")
     return check_param(name, out, tuple[Annotated[int, Ge(1)], ...], "a sequence of positive integers")
 
 

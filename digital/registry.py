@@ -4,8 +4,9 @@ Plug-ins: ``make_encoder("package.module:factory", **params)`` imports ``factory
 calls it with ``params``; it must return an object honouring the encoder contract
 (see :data:`REQUIRED_METHODS` / :data:`REQUIRED_ATTRIBUTES`; subclassing
 :class:`digital.base.Encoder` is the easy way).  ``load_encoder(directory)`` reads the
-manifest written by ``save`` and calls ``<class>.load(directory)`` of the class it names,
-so a plug-in that does not subclass ``Encoder`` must write a compatible manifest
+manifest written by ``save`` and calls ``<class>.load(directory)`` of the class it names
+(only a known class: nothing a file names is imported on its own), so a plug-in that does
+not subclass ``Encoder`` must write a compatible manifest
 (``{"format": "digital-encoder", "class": "pkg.mod:Class", "params": {...}}``) and give
 its class a ``load`` classmethod.
 """
@@ -17,13 +18,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import EncoderContractError, import_object, read_manifest
+from .errors import DigitalInputError
+from .base import EncoderContractError, encoder_class, import_object, read_manifest, register_encoder_class
 
 __all__ = [
     "make_encoder",
     "load_encoder",
     "check_encoder",
     "register_encoder",
+    "register_encoder_class",
     "available_encoders",
     "EncoderContractError",
     "REQUIRED_METHODS",
@@ -44,9 +47,9 @@ _REGISTERED: dict[str, Callable[..., Any]] = {}
 def register_encoder(name: str, factory: Callable[..., Any]) -> None:
     """Make ``make_encoder(name, **params)`` call ``factory(**params)``."""
     if not isinstance(name, str) or not name or ":" in name:
-        raise ValueError(f"encoder name must be a non-empty string without ':', got {name!r}")
+        raise DigitalInputError(f"encoder name must be a non-empty string without ':', got {name!r}")
     if not callable(factory):
-        raise ValueError(f"factory for {name!r} must be callable, got {factory!r}")
+        raise DigitalInputError(f"factory for {name!r} must be callable, got {factory!r}")
     _REGISTERED[name.lower()] = factory
 
 
@@ -93,7 +96,7 @@ def make_encoder(spec: str, **params: Any) -> Any:
     :class:`EncoderContractError`.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"encoder spec must be a non-empty string, got {spec!r}")
+        raise DigitalInputError(f"encoder spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
     key = spec.lower()
     if key in _REGISTERED:
@@ -105,25 +108,40 @@ def make_encoder(spec: str, **params: Any) -> Any:
         if not callable(factory):
             raise EncoderContractError(f"encoder factory {spec!r} is not callable (got {factory!r})")
     else:
-        raise ValueError(
+        raise DigitalInputError(
             f"unknown encoder spec {spec!r}: use one of {available_encoders()} "
             f"or 'package.module:factory'"
         )
     obj = factory(**params)
     _check_interface(obj, source)
+    register_encoder_class(type(obj))     # its saved manifests load in this process
     return obj
 
 
-def load_encoder(directory: str | Path) -> Any:
-    """Load any encoder saved with ``save(directory)``, dispatching on its manifest."""
+def load_encoder(directory: str | Path, *, modules: tuple[str, ...] | list[str] = ()) -> Any:
+    """Load any encoder saved with ``save(directory)``, dispatching on its manifest.
+
+    The manifest's class must be a known encoder class (built in, an imported
+    ``Encoder`` subclass, registered, or made by ``make_encoder`` in this process);
+    ``modules`` names plug-in modules the caller trusts to import (the file alone never
+    imports anything)."""
     manifest = read_manifest(directory)
-    cls = import_object(manifest["class"], what="encoder class")
+    where = f"encoder manifest in {str(directory)!r}"
+    cls = encoder_class(manifest["class"], modules=tuple(modules), where=where)
     loader = getattr(cls, "load", None)
     if not callable(loader):
         raise EncoderContractError(f"encoder class {manifest['class']!r} has no load(directory)")
-    obj = loader(directory)
+    obj = loader(directory, modules=tuple(modules)) if _takes_modules(loader) else loader(directory)
     _check_interface(obj, f"directory {str(directory)!r}")
     return obj
+
+
+def _takes_modules(loader) -> bool:
+    import inspect
+    try:
+        return "modules" in inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_encoder(

@@ -55,7 +55,10 @@ Conventions shared by the commands:
   Processes started together on a new store wait for each other while it is created.
 - **Errors.** A user error (bad config key or value, missing input, unknown run, a
   plug-in encoder breaking its contract) prints one line `error: ...` and exits with
-  status 2; `mixsig --debug COMMAND ...` shows the traceback instead. Ctrl-C exits 130 and
+  status 2. A full disk, a read-only folder or a tracking store locked by another process
+  is one line too, with status 1. Any other error is a bug in mixsig: its traceback, then a
+  line saying so, status 1. `mixsig --debug COMMAND ...` shows the traceback of every
+  error. Ctrl-C exits 130 and
   SIGTERM 143; the runs they stop are marked KILLED and `cotrain --resume` continues them
   (it refuses while the co-training's own process is still alive).
 

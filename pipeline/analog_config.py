@@ -1,6 +1,8 @@
 """Experiment config → analog block (the `analog` and `training` sections)."""
 from __future__ import annotations
 
+from pipeline.errors import InputError, SetupError
+
 from analog.builders import build_network
 from analog.model import AnalogModel, make_device
 from analog.optimizers import Schedule, get_optimizer
@@ -18,7 +20,7 @@ def model_from_config(cfg: dict, n_features: int, n_classes: int, compile: bool 
             down_bias=d["down_bias"], vref=a["vref"], gmin=a["gmin"], seed=cfg.get("seed", 0), name=cfg["name"])
     except ValueError as exc:
         msg = str(exc)
-        raise ValueError(f"analog.{msg}" if msg.startswith("layers[") else msg) from None
+        raise SetupError(f"analog.{msg}" if msg.startswith("layers[") else msg) from None
     model.config = cfg
     if compile:
         compile_from_config(model, cfg, t["epochs"])
@@ -67,7 +69,7 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
                                         rule=cfg["hardware"].get("pulse_rule", "pulses"),
                                         seed=cfg.get("seed", 0) if seed is None else seed, **kwargs)
         else:
-            raise ValueError(f"hardware.training={mode!r} must be 'ideal', 'aware' or 'in-situ'")
+            raise SetupError(f"hardware.training={mode!r} must be 'ideal', 'aware' or 'in-situ'")
     previous = model.optimizer if model.compiled else None
     if previous is not None and previous.name == optimizer.name:
         optimizer.state, optimizer.iterations = previous.state, previous.iterations
@@ -98,14 +100,14 @@ def migrate_legacy_model(old, new) -> AnalogModel:
         with np.load(old / "conductances.npz", allow_pickle=False) as z:
             G = {k: z[k] for k in z.files}
     except FileNotFoundError as exc:
-        raise ValueError(f"{old}: cannot migrate, missing {Path(exc.filename).name}") from None
+        raise InputError(f"{old}: cannot migrate, missing {Path(exc.filename).name}") from None
     cfg = summary.get("config") if isinstance(summary, dict) else None
     if not cfg:
-        raise ValueError(f"{old / 'model.json'}: has no experiment config to rebuild the block from")
+        raise InputError(f"{old / 'model.json'}: has no experiment config to rebuild the block from")
     cfg = validate_config(cfg)
     layers = [f"dense{k + 1}" for k in range(len(cfg["analog"]["hidden"]) + 1)]
     if sorted(G) != sorted(layers):
-        raise ValueError(f"{old / 'conductances.npz'}: layers {sorted(G)}, the config builds {layers}")
+        raise InputError(f"{old / 'conductances.npz'}: layers {sorted(G)}, the config builds {layers}")
     n_features = (G[layers[0]].shape[1] - len(cfg["analog"]["bias_levels"])) // 2
     model = model_from_config(cfg, n_features, G[layers[-1]].shape[0] // 2)
     model.set_conductances([G[name] for name in layers])

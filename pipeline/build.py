@@ -3,6 +3,8 @@ compiled from the `analog` and `training` sections) and the digital encoder (fro
 `digital` section, any encoder honouring digital's contract)."""
 from __future__ import annotations
 
+from pipeline.errors import SetupError
+
 import inspect
 
 from pipeline.analog_config import model_from_config
@@ -48,7 +50,7 @@ def encoder_params(cfg: dict) -> dict:
             optional = {k: v for k, v in optional.items() if k in sig.parameters}
             unknown = [k for k in extra if k not in sig.parameters]
             if unknown:
-                raise ValueError(f"digital.params.{unknown[0]}: the encoder {d['encoder']!r} takes no parameter "
+                raise SetupError(f"digital.params.{unknown[0]}: the encoder {d['encoder']!r} takes no parameter "
                                  f"{unknown[0]!r}; it takes {', '.join(p for p in sig.parameters if p != 'self')}")
     for k, v in extra.items():
         params[k] = tuple(v) if isinstance(v, list) else v
@@ -91,7 +93,20 @@ def check_configured_encoder(cfg: dict, sample: int = 300) -> None:
         enc = encoder(cfg)
         check_encoder(enc, ds.x_train, d["embedding_dim"], d["v_low"], d["v_high"], labels=ds.y_train)
     except (EncoderContractError, ValueError, TypeError, ImportError) as exc:
-        raise ValueError(f"digital.encoder={d['encoder']!r}: {exc}") from None
+        raise SetupError(f"digital.encoder={d['encoder']!r}: {exc}") from None
     except Exception as exc:   # a plug-in's own bug: name the encoder, not a traceback
-        raise ValueError(f"digital.encoder={d['encoder']!r} failed while being built or tried on {sample} "
+        raise SetupError(f"digital.encoder={d['encoder']!r} failed while being built or tried on {sample} "
                          f"training images: {type(exc).__name__}: {exc}") from None
+
+
+def plugin_modules(cfg: dict) -> tuple[str, ...]:
+    """The module a config's plug-in encoder spec ('package.module:factory') names: the
+    one module an encoder manifest of this config may have its class imported from."""
+    spec = str(cfg["digital"]["encoder"]).strip()
+    return (spec.partition(":")[0],) if ":" in spec else ()
+
+
+def load_encoder(cfg: dict, folder):
+    """A saved encoder of this config's runs (digital.load_encoder, trusting the config's plug-in)."""
+    from digital import load_encoder as load
+    return load(folder, modules=plugin_modules(cfg))

@@ -25,6 +25,8 @@ chips, `_tmax` the same at the last read time):
 """
 from __future__ import annotations
 
+from pipeline.errors import InputError
+
 import re
 from pathlib import Path
 
@@ -232,7 +234,7 @@ class ChipBlock:
 
     def __init__(self, chip, model, t: float = 0.0):
         if not model.compiled:
-            raise ValueError("the analog block loaded uncompiled (no loss): cannot optimise inputs on its chip")
+            raise InputError("the analog block loaded uncompiled (no loss): cannot optimise inputs on its chip")
         self.chip, self.model, self.t = chip, model, float(t)
         self.circuit = chip.circuit
 

@@ -1,9 +1,12 @@
 """The `mixsig` command line (also `python -m pipeline`), on Click.
 
 Commands: one per stage declared in `pipeline.stages` (generated from its declaration) and
-those of `pipeline.commands.COMMANDS`. A user error (bad config, missing input, unknown
-run, bad option) prints one line `error: ...` and exits 2; `--debug` shows the traceback
-instead; Ctrl-C exits 130 and SIGTERM 143, their runs marked KILLED (pipeline.signals).
+those of `pipeline.commands.COMMANDS`. A user error (an instance of one of
+`pipeline.errors.user_error_types()`: bad config, missing input, unknown run, bad option)
+prints one line `error: ...` and exits 2; a machine's refusal (disk full, read-only)
+prints one line and exits 1; anything else is a bug: its traceback, a line saying so, exit
+1. `--debug` raises every error with its traceback; Ctrl-C exits 130 and SIGTERM 143, their
+runs marked KILLED (pipeline.signals).
 Heavy libraries are imported by command bodies only, so
 `--help` stays fast.
 """
@@ -18,10 +21,6 @@ import click
 # TensorFlow's C++ start-up chatter (oneDNN, "no CUDA drivers") buries the progress bars on
 # this CPU-only tool: main() mutes it unless --debug (pipeline.quiet)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-USER_ERRORS = {"ConfigError", "DataError", "EncoderContractError", "StageInputError", "PipelineError",
-               "TrackingStoreError", "LivenessError", "SignoffError"}
-
 
 class MixsigGroup(click.Group):
     """Stage commands from the stage registry, the other commands from pipeline.commands."""
@@ -79,7 +78,27 @@ def cli(ctx, debug):
 
 
 def is_user_error(exc: BaseException) -> bool:
-    return type(exc).__name__ in USER_ERRORS or isinstance(exc, (FileNotFoundError, ValueError))
+    from pipeline.errors import user_error_types
+    return isinstance(exc, user_error_types())
+
+
+def _report(exc: Exception) -> int:
+    """One line for a user error (exit 2) or the machine's refusal (exit 1); a bug's
+    traceback and a line saying it is one (exit 1)."""
+    import traceback
+
+    from pipeline.errors import environment_problem
+    if is_user_error(exc):
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    problem = environment_problem(exc)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    traceback.print_exception(exc)
+    print(f"error: internal error ({type(exc).__name__}): a bug in mixsig, not in your input; "
+          f"please report it with the traceback above", file=sys.stderr)
+    return 1
 
 
 def main(argv=None) -> int:
@@ -93,10 +112,13 @@ def main(argv=None) -> int:
     signals.install()       # SIGTERM raises signals.Terminated, like Ctrl-C raises KeyboardInterrupt
     try:
         rv = cli.main(args=args, prog_name="mixsig", standalone_mode=False, obj=state)
+        signals.raise_pending()      # an interrupt a finalizer swallowed is still one
     except click.exceptions.Abort:   # Click's form of KeyboardInterrupt
+        signals.handled()
         print(signals.describe(KeyboardInterrupt()), file=sys.stderr)
         return 130
     except (KeyboardInterrupt, signals.Terminated) as exc:
+        signals.handled()
         print(signals.describe(exc), file=sys.stderr)
         return signals.exit_code(exc)
     except click.UsageError as exc:
@@ -108,11 +130,10 @@ def main(argv=None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except Exception as exc:  # user-facing errors: one line, no traceback
-        if state["debug"] or not is_user_error(exc):
+    except Exception as exc:
+        if state["debug"]:
             raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return _report(exc)
     return int(rv or 0)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import UserError
+
 DEFAULT_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_VAR = "MIXSIG_FASHION_MNIST_DIR"
 
@@ -41,7 +43,7 @@ HOW_TO_GET = (f"install it with `apt-get install dataset-fashion-mnist` (files i
               f"or point {ENV_VAR} or the config key data.path to a folder with the four gzip IDX files")
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data file is missing or corrupt, or a data request cannot be met."""
 
 

@@ -13,6 +13,8 @@ stays the default so existing projects keep their store; MIXSIG_HOME makes every
 """
 from __future__ import annotations
 
+from pipeline.errors import OptionError
+
 import hashlib
 import os
 import re
@@ -24,7 +26,7 @@ def project_home() -> Path:
     if env:
         home = Path(env).expanduser().resolve()
         if home.exists() and not home.is_dir():
-            raise ValueError(f"MIXSIG_HOME={env}: not a folder")
+            raise OptionError(f"MIXSIG_HOME={env}: not a folder")
         return home
     cwd = Path.cwd().resolve()
     for folder in (cwd, *cwd.parents):

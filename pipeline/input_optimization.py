@@ -14,6 +14,8 @@ nudging) on the active samples.
 """
 from __future__ import annotations
 
+from pipeline.errors import InputError, SetupError
+
 import time
 from dataclasses import dataclass
 
@@ -69,7 +71,7 @@ def _gradient_and_outputs(model, x, labels, method, v0=None):
     default, 'exact' for checks. With `v0` (an AnalogModel on the native engine) the free
     phase starts from v0, the operating point of the previous step (a warm start)."""
     if method not in ("ep", "exact"):
-        raise ValueError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
+        raise SetupError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
     if _warm_capable(model, method):
         from analog import ep_gradients
         G = model.conductances
@@ -120,29 +122,29 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     there in fewer steps; 1.0 keeps the step fixed.
     """
     if not (lr > 0 and np.isfinite(lr)):
-        raise ValueError(f"input optimisation lr={lr!r} must be a finite number > 0")
+        raise SetupError(f"input optimisation lr={lr!r} must be a finite number > 0")
     if not (isinstance(steps, (int, np.integer)) and steps >= 0):
-        raise ValueError(f"input optimisation steps={steps!r} must be an integer >= 0")
+        raise SetupError(f"input optimisation steps={steps!r} must be an integer >= 0")
     if not margin >= 0:
-        raise ValueError(f"input optimisation margin={margin!r} must be >= 0")
+        raise SetupError(f"input optimisation margin={margin!r} must be >= 0")
     if not v_low < v_high:
-        raise ValueError(f"input optimisation needs v_low < v_high, got {v_low}, {v_high}")
+        raise SetupError(f"input optimisation needs v_low < v_high, got {v_low}, {v_high}")
     if not (step_growth >= 1.0 and np.isfinite(step_growth)):
-        raise ValueError(f"input optimisation step_growth={step_growth!r} must be a finite number >= 1")
+        raise SetupError(f"input optimisation step_growth={step_growth!r} must be a finite number >= 1")
     max_lr = 4.0 * lr if max_lr is None else max_lr
     if not (max_lr >= lr and np.isfinite(max_lr)):
-        raise ValueError(f"input optimisation max_lr={max_lr!r} must be a finite number >= lr ({lr})")
+        raise SetupError(f"input optimisation max_lr={max_lr!r} must be a finite number >= lr ({lr})")
     if update not in UPDATES:
-        raise ValueError(f"input optimisation update={update!r} must be one of {', '.join(UPDATES)}")
+        raise SetupError(f"input optimisation update={update!r} must be one of {', '.join(UPDATES)}")
     if method not in ("ep", "exact"):
-        raise ValueError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
+        raise SetupError(f"input optimisation method={method!r} must be 'ep' or 'exact'")
     x0 = np.asarray(x, dtype=float)
     labels = np.asarray(labels)
     n_features = model.circuit.n_features
     if x0.ndim != 2 or x0.shape[1] != n_features:
-        raise ValueError(f"inputs of shape {x0.shape}, but the analog block takes (N, {n_features})")
+        raise InputError(f"inputs of shape {x0.shape}, but the analog block takes (N, {n_features})")
     if labels.shape != (len(x0),):
-        raise ValueError(f"labels of shape {labels.shape}, expected ({len(x0)},)")
+        raise InputError(f"labels of shape {labels.shape}, expected ({len(x0)},)")
     n = len(x0)
     xs = np.clip(x0, v_low, v_high)
     reached = np.zeros(n, bool)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from pipeline.errors import SetupError
+
 GIB = 2 ** 30
 
 
@@ -38,7 +40,7 @@ def check_block_size(hidden, n_in: int, n_out: int, what: str = "analog.hidden",
     need, have = block_bytes(widths), physical_memory()
     if need > have:
         shape = f"{list(hidden)} hidden" if bound else f"{n_in}→{list(hidden)}→{n_out}"
-        raise ValueError(f"{what}={list(hidden)}: a {shape} analog block needs {'at least' if bound else 'about'} "
+        raise SetupError(f"{what}={list(hidden)}: a {shape} analog block needs {'at least' if bound else 'about'} "
                          f"{need / GIB:.0f} GiB ({sum(widths)} circuit nodes: n×n float64 matrices), more than "
                          f"this machine's {have / GIB:.0f} GiB of memory")
 

@@ -23,6 +23,8 @@ continued geometrically (`extend`), a few values at most, so the map reaches whe
 """
 from __future__ import annotations
 
+from pipeline.errors import OptionError
+
 import time
 from dataclasses import dataclass, field
 
@@ -51,22 +53,22 @@ def parse_grid(items, axes=None) -> dict[str, tuple]:
     chosen = list(axes) if axes else list(AXES)
     for a in chosen:
         if a not in AXES:
-            raise ValueError(f"robustness axis {a!r} is unknown; axes: {', '.join(AXES)}")
+            raise OptionError(f"robustness axis {a!r} is unknown; axes: {', '.join(AXES)}")
     grid = {a: AXES[a][0] for a in chosen}
     for item in items or ():
         name, sep, text = str(item).partition("=")
         name = name.strip()
         if not sep or name not in AXES:
-            raise ValueError(f"--grid {item!r}: expected AXIS=v1,v2,... with AXIS one of {', '.join(AXES)}")
+            raise OptionError(f"--grid {item!r}: expected AXIS=v1,v2,... with AXIS one of {', '.join(AXES)}")
         parts = [p.strip() for p in text.split(",") if p.strip()]
         if not parts:
-            raise ValueError(f"--grid {name}: the grid has no values (give e.g. {name}="
+            raise OptionError(f"--grid {name}: the grid has no values (give e.g. {name}="
                              f"{','.join(str(v) for v in AXES[name][0][:3])})")
         try:
             values = tuple(int(p) if name in _INTEGER_AXES else float(p) for p in parts)
         except ValueError:
             kind = "integers" if name in _INTEGER_AXES else "numbers"
-            raise ValueError(f"--grid {name}={text}: values must be {kind}") from None
+            raise OptionError(f"--grid {name}={text}: values must be {kind}") from None
         for v in values:
             check_value(name, v)
         grid[name] = values
@@ -79,7 +81,7 @@ def check_value(axis: str, v) -> None:
     ok = {"levels": v >= 2, "on_off": v > 1, "stuck": 0 <= v <= 1}.get(axis, v >= 0)
     if not (np.isfinite(v) and ok):
         why = {"levels": ">= 2", "on_off": "> 1", "stuck": "in [0, 1]"}.get(axis, ">= 0")
-        raise ValueError(f"--grid {axis}: value {v!r} must be {why}")
+        raise OptionError(f"--grid {axis}: value {v!r} must be {why}")
 
 
 def spec_for(axis: str, value):
@@ -103,7 +105,7 @@ def spec_for(axis: str, value):
     elif axis in ("is_sigma", "vto_sigma", "gain_sigma", "offset_sigma"):
         var = {axis: float(value)}
     else:
-        raise ValueError(f"robustness axis {axis!r} is unknown; axes: {', '.join(AXES)}")
+        raise OptionError(f"robustness axis {axis!r} is unknown; axes: {', '.join(AXES)}")
     return resolve_hardware("ideal", {"device": dev, "variation": var, "drift_compensation": False}), t
 
 

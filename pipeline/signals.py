@@ -5,7 +5,13 @@ the same way (in the main thread, at the next bytecode), so the runner's cleanup
 both: the stage run and the co-training's parent run are ended with MLflow status KILLED
 and tag mixsig.status=killed (a stage body that raises an error ends FAILED instead), the
 stage's finished metrics and outputs are logged, and the CLI exits 128 + the signal
-number (130 for SIGINT, 143 for SIGTERM). A second SIGTERM during that cleanup kills the
+number (130 for SIGINT, 143 for SIGTERM).
+
+An exception raised while the garbage collector runs a finalizer or a weakref callback
+(TensorFlow's WeakKeyDictionary, say) is printed as "Exception ignored in ..." and
+dropped, so a Ctrl-C landing there would be lost and the run would finish as if nothing
+happened. The handlers therefore also record the signal, and `raise_pending()`, called
+after each stage body and before the CLI reports success, raises it again. A second SIGTERM during that cleanup kills the
 process at once (the default action), so a stuck cleanup can always be stopped; `cotrain
 --resume` then closes what was left RUNNING.
 """
@@ -25,17 +31,43 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+_PENDING: list[int] = []    # signals received and not yet seen handled
+
+
 def _on_sigterm(signum, frame):
+    _PENDING.append(signum)
     signal.signal(signum, signal.SIG_DFL)    # a second SIGTERM during cleanup kills at once
     raise Terminated(signum)
 
 
+def _on_sigint(signum, frame):
+    _PENDING.append(signum)
+    raise KeyboardInterrupt
+
+
 def install() -> None:
-    """Make SIGTERM raise Terminated (main thread only; elsewhere a no-op)."""
+    """Make SIGTERM raise Terminated and SIGINT KeyboardInterrupt, both recorded for
+    `raise_pending` (main thread only; elsewhere a no-op)."""
+    _PENDING.clear()
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:    # not the main thread of the main interpreter
         pass
+
+
+def raise_pending() -> None:
+    """Raise a signal received earlier whose exception was swallowed (by a finalizer run
+    during garbage collection); a no-op when none is pending."""
+    if _PENDING:
+        signum = _PENDING[0]
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+def handled() -> None:
+    """The pending signal's exception reached its handler: nothing is pending any more."""
+    _PENDING.clear()
 
 
 def is_interruption(exc: BaseException) -> bool:

@@ -14,6 +14,8 @@ embeddings after, the fraction of the requested shift reproduced is the projecti
 """
 from __future__ import annotations
 
+from pipeline.errors import SetupError
+
 import numpy as np
 
 METHODS = ("targets", "through-analog", "both")
@@ -23,7 +25,7 @@ def check_differentiable(encoder, cfg: dict) -> None:
     """ValueError unless the encoder can be trained through the block (has fit_through)."""
     method = cfg["digital"]["retrain_method"]
     if method != "targets" and not callable(getattr(encoder, "fit_through", None)):
-        raise ValueError(f"digital.retrain_method={method!r} needs a differentiable encoder, but "
+        raise SetupError(f"digital.retrain_method={method!r} needs a differentiable encoder, but "
                          f"{type(encoder).__name__} (digital.encoder={cfg['digital']['encoder']!r}) has no "
                          f"fit_through(images, labels, grad_fn, ...); use digital.retrain_method: targets")
 

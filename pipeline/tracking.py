@@ -16,8 +16,10 @@ import contextlib
 import os
 from pathlib import Path
 
+from pipeline.errors import UserError
 
-class TrackingStoreError(Exception):
+
+class TrackingStoreError(UserError):
     """The tracking store cannot be opened (locked, unreadable, not a database)."""
 
 
@@ -100,10 +102,21 @@ def _open_store(uri: str) -> None:
         db = sqlite_path(uri)
         if db is not None:
             _probe(db)
+            if not db.exists() and not user_tracking_uri():
+                _create_in_home(uri)
         _get_store(uri)
     except Exception as exc:
         raise TrackingStoreError(_store_problem(uri, exc)) from None
     _OPENED.add(uri)
+
+
+def _create_in_home(uri: str) -> None:
+    """Create the store with its Default experiment's artifacts under the project folder
+    (MLflow would put them under `./mlruns` of whatever folder the command ran from)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from pipeline.home import project_home
+    SqlAlchemyStore(uri, (project_home() / "mlruns").as_uri())
 
 
 def _store_problem(uri: str, exc: BaseException) -> str:
@@ -123,6 +136,8 @@ def setup_mlflow(experiment: str | None = None):
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # it logs each failed query with its traceback, then raises: the CLI reports the raise
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
     if not user_tracking_uri():
         _SET_BY_US.add(uri)

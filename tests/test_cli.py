@@ -375,3 +375,61 @@ def test_quiet_also_silences_mlflow_artifact_bars(monkeypatch, tmp_path):
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
     assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is False
+
+
+def _raising(monkeypatch, exc):
+    def body(*args, **kw):
+        raise exc
+    monkeypatch.setattr("pipeline.stages.lineage.load_config_with_overrides", body)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("numpy").concatenate([]),                  # numpy's own ValueError: a bug
+    lambda: [][1],
+    lambda: (_ for _ in ()).throw(TypeError("unsupported operand")),
+], ids=["numpy-valueerror", "indexerror", "typeerror"])
+def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys, tmp_path, make):
+    try:
+        make()
+    except Exception as exc:
+        bug = exc
+    _raising(monkeypatch, bug)
+    rc = cli.main(["config", "show", str(ROOT / "experiments" / "xor.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "Traceback" in err and type(bug).__name__ in err
+    assert err.strip().splitlines()[-1].startswith("error: internal error") and "bug in mixsig" in err
+
+
+@pytest.mark.parametrize("exc", [
+    "pipeline.errors:SetupError", "pipeline.config:ConfigError", "pipeline.data:DataError",
+    "pipeline.stages:StageInputError", "pipeline.tracking:TrackingStoreError", "pipeline.liveness:LivenessError",
+    "pipeline.signoff:SignoffError", "analog.errors:AnalogInputError", "analog.errors:MissingModelError",
+    "digital.errors:DigitalInputError", "digital:EncoderContractError", "analog.spice_check:DeviceCardError"])
+def test_each_areas_user_error_is_one_line_exit_2(monkeypatch, capsys, exc):
+    import importlib
+    module, _, name = exc.partition(":")
+    _raising(monkeypatch, getattr(importlib.import_module(module), name)("the input named here is wrong"))
+    rc = cli.main(["config", "show", str(ROOT / "experiments" / "xor.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == "error: the input named here is wrong\n", err
+
+
+def test_a_full_disk_is_one_line_exit_1(monkeypatch, capsys):
+    import errno
+    _raising(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "/some/file"))
+    rc = cli.main(["config", "show", str(ROOT / "experiments" / "xor.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err == "error: No space left on device (/some/file)\n", err
+
+
+def test_verify_with_no_samples_is_a_usage_error():
+    _one_line_error(_mixsig("verify", "experiments/xor.yaml", "-n", "0"), "--samples", "0")
+
+
+def test_full_disk_outputs_are_one_line_exit_1(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    out = _mixsig("config", "schema", "-o", "/dev/full")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "error: No space left on device", out.stderr

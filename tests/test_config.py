@@ -334,3 +334,52 @@ def test_any_override_text_gives_a_config_or_a_one_line_error(tmp_path, text):
         load_config(path, [f"analog.hidden={text}"])
     except ConfigError as exc:
         assert "\n" not in str(exc) and "analog.hidden" in str(exc)
+
+
+@pytest.mark.parametrize("key, value", [("hardware.chips", 100_000_000), ("data.xor_samples", 1e23),
+                                        ("data.xor_samples", 10**9), ("training.workers", 10**6),
+                                        ("cotrain.rounds", 10**9)])
+def test_sizes_beyond_any_run_are_refused_naming_the_key(tmp_path, key, value):
+    section, name = key.split(".")
+    raw = {"name": "big", section: {name: value}}
+    if section == "hardware":
+        raw["hardware"]["preset"] = "pcm"
+    message = _error(raw)
+    path = tmp_path / "big.yaml"          # the same written in YAML (1e23 a number there too)
+    path.write_text(f"name: big\n{section}:\n  {name}: {value:g}\n" + ("  preset: pcm\n" if section == "hardware" else ""))
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(path)
+    assert message.startswith(key) and ("out of range" in message or "expected int" in message), message
+
+
+def test_duplicate_keys_in_a_config_file_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: d\ntraining:\n  epochs: 3\nanalog:\n  hidden: [8]\ntraining:\n  batch_size: 4\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'training' \(first on line 2, again on line 6\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_fifo_or_device_as_config_is_named_as_such(tmp_path, special):
+    import os
+    path = tmp_path / "pipe.yaml"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path(special)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key", ["device", "variation"])
+def test_a_preset_section_given_a_value_says_it_needs_a_mapping(key):
+    message = _error({"name": "h", "hardware": {"preset": "pcm", key: 3}})
+    assert message.startswith(f"hardware.{key}: 3 has type int; expected a mapping") and "did you mean" not in message
+
+
+@pytest.mark.parametrize("raw, key", [({"name": "a\x00b"}, "name"), ({"name": "a\nb"}, "name"),
+                                      ({"name": "ok", "mlflow": {"experiment": "x\x00"}}, "mlflow.experiment"),
+                                      ({"name": "n" * 201}, "name")])
+def test_names_with_control_characters_or_too_long_are_refused(raw, key):
+    message = _error(raw)
+    assert message.startswith(f"{key}: ") and ("control character" in message or "longer than 200" in message)

@@ -481,3 +481,37 @@ def test_seed_repeatable(data):
     c = MLPEncoder(embedding_dim=DIM, hidden=(16,), seed=8).embed(x[:32])
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("named", ["evilmod_{n}:X", "this:s", "tensorflow:saved_model", "os:system"])
+def test_a_manifest_naming_an_unregistered_class_imports_nothing(fitted, tmp_path, monkeypatch, capsys, named):
+    """encoder.json is data: a class it names is refused unless known, and its module is never imported."""
+    module = f"evilmod_{abs(hash(str(tmp_path))) % 10**8}"
+    marker = tmp_path / "ran"
+    (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nclass X: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    named = named.format(n=module.split("_", 1)[1])
+    fitted["pca"].save(tmp_path / "enc")
+    manifest = tmp_path / "enc" / "encoder.json"
+    manifest.write_text(manifest.read_text().replace("digital.pca:PCAEncoder", named))
+    before = set(sys.modules)
+    for load in (load_encoder, Encoder.load):
+        with pytest.raises(EncoderContractError, match="not a registered encoder class"):
+            load(tmp_path / "enc")
+    assert not marker.exists()
+    assert module not in sys.modules and (named.split(":")[0] in before or named.split(":")[0] not in sys.modules)
+    assert "Beautiful is better" not in capsys.readouterr().out
+
+
+def test_a_plugin_class_loads_from_a_module_the_caller_trusts(plugin, data, tmp_path):
+    x, y = data
+    enc = make_encoder(f"{plugin}:good", embedding_dim=8, v_low=0.0, v_high=0.5)
+    enc.fit(x, y, verbose=0).save(tmp_path / "plug")
+    cls = type(enc)
+    from digital import base
+    base._ENCODER_CLASSES.pop(base.class_path(cls))        # as in a fresh process
+    with pytest.raises(EncoderContractError, match="not a registered encoder class"):
+        load_encoder(tmp_path / "plug")
+    loaded = load_encoder(tmp_path / "plug", modules=(plugin,))
+    np.testing.assert_array_equal(loaded.embed(x[:5]), enc.embed(x[:5]))

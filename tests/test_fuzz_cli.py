@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "smoke.yaml"
 XOR = ROOT / "experiments" / "xor.yaml"
 SCALE = int(os.environ.get("MIXSIG_FUZZ_SCALE", "1"))
-TRIED = {"configs": 0, "overrides": 0, "arguments": 0, "processes": 0}
-REJECTED = {"configs": 0, "overrides": 0, "arguments": 0, "processes": 0}
+TRIED = {"configs": 0, "overrides": 0, "arguments": 0, "hostile": 0, "processes": 0}
+REJECTED = {"configs": 0, "overrides": 0, "arguments": 0, "hostile": 0, "processes": 0}
 WORK = Path(tempfile.mkdtemp(prefix="mixsig-fuzz-"))
 atexit.register(shutil.rmtree, WORK, True)
 STORE = WORK / "mlflow.db"
@@ -230,6 +230,165 @@ def test_fuzz_other_commands(capsys, command, args):
     REJECTED["arguments"] += 1
     assert rc == 2, (rc, err)
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------------------------------
+# hostile YAML: deep nesting, alias bombs, duplicate keys (in a file or a --set value)
+# ---------------------------------------------------------------------------------------
+def _nested(kind: str, depth: int) -> str:
+    return "[" * depth + "]" * depth if kind == "list" else "{a: " * depth + "1" + "}" * depth
+
+
+def _bomb(levels: int, width: int) -> str:
+    """YAML whose last alias stands for width**levels values ("billion laughs")."""
+    lines = ["a0: &a0 [lol, lol]"]
+    for k in range(1, levels + 1):
+        lines.append(f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * width)}]")
+    return "\n".join(lines)
+
+
+@fuzz_settings(12)
+@given(kind=st.sampled_from(["list", "map"]), depth=st.one_of(st.integers(33, 400), st.integers(800, 6000)),
+       where=st.sampled_from(["digital.params", "hardware.overrides", "name", "analog.hidden"]),
+       how=st.sampled_from(["file", "set"]))
+def test_fuzz_deep_nesting(capsys, kind, depth, where, how):
+    TRIED["hostile"] += 1
+    if how == "set":
+        rc, err = _call(capsys, ["config", "show", XOR, "--set", f"{where}={_nested(kind, depth)}"])
+        names = ["--set", "nested"]
+    else:
+        path = WORK / "deep.yaml"
+        section, _, key = where.rpartition(".")
+        body = f"{key}: {_nested(kind, depth)}"
+        path.write_text(f"name: deep\n{section}:\n  {body}\n" if section else f"{body}\n")
+        rc, err = _call(capsys, ["config", "show", path])
+        names = [str(path)]
+    REJECTED["hostile"] += 1
+    _rejected(rc, err, *names)
+    assert "nested" in err
+
+
+@fuzz_settings(10)
+@given(levels=st.integers(4, 9), width=st.integers(6, 10),
+       where=st.sampled_from(["digital.params", "hardware.overrides", "analog.layers", "analog.hidden"]))
+def test_fuzz_alias_bombs(capsys, levels, width, where):
+    """A few hundred bytes of anchors standing for up to 10**9 values: refused at once,
+    in one short line, wherever the alias is used."""
+    TRIED["hostile"] += 1
+    section, key = where.split(".")
+    top = f"{section}:\n  {key}: {{x: *a{levels}}}\n" if section != "analog" or key == "layers" else \
+        f"{section}:\n  {key}: *a{levels}\n"
+    if key == "layers":
+        top = f"{section}:\n  layers: [{{type: dense, units: *a{levels}}}]\n"
+    path = WORK / "bomb.yaml"
+    path.write_text(f"name: bomb\n{_bomb(levels, width)}\n{top}")
+    rc, err = _call(capsys, ["config", "show", path])
+    if width ** levels * 2 < 100_000:
+        return                           # small enough to be an ordinary (if odd) config
+    REJECTED["hostile"] += 1
+    _rejected(rc, err, str(path))
+    assert "alias" in err and len(err) < 400, err[:500]
+
+
+@fuzz_settings(20)
+@given(key=st.sampled_from(["training", "analog", "name", "seed", "data"]), how=st.sampled_from(["file", "set"]))
+def test_fuzz_duplicate_keys(capsys, key, how):
+    TRIED["hostile"] += 1
+    text = XOR.read_text()
+    if how == "file":
+        path = WORK / "dup.yaml"
+        value = "{}" if key in ("training", "analog", "data") else ("dup" if key == "name" else "3")
+        path.write_text(f"{text}\n{key}: {value}\n")
+        rc, err = _call(capsys, ["config", "show", path])
+    else:
+        rc, err = _call(capsys, ["config", "show", XOR, "--set", f"digital.params={{{key}: 1, {key}: 2}}"])
+    REJECTED["hostile"] += 1
+    _rejected(rc, err, "duplicate key")
+    assert repr(key) in err
+
+
+# ---------------------------------------------------------------------------------------
+# hostile files: truncated and oversized model files, encoder manifests naming any class
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_block(tmp_path_factory):
+    import contextlib
+    import io
+    folder = tmp_path_factory.mktemp("block")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{STORE}")     # the fuzz store, as the tests use
+        mp.chdir(WORK)
+        rc = cli.main(["train-analog", str(XOR), "--set", "training.epochs=1", "--workdir", str(folder), "-q"])
+    assert rc == 0, out.getvalue()
+    (model,) = [p.resolve() for p in folder.glob("*/analog_model")]   # a link to the run's artifacts
+    return model
+
+
+def _mutate(model: Path, target: Path, kind: str, amount: float) -> None:
+    import json
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(model, target)
+    npz, desc_file = target / "arrays.npz", target / "model.json"
+    if kind == "truncate":
+        data = npz.read_bytes()
+        npz.write_bytes(data[:int(len(data) * amount)])
+    elif kind == "garble":
+        data = bytearray(npz.read_bytes())
+        at = int(len(data) * amount)
+        data[at:at + 64] = bytes(64)
+        npz.write_bytes(bytes(data))
+    else:
+        desc = json.loads(desc_file.read_text())
+        dense = [layer for layer in desc["layers"] if layer["type"] == "Dense"]
+        dense[int(amount * len(dense)) % len(dense)]["config"]["units"] = {"huge": 2e9, "zero": 0, "negative": -5,
+                                                                          "float": 3.5}[kind]
+        desc_file.write_text(json.dumps(desc))
+
+
+@fuzz_settings(10)
+@given(kind=st.sampled_from(["truncate", "garble", "huge", "zero", "negative", "float"]),
+       amount=st.floats(0.0, 0.97))
+def test_fuzz_damaged_model_files(capsys, trained_block, kind, amount):
+    """evaluate --input analog=<a damaged copy>: one line naming the folder, exit 2."""
+    TRIED["hostile"] += 1
+    target = WORK / "damaged"
+    _mutate(trained_block, target, kind, amount)
+    rc, err = _call(capsys, ["evaluate", XOR, "--input", f"analog={target}", "-q"])
+    if rc == 0:
+        return                       # a garbled byte inside padding, say: still a valid model
+    REJECTED["hostile"] += 1
+    _rejected(rc, err, str(target))
+
+
+@fuzz_settings(40)
+@given(module=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=12),
+       attr=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=8),
+       named=st.sampled_from(["", "os", "this", "tensorflow", "subprocess", "antigravity", "evil_beside"]))
+def test_fuzz_encoder_manifests_name_any_class(module, attr, named):
+    """An encoder.json naming any class: refused, and no module is imported because of it."""
+    import json
+    import digital
+    TRIED["hostile"] += 1
+    folder = WORK / "enc"
+    folder.mkdir(exist_ok=True)
+    (WORK / "evil_beside.py").write_text("raise SystemExit('imported')\n")
+    name = f"{named or module}:{attr}"
+    (folder / "encoder.json").write_text(json.dumps({"format": "digital-encoder", "class": name, "params": {}}))
+    before = set(sys.modules)
+    with pytest.raises(digital.EncoderContractError, match="not a registered encoder class"):
+        digital.load_encoder(folder)
+    assert set(sys.modules) == before
+    REJECTED["hostile"] += 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("argv", [["config", "schema", "-o", "/dev/full"]])
+def test_full_disk_outputs(capsys, argv):
+    TRIED["hostile"] += 1
+    rc, err = _call(capsys, argv)
+    REJECTED["hostile"] += 1
+    assert rc == 1 and err.strip().splitlines()[-1].startswith("error: No space left on device"), (rc, err)
 
 
 # ---------------------------------------------------------------------------------------

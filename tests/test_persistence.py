@@ -253,3 +253,32 @@ def test_extension_types_round_trip_when_registered(tmp_path):
         assert type(b.loss) is Scaled and b.loss.amplitude == 0.2
     finally:
         LOSSES.pop(Scaled.name)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 0.6, 0.95])
+def test_a_truncated_arrays_file_is_named(tmp_path, keep):
+    from analog.errors import AnalogInputError
+    m = block(hidden=(4,))
+    m.compile(loss="mse", optimizer="adam", beta=1e-7)
+    m.save(tmp_path / "m")
+    npz = tmp_path / "m" / "arrays.npz"
+    data = npz.read_bytes()
+    npz.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(AnalogInputError, match="arrays.npz"):
+        AnalogModel.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("units", [2e9, 2_000_000_000, 10**15, -3, 0])
+def test_an_oversized_or_empty_layer_is_refused_before_allocation(tmp_path, units):
+    """model.json asking for a Dense layer of 2e9 units: refused from the description (the
+    n×n matrices would need exabytes) instead of a huge allocation."""
+    from analog.errors import AnalogInputError
+    m = block(hidden=(4,))
+    m.save(tmp_path / "m")
+    file = tmp_path / "m" / "model.json"
+    desc = json.loads(file.read_text())
+    dense = next(layer for layer in desc["layers"] if layer["type"] == "Dense")
+    dense["config"]["units"] = units
+    file.write_text(json.dumps(desc))
+    with pytest.raises(AnalogInputError, match=r"model.json.*(GiB|units=)"):
+        AnalogModel.load(tmp_path / "m")

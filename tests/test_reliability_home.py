@@ -71,3 +71,20 @@ def test_mixsig_home_must_be_a_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MIXSIG_HOME", str(afile))
     rc, out, err = _main(capsys, "train-analog", XOR, "-q")
     assert rc == 2 and f"MIXSIG_HOME={afile}: not a folder" in err, err
+
+
+def test_the_default_experiment_keeps_its_artifacts_in_the_project_folder(tmp_path, monkeypatch):
+    home, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MIXSIG_HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import setup_mlflow
+    setup_mlflow("x")
+    default = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_experiment("0")
+    assert default.name == "Default"
+    assert default.artifact_location == (home / "mlruns" / "0").as_uri(), default.artifact_location
+    assert list(elsewhere.iterdir()) == []

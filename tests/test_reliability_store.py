@@ -110,3 +110,30 @@ def test_a_locked_database_at_start_is_a_one_line_error(tmp_path):
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "locked" in out.stderr and str(db) in out.stderr
+
+
+def test_a_store_locked_in_the_middle_of_a_run_is_a_one_line_error(tmp_path):
+    """Another process takes an exclusive lock on the store while a stage is logging: one
+    line naming the lock, exit 1, no traceback."""
+    db = tmp_path / "mlflow.db"
+    cfg = ROOT / "experiments" / "iris.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "train-analog", str(cfg), "--set", "training.epochs=400"],
+                            cwd=tmp_path, env=_env(db), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = None
+    try:
+        for line in proc.stdout:
+            if "run " in line and "→" in line:
+                holder = sqlite3.connect(db, timeout=30)
+                holder.execute("BEGIN EXCLUSIVE")     # held until the stage gives up
+                break
+        err = proc.communicate(timeout=300)[1]
+    finally:
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert holder is not None
+    assert proc.returncode == 1, (proc.returncode, err[-3000:])
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert "Traceback" not in err and lines[-1].startswith("error: ") and "locked" in lines[-1], err[-3000:]

@@ -39,7 +39,7 @@ def _samples(cfg: dict, n: int):
 
 @click.command("verify", help=HELP, short_help=HELP)
 @click.argument("config")
-@click.option("-n", "--samples", type=int, default=32, show_default=True, help="samples of the config's data")
+@click.option("-n", "--samples", type=click.IntRange(min=1), default=32, show_default=True, help="samples of the config's data")
 @click.option("--model", help="a saved analog model folder to check instead of a freshly initialised block")
 @click.option("--beta", type=float, help="nudging strength (default: the config's training.beta)")
 @click.option("--no-ngspice", is_flag=True, help="skip the ngspice comparison")

@@ -8,11 +8,19 @@ import typing
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ValidationError
 
+from pipeline.errors import UserError
+
 __all__ = ["ConfigError", "from_validation_error", "dotted"]
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A config file is missing or holds a value the schema does not allow."""
+
+
+def _short(value, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: an error line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
 
 
 def dotted(loc) -> str:
@@ -101,26 +109,34 @@ def _message(err: dict, root: type[BaseModel]) -> str:
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         if value is None:
             return f"{key}: null is not allowed; expected a mapping of keys (leave the section out for its defaults)"
-        return f"{key}: expected a mapping of keys, got {type(value).__name__} {value!r}"
+        return f"{key}: expected a mapping of keys, got {type(value).__name__} {_short(value)}"
     expected = _type_name(info.annotation) if info is not None and not isinstance(loc[-1], int) else None
     if value is None and kind.endswith("_type"):
         return f"{key}: null is not allowed; expected {expected or kind.removesuffix('_type')}"
     if kind == "literal_error":
-        return f"{key}: {value!r} is not allowed; choose {expected or err['ctx']['expected']}"
+        return f"{key}: {_short(value)} is not allowed; choose {expected or err['ctx']['expected']}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         allowed = range_text(info.metadata if info is not None else []) or range_text(
             [k(**{a: v}) for k, a, _ in _OPS for c, v in err.get("ctx", {}).items() if c == a])
-        return f"{key}: {value!r} is out of range; allowed: {allowed}"
+        return f"{key}: {_short(value)} is out of range; allowed: {allowed}"
     if kind == "finite_number":
-        return f"{key}: {value!r} must be finite"
+        return f"{key}: {_short(value)} must be finite"
+    if kind == "string_pattern_mismatch":
+        return f"{key}: {_short(value)} holds a control character (NUL, newline, tab, ...); use printable text"
+    if kind == "string_too_long":
+        return f"{key}: {_short(value)} is longer than {err.get('ctx', {}).get('max_length')} characters"
     if kind == "string_too_short":
-        return f"{key}: {value!r} is too short; expected a non-empty string"
+        return f"{key}: {_short(value)} is too short; expected a non-empty string"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         what = expected or {"int_type": "int", "float_type": "number", "string_type": "str",
                             "bool_type": "bool", "list_type": "list"}.get(kind, kind)
-        return f"{key}: {value!r} has type {type(value).__name__}; expected {what}"
-    text = str(err.get("ctx", {}).get("error", err["msg"]))
+        return f"{key}: {_short(value)} has type {type(value).__name__}; expected {what}"
+    text = _short_text(str(err.get("ctx", {}).get("error", err["msg"])))
     return text if not loc or text.startswith(key) else f"{key}: {text}"  # cross-key checks name their keys
+
+
+def _short_text(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def from_validation_error(exc: ValidationError, root: type[BaseModel]) -> ConfigError:

@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError, _type_name, _unwrap, from_validation_error
+from .errors import ConfigError, _short, _type_name, _unwrap, from_validation_error
 from .schema import RootConfig
+from .yaml_text import _check_size, _StrictLoader, load_yaml
 
 __all__ = ["validate_config", "load_config", "parse_override", "apply_overrides", "flatten"]
 
@@ -38,10 +39,13 @@ def parse_override(item: str) -> tuple[list[str], object]:
     if not sep or not key or not all(p.strip() for p in parts):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set analog.gain=2.0")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_StrictLoader)   # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise ConfigError(f"--set {key}: value nested too deeply for a config") from None
     except yaml.YAMLError as exc:
         problem = str(getattr(exc, "problem", None) or "not valid YAML")
-        raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({problem})") from None
+        raise ConfigError(f"--set {key}: value {_short(text)} is not valid YAML ({problem})") from None
+    _check_size(value, f"--set {key}")
     return [p.strip() for p in parts], value
 
 
@@ -69,23 +73,34 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {'.'.join(parts)}: {where} is {child!r}, not a section")
+                raise ConfigError(f"--set {'.'.join(parts)}: {where} is {_short(child)}, not a section")
             node = child
         node[parts[-1]] = value
     return out
 
 
+MAX_CONFIG_BYTES = 1 << 20     # a config is a few kB
+
+
 def _read_yaml(path: Path):
     if path.is_dir():
         raise ConfigError(f"config file {path} is a folder, not a YAML file")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    if not path.is_file():       # a FIFO would block the read, /dev/zero never end it
+        raise ConfigError(f"config file {path} is not a regular file (a device, FIFO or socket)")
     try:
-        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; a config is a few kB")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not a text file (byte {exc.start} is not UTF-8)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    return load_yaml(text, f"config file {path}")
 
 
 def load_config(path, overrides: Iterable[str] = ()) -> dict:

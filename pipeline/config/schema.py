@@ -32,6 +32,7 @@ def _yaml_number(value):
 
 
 Num = Annotated[float, BeforeValidator(_yaml_number)]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"     # names reach MLflow, file names and terminals: no NUL, no newline
 PosInt = Annotated[int, Field(ge=1)]
 
 # One set of defaults for the analog block: build_dense_network and the config share them.
@@ -72,7 +73,7 @@ class DataConfig(Section):
                            gt=0, lt=0.5)
     limit_train: int | None = F(None, "stratified slice of the training set", ge=1)
     limit_test: int | None = F(None, "stratified slice of the test set", ge=1)
-    xor_samples: int = F(200, "xor: number of samples", ge=8)
+    xor_samples: int = F(200, "xor: number of samples", ge=8, le=1_000_000)
     xor_noise: Num = F(0.1, "xor: Gaussian noise on the corners", ge=0)
 
 
@@ -138,13 +139,13 @@ class TrainingConfig(Section):
     optimizer: OptimizerConfig = section(OptimizerConfig, "the optimiser of the conductances")
     epochs: int = F(10, "EP training epochs", ge=1)
     batch_size: int = F(32, "EP mini-batch size", ge=1)
-    workers: int = F(2, "ngspice worker processes", ge=1)
+    workers: int = F(2, "ngspice worker processes", ge=1, le=256)
 
 
 class DigitalConfig(Section):
     encoder: str = F("cnn", "cnn | mlp | pca | package.module:factory | none (no encoder: the analog block takes "
                             "the pixels as volts, v_low..v_high; train-analog and evaluate only)", min_length=1)
-    embedding_dim: int = F(150, "embedding width (= analog block inputs)", ge=1)
+    embedding_dim: int = F(150, "embedding width (= analog block inputs)", ge=1, le=100_000)
     epochs: int = F(10, "encoder training epochs", ge=1)
     batch_size: int = F(128, "encoder batch size", ge=1)
     lr: Num = F(1e-3, "encoder learning rate", gt=0)
@@ -184,7 +185,7 @@ class InputOptimizationConfig(Section):
 
 
 class CotrainConfig(Section):
-    rounds: int = F(1, "input-optimisation / retraining rounds", ge=0)
+    rounds: int = F(1, "input-optimisation / retraining rounds", ge=0, le=1000)
     analog_epochs: int | None = F(None, "EP epochs of the analog block in rounds after the first "
                                         "(default: training.epochs)", ge=1)
 
@@ -197,7 +198,8 @@ class BaselineConfig(Section):
 
 
 class MlflowConfig(Section):
-    experiment: str | None = F(None, "MLflow experiment (default: name)")
+    experiment: str | None = F(None, "MLflow experiment (default: name)", min_length=1, max_length=200,
+                               pattern=PRINTABLE)
 
 
 class InputsConfig(Section):
@@ -221,7 +223,7 @@ class HardwareConfig(Section):
     overrides: dict[str, Any] = F({}, "preset fields to override, e.g. {device: {g_max: 2.5e-5}} "
                                       "(same as writing device: ... directly in this section)")
     seed: int | None = F(None, "seed of the programmed chip(s) (default: the config's seed)", ge=0)
-    chips: int = F(1, "chips programmed from one trained block (independent realisations)", ge=1)
+    chips: int = F(1, "chips programmed from one trained block (independent realisations)", ge=1, le=1000)
     times: list[Annotated[Num, Field(ge=0)]] = F([0.0], "read times after programming, s")
     drift_compensation: bool | None = F(None, "global drift compensation by a calibration read "
                                               "(default: the preset's choice)")
@@ -251,6 +253,9 @@ class HardwareConfig(Section):
         extra = dict(self.model_extra or {})
         written_under_overrides = dict(self.overrides)
         for key, value in extra.items():
+            if key in ("device", "variation") and not isinstance(value, dict):
+                raise ValueError(f"hardware.{key}: {value!r:.60} has type {type(value).__name__}; expected a mapping "
+                                 f"of preset fields, e.g. {key}: {{g_max: 2.5e-5}}")
             if not isinstance(value, dict):   # preset fields come in sections (device: {...})
                 known = list(type(self).model_fields) + ["device", "variation"]
                 close = difflib.get_close_matches(str(key), known, n=1)
@@ -336,7 +341,7 @@ def _numbers(value):
 
 class RootConfig(Section):
     name: str = F(..., "experiment name (also the MLflow experiment unless mlflow.experiment is set)",
-                  min_length=1)
+                  min_length=1, max_length=200, pattern=PRINTABLE)
     seed: int = F(0, "seed for splits, initialisation and shuffling", ge=0)
     data: DataConfig = section(DataConfig, "data set and splits")
     analog: AnalogConfig = section(AnalogConfig, "the analog block (EBANA-style dense network)")

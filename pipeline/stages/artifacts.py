@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import UserError
 
-class PipelineError(Exception):
+
+class PipelineError(UserError):
     """A pipeline request that cannot be carried out (printed by the CLI as `error: ...`)."""
 
 

@@ -35,8 +35,9 @@ def body(ctx: StageContext) -> None:
 
     ds = ctx.data
     if ctx.has("encoder"):
-        from digital import check_encoder, load_encoder
-        enc = load_encoder(ctx.input("encoder"))
+        from digital import check_encoder
+        from pipeline.build import load_encoder
+        enc = load_encoder(ctx.cfg, ctx.input("encoder"))
         check_encoder(enc, ds.x_val[:32])
     else:
         enc = _Pixels(ctx.cfg, ds.x_train.shape[1:])

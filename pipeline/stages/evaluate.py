@@ -30,9 +30,9 @@ def body(ctx: StageContext) -> None:
         results.update(analog_test_accuracy=s["accuracy"], analog_test_loss=s["loss"], power_mean=s["power_mean"],
                        nonconverged=s["nonconverged"])
         if ctx.has("encoder"):
-            from digital import load_encoder
+            from pipeline.build import load_encoder
             ds = ctx.data
-            enc = load_encoder(ctx.input("encoder"))
+            enc = load_encoder(ctx.cfg, ctx.input("encoder"))
             results["digital_test_accuracy"] = enc.evaluate(ds.x_test, ds.y_test)
             x_e2e, y_e2e = enc.embed(ds.x_test), ds.y_test
             results["end_to_end_test_accuracy"] = analog_scores(model, x_e2e, y_e2e)["accuracy"]

@@ -13,6 +13,8 @@ In a co-training it runs right after `program` when hardware.finetune_epochs > 0
 """
 from __future__ import annotations
 
+from pipeline.errors import SetupError
+
 import numpy as np
 
 from pipeline.stages.artifacts import load_analog
@@ -28,9 +30,9 @@ def required(cfg: dict) -> tuple:
 def precheck(cfg: dict) -> None:
     hw = cfg.get("hardware")
     if not hw:
-        raise ValueError("the config has no hardware: section (the chips' devices and hardware.finetune_epochs)")
+        raise SetupError("the config has no hardware: section (the chips' devices and hardware.finetune_epochs)")
     if not hw.get("finetune_epochs"):
-        raise ValueError("hardware.finetune_epochs=0: nothing to fine-tune (e.g. --set hardware.finetune_epochs=1)")
+        raise SetupError("hardware.finetune_epochs=0: nothing to fine-tune (e.g. --set hardware.finetune_epochs=1)")
 
 
 def optimizer_for(cfg: dict, chip):

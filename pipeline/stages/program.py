@@ -10,6 +10,8 @@ co-train the encoder on the chips.
 """
 from __future__ import annotations
 
+from pipeline.errors import SetupError
+
 import numpy as np
 
 from pipeline.stages.artifacts import load_analog
@@ -25,7 +27,7 @@ def required(cfg: dict) -> tuple:
 
 def precheck(cfg: dict) -> None:
     if not cfg.get("hardware"):
-        raise ValueError("the config has no hardware: section to program onto (e.g. --set hardware.preset=pcm)")
+        raise SetupError("the config has no hardware: section to program onto (e.g. --set hardware.preset=pcm)")
 
 
 def body(ctx: StageContext) -> None:

@@ -40,7 +40,7 @@ def _block(ctx: StageContext, model):
 
 
 def body(ctx: StageContext) -> None:
-    from digital import load_encoder
+    from pipeline.build import load_encoder
     from pipeline.input_optimization import optimize_inputs
     from pipeline.through_analog import (check_differentiable, grad_fn_for, shift_followed, through_cost,
                                          trace_per_epoch)
@@ -51,7 +51,7 @@ def body(ctx: StageContext) -> None:
     if tg is not None and (len(tg["targets"]) != len(ds.x_train) or not np.array_equal(tg["y_train"], ds.y_train)):
         raise StageInputError(f"retrain-digital: the target embeddings ({len(tg['targets'])} rows) do not match the "
                               f"training set of this config ({len(ds.x_train)} images); use the same data settings")
-    enc = load_encoder(ctx.input("encoder"))
+    enc = load_encoder(ctx.cfg, ctx.input("encoder"))
     check_differentiable(enc, ctx.cfg)
     model = load_analog(ctx.input("analog")) if ctx.has("analog") else None
     block = _block(ctx, model) if model is not None else None

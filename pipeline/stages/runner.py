@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.stages.artifacts import KINDS, ArtifactRef, artifact_dir
 from pipeline.stages.inputs import check_inputs, dataset
-from pipeline.signals import describe, end_active_run, is_interruption
+from pipeline.signals import describe, end_active_run, is_interruption, raise_pending
 from pipeline.stages.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
 
 
@@ -298,6 +298,7 @@ def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, fol
             mlflow.log_artifact(str(dump_config(cfg, out_folder / "config.yaml")))
             ctx.say(f"run {run_id} → {out_folder}")
             spec.body(ctx)
+            raise_pending()        # a Ctrl-C swallowed by a finalizer during the body
             seconds = time.perf_counter() - t0
             ctx.log({"stage_seconds": seconds})
             _log_results(ctx, out_folder)

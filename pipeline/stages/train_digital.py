@@ -1,6 +1,8 @@
 """train-digital: train the digital encoder and its classification head (images only)."""
 from __future__ import annotations
 
+from pipeline.errors import SetupError
+
 from pipeline.stages.artifacts import PipelineError
 from pipeline.stages.inputs import has_encoder, is_image_data
 from pipeline.stages.runner import Stage, StageContext
@@ -9,7 +11,7 @@ from pipeline.stages.runner import Stage, StageContext
 def precheck(cfg: dict) -> None:
     """The configured encoder builds and honours the contract on a sample, before any run."""
     if is_image_data(cfg) and not has_encoder(cfg):
-        raise ValueError("digital.encoder='none': the analog block takes the image pixels, there is no encoder "
+        raise SetupError("digital.encoder='none': the analog block takes the image pixels, there is no encoder "
                          "to train or co-train; run `mixsig train-analog CONFIG`, then `mixsig evaluate "
                          "--from-run RUN_ID`")
     if is_image_data(cfg):

@@ -1,0 +1,14 @@
+"""Errors the analog package raises for inputs a user can fix (a model file, an array of
+the wrong shape): programs built on `analog` report them as one-line messages, anything
+else being a bug."""
+from __future__ import annotations
+
+__all__ = ["AnalogInputError", "MissingModelError"]
+
+
+class AnalogInputError(ValueError):
+    """A saved model or an input array that cannot be used (named in the message)."""
+
+
+class MissingModelError(FileNotFoundError):
+    """A folder holds no saved analog model (or only part of one)."""
