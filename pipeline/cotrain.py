@@ -25,7 +25,6 @@ killed, and runs the rest.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +219,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     from mlflow.tracking import MlflowClient
 
     from pipeline.config import flatten
-    from pipeline.cotrain_report import describe
+    from pipeline.cotrain_report import describe, finished_message
     from pipeline.signals import end_active_run
     from pipeline.tracking import setup_mlflow, tracking_uri
     setup_mlflow()
@@ -265,14 +264,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         except BaseException as exc:
             end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.signals)
             raise
-    metrics = client.get_run(parent_id).data.metrics
-    shown = [f"{k} = {metrics[k]:.4f}" for k in ("digital_test_accuracy", "analog_first_test_accuracy",
-                                                  "end_to_end_test_accuracy", "e2e_acc_programmed",
-                                                  "e2e_acc_cotrained") if k in metrics]
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    print(f"\nco-training {parent_id} finished" + (": " + ", ".join(shown) if shown else "")
-          + f"\ncompare runs with `mixsig compare --experiment {experiment_name(cfg)}`, browse them with "
-          f"`{mlflow_cli if mlflow_cli.exists() else 'mlflow'} ui --backend-store-uri {tracking_uri()}`")
+    print(finished_message(client, parent_id, experiment_name(cfg), tracking_uri()))
     return parent_id
 
 

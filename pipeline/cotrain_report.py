@@ -119,3 +119,30 @@ def stage_times(client, parent_id: str, children) -> dict:
     if totals:
         totals["seconds_stages"] = sum(totals.values())
     return totals
+
+
+# MLflow 3's UI shows an experiment in the view its switch at the top left ("GenAI" or
+# "Model training") is on: GenAI in a browser that never chose, whatever the experiment.
+# A link carrying workflowType=machine_learning opens the runs and their charts.
+UI_VIEW = "workflowType=machine_learning"
+
+
+def ui_link(experiment_id: str, run_id: str | None = None, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of an experiment (or of one of its runs), in the model-training view."""
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{page}?{UI_VIEW}"
+
+
+def finished_message(client, run_id: str, experiment: str, store_uri: str) -> str:
+    """What `mixsig cotrain` prints at the end: the headline accuracies and where to look."""
+    import sys
+    run = client.get_run(run_id)
+    metrics = run.data.metrics
+    shown = [f"{k} = {metrics[k]:.4f}" for k in ("digital_test_accuracy", "analog_first_test_accuracy",
+                                                  "end_to_end_test_accuracy", "e2e_acc_programmed",
+                                                  "e2e_acc_cotrained") if k in metrics]
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    return (f"\nco-training {run_id} finished" + (": " + ", ".join(shown) if shown else "")
+            + f"\ncompare runs with `mixsig compare --experiment {experiment}`, browse them with "
+            f"`{mlflow_cli if mlflow_cli.exists() else 'mlflow'} ui --backend-store-uri {store_uri}` "
+            f"and open {ui_link(run.info.experiment_id, run_id)}")

@@ -143,11 +143,14 @@ def setup_mlflow(experiment: str | None = None):
     return mlflow
 
 
-# The MLflow UI (3.x) opens an experiment by its kind: without this tag it may guess a
-# GenAI experiment and open on traces and evaluation runs; a model-training one opens on its
-# runs and their charts. Older MLflow versions ignore the tag.
+# MLflow 3 tells model-training experiments from GenAI ones (traces, evaluation runs) by this
+# tag; where it is missing its UI guesses. Older MLflow versions ignore it. MLflow 3.17's UI
+# also has a view switch of its own, which the link of pipeline.cotrain_report.ui_link sets.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+EXPERIMENT_NOTE = ("Runs of `mixsig` (config `{name}`): one run per pipeline stage, and a parent run per "
+                   "co-training with the stages nested under it. It is a model-training experiment: in MLflow's "
+                   "UI choose **Model training** in the switch at the top left to see its runs and charts.")
 
 
 def _set_experiment(mlflow, name: str) -> None:
@@ -155,7 +158,9 @@ def _set_experiment(mlflow, name: str) -> None:
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
         location = artifact_location(name) if not user_tracking_uri() else None
-        mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        mlflow.create_experiment(name, artifact_location=location,
+                                 tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+                                       "mlflow.note.content": EXPERIMENT_NOTE.format(name=name)})
     elif exp.lifecycle_stage == "deleted":
         raise TrackingStoreError(f"experiment {name!r} was deleted in {tracking_uri()}; restore it "
                                  f"(mlflow experiments restore) or choose another name")
