@@ -18,7 +18,6 @@ hardware models load on first use of their names (`analog.NgspiceEngine`,
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from . import devices, losses, optimizers
 from .devices import Device, IdealDiode, MOSDiode, ShockleyDiode
@@ -62,21 +61,12 @@ __all__ = [
     "hardware", "Chip", "DeviceSpec", "HardwareSpec", "VariationSpec", "NoiseInjection", "PulsedOptimizer",
     "PRESETS", "program", "resolve_hardware",
 ]
-# a name whose module is not in this tree (yet) is left out, so `from analog import *` works
-__all__ = [n for n in __all__ if _LAZY.get(n, "analog") is None
-           or importlib.util.find_spec(_LAZY.get(n, "analog")) is not None]
 
 
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'analog' has no attribute {name!r}")
-    module = _LAZY[name] or f"analog.{name}"
-    try:
-        value = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise AttributeError(f"analog.{name} needs {module}, which this installation does not have") from None
+    value = importlib.import_module(_LAZY[name] or f"analog.{name}")
     if _LAZY[name]:
         value = getattr(value, name)
     globals()[name] = value

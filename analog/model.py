@@ -236,7 +236,7 @@ class AnalogModel:
         if validation_data is not None:
             validation_data = _check_xy(*validation_data, self.circuit.n_features, self.circuit.n_outputs,
                                         where="validation x")
-        from tqdm.auto import tqdm
+        from .progress import progress
         for cb in callbacks:
             cb.on_train_begin(self)
         hidden_free = self._hidden_nodes()
@@ -247,8 +247,9 @@ class AnalogModel:
             t0 = time.perf_counter()
             tot = dict(loss=0.0, correct=0, ok=0, skipped=0, clipped=0, power=0.0)
             hidden_sample = []
-            bar = tqdm(total=len(x), desc=f"epoch {epoch + 1}/{start + epochs}", unit="sample",
-                       disable=not verbose, leave=verbose > 1 or epoch == start + epochs - 1, dynamic_ncols=True)
+            # off a terminal the epoch's own line below is its progress
+            bar = progress(len(x), f"epoch {epoch + 1}/{start + epochs}", "sample", enabled=bool(verbose),
+                           every=None, final=False, leave=verbose > 1 or epoch == start + epochs - 1)
             for b, lo in enumerate(range(0, len(x), batch_size)):
                 idx = order[lo: lo + batch_size]
                 G = self._training_conductances(seed, epoch, b)
@@ -280,7 +281,7 @@ class AnalogModel:
             self.epoch = epoch + 1
             self.history.append(epoch, logs, hist)
             if verbose:
-                print(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+                print(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()), flush=True)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs, self)
         for cb in callbacks:

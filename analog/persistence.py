@@ -20,6 +20,7 @@ Array-valued fields (a device's per-element parameters, say) are written as
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import warnings
 import zipfile
@@ -72,10 +73,7 @@ for _obj in vars(_devices).values():
 def _lookup(table: dict, name, what: str):
     if name not in table:
         for module in _HARDWARE_NAMES:     # extensions register themselves on import
-            try:
-                __import__(module)
-            except ImportError:
-                pass
+            importlib.import_module(module)
     if name not in table:
         raise AnalogInputError(f"{MODEL_FILE}: unknown {what} type {name!r}; known: {', '.join(sorted(table))}")
     return table[name]

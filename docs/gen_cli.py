@@ -61,6 +61,11 @@ Conventions shared by the commands:
   error. Ctrl-C exits 130 and
   SIGTERM 143; the runs they stop are marked KILLED and `cotrain --resume` continues them
   (it refuses while the co-training's own process is still alive).
+- **Progress.** On a terminal, long loops (an EP epoch, embedding, input optimisation,
+  sign-off, in-situ epochs, sweep trials) draw a progress bar. When the output goes to a
+  file or a pipe (a job's log) there are no bars: an EP or Keras epoch is one line, a long
+  single step one line per 10 % and one at the end, and MLflow's own download bars are off.
+  `-q` (every command that has it) turns the bars, these lines and MLflow's bars off.
 
 The design behind the stages is in [design.md](design.md); the simulators that `bench`
 and `verify` measure are in [engines.md](engines.md).

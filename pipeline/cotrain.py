@@ -25,7 +25,6 @@ killed, and runs the rest.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +219,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     from mlflow.tracking import MlflowClient
 
     from pipeline.config import flatten
+    from pipeline.cotrain_report import describe, finished_message
     from pipeline.signals import end_active_run
     from pipeline.tracking import setup_mlflow, tracking_uri
     setup_mlflow()
@@ -250,6 +250,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
             mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
             mlflow.log_artifact(str(dump_config(cfg, root / "config.yaml")))
             mlflow.set_tag(f"{TAG}workdir", str(root))
+            describe(client, parent_id, cfg, root)     # what the run's page in the MLflow UI says
         else:
             mlflow.set_tag(f"{TAG}status", "running")
         # printed even with -q: the id is what --resume needs
@@ -263,14 +264,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         except BaseException as exc:
             end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.signals)
             raise
-    metrics = client.get_run(parent_id).data.metrics
-    shown = [f"{k} = {metrics[k]:.4f}" for k in ("digital_test_accuracy", "analog_first_test_accuracy",
-                                                  "end_to_end_test_accuracy", "e2e_acc_programmed",
-                                                  "e2e_acc_cotrained") if k in metrics]
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    print(f"\nco-training {parent_id} finished" + (": " + ", ".join(shown) if shown else "")
-          + f"\ncompare runs with `mixsig compare --experiment {experiment_name(cfg)}`, browse them with "
-          f"`{mlflow_cli if mlflow_cli.exists() else 'mlflow'} ui --backend-store-uri {tracking_uri()}`")
+    print(finished_message(client, parent_id, experiment_name(cfg), tracking_uri()))
     return parent_id
 
 
@@ -291,6 +285,7 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
     """Parent's summary metrics (first and last round accuracies) and the accuracy-per-round plot."""
     import mlflow
 
+    from pipeline import cotrain_report as report
     from pipeline import plots
     series = round_series(client, parent_id)
     summary = {}
@@ -308,7 +303,7 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
             summary[key.replace("final_", "")] = run.data.metrics[key]
     if cfg.get("hardware"):
         summary.update(_hardware_summary(client, parent_id, root))
-    summary.update(_stage_times(client, parent_id))
+    summary.update(report.stage_times(client, parent_id, _children(client, client.get_run(parent_id))))
     e2e = round_e2e(client, parent_id)
     if summary:
         mlflow.log_metrics(summary)
@@ -317,10 +312,8 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
     mlflow.log_artifact(str(path), artifact_path="plots")
     if e2e:
         rounds = sorted(e2e)
-        for r in rounds:
-            mlflow.log_metric("round_e2e_accuracy", e2e[r], step=r)
-            if r - 1 in e2e:
-                mlflow.log_metric("round_gain", e2e[r] - e2e[r - 1], step=r)
+        report.log_series(client, parent_id, "round_e2e_accuracy", e2e)
+        report.log_series(client, parent_id, "round_gain", {r: e2e[r] - e2e[r - 1] for r in rounds if r - 1 in e2e})
         if len(rounds) > 1:
             mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
         from pipeline.chips import loop_chip
@@ -331,6 +324,7 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
         summary["round_e2e"] = {str(r): e2e[r] for r in rounds}
     (root / "summary.json").write_text(json.dumps({"summary": summary, "rounds": series}, indent=2))
     mlflow.log_artifact(str(root / "summary.json"))
+    report.describe(client, parent_id, cfg, root, finished=True)
     return summary
 
 
@@ -363,23 +357,6 @@ def round_e2e(client, run_id: str) -> dict:
         out[r] = analog.get(r, retrained.get(r - 1))
         r += 1
     return out
-
-
-def _stage_times(client, parent_id: str) -> dict:
-    """Wall time of every finished step on the parent: stage_seconds_<stage> (step = round)
-    and seconds_<stage> (all rounds), seconds_stages (all steps)."""
-    import mlflow
-    totals: dict = {}
-    for run in _children(client, client.get_run(parent_id)):
-        tags, sec = run.data.tags, run.data.metrics.get("stage_seconds")
-        if tags.get(f"{TAG}status") != STATUS_FINISHED or sec is None:
-            continue
-        name = tags.get(f"{TAG}stage", "stage").replace("-", "_")
-        mlflow.log_metric(f"stage_seconds_{name}", sec, step=int(tags.get(f"{TAG}round", 0)))
-        totals[f"seconds_{name}"] = totals.get(f"seconds_{name}", 0.0) + sec
-    if totals:
-        totals["seconds_stages"] = sum(totals.values())
-    return totals
 
 
 def _hardware_summary(client, parent_id: str, root: Path) -> dict:

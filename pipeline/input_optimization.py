@@ -154,8 +154,8 @@ def optimize_inputs(model, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     rate = np.full(n, float(lr))
     m_before = np.full(n, np.nan)
     m_after = np.full(n, np.nan)
-    from tqdm.auto import tqdm
-    bar = tqdm(total=n, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    from analog.progress import progress as progress_bar
+    bar = progress_bar(n, desc, "sample", enabled=progress, mininterval=1.0)
     t0 = time.perf_counter()
     for lo in range(0, n, batch_size):
         idx = np.arange(lo, min(n, lo + batch_size))

@@ -1,4 +1,5 @@
-"""A quiet start: TensorFlow's start-up chatter muted, the current folder importable.
+"""A quiet start: TensorFlow's start-up chatter muted, MLflow's bars kept out of logs, the
+current folder importable.
 
 TensorFlow writes about seven lines to the process's stderr (file descriptor 2, from C++,
 so Python cannot filter them) while it is imported and when it first looks for a GPU:
@@ -7,6 +8,12 @@ drivers", "failed call to cuInit" on a CPU-only machine. `setup(debug=False)` se
 TF_CPP_MIN_LOG_LEVEL=3 (unless the user set it) and mutes descriptor 2 while the
 `tensorflow` package itself is being imported (by whatever imports it first: Keras, an
 encoder); with `--debug` all of it is kept (level 0 unless the user set one).
+
+MLflow draws a tqdm bar for every artifact download ("Downloading artifacts"). When standard
+error is not a terminal each redraw would stay in the log, so `setup` turns them off there
+(unless the user set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR); `-q` turns them off everywhere
+(`mute_mlflow_bars`, called by the shared option in pipeline.commands.options). The
+project's own bars make the same choice (analog.progress).
 
 It also appends the current folder to `sys.path`, so that a plug-in encoder
 `digital.encoder: "mymodule:factory"` next to where `mixsig` is started imports as it does
@@ -74,7 +81,21 @@ def remove_finder() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietTensorFlow)]
 
 
+def mute_mlflow_bars() -> None:
+    """No MLflow artifact progress bars in this process (MLflow reads the variable per download)."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def setup(debug: bool = False) -> None:
+    if "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ and not _stderr_is_terminal():
+        mute_mlflow_bars()
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)

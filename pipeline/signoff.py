@@ -162,7 +162,7 @@ def run_ngspice(circuit, G_list, x, actors: int, chunk: int | None = None, optio
                 progress: bool = True, desc: str = "signoff") -> SignoffResult:
     """Solve every row of x on ngspice in `actors` Ray actors (Ray must be initialised)."""
     import ray
-    from tqdm.auto import tqdm
+    from analog.progress import progress as progress_bar
 
     x = np.asarray(x, float)
     n = len(x)
@@ -189,8 +189,7 @@ def run_ngspice(circuit, G_list, x, actors: int, chunk: int | None = None, optio
         for k in range(actors):
             submit(k)
             submit(k)
-        with tqdm(total=n, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True, mininterval=1.0,
-                  smoothing=0.1) as bar:
+        with progress_bar(n, desc, "sample", enabled=progress, mininterval=1.0, smoothing=0.1) as bar:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 k, lo, hi = pending.pop(ref)

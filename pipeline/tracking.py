@@ -9,6 +9,9 @@ that migration and can leave it half-built for good, so `setup_mlflow` opens the
 creates the experiment, while holding an exclusive `fcntl.flock` on `<store>.lock` beside the
 database file. The lock is held for the schema step only (MLflow then caches the store per
 process); SQLite's own locking and MLflow's busy timeout handle the writes of running stages.
+
+Every experiment the project creates (or opens without a kind) is tagged a model-training
+experiment (EXPERIMENT_KIND), so that the MLflow UI opens it on its runs and charts.
 """
 from __future__ import annotations
 
@@ -155,13 +158,28 @@ def setup_mlflow(experiment: str | None = None):
     return mlflow
 
 
+# MLflow 3 tells model-training experiments from GenAI ones (traces, evaluation runs) by this
+# tag; where it is missing its UI guesses. Older MLflow versions ignore it. MLflow 3.17's UI
+# also has a view switch of its own, which the link of pipeline.cotrain_report.ui_link sets.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+EXPERIMENT_NOTE = ("Runs of `mixsig` (config `{name}`): one run per pipeline stage, and a parent run per "
+                   "co-training with the stages nested under it. It is a model-training experiment: in MLflow's "
+                   "UI choose **Model training** in the switch at the top left to see its runs and charts.")
+
+
 def _set_experiment(mlflow, name: str) -> None:
     from pipeline.home import artifact_location
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
         location = artifact_location(name) if not user_tracking_uri() else None
-        mlflow.create_experiment(name, artifact_location=location)
+        mlflow.create_experiment(name, artifact_location=location,
+                                 tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+                                       "mlflow.note.content": EXPERIMENT_NOTE.format(name=name)})
     elif exp.lifecycle_stage == "deleted":
         raise TrackingStoreError(f"experiment {name!r} was deleted in {tracking_uri()}; restore it "
                                  f"(mlflow experiments restore) or choose another name")
+    elif EXPERIMENT_KIND_TAG not in exp.tags:    # made before the kind was set; a kind set in the UI stays
+        from mlflow.tracking import MlflowClient
+        MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(name)

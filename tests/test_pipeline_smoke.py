@@ -134,6 +134,26 @@ def test_cotrain_runs_tags_metrics_artifacts(smoke):
     assert (tmp / "runs" / parent.info.run_id / "07-evaluate-r1" / "metrics.json").is_file()
 
 
+def test_parent_run_per_round_metrics_and_description_in_the_ui(smoke):
+    """Per-round figures are one metric with one point per round (a line chart in the UI),
+    next to the summary scalars; the parent's description says what ran and where the plots are."""
+    tmp, client, parent = smoke
+    exp = client.get_experiment(parent.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    per_round = [k for k in parent.data.metrics if k.startswith("round_")]
+    assert {"round_e2e_accuracy", "round_analog_test_accuracy", "round_digital_test_accuracy"} <= set(per_round)
+    for key in per_round:
+        steps = [m.step for m in client.get_metric_history(parent.info.run_id, key)]
+        assert len(steps) == len(set(steps)) and set(steps) <= {0, 1}, (key, steps)
+    assert [m.step for m in sorted(client.get_metric_history(parent.info.run_id, "round_e2e_accuracy"),
+                                   key=lambda m: m.step)] == [0, 1]
+    assert {"end_to_end_test_accuracy", "analog_first_test_accuracy", "rounds_gain_total"} <= set(parent.data.metrics)
+    text = parent.data.tags["mlflow.note.content"]
+    assert text.startswith("**Co-training `smoke`**") and "**Results**" in text
+    assert "`plots/accuracy_per_round.png`" in text and "`plots/e2e_per_round.png`" in text
+    assert "`round_e2e_accuracy`" in text
+
+
 def test_stage_command_from_run_and_compare(smoke):
     tmp, client, parent = smoke
     kids = children(client, parent)
@@ -265,6 +285,8 @@ def test_killed_mid_stage_then_resumed(tmp_path):
     shutil.rmtree(tmp_path / "runs")                          # the local folder is gone as well
 
     proc = mixsig(tmp_path, "cotrain", "--resume", parent_id)
+    # output to a pipe, as in a job's log: plain lines, no bar redraws, no MLflow download bars
+    assert "\r" not in proc.stdout + proc.stderr and "Downloading artifacts" not in proc.stderr, proc.stderr[-2000:]
     skipped = re.findall(r"^step \d+/4 (\S+) r0: finished in run \w+, skipped$", proc.stdout, re.M)
     assert skipped == ["train-digital", "embed"], proc.stdout
     parent = client.get_run(parent_id)

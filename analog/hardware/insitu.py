@@ -66,15 +66,15 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
     hist: dict = {k: [] for k in ("loss", "accuracy", "pulses", "pulses_per_device", "moved_rel", "skipped",
                                   "seconds")}
     n_dev = sum(c.G.size for c in cells)
-    from tqdm.auto import tqdm
+    from analog.progress import progress as progress_bar
     for epoch in range(int(epochs)):
         optimizer.epoch = epoch
         t0 = time.perf_counter()
         before = [c.G.copy() for c in cells]
         order = np.random.default_rng([seed, epoch, 11]).permutation(len(x))
         tot = dict(loss=0.0, correct=0, ok=0, skipped=0, pulses=0)
-        bar = tqdm(total=len(x), desc=f"in-situ epoch {epoch + 1}/{epochs} (chip seed {chip.seed})", unit="sample",
-                   disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(len(x), f"in-situ epoch {epoch + 1}/{epochs} (chip seed {chip.seed})", "sample",
+                           enabled=progress, every=None)       # off a terminal: one line per epoch
         for lo in range(0, len(x), batch_size):
             idx = order[lo: lo + batch_size]
             G = chip.conductances_at(t)                      # one noisy read of the chip as it is now

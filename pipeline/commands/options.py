@@ -63,13 +63,16 @@ workdir = click.option("--workdir", type=WorkFolder(), default=None,
                             "current one]")
 overrides = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                          help="override a config value, e.g. --set analog.gain=2.0 (repeatable)")
+
+
 def _quiet_mlflow(ctx, param, value):
     """-q silences MLflow's artifact download/upload bars too (they are MLflow's, not ours)."""
     if value:
-        import os
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+        from pipeline.quiet import mute_mlflow_bars
+        mute_mlflow_bars()
     return value
 
 
+# every command with -q takes this one, so that -q also mutes MLflow's bars everywhere
 quiet = click.option("-q", "--quiet", is_flag=True, callback=_quiet_mlflow, help="no progress bars")
 common = apply(workdir, overrides, quiet)

@@ -33,7 +33,7 @@ HELP = "accuracy of a trained block against each non-ideality alone (a sensitivi
 @click.option("--spot-samples", type=click.IntRange(min=1), default=20, show_default=True,
               help="test samples per ngspice spot check")
 @opt.workdir
-@click.option("-q", "--quiet", is_flag=True, help="no progress lines")
+@opt.quiet
 def command(**kw) -> int:
     return run(SimpleNamespace(**kw))
 

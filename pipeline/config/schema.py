@@ -275,10 +275,7 @@ class HardwareConfig(Section):
                              f"(chips are numbered from 0)")
         if self.frozen and "preset" not in self.model_fields_set:
             raise ValueError("hardware.frozen=true: needs hardware.preset (the devices the block is frozen on)")
-        try:
-            from analog.hardware import resolve_hardware
-        except ImportError:  # the device models are not there: types checked only
-            return self
+        from analog.hardware import resolve_hardware
         try:
             resolve_hardware(self.preset, preset_overrides(self.model_dump()))  # ValueError starting with the dotted key
         except ValueError as exc:

@@ -31,7 +31,7 @@ class _Pixels:
 
 
 def body(ctx: StageContext) -> None:
-    from tqdm.auto import tqdm
+    from analog.progress import progress
 
     ds = ctx.data
     if ctx.has("encoder"):
@@ -45,8 +45,7 @@ def body(ctx: StageContext) -> None:
     t0 = time.perf_counter()
     arrays = {}
     parts = (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test))
-    with tqdm(total=sum(len(p[1]) for p in parts), desc="embed", unit="image", disable=not ctx.verbose,
-              dynamic_ncols=True) as bar:
+    with progress(sum(len(p[1]) for p in parts), "embed", "image", enabled=bool(ctx.verbose)) as bar:
         for split, x, y in parts:
             chunks = []
             for lo in range(0, len(x), CHUNK):

@@ -167,9 +167,10 @@ class StageContext:
     # progress -----------------------------------------------------------------------
     @property
     def keras_verbose(self) -> int:
+        from analog.progress import on_terminal
         if not self.verbose:
             return 0
-        return 1 if sys.stdout.isatty() else 2
+        return 1 if on_terminal(sys.stdout) else 2     # off a terminal Keras prints one line per epoch
 
     def say(self, text: str) -> None:
         if self.verbose:

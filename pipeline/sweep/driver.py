@@ -277,14 +277,15 @@ def _progress_callback(total: int, metric: str, mode: str):
     """A Tune callback: one progress bar over the trials (Tune's own tables stay off), the
     best value so far and each trial's end."""
     from ray import tune
-    from tqdm import tqdm
+
+    from analog.progress import progress
 
     class Progress(tune.Callback):
         def __init__(self):
             self.bar, self.best, self.ended = None, None, set()
 
         def setup(self, **info):
-            self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+            self.bar = progress(total, "trials", "trial", every=None)   # off a terminal: a line per trial
 
         def _end(self, trial, how: str):
             if trial.trial_id in self.ended:

@@ -1,0 +1,148 @@
+"""What a co-training's parent run tells a person in the MLflow UI.
+
+The run's description (the tag `mlflow.note.content`, shown as Markdown on the run's page)
+says what was run (config, data, encoder, block, hardware, the plan of steps) and, once the
+co-training has finished, its headline accuracies and where the plots, the summary and the
+per-round metrics are. Per-round figures are metrics with step = round, so the UI draws
+each as one line chart; `log_series` adds only the points a metric's history lacks, so a
+resumed co-training does not draw them twice.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+DESCRIPTION_TAG = "mlflow.note.content"
+
+# plots of the parent run (artifact folder plots/) and what each shows
+PLOTS = {
+    "accuracy_per_round.png": "test accuracy per round: digital-only, the analog block end to end, the retrained "
+                              "encoder on the previous block",
+    "e2e_per_round.png": "end-to-end test accuracy after each round and each round's gain",
+    "accuracy_vs_time.png": "each scenario's end-to-end accuracy against the time after programming the chips",
+}
+HEADLINE = {
+    "end_to_end_test_accuracy": "end to end (last round)",
+    "analog_first_test_accuracy": "first analog block",
+    "digital_test_accuracy": "digital-only",
+    "baseline_test_accuracy": "same network by backprop",
+    "e2e_acc_programmed": "programmed chips",
+    "e2e_acc_cotrained": "co-trained on the chips",
+}
+
+
+def _block(cfg: dict) -> str:
+    a = cfg["analog"]
+    shape = f"layers {len(a['layers'])}" if a.get("layers") else f"hidden {a.get('hidden')}"
+    t = cfg["training"]
+    return f"analog block ({shape}) trained by EP on the {t.get('engine', 'native')} engine, {t['loss']} loss"
+
+
+def _hardware(cfg: dict) -> str:
+    hw = cfg.get("hardware")
+    if not hw:
+        return "ideal devices (no `hardware` section)"
+    frozen = f", frozen, chip {hw.get('loop_chip', 0)} in the loop" if hw.get("frozen") else ""
+    return f"{hw.get('chips')} simulated `{hw.get('preset')}` chip(s), {hw.get('training')} training{frozen}"
+
+
+def what_was_run(cfg: dict, plan, root) -> str:
+    d, data = cfg["digital"], cfg["data"]
+    limits = ", ".join(f"{k} {data[k]}" for k in ("limit_train", "limit_test") if data.get(k))
+    steps = " → ".join(f"{name} r{rnd}" for name, rnd in plan)
+    return "\n".join([
+        f"**Co-training `{cfg['name']}`**: {cfg['cotrain']['rounds']} round(s) of input optimisation and "
+        f"encoder retraining (`digital.retrain_method: {d['retrain_method']}`).",
+        "",
+        f"- data: `{data['dataset']}`" + (f" ({limits})" if limits else ""),
+        f"- encoder: `{d['encoder']}`, {d['embedding_dim']} volts in [{d['v_low']}, {d['v_high']}] V",
+        f"- {_block(cfg)}",
+        f"- devices: {_hardware(cfg)}",
+        f"- {len(plan)} steps, each a nested run (tags `mixsig.step`, `mixsig.round`): {steps}",
+        f"- config: artifact `config.yaml` (and the params); local folder `{root}`",
+    ])
+
+
+def results(metrics: dict, plots: list[str]) -> str:
+    lines = ["", "**Results** (test accuracy):", ""]
+    lines += [f"- {label}: {metrics[key]:.4f} (`{key}`)" for key, label in HEADLINE.items() if key in metrics]
+    per_round = sorted(k for k in metrics if k.startswith("round_"))
+    lines += ["", "**Plots** (artifacts, folder `plots/`):", ""]
+    lines += [f"- `plots/{name}`" + (f": {PLOTS[name]}" if name in PLOTS else "") for name in plots]
+    lines += ["", "**Per round**: the Model metrics / Chart view draws each of these against step = round: "
+              + ", ".join(f"`{k}`" for k in per_round) + ". The summary scalars and every round's figures are "
+              "also in the artifact `summary.json`."]
+    return "\n".join(lines)
+
+
+def describe(client, run_id: str, cfg: dict, root, finished: bool = False) -> None:
+    """Set the parent run's description: what was run, and once finished its results and plots."""
+    import json
+
+    from pipeline.stages import TAG
+    run = client.get_run(run_id)
+    text = what_was_run(cfg, json.loads(run.data.tags.get(f"{TAG}plan", "[]")), root)
+    if finished:
+        plots = sorted(p.name for p in (Path(root) / "plots").glob("*.png"))
+        text += "\n" + results(run.data.metrics, plots)
+    client.set_tag(run_id, DESCRIPTION_TAG, text)
+
+
+def log_series(client, run_id: str, key: str, values: dict) -> None:
+    """Log {step: value} as metric `key` on the run, skipping points its history already holds."""
+    import time
+
+    from mlflow.entities import Metric
+    have = {(m.step, m.value) for m in client.get_metric_history(run_id, key)}
+    now = int(time.time() * 1000)
+    new = [Metric(key, float(v), now, int(step)) for step, v in sorted(values.items())
+           if (int(step), float(v)) not in have]
+    if new:
+        client.log_batch(run_id, metrics=new)
+
+
+def stage_times(client, parent_id: str, children) -> dict:
+    """Wall time of every finished step (`children`: the parent's nested runs) on the parent:
+    stage_seconds_<stage> (step = round) and the totals seconds_<stage> (all rounds) and
+    seconds_stages (all steps), returned for the summary."""
+    from pipeline.stages import STATUS_FINISHED, TAG
+    totals: dict = {}
+    per_round: dict = {}
+    for run in children:
+        tags, sec = run.data.tags, run.data.metrics.get("stage_seconds")
+        if tags.get(f"{TAG}status") != STATUS_FINISHED or sec is None:
+            continue
+        name = tags.get(f"{TAG}stage", "stage").replace("-", "_")
+        per_round.setdefault(name, {})[int(tags.get(f"{TAG}round", 0))] = sec
+        totals[f"seconds_{name}"] = totals.get(f"seconds_{name}", 0.0) + sec
+    for name, seconds in per_round.items():
+        log_series(client, parent_id, f"stage_seconds_{name}", seconds)
+    if totals:
+        totals["seconds_stages"] = sum(totals.values())
+    return totals
+
+
+# MLflow 3's UI shows an experiment in the view its switch at the top left ("GenAI" or
+# "Model training") is on: GenAI in a browser that never chose, whatever the experiment.
+# A link carrying workflowType=machine_learning opens the runs and their charts.
+UI_VIEW = "workflowType=machine_learning"
+
+
+def ui_link(experiment_id: str, run_id: str | None = None, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of an experiment (or of one of its runs), in the model-training view."""
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{page}?{UI_VIEW}"
+
+
+def finished_message(client, run_id: str, experiment: str, store_uri: str) -> str:
+    """What `mixsig cotrain` prints at the end: the headline accuracies and where to look."""
+    import sys
+    run = client.get_run(run_id)
+    metrics = run.data.metrics
+    shown = [f"{k} = {metrics[k]:.4f}" for k in ("digital_test_accuracy", "analog_first_test_accuracy",
+                                                  "end_to_end_test_accuracy", "e2e_acc_programmed",
+                                                  "e2e_acc_cotrained") if k in metrics]
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    return (f"\nco-training {run_id} finished" + (": " + ", ".join(shown) if shown else "")
+            + f"\ncompare runs with `mixsig compare --experiment {experiment}`, browse them with "
+            f"`{mlflow_cli if mlflow_cli.exists() else 'mlflow'} ui --backend-store-uri {store_uri}` "
+            f"and open {ui_link(run.info.experiment_id, run_id)}")
