@@ -266,8 +266,8 @@ def test_chip_requests_refused(served, on_chips, args, words):
     out = folder / "never.csv"
     p = mixsig(tmp, "predict", ev_hw.info.run_id, folder / "test.npy", *args, "-o", out, check=False)
     err = p.stderr.strip().splitlines()
-    assert p.returncode == 2 and err[-1] == "error: " + words.format(ev=ev_hw.info.run_id) or \
-        words.format(ev=ev_hw.info.run_id) in err[-1], p.stderr[-1500:]
+    assert p.returncode == 2 and len(err) == 1, p.stderr[-1500:]
+    assert err[0].startswith("error: ") and words.format(ev=ev_hw.info.run_id) in err[0], err
     assert not out.exists()
 
 
