@@ -103,6 +103,17 @@ def test_png_folder_and_idx_file_give_the_same_classes(served, predicted):
     assert np.array_equal(got["class"].to_numpy(), predicted["class"].to_numpy()[:12])
 
 
+def test_ngspice_answer_agrees_with_the_native_one(served, predicted):
+    """Two images solved by ngspice, an independent simulator: the same classes, and output
+    voltages within 1 µV of the native solver's."""
+    tmp, client, parent, ev, folder, ds = served
+    np.save(folder / "two.npy", ds.x_test[:2])
+    got = csv_of(mixsig(tmp, "predict", parent.info.run_id, folder / "two.npy", "--engine", "ngspice", "-q").stdout)
+    cols = [f"score_{k}" for k in range(10)]
+    assert np.array_equal(got["class"].to_numpy(), predicted["class"].to_numpy()[:2])
+    np.testing.assert_allclose(got[cols].to_numpy(), predicted[cols].to_numpy()[:2], rtol=0, atol=1e-6)
+
+
 def test_pyfunc_model_gives_the_classes_of_predict(served, predicted):
     import mlflow
     tmp, client, parent, ev, folder, ds = served

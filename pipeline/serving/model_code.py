@@ -18,7 +18,7 @@ from mlflow.pyfunc import PythonModel
 
 # the signature is given when the model is logged (pipeline.serving.mlflow_model), so MLflow's
 # advice to infer one from type hints does not apply
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 class MixedSignalModel(PythonModel):
