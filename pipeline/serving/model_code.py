@@ -11,14 +11,8 @@ class, class_name and score_0 … score_9 (the block's output voltages).
 """
 from __future__ import annotations
 
-import warnings
-
 import mlflow
 from mlflow.pyfunc import PythonModel
-
-# the signature is given when the model is logged (pipeline.serving.mlflow_model), so MLflow's
-# advice to infer one from type hints does not apply
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 class MixedSignalModel(PythonModel):
