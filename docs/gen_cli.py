@@ -79,7 +79,9 @@ mixsig cotrain experiments/fashion_mnist.yaml
 # a quick one: small slice, one round
 mixsig cotrain experiments/smoke.yaml -q
 # continue an interrupted co-training where it stopped
-mixsig cotrain --resume 3f2a9c...            # the parent run id it printed""",
+mixsig cotrain --resume 3f2a9c...            # the parent run id it printed
+# register the trained system's MLflow model (runs:/<parent>/model) as fashion-system
+mixsig cotrain experiments/fashion_mnist.yaml --register fashion-system""",
     "train-digital": """\
 mixsig train-digital experiments/fashion_mnist.yaml --set digital.epochs=4""",
     "embed": """\
@@ -94,7 +96,9 @@ mixsig optimize-inputs --from-run <train-analog run id> --set input_optimization
     "retrain-digital": """\
 mixsig retrain-digital --from-run <optimize-inputs run id>""",
     "evaluate": """\
-mixsig evaluate --from-run <train-analog run id> --input encoder=<retrain-digital run id>""",
+mixsig evaluate --from-run <train-analog run id> --input encoder=<retrain-digital run id>
+# the same, registering the evaluated system's MLflow model in the model registry
+mixsig evaluate --from-run <program run id> --register fashion-system""",
     "compare": """\
 mixsig compare --experiment fashion_mnist --csv runs.csv
 mixsig compare --experiment iris --stage train-analog --filter "params.training.engine = 'ngspice'\"
@@ -132,6 +136,13 @@ mixsig finetune-chip --from-run <program run id> --set hardware.finetune_epochs=
 mixsig signoff <train-analog run id>
 # programmed chip 1 of a program run, read a day after programming, on a Ray cluster
 mixsig signoff <program run id> --chip 1 --time 86400 --address 10.0.0.5:6379 --actors 16""",
+    "predict": """\
+# your own images (a folder of PNG/JPEG files) through the system a co-training trained
+mixsig predict <co-training parent run id> my_photos/ -o classes.csv
+# a .npy array through programmed chip 1 of an evaluate run, read a day after programming
+mixsig predict <evaluate run id> images.npy --chip 1 --time 86400
+# a sign-off-grade answer on a few images
+mixsig predict <co-training parent run id> few.npy --engine ngspice""",
     "bench": """\
 mixsig bench
 mixsig bench --no-ngspice --json""",

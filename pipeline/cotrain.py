@@ -213,8 +213,9 @@ def _walk(steps: list[Step], done: dict, state: dict, cfg: dict, root: Path, wor
 
 def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
                 from_runs=(), explicit_inputs: dict | None = None, run_name: str | None = None,
-                verbose: int = 1) -> str:
-    """Run (or resume) a co-training; returns the parent run id."""
+                verbose: int = 1, register: str | None = None) -> str:
+    """Run (or resume) a co-training; returns the parent run id. `register`: a model registry
+    name for the trained system's MLflow model (default: the config's mlflow.register_model)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -259,6 +260,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         try:
             _walk(plan_steps(plan), done, state, cfg, root, workdir, parent_id, verbose)
             summarize(client, parent_id, cfg, root)
+            _log_system(cfg, state, parent_id, register, workdir / "_cache", verbose)
             mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)
             mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
         except BaseException as exc:
@@ -266,6 +268,15 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
             raise
     print(finished_message(client, parent_id, experiment_name(cfg), tracking_uri()))
     return parent_id
+
+
+def _log_system(cfg: dict, state: dict, parent_id: str, register: str | None, cache: Path, verbose: int) -> None:
+    """The trained system (the final encoder, block and chips) as the parent run's MLflow model."""
+    from pipeline.serving.mlflow_model import log_run_system, register_name
+    parts = {k: state[k].path(cache) for k in ("analog", "encoder", "chips") if k in state}
+    uri = log_run_system(cfg, parts, parent_id, register or register_name(cfg))
+    if uri and verbose:
+        print(f"MLflow model of the trained system: {uri}", flush=True)
 
 
 def round_series(client, run_id: str) -> dict:

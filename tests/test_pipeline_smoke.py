@@ -61,21 +61,6 @@ def artifact_paths(client, run_id, path=None) -> set:
     return out
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("smoke")
-    proc = mixsig(tmp, "cotrain", SMOKE, "-q")
-    client = client_for(tmp)
-    exp = client.get_experiment_by_name("smoke")
-    parents = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'cotrain'")
-    assert len(parents) == 1, proc.stdout
-    assert parents[0].info.run_id in proc.stdout          # -q still prints the id --resume needs
-    assert f"--backend-store-uri sqlite:///{tmp / 'mlflow.db'}" in proc.stdout   # no placeholder
-    for noise in ("absl::InitializeLog", "cuda", "oneDNN"):   # TensorFlow's start-up lines are muted
-        assert noise not in proc.stderr, proc.stderr[-2000:]
-    return tmp, client, parents[0]
-
-
 def test_cotrain_runs_tags_metrics_artifacts(smoke):
     tmp, client, parent = smoke
     assert parent.info.status == "FINISHED"

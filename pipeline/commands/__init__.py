@@ -12,4 +12,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "robustness": "robustness",
     "sweep": "sweep",
     "signoff": "signoff",
+    "predict": "predict",
 }

@@ -17,10 +17,12 @@ HELP = ("train-digital → (embed → train-analog → optimize-inputs → retra
 @click.option("--input", "inputs", multiple=True, metavar="encoder=RUN_ID",
               help="start from this run's encoder (skips train-digital)")
 @click.option("--run-name", help="name of the parent run (default: the config's name)")
+@click.option("--register", metavar="NAME", help="register the trained system's MLflow model (the parent run's "
+                                                 "`model`) under NAME in the model registry")
 @click.option("--force", is_flag=True, help="with --resume: the run's process on another host is known to be gone "
                                             "(a live process on this host is always refused)")
 @opt.common
-def command(config, resume, from_run, inputs, run_name, force, workdir, overrides, quiet) -> int:
+def command(config, resume, from_run, inputs, run_name, register, force, workdir, overrides, quiet) -> int:
     from pathlib import Path
 
     from pipeline.cotrain import run_cotrain
@@ -45,5 +47,6 @@ def command(config, resume, from_run, inputs, run_name, force, workdir, override
             workdir = recorded if recorded.is_dir() else None
     cfg = None if resume else load_config_with_overrides(config, overrides)
     run_cotrain(cfg, resume=resume, workdir=opt.workdir_or_default(workdir), from_runs=from_run,
-                explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1)
+                explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1,
+                register=register)
     return 0

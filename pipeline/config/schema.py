@@ -200,6 +200,9 @@ class BaselineConfig(Section):
 class MlflowConfig(Section):
     experiment: str | None = F(None, "MLflow experiment (default: name)", min_length=1, max_length=200,
                                pattern=PRINTABLE)
+    register_model: str | None = F(None, "register the MLflow model of the trained system under this name in the "
+                                         "model registry (cotrain: the parent run's model; evaluate run alone: its own)",
+                                   min_length=1, max_length=200, pattern=PRINTABLE)
 
 
 class InputsConfig(Section):

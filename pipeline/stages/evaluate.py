@@ -10,7 +10,7 @@ import time
 from pipeline.stages.artifacts import load_analog
 from pipeline.stages.common import analog_data, analog_scores, n_classes
 from pipeline.stages.inputs import is_image_data, takes_pixels
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.stages.runner import Option, Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
@@ -47,6 +47,17 @@ def body(ctx: StageContext) -> None:
     ctx.log(results)
     ctx.log_parent({f"final_{k}": v for k, v in results.items()}, step=ctx.round)
     ctx.say(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+    log_system(ctx)
+
+
+def log_system(ctx: StageContext) -> None:
+    """The evaluated system as this run's MLflow model (images only); registered when
+    mlflow.register_model is set and the run stands alone (a co-training registers its parent's)."""
+    from pipeline.serving.mlflow_model import log_run_system, register_name
+    parts = {k: ctx.input(k) for k in ("analog", "encoder", "chips") if ctx.has(k)}
+    uri = log_run_system(ctx.cfg, parts, ctx.run_id, None if ctx.parent_run_id else register_name(ctx.cfg))
+    if uri:
+        ctx.say(f"MLflow model {uri}")
 
 
 def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
@@ -96,4 +107,6 @@ def software_baseline(cfg: dict, data: dict, verbose: int = 0) -> dict:
 
 STAGE = Stage(name="evaluate",
               help="test accuracies: digital-only, analog on embeddings, end to end, Keras backprop baseline",
-              needs=("analog",), optional=("embeddings", "encoder", "chips"), inputs=required, body=body)
+              needs=("analog",), optional=("embeddings", "encoder", "chips"), inputs=required, body=body,
+              options=(Option("--register", "mlflow.register_model",
+                              "register the evaluated system's MLflow model under this name"),))
