@@ -15,6 +15,7 @@ SOURCE_STAGES = ("cotrain", "evaluate")
 
 def system_spec(cfg: dict, source_run: str, n_chips: int) -> dict:
     """system.json of a run's config: class names, how pixels reach the block, chips."""
+    from pipeline.build import plugin_modules
     from pipeline.chips import eval_times
     from pipeline.data import FASHION_CLASSES
     from pipeline.stages.inputs import has_encoder, is_image_data
@@ -24,6 +25,7 @@ def system_spec(cfg: dict, source_run: str, n_chips: int) -> dict:
     d = cfg["digital"]
     return {"format": FORMAT, "version": VERSION, "classes": list(FASHION_CLASSES),
             "input": "encoder" if has_encoder(cfg) else "pixels",
+            "encoder_modules": list(plugin_modules(cfg)),
             "digital": {"v_low": float(d["v_low"]), "v_high": float(d["v_high"])},
             "chips": int(n_chips), "read_times": eval_times(cfg) if n_chips else [],
             "source_run": source_run, "experiment": (cfg.get("mlflow") or {}).get("experiment") or cfg["name"]}

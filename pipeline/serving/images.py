@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import InputError
+
 SIDE = 28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IDX_IMAGES_MAGIC = 2051
 
 
-class ServingInputError(ValueError):
+class ServingInputError(InputError):
     """Images or a request the system cannot classify (one line naming the problem)."""
 
 

@@ -56,7 +56,8 @@ class MixedSignalSystem:
             if encoder_dir is None:
                 raise ServingInputError("the system takes its images through an encoder, but none was given")
             from digital import load_encoder
-            encoder = load_encoder(encoder_dir)
+            # the one plug-in module the run's config named; the file alone imports nothing
+            encoder = load_encoder(encoder_dir, modules=tuple(spec.get("encoder_modules", ())))
         analog = load_analog(Path(analog_dir))
         if chips_dir is not None:
             from pipeline.chips import load_chips
