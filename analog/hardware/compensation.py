@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import AnalogInputError
+
 CALIBRATION_SEED = 20240611
 CALIBRATION_SAMPLES = 8
 CALIBRATION_READS = 8
@@ -102,7 +104,7 @@ class DriftCalibration:
                 self.amplitude, self._src = amplitude, src
                 return sol
             amplitude /= 2
-        raise ValueError(f"hardware.drift_compensation=true: the diodes still carry {share:.1e} of the crossbar "
+        raise AnalogInputError(f"hardware.drift_compensation=true: the diodes still carry {share:.1e} of the crossbar "
                          "current in the calibration read with every diode bias reversed (they cannot be switched "
                          "off, e.g. a MOS diode with VTO < 0); set hardware.drift_compensation: false")
 
