@@ -14,6 +14,8 @@ and calls the draws are independent.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from . import statistics as st
 from .compensation import CALIBRATION_READS, DriftCalibration
 from .programming import draw_variation, program_devices, streams, vary
 from ..engine import cached_engine
+from ..errors import AnalogInputError
 from .spec import HardwareSpec, check_read_time, validate
 
 _FORMAT = "analog-chip/1"
@@ -201,12 +204,15 @@ class Chip:
             model = AnalogModel.load(path / "model")
         meta = json.loads((path / "chip.json").read_text())
         if meta.get("format") != _FORMAT:
-            raise ValueError(f"{path / 'chip.json'}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+            raise AnalogInputError(f"{path / 'chip.json'}: format {meta.get('format')!r}, expected {_FORMAT!r}")
         names = [layer.name for layer in model.dense_layers]
         if names != meta["layers"]:
-            raise ValueError(f"{path}: chip layers {meta['layers']} do not match the model's {names}")
-        with np.load(path / "chip.npz", allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            raise AnalogInputError(f"{path}: chip layers {meta['layers']} do not match the model's {names}")
+        try:
+            with np.load(path / "chip.npz", allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise AnalogInputError(f"{path / 'chip.npz'}: damaged or truncated ({exc})") from None
         n = len(names)
         realised: dict = {"device_params": {layer: {p: data[f"device/{layer}/{p}"] for p in plist}
                                             for layer, plist in meta["device_params"].items()}}

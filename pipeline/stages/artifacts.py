@@ -88,15 +88,27 @@ def _npz(kind: str, folder: Path) -> Path:
     return file
 
 
+def read_npz(kind: str, folder: Path) -> dict:
+    """Every array of a stage's .npz, read whole (no pickle): a truncated or damaged file
+    (an interrupted copy, a full disk) is a StageInputError naming it, not a zipfile trace."""
+    import zipfile
+    import zlib
+    file = _npz(kind, folder)
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise StageInputError(f"{kind} input {file}: damaged or truncated ({' '.join(str(exc).split())[:160]}); "
+                              f"rerun the stage that wrote it") from None
+
+
 def load_embeddings(folder: Path) -> dict:
     """The embeddings .npz; voltages (x_*) as float64 (stored as float32)."""
-    with np.load(_npz("embeddings", folder)) as z:
-        return {k: (z[k].astype(np.float64) if k.startswith("x_") else z[k]) for k in z.files}
+    return {k: (v.astype(np.float64) if k.startswith("x_") else v) for k, v in read_npz("embeddings", folder).items()}
 
 
 def load_targets(folder: Path) -> dict:
-    with np.load(_npz("targets", folder)) as z:
-        return {k: z[k] for k in z.files}
+    return read_npz("targets", folder)
 
 
 def load_analog(folder: Path):
@@ -119,8 +131,11 @@ def input_width(kind: str, folder: Path) -> int | None:
         except Exception as exc:
             raise StageInputError(f"encoder input {folder} is not a saved encoder ({exc})") from None
     if kind in ("embeddings", "targets"):
-        with np.load(_npz(kind, folder)) as z:
-            return int(z["x_train" if kind == "embeddings" else "targets"].shape[1])
+        arrays = read_npz(kind, folder)
+        key = "x_train" if kind == "embeddings" else "targets"
+        if key not in arrays or arrays[key].ndim != 2:
+            raise StageInputError(f"{kind} input {folder}: no 2-d '{key}' array")
+        return int(arrays[key].shape[1])
     if kind == "analog":
         return int(load_analog(folder).circuit.n_features)
     return None
