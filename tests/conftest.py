@@ -6,11 +6,12 @@ import pytest
 
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
-    """One `mixsig cotrain experiments/smoke.yaml` (about a minute) for every module that needs
-    a finished co-training: (project folder, MLflow client on its store, parent run)."""
+    """One `mixsig cotrain experiments/smoke.yaml --register smoke-cotrain` (about a minute) for
+    every module that needs a finished co-training: (project folder, MLflow client on its
+    store, parent run)."""
     from tests.test_pipeline_smoke import SMOKE, client_for, mixsig
     tmp = tmp_path_factory.mktemp("smoke")
-    proc = mixsig(tmp, "cotrain", SMOKE, "-q")
+    proc = mixsig(tmp, "cotrain", SMOKE, "--register", "smoke-cotrain", "-q")
     client = client_for(tmp)
     exp = client.get_experiment_by_name("smoke")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`mixsig.stage` = 'cotrain'")

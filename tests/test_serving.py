@@ -124,6 +124,11 @@ def test_pyfunc_model_gives_the_classes_of_predict(served, predicted):
         assert np.array_equal(out["class"].to_numpy(), predicted["class"].to_numpy())
         np.testing.assert_allclose(out[[f"score_{k}" for k in range(10)]].to_numpy(),
                                    predicted[[f"score_{k}" for k in range(10)]].to_numpy(), rtol=1e-6, atol=1e-8)
+    # cotrain --register: the parent's model is version 1 of the name, and gives the same classes
+    (version,) = client.search_model_versions("name='smoke-cotrain'")
+    assert version.run_id == parent.info.run_id and str(version.version) == "1"
+    registered = mlflow.pyfunc.load_model("models:/smoke-cotrain/1").predict(ds.x_test.astype(np.float32))
+    assert np.array_equal(registered["class"].to_numpy(), predicted["class"].to_numpy())
     sig = model.metadata.signature
     assert sig.inputs.inputs[0].shape == (-1, 28, 28)
     assert sig.outputs.input_names() == ["class", "class_name"] + [f"score_{k}" for k in range(10)]
