@@ -105,21 +105,33 @@ def _open_store(uri: str) -> None:
         db = sqlite_path(uri)
         if db is not None:
             _probe(db)
-            if not db.exists() and not user_tracking_uri():
-                _create_in_home(uri)
+            if not db.exists():
+                _create_atomically(db, home_artifacts=not user_tracking_uri())
         _get_store(uri)
     except Exception as exc:
         raise TrackingStoreError(_store_problem(uri, exc)) from None
     _OPENED.add(uri)
 
 
-def _create_in_home(uri: str) -> None:
-    """Create the store with its Default experiment's artifacts under the project folder
-    (MLflow would put them under `./mlruns` of whatever folder the command ran from)."""
+def _create_atomically(db: Path, home_artifacts: bool) -> None:
+    """Create and migrate a new SQLite store beside `db` under another name, then rename it
+    into place: an interrupt (Ctrl-C, a kill) during MLflow's migrations leaves no
+    half-built `mlflow.db` that every later command would fail on. With the project's
+    default store, the Default experiment's artifacts go under the project folder (MLflow
+    would put them under `./mlruns` of whatever folder the command ran from)."""
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     from pipeline.home import project_home
-    SqlAlchemyStore(uri, (project_home() / "mlruns").as_uri())
+    root = (project_home() / "mlruns").as_uri() if home_artifacts else DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    partial = db.with_name(f"{db.name}.creating-{os.getpid()}")
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{partial}", root)
+        store.engine.dispose()
+        os.replace(partial, db)
+    finally:
+        for leftover in (partial, partial.with_name(partial.name + "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 def _store_problem(uri: str, exc: BaseException) -> str:
