@@ -338,7 +338,7 @@ def _refuse_legacy(path: Path, why: str):
         f"{path}: {why}. This release reads only model.json + arrays.npz (no pickle). Re-export the "
         f"model with the previous release (AnalogModel.load(folder).save(new_folder) there), or, if the "
         f"folder has the old model.json with its experiment config and conductances.npz, rebuild it "
-        f"with: python -m pipeline.analog_config --migrate {path} NEW_FOLDER (optimiser state is not kept)")
+        f"with: python -m pipeline.system.analog_block --migrate {path} NEW_FOLDER (optimiser state is not kept)")
 
 
 def load_model(path):

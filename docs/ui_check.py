@@ -3,7 +3,7 @@
     .venv/bin/python docs/ui_check.py [--store URI] [--experiment NAME] [--screenshots DIR]
 
 It starts `mlflow server` on the project's tracking store (default: the one `mixsig` uses,
-pipeline.tracking.tracking_uri) on a free port of 127.0.0.1, loads pages with Debian's
+pipeline.runtime.tracking.tracking_uri) on a free port of 127.0.0.1, loads pages with Debian's
 `chromium --headless --dump-dom` (the UI is a JavaScript app, so each page gets a virtual
 time budget to render) and checks their text, not their pixels:
 
@@ -128,8 +128,8 @@ def pick(client, name: str | None):
 
 def checks(client, chromium: str, base: str, exp, parent, folder: Path, shots: Path | None) -> list:
     """[(passed or None for a note, what, detail)] of the checks listed in the module docstring."""
-    from pipeline.cotrain_report import ui_link
-    from pipeline.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    from pipeline.cotraining.report import ui_link
+    from pipeline.runtime.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
     shot = (lambda name: shots / name) if shots else (lambda name: None)
     kind = exp.tags.get(EXPERIMENT_KIND_TAG)
     out = [(kind == EXPERIMENT_KIND, f"experiment {exp.name!r} tag {EXPERIMENT_KIND_TAG}", repr(kind))]
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
         return 2
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import tracking_uri
+    from pipeline.runtime.tracking import tracking_uri
     store = args.store or tracking_uri()
     try:
         exp, parent = pick(MlflowClient(store), args.experiment)

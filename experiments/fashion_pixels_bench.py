@@ -20,10 +20,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=960)
     args = parser.parse_args()
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
     from pipeline.config import load_config
     from pipeline.data import load_dataset
-    from pipeline.stages.common import pixel_volts
+    from pipeline.flow.stage_data import pixel_volts
     out = {}
     for name in ("fashion_pixels_lc", "fashion_pixels_dense"):
         cfg = load_config(HERE / f"{name}.yaml")

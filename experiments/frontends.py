@@ -57,7 +57,7 @@ NOT_DIFFERENTIABLE = {"pca"}      # through-analog / both refuse a PCA encoder
 
 
 def client():
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     setup_mlflow("frontends")
     from mlflow.tracking import MlflowClient
     return MlflowClient()

@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 from analog.hardware import program, resolve_hardware
-from pipeline.analog_config import model_from_config
-from pipeline.chips import chip_accuracy
+from pipeline.system.analog_block import model_from_config
+from pipeline.hardware.chips import chip_accuracy
 from pipeline.config import validate_config
 from pipeline.data import load_dataset, tabular_to_volts
 

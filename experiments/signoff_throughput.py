@@ -10,7 +10,7 @@ All on the Fashion-sized block of `mixsig bench` (150 inputs + 150 inverted + 2 
 hidden nodes with two diodes and an amplifier each → 20 outputs; 32k conductances) with
 inputs uniform in ±1 V. `profile` runs libngspice in this process (one sample at a time by
 `op`, the old path, and many samples per `dc` sweep, the engine's path now); `scaling` and
-`cluster` go through pipeline.signoff.run_ngspice, the code `mixsig signoff` runs, and time
+`cluster` go through pipeline.hardware.signoff.run_ngspice, the code `mixsig signoff` runs, and time
 the solves only (Ray start and each actor's netlist load are reported apart). The machine is
 shared: every figure is printed with the load average (`uptime`) next to it, and `scaling`
 interleaves 1 and 2 actors round by round so both see the same load.
@@ -139,7 +139,7 @@ def profile(args) -> dict:
 # scaling: 1 vs 2 actors, interleaved; cluster: several raylets on this machine
 # ---------------------------------------------------------------------------------------
 def _one(model, x, actors: int, chunk: int, check: bool = False) -> dict:
-    from pipeline import signoff as so
+    from pipeline.hardware import signoff as so
     before = load()
     res = so.run_ngspice(model.circuit, model.conductances, x, actors, chunk=chunk, progress=False)
     thr = so.throughput(res)
@@ -158,7 +158,7 @@ def _one(model, x, actors: int, chunk: int, check: bool = False) -> dict:
 def scaling(args) -> dict:
     import ray
 
-    from pipeline import signoff as so
+    from pipeline.hardware import signoff as so
     model, x = block_and_inputs(args.samples)
     t0 = time.perf_counter()
     session = so.connect(None, 2)
@@ -185,7 +185,7 @@ def cluster(args) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    from pipeline import signoff as so
+    from pipeline.hardware import signoff as so
     model, x = block_and_inputs(args.samples)
     t0 = time.perf_counter()
     cl = Cluster(initialize_head=True, head_node_args={                  # the head runs no actor

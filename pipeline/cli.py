@@ -6,7 +6,7 @@ those of `pipeline.commands.COMMANDS`. A user error (an instance of one of
 prints one line `error: ...` and exits 2; a machine's refusal (disk full, read-only)
 prints one line and exits 1; anything else is a bug: its traceback, a line saying so, exit
 1. `--debug` raises every error with its traceback; Ctrl-C exits 130 and SIGTERM 143, their
-runs marked KILLED (pipeline.signals).
+runs marked KILLED (pipeline.runtime.interrupts).
 Heavy libraries are imported by command bodies only, so
 `--help` stays fast.
 """
@@ -19,7 +19,7 @@ import sys
 import click
 
 # TensorFlow's C++ start-up chatter (oneDNN, "no CUDA drivers") buries the progress bars on
-# this CPU-only tool: main() mutes it unless --debug (pipeline.quiet)
+# this CPU-only tool: main() mutes it unless --debug (pipeline.runtime.quiet_start)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 class MixsigGroup(click.Group):
@@ -107,20 +107,20 @@ def main(argv=None) -> int:
     if not args:
         click.echo(cli.get_help(click.Context(cli, info_name="mixsig", help_option_names=["-h", "--help"])))
         return 2
-    from pipeline import quiet, signals
-    quiet.setup(debug=state["debug"])   # TensorFlow's start-up lines muted; the current folder importable
-    signals.install()       # SIGTERM raises signals.Terminated, like Ctrl-C raises KeyboardInterrupt
+    from pipeline.runtime import interrupts, quiet_start
+    quiet_start.setup(debug=state["debug"])   # TensorFlow's start-up lines muted; the current folder importable
+    interrupts.install()       # SIGTERM raises interrupts.Terminated, like Ctrl-C raises KeyboardInterrupt
     try:
         rv = cli.main(args=args, prog_name="mixsig", standalone_mode=False, obj=state)
-        signals.raise_pending()      # an interrupt a finalizer swallowed is still one
+        interrupts.raise_pending()      # an interrupt a finalizer swallowed is still one
     except click.exceptions.Abort:   # Click's form of KeyboardInterrupt
-        signals.handled()
-        print(signals.describe(KeyboardInterrupt()), file=sys.stderr)
+        interrupts.handled()
+        print(interrupts.describe(KeyboardInterrupt()), file=sys.stderr)
         return 130
-    except (KeyboardInterrupt, signals.Terminated) as exc:
-        signals.handled()
-        print(signals.describe(exc), file=sys.stderr)
-        return signals.exit_code(exc)
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
+        interrupts.handled()
+        print(interrupts.describe(exc), file=sys.stderr)
+        return interrupts.exit_code(exc)
     except click.UsageError as exc:
         if state["debug"]:
             raise

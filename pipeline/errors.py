@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["UserError", "OptionError", "SetupError", "InputError", "StoppedByEnvironment", "user_error_types", "environment_problem"]
+__all__ = ["UserError", "PipelineError", "StageInputError", "OptionError", "SetupError", "InputError", "StoppedByEnvironment", "user_error_types", "environment_problem"]
 
 
 class UserError(Exception):
     """A request the user can fix: bad config, missing input, unknown run, bad option."""
+
+
+class PipelineError(UserError):
+    """A pipeline request that cannot be carried out (printed by the CLI as `error: ...`)."""
+
+
+class StageInputError(PipelineError):
+    """A stage input is missing, unknown, in another experiment, or does not fit."""
 
 
 class OptionError(UserError, ValueError):

@@ -14,7 +14,8 @@ import yaml
 
 from pipeline import cli
 from pipeline.commands import COMMANDS
-from pipeline.stages import KINDS, STAGES, Stage, StageContext, register
+from pipeline.flow import KINDS, Stage, StageContext, register
+from pipeline.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:////nonexistent/never-used.db"}
@@ -96,7 +97,7 @@ SMOKE_PLAN = [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("optimiz
 
 def test_the_cotrain_plan_is_its_stages_and_rounds():
     from pipeline.config import load_config
-    from pipeline.cotrain import make_plan
+    from pipeline.cotraining.run import make_plan
     cfg = load_config(ROOT / "experiments/smoke.yaml")          # cotrain.rounds: 1
     assert make_plan(cfg) == SMOKE_PLAN
     assert make_plan(cfg, train_digital=False) == SMOKE_PLAN[1:]
@@ -113,7 +114,7 @@ def test_a_stage_module_can_add_an_artifact_kind_and_join_the_cotrain(monkeypatc
     """What a `program` stage needs: its own artifact kind and a place in the co-training,
     both from its declaration alone."""
     from pipeline.config import load_config
-    from pipeline.cotrain import make_plan
+    from pipeline.cotraining.run import make_plan
     monkeypatch.setitem(KINDS, "chip", ("chips", "the programmed chips (program)"))
     stage = Stage(name="program", help="program chips", body=print, needs=("analog",), produces=("chip",),
                   kinds={"chip": ("chips", "the programmed chips (program)")}, cotrain_after="train-analog",
@@ -132,7 +133,7 @@ def test_a_stage_module_can_add_an_artifact_kind_and_join_the_cotrain(monkeypatc
 
 
 DUMMY_STAGE = '''
-from pipeline.stages.runner import Option, Stage
+from pipeline.flow.runner import Option, Stage
 
 
 def body(ctx):
@@ -340,7 +341,7 @@ def test_ci_runs_setup_then_the_tests_and_fails_if_either_fails(tmp_path, setup_
 
 
 def test_tracking_uri_default_and_override(monkeypatch, tmp_path):
-    from pipeline.tracking import tracking_uri
+    from pipeline.runtime.tracking import tracking_uri
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     assert tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
@@ -380,7 +381,7 @@ def test_quiet_also_silences_mlflow_artifact_bars(monkeypatch, tmp_path):
 def _raising(monkeypatch, exc):
     def body(*args, **kw):
         raise exc
-    monkeypatch.setattr("pipeline.stages.lineage.load_config_with_overrides", body)
+    monkeypatch.setattr("pipeline.flow.lineage.load_config_with_overrides", body)
 
 
 @pytest.mark.parametrize("make", [
@@ -403,8 +404,8 @@ def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys, tmp_path, ma
 
 @pytest.mark.parametrize("exc", [
     "pipeline.errors:SetupError", "pipeline.config:ConfigError", "pipeline.data:DataError",
-    "pipeline.stages:StageInputError", "pipeline.tracking:TrackingStoreError", "pipeline.liveness:LivenessError",
-    "pipeline.signoff:SignoffError", "analog.errors:AnalogInputError", "analog.errors:MissingModelError",
+    "pipeline.stages:StageInputError", "pipeline.runtime.tracking:TrackingStoreError", "pipeline.runtime.liveness:LivenessError",
+    "pipeline.hardware.signoff:SignoffError", "analog.errors:AnalogInputError", "analog.errors:MissingModelError",
     "digital.errors:DigitalInputError", "digital:EncoderContractError", "analog.spice_check:DeviceCardError"])
 def test_each_areas_user_error_is_one_line_exit_2(monkeypatch, capsys, exc):
     import importlib

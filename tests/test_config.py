@@ -286,7 +286,7 @@ def test_mos_diode_parameters_reach_the_device_and_its_spice_card():
     import numpy as np
 
     from analog.devices import MOSDiode
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
 
     cfg = validate_config({"name": "t", "analog": {"hidden": [3], "diode": {
         "model": "mos", "threshold": 0.25, "kp": 3e-4, "lambda": 0.05, "w": 2e-6, "l": 5e-7}}})

@@ -12,7 +12,7 @@ from analog.errors import AnalogInputError
 from analog.hardware import Chip, program, resolve_hardware
 from pipeline import cli
 from pipeline.errors import UserError
-from pipeline.stages.artifacts import StageInputError, input_width, load_embeddings, load_targets
+from pipeline.flow.artifacts import StageInputError, input_width, load_embeddings, load_targets
 from tests.analog_circuits import block
 
 ROOT = Path(__file__).resolve().parents[1]

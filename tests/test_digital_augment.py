@@ -164,7 +164,7 @@ def test_bad_values_are_refused_by_name(kwargs, match):
 
 
 def test_config_reaches_the_encoder():
-    from pipeline.build import encoder_params
+    from pipeline.system.build import encoder_params
     from pipeline.config import load_config
     cfg = load_config("experiments/fashion_mnist_small.yaml",
                       ["digital.params={filters: [4], augment_shift: 2, augment_flip: true}"])

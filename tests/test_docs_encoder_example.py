@@ -127,7 +127,7 @@ def test_usage_snippet_runs_as_written(example, tmp_path):
 def test_example_through_a_config_as_the_page_shows(example):
     """The config snippet at the top of the page: digital.params reaches the constructor,
     the pipeline's pre-flight check builds and embeds with it, a misspelt key is named."""
-    from pipeline import build
+    from pipeline.system import build
     from pipeline.config import load_config
 
     snippet = re.search(r"```yaml\n(digital:.*?)```", DOC.read_text(), flags=re.S).group(1)

@@ -278,7 +278,7 @@ def test_non_converged_samples_follow_one_rule_in_every_metric():
 @pytest.mark.parametrize("mode", ["ideal", "aware", "in-situ"])
 def test_hardware_training_mode_from_the_config(mode):
     from analog.hardware import NoiseInjection, PulsedOptimizer, resolve_hardware
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
     from pipeline.config import load_config
     cfg = load_config("experiments/iris.yaml", ["hardware.preset=pcm", f"hardware.training={mode}",
                                                 "hardware.device.g_max=2.5e-5", "analog.hidden=[4]"])

@@ -64,7 +64,7 @@ def test_bench_refuses_a_negative_batch():
 def test_config_pulse_rule_reaches_the_in_situ_optimiser(rule):
     import yaml
 
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
     from pipeline.config import validate_config
     raw = yaml.safe_load((ROOT / "experiments/iris.yaml").read_text())
     raw["hardware"] = {"preset": "ebana-4level", "training": "in-situ", "pulse_rule": rule}

@@ -65,7 +65,7 @@ def test_finetune_recovers_a_damaged_chip_and_keeps_stuck_devices(block):
     three in-situ epochs (read noise, noisy pulses) win most of it back on each of 3 chips;
     stuck devices keep their exact value, every device stays in its range."""
     from analog.hardware import PulsedOptimizer, finetune, program, resolve_hardware
-    from pipeline.chips import chip_accuracy
+    from pipeline.hardware.chips import chip_accuracy
     model, x, y = block
     ideal = model.scores(x, y)["accuracy"]
     spec = resolve_hardware("rram", {"device": {"prog_sigma": 1.2e-5, "stuck_g_min": 0.05, "stuck_g_max": 0.05}})
@@ -111,7 +111,7 @@ def _cfg(**hw):
 
 
 def test_plans_with_finetuning_and_a_given_block():
-    from pipeline.cotrain import make_plan
+    from pipeline.cotraining.run import make_plan
     names = lambda plan: [f"{n} r{r}" for n, r in plan]  # noqa: E731
     assert names(make_plan(_cfg(finetune_epochs=1))) == [
         "train-digital r0", "embed r0", "train-analog r0", "program r0", "finetune-chip r0", "optimize-inputs r0",

@@ -1,4 +1,4 @@
-"""The robustness map's pieces without MLflow (pipeline/robustness.py, pipeline/chips.py): the
+"""The robustness map's pieces without MLflow (pipeline/hardware/robustness.py, pipeline/hardware/chips.py): the
 grid parser's errors, each axis's device spec, the sweep's figures recomputed by programming
 the chips by hand, the breaking point, recovered_fraction's rule, the frozen co-training plan."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import chips as hw
-from pipeline import robustness as rb
+from pipeline.hardware import chips as hw
+from pipeline.hardware import robustness as rb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_eval_times_and_seeds():
 
 def test_frozen_plan_trains_and_programs_once():
     from pipeline.config import load_config
-    from pipeline.cotrain import make_plan
+    from pipeline.cotraining.run import make_plan
     cfg = load_config(ROOT / "experiments" / "smoke_hw.yaml")
     cfg["cotrain"]["rounds"] = 2
     assert make_plan(cfg) == [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("program", 0),

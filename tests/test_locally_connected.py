@@ -215,7 +215,7 @@ def test_save_load_round_trip(tmp_path, padding):
 
 
 def test_config_layers_build_the_block_and_hidden_stays_the_short_form():
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
     cfg = validate_config({"name": "lc", "data": {"dataset": "iris"}, "analog": {"layers": [
         {"type": "locally_connected2d", "kernel": [2, 2], "strides": 1, "filters": 3, "input_shape": [3, 4, 1]},
         {"type": "dense", "units": 5, "gain": 2.0}]}})
@@ -269,7 +269,7 @@ def test_bad_layer_specs_are_one_line_errors_naming_layer_and_key(layers, messag
 
 
 def test_config_same_padding_sizes_the_layers_and_builds_the_block():
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
     cfg = validate_config({"name": "lc", "data": {"dataset": "iris"}, "analog": {"layers": [
         {"type": "locally_connected2d", "kernel": 3, "strides": 2, "filters": 2, "input_shape": [5, 6, 1],
          "padding": "same"},

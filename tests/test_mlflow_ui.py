@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cotrain_report as report
-from pipeline.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, setup_mlflow
+from pipeline.cotraining import report
+from pipeline.runtime.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, setup_mlflow
 
 ROOT = Path(__file__).resolve().parents[1]
 

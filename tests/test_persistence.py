@@ -165,8 +165,8 @@ def test_missing_and_damaged_folders(tmp_path):
 
 def test_migrate_old_folder(tmp_path):
     """An old folder (model.json summary with the experiment config + conductances.npz) is
-    rebuilt from its config by `python -m pipeline.analog_config --migrate`."""
-    from pipeline.analog_config import model_from_config
+    rebuilt from its config by `python -m pipeline.system.analog_block --migrate`."""
+    from pipeline.system.analog_block import model_from_config
     from pipeline.config import load_config
     cfg = load_config("experiments/iris.yaml")
     m = model_from_config(cfg, 4, 3)
@@ -175,7 +175,7 @@ def test_migrate_old_folder(tmp_path):
     np.savez(old / "conductances.npz", **{l.name: l.G for l in m.dense_layers})
     (old / "model.json").write_text(json.dumps({"name": m.name, "epoch": 5, "config": cfg, "layers": []}))
     (old / "model.pkl").write_bytes(b"old")
-    out = subprocess.run([sys.executable, "-m", "pipeline.analog_config", "--migrate", str(old), str(tmp_path / "new")],
+    out = subprocess.run([sys.executable, "-m", "pipeline.system.analog_block", "--migrate", str(old), str(tmp_path / "new")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     b = AnalogModel.load(tmp_path / "new")

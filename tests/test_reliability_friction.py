@@ -89,7 +89,7 @@ def test_plugin_from_the_current_folder_and_no_tensorflow_noise(tmp_path):
 
 
 def test_quiet_setup_appends_the_current_folder_and_sets_the_level(tmp_path, monkeypatch):
-    from pipeline import quiet
+    from pipeline.runtime import quiet_start as quiet
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     monkeypatch.setattr(quiet, "_USER_TF_LEVEL", None)

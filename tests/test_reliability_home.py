@@ -82,7 +82,7 @@ def test_the_default_experiment_keeps_its_artifacts_in_the_project_folder(tmp_pa
     monkeypatch.chdir(elsewhere)
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     setup_mlflow("x")
     default = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_experiment("0")
     assert default.name == "Default"

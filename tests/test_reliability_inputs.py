@@ -73,7 +73,7 @@ def test_a_block_too_big_for_memory_is_refused_before_allocation(store, capsys, 
 
 
 def test_the_memory_estimate_against_a_hand_count(monkeypatch):
-    from pipeline.limits import block_bytes, check_block_size
+    from pipeline.runtime.limits import block_bytes, check_block_size
     # 3 → [4] → 2: 9 nodes, 3·4 + 4·2 = 20 conductances
     assert block_bytes([3, 4, 2]) == 16 * 81 + 32 * 20
     monkeypatch.setenv("MIXSIG_MEMORY_BYTES", str(16 * 81 + 32 * 20))
@@ -94,7 +94,7 @@ def test_config_that_is_a_folder_or_binary_names_the_file(store, capsys):
 
 def test_compare_metrics_nobody_logged(store, capsys):
     tmp, client = store
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     mlflow = setup_mlflow("cmp")
     with mlflow.start_run(tags={"mixsig.stage": "cotrain"}):
         mlflow.log_metric("end_to_end_test_accuracy", 0.5)
@@ -106,7 +106,7 @@ def test_compare_metrics_nobody_logged(store, capsys):
 
 def test_compare_without_cotrain_runs_suggests_the_stage(store, capsys):
     _, _ = store
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     mlflow = setup_mlflow("stages-only")
     with mlflow.start_run(tags={"mixsig.stage": "train-analog"}):
         mlflow.log_metric("analog_test_accuracy", 0.5)
@@ -117,8 +117,8 @@ def test_compare_without_cotrain_runs_suggests_the_stage(store, capsys):
 
 def test_run_ids_by_unique_prefix(store, capsys, monkeypatch):
     tmp, client = store
-    from pipeline.stages import StageInputError, get_run
-    from pipeline.tracking import setup_mlflow
+    from pipeline.flow import StageInputError, get_run
+    from pipeline.runtime.tracking import setup_mlflow
     mlflow = setup_mlflow("ids")
     ids = []
     for _ in range(3):
@@ -140,7 +140,7 @@ def test_run_ids_by_unique_prefix(store, capsys, monkeypatch):
                 ids.append(run.info.run_id)
             first = [r[0] for r in ids]
             shared = next((c for c in set(first) if first.count(c) > 1), None)
-    import pipeline.stages.lineage as lineage
+    import pipeline.flow.lineage as lineage
     with pytest.raises(StageInputError, match="does not exist"):
         get_run(shared)                                  # too short to be taken for an id
     monkeypatch.setattr(lineage, "MIN_PREFIX", 1)

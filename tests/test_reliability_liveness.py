@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOLDER = """
 import sys, time
 from mlflow.tracking import MlflowClient
-from pipeline import liveness
+from pipeline.runtime import liveness
 client = MlflowClient()
 liveness.claim(client, client.get_run(sys.argv[1]))
 print("held", flush=True)
@@ -34,13 +34,13 @@ def store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     setup_mlflow("live")
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("live")
     run = client.create_run(exp.experiment_id, tags={"mixsig.stage": "cotrain", "mixsig.status": "running"})
     yield tmp_path, client, run.info.run_id
-    from pipeline import liveness
+    from pipeline.runtime import liveness
     liveness.release(run.info.run_id)
     liveness.FORCE["other_host"] = False
 
@@ -62,7 +62,7 @@ def test_resume_of_a_live_cotrain_is_refused_then_allowed_once_its_process_is_go
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(30)
-    from pipeline import liveness
+    from pipeline.runtime import liveness
     liveness.claim(client, client.get_run(run_id))          # the process is gone: resumable
     assert client.get_run(run_id).data.tags["mixsig.pid"] == str(os.getpid())
 
@@ -71,7 +71,7 @@ def test_a_run_of_another_host_needs_force(store):
     tmp, client, run_id = store
     client.set_tag(run_id, "mixsig.host", "elsewhere.invalid")
     client.set_tag(run_id, "mixsig.pid", "4242")
-    from pipeline import liveness
+    from pipeline.runtime import liveness
     with pytest.raises(liveness.LivenessError, match=r"process 4242 on host elsewhere\.invalid .*--force"):
         liveness.claim(client, client.get_run(run_id))
     liveness.FORCE["other_host"] = True

@@ -129,7 +129,7 @@ def test_sigterm_stops_a_standalone_stage_as_killed(tmp_path):
 
 SWALLOWED = '''
 import gc, os, signal, sys, time, weakref
-from pipeline import signals
+from pipeline.runtime import interrupts as signals
 signals.install()
 
 class Node:

@@ -22,7 +22,7 @@ WORKER = """
 import os, sys, time
 from pathlib import Path
 import mlflow
-from pipeline.tracking import setup_mlflow
+from pipeline.runtime.tracking import setup_mlflow
 go = Path(sys.argv[1])
 while not go.exists():
     time.sleep(0.002)
@@ -38,7 +38,7 @@ def _env(db: Path) -> dict:
 
 def _healthy(db: Path) -> int:
     """Runs in the store's 'race' experiment, after checking the schema is MLflow's
-    current one (independently of pipeline.tracking: alembic head vs the stored version)."""
+    current one (independently of pipeline.runtime.tracking: alembic head vs the stored version)."""
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
     con = sqlite3.connect(db)
@@ -79,7 +79,7 @@ def test_processes_started_together_on_a_new_store_all_succeed(tmp_path):
 
 
 def test_store_lock_serialises_and_releases(tmp_path):
-    from pipeline.tracking import TrackingStoreError, store_lock
+    from pipeline.runtime.tracking import TrackingStoreError, store_lock
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with store_lock(uri):
         assert (tmp_path / "mlflow.db.lock").exists()
@@ -94,7 +94,7 @@ def test_store_lock_serialises_and_releases(tmp_path):
 
 def test_a_locked_database_at_start_is_a_one_line_error(tmp_path):
     db = tmp_path / "mlflow.db"
-    subprocess.run([sys.executable, "-c", "from pipeline.tracking import setup_mlflow; setup_mlflow('x')"],
+    subprocess.run([sys.executable, "-c", "from pipeline.runtime.tracking import setup_mlflow; setup_mlflow('x')"],
                    cwd=tmp_path, env=_env(db), check=True, capture_output=True)
     holder = sqlite3.connect(db, timeout=0)
     holder.execute("BEGIN EXCLUSIVE")      # another process holds the database

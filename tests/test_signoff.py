@@ -61,7 +61,7 @@ def test_signoff_of_20_samples_on_2_actors(trained):
     from analog.model import AnalogModel
     from analog.ngspice import NgspiceEngine
     from pipeline.data import load_dataset, tabular_to_volts
-    from pipeline.stages import load_config_with_overrides
+    from pipeline.flow import load_config_with_overrides
     home, client, ta = trained
     proc = mixsig(home, "signoff", ta.info.run_id[:8], "--limit", "20", "--actors", "2", "-q")
     assert "sign-off PASSED: class agreement 100.000 % of 20 samples (0 disagreeing)" in proc.stdout, proc.stdout
@@ -101,7 +101,7 @@ def test_report_lists_disagreeing_and_nonconverged_samples():
     """compare() on a crafted ngspice result: samples 3 and 7 pushed to another class, sample 5
     not converged; the listing, the counts and the verdict are checked against classes
     computed here from the output node voltages."""
-    from pipeline import signoff as so
+    from pipeline.hardware import signoff as so
     from tests.analog_circuits import block, inputs
     model = block(features=3, hidden=(5,), outputs=3)
     c, G = model.circuit, model.conductances
@@ -174,7 +174,7 @@ def test_signoff_of_a_programmed_chip(trained):
 _CLUSTER = """
 import numpy as np, ray
 from ray.cluster_utils import Cluster
-from pipeline import signoff as so
+from pipeline.hardware import signoff as so
 from tests.analog_circuits import block, inputs
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

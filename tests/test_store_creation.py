@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from pipeline import tracking
+from pipeline.runtime import tracking
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The block's cost and accuracy that through-analog retraining records per epoch
-(pipeline.through_analog.grad_fn_for / trace_per_epoch), against the block's own forward pass."""
+(pipeline.system.through_analog.grad_fn_for / trace_per_epoch), against the block's own forward pass."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from analog.model import build_dense_network
 from analog.optimizers import Adam
-from pipeline.through_analog import grad_fn_for, trace_per_epoch
+from pipeline.system.through_analog import grad_fn_for, trace_per_epoch
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_cross_entropy_through_cost_is_its_own_gradient_and_cost(block):
     (not the block's MSE) against the exact implicit gradient of that cost, and the recorded
     cost against −log softmax(y/T) of the block's forward pass."""
     from analog.losses import CrossEntropy
-    from pipeline.through_analog import through_cost
+    from pipeline.system.through_analog import through_cost
     assert through_cost({"digital": {"through_loss": "block"}}) is None
     ce = through_cost({"digital": {"through_loss": "cross_entropy", "through_temperature": 0.05}})
     assert isinstance(ce, CrossEntropy) and ce.temperature == 0.05

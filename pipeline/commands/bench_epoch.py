@@ -36,7 +36,7 @@ def stand_in_embeddings(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
 
 
 def load_embedding_file(path: str, n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    from pipeline.stages.artifacts import load_embeddings
+    from pipeline.flow.artifacts import load_embeddings
     z = load_embeddings(Path(path).parent if Path(path).is_file() else Path(path))
     return z["x_train"][:n].astype(float), z["y_train"][:n].astype(np.int64), f"embeddings from {path}"
 
@@ -48,7 +48,7 @@ def embedding_stats(x: np.ndarray) -> dict:
 
 def main_block(config: Path = MAIN_CONFIG, n_classes: int = 10):
     """The main job's analog block, compiled for its first training (epochs from the config)."""
-    from pipeline import build
+    from pipeline.system import build
     from pipeline.config import load_config
     cfg = load_config(config)
     model = build.analog_model(cfg, cfg["digital"]["embedding_dim"], n_classes)

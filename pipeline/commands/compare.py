@@ -13,7 +13,7 @@ DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.b
                   "training.epochs", "cotrain.rounds", "input_optimization.steps", "input_optimization.margin"]
 DEFAULT_METRICS = ["digital_test_accuracy", "analog_first_test_accuracy", "end_to_end_test_accuracy",
                    "baseline_test_accuracy", "test_accuracy", "round_power_mean",
-                   # scenarios of runs with a hardware section (pipeline/chips.py), shown when present
+                   # scenarios of runs with a hardware section (pipeline/hardware/chips.py), shown when present
                    "e2e_acc_ideal", "e2e_acc_programmed", "e2e_acc_aware_programmed", "e2e_acc_insitu",
                    "e2e_acc_cotrained", "recovered_fraction", "recovered_fraction_insitu", "e2e_acc_programmed_tmax",
                    "e2e_acc_insitu_tmax", "e2e_acc_cotrained_tmax", "recovered_fraction_tmax", "rounds_gain_total",
@@ -58,8 +58,8 @@ def command(**kw) -> int:
 def run(args) -> int:
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages import PipelineError
-    from pipeline.tracking import setup_mlflow
+    from pipeline.flow import PipelineError
+    from pipeline.runtime.tracking import setup_mlflow
     if not args.experiment and not getattr(args, "sweep", None):
         raise PipelineError("compare: give --experiment NAME (or --sweep SWEEP_RUN_ID)")
     setup_mlflow()
@@ -86,8 +86,8 @@ def run(args) -> int:
 
 
 def _experiments(client, names) -> list:
-    from pipeline.stages import PipelineError
-    from pipeline.tracking import tracking_uri
+    from pipeline.flow import PipelineError
+    from pipeline.runtime.tracking import tracking_uri
     exps = []
     for name in names:
         exp = client.get_experiment_by_name(name)
@@ -100,7 +100,7 @@ def _experiments(client, names) -> list:
 
 def _runs(client, exps, args) -> tuple[list, str]:
     """The runs the options select, newest first, and the filter string sent to MLflow."""
-    from pipeline.stages import PipelineError
+    from pipeline.flow import PipelineError
     parts = [quote_filter(args.filter)] if args.filter.strip() else []
     if getattr(args, "sweep", None):
         parts.append(f"tags.`mixsig.sweep` = '{args.sweep}'")
@@ -150,8 +150,8 @@ def _table(runs, params: list, metrics: list, csv_path: str | None) -> None:
 
 
 def _round_plot(client, runs, output: str) -> None:
-    from pipeline.cotrain import round_series
-    from pipeline.plots import accuracy_per_round
+    from pipeline.cotraining.run import round_series
+    from pipeline.flow.plots import accuracy_per_round
     series = {}
     for r in runs:
         s = round_series(client, r.info.run_id).get("analog block (end to end)")
@@ -168,7 +168,7 @@ def _sweep_args(client, args) -> None:
     """--sweep ID: its experiment, its trial runs, its swept keys and metric first."""
     import json
 
-    from pipeline.stages import StageInputError, get_run
+    from pipeline.flow import StageInputError, get_run
     run = get_run(args.sweep, what="--sweep run")
     if run.data.tags.get("mixsig.stage") != "sweep":
         raise StageInputError(f"--sweep run {args.sweep} is a {run.data.tags.get('mixsig.stage', 'non-mixsig')} "
@@ -190,9 +190,9 @@ def _sweep_args(client, args) -> None:
 
 def _time_plot(client, runs, output) -> None:
     """Each run's scenarios (programmed, co-trained, ...) against the time after programming."""
-    from pipeline.chips import SCENARIO_LABELS
-    from pipeline.chips import series as by_step
-    from pipeline.plots import accuracy_vs_time
+    from pipeline.hardware.chips import SCENARIO_LABELS
+    from pipeline.hardware.chips import series as by_step
+    from pipeline.flow.plots import accuracy_vs_time
     series = {}
     for r in runs:
         times = by_step(client, r.info.run_id, "scenario_time_s") if "scenario_time_s" in r.data.metrics \

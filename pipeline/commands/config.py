@@ -13,7 +13,7 @@ def command():
 
 
 def show_config(config: str, overrides=(), as_yaml: bool = False) -> int:
-    from pipeline.stages.lineage import load_config_with_overrides
+    from pipeline.flow.lineage import load_config_with_overrides
     cfg = load_config_with_overrides(config, overrides)
     if as_yaml:
         import yaml

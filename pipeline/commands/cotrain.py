@@ -1,4 +1,4 @@
-"""mixsig cotrain: the whole co-training as one parent MLflow run (see pipeline.cotrain)."""
+"""mixsig cotrain: the whole co-training as one parent MLflow run (see pipeline.cotraining.run)."""
 from __future__ import annotations
 
 import click
@@ -25,8 +25,8 @@ HELP = ("train-digital → (embed → train-analog → optimize-inputs → retra
 def command(config, resume, from_run, inputs, run_name, register, force, workdir, overrides, quiet) -> int:
     from pathlib import Path
 
-    from pipeline.cotrain import run_cotrain
-    from pipeline.stages import PipelineError, load_config_with_overrides, parse_input_items
+    from pipeline.cotraining.run import run_cotrain
+    from pipeline.flow import PipelineError, load_config_with_overrides, parse_input_items
     if resume and (config or overrides or from_run or inputs):
         raise PipelineError("cotrain --resume RUN_ID takes the config of that run; do not also give a config, "
                             "--set, --from-run or --input")
@@ -34,11 +34,11 @@ def command(config, resume, from_run, inputs, run_name, register, force, workdir
         raise PipelineError("cotrain: give a config file or --resume RUN_ID")
     if force and not resume:
         raise PipelineError("cotrain --force goes with --resume RUN_ID")
-    from pipeline import liveness
+    from pipeline.runtime import liveness
     liveness.FORCE["other_host"] = bool(force)
     if resume:   # a unique start of the id is enough (compare prints 8 characters)
-        from pipeline.stages import get_run
-        from pipeline.tracking import setup_mlflow
+        from pipeline.flow import get_run
+        from pipeline.runtime.tracking import setup_mlflow
         setup_mlflow()
         parent = get_run(resume, what="--resume run")
         resume = parent.info.run_id

@@ -52,8 +52,8 @@ class WorkFolder(click.ParamType):
 
 
 def workdir_or_default(workdir):
-    """The --workdir given, else `runs/` in the project folder (pipeline.home)."""
-    from pipeline.home import default_workdir
+    """The --workdir given, else `runs/` in the project folder (pipeline.runtime.home)."""
+    from pipeline.runtime.home import default_workdir
     return workdir if workdir is not None else default_workdir()
 
 
@@ -68,7 +68,7 @@ overrides = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE
 def _quiet_mlflow(ctx, param, value):
     """-q silences MLflow's artifact download/upload bars too (they are MLflow's, not ours)."""
     if value:
-        from pipeline.quiet import mute_mlflow_bars
+        from pipeline.runtime.quiet_start import mute_mlflow_bars
         mute_mlflow_bars()
     return value
 

@@ -39,7 +39,7 @@ def command(run_id, input_path, output, chip, read_time, engine, batch_size, wor
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # the CSV may go to stdout
     from pipeline.serving.bundle import load_run_system
     from pipeline.serving.images import ServingInputError, read_input
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     if chip is not None and chip < 0:
         raise ServingInputError(f"--chip {chip}: chips are numbered from 0")
     names, images = read_input(input_path)

@@ -1,4 +1,4 @@
-"""mixsig robustness RUN_ID: the sensitivity map of a trained block (pipeline/robustness.py),
+"""mixsig robustness RUN_ID: the sensitivity map of a trained block (pipeline/hardware/robustness.py),
 logged as its own MLflow run (table, JSON, plot) in the experiment of RUN_ID."""
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def _source(run_id: str, workdir):
     """(run holding the block, its config, model, x_test, y_test)."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages import StageInputError, config_from_run, get_run, load_analog
-    from pipeline.stages.inputs import test_set_of_run
-    from pipeline.stages.lineage import finished_child, refs_of_run, tag
+    from pipeline.flow import StageInputError, config_from_run, get_run, load_analog
+    from pipeline.flow.inputs import test_set_of_run
+    from pipeline.flow.lineage import finished_child, refs_of_run, tag
     run = get_run(run_id, what="robustness run")
     run_id = run.info.run_id    # the full id when a unique start was given
     if run.data.tags.get(tag("stage")) == "cotrain":
@@ -65,14 +65,14 @@ def _source(run_id: str, workdir):
 def run(args) -> int:
     import mlflow
 
-    from pipeline import robustness as rb
-    from pipeline.stages import experiment_name
-    from pipeline.stages.lineage import tag
-    from pipeline.tracking import setup_mlflow
+    from pipeline.hardware import robustness as rb
+    from pipeline.flow import experiment_name
+    from pipeline.flow.lineage import tag
+    from pipeline.runtime.tracking import setup_mlflow
     grid = rb.parse_grid(args.grid, [a.strip() for a in args.axes.split(",") if a.strip()] if args.axes else None)
     setup_mlflow()
     if args.workdir is None:   # the shared --workdir option's default: runs/ in the project folder
-        from pipeline.home import default_workdir
+        from pipeline.runtime.home import default_workdir
         args.workdir = default_workdir()
     src, cfg, model, x, y = _source(args.run_id, args.workdir)
     if args.limit:

@@ -1,5 +1,5 @@
 """mixsig signoff RUN_ID: the whole test set through ngspice in Ray actors, compared with the
-native engine (pipeline/signoff.py); logged as its own MLflow run (report JSON + markdown,
+native engine (pipeline/hardware/signoff.py); logged as its own MLflow run (report JSON + markdown,
 |ΔV| histogram, per-actor throughput) in the experiment of RUN_ID."""
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ def command(**kw) -> int:
 def run(args) -> int:
     import mlflow
 
-    from pipeline import signoff as so
-    from pipeline.stages import experiment_name
-    from pipeline.stages.lineage import tag
-    from pipeline.tracking import setup_mlflow
+    from pipeline.hardware import signoff as so
+    from pipeline.flow import experiment_name
+    from pipeline.flow.lineage import tag
+    from pipeline.runtime.tracking import setup_mlflow
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     setup_mlflow()
     if args.workdir is None:
-        from pipeline.home import default_workdir
+        from pipeline.runtime.home import default_workdir
         args.workdir = default_workdir()
     src = so.load_source(args.run_id, args.workdir, chip=args.chip, read_time=args.read_time)
     x, y = (src.x[: args.limit], src.y[: args.limit]) if args.limit else (src.x, src.y)

@@ -13,7 +13,7 @@ def _dest(flag: str) -> str:
 def stage_command(stage) -> click.Command:
     """The click command of a Stage: CONFIG, --from-run, --input, --round, the stage's own
     Option declarations (each sets one config key), and the common options."""
-    from pipeline.stages.artifacts import KINDS
+    from pipeline.flow.artifacts import KINDS
 
     def callback(config, from_run, inputs, round, workdir, overrides, quiet, **own):
         extra = [f"{o.key}={own[_dest(o.flag)]}" for o in stage.options if own.get(_dest(o.flag)) is not None]
@@ -51,9 +51,9 @@ def run_stage_command(stage, *, config=None, from_runs=(), inputs=(), round=None
                       quiet=False) -> int:
     from pathlib import Path
 
-    from pipeline.stages import (PipelineError, config_from_run, experiment_name, get_run, load_config_with_overrides,
-                                 parse_input_items, resolve_inputs, run_stage)
-    from pipeline.tracking import setup_mlflow
+    from pipeline.flow import (PipelineError, config_from_run, experiment_name, get_run, load_config_with_overrides,
+                               parse_input_items, resolve_inputs, run_stage)
+    from pipeline.runtime.tracking import setup_mlflow
     setup_mlflow()
     for rid in from_runs if getattr(stage, "from_stages", ()) else ():
         kind = get_run(rid, what="--from-run run").data.tags.get("mixsig.stage", "non-mixsig")

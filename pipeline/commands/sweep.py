@@ -44,7 +44,7 @@ def command(config, space, resume, address, concurrency, cpus_per_trial, num_cpu
 
 def _run(config, space, resume, address, concurrency, cpus_per_trial, num_cpus, searcher, samples, storage,
          run_name, workdir, overrides, quiet) -> int:
-    from pipeline.stages import PipelineError
+    from pipeline.flow import PipelineError
     verbose = 0 if quiet else 1
     if resume:
         if config or space or overrides or searcher or samples or concurrency or cpus_per_trial or storage:

@@ -60,8 +60,8 @@ def _chip(cfg: dict, model, args):
     config's hardware section when it names the same preset), seeded like the program
     stage's first chip (hardware.seed, else the config's seed) unless --chip-seed is given."""
     from analog.hardware import program, resolve_hardware
-    from pipeline.analog_config import hardware_spec
-    from pipeline.chips import chip_seeds
+    from pipeline.system.analog_block import hardware_spec
+    from pipeline.hardware.chips import chip_seeds
 
     same = (cfg.get("hardware") or {}).get("preset") == args.hardware
     try:
@@ -78,9 +78,9 @@ def _chip(cfg: dict, model, args):
 def run(args) -> int:
     from analog.model import AnalogModel
     from analog.verify import gradient_report
-    from pipeline.analog_config import model_from_config
+    from pipeline.system.analog_block import model_from_config
     from pipeline.config import load_config
-    from pipeline.limits import check_block_size
+    from pipeline.runtime.limits import check_block_size
 
     cfg = load_config(args.config, list(getattr(args, "overrides", ()) or ()))
     x, y, n_classes = _samples(cfg, args.samples)

@@ -1,7 +1,7 @@
 """Which run's artifacts make a system, and its system.json.
 
 A co-training parent stands for its last finished evaluate run; an evaluate run names the
-encoder, the block and the chips it evaluated in its lineage tags (pipeline.stages.lineage).
+encoder, the block and the chips it evaluated in its lineage tags (pipeline.flow.lineage).
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ SOURCE_STAGES = ("cotrain", "evaluate")
 
 def system_spec(cfg: dict, source_run: str, n_chips: int) -> dict:
     """system.json of a run's config: class names, how pixels reach the block, chips."""
-    from pipeline.build import plugin_modules
-    from pipeline.chips import eval_times
+    from pipeline.system.build import plugin_modules
+    from pipeline.hardware.chips import eval_times
     from pipeline.data import FASHION_CLASSES
-    from pipeline.stages.inputs import has_encoder, is_image_data
+    from pipeline.flow.inputs import has_encoder, is_image_data
     if not is_image_data(cfg):
         raise ServingInputError(f"run {source_run} was trained on {cfg['data']['dataset']}, not on images; "
                                 f"only image systems are served")
@@ -35,7 +35,7 @@ def _source_run(run_id: str):
     """The evaluate run a RUN_ID stands for."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages.lineage import finished_child, get_run, tag
+    from pipeline.flow.lineage import finished_child, get_run, tag
     run = get_run(run_id, what="run")
     rid = run.info.run_id
     stage = run.data.tags.get(tag("stage"), "not a mixsig stage")
@@ -52,8 +52,8 @@ def _source_run(run_id: str):
 
 def parts_of_run(run_id: str, cache: Path) -> tuple[dict, dict, str]:
     """(config, {part: local folder}, evaluate run id) of a RUN_ID, downloaded into `cache`."""
-    from pipeline.stages.inputs import has_encoder
-    from pipeline.stages.lineage import config_from_run, refs_of_run
+    from pipeline.flow.inputs import has_encoder
+    from pipeline.flow.lineage import config_from_run, refs_of_run
     run = _source_run(run_id)
     rid = run.info.run_id
     refs = refs_of_run(run)

@@ -78,7 +78,7 @@ def log_run_system(cfg: dict, parts: dict, source_run: str, register: str | None
     local folder}) on the active run, with two test images as the input example; None (and
     nothing logged) for a block trained on tabular data."""
     from pipeline.serving.bundle import count_chips, part_folders, system_spec
-    from pipeline.stages.inputs import dataset, has_encoder, is_image_data
+    from pipeline.flow.inputs import dataset, has_encoder, is_image_data
     if not is_image_data(cfg):
         return None
     parts = {k: v for k, v in parts.items() if v is not None and (k != "encoder" or has_encoder(cfg))}

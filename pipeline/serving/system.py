@@ -2,7 +2,7 @@
 (the ideal block, or a programmed chip read at a time after programming) → class and scores.
 
 Every part is loaded by the project's own loaders (`digital.load_encoder`,
-`pipeline.stages.artifacts.load_analog`, `pipeline.chips.load_chips`) from plain files:
+`pipeline.flow.artifacts.load_analog`, `pipeline.hardware.chips.load_chips`) from plain files:
 no pickle. A system's folder (what the MLflow model holds as artifacts):
 
   system.json     format, class names, how pixels reach the block, chips and read times
@@ -50,7 +50,7 @@ class MixedSignalSystem:
 
     @classmethod
     def load(cls, spec: dict, analog_dir, encoder_dir=None, chips_dir=None) -> "MixedSignalSystem":
-        from pipeline.stages.artifacts import load_analog
+        from pipeline.flow.artifacts import load_analog
         encoder = chips = None
         if spec["input"] == "encoder":
             if encoder_dir is None:
@@ -60,7 +60,7 @@ class MixedSignalSystem:
             encoder = load_encoder(encoder_dir, modules=tuple(spec.get("encoder_modules", ())))
         analog = load_analog(Path(analog_dir))
         if chips_dir is not None:
-            from pipeline.chips import load_chips
+            from pipeline.hardware.chips import load_chips
             chips = load_chips(Path(chips_dir))
         return cls(spec, analog, encoder, chips or ())
 
@@ -97,7 +97,7 @@ class MixedSignalSystem:
         """Block inputs of uint8 images: the encoder's embedding, or the pixels as volts."""
         if self.encoder is not None:
             return np.asarray(self.encoder.embed(pixels), float)
-        from pipeline.stages.common import pixel_volts
+        from pipeline.flow.stage_data import pixel_volts
         return pixel_volts({"digital": self.spec["digital"]}, pixels)
 
     def _block_outputs(self, x: np.ndarray, chip: int | None, t: float, engine: str, rng) -> np.ndarray:

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from pipeline.stages.artifacts import save_npz
-from pipeline.stages.inputs import has_encoder, is_image_data
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import save_npz
+from pipeline.flow.inputs import has_encoder, is_image_data
+from pipeline.flow.runner import Stage, StageContext
 
 CHUNK = 8192   # a multiple of the Keras encoders' batch: fewer retraces
 
@@ -26,7 +26,7 @@ class _Pixels:
         self.v_low, self.v_high = cfg["digital"]["v_low"], cfg["digital"]["v_high"]
 
     def embed(self, images):
-        from pipeline.stages.common import pixel_volts
+        from pipeline.flow.stage_data import pixel_volts
         return pixel_volts(self.cfg, images)
 
 
@@ -36,7 +36,7 @@ def body(ctx: StageContext) -> None:
     ds = ctx.data
     if ctx.has("encoder"):
         from digital import check_encoder
-        from pipeline.build import load_encoder
+        from pipeline.system.build import load_encoder
         enc = load_encoder(ctx.cfg, ctx.input("encoder"))
         check_encoder(enc, ds.x_val[:32])
     else:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 import time
 
-from pipeline.stages.artifacts import load_analog
-from pipeline.stages.common import analog_data, analog_scores, n_classes
-from pipeline.stages.inputs import is_image_data, takes_pixels
-from pipeline.stages.runner import Option, Stage, StageContext
+from pipeline.flow.artifacts import load_analog
+from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
+from pipeline.flow.inputs import is_image_data, takes_pixels
+from pipeline.flow.runner import Option, Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
@@ -30,7 +30,7 @@ def body(ctx: StageContext) -> None:
         results.update(analog_test_accuracy=s["accuracy"], analog_test_loss=s["loss"], power_mean=s["power_mean"],
                        nonconverged=s["nonconverged"])
         if ctx.has("encoder"):
-            from pipeline.build import load_encoder
+            from pipeline.system.build import load_encoder
             ds = ctx.data
             enc = load_encoder(ctx.cfg, ctx.input("encoder"))
             results["digital_test_accuracy"] = enc.evaluate(ds.x_test, ds.y_test)
@@ -63,8 +63,8 @@ def log_system(ctx: StageContext) -> None:
 def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
     """Every chip at every read time, end to end (the run's encoder → chip), next to the
     ideal block; with hardware.frozen after co-training rounds: the e2e_acc_cotrained scenario."""
-    from pipeline import chips as hw
-    from pipeline import plots
+    from pipeline.hardware import chips as hw
+    from pipeline.flow import plots
     chips = hw.load_chips(ctx.input("chips"))
     times = hw.eval_times(ctx.cfg)
     try:

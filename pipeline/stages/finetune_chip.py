@@ -17,10 +17,10 @@ from pipeline.errors import SetupError
 
 import numpy as np
 
-from pipeline.stages.artifacts import load_analog
-from pipeline.stages.common import analog_data
-from pipeline.stages.inputs import is_image_data
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import load_analog
+from pipeline.flow.stage_data import analog_data
+from pipeline.flow.inputs import is_image_data
+from pipeline.flow.runner import Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
@@ -52,9 +52,9 @@ def optimizer_for(cfg: dict, chip):
 def body(ctx: StageContext) -> None:
     from analog.hardware import finetune
 
-    from pipeline import chips as hw
-    from pipeline import plots
-    from pipeline.analog_config import compile_from_config
+    from pipeline.hardware import chips as hw
+    from pipeline.flow import plots
+    from pipeline.system.analog_block import compile_from_config
     cfg = ctx.cfg
     epochs = int(cfg["hardware"]["finetune_epochs"])
     data = analog_data(ctx)

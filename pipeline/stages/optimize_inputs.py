@@ -1,16 +1,16 @@
 """optimize-inputs: gradient descent on the block's input voltages → target embeddings
 (with hardware.frozen and programmed chips: on the realised circuit and conductances of the
-chip in the loop, hardware.loop_chip, read with noise at every step, pipeline.chips.ChipBlock)."""
+chip in the loop, hardware.loop_chip, read with noise at every step, pipeline.hardware.chips.ChipBlock)."""
 from __future__ import annotations
 
-from pipeline.stages.artifacts import load_analog, load_embeddings, save_npz
-from pipeline.stages.common import input_box
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import load_analog, load_embeddings, save_npz
+from pipeline.flow.stage_data import input_box
+from pipeline.flow.runner import Stage, StageContext
 
 
 def body(ctx: StageContext) -> None:
-    from pipeline import chips as hw
-    from pipeline import plots
+    from pipeline.hardware import chips as hw
+    from pipeline.flow import plots
     from pipeline.input_optimization import optimize_inputs
     io = ctx.cfg["input_optimization"]
     data = load_embeddings(ctx.input("embeddings"))

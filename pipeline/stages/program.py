@@ -2,7 +2,7 @@
 chip i seeded hardware.seed + i) and measure what programming did: target against realised
 conductances (histograms, mean and largest |ΔG|/g_max, stuck counts) and each chip's test
 accuracy at every read time in `hardware.times`, next to the ideal block's. Stores every chip
-and its SPICE netlist as the `chips` artifact (pipeline/chips.py describes the folder).
+and its SPICE netlist as the `chips` artifact (pipeline/hardware/chips.py describes the folder).
 
 In a co-training with a `hardware:` section it runs right after train-analog; with
 `hardware.frozen` the block is trained and programmed once (round 0) and the later rounds
@@ -14,10 +14,10 @@ from pipeline.errors import SetupError
 
 import numpy as np
 
-from pipeline.stages.artifacts import load_analog
-from pipeline.stages.common import analog_data, analog_scores
-from pipeline.stages.inputs import is_image_data
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import load_analog
+from pipeline.flow.stage_data import analog_data, analog_scores
+from pipeline.flow.inputs import is_image_data
+from pipeline.flow.runner import Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
@@ -33,9 +33,9 @@ def precheck(cfg: dict) -> None:
 def body(ctx: StageContext) -> None:
     from analog.hardware import program
 
-    from pipeline import chips as hw
-    from pipeline import plots
-    from pipeline.analog_config import hardware_spec
+    from pipeline.hardware import chips as hw
+    from pipeline.flow import plots
+    from pipeline.system.analog_block import hardware_spec
     cfg = ctx.cfg
     data = analog_data(ctx)
     model = load_analog(ctx.input("analog"))

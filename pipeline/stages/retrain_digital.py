@@ -1,6 +1,6 @@
 """retrain-digital: retrain the encoder (from its current weights), by digital.retrain_method:
 `targets` regresses its embeddings onto the optimised inputs, `through-analog` backpropagates
-the analog block's EP input gradient into it (pipeline.through_analog), `both` does one then
+the analog block's EP input gradient into it (pipeline.system.through_analog), `both` does one then
 the other. Logs how much of the requested shift the encoder reproduces (train, and test
 images whose targets are optimised here for the measurement)."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
-from pipeline.stages.artifacts import StageInputError, load_analog, load_targets
-from pipeline.stages.common import analog_scores, input_box
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import StageInputError, load_analog, load_targets
+from pipeline.flow.stage_data import analog_scores, input_box
+from pipeline.flow.runner import Stage, StageContext
 
 TEST_SHIFT_SAMPLES = 1000   # test images whose targets are optimised to measure the shift followed
 
@@ -25,24 +25,24 @@ def required(cfg: dict) -> tuple:
 def precheck(cfg: dict) -> None:
     """through-analog / both: the configured encoder must be trainable through the block."""
     if cfg["digital"]["retrain_method"] != "targets":
-        from pipeline.build import encoder
-        from pipeline.through_analog import check_differentiable
+        from pipeline.system.build import encoder
+        from pipeline.system.through_analog import check_differentiable
         check_differentiable(encoder(cfg), cfg)
 
 
 def _block(ctx: StageContext, model):
     """The block gradients come from: the trained model, or the chip in the loop
     (hardware.loop_chip) when the chips are frozen."""
-    from pipeline import chips as hw
+    from pipeline.hardware import chips as hw
     if ctx.has("chips") and hw.frozen(ctx.cfg):
         return hw.loop_block(ctx, model)
     return model
 
 
 def body(ctx: StageContext) -> None:
-    from pipeline.build import load_encoder
+    from pipeline.system.build import load_encoder
     from pipeline.input_optimization import optimize_inputs
-    from pipeline.through_analog import (check_differentiable, grad_fn_for, shift_followed, through_cost,
+    from pipeline.system.through_analog import (check_differentiable, grad_fn_for, shift_followed, through_cost,
                                          trace_per_epoch)
     d, io = ctx.cfg["digital"], ctx.cfg["input_optimization"]
     method = d["retrain_method"]
@@ -91,7 +91,7 @@ def body(ctx: StageContext) -> None:
             ctx.say("through the block, per epoch: cost " + ", ".join(f"{c:.4g}" for c in curve["cost"]) +
                     "; block's training accuracy " + ", ".join(f"{a:.4f}" for a in curve["train_accuracy"]))
         seconds = time.perf_counter() - t0
-        from pipeline.build import check_fitted_encoder
+        from pipeline.system.build import check_fitted_encoder
         check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
         ctx.log_history(hist, "retrain_")
         acc = enc.evaluate(ds.x_test, ds.y_test)
@@ -117,7 +117,7 @@ def body(ctx: StageContext) -> None:
             ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
             msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
             if block is not model:   # the frozen chip in the loop: its end-to-end accuracy after this round
-                from pipeline.chips import chip_accuracy, loop_chip
+                from pipeline.hardware.chips import chip_accuracy, loop_chip
                 a = chip_accuracy(block.chip, e_test, ds.y_test, block.t)
                 k = loop_chip(ctx.cfg)
                 ctx.log({f"chip{k}_end_to_end_test_accuracy": a, "loop_chip_end_to_end_test_accuracy": a})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stages.artifacts import load_analog
-from pipeline.stages.common import analog_data, analog_scores, n_classes
-from pipeline.stages.inputs import is_image_data, takes_pixels
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import load_analog
+from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
+from pipeline.flow.inputs import is_image_data, takes_pixels
+from pipeline.flow.runner import Stage, StageContext
 
 
 def required(cfg: dict) -> tuple:
@@ -31,8 +31,8 @@ class _MlflowEpochLogger:
 
 
 def _model(ctx: StageContext, data: dict):
-    from pipeline import build
-    from pipeline.analog_config import compile_from_config
+    from pipeline.system import build
+    from pipeline.system.analog_block import compile_from_config
     cfg, t = ctx.cfg, ctx.cfg["training"]
     if ctx.has("analog"):
         model = load_analog(ctx.input("analog"))
@@ -48,7 +48,7 @@ def _model(ctx: StageContext, data: dict):
 
 
 def _plots_and_netlist(ctx: StageContext, model, data: dict) -> None:
-    from pipeline import plots
+    from pipeline.flow import plots
     plots_dir = ctx.folder / "plots"
     plots.learning_curves(model.history.history, plots_dir / "learning_curves.png",
                           title=f"analog block ({ctx.stage} r{ctx.round})", epochs=np.array(model.history.epoch) + 1)

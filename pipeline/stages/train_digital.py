@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pipeline.errors import SetupError
 
-from pipeline.stages.artifacts import PipelineError
-from pipeline.stages.inputs import has_encoder, is_image_data
-from pipeline.stages.runner import Stage, StageContext
+from pipeline.flow.artifacts import PipelineError
+from pipeline.flow.inputs import has_encoder, is_image_data
+from pipeline.flow.runner import Stage, StageContext
 
 
 def precheck(cfg: dict) -> None:
@@ -15,12 +15,12 @@ def precheck(cfg: dict) -> None:
                          "to train or co-train; run `mixsig train-analog CONFIG`, then `mixsig evaluate "
                          "--from-run RUN_ID`")
     if is_image_data(cfg):
-        from pipeline.build import check_configured_encoder
+        from pipeline.system.build import check_configured_encoder
         check_configured_encoder(cfg)
 
 
 def body(ctx: StageContext) -> None:
-    from pipeline import build
+    from pipeline.system import build
     ds = ctx.data
     if ds.x_train.ndim != 3:
         raise PipelineError(f"train-digital needs images; data.dataset={ds.name} is tabular")
@@ -33,7 +33,7 @@ def body(ctx: StageContext) -> None:
     build.check_fitted_encoder(ctx.cfg, enc, ds.x_train)
     ctx.log_history(getattr(enc, "history_", {}), "digital_")
     if getattr(enc, "history_", None):
-        from pipeline import plots
+        from pipeline.flow import plots
         plots.learning_curves(enc.history_, ctx.folder / "plots" / "digital_learning_curves.png",
                               title=f"digital encoder ({type(enc).__name__})")
         ctx.artifact(ctx.folder / "plots", "plots")

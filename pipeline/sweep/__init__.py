@@ -8,5 +8,5 @@
            resume, the results table and the best config
 
 Ray is imported by the driver and the trials only; nothing in analog/ or the stages knows
-of it (the trial listens to the stages' metrics through pipeline.stages.runner.METRIC_LISTENERS).
+of it (the trial listens to the stages' metrics through pipeline.flow.runner.METRIC_LISTENERS).
 """

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.stages import PipelineError
+from pipeline.flow import PipelineError
 from pipeline.sweep.results import finish
 from pipeline.sweep.space import EPOCH_METRICS, SweepSpace, check_space, parse_space, trial_config
 from pipeline.sweep.tune_setup import run_config, trainable, tune_config
@@ -47,7 +47,7 @@ def _read_base(config_path, overrides) -> dict:
 
 
 def _stages(space: SweepSpace, cfg: dict):
-    from pipeline.stages import is_image_data
+    from pipeline.flow import is_image_data
     stages = space.stages or ("cotrain" if is_image_data(cfg) else ["train-analog", "evaluate"])
     if stages == "cotrain" and cfg["data"]["dataset"] != "fashion_mnist":
         raise PipelineError(f"sweep space {space.path}: stages: cotrain needs images (data.dataset: fashion_mnist), "
@@ -80,13 +80,13 @@ def _max_epochs(space: SweepSpace, raw_base: dict, stages) -> int:
 
 # --------------------------------------------------------------------------------------- Ray
 def connect(address: str | None, num_cpus: int | None, env: dict, verbose: int):
-    """Ray for the trials (pipeline.ray_cluster); returns the cluster address (None: embedded)."""
+    """Ray for the trials (pipeline.runtime.ray_cluster); returns the cluster address (None: embedded)."""
     if verbose < 2:   # Ray Tune's new output engine prints its tables even when told to be silent
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Ctrl-C is KeyboardInterrupt as in every command (exit 130, runs KILLED, `--resume` continues),
     # not Tune's own handler, which ends fit() as if the sweep were done
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    from pipeline import ray_cluster
+    from pipeline.runtime import ray_cluster
     return ray_cluster.connect(address, num_cpus=num_cpus, env=env, verbose=verbose).address
 
 
@@ -105,8 +105,8 @@ def _budget(concurrency, cpus_per_trial) -> tuple[int, float]:
 
 # --------------------------------------------------------------------------------------- run
 def _store_env() -> dict:
-    from pipeline.home import project_home
-    from pipeline.tracking import user_tracking_uri
+    from pipeline.runtime.home import project_home
+    from pipeline.runtime.tracking import user_tracking_uri
     env = {"MIXSIG_HOME": str(project_home())}
     if user_tracking_uri():
         env["MLFLOW_TRACKING_URI"] = user_tracking_uri()
@@ -131,9 +131,9 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.liveness import claim
-    from pipeline.stages import experiment_name
-    from pipeline.tracking import setup_mlflow, tracking_uri
+    from pipeline.runtime.liveness import claim
+    from pipeline.flow import experiment_name
+    from pipeline.runtime.tracking import setup_mlflow, tracking_uri
     setup_mlflow(experiment_name(cfg))
     client = MlflowClient()
     workdir = Path(workdir).resolve()
@@ -175,7 +175,7 @@ def _open_run(cfg, raw_base, space: SweepSpace, space_path, settings: dict, addr
     """The sweep's MLflow run (left active) with its config, space and settings; its local folder."""
     import mlflow
 
-    from pipeline.stages import dump_config
+    from pipeline.flow import dump_config
     stages, concurrency, cpus = settings["stages"], settings["concurrency"], settings["cpus_per_trial"]
     run = mlflow.start_run(run_name=run_name or f"sweep {cfg['name']}",
                            tags={"mixsig.stage": SWEEP_STAGE, "mixsig.status": "running"})
@@ -210,9 +210,9 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.liveness import claim
-    from pipeline.stages import StageInputError, get_run
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.liveness import claim
+    from pipeline.flow import StageInputError, get_run
+    from pipeline.runtime.tracking import setup_mlflow
     setup_mlflow()
     run = get_run(sweep_ref, what="--resume sweep run")
     sweep_id = run.info.run_id
@@ -232,7 +232,7 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
     raw_base = yaml.safe_load((folder / "base.yaml").read_text())
     space = parse_space(folder / "space.yaml", {"searcher": settings["searcher"], "samples": settings["samples"]})
     cfg = trial_config(raw_base, {}, "base config")
-    from pipeline.stages import experiment_name
+    from pipeline.flow import experiment_name
     setup_mlflow(experiment_name(cfg))
     env = _store_env()
     connect(address, num_cpus, env, verbose)
@@ -259,13 +259,13 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
 def _fit(tuner, client, sweep_id, space, raw_base, settings, folder: Path, verbose: int) -> str:
     import mlflow
 
-    from pipeline.signals import end_active_run
+    from pipeline.runtime.interrupts import end_active_run
     t0 = time.perf_counter()
     try:
         grid = tuner.fit()
         summary = finish(grid, client, sweep_id, space, raw_base, settings, folder, time.perf_counter() - t0)
     except BaseException as exc:
-        from pipeline.signals import Terminated
+        from pipeline.runtime.interrupts import Terminated
         cause = exc
         while cause is not None and not isinstance(cause, (KeyboardInterrupt, Terminated)):
             cause = cause.__cause__ or cause.__context__

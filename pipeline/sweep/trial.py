@@ -7,7 +7,7 @@ runs of the trial run (tabular data: train-analog, evaluate). The trial's config
 config with the trial's params applied, validated again by the config schema.
 
 While the analog block trains, every epoch's metrics (val_accuracy, val_loss, accuracy,
-loss) go to Ray Tune through a metric listener of the stages (pipeline.stages.runner
+loss) go to Ray Tune through a metric listener of the stages (pipeline.flow.runner
 .METRIC_LISTENERS), so a scheduler (ASHA, median stopping) can stop a bad trial early; the
 last report adds the trial run's final metrics and trial_done = 1.
 
@@ -65,8 +65,8 @@ def _environment(setup: dict) -> None:
     if setup.get("tracking_uri"):
         os.environ["MLFLOW_TRACKING_URI"] = setup["tracking_uri"]
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from pipeline import quiet
-    quiet.setup(debug=False)
+    from pipeline.runtime import quiet_start
+    quiet_start.setup(debug=False)
 
 
 def _trial_run(client, experiment_id: str, sweep_id: str, trial_id: str):
@@ -87,11 +87,11 @@ def _merge_children(client, run_id: str, experiment_id: str) -> dict:
 
 
 def _stage_list(cfg: dict, stages: list, client, run_id: str, experiment_id: str, workdir: Path) -> dict:
-    """Run the stages in order as nested runs of the trial run (pipeline.stage_loop: finished
+    """Run the stages in order as nested runs of the trial run (pipeline.flow.loop: finished
     ones, from an earlier interrupted attempt, are skipped); returns their merged metrics,
     later stages winning."""
-    from pipeline.stage_loop import finished_steps, plan_steps, walk
-    from pipeline.stages import resolve_inputs
+    from pipeline.flow.loop import finished_steps, plan_steps, walk
+    from pipeline.flow import resolve_inputs
     done = finished_steps(client, experiment_id, run_id)
     per_step = walk(plan_steps([(name, 0) for name in stages]), done, resolve_inputs(cfg), cfg,
                     workdir / run_id, workdir, run_id, verbose=0)
@@ -108,9 +108,9 @@ def run_trial(params: dict, setup: dict) -> None:
     from ray import tune
 
     from pipeline.config import flatten
-    from pipeline.stages import STATUS_FINISHED, TAG, experiment_name
-    from pipeline.stages import runner
-    from pipeline.tracking import setup_mlflow
+    from pipeline.flow import STATUS_FINISHED, TAG, experiment_name
+    from pipeline.flow import runner
+    from pipeline.runtime.tracking import setup_mlflow
     t0 = time.perf_counter()
     context = tune.get_context()
     trial_id, trial_name = context.get_trial_id(), context.get_trial_name()
@@ -148,7 +148,7 @@ def run_trial(params: dict, setup: dict) -> None:
     runner.METRIC_LISTENERS.append(reporter)
     try:
         if stages == "cotrain":
-            from pipeline.cotrain import run_cotrain
+            from pipeline.cotraining.run import run_cotrain
             if existing is None:
                 os.environ["MLFLOW_RUN_ID"] = run_id      # run_cotrain's new parent run is the trial run
                 run_cotrain(cfg, workdir=workdir, run_name=trial_name, verbose=0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.stages import STATUS_FINISHED, TAG, ArtifactRef, get_stage, run_stage
-from pipeline.stages.artifacts import artifact_dir
+from pipeline.flow.artifacts import ArtifactRef, artifact_dir
+from pipeline.flow.runner import get_stage, run_stage
+from pipeline.runtime.tracking import STATUS_FINISHED, TAG
 
 __all__ = ["Step", "plan_steps", "step_folder", "finished_steps", "walk"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.stages.artifacts import KINDS, StageInputError, input_width
+from pipeline.flow.artifacts import KINDS, StageInputError, input_width
 
 # the order in which neighbouring inputs are compared for their embedding width
 _WIDTH_ORDER = ("encoder", "analog", "embeddings", "targets")
@@ -37,7 +37,7 @@ def test_set_of_run(run_id: str, cfg: dict, refs: dict, cache: Path, purpose: st
     if is_image_data(cfg):
         if "embeddings" not in refs:
             raise StageInputError(f"run {run_id} names no embeddings to {purpose}")
-        from pipeline.stages.artifacts import load_embeddings
+        from pipeline.flow.artifacts import load_embeddings
         emb = load_embeddings(refs["embeddings"].path(cache))
         x, y = emb["x_test"], emb["y_test"]
     else:
@@ -52,7 +52,7 @@ def test_set_of_run(run_id: str, cfg: dict, refs: dict, cache: Path, purpose: st
 
 def has_encoder(cfg: dict) -> bool:
     """False for `digital.encoder: none`: the analog block takes the image pixels (an analog
-    front end, e.g. a locally connected first layer), as volts (`pipeline.stages.common.pixel_volts`)."""
+    front end, e.g. a locally connected first layer), as volts (`pipeline.flow.stage_data.pixel_volts`)."""
     return str(cfg["digital"]["encoder"]).strip().lower() != "none"
 
 
@@ -67,7 +67,7 @@ def takes_pixels(cfg: dict) -> bool:
 def check_inputs(stage, cfg: dict, inputs: dict, cache: Path) -> dict:
     """The inputs `stage` uses, downloaded and checked: present, mutually fitting widths,
     the config's embedding width, the encoder's voltage range. Raises StageInputError."""
-    from pipeline.limits import check_config
+    from pipeline.runtime.limits import check_config
     try:
         check_config(cfg)     # a block that cannot fit in memory, before any run or allocation
     except ValueError as exc:

@@ -78,7 +78,7 @@ def describe(client, run_id: str, cfg: dict, root, finished: bool = False) -> No
     """Set the parent run's description: what was run, and once finished its results and plots."""
     import json
 
-    from pipeline.stages import TAG
+    from pipeline.flow import TAG
     run = client.get_run(run_id)
     text = what_was_run(cfg, json.loads(run.data.tags.get(f"{TAG}plan", "[]")), root)
     if finished:
@@ -104,7 +104,7 @@ def stage_times(client, parent_id: str, children) -> dict:
     """Wall time of every finished step (`children`: the parent's nested runs) on the parent:
     stage_seconds_<stage> (step = round) and the totals seconds_<stage> (all rounds) and
     seconds_stages (all steps), returned for the summary."""
-    from pipeline.stages import STATUS_FINISHED, TAG
+    from pipeline.flow import STATUS_FINISHED, TAG
     totals: dict = {}
     per_round: dict = {}
     for run in children:

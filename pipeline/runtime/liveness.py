@@ -9,7 +9,7 @@ it ends (SIGKILL, a crash, the machine's power), so on the same host:
   lock held      the co-training is alive: `cotrain --resume` is refused, naming its pid,
                  host and start time (a second process would start duplicate stage runs);
   lock free      its process is gone: the resume takes the lock, and the stage runs it left
-                 RUNNING are closed as KILLED (pipeline.cotrain) before the work goes on.
+                 RUNNING are closed as KILLED (pipeline.cotraining.run) before the work goes on.
 
 A parent run still RUNNING whose tags name another host cannot be checked from here; the
 resume is refused unless `cotrain --resume ID --force` says that process is gone.
@@ -22,8 +22,8 @@ import socket
 import time
 from pathlib import Path
 
-from pipeline.stages.artifacts import PipelineError
-from pipeline.stages.lineage import tag
+from pipeline.errors import PipelineError
+from pipeline.runtime.tracking import tag
 
 FORCE = {"other_host": False}     # set by `cotrain --force`
 _HELD: dict = {}                  # parent run id → open file descriptor holding its lock
@@ -34,12 +34,12 @@ class LivenessError(PipelineError):
 
 
 def lock_file(run_id: str) -> Path:
-    from pipeline.tracking import sqlite_path, tracking_uri
+    from pipeline.runtime.tracking import sqlite_path, tracking_uri
     db = sqlite_path(tracking_uri())
     if db is not None:
         base = db.parent
     else:
-        from pipeline.home import project_home
+        from pipeline.runtime.home import project_home
         base = project_home()
     return base / ".mixsig-locks" / f"{run_id}.lock"
 

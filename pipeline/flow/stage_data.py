@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stages.artifacts import StageInputError, load_embeddings
-from pipeline.stages.inputs import is_image_data, takes_pixels
+from pipeline.flow.artifacts import StageInputError, load_embeddings
+from pipeline.flow.inputs import is_image_data, takes_pixels
 
 
 def analog_scores(model, x, y, batch_size: int = 4096) -> dict:

@@ -14,15 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.stages.artifacts import KINDS, ArtifactRef, StageInputError
+from pipeline.flow.artifacts import KINDS, ArtifactRef, StageInputError
 
-TAG = "mixsig."
-STATUS_FINISHED = "finished"
-
-
-def tag(name: str) -> str:
-    """The full MLflow tag name: tag("stage") → "mixsig.stage"."""
-    return f"{TAG}{name}"
+from pipeline.runtime.tracking import STATUS_FINISHED, TAG, tag  # noqa: F401  (the lineage's vocabulary)
 
 
 # ---------------------------------------------------------------------------------------
@@ -94,8 +88,8 @@ def get_run(run_id: str, experiment: str | None = None, what: str = "run"):
     except Exception:
         run = _by_prefix(client, str(run_id).strip().lower(), what)
     if run is None:
-        from pipeline.tracking import tracking_uri
-        from pipeline.tracking import user_tracking_uri
+        from pipeline.runtime.tracking import tracking_uri
+        from pipeline.runtime.tracking import user_tracking_uri
         hint = "" if os.environ.get("MIXSIG_HOME") or user_tracking_uri() else \
             " (started outside its project folder? set MIXSIG_HOME to that folder)"
         if len(str(run_id).strip()) < 4:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import ray_cluster
-from pipeline.ray_cluster import RaySession
-from pipeline.stages.artifacts import PipelineError
+from pipeline.runtime import ray_cluster
+from pipeline.runtime.ray_cluster import RaySession
+from pipeline.flow.artifacts import PipelineError
 
 
 class SignoffError(PipelineError):
@@ -267,7 +267,7 @@ def markdown(rep: dict, thr: dict, actors: list, what: str) -> str:
 
 
 def plots(rep: dict, actors: list, folder: Path, title: str) -> list[Path]:
-    from pipeline.plots import _plt, _save
+    from pipeline.flow.plots import _plt, _save
     plt = _plt()
     out = []
     dv = rep["_per_sample_dv"]
@@ -318,9 +318,9 @@ def load_source(run_id: str, workdir, chip: int | None = None, read_time: float 
     problem is a SignoffError naming the run, before Ray starts."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages import config_from_run, get_run, load_analog
-    from pipeline.stages.inputs import test_set_of_run
-    from pipeline.stages.lineage import finished_child, refs_of_run, tag
+    from pipeline.flow import config_from_run, get_run, load_analog
+    from pipeline.flow.inputs import test_set_of_run
+    from pipeline.flow.lineage import finished_child, refs_of_run, tag
     run = get_run(run_id, what="signoff run")
     stage = run.data.tags.get(tag("stage"), "not a mixsig stage")
     if stage == "cotrain":
@@ -343,7 +343,7 @@ def load_source(run_id: str, workdir, chip: int | None = None, read_time: float 
         model = load_analog(refs["analog"].path(cache))
         return Source(run, cfg, model.circuit, [np.asarray(g, float) for g in model.conductances], x, y,
                       f"block of run {rid[:8]}", refs["analog"].run_id, None, model)
-    from pipeline.chips import load_chips
+    from pipeline.hardware.chips import load_chips
     chips = load_chips(refs["chips"].path(cache))
     if not 0 <= chip < len(chips):
         raise SignoffError(f"--chip {chip}: run {rid} has {len(chips)} chip(s), numbered 0..{len(chips) - 1}")

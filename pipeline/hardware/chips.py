@@ -95,7 +95,7 @@ def save_chip(chip, folder: Path, x_sample) -> Path:
 def load_chips(folder: Path, only: int | None = None) -> list:
     """The chips of a `chips` artifact folder, in chip order (or just chip `only`)."""
     from analog.hardware import Chip
-    from pipeline.stages.artifacts import StageInputError
+    from pipeline.flow.artifacts import StageInputError
     folder = Path(folder)
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir()
                    and (m := re.fullmatch(r"chip(\d+)", p.name))) if folder.is_dir() else []

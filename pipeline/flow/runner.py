@@ -11,7 +11,7 @@ one command per registered stage.
 `run_stage` checks the inputs (before any run exists), opens the run with its lineage tags,
 logs the config, calls the body with a StageContext, then logs metrics.json, the outputs
 and extra artifacts, and tags the run finished (or failed if the body raises; KILLED on
-SIGINT/SIGTERM, see pipeline.signals). With a local artifact store (the default) a stage
+SIGINT/SIGTERM, see pipeline.runtime.interrupts). With a local artifact store (the default) a stage
 writes its outputs straight into its run's artifact folder, linked from its local folder,
 so each artifact is stored once.
 """
@@ -28,10 +28,10 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.stages.artifacts import KINDS, ArtifactRef, artifact_dir
-from pipeline.stages.inputs import check_inputs, dataset
-from pipeline.signals import describe, end_active_run, is_interruption, raise_pending
-from pipeline.stages.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
+from pipeline.flow.artifacts import KINDS, ArtifactRef, artifact_dir
+from pipeline.flow.inputs import check_inputs, dataset
+from pipeline.runtime.interrupts import describe, end_active_run, is_interruption, raise_pending
+from pipeline.flow.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, fol
     import mlflow
 
     from pipeline.config import flatten
-    from pipeline.tracking import setup_mlflow
+    from pipeline.runtime.tracking import setup_mlflow
     spec = name if isinstance(name, Stage) else get_stage(name)
     cache = Path(workdir) / "_cache"
     used = inputs if checked else check_inputs(spec, cfg, inputs, cache)

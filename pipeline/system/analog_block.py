@@ -119,7 +119,7 @@ def migrate_legacy_model(old, new) -> AnalogModel:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.analog_config",
+    parser = argparse.ArgumentParser(prog="python -m pipeline.system.analog_block",
                                      description="Convert an analog model folder saved by an earlier release.")
     parser.add_argument("--migrate", nargs=2, metavar=("OLD_FOLDER", "NEW_FOLDER"), required=True)
     args = parser.parse_args()

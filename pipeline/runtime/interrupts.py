@@ -90,7 +90,7 @@ def end_active_run(exc: BaseException, error_status: str = "failed") -> None:
     signal, end it KILLED now (the `with` block then leaves it as it is; for an error it
     ends it FAILED). Errors while recording are ignored: the original exception matters."""
     import mlflow
-    from pipeline.stages.lineage import tag
+    from pipeline.runtime.tracking import tag
     try:
         if is_interruption(exc):
             mlflow.set_tag(tag("status"), STATUS_KILLED)

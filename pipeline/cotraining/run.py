@@ -13,7 +13,7 @@ Round r trains the analog block on the embeddings of the encoder after r retrain
 With a `hardware:` section, `program` follows every train-analog (pipeline/stages/program.py);
 with `hardware.frozen` the block is trained and programmed in round 0 only, and the later
 rounds co-train the encoder with one chip in the loop (hardware.loop_chip, default 0); the
-parent run then gets the scenario metrics and the accuracy-vs-time plot (pipeline/chips.py).
+parent run then gets the scenario metrics and the accuracy-vs-time plot (pipeline/hardware/chips.py).
 Step i of the plan is tagged mixsig.step=i and works in the local folder
 `<workdir>/<parent_run_id>/<i>-<stage>-r<round>/`; each stage's outputs are also MLflow
 artifacts of its run. The plan is stored on the parent run (tag mixsig.plan), so
@@ -28,10 +28,11 @@ import json
 import time
 from pathlib import Path
 
-from pipeline.stages import (STAGES, STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
-                             config_from_run, dump_config, experiment_name, get_run, get_stage, resolve_inputs)
-from pipeline.liveness import claim
-from pipeline.stage_loop import finished_steps, plan_steps, walk
+from pipeline.flow import (STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
+                           config_from_run, dump_config, experiment_name, get_run, resolve_inputs)
+from pipeline.stages import STAGES, get_stage
+from pipeline.runtime.liveness import claim
+from pipeline.flow.loop import finished_steps, plan_steps, walk
 
 START = ("train-digital",)                                                   # unless an encoder is given
 ROUND = ("embed", "train-analog", "optimize-inputs", "retrain-digital")     # for each round r < rounds
@@ -162,9 +163,9 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     from mlflow.tracking import MlflowClient
 
     from pipeline.config import flatten
-    from pipeline.cotrain_report import describe, finished_message
-    from pipeline.signals import end_active_run
-    from pipeline.tracking import setup_mlflow, tracking_uri
+    from pipeline.cotraining.report import describe, finished_message
+    from pipeline.runtime.interrupts import end_active_run
+    from pipeline.runtime.tracking import setup_mlflow, tracking_uri
     setup_mlflow()
     client = MlflowClient()
     workdir = Path(workdir).resolve()
@@ -186,7 +187,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     with mlflow.start_run(run_id=resume, run_name=None if resume else (run_name or cfg["name"]),
                           tags=tags) as parent_run:
         parent_id = parent_run.info.run_id
-        claim(client, client.get_run(parent_id))    # host, pid, start time on the run (pipeline.liveness)
+        claim(client, client.get_run(parent_id))    # host, pid, start time on the run (pipeline.runtime.liveness)
         root = workdir / parent_id
         root.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -206,7 +207,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
             mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)
             mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
         except BaseException as exc:
-            end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.signals)
+            end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.runtime.interrupts)
             raise
     print(finished_message(client, parent_id, experiment_name(cfg), tracking_uri()))
     return parent_id
@@ -238,8 +239,8 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
     """Parent's summary metrics (first and last round accuracies) and the accuracy-per-round plot."""
     import mlflow
 
-    from pipeline import cotrain_report as report
-    from pipeline import plots
+    from pipeline.cotraining import report
+    from pipeline.flow import plots
     series = round_series(client, parent_id)
     summary = {}
     analog = dict(series.get("analog block (end to end)", []))
@@ -269,7 +270,7 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
         report.log_series(client, parent_id, "round_gain", {r: e2e[r] - e2e[r - 1] for r in rounds if r - 1 in e2e})
         if len(rounds) > 1:
             mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
-        from pipeline.chips import loop_chip
+        from pipeline.hardware.chips import loop_chip
         where = f"chip {loop_chip(cfg)}" if _chip_rounds(client, parent_id) else "the round's block"
         path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
                                  title=f"{cfg['name']}: end-to-end test accuracy per round ({where})")
@@ -317,7 +318,8 @@ def _hardware_summary(client, parent_id: str, root: Path) -> dict:
     each scenario's accuracy against the time after programming, from the parent's metrics."""
     import mlflow
 
-    from pipeline import chips, plots
+    from pipeline.hardware import chips
+    from pipeline.flow import plots
     metrics = client.get_run(parent_id).data.metrics
     out = {}
     for suffix in ("", "_tmax"):

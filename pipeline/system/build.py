@@ -7,13 +7,13 @@ from pipeline.errors import SetupError
 
 import inspect
 
-from pipeline.analog_config import model_from_config
+from pipeline.system.analog_block import model_from_config
 
 
 def analog_model(cfg: dict, n_features: int, n_classes: int, compile: bool = True):
     """A fresh analog block for `n_features` input voltages and `n_classes` outputs (refused
-    first if it cannot fit in memory: pipeline.limits)."""
-    from pipeline.limits import check_block_size
+    first if it cannot fit in memory: pipeline.runtime.limits)."""
+    from pipeline.runtime.limits import check_block_size
     check_block_size(cfg["analog"]["hidden"], n_features, n_classes)
     return model_from_config(cfg, n_features, n_classes, compile=compile)
 

@@ -154,7 +154,7 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
     at the end of its grid is continued by up to `more` harsher values (`extend`)."""
     from analog.hardware import program
 
-    from pipeline.chips import chip_accuracy, spread
+    from pipeline.hardware.chips import chip_accuracy, spread
     ideal = model.scores(x, y)["accuracy"]
     out = []
     for axis, values in grid.items():
@@ -226,7 +226,7 @@ def table(ideal: float, results: list) -> list[list[str]]:
 
 def plot(ideal: float, results: list, path, title: str = "robustness map"):
     """One panel per axis: accuracy (mean ± spread over seeds) against the strength."""
-    from pipeline.plots import _plt, _save
+    from pipeline.flow.plots import _plt, _save
     plt = _plt()
     shown = [r for r in results if r.mean]
     cols = max(1, min(4, len(shown)))

@@ -1,7 +1,7 @@
 """MLflow location and its safe first use.
 
 The tracking store is MLFLOW_TRACKING_URI if set, else the SQLite file `mlflow.db` in the
-project folder (see `pipeline.home`). mlflow is imported lazily so the CLI starts fast.
+project folder (see `pipeline.runtime.home`). mlflow is imported lazily so the CLI starts fast.
 
 MLflow creates (or migrates) a SQLite store's schema the first time a process opens it.
 Several processes opening a new store at once (a sweep started from a shell loop) race on
@@ -29,6 +29,15 @@ class TrackingStoreError(UserError):
 _SET_BY_US: set = set()   # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI
 
 
+TAG = "mixsig."                 # every tag this project sets on a run starts with it
+STATUS_FINISHED = "finished"    # mixsig.status of a run whose work is done
+
+
+def tag(name: str) -> str:
+    """The full MLflow tag name: tag("stage") → "mixsig.stage"."""
+    return f"{TAG}{name}"
+
+
 def user_tracking_uri() -> str | None:
     """MLFLOW_TRACKING_URI as the user set it (None if unset or only exported by mlflow)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -39,7 +48,7 @@ def tracking_uri() -> str:
     uri = user_tracking_uri()
     if uri:
         return uri
-    from pipeline.home import project_home
+    from pipeline.runtime.home import project_home
     return f"sqlite:///{project_home() / 'mlflow.db'}"
 
 
@@ -122,7 +131,7 @@ def _create_atomically(db: Path, home_artifacts: bool) -> None:
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    from pipeline.home import project_home
+    from pipeline.runtime.home import project_home
     root = (project_home() / "mlruns").as_uri() if home_artifacts else DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     partial = db.with_name(f"{db.name}.creating-{os.getpid()}")
     try:
@@ -172,7 +181,7 @@ def setup_mlflow(experiment: str | None = None):
 
 # MLflow 3 tells model-training experiments from GenAI ones (traces, evaluation runs) by this
 # tag; where it is missing its UI guesses. Older MLflow versions ignore it. MLflow 3.17's UI
-# also has a view switch of its own, which the link of pipeline.cotrain_report.ui_link sets.
+# also has a view switch of its own, which the link of pipeline.cotraining.report.ui_link sets.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 EXPERIMENT_NOTE = ("Runs of `mixsig` (config `{name}`): one run per pipeline stage, and a parent run per "
@@ -181,7 +190,7 @@ EXPERIMENT_NOTE = ("Runs of `mixsig` (config `{name}`): one run per pipeline sta
 
 
 def _set_experiment(mlflow, name: str) -> None:
-    from pipeline.home import artifact_location
+    from pipeline.runtime.home import artifact_location
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
         location = artifact_location(name) if not user_tracking_uri() else None
