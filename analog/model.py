@@ -237,7 +237,8 @@ class AnalogModel:
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, callbacks=(),
             verbose: int = 1, shuffle: bool = True, seed: int = 0) -> History:
         """Train by EP (or along the exact gradient, see `compile`) for `epochs` more epochs
-        (continues from `self.epoch`, so a saved and reloaded model resumes exactly). Returns the history (also kept on the model).
+        (continues from `self.epoch`, so a saved and reloaded model resumes exactly). Returns
+        the history (also kept on the model).
 
         Logs per epoch: loss, accuracy, power_mean (by the module's non-convergence rule,
         on the conductances the EP solves saw), nonconverged, nonconverged_fraction,
