@@ -80,6 +80,7 @@ class AnalogModel:
         self.optimizer: Optimizer | None = None
         self.beta: float | None = None
         self.nudging: str | None = None
+        self.gradient = "ep"
         self.engine_name, self.engine_options = "native", {}
         self.perturbation = None
         self.epoch = 0
@@ -147,18 +148,27 @@ class AnalogModel:
 
     # ---- training ------------------------------------------------------------------------
     def compile(self, loss="mse", optimizer="adam", beta: float = 1e-6, nudging: str = "symmetric",
-                engine: str = "native", engine_options: dict | None = None, perturbation=None, **loss_options):
+                engine: str = "native", engine_options: dict | None = None, perturbation=None,
+                gradient: str = "ep", **loss_options):
         """Choose the cost, the optimiser (name or `Optimizer` object), the nudging strength β
         (A per unit of ∂C/∂y), symmetric or one-sided nudging, the training engine and its
         options, and optionally a `perturbation` (an object with `perturb(G_list, layers, rng)
         -> G_list`, e.g. `analog.hardware.NoiseInjection`): `fit` then runs each mini-batch's
-        EP solves on perturbed conductances and applies the update to the stored ones."""
+        EP solves on perturbed conductances and applies the update to the stored ones.
+        `gradient`: what `fit` steps along, 'ep' (the EP estimate) or 'exact' (the implicit
+        gradient at the free operating point, native engine only: what EP would reach if its
+        estimate were perfect; a sample that does not converge stops training with an error)."""
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
             raise ValueError(f"beta={beta!r} must be a finite number > 0 (amperes per unit of dC/dy)")
         if nudging not in ("symmetric", "positive"):
             raise ValueError(f"nudging={nudging!r} must be 'symmetric' or 'positive'")
         if engine not in ("native", "ngspice"):
             raise ValueError(f"engine={engine!r} must be 'native' or 'ngspice'")
+        if gradient not in ("ep", "exact"):
+            raise ValueError(f"gradient={gradient!r} must be 'ep' or 'exact'")
+        if gradient == "exact" and engine != "native":
+            raise ValueError(f"gradient='exact' is computed on the native engine; engine={engine!r} trains "
+                             f"by EP only")
         if engine_options is not None and not isinstance(engine_options, dict):
             raise ValueError(f"engine_options must be a dict, got {type(engine_options).__name__}")
         if perturbation is not None and not callable(getattr(perturbation, "perturb", None)):
@@ -172,6 +182,7 @@ class AnalogModel:
         self.beta, self.nudging, self.engine_name = float(beta), nudging, engine
         self.engine_options = dict(engine_options or {})
         self.perturbation = perturbation
+        self.gradient = gradient
         self.compiled = True
         return self
 
@@ -217,10 +228,17 @@ class AnalogModel:
                              f"{[np.shape(a) for a in out]}, expected {[b.shape for b in G]}")
         return out
 
+    def _step_gradients(self, G, x, labels) -> GradientResult:
+        """The gradient one training step follows (`compile(gradient=...)`)."""
+        if self.gradient == "exact":
+            return exact_gradients(self.get_engine("native"), self.circuit, G, x, labels, self.loss)
+        return ep_gradients(self.engine, self.circuit, G, x, labels, self.loss, self.beta, self.nudging)
+
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, callbacks=(),
             verbose: int = 1, shuffle: bool = True, seed: int = 0) -> History:
-        """Train by EP for `epochs` more epochs (continues from `self.epoch`, so a saved and
-        reloaded model resumes exactly). Returns the history (also kept on the model).
+        """Train by EP (or along the exact gradient, see `compile`) for `epochs` more epochs
+        (continues from `self.epoch`, so a saved and reloaded model resumes exactly). Returns
+        the history (also kept on the model).
 
         Logs per epoch: loss, accuracy, power_mean (by the module's non-convergence rule,
         on the conductances the EP solves saw), nonconverged, nonconverged_fraction,
@@ -253,7 +271,7 @@ class AnalogModel:
             for b, lo in enumerate(range(0, len(x), batch_size)):
                 idx = order[lo: lo + batch_size]
                 G = self._training_conductances(seed, epoch, b)
-                res = ep_gradients(self.engine, self.circuit, G, x[idx], y[idx], self.loss, self.beta, self.nudging)
+                res = self._step_gradients(G, x[idx], y[idx])
                 tot["skipped"] += int((~res.used).sum())
                 if res.used.any():
                     tot["clipped"] += self.optimizer.apply(self.dense_layers, res.grads)

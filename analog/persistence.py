@@ -12,7 +12,7 @@ model.json (format "mixsig-analog-model", version 1):
              node id k is the output of graph entry k
     inputs, outputs: node ids of the model's input and output nodes
     training: null, or loss, optimizer (config + state), beta, nudging, engine,
-              engine_options, perturbation
+              engine_options, perturbation, gradient (ep | exact)
     history:  per-epoch logs and epochs; histograms are in arrays.npz
 Array-valued fields (a device's per-element parameters, say) are written as
 {"array": "<key in arrays.npz>"}.
@@ -258,7 +258,7 @@ def _training_config(model, arrays: _Arrays) -> dict | None:
         return {"loss": None, "not_saved": notes}
     return {"loss": model.loss.get_config(), "optimizer": _optimizer_entry(model.optimizer, arrays, notes),
             "beta": model.beta, "nudging": model.nudging, "engine": model.engine_name,
-            "engine_options": model.engine_options,
+            "engine_options": model.engine_options, "gradient": model.gradient,
             "perturbation": _perturbation_entry(model.perturbation, arrays, notes), "not_saved": notes}
 
 
@@ -293,7 +293,8 @@ def _restore_training(model, t: dict, arrays) -> None:
         pcfg = _decode_tree(t["perturbation"]["config"], arrays)
         pert = pcls.from_config(pcfg) if hasattr(pcls, "from_config") else pcls(**pcfg)
     model.compile(loss=loss, optimizer=optimizer if optimizer is not None else "sgd", beta=t["beta"],
-                  nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert)
+                  nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert,
+                  gradient=t.get("gradient", "ep"))
     if optimizer is None:   # evaluate/scores/gradients work; fit asks for compile() first
         model.optimizer = None
 

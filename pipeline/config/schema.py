@@ -140,6 +140,16 @@ class TrainingConfig(Section):
     epochs: int = F(10, "EP training epochs", ge=1)
     batch_size: int = F(32, "EP mini-batch size", ge=1)
     workers: int = F(2, "ngspice worker processes", ge=1, le=256)
+    gradient: Literal["ep", "exact"] = F(
+        "ep", "what each training step follows: ep (the Equilibrium Propagation estimate, on the training engine) "
+              "or exact (the implicit gradient at the free operating point, native engine only: EP's ideal)")
+
+    @model_validator(mode="after")
+    def _exact_on_native(self):
+        if self.gradient == "exact" and self.engine != "native":
+            raise ValueError(f"training.gradient='exact' is computed on the native engine; "
+                             f"training.engine={self.engine!r} trains by EP only")
+        return self
 
 
 class DigitalConfig(Section):
