@@ -80,26 +80,7 @@ def run(args) -> int:
                 v_nat, ok_nat = so.native_solve(src.circuit, src.G, x)
                 rep = so.compare(src.circuit, x, y, v_nat, ok_nat, res, args.min_agreement)
                 thr = so.throughput(res)
-                metrics = {k: rep[k] for k in ("max_abs_dv", "median_abs_dv", "max_abs_dy", "agreement",
-                                               "disagreements", "ngspice_nonconverged", "native_nonconverged")}
-                metrics.update({k: v for k, v in rep.items() if k.startswith("accuracy_")})
-                metrics.update({k: thr[k] for k in ("samples_per_s", "samples_per_s_per_actor_mean",
-                                                    "samples_per_s_per_actor_min", "wall_seconds", "nodes",
-                                                    "load_seconds_max")})
-                metrics["passed"] = float(rep["passed"])
-                mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-                for k, a in enumerate(res.actors):
-                    mlflow.log_metrics({"actor_samples_per_s": a["samples_per_s"], "actor_samples": a["samples"],
-                                        "actor_load_seconds": a["load_seconds"]}, step=k)
-                report = {k: v for k, v in rep.items() if not k.startswith("_")}
-                report.update({"what": src.what, "source_run": src.run.info.run_id, "analog_run": src.analog_run,
-                               "chip": src.chip, "throughput": thr, "actors": res.actors})
-                (folder / "signoff.json").write_text(json.dumps(report, indent=2, default=float))
-                (folder / "signoff.md").write_text(so.markdown(rep, thr, res.actors, src.what))
-                files = [folder / "signoff.json", folder / "signoff.md"]
-                files += so.plots(rep, res.actors, folder, src.what)
-                for f in files:
-                    mlflow.log_artifact(str(f))
+                _record(rep, thr, res, src, folder)
                 mlflow.set_tag(tag("status"), "finished")
             except BaseException:
                 mlflow.set_tag(tag("status"), "failed")
@@ -116,6 +97,32 @@ def run(args) -> int:
           f"({thr['samples_per_s_per_actor_mean']:.2f} per actor)")
     print(f"signoff run {mrun.info.run_id} (experiment {experiment_name(src.cfg)!r}); report {folder / 'signoff.md'}")
     return 0 if rep["passed"] else 1
+
+
+def _record(rep: dict, thr: dict, res, src, folder: Path) -> None:
+    """The sign-off's metrics (per actor too), its report and plots on the active run."""
+    import mlflow
+
+    from pipeline.hardware import signoff as so
+    metrics = {k: rep[k] for k in ("max_abs_dv", "median_abs_dv", "max_abs_dy", "agreement",
+                                   "disagreements", "ngspice_nonconverged", "native_nonconverged")}
+    metrics.update({k: v for k, v in rep.items() if k.startswith("accuracy_")})
+    metrics.update({k: thr[k] for k in ("samples_per_s", "samples_per_s_per_actor_mean",
+                                        "samples_per_s_per_actor_min", "wall_seconds", "nodes",
+                                        "load_seconds_max")})
+    metrics["passed"] = float(rep["passed"])
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    for k, a in enumerate(res.actors):
+        mlflow.log_metrics({"actor_samples_per_s": a["samples_per_s"], "actor_samples": a["samples"],
+                            "actor_load_seconds": a["load_seconds"]}, step=k)
+    report = {k: v for k, v in rep.items() if not k.startswith("_")}
+    report.update({"what": src.what, "source_run": src.run.info.run_id, "analog_run": src.analog_run,
+                   "chip": src.chip, "throughput": thr, "actors": res.actors})
+    (folder / "signoff.json").write_text(json.dumps(report, indent=2, default=float))
+    (folder / "signoff.md").write_text(so.markdown(rep, thr, res.actors, src.what))
+    files = [folder / "signoff.json", folder / "signoff.md"] + so.plots(rep, res.actors, folder, src.what)
+    for f in files:
+        mlflow.log_artifact(str(f))
 
 
 def _listing(indices, at_most: int = 20) -> str:
