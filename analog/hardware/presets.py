@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from .spec import DeviceSpec, HardwareSpec, VariationSpec, validate
+from .spec import SECTIONS, HardwareSpec, section_types, validate
 
 #: preset name → {"device": {...}, "variation": {...}, "drift_compensation": bool}
 PRESETS: dict[str, dict] = {
@@ -39,7 +39,7 @@ PRESETS: dict[str, dict] = {
                      "drift_compensation": False},
 }
 
-_SECTIONS = {"device": DeviceSpec, "variation": VariationSpec}
+_SECTIONS = section_types()
 
 
 def _nest(overrides: dict) -> dict:
@@ -74,8 +74,8 @@ def resolve_hardware(preset: str = "ideal", overrides: dict | None = None) -> Ha
     if overrides is not None and not isinstance(overrides, dict):
         raise ValueError(f"hardware overrides must be a mapping, got {type(overrides).__name__}")
     base = PRESETS[preset]
-    merged = {"device": dict(base.get("device", {})), "variation": dict(base.get("variation", {})),
-              "drift_compensation": base.get("drift_compensation", True)}
+    merged = {key: dict(base.get(key, {})) for key in SECTIONS}
+    merged["drift_compensation"] = base.get("drift_compensation", True)
     for key, value in _nest(dict(overrides or {})).items():
         if key in ("preset", "name"):
             continue
@@ -83,7 +83,7 @@ def resolve_hardware(preset: str = "ideal", overrides: dict | None = None) -> Ha
             merged[key] = value
             continue
         if key not in _SECTIONS:
-            raise ValueError(f"hardware.{key}: unknown key; known: device, variation, drift_compensation, preset")
+            raise ValueError(f"hardware.{key}: unknown key; known: {', '.join(SECTIONS)}, drift_compensation, preset")
         if not isinstance(value, dict):
             raise ValueError(f"hardware.{key}={value!r}: must be a mapping of fields")
         known = [f.name for f in fields(_SECTIONS[key])]
@@ -91,7 +91,6 @@ def resolve_hardware(preset: str = "ideal", overrides: dict | None = None) -> Ha
             if field_name not in known:
                 raise ValueError(f"hardware.{key}.{field_name}: unknown key; known: {', '.join(known)}")
             merged[key][field_name] = field_value
-    spec = HardwareSpec(name=preset, device=DeviceSpec(**merged["device"]),
-                        variation=VariationSpec(**merged["variation"]),
-                        drift_compensation=merged["drift_compensation"])
+    spec = HardwareSpec(name=preset, drift_compensation=merged["drift_compensation"],
+                        **{key: _SECTIONS[key](**merged[key]) for key in SECTIONS})
     return validate(spec)
