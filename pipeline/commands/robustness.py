@@ -102,13 +102,14 @@ def run(args) -> int:
             spots = []
             if args.engine == "ngspice":
                 for r in results:
-                    if r.breaking is not None:
-                        spot = rb.spot_check(model, r.axis, r.breaking, x[: args.spot_samples], y[: args.spot_samples])
+                    at = rb.spot_value(r)
+                    if at is not None:
+                        spot = rb.spot_check(model, r.axis, at, x[: args.spot_samples], y[: args.spot_samples])
                         spots.append(spot)
                         mlflow.log_metrics({f"{r.axis}_spot_max_abs_dy": spot["max_abs_dy"],
                                             f"{r.axis}_spot_acc_native": spot["acc_native"],
                                             f"{r.axis}_spot_acc_ngspice": spot["acc_ngspice"]})
-                        say(f"ngspice spot check {r.axis}={r.breaking:g}: max |Δy| {spot['max_abs_dy']:.2e} V, "
+                        say(f"ngspice spot check {r.axis}={at:g}: max |Δy| {spot['max_abs_dy']:.2e} V, "
                             f"accuracy native {spot['acc_native']:.3f} / ngspice {spot['acc_ngspice']:.3f}")
             rows = rb.table(ideal, results)
             text = _format(rows)
