@@ -34,6 +34,19 @@ PRESETS: dict[str, dict] = {
         "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
         "drift_compensation": False,
     },
+    # the rram devices read through NeuRRAM's converters (Wan et al., Nature 2022): inputs of up
+    # to 4 bits, outputs digitised at up to 8 bits with the range set from the data; the
+    # full scale of the inputs is the block's ±1 V (docs/edges.md)
+    "neurram": {
+        "device": {"g_min": 1e-6, "g_max": 40e-6, "prog_noise": "constant", "prog_sigma": 2e-6,
+                   "read_noise": "relative", "read_sigma": 0.01, "drift": "none",
+                   "stuck_g_min": 0.005, "stuck_g_max": 0.005,
+                   "dw_min": 0.001, "up_down": 0.0, "gamma": 1.0, "c2c": 1.0},
+        "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
+        "drift_compensation": False,
+        "dac": {"bits": 4, "range": 1.0},
+        "adc": {"bits": 8, "calibrate": True},
+    },
     # EBANA's 4-level conductance rule over the block's default crossbar range, else ideal
     "ebana-4level": {"device": {"g_min": 1e-7, "g_max": 2e-5, "levels": 4}, "variation": {},
                      "drift_compensation": False},
