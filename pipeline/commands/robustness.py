@@ -18,7 +18,8 @@ HELP = "accuracy of a trained block against each non-ideality alone (a sensitivi
                "trained on (images) or the config's tabular data.", short_help=HELP)
 @click.argument("run_id")
 @click.option("--axes", help="comma-separated axes to map (default: all): prog_sigma, levels, on_off, stuck, "
-                             "drift_time, read_noise, is_sigma, vto_sigma, gain_sigma, offset_sigma")
+                             "drift_time, read_noise, is_sigma, vto_sigma, gain_sigma, offset_sigma, dac_bits, adc_bits, "
+                             "adc_range, r_segment")
 @click.option("--grid", "grid", multiple=True, metavar="AXIS=V1,V2,...",
               help="the values of one axis, mild to harsh (repeatable; adds the axis if --axes leaves it out)")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
