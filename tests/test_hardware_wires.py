@@ -88,8 +88,15 @@ def test_ep_gradient_through_wires_matches_the_exact_gradient():
     x, y = inputs(16, 3, scale=1.0), np.arange(16) % 2
     G = chip.conductances_at(0.0)
     eng = chip.engine("native")
-    ep = ep_gradients(eng, chip.circuit, G, x, y, m.loss, 1e-7, "symmetric")
+    ep = ep_gradients(eng, chip.circuit, G, x, y, m.loss, 1e-7, "symmetric", input_grad=True)
     ex = exact_gradients(eng, chip.circuit, G, x, y, m.loss)
+    # the input gradient (what co-training passes to the encoder): EP, exact, central differences
+    np.testing.assert_allclose(ep.input_grad, ex.input_grad, rtol=1e-6, atol=1e-9 * np.abs(ex.input_grad).max())
+    xp, xm = x.copy(), x.copy()
+    xp[2, 1] += 1e-5
+    xm[2, 1] -= 1e-5
+    fd = (_loss(chip, G, xp, y) - _loss(chip, G, xm, y)) / 2e-5 * len(x)
+    assert ex.input_grad[2, 1] == pytest.approx(fd, rel=1e-5)
     a, b = np.concatenate([g.ravel() for g in ep.grads]), np.concatenate([g.ravel() for g in ex.grads])
     assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.999
     # the exact gradient is the loss's slope: central differences on a few cells
