@@ -89,7 +89,10 @@ def cached_engine(cache: dict, circuit: CompiledCircuit, kind: str, **options) -
     import json
     key = (kind, json.dumps(options, sort_keys=True, default=repr))
     if key not in cache:
-        if kind == "native":
+        if kind == "native" and any(g is not None for g in getattr(circuit, "wire_g", None) or ()):
+            from .wired_engine import WiredNativeEngine
+            cache[key] = WiredNativeEngine(circuit, **options)
+        elif kind == "native":
             from .native import NativeEngine
             cache[key] = NativeEngine(circuit, **options)
         elif kind in ("ngspice", "ngspice-rebuild"):

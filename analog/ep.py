@@ -79,6 +79,20 @@ def _nudged_pair(engine, G_list, src, current, v0) -> tuple[_Phase, _Phase]:
             _Phase(both.v[B:], both.src[B:], both.converged[B:]))
 
 
+def _drops(engine, G_list, b: int, V: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_b w_b ΔV² per conductance of block b: the engine's own when its crossbar has
+    internal nodes (wire resistance, analog/wired_engine.py), else from the terminals."""
+    own = getattr(engine, "squared_drop_sum", None)
+    got = own(G_list, b, V, w) if own is not None else None
+    return squared_drop_sum(engine.circuit.dense[b], V, w) if got is None else got
+
+
+def _source_currents(engine, circuit, G_list, V, used) -> np.ndarray:
+    """Scale-weighted current each source delivers (wired crossbars: through their L_eq)."""
+    wired = getattr(engine, "wired_source_currents", None)
+    return scaled_source_currents(circuit, G_list, V, used) if wired is None else wired(G_list, V, used)
+
+
 @single_blas_thread
 def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss, beta: float,
                  nudging: str = "symmetric", input_grad: bool = False, free: Solution | None = None
@@ -108,15 +122,15 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
     keep = used[:, None]   # unused samples weigh 0: zero their voltages so 0·inf (a huge source) is not NaN
     Va = np.where(keep, circuit.terminal_voltages(np.nan_to_num(a.v), a.src), 0.0)
     Vb = np.where(keep, circuit.terminal_voltages(np.nan_to_num(b.v), b.src), 0.0)
-    grads = [blk.scaled(squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w)) / denom
-             for blk in circuit.dense]
+    grads = [blk.scaled(_drops(engine, G_list, b, Va, w) - _drops(engine, G_list, b, Vb, w)) / denom
+             for b, blk in enumerate(circuit.dense)]
     gin = None
     if input_grad:
         # ∂F/∂V_source = scale-weighted current each source delivers, from the voltages: right
         # for sources that feed crossbars of different energy scales (skip connections)
         factor = 2.0 if nudging == "symmetric" else 1.0
-        dI = (scaled_source_currents(circuit, G_list, Va, used)
-              - scaled_source_currents(circuit, G_list, Vb, used))
+        dI = (_source_currents(engine, circuit, G_list, Va, used)
+              - _source_currents(engine, circuit, G_list, Vb, used))
         gin = _input_grad_from_sources(circuit, dI / (factor * beta_eff))
         gin[~used] = np.nan
     return GradientResult(grads, gin, np.where(free.converged, cost, np.nan), y, free, used,
@@ -141,8 +155,17 @@ def exact_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: L
     V = circuit.terminal_voltages(free.v, free.src)
     grads = []
     dC_dsrc = np.zeros_like(free.src)
-    for blk, G in zip(circuit.dense, G_list):
+    wired = getattr(engine, "drop_products", None)
+    for b, (blk, G) in enumerate(zip(circuit.dense, G_list)):
         vo, vi, lo, li = V[:, blk.out_terms], V[:, blk.in_terms], Lt[:, blk.out_terms], Lt[:, blk.in_terms]
+        M = wired(G_list, b, V, Lt) if wired is not None else None
+        if M is not None:      # wired crossbar: the cell drops of V and λ through its internal nodes
+            grads.append(-blk.scaled(M) / B)
+            terms = np.concatenate([blk.out_terms, blk.in_terms])
+            src = circuit.is_source_term(terms)
+            red = engine.reductions(G_list)[b]
+            dC_dsrc[:, terms[src] - circuit.n_free] -= float(np.ravel(blk.scale)[0]) * (Lt[:, terms] @ red.l_eq)[:, src]
+            continue
         M = ((vo * lo).sum(0)[:, None] + xb.per_column(blk, (vi * li).sum(0))
              - xb.edge_outer(blk, vo, li) - xb.edge_outer(blk, lo, vi))
         grads.append(-blk.scaled(M) / B)

@@ -109,6 +109,10 @@ class NetlistPlan:
             self.dense_out.append([self.nodes[t] for t in blk.out_terms])
             self.dense_in.append([self.nodes[t] for t in blk.in_terms])
             self.dense_cols.append(None if blk.cols is None else blk.cols.tolist())
+        # wire resistance per dense block (None: ideal wires), analog/wires.py's layout
+        wire_g = getattr(c, "wire_g", None) or [None] * len(c.dense)
+        self.wire_r = [None if g is None else 1.0 / float(g) for g in wire_g]
+        self.wire_prefix = unique("xw", "xw")
 
         # amplifiers: (k, input node, output node, internal node, gain); offsets separately
         self.amps = []
@@ -149,6 +153,11 @@ class NetlistPlan:
         ins = self.dense_in[b]
         cols = self.dense_cols[b]
         return ins if cols is None else [ins[j] for j in cols[i]]
+
+    def wired_lines(self, b: int, R: np.ndarray) -> list[str]:
+        """Block b's cells and wire segments (analog.wires.netlist_lines)."""
+        from .wires import netlist_lines
+        return netlist_lines(b, R, self.dense_out[b], self.dense_in[b], self.wire_r[b], f"{self.wire_prefix}{b}_")
 
     # values -----------------------------------------------------------------------------
     def check_conductances(self, G_list) -> list[np.ndarray]:
@@ -193,6 +202,9 @@ class NetlistPlan:
             lines.append(f"Vvref {self.vref_node} 0 dc {_num(self.vref)}")
         for b, G in enumerate(G_list):
             R = 1.0 / G
+            if self.wire_r[b] is not None:
+                lines += self.wired_lines(b, R)
+                continue
             for i, no in enumerate(self.dense_out[b]):
                 row = R[i]
                 lines += [f"R{b}_{i}_{j} {no} {ni} {_num(row[j])}" for j, ni in enumerate(self.row_inputs(b, i))]
@@ -257,8 +269,12 @@ def build_circuit(circuit: CompiledCircuit, G_list, x_row=None, nudge_row=None, 
         ckt.V(f"_{node}", node, gnd, float(v) + 0.0)
     if plan.vref_node != "0":
         ckt.V("vref", plan.vref_node, gnd, plan.vref)
+    wired = []
     for b, G in enumerate(G_list):
         R = 1.0 / G
+        if plan.wire_r[b] is not None:     # raw lines: PySpice would not keep our element names
+            wired += plan.wired_lines(b, R)
+            continue
         for i, no in enumerate(plan.dense_out[b]):
             for j, ni in enumerate(plan.row_inputs(b, i)):
                 ckt.R(f"{b}_{i}_{j}", no, ni, float(R[i, j]))
@@ -273,7 +289,7 @@ def build_circuit(circuit: CompiledCircuit, G_list, x_row=None, nudge_row=None, 
     for k in range(plan.n_outputs):
         ckt.I(f"P{k}", gnd, plan.out_plus[k], float(nudge[k]) + 0.0)
         ckt.I(f"M{k}", gnd, plan.out_minus[k], float(-nudge[k]) + 0.0)
-    raw = plan.device_lines + plan.model_lines
+    raw = wired + plan.device_lines + plan.model_lines
     opt = options_line(plan.options)
     if opt:
         raw = raw + [opt]

@@ -46,12 +46,40 @@ def test_verify_refuses_a_read_before_programming():
 
 def test_bench_reports_the_real_device_rates():
     """Keys and sanity only (rates are measured, not asserted: the machine is shared)."""
-    out = _mixsig("bench", "--no-ngspice", "--json", "--batch", "200", "--train-samples", "400",
+    out = _mixsig("bench", "--no-ngspice", "--no-edges", "--json", "--batch", "200", "--train-samples", "400",
                   "--train-batch", "200")
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     for key in ("native_samples_per_s", "ep_train_samples_per_s", "chip_native_samples_per_s",
                 "ep_train_aware_samples_per_s", "ep_train_pulsed_samples_per_s"):
+        assert rep[key] > 0, key
+    assert "chip_wires_native_samples_per_s" not in rep
+
+
+def test_bench_edge_rates_on_a_small_block():
+    """The converters-and-wires figures, in process on a small block (keys and sanity only)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from analog.model import build_dense_network
+    from pipeline.commands import bench
+    model = build_dense_network(6, 3, hidden=(8,), seed=0)
+    model.compile(loss="mse", optimizer="adam", beta=1e-6, nudging="symmetric")
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 6))
+    y = np.arange(64) % 3
+    args = SimpleNamespace(batch=32, train_samples=64, train_batch=16)
+    eng = model.get_engine("native")
+
+    def step_epoch(perturb, optimizer):
+        from analog.ep import ep_gradients
+        for lo in range(0, args.train_samples, args.train_batch):
+            sl = slice(lo, lo + args.train_batch)
+            g = ep_gradients(eng, model.circuit, model.conductances, x[sl], y[sl], model.loss, model.beta)
+            optimizer.apply(model.dense_layers, g.grads)
+    rep = bench._edge_rates(model, eng, x, y, args, step_epoch)
+    for key in ("chip_wires_native_samples_per_s", "ratio_chip_wires_vs_native", "ep_train_wires_samples_per_s",
+                "ratio_wires_vs_ideal_step"):
         assert rep[key] > 0, key
 
 

@@ -57,7 +57,7 @@ def test_bad_input_names_the_key(overrides, key):
 
 
 def test_unknown_preset_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"^hardware.preset='pmc'.*ebana-4level, ideal, pcm, rram"):
+    with pytest.raises(ValueError, match=r"^hardware.preset='pmc'.*ebana-4level, ideal, neurram, pcm, rram"):
         resolve_hardware("pmc")
 
 

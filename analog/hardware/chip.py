@@ -22,6 +22,8 @@ import numpy as np
 
 from . import statistics as st
 from .compensation import CALIBRATION_READS, DriftCalibration
+from .converters import Converters, with_edges
+from .edges import wire_conductances
 from .programming import draw_variation, program_devices, streams, vary
 from ..engine import cached_engine
 from ..errors import AnalogInputError
@@ -37,7 +39,7 @@ class Chip:
     realised: the varied diode and amplifier parameters; circuit: the (varied) circuit."""
 
     def __init__(self, base_circuit, spec: HardwareSpec, seed: int, G_prog, nu, stuck, scale, realised: dict,
-                 layer_names, model=None):
+                 layer_names, model=None, adc_range: float | None = None):
         self.spec, self.seed = validate(spec), int(seed)
         self.model = model
         self.base_circuit = base_circuit
@@ -47,8 +49,9 @@ class Chip:
         self.scale = np.asarray(scale, float)
         self.realised = realised
         self.layer_names = list(layer_names)
-        self.circuit = vary(base_circuit, realised)
-        self._read_rng, self._cal_rng = streams(self.seed, 6)[4:6]
+        self._read_rng, self._cal_rng, rng_offset, rng_conv = streams(self.seed, 8)[4:8]
+        self.converters = Converters(self.spec, base_circuit.n_outputs, rng_offset, rng_conv, adc_range)
+        self.circuit = with_edges(vary(base_circuit, realised), self.converters, wire_conductances(self.spec, self.scale))
         self._engines: dict = {}
         self._drifted: dict = {}
         self._cal: dict = {}
@@ -150,6 +153,16 @@ class Chip:
         return np.concatenate([self.circuit.outputs(self.solve(x[lo: lo + batch_size], t, engine, rng).v)
                                for lo in range(0, len(x), batch_size)])
 
+    def calibrate_adc(self, x, t: float = 0.0) -> float:
+        """Set the ADC's full scale from a calibration set x (when hardware.adc.calibrate):
+        the largest |y| of the chip's raw outputs on it. Returns the full scale (V)."""
+        if not self.spec.adc.calibrate:
+            return self.converters.adc_range
+        raw = getattr(self.circuit, "raw_outputs", self.circuit.outputs)
+        x = self._x(x)
+        return self.converters.calibrate(np.concatenate(
+            [raw(self.solve(x[lo: lo + 4096], t).v) for lo in range(0, len(x), 4096)]))
+
     def to_netlist(self, x, t: float = 0.0, rng=None) -> str:
         """Standalone ngspice netlist of the chip for the first sample of x, read at time t."""
         from ..netlist import to_netlist
@@ -183,7 +196,7 @@ class Chip:
                 arrays[f"device/{layer}/{pname}"] = value
         np.savez(path / "chip.npz", **arrays)
         meta = {"format": _FORMAT, "seed": self.seed, "spec": self.spec.to_dict(), "layers": self.layer_names,
-                "scale": self.scale.tolist(), "device_params": params,
+                "scale": self.scale.tolist(), "device_params": params, "adc_range": self.converters.adc_range,
                 "circuit": {"n_free": self.base_circuit.n_free, "n_features": self.base_circuit.n_features,
                             "n_outputs": self.base_circuit.n_outputs}}
         (path / "chip.json").write_text(json.dumps(meta, indent=2))
@@ -221,7 +234,8 @@ class Chip:
                 realised[key] = data[key]
         return cls(model.circuit, HardwareSpec.from_dict(meta["spec"]), meta["seed"],
                    [data[f"G_prog/{k}"] for k in range(n)], [data[f"nu/{k}"] for k in range(n)],
-                   [data[f"stuck/{k}"] for k in range(n)], meta["scale"], realised, names, model)
+                   [data[f"stuck/{k}"] for k in range(n)], meta["scale"], realised, names, model,
+                   meta.get("adc_range"))
 
 
 def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:

@@ -83,8 +83,8 @@ class DriftCalibration:
     the first call (the reference read at programming) and kept for every later read."""
 
     def __init__(self, circuit):
-        from ..native import NativeEngine
-        self.circuit, self.engine = circuit, NativeEngine(circuit)
+        from ..engine import cached_engine
+        self.circuit, self.engine = circuit, cached_engine({}, circuit, "native")   # wired when the chip is
         self.sources = crossbar_sources(circuit)
         self.amplitude: float | None = None
         self._src = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from .spec import DeviceSpec, HardwareSpec, VariationSpec, validate
+from .spec import SECTIONS, HardwareSpec, section_types, validate
 
 #: preset name → {"device": {...}, "variation": {...}, "drift_compensation": bool}
 PRESETS: dict[str, dict] = {
@@ -34,12 +34,25 @@ PRESETS: dict[str, dict] = {
         "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
         "drift_compensation": False,
     },
+    # the rram devices read through NeuRRAM's converters (Wan et al., Nature 2022): inputs of up
+    # to 4 bits, outputs digitised at up to 8 bits with the range set from the data; the
+    # full scale of the inputs is the block's ±1 V (docs/edges.md)
+    "neurram": {
+        "device": {"g_min": 1e-6, "g_max": 40e-6, "prog_noise": "constant", "prog_sigma": 2e-6,
+                   "read_noise": "relative", "read_sigma": 0.01, "drift": "none",
+                   "stuck_g_min": 0.005, "stuck_g_max": 0.005,
+                   "dw_min": 0.001, "up_down": 0.0, "gamma": 1.0, "c2c": 1.0},
+        "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
+        "drift_compensation": False,
+        "dac": {"bits": 4, "range": 1.0},
+        "adc": {"bits": 8, "calibrate": True},
+    },
     # EBANA's 4-level conductance rule over the block's default crossbar range, else ideal
     "ebana-4level": {"device": {"g_min": 1e-7, "g_max": 2e-5, "levels": 4}, "variation": {},
                      "drift_compensation": False},
 }
 
-_SECTIONS = {"device": DeviceSpec, "variation": VariationSpec}
+_SECTIONS = section_types()
 
 
 def _nest(overrides: dict) -> dict:
@@ -74,8 +87,8 @@ def resolve_hardware(preset: str = "ideal", overrides: dict | None = None) -> Ha
     if overrides is not None and not isinstance(overrides, dict):
         raise ValueError(f"hardware overrides must be a mapping, got {type(overrides).__name__}")
     base = PRESETS[preset]
-    merged = {"device": dict(base.get("device", {})), "variation": dict(base.get("variation", {})),
-              "drift_compensation": base.get("drift_compensation", True)}
+    merged = {key: dict(base.get(key, {})) for key in SECTIONS}
+    merged["drift_compensation"] = base.get("drift_compensation", True)
     for key, value in _nest(dict(overrides or {})).items():
         if key in ("preset", "name"):
             continue
@@ -83,7 +96,7 @@ def resolve_hardware(preset: str = "ideal", overrides: dict | None = None) -> Ha
             merged[key] = value
             continue
         if key not in _SECTIONS:
-            raise ValueError(f"hardware.{key}: unknown key; known: device, variation, drift_compensation, preset")
+            raise ValueError(f"hardware.{key}: unknown key; known: {', '.join(SECTIONS)}, drift_compensation, preset")
         if not isinstance(value, dict):
             raise ValueError(f"hardware.{key}={value!r}: must be a mapping of fields")
         known = [f.name for f in fields(_SECTIONS[key])]
@@ -91,7 +104,6 @@ def resolve_hardware(preset: str = "ideal", overrides: dict | None = None) -> Ha
             if field_name not in known:
                 raise ValueError(f"hardware.{key}.{field_name}: unknown key; known: {', '.join(known)}")
             merged[key][field_name] = field_value
-    spec = HardwareSpec(name=preset, device=DeviceSpec(**merged["device"]),
-                        variation=VariationSpec(**merged["variation"]),
-                        drift_compensation=merged["drift_compensation"])
+    spec = HardwareSpec(name=preset, drift_compensation=merged["drift_compensation"],
+                        **{key: _SECTIONS[key](**merged[key]) for key in SECTIONS})
     return validate(spec)

@@ -81,14 +81,52 @@ class VariationSpec:
 
 
 @dataclass(frozen=True)
+class DacSpec:
+    """Input digital-to-analog converter, one per input feature (converters.py): ``bits``
+    (None: ideal), full scale ±``range`` V around V_ref, ``noise`` V rms added per conversion."""
+
+    bits: int | None = None
+    range: float = 1.0
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
+class AdcSpec:
+    """Output analog-to-digital converter, one per differential output (converters.py):
+    ``bits`` (None: ideal), full scale ±``range`` V, or calibrated from a calibration set when
+    ``calibrate`` (the largest |y| seen); ``noise`` V rms per conversion; ``offset_sigma`` V,
+    a per-converter offset drawn once per chip."""
+
+    bits: int | None = None
+    range: float = 1.0
+    calibrate: bool = False
+    noise: float = 0.0
+    offset_sigma: float = 0.0
+
+
+@dataclass(frozen=True)
+class WireSpec:
+    """Crossbar wire resistance (wires.py): ``r_segment`` Ω of metal between neighbouring
+    cells along every row and column line (0: ideal wires)."""
+
+    r_segment: float = 0.0
+
+
+SECTIONS = ("device", "variation", "dac", "adc", "wires")
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     """A named hardware target. ``drift_compensation``: apply the calibration-read factor
-    (chip.py) when reading at t > 0."""
+    (chip.py) when reading at t > 0. ``dac``, ``adc``, ``wires``: the chip's edges."""
 
     name: str = "ideal"
     device: DeviceSpec = field(default_factory=DeviceSpec)
     variation: VariationSpec = field(default_factory=VariationSpec)
     drift_compensation: bool = True
+    dac: DacSpec = field(default_factory=DacSpec)
+    adc: AdcSpec = field(default_factory=AdcSpec)
+    wires: WireSpec = field(default_factory=WireSpec)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,18 +137,23 @@ class HardwareSpec:
         if not isinstance(data, dict):
             raise ValueError(f"hardware: expected a mapping, got {type(data).__name__}")
         parts = {}
-        for key, kind in (("device", DeviceSpec), ("variation", VariationSpec)):
+        for key, kind in section_types().items():
             given = data.get(key, {})
             known = [f.name for f in fields(kind)]
             bad = sorted(set(given) - set(known)) if isinstance(given, dict) else [None]
             if bad:
                 raise ValueError(f"hardware.{key}.{bad[0]}: unknown key; known: {', '.join(known)}")
             parts[key] = kind(**given)
-        unknown = sorted(set(data) - {"name", "device", "variation", "drift_compensation"})
+        unknown = sorted(set(data) - {"name", "drift_compensation", *SECTIONS})
         if unknown:
             raise ValueError(f"hardware.{unknown[0]}: unknown key")
         return validate(cls(name=str(data.get("name", "custom")), drift_compensation=data.get("drift_compensation", True),
                             **parts))
+
+
+def section_types() -> dict:
+    """Section name → the dataclass of its fields."""
+    return {"device": DeviceSpec, "variation": VariationSpec, "dac": DacSpec, "adc": AdcSpec, "wires": WireSpec}
 
 
 def _bad(key: str, value, why: str) -> ValueError:
@@ -164,7 +207,27 @@ def validate(spec: HardwareSpec) -> HardwareSpec:
         _number(f"variation.{f.name}", getattr(v, f.name))
     if not isinstance(spec.drift_compensation, bool):
         raise _bad("drift_compensation", spec.drift_compensation, "must be true or false")
+    _edges(spec)
     return spec
+
+
+MAX_BITS = 24
+
+
+def _edges(spec: HardwareSpec) -> None:
+    """Converters and wires: bits in 1..24 (or null), ranges > 0, noises and resistance >= 0."""
+    for name in ("dac", "adc"):
+        conv = getattr(spec, name)
+        bits = conv.bits
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, (int, np.integer))
+                                 or not 1 <= bits <= MAX_BITS):
+            raise _bad(f"{name}.bits", bits, f"must be null (ideal) or an integer from 1 to {MAX_BITS}")
+        _number(f"{name}.range", conv.range, strict=True)
+        _number(f"{name}.noise", conv.noise)
+    _number("adc.offset_sigma", spec.adc.offset_sigma)
+    if not isinstance(spec.adc.calibrate, bool):
+        raise _bad("adc.calibrate", spec.adc.calibrate, "must be true or false")
+    _number("wires.r_segment", spec.wires.r_segment)
 
 
 def check_read_time(t) -> float:

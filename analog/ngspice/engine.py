@@ -32,6 +32,7 @@ from ..circuit import CompiledCircuit
 from ..engine import check_solve_inputs
 from ..netlist import NetlistPlan
 from ..solution import Solution, dissipated_power
+from ..wired_engine import wired_power
 from ..spice_check import check_circuit_devices
 from . import pool as _pool
 from .binding import NgspiceError
@@ -162,7 +163,8 @@ class NgspiceEngine:
         v[~ok] = np.nan
         currents[~ok] = np.nan
         power = np.full(B, np.nan)       # only converged rows (an absurd source would overflow)
-        power[ok] = dissipated_power(c, G, v[ok], src[ok])
+        power[ok] = dissipated_power(c, G, v[ok], src[ok]) if getattr(c, "wire_g", None) is None \
+            else wired_power(c, G, v[ok], src[ok])
         failures = np.flatnonzero(~ok).tolist()
         return Solution(v=v, src=src, source_currents=currents, converged=ok, iterations=np.zeros(B, int),
                         power=power, nudge=nudge,

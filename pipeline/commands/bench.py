@@ -41,6 +41,7 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True, help="ngspice worker processes")
 @click.option("--no-ngspice", is_flag=True, help="measure the native engine only")
 @click.option("--no-hardware", is_flag=True, help="skip the real-device figures (chip solve, aware and pulsed EP steps)")
+@click.option("--no-edges", is_flag=True, help="skip the figures of a chip with converters and wire resistance")
 @click.option("--epoch-samples", type=click.IntRange(min=0), default=10000, show_default=True,
               help="samples of the EP-vs-backprop epoch on the main job's block (0: skip it)")
 @click.option("--embeddings", type=click.Path(exists=True, dir_okay=True), default=None,
@@ -86,6 +87,43 @@ def _hardware_rates(model, eng, x, y, args) -> dict:
     out["ratio_aware_vs_ideal_step"] = out["ep_train_aware_samples_per_s"] / ideal
     out["ratio_pulsed_vs_ideal_step"] = out["ep_train_pulsed_samples_per_s"] / ideal
     model.set_conductances(G0)
+    chip.close()
+    if not getattr(args, "no_edges", False):
+        out.update(_edge_rates(model, eng, x, y, args, step_epoch))
+    model.set_conductances(G0)
+    return out
+
+
+#: the bench's chip with edges: PCM devices, 8-bit DAC and ADC, 2.5 Ω per wire segment
+EDGES = {"dac": {"bits": 8, "range": 1.0}, "adc": {"bits": 8, "range": 1.0}, "wires": {"r_segment": 2.5}}
+
+
+def _edge_rates(model, eng, x, y, args, step_epoch) -> dict:
+    """A PCM chip with converters and wire resistance (EDGES): its solve rate (a fresh read,
+    so a fresh wire reduction, per batch) and an EP training step on its circuit (one
+    reduction per update), each against the ideal figure measured right after it."""
+    from analog.ep import ep_gradients
+    from analog.hardware import program, resolve_hardware
+
+    out: dict = {}
+    chip = program(model, resolve_hardware("pcm", EDGES), seed=0)
+    out["chip_wires_native_samples_per_s"] = _rate(lambda: chip.solve(x[: args.batch], t=3600.0), args.batch)
+    out["ratio_chip_wires_vs_native"] = out["chip_wires_native_samples_per_s"] / _native_rate_again(eng, model, x, args)
+    wired = chip.engine("native")
+    G0 = [g.copy() for g in model.conductances]
+    n = min(args.train_samples, 2 * args.train_batch)    # two updates: each costs a reduction
+
+    def wired_epoch():
+        model.set_conductances(G0)
+        for lo in range(0, n, args.train_batch):
+            sl = slice(lo, lo + args.train_batch)
+            g = ep_gradients(wired, chip.circuit, model.conductances, x[sl], y[sl], model.loss, model.beta,
+                             "symmetric")
+            model.optimizer.apply(model.dense_layers, g.grads)
+
+    out["ep_train_wires_samples_per_s"] = _rate(wired_epoch, n, 1)
+    ideal = _rate(lambda: step_epoch(False, model.optimizer), args.train_samples, 2)
+    out["ratio_wires_vs_ideal_step"] = out["ep_train_wires_samples_per_s"] / ideal
     chip.close()
     return out
 
@@ -164,6 +202,11 @@ def run(args) -> int:
               f"({res['ratio_aware_vs_ideal_step']:.2f}x ideal; target >= 0.75)")
         print(f"  EP step, RRAM pulses     {res['ep_train_pulsed_samples_per_s']:>10.0f} samples/s "
               f"({res['ratio_pulsed_vs_ideal_step']:.2f}x ideal; target >= 0.75)")
+    if not args.no_hardware and "chip_wires_native_samples_per_s" in res:
+        print(f"  chip with converters + wires {res['chip_wires_native_samples_per_s']:>6.0f} operating points/s "
+              f"({res['ratio_chip_wires_vs_native']:.2f}x the ideal native rate; target >= 0.50)")
+        print(f"  EP step, converters + wires {res['ep_train_wires_samples_per_s']:>7.0f} samples/s "
+              f"({res['ratio_wires_vs_ideal_step']:.2f}x ideal; target >= 0.40)")
     if not args.no_ngspice:
         print(f"  ngspice, loaded circuit  {res['ngspice_loaded_samples_per_s']:>10.2f} samples/s "
               f"({args.processes} processes; load {res['ngspice_load_seconds']:.1f} s)")

@@ -18,7 +18,8 @@ HELP = "accuracy of a trained block against each non-ideality alone (a sensitivi
                "trained on (images) or the config's tabular data.", short_help=HELP)
 @click.argument("run_id")
 @click.option("--axes", help="comma-separated axes to map (default: all): prog_sigma, levels, on_off, stuck, "
-                             "drift_time, read_noise, is_sigma, vto_sigma, gain_sigma, offset_sigma")
+                             "drift_time, read_noise, is_sigma, vto_sigma, gain_sigma, offset_sigma, dac_bits, adc_bits, "
+                             "adc_range, r_segment")
 @click.option("--grid", "grid", multiple=True, metavar="AXIS=V1,V2,...",
               help="the values of one axis, mild to harsh (repeatable; adds the axis if --axes leaves it out)")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
@@ -102,13 +103,14 @@ def run(args) -> int:
             spots = []
             if args.engine == "ngspice":
                 for r in results:
-                    if r.breaking is not None:
-                        spot = rb.spot_check(model, r.axis, r.breaking, x[: args.spot_samples], y[: args.spot_samples])
+                    at = rb.spot_value(r)
+                    if at is not None:
+                        spot = rb.spot_check(model, r.axis, at, x[: args.spot_samples], y[: args.spot_samples])
                         spots.append(spot)
                         mlflow.log_metrics({f"{r.axis}_spot_max_abs_dy": spot["max_abs_dy"],
                                             f"{r.axis}_spot_acc_native": spot["acc_native"],
                                             f"{r.axis}_spot_acc_ngspice": spot["acc_ngspice"]})
-                        say(f"ngspice spot check {r.axis}={r.breaking:g}: max |Δy| {spot['max_abs_dy']:.2e} V, "
+                        say(f"ngspice spot check {r.axis}={at:g}: max |Δy| {spot['max_abs_dy']:.2e} V, "
                             f"accuracy native {spot['acc_native']:.3f} / ngspice {spot['acc_ngspice']:.3f}")
             rows = rb.table(ideal, results)
             text = _format(rows)

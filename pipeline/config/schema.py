@@ -266,15 +266,15 @@ class HardwareConfig(Section):
         extra = dict(self.model_extra or {})
         written_under_overrides = dict(self.overrides)
         for key, value in extra.items():
-            if key in ("device", "variation") and not isinstance(value, dict):
+            if key in _PRESET_SECTIONS and not isinstance(value, dict):
                 raise ValueError(f"hardware.{key}: {value!r:.60} has type {type(value).__name__}; expected a mapping "
                                  f"of preset fields, e.g. {key}: {{g_max: 2.5e-5}}")
             if not isinstance(value, dict):   # preset fields come in sections (device: {...})
-                known = list(type(self).model_fields) + ["device", "variation"]
+                known = list(type(self).model_fields) + list(_PRESET_SECTIONS)
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'hardware.{close[0]}'?)" if close else ""
                 raise ValueError(f"hardware.{key}: unknown key{hint}; allowed keys here: {', '.join(known)} "
-                                 f"(device and variation: preset fields, as mappings)")
+                                 f"({', '.join(_PRESET_SECTIONS)}: preset fields, as mappings)")
             delattr(self, key)
         self.overrides = _numbers(_merge(self.overrides, extra))
         if any(b <= a for a, b in zip(self.times, self.times[1:])):
@@ -294,6 +294,10 @@ class HardwareConfig(Section):
         except ValueError as exc:
             raise ValueError(_name_the_overrides_key(str(exc), written_under_overrides, extra)) from None
         return self
+
+
+#: preset sections a `hardware:` section may hold directly (analog.hardware.spec.SECTIONS)
+_PRESET_SECTIONS = ("device", "variation", "dac", "adc", "wires")
 
 
 def preset_overrides(hw: dict) -> dict:

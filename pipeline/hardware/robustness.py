@@ -16,6 +16,10 @@ onto it, as in every chip); its grid runs from mild to harsh:
   vto_sigma     diode threshold spread in volts (MOS or behavioural diodes)
   gain_sigma    amplifier gain spread (relative)
   offset_sigma  amplifier output offset in volts
+  dac_bits      input DAC resolution, full scale ±1 V (fewer bits is harsher)
+  adc_bits      output ADC resolution, full scale calibrated on the map's samples
+  adc_range     output ADC full scale in volts at 8 bits (smaller clips more)
+  r_segment     crossbar wire resistance per cell segment, Ω (IR drop)
 
 The breaking point of an axis is the mildest value whose mean accuracy is more than
 `threshold` below the ideal block's; an axis that has not broken at the end of its grid is
@@ -42,8 +46,15 @@ AXES: dict[str, tuple[tuple, str, bool, str]] = {
     "vto_sigma": ((0.01, 0.03, 0.1, 0.2), "V", True, "diode threshold spread"),
     "gain_sigma": ((0.01, 0.03, 0.1, 0.2, 0.3), "σ/A", True, "amplifier gain spread"),
     "offset_sigma": ((0.001, 0.01, 0.03, 0.1, 0.3), "V", True, "amplifier offset"),
+    "dac_bits": ((10, 8, 6, 4, 3, 2), "bits", False, "input DAC bits (±1 V)"),
+    "adc_bits": ((10, 8, 6, 4, 3, 2), "bits", False, "output ADC bits (calibrated range)"),
+    "adc_range": ((2.0, 1.0, 0.5, 0.2, 0.1, 0.05), "V", True, "output ADC full scale (8 bits)"),
+    "r_segment": ((0.5, 2.5, 10.0, 30.0, 100.0), "Ω", True, "wire resistance per cell segment"),
 }
-_INTEGER_AXES = ("levels",)
+_INTEGER_AXES = ("levels", "dac_bits", "adc_bits")
+_BITS_AXES = ("dac_bits", "adc_bits")
+#: full scale of the input DAC on the map (the analog block's default input amplitude, V)
+DAC_RANGE = 1.0
 DRIFT_HORIZON = 3.2e9     # s, about a century: drift_time is not continued past it
 
 
@@ -78,9 +89,11 @@ def parse_grid(items, axes=None) -> dict[str, tuple]:
 
 
 def check_value(axis: str, v) -> None:
-    ok = {"levels": v >= 2, "on_off": v > 1, "stuck": 0 <= v <= 1}.get(axis, v >= 0)
+    ok = {"levels": v >= 2, "on_off": v > 1, "stuck": 0 <= v <= 1, "adc_range": v > 0,
+          "dac_bits": 1 <= v <= 24, "adc_bits": 1 <= v <= 24}.get(axis, v >= 0)
     if not (np.isfinite(v) and ok):
-        why = {"levels": ">= 2", "on_off": "> 1", "stuck": "in [0, 1]"}.get(axis, ">= 0")
+        why = {"levels": ">= 2", "on_off": "> 1", "stuck": "in [0, 1]", "adc_range": "> 0",
+               "dac_bits": "from 1 to 24", "adc_bits": "from 1 to 24"}.get(axis, ">= 0")
         raise OptionError(f"--grid {axis}: value {v!r} must be {why}")
 
 
@@ -89,7 +102,7 @@ def spec_for(axis: str, value):
     non-ideality at this strength."""
     from analog.hardware import PRESETS, resolve_hardware
     g_max = PRESETS["ideal"]["device"].get("g_max", 2e-5)
-    dev, var, t = {}, {}, 0.0
+    dev, var, t, edges = {}, {}, 0.0, {}
     if axis == "prog_sigma":
         dev = {"prog_noise": "constant", "prog_sigma": float(value) * g_max}
     elif axis == "levels":
@@ -104,9 +117,17 @@ def spec_for(axis: str, value):
         dev = {"read_noise": "relative", "read_sigma": float(value)}
     elif axis in ("is_sigma", "vto_sigma", "gain_sigma", "offset_sigma"):
         var = {axis: float(value)}
+    elif axis == "dac_bits":
+        edges = {"dac": {"bits": int(value), "range": DAC_RANGE}}
+    elif axis == "adc_bits":
+        edges = {"adc": {"bits": int(value), "calibrate": True}}
+    elif axis == "adc_range":
+        edges = {"adc": {"bits": 8, "range": float(value)}}
+    elif axis == "r_segment":
+        edges = {"wires": {"r_segment": float(value)}}
     else:
         raise OptionError(f"robustness axis {axis!r} is unknown; axes: {', '.join(AXES)}")
-    return resolve_hardware("ideal", {"device": dev, "variation": var, "drift_compensation": False}), t
+    return resolve_hardware("ideal", {"device": dev, "variation": var, "drift_compensation": False, **edges}), t
 
 
 def applies(axis: str, model) -> bool:
@@ -133,6 +154,11 @@ def extend(axis: str, values) -> object | None:
     """The next, harsher value after a grid (geometric continuation of its last step), or None
     when the axis cannot get harsher (2 levels, on/off ratio near 1, all devices stuck)."""
     v = list(values)
+    if axis in _BITS_AXES:
+        return int(v[-1]) - 1 if int(v[-1]) > 1 else None
+    if axis == "adc_range":
+        nxt = float(f"{v[-1] / 2:.3g}")
+        return nxt if nxt >= 1e-4 else None
     if axis == "levels":
         return max(2, int(v[-1]) // 2) if int(v[-1]) > 2 else None
     if axis == "on_off":
@@ -168,6 +194,7 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
                 accs = []
                 for s in range(seeds):
                     chip = program(model, spec, s)
+                    chip.calibrate_adc(x, t)          # adc_bits: full scale from the map's samples
                     accs.append(chip_accuracy(chip, x, y, t))
                     chip.close()
             except ValueError as exc:        # e.g. a drawn gain <= 0: the map stops there
@@ -197,6 +224,7 @@ def spot_check(model, axis: str, value, x, y, seed: int = 0, processes: int | No
     spec, t = spec_for(axis, value)
     chip = program(model, spec, seed)
     try:
+        chip.calibrate_adc(x, t)
         G = chip.conductances_at(t, rng=np.random.default_rng(seed))
         nat = chip.solve(x, t, engine="native", G_list=G)
         opts = {"processes": processes} if processes else {}
@@ -204,11 +232,20 @@ def spot_check(model, axis: str, value, x, y, seed: int = 0, processes: int | No
     finally:
         chip.close()
     yn, ys = chip.circuit.outputs(nat.v), chip.circuit.outputs(spi.v)
+    raw = getattr(chip.circuit, "raw_outputs", chip.circuit.outputs)      # the engines, before any ADC
     ok = np.asarray(nat.converged, bool) & np.asarray(spi.converged, bool)
     return {"axis": axis, "value": value, "samples": int(len(y)),
-            "max_abs_dy": float(np.max(np.abs(yn[ok] - ys[ok]))) if ok.any() else float("nan"),
+            "max_abs_dy": float(np.max(np.abs(raw(nat.v)[ok] - raw(spi.v)[ok]))) if ok.any() else float("nan"),
             "acc_native": float(np.mean(yn.argmax(1) == y)), "acc_ngspice": float(np.mean(ys.argmax(1) == y)),
             "both_converged": int(ok.sum())}
+
+
+def spot_value(result) -> object | None:
+    """Where an axis is spot-checked on ngspice: its breaking point; the wire axis also at its
+    harshest value when it did not break (so the spot checks always include wires)."""
+    if result.breaking is not None:
+        return result.breaking
+    return result.values[-1] if result.axis == "r_segment" and result.values else None
 
 
 def table(ideal: float, results: list) -> list[list[str]]:

@@ -163,8 +163,8 @@ def run_ngspice(circuit, G_list, x, actors: int, chunk: int | None = None, optio
 
 def native_solve(circuit, G_list, x, batch: int = 4096):
     """Node voltages and convergence of the native engine on every row of x."""
-    from analog.native import NativeEngine
-    eng = NativeEngine(circuit)
+    from analog.engine import cached_engine
+    eng = cached_engine({}, circuit, "native")      # a chip with wire resistance gets the wired engine
     vs, oks = [], []
     for lo in range(0, len(x), batch):
         sol = eng.solve(G_list, x[lo: lo + batch])

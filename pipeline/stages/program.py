@@ -25,6 +25,10 @@ def required(cfg: dict) -> tuple:
     return ("analog", "embeddings") if is_image_data(cfg) else ("analog",)
 
 
+#: training samples the ADC's full scale is calibrated on (hardware.adc.calibrate)
+CALIBRATION_SAMPLES = 2048
+
+
 def precheck(cfg: dict) -> None:
     if not cfg.get("hardware"):
         raise SetupError("the config has no hardware: section to program onto (e.g. --set hardware.preset=pcm)")
@@ -47,6 +51,7 @@ def body(ctx: StageContext) -> None:
     try:
         for i, seed in enumerate(seeds):
             chip = program(model, spec, seed)
+            chip.calibrate_adc(data["x_train"][:CALIBRATION_SAMPLES])   # hardware.adc.calibrate: full scale
             hw.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
             s = hw.programming_stats(chip, model)
             ctx.log({f"chip_{k}": v for k, v in s.items() if not k.startswith("_")}, step=i, final=False)

@@ -1,0 +1,133 @@
+"""Crossbar wire resistance: the exact terminal reduction against hand-solved networks, the
+native engine against ngspice's explicit wire resistors, EP's gradient against the exact
+one, and EP training a chip in situ through its wires."""
+import numpy as np
+import pytest
+
+from analog.devices import ShockleyDiode
+from analog.ep import ep_gradients, exact_gradients
+from analog.hardware import program, resolve_hardware
+from analog.wires import WiredCrossbar
+from tests.analog_circuits import block, inputs
+
+WIRES = {"wires": {"r_segment": 1000.0}}
+# every variation the wires allow (a gain spread makes a wired crossbar non-reciprocal)
+EVERYTHING = {"variation": {"is_sigma": 0.5, "vto_sigma": 0.05, "offset_sigma": 0.01},
+              "device": {"stuck_g_min": 0.05, "stuck_g_max": 0.05, "levels": 16}, **WIRES}
+
+
+def test_one_cell_is_a_series_resistor():
+    G, R = 1e-3, 50.0
+    g = 1.0 / (2 * R + 1 / G)                 # input segment, cell, output segment in series
+    np.testing.assert_allclose(WiredCrossbar(np.array([[G]]), 1 / R).l_eq, [[g, -g], [-g, g]], rtol=1e-12)
+
+
+def test_two_by_two_crossbar_solved_by_hand():
+    """Nodes: r_j,i on input line j at column i, c_i,j on output line i at row j. Input j
+    drives r_j,0 through one segment; r_j,0 — r_j,1 one segment; output i is read from c_i,1
+    through one segment; c_i,0 — c_i,1 one segment; cell (i, j) joins r_j,i and c_i,j."""
+    G = np.array([[1e-3, 2e-3], [3e-3, 4e-3]])
+    g = 1 / 40.0
+    r00, r01, r10, r11, c00, c01, c10, c11 = range(8)
+    o0, o1, i0, i1 = range(8, 12)
+    edges = [(i0, r00, g), (r00, r01, g), (i1, r10, g), (r10, r11, g),
+             (c00, c01, g), (c01, o0, g), (c10, c11, g), (c11, o1, g),
+             (r00, c00, G[0, 0]), (r10, c01, G[0, 1]), (r01, c10, G[1, 0]), (r11, c11, G[1, 1])]
+    L = np.zeros((12, 12))
+    for a, b, w in edges:
+        L[a, a] += w; L[b, b] += w; L[a, b] -= w; L[b, a] -= w
+    # hold the terminals: inputs at 1 V and −0.5 V, outputs at 0.2 V and 0 V; solve the rest
+    VT = np.array([0.2, 0.0, 1.0, -0.5])
+    VI = np.linalg.solve(L[:8, :8], -L[:8, 8:] @ VT)
+    currents = L[8:, :8] @ VI + L[8:, 8:] @ VT          # current each terminal delivers
+    red = WiredCrossbar(G, g)
+    np.testing.assert_allclose(red.l_eq @ VT, currents, rtol=1e-10, atol=1e-16)
+    cells = np.array([VI[r00] - VI[c00], VI[r10] - VI[c01], VI[r01] - VI[c10], VI[r11] - VI[c11]])
+    np.testing.assert_allclose(red.drops(VT[None])[0], cells, rtol=1e-10, atol=1e-15)
+    # the wires lose something: the ideal crossbar would deliver more current
+    ideal_out = -(G @ VT[2:] - G.sum(1) * VT[:2])
+    assert np.all(np.abs(currents[:2]) < np.abs(ideal_out))
+
+
+def test_wired_chip_with_every_variation_agrees_native_and_ngspice():
+    m = block(hidden=(4,), device=ShockleyDiode(RS=10.0), vref=0.6)
+    chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=3)
+    x = inputs(4, 3)
+    G = chip.conductances_at(3600.0)
+    try:
+        a = chip.solve(x, engine="native", G_list=G)
+        b = chip.solve(x, engine="ngspice", G_list=G, processes=1)
+    finally:
+        chip.close()
+    assert a.converged.all() and b.converged.all()
+    assert np.abs(a.v - b.v).max() <= 1e-6
+    assert np.abs(a.source_currents - b.source_currents).max() <= 1e-9
+    np.testing.assert_allclose(a.power, b.power, rtol=1e-6)
+    # the wires matter here: the same read without them is another operating point
+    plain = program(m, resolve_hardware("pcm", {**EVERYTHING, "wires": {"r_segment": 0.0}}), seed=3)
+    assert np.abs(plain.solve(x, G_list=G).v - a.v).max() > 1e-3
+    text = chip.to_netlist(x[:1], t=3600.0)
+    n_seg = sum(2 * o * i for o, i in ((4, 6), (4, 6)))  # hidden: 4 rows × (3±3+2 bias)
+    assert text.count("\nRWR") + text.count("\nRWC") >= n_seg // 2 and ".op" in text
+
+
+def test_wires_behind_a_gain_spread_are_refused():
+    m = block(hidden=(4,))
+    with pytest.raises(ValueError, match=r"^hardware\.wires: .*gain_sigma"):
+        program(m, resolve_hardware("ideal", {"variation": {"gain_sigma": 0.05}, **WIRES}), seed=0)
+
+
+def _loss(chip, G, x, y):
+    return float(chip.model.loss(chip.circuit.outputs(chip.solve(x, G_list=G).v), y)[0].mean())
+
+
+def test_ep_gradient_through_wires_matches_the_exact_gradient():
+    m = block(hidden=(5,))
+    m.compile(loss="mse", optimizer="sgd", beta=1e-7, nudging="symmetric")
+    chip = program(m, resolve_hardware("ideal", WIRES), seed=0)
+    x, y = inputs(16, 3, scale=1.0), np.arange(16) % 2
+    G = chip.conductances_at(0.0)
+    eng = chip.engine("native")
+    ep = ep_gradients(eng, chip.circuit, G, x, y, m.loss, 1e-7, "symmetric", input_grad=True)
+    ex = exact_gradients(eng, chip.circuit, G, x, y, m.loss)
+    # the input gradient (what co-training passes to the encoder): EP, exact, central differences
+    np.testing.assert_allclose(ep.input_grad, ex.input_grad, rtol=1e-6, atol=1e-9 * np.abs(ex.input_grad).max())
+    xp, xm = x.copy(), x.copy()
+    xp[2, 1] += 1e-5
+    xm[2, 1] -= 1e-5
+    fd = (_loss(chip, G, xp, y) - _loss(chip, G, xm, y)) / 2e-5 * len(x)
+    assert ex.input_grad[2, 1] == pytest.approx(fd, rel=1e-5)
+    a, b = np.concatenate([g.ravel() for g in ep.grads]), np.concatenate([g.ravel() for g in ex.grads])
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.999
+    # the exact gradient is the loss's slope: central differences on a few cells
+    for layer, (i, j) in ((0, (1, 2)), (1, (0, 3)), (1, (2, 5))):
+        h = 1e-4 * G[layer][i, j]
+        Gp = [g.copy() for g in G]; Gm = [g.copy() for g in G]
+        Gp[layer][i, j] += h; Gm[layer][i, j] -= h
+        fd = (_loss(chip, Gp, x, y) - _loss(chip, Gm, x, y)) / (2 * h)
+        assert ex.grads[layer][i, j] == pytest.approx(fd, rel=1e-4, abs=1e-9 * np.abs(b).max())
+    # and it is not the gradient of the same chip without wires
+    plain = program(m, resolve_hardware("ideal"), seed=0)
+    ex0 = exact_gradients(plain.engine("native"), plain.circuit, G, x, y, m.loss)
+    b0 = np.concatenate([g.ravel() for g in ex0.grads])
+    assert a @ b0 / np.linalg.norm(a) / np.linalg.norm(b0) < 0.995     # EP sees the wires
+
+
+def test_ep_trains_a_chip_in_situ_through_its_wires():
+    from analog.hardware import PulsedOptimizer
+    from analog.hardware.insitu import finetune
+    from analog.model import build_dense_network
+    rng = np.random.default_rng(0)
+    centers = rng.uniform(-0.6, 0.6, (3, 4))
+    y = rng.integers(0, 3, 150)
+    x = np.clip(centers[y] + rng.normal(0, 0.2, (150, 4)), -1, 1)     # iris-sized: 4 features, 3 classes
+    m = build_dense_network(4, 3, hidden=(10,), up_bias=-0.3, down_bias=0.3, seed=1)
+    m.compile("mse", "adam", beta=1e-7)
+    spec = resolve_hardware("ideal", {"wires": {"r_segment": 2000.0}})
+    chip = program(m, spec, seed=0)
+    before = (chip.predict(x).argmax(1) == y).mean()
+    hist = finetune(chip, x, y, loss=m.loss, beta=1e-7, optimizer=PulsedOptimizer(spec, lr=0.02, base="adam"),
+                    epochs=6, batch_size=16)
+    after = (chip.predict(x).argmax(1) == y).mean()
+    assert hist["loss"][-1] < 0.8 * hist["loss"][0]
+    assert after >= max(0.8, before + 0.2), (before, after)
