@@ -14,7 +14,7 @@ import numpy as np
 
 
 def main() -> None:
-    from pipeline import robustness as rb
+    from pipeline.hardware import robustness as rb
     from pipeline.commands.bench_epoch import main_block, stand_in_embeddings
     p = argparse.ArgumentParser()
     p.add_argument("--train", type=int, default=6000)

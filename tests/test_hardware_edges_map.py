@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import chips as hw
-from pipeline import robustness as rb
+from pipeline.hardware import chips as hw
+from pipeline.hardware import robustness as rb
 
 
 @pytest.fixture(scope="module")
