@@ -68,6 +68,18 @@ class _SparseRight:
         return np.asarray((self.T @ np.asarray(x).T).T)
 
 
+class _PartitionedK:
+    """K, for `v @ K` with a batch v on the left, multiplied by its (E, R) blocks."""
+
+    __array_ufunc__ = None
+
+    def __init__(self, solver: schur.SchurSolver):
+        self.solver = solver
+
+    def __rmatmul__(self, v):
+        return self.solver.times(np.asarray(v))
+
+
 class NativeEngine:
     """Batched Newton solver for a CompiledCircuit.
 
@@ -146,14 +158,23 @@ class NativeEngine:
             # c(src) is affine in the source voltages: c = src @ C + c0, one GEMM per solve
             self._lin["C"] = self._source_map(G_list)
             self._lin["c0"] = self._offset_residual_direct(G_list, np.zeros((1, self.circuit.n_sources)))[0]
-            # a circuit with locally connected blocks has a sparse K and C: multiply them as CSR
-            # (K is symmetric, so v @ K = (K v)ᵀ), e.g. 4 % of K's entries for 28×28 pixels → LC → 20
+            self._lin["Kop"] = self._K_operator(K, self._lin["schur"])
+            # locally connected blocks make C mostly zeros (2 % for 28×28 pixels → LC → 20): CSR
             sparse_K = any(b.cols is not None for b in self.circuit.dense)
-            self._lin["Kop"] = _SparseRight(K) if sparse_K and np.count_nonzero(K) < 0.2 * K.size else K
             self._lin["Cop"] = (_SparseRight(self._lin["C"]) if sparse_K and
                                 np.count_nonzero(self._lin["C"]) < 0.2 * self._lin["C"].size else self._lin["C"])
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
         return self._lin
+
+    def _K_operator(self, K, solver):
+        """What `v @ K` is computed with: K's (E, R) blocks when K_ER is mostly non-zero (the
+        dense coupling between layers, as behind a locally connected layer), CSR when K is
+        mostly zeros even there, K itself when there is nothing to partition."""
+        if not len(self._R):
+            return K
+        if np.count_nonzero(solver.KER) >= 0.2 * solver.KER.size:
+            return _PartitionedK(solver)
+        return _SparseRight(K) if np.count_nonzero(K) < 0.2 * K.size else K
 
     def _source_map(self, G_list) -> np.ndarray:
         """C (n_sources, n_free) of the affine residual c = src @ C + c0, straight from the

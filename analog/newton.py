@@ -67,11 +67,17 @@ class DeviceStack:
         g = dict(device=device, f=f, sa=sign * a, sign=sign, scale=scale, w_r=scale * sign * a, w_d=scale * a * a,
                  off=sign * np.concatenate([term_offset[b.node_terms] for b in blks]),
                  ref=np.concatenate([np.full(len(b.node_terms), b.ref_term - circuit.n_free) for b in blks]),
-                 parts=[(slice(lo, hi), term_free[b.node_terms]) for lo, hi, b in zip(bounds, bounds[1:], blks)],
+                 parts=[(slice(lo, hi), _as_slice(term_free[b.node_terms])) for lo, hi, b in zip(bounds, bounds[1:], blks)],
                  plain=_plain_shockley(device), limit=bool(device.needs_limiting))
+        if all(isinstance(fp, slice) for _, fp in g["parts"]):   # gather by slices, not fancy indexing
+            g["gather"] = [fp for _, fp in g["parts"]]
         if g["plain"]:   # pnjlim acts only above the critical voltage, on steps over 2·N·Vt
-            vte = device.vte
-            g["vcrit"], g["two_vte"] = vte * np.log(vte / (np.sqrt(2.0) * device.IS)), 2.0 * vte
+            vte, IS = device.vte, device.IS
+            g["vcrit"], g["two_vte"] = vte * np.log(vte / (np.sqrt(2.0) * IS)), 2.0 * vte
+            # I = IS·(e − 1), dI/du = (IS/vte)·e, co-content IS·vte·(e − 1) − IS·u with e = exp(u/vte):
+            # the constant factors folded into the weights, the energy summed by two products
+            g["inv_vte"], g["r_em1"], g["d_e"] = 1.0 / vte, g["w_r"] * IS, g["w_d"] * IS / vte
+            g["e_em1"], g["e_u"] = scale * IS * vte, -scale * IS
         return g
 
     def offsets(self, src: np.ndarray) -> list[np.ndarray]:
@@ -79,20 +85,27 @@ class DeviceStack:
         return [g["off"] - g["sign"] * src[:, g["ref"]] for g in self.groups]
 
     def branch(self, v, offsets) -> list[np.ndarray]:
-        return [g["sa"] * v[:, g["f"]] + c for g, c in zip(self.groups, offsets)]
+        return [g["sa"] * _gather(v, g) + c for g, c in zip(self.groups, offsets)]
 
     def add_to(self, r: np.ndarray, d: np.ndarray, us, energy: bool):
         """Add the devices at branch voltages `us` to the residual r and the Hessian
         diagonal d (in place); return their energy (B,) (zeros unless `energy`)."""
         e = np.zeros(len(r))
         for g, u in zip(self.groups, us):
-            current, cond, co = device_values(g["device"], u, energy, g["plain"])
-            ri, di = g["w_r"] * current, g["w_d"] * cond
+            if g["plain"]:
+                ex = np.exp(np.minimum(u * g["inv_vte"], 700.0))
+                em1 = ex - 1.0
+                ri, di = em1 * g["r_em1"], ex * g["d_e"]
+                if energy:
+                    e += em1 @ g["e_em1"] + u @ g["e_u"]
+            else:
+                current, cond, co = device_values(g["device"], u, energy, False)
+                ri, di = g["w_r"] * current, g["w_d"] * cond
+                if energy:
+                    e += co @ g["scale"]
             for sl, f in g["parts"]:
                 r[:, f] += ri[:, sl]
                 d[:, f] += di[:, sl]
-            if energy:
-                e += co @ g["scale"]
         return e
 
     def step_scale(self, us, step) -> np.ndarray:
@@ -101,7 +114,7 @@ class DeviceStack:
         for i in self.limiting:
             g = self.groups[i]
             u_old = us[i]
-            u_new = u_old + g["sa"] * step[:, g["f"]]
+            u_new = u_old + g["sa"] * _gather(step, g)
             du = u_new - u_old    # not sa·step: the unlimited ratio below must be exactly 1
             if g["plain"] and not ((u_new > g["vcrit"]) & (np.abs(du) > g["two_vte"])).any():
                 continue          # no junction limited: α stays 1
@@ -109,6 +122,19 @@ class DeviceStack:
             ratio = np.where(np.abs(du) > 0, (lim - u_old) / np.where(du == 0, 1, du), 1.0)
             alpha = np.minimum(alpha, np.clip(ratio, 1e-6, 1.0).min(1))
         return alpha
+
+
+def _as_slice(idx: np.ndarray):
+    """A run of consecutive indices as a slice (basic indexing: views, in-place adds)."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
+
+
+def _gather(v: np.ndarray, g: dict) -> np.ndarray:
+    if "gather" in g:
+        return np.concatenate([v[:, s] for s in g["gather"]], axis=1)
+    return v[:, g["f"]]
 
 
 def damped_newton(engine, lin, src, cvec, inj, v0):
