@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .devices import ShockleyDiode
+from .schur import PRECOND_MAX_STEP
 
 
 def _plain_shockley(device) -> bool:
@@ -137,12 +138,18 @@ def _gather(v: np.ndarray, g: dict) -> np.ndarray:
     return v[:, g["f"]]
 
 
-def damped_newton(engine, lin, src, cvec, inj, v0):
+def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
     """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
     cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
-    both (B, n) and scaled. Returns (v, converged, iterations)."""
+    both (B, n) and scaled; `precond`, per-sample inverses of the Schur complement at
+    nearby states (analog/schur.py), or None. Returns (v, converged, iterations); when
+    `kept` is a dict, the inverses at each sample's last iteration go to kept["precond"]."""
     K, schur, stack = lin["Kop"], lin["schur"], engine._stack
     B = len(src)
+    carry = schur.keeps_preconditioner(B)
+    Minv = precond if carry and precond is not None and len(precond) == B else None
+    last = np.empty((B, len(schur.R), len(schur.R))) if carry and kept is not None else None
+    moved = None
     v = v0.copy()
     converged = np.zeros(B, bool)
     iterations = np.zeros(B, int)
@@ -166,13 +173,18 @@ def damped_newton(engine, lin, src, cvec, inj, v0):
             if len(active) == 0:
                 break
             iterations[active] += 1
-            step = -schur.solve(d, r)
+            if carry:
+                step, Minv = schur.solve_keep(d, r, Minv, refresh=moved)
+                step = -step
+            else:
+                step = -schur.solve(d, r)
             v_act = v[active]
             alpha = stack.step_scale(us, step) if stack.limiting else np.ones(len(active))
             slope = (r * step).sum(1)
             F_new, r_new, d_new, us_new, accepted = _line_search(evaluate, v_act, step, alpha, F, slope, active)
             v_new = v_act + alpha[:, None] * step
             v[active] = v_new
+            moved = np.abs(alpha[:, None] * step).max(1) > PRECOND_MAX_STEP
             if not accepted.all():   # line search exhausted: go on from the tiny step taken
                 j = np.flatnonzero(~accepted)
                 F_new[j], r_new[j], d_new[j], uj = evaluate(v_new[j], active[j])
@@ -186,11 +198,19 @@ def damped_newton(engine, lin, src, cvec, inj, v0):
                 done[small] = engine._kcl_ok(v_new[small], src[i], r_new[small], lin, cvec[i], inj[i])
             converged[active[done]] = True
             keep = ~(done | bad)
+            if last is not None:
+                last[active[~keep]] = Minv[~keep]
             if keep.all():
                 F, r, d, us = F_new, r_new, d_new, us_new
             else:
                 active = active[keep]
                 F, r, d, us = F_new[keep], r_new[keep], d_new[keep], [u[keep] for u in us_new]
+                Minv = None if Minv is None else Minv[keep]
+                moved = moved[keep]
+    if last is not None:
+        if len(active):
+            last[active] = Minv
+        kept["precond"] = last
     return v, converged, iterations
 
 

@@ -18,12 +18,14 @@ factorisation that fails falls back to LU.
 
 Many eliminated nodes behind a few kept ones (a locally connected layer of hundreds of
 nodes feeding a dense layer of tens): forming S costs n_E·n_R²/2 multiply-adds per sample,
-applying it only 2·n_E·n_R. The devices' conductances d change S little from sample to
-sample, so S is then solved by conjugate gradients preconditioned with one S̄ for the whole
-batch (S at the batch's mean d, formed and inverted once per call), S applied without
-forming it. On 28×28 pixels → LC 4×4/2, 2 filters → 32 → 10 the eigenvalues of S̄⁻¹S lie
-in [0.998, 1.003], so a few iterations reach the tolerance. A sample still short of it
-after PCG_MAX_ITER iterations is solved directly."""
+applying it only 2·n_E·n_R. Between Newton iterations of one sample S changes little (the
+devices' conductances d move with the state), so the Newton loop carries each sample's
+S⁻¹ from the iteration where it was formed and solves the next systems by conjugate
+gradients preconditioned with it, S applied without forming it; the engine hands the
+last inverses of a solve on to EP's linear response and nudged phases (same samples,
+nearby states). A sample whose residual has not reached PCG_RTOL relative to its
+right-hand side after PCG_MAX_ITER iterations is solved directly
+(and its inverse refreshed), so the result is as exact as the direct solve."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +35,13 @@ CHOLESKY_MIN_BATCH = 512
 #: conjugate gradients instead of forming S when n_R ≥ PCG_MIN_ORDER and n_E ≥ PCG_MIN_RATIO·n_R
 PCG_MIN_ORDER = 24
 PCG_MIN_RATIO = 4
-PCG_MAX_ITER = 12
+PCG_MAX_ITER = 4
 PCG_RTOL = 1e-13
+#: largest B·n_R² of the per-sample inverses a Newton solve carries between iterations
+PRECOND_MAX_ENTRIES = 4_000_000
+#: a Newton step larger than this (volts, at some node) renews the sample's preconditioner:
+#: device conductances vary as exp(u / n·Vt), so after a large step the old S⁻¹ is far off
+PRECOND_MAX_STEP = 0.03
 
 
 def independent_set(adjacency: np.ndarray) -> np.ndarray:
@@ -95,26 +102,62 @@ class SchurSolver:
         out[:, R] = vE @ self.KER + vR @ self.KRR
         return out
 
-    def solve(self, d: np.ndarray, rhs: np.ndarray, cholesky=None) -> np.ndarray:
+    def solve(self, d: np.ndarray, rhs: np.ndarray, cholesky=None, precond=None) -> np.ndarray:
         """x (B, n) for Hessian diagonals d (B, n) and right-hand sides rhs (B, n);
-        `cholesky`: the SPD solver to use (the module's `cholesky_solve` by default)."""
+        `cholesky`: the SPD solver to use (the module's `cholesky_solve` by default);
+        `precond`: per-sample inverses of S at a nearby state (from `solve_keep`), used by
+        the conjugate-gradient path only."""
+        return self._solve(d, rhs, cholesky, precond, keep=False)[0]
+
+    def solve_keep(self, d: np.ndarray, rhs: np.ndarray, precond=None, refresh=None):
+        """As `solve`, also returning per-sample inverses of S to precondition the next
+        solve at a nearby state (the next Newton iteration): (x, precond), precond None
+        when this partition does not use conjugate gradients. `refresh` (B,) bool: samples
+        whose preconditioner is too far off to try (solved directly, inverse renewed)."""
+        return self._solve(d, rhs, None, precond, keep=True, refresh=refresh)
+
+    def keeps_preconditioner(self, batch: int) -> bool:
+        """Whether Newton should carry per-sample inverses of S (bounded memory)."""
+        return self.use_pcg and batch * len(self.R) ** 2 <= PRECOND_MAX_ENTRIES
+
+    def _solve(self, d, rhs, cholesky, precond, keep, refresh=None):
         E, R = self.E, self.R
         DE = self.KEE + d[:, E]
         x = np.empty_like(rhs)
         if len(R) == 0:
             x[:, E] = rhs[:, E] / DE
-            return x
+            return x, None
         inv = 1.0 / DE
         b = rhs[:, R] - (rhs[:, E] * inv) @ self.KRE.T
-        if self.use_pcg:
-            xR, todo = self._pcg(inv, d[:, R], b)
-            if len(todo):
-                xR[todo] = self._direct(inv[todo], d[todo][:, R], b[todo], cholesky)
+        dR = d[:, R]
+        keep = keep and self.keeps_preconditioner(len(b))
+        if self.use_pcg and precond is not None and len(precond) == len(b):
+            if refresh is not None and refresh.any():
+                xR, todo = np.empty_like(b), np.flatnonzero(refresh)
+                try_ = np.flatnonzero(~refresh)
+                if len(try_):
+                    xR[try_], failed = self._pcg(inv[try_], dR[try_], b[try_], precond[try_])
+                    todo = np.sort(np.concatenate([todo, try_[failed]]))
+            else:
+                xR, todo = self._pcg(inv, dR, b, precond)
+            if len(todo) and keep:
+                precond = precond.copy()
+                xR[todo], precond[todo] = self._inverse_solve(inv[todo], dR[todo], b[todo])
+            elif len(todo):
+                xR[todo] = self._direct(inv[todo], dR[todo], b[todo], cholesky)
+        elif keep:
+            xR, precond = self._inverse_solve(inv, dR, b)
         else:
-            xR = self._direct(inv, d[:, R], b, cholesky)
+            xR, precond = self._direct(inv, dR, b, cholesky), None
         x[:, R] = xR
         x[:, E] = (rhs[:, E] - xR @ self.KER.T) / DE
-        return x
+        return x, (precond if keep else None)
+
+    def _inverse_solve(self, inv, dR, b):
+        """S⁻¹ per sample and x = S⁻¹ b (S is SPD and small: the inverse is as accurate as
+        the factorisation for a Newton step, and then costs one product per later use)."""
+        Sinv = np.linalg.inv(self._schur_matrices(inv, dR))
+        return (Sinv @ b[:, :, None])[:, :, 0], Sinv
 
     def _schur_matrices(self, inv: np.ndarray, dR: np.ndarray) -> np.ndarray:
         """S for each row of inv (1/D_E) and dR: (n, n_R, n_R)."""
@@ -135,36 +178,36 @@ class SchurSolver:
                 pass
         return np.linalg.solve(S, b[:, :, None])[:, :, 0]
 
-    def _pcg(self, inv, dR, b):
-        """S x = b per sample by conjugate gradients preconditioned with S̄ (S at the batch's
-        mean 1/D_E and d_R). Returns x and the indices of the samples whose residual did not
-        reach PCG_RTOL relative to b (both in the S̄⁻¹ norm)."""
-        try:
-            Minv = np.linalg.inv(self._schur_matrices(inv.mean(0, keepdims=True), dR.mean(0))[0])
-        except np.linalg.LinAlgError:
-            return np.zeros_like(b), np.arange(len(b))
-
+    def _pcg(self, inv, dR, b, Minv):
+        """S x = b per sample by conjugate gradients preconditioned with Minv (B, n_R, n_R),
+        S applied without forming it. Returns x and the indices of the samples whose
+        residual did not reach PCG_RTOL relative to b (both in the Minv norm) within
+        PCG_MAX_ITER iterations."""
         def apply_S(p):
             return p @ self.KRR + dR * p - ((p @ self.KRE) * inv) @ self.KER
 
-        x = b @ Minv
-        r = b - apply_S(x)
-        z = r @ Minv
-        p = z
-        rz = (r * z).sum(1)
-        goal = PCG_RTOL**2 * np.abs((b * x).sum(1))
-        done = rz <= goal
-        for _ in range(PCG_MAX_ITER):
-            if done.all():
-                break
-            q = apply_S(p)
-            pq = (p * q).sum(1)
-            alpha = np.where(done | ~(pq > 0), 0.0, rz / np.where(pq > 0, pq, 1.0))
-            x = x + alpha[:, None] * p
-            r = r - alpha[:, None] * q
-            z = r @ Minv
-            rz_new = (r * z).sum(1)
-            done |= rz_new <= goal
-            p = z + (rz_new / np.where(rz > 0, rz, 1.0))[:, None] * p
-            rz = rz_new
+        def precondition(r):
+            return (Minv @ r[:, :, None])[:, :, 0]
+
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            x = precondition(b)
+            r = b - apply_S(x)
+            z = precondition(r)
+            p = z
+            rz = (r * z).sum(1)
+            goal = PCG_RTOL**2 * np.abs((b * x).sum(1))
+            done = rz <= goal
+            for _ in range(PCG_MAX_ITER):
+                if done.all():
+                    break
+                q = apply_S(p)
+                pq = (p * q).sum(1)
+                alpha = np.where(done | ~(pq > 0), 0.0, rz / np.where(pq > 0, pq, 1.0))
+                x = x + alpha[:, None] * p
+                r = r - alpha[:, None] * q
+                z = precondition(r)
+                rz_new = (r * z).sum(1)
+                done |= rz_new <= goal
+                p = z + (rz_new / np.where(rz > 0, rz, 1.0))[:, None] * p
+                rz = rz_new
         return x, np.flatnonzero(~done)
