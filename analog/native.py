@@ -33,6 +33,7 @@ from . import schur
 from .circuit import CompiledCircuit
 from .engine import check_solve_inputs
 from .newton import DeviceStack, damped_newton
+from .operators import PartitionedK, SparseRight
 from .solution import LazySolution, Solution, device_branch_voltages, dissipated_power
 
 
@@ -53,31 +54,6 @@ def single_blas_thread(fn):
 #: the Schur solver's Cholesky path (re-exported for tests that spy on it)
 _cholesky_solve = schur.cholesky_solve
 CHOLESKY_MIN_ORDER = schur.CHOLESKY_MIN_ORDER
-
-
-class _SparseRight:
-    """A matrix M held as CSR, for `x @ M` with a dense batch x on the left."""
-
-    __array_ufunc__ = None    # numpy's `x @ self` defers to __rmatmul__
-
-    def __init__(self, M):
-        from scipy import sparse
-        self.T = sparse.csr_matrix(M.T)     # M dense or scipy sparse
-
-    def __rmatmul__(self, x):
-        return np.asarray((self.T @ np.asarray(x).T).T)
-
-
-class _PartitionedK:
-    """K, for `v @ K` with a batch v on the left, multiplied by its (E, R) blocks."""
-
-    __array_ufunc__ = None
-
-    def __init__(self, solver: schur.SchurSolver):
-        self.solver = solver
-
-    def __rmatmul__(self, v):
-        return self.solver.times(np.asarray(v))
 
 
 class NativeEngine:
@@ -161,7 +137,7 @@ class NativeEngine:
             self._lin["c0"] = self._offset_residual_direct(G_list, np.zeros((1, self.circuit.n_sources)))[0]
             self._lin["Kop"] = self._K_operator(K, self._lin["schur"])
             C = self._lin["C"]
-            self._lin["Cop"] = C if isinstance(C, np.ndarray) else _SparseRight(C)
+            self._lin["Cop"] = C if isinstance(C, np.ndarray) else SparseRight(C)
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
             self._precond = None
         return self._lin
@@ -173,8 +149,8 @@ class NativeEngine:
         if not len(self._R):
             return K
         if np.count_nonzero(solver.KER) >= 0.2 * solver.KER.size:
-            return _PartitionedK(solver)
-        return _SparseRight(K) if np.count_nonzero(K) < 0.2 * K.size else K
+            return PartitionedK(solver)
+        return SparseRight(K) if np.count_nonzero(K) < 0.2 * K.size else K
 
     def _source_map(self, G_list):
         """C (n_sources, n_free) of the affine residual c = src @ C + c0, straight from the

@@ -9,7 +9,9 @@ samples), where numpy's per-call overhead, not arithmetic, dominates:
   co-content together (one exponential for an ideal Shockley diode);
 * the branch voltages at the current point are kept, so the junction limiting of a step
   needs no second evaluation of them;
-* the conductance-dependent matrices arrive factored into a `SchurSolver` once per solve.
+* the conductance-dependent matrices arrive factored into a `SchurSolver` once per solve;
+* where the Schur complement is solved by conjugate gradients, each sample's inverse from
+  an earlier iteration preconditions the next (`_StepSolver`).
 """
 from __future__ import annotations
 
@@ -138,25 +140,46 @@ def _gather(v: np.ndarray, g: dict) -> np.ndarray:
     return v[:, g["f"]]
 
 
-def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
-    """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
-    cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
-    both (B, n) and scaled; `precond`, per-sample inverses of the Schur complement at
-    nearby states (analog/schur.py), or None. Returns (v, converged, iterations); when
-    `kept` is a dict, the inverses at each sample's last iteration go to kept["precond"]."""
-    K, schur, stack = lin["Kop"], lin["schur"], engine._stack
-    B = len(src)
-    carry = schur.keeps_preconditioner(B)
-    Minv = precond if carry and precond is not None and len(precond) == B else None
-    last = np.empty((B, len(schur.R), len(schur.R))) if carry and kept is not None else None
-    moved = None
-    v = v0.copy()
-    converged = np.zeros(B, bool)
-    iterations = np.zeros(B, int)
-    active = np.arange(B)
-    offs = stack.offsets(src)
-    lin_offset = cvec - inj
+class _StepSolver:
+    """The Newton direction's linear solve; when the partition calls for it, it carries
+    each active sample's inverse Schur complement from one iteration to the next as the
+    conjugate-gradient preconditioner (analog/schur.py), renewed after a step over
+    PRECOND_MAX_STEP volts."""
 
+    def __init__(self, schur, B: int, precond, keep_last: bool):
+        self.schur = schur
+        self.carry = schur.keeps_preconditioner(B)
+        self.Minv = precond if self.carry and precond is not None and len(precond) == B else None
+        self.last = np.empty((B, len(schur.R), len(schur.R))) if self.carry and keep_last else None
+        self.moved = None
+
+    def direction(self, d, r) -> np.ndarray:
+        if not self.carry:
+            return -self.schur.solve(d, r)
+        x, self.Minv = self.schur.solve_keep(d, r, self.Minv, refresh=self.moved)
+        return -x
+
+    def stepped(self, taken: np.ndarray) -> None:
+        self.moved = np.abs(taken).max(1) > PRECOND_MAX_STEP
+
+    def retire(self, active: np.ndarray, keep: np.ndarray) -> None:
+        """Samples leaving the iteration (~keep): keep their last inverses."""
+        if self.Minv is None or keep.all():
+            return
+        if self.last is not None:
+            self.last[active[~keep]] = self.Minv[~keep]
+        self.Minv, self.moved = self.Minv[keep], self.moved[keep]
+
+    def finish(self, active: np.ndarray, kept: dict | None) -> None:
+        if self.last is not None and kept is not None:
+            if len(active) and self.Minv is not None:
+                self.last[active] = self.Minv
+            kept["precond"] = self.last
+
+
+def _evaluator(K, stack, lin_offset, offs):
+    """F, its gradient r, the Hessian diagonal d and the branch voltages at states vv of
+    the samples idx."""
     def evaluate(vv, idx):
         Kv = vv @ K
         c = lin_offset[idx]
@@ -166,25 +189,37 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
         e = stack.add_to(r, d, us, energy=True)
         F = ((0.5 * Kv + c) * vv).sum(1) + e
         return F, r, d, us
+    return evaluate
 
+
+def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
+    """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
+    cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
+    both (B, n) and scaled; `precond`, per-sample inverses of the Schur complement at
+    nearby states (analog/schur.py), or None. Returns (v, converged, iterations); when
+    `kept` is a dict, the inverses at each sample's last iteration go to kept["precond"]."""
+    stack = engine._stack
+    B = len(src)
+    solver = _StepSolver(lin["schur"], B, precond, kept is not None)
+    v = v0.copy()
+    converged = np.zeros(B, bool)
+    iterations = np.zeros(B, int)
+    active = np.arange(B)
+    evaluate = _evaluator(lin["Kop"], stack, cvec - inj, stack.offsets(src))
     with np.errstate(over="ignore", invalid="ignore"):
         F, r, d, us = evaluate(v, active)
         for _ in range(engine.max_iter):
             if len(active) == 0:
                 break
             iterations[active] += 1
-            if carry:
-                step, Minv = schur.solve_keep(d, r, Minv, refresh=moved)
-                step = -step
-            else:
-                step = -schur.solve(d, r)
+            step = solver.direction(d, r)
             v_act = v[active]
             alpha = stack.step_scale(us, step) if stack.limiting else np.ones(len(active))
             slope = (r * step).sum(1)
             F_new, r_new, d_new, us_new, accepted = _line_search(evaluate, v_act, step, alpha, F, slope, active)
             v_new = v_act + alpha[:, None] * step
             v[active] = v_new
-            moved = np.abs(alpha[:, None] * step).max(1) > PRECOND_MAX_STEP
+            solver.stepped(alpha[:, None] * step)
             if not accepted.all():   # line search exhausted: go on from the tiny step taken
                 j = np.flatnonzero(~accepted)
                 F_new[j], r_new[j], d_new[j], uj = evaluate(v_new[j], active[j])
@@ -198,19 +233,13 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
                 done[small] = engine._kcl_ok(v_new[small], src[i], r_new[small], lin, cvec[i], inj[i])
             converged[active[done]] = True
             keep = ~(done | bad)
-            if last is not None:
-                last[active[~keep]] = Minv[~keep]
+            solver.retire(active, keep)
             if keep.all():
                 F, r, d, us = F_new, r_new, d_new, us_new
             else:
                 active = active[keep]
                 F, r, d, us = F_new[keep], r_new[keep], d_new[keep], [u[keep] for u in us_new]
-                Minv = None if Minv is None else Minv[keep]
-                moved = moved[keep]
-    if last is not None:
-        if len(active):
-            last[active] = Minv
-        kept["precond"] = last
+    solver.finish(active, kept)
     return v, converged, iterations
 
 
