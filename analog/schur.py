@@ -156,6 +156,10 @@ class SchurSolver:
     def _inverse_solve(self, inv, dR, b):
         """S⁻¹ per sample and x = S⁻¹ b (S is SPD and small: the inverse is as accurate as
         the factorisation for a Newton step, and then costs one product per later use)."""
+        if len(b) > 1 and (inv == inv[0]).all() and (dR == dR[0]).all():
+            # every sample at the same device state (a cold start from V_ref): one S for all
+            Sinv = np.repeat(np.linalg.inv(self._schur_matrices(inv[:1], dR[:1])), len(b), axis=0)
+            return b @ Sinv[0], Sinv
         Sinv = np.linalg.inv(self._schur_matrices(inv, dR))
         return (Sinv @ b[:, :, None])[:, :, 0], Sinv
 
