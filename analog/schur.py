@@ -14,7 +14,8 @@ Which factorisation (measured on one BLAS thread, 20×20 systems): numpy's batch
 Cholesky with substitutions vectorised over the batch (a Python loop over the order) 786
 and 1,101 µs; at 2,000 samples Cholesky wins (4.9 ms against 8.4). So Cholesky is used from
 CHOLESKY_MIN_BATCH samples and CHOLESKY_MIN_ORDER unknowns, LU below either; a Cholesky
-factorisation that fails falls back to LU.
+factorisation that fails falls back to LU. When every sample of a call is at the same
+device state (the first Newton iteration from V_ref), S is formed and factored once.
 
 Many eliminated nodes behind a few kept ones (a locally connected layer of hundreds of
 nodes feeding a dense layer of tens): forming S costs n_E·n_R²/2 multiply-adds per sample,
@@ -174,6 +175,9 @@ class SchurSolver:
         return S
 
     def _direct(self, inv, dR, b, cholesky=None) -> np.ndarray:
+        if len(b) > 1 and (inv == inv[0]).all() and (dR == dR[0]).all():
+            # every sample at the same device state (a cold start from V_ref): one S for all
+            return np.linalg.solve(self._schur_matrices(inv[:1], dR[:1])[0], b.T).T
         S = self._schur_matrices(inv, dR)
         if len(self.R) >= CHOLESKY_MIN_ORDER and len(b) >= CHOLESKY_MIN_BATCH:
             try:
