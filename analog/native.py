@@ -33,6 +33,7 @@ from . import schur
 from .circuit import CompiledCircuit
 from .engine import check_solve_inputs
 from .newton import DeviceStack, damped_newton
+from .operators import PartitionedK, SparseRight
 from .solution import LazySolution, Solution, device_branch_voltages, dissipated_power
 
 
@@ -53,19 +54,6 @@ def single_blas_thread(fn):
 #: the Schur solver's Cholesky path (re-exported for tests that spy on it)
 _cholesky_solve = schur.cholesky_solve
 CHOLESKY_MIN_ORDER = schur.CHOLESKY_MIN_ORDER
-
-
-class _SparseRight:
-    """A matrix M held as CSR, for `x @ M` with a dense batch x on the left."""
-
-    __array_ufunc__ = None    # numpy's `x @ self` defers to __rmatmul__
-
-    def __init__(self, M: np.ndarray):
-        from scipy import sparse
-        self.T = sparse.csr_matrix(M.T)
-
-    def __rmatmul__(self, x):
-        return np.asarray((self.T @ np.asarray(x).T).T)
 
 
 class NativeEngine:
@@ -96,6 +84,7 @@ class NativeEngine:
         chosen = schur.independent_set(structure)
         self._E, self._R = np.flatnonzero(chosen), np.flatnonzero(~chosen)
         self._cache_G: list[np.ndarray] | None = None
+        self._precond = None      # (src, per-sample S⁻¹) of the last solve, see _preconditioner
         self._nl = []
         for blk in c.nonlinear:
             f = self._tf[blk.node_terms]
@@ -146,23 +135,33 @@ class NativeEngine:
             # c(src) is affine in the source voltages: c = src @ C + c0, one GEMM per solve
             self._lin["C"] = self._source_map(G_list)
             self._lin["c0"] = self._offset_residual_direct(G_list, np.zeros((1, self.circuit.n_sources)))[0]
-            # a circuit with locally connected blocks has a sparse K and C: multiply them as CSR
-            # (K is symmetric, so v @ K = (K v)ᵀ), e.g. 4 % of K's entries for 28×28 pixels → LC → 20
-            sparse_K = any(b.cols is not None for b in self.circuit.dense)
-            self._lin["Kop"] = _SparseRight(K) if sparse_K and np.count_nonzero(K) < 0.2 * K.size else K
-            self._lin["Cop"] = (_SparseRight(self._lin["C"]) if sparse_K and
-                                np.count_nonzero(self._lin["C"]) < 0.2 * self._lin["C"].size else self._lin["C"])
+            self._lin["Kop"] = self._K_operator(K, self._lin["schur"])
+            C = self._lin["C"]
+            self._lin["Cop"] = C if isinstance(C, np.ndarray) else SparseRight(C)
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
+            self._precond = None
         return self._lin
 
-    def _source_map(self, G_list) -> np.ndarray:
+    def _K_operator(self, K, solver):
+        """What `v @ K` is computed with: K's (E, R) blocks when K_ER is mostly non-zero (the
+        dense coupling between layers, as behind a locally connected layer), CSR when K is
+        mostly zeros even there, K itself when there is nothing to partition."""
+        if not len(self._R):
+            return K
+        if np.count_nonzero(solver.KER) >= 0.2 * solver.KER.size:
+            return PartitionedK(solver)
+        return SparseRight(K) if np.count_nonzero(K) < 0.2 * K.size else K
+
+    def _source_map(self, G_list):
         """C (n_sources, n_free) of the affine residual c = src @ C + c0, straight from the
         crossbar edges whose input is a source: −(scaled) G at (source, the row's free node),
         times the row terminal's coefficient. (Pushing the identity of the sources through
         the crossbars gives the same matrix at n_sources times the cost of one sample: for
-        784 pixels that was most of an EP training step, rebuilt after every update.)"""
+        784 pixels that was most of an EP training step, rebuilt after every update.)
+        A scipy CSR matrix when locally connected blocks leave it mostly zeros (2 % for 28×28
+        pixels → LC → 20), built from the edges without a dense intermediate; else dense."""
         c = self.circuit
-        C = np.zeros((c.n_sources, c.n_free))
+        rows, cols, vals = [], [], []
         for blk, G in zip(c.dense, G_list):
             Gs = blk.scaled(G)
             fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
@@ -170,11 +169,23 @@ class NativeEngine:
             if not src.any():
                 continue
             if blk.cols is None:
-                np.add.at(C, (blk.in_terms[src][:, None] - c.n_free, fo[None, :]), -(ao[:, None] * Gs[:, src]).T)
+                i, j = np.broadcast_arrays(blk.in_terms[src][:, None] - c.n_free, fo[None, :])
+                rows.append(i.ravel())
+                cols.append(j.ravel())
+                vals.append(-(ao[:, None] * Gs[:, src]).T.ravel())
             else:
-                rows, cols = xb.edges(blk)
-                m = src[cols]
-                np.add.at(C, (blk.in_terms[cols[m]] - c.n_free, fo[rows[m]]), -ao[rows[m]] * Gs.ravel()[m])
+                r, k = xb.edges(blk)
+                m = src[k]
+                rows.append(blk.in_terms[k[m]] - c.n_free)
+                cols.append(fo[r[m]])
+                vals.append(-ao[r[m]] * Gs.ravel()[m])
+        rows, cols, vals = (np.concatenate(a) if a else np.zeros(0) for a in (rows, cols, vals))
+        shape = (c.n_sources, c.n_free)
+        if any(b.cols is not None for b in c.dense) and len(vals) < 0.2 * shape[0] * shape[1]:
+            from scipy import sparse
+            return sparse.csr_matrix((vals, (rows.astype(int), cols.astype(int))), shape=shape)
+        C = np.zeros(shape)
+        np.add.at(C, (rows.astype(int), cols.astype(int)), vals)
         return C
 
     def dense_currents(self, G_list, V, scaled=False):
@@ -232,6 +243,20 @@ class NativeEngine:
         """Solve (K + diag(d)) x = rhs per sample by eliminating the independent set E."""
         return self._linear(G_list)["schur"].solve(d, rhs, cholesky=_cholesky_solve)
 
+    def _preconditioner(self, src: np.ndarray):
+        """Per-sample inverses of the Schur complement left by the last solve, when `src` is
+        that solve's sources, or them twice (EP's two nudged phases in one batch): its
+        samples at nearby states. Only a preconditioner: a stale one costs iterations, never
+        accuracy (analog/schur.py)."""
+        if self._precond is None:
+            return None
+        old_src, minv = self._precond
+        n = len(old_src)
+        if len(src) % n or len(src) // n > 2 or not all(
+                np.array_equal(src[k * n:(k + 1) * n], old_src) for k in range(len(src) // n)):
+            return None
+        return minv if len(src) == n else np.concatenate([minv] * (len(src) // n))
+
     # ---- public API ---------------------------------------------------------------------------
     @single_blas_thread
     def solve(self, G_list, x=None, *, src=None, nudge=None, v0=None) -> Solution:
@@ -271,7 +296,11 @@ class NativeEngine:
         cvec = src @ lin["Cop"] + lin["c0"]
         inj = np.zeros((B, c.n_free)) if nudge is None else c.nudge_currents(nudge) * c.free_scale
         v = np.full((B, c.n_free), c.vref) if v0 is None else v0
-        return damped_newton(self, lin, src, cvec, inj, v)
+        kept = {}
+        out = damped_newton(self, lin, src, cvec, inj, v, precond=self._preconditioner(src), kept=kept)
+        if "precond" in kept and nudge is None:
+            self._precond = (src.copy(), kept["precond"])
+        return out
 
     def _kcl_ok(self, v, src, r, lin, cvec, inj) -> np.ndarray:
         """Residual test in amperes at every free node (see the module docstring)."""
@@ -325,7 +354,9 @@ class NativeEngine:
         stack = self._stack
         d = np.zeros_like(v)
         stack.add_to(np.zeros_like(v), d, stack.branch(v, stack.offsets(src)), energy=False)
-        return self.linear_solve(G_list, d, c.nudge_currents(currents) * c.free_scale)
+        solver = self._linear(G_list)["schur"]
+        return solver.solve(d, c.nudge_currents(currents) * c.free_scale, cholesky=_cholesky_solve,
+                            precond=self._preconditioner(src))
 
     def hessian_diagonal(self, v, src) -> np.ndarray:
         """Device part d(v) of the Hessian K + diag(d) at a state."""

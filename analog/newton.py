@@ -9,13 +9,16 @@ samples), where numpy's per-call overhead, not arithmetic, dominates:
   co-content together (one exponential for an ideal Shockley diode);
 * the branch voltages at the current point are kept, so the junction limiting of a step
   needs no second evaluation of them;
-* the conductance-dependent matrices arrive factored into a `SchurSolver` once per solve.
+* the conductance-dependent matrices arrive factored into a `SchurSolver` once per solve;
+* where the Schur complement is solved by conjugate gradients, each sample's inverse from
+  an earlier iteration preconditions the next (`_StepSolver`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .devices import ShockleyDiode
+from .schur import PRECOND_MAX_STEP
 
 
 def _plain_shockley(device) -> bool:
@@ -67,11 +70,17 @@ class DeviceStack:
         g = dict(device=device, f=f, sa=sign * a, sign=sign, scale=scale, w_r=scale * sign * a, w_d=scale * a * a,
                  off=sign * np.concatenate([term_offset[b.node_terms] for b in blks]),
                  ref=np.concatenate([np.full(len(b.node_terms), b.ref_term - circuit.n_free) for b in blks]),
-                 parts=[(slice(lo, hi), term_free[b.node_terms]) for lo, hi, b in zip(bounds, bounds[1:], blks)],
+                 parts=[(slice(lo, hi), _as_slice(term_free[b.node_terms])) for lo, hi, b in zip(bounds, bounds[1:], blks)],
                  plain=_plain_shockley(device), limit=bool(device.needs_limiting))
+        if all(isinstance(fp, slice) for _, fp in g["parts"]):   # gather by slices, not fancy indexing
+            g["gather"] = [fp for _, fp in g["parts"]]
         if g["plain"]:   # pnjlim acts only above the critical voltage, on steps over 2·N·Vt
-            vte = device.vte
-            g["vcrit"], g["two_vte"] = vte * np.log(vte / (np.sqrt(2.0) * device.IS)), 2.0 * vte
+            vte, IS = device.vte, device.IS
+            g["vcrit"], g["two_vte"] = vte * np.log(vte / (np.sqrt(2.0) * IS)), 2.0 * vte
+            # I = IS·(e − 1), dI/du = (IS/vte)·e, co-content IS·vte·(e − 1) − IS·u with e = exp(u/vte):
+            # the constant factors folded into the weights, the energy summed by two products
+            g["inv_vte"], g["r_em1"], g["d_e"] = 1.0 / vte, g["w_r"] * IS, g["w_d"] * IS / vte
+            g["e_em1"], g["e_u"] = scale * IS * vte, -scale * IS
         return g
 
     def offsets(self, src: np.ndarray) -> list[np.ndarray]:
@@ -79,20 +88,27 @@ class DeviceStack:
         return [g["off"] - g["sign"] * src[:, g["ref"]] for g in self.groups]
 
     def branch(self, v, offsets) -> list[np.ndarray]:
-        return [g["sa"] * v[:, g["f"]] + c for g, c in zip(self.groups, offsets)]
+        return [g["sa"] * _gather(v, g) + c for g, c in zip(self.groups, offsets)]
 
     def add_to(self, r: np.ndarray, d: np.ndarray, us, energy: bool):
         """Add the devices at branch voltages `us` to the residual r and the Hessian
         diagonal d (in place); return their energy (B,) (zeros unless `energy`)."""
         e = np.zeros(len(r))
         for g, u in zip(self.groups, us):
-            current, cond, co = device_values(g["device"], u, energy, g["plain"])
-            ri, di = g["w_r"] * current, g["w_d"] * cond
+            if g["plain"]:
+                ex = np.exp(np.minimum(u * g["inv_vte"], 700.0))
+                em1 = ex - 1.0
+                ri, di = em1 * g["r_em1"], ex * g["d_e"]
+                if energy:
+                    e += em1 @ g["e_em1"] + u @ g["e_u"]
+            else:
+                current, cond, co = device_values(g["device"], u, energy, False)
+                ri, di = g["w_r"] * current, g["w_d"] * cond
+                if energy:
+                    e += co @ g["scale"]
             for sl, f in g["parts"]:
                 r[:, f] += ri[:, sl]
                 d[:, f] += di[:, sl]
-            if energy:
-                e += co @ g["scale"]
         return e
 
     def step_scale(self, us, step) -> np.ndarray:
@@ -101,7 +117,7 @@ class DeviceStack:
         for i in self.limiting:
             g = self.groups[i]
             u_old = us[i]
-            u_new = u_old + g["sa"] * step[:, g["f"]]
+            u_new = u_old + g["sa"] * _gather(step, g)
             du = u_new - u_old    # not sa·step: the unlimited ratio below must be exactly 1
             if g["plain"] and not ((u_new > g["vcrit"]) & (np.abs(du) > g["two_vte"])).any():
                 continue          # no junction limited: α stays 1
@@ -111,19 +127,59 @@ class DeviceStack:
         return alpha
 
 
-def damped_newton(engine, lin, src, cvec, inj, v0):
-    """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
-    cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
-    both (B, n) and scaled. Returns (v, converged, iterations)."""
-    K, schur, stack = lin["Kop"], lin["schur"], engine._stack
-    B = len(src)
-    v = v0.copy()
-    converged = np.zeros(B, bool)
-    iterations = np.zeros(B, int)
-    active = np.arange(B)
-    offs = stack.offsets(src)
-    lin_offset = cvec - inj
+def _as_slice(idx: np.ndarray):
+    """A run of consecutive indices as a slice (basic indexing: views, in-place adds)."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
 
+
+def _gather(v: np.ndarray, g: dict) -> np.ndarray:
+    if "gather" in g:
+        return np.concatenate([v[:, s] for s in g["gather"]], axis=1)
+    return v[:, g["f"]]
+
+
+class _StepSolver:
+    """The Newton direction's linear solve; when the partition calls for it, it carries
+    each active sample's inverse Schur complement from one iteration to the next as the
+    conjugate-gradient preconditioner (analog/schur.py), renewed after a step over
+    PRECOND_MAX_STEP volts."""
+
+    def __init__(self, schur, B: int, precond, keep_last: bool):
+        self.schur = schur
+        self.carry = schur.keeps_preconditioner(B)
+        self.Minv = precond if self.carry and precond is not None and len(precond) == B else None
+        self.last = np.empty((B, len(schur.R), len(schur.R))) if self.carry and keep_last else None
+        self.moved = None
+
+    def direction(self, d, r) -> np.ndarray:
+        if not self.carry:
+            return -self.schur.solve(d, r)
+        x, self.Minv = self.schur.solve_keep(d, r, self.Minv, refresh=self.moved)
+        return -x
+
+    def stepped(self, taken: np.ndarray) -> None:
+        self.moved = np.abs(taken).max(1) > PRECOND_MAX_STEP
+
+    def retire(self, active: np.ndarray, keep: np.ndarray) -> None:
+        """Samples leaving the iteration (~keep): keep their last inverses."""
+        if self.Minv is None or keep.all():
+            return
+        if self.last is not None:
+            self.last[active[~keep]] = self.Minv[~keep]
+        self.Minv, self.moved = self.Minv[keep], self.moved[keep]
+
+    def finish(self, active: np.ndarray, kept: dict | None) -> None:
+        if self.last is not None and kept is not None:
+            if len(active) and self.Minv is not None:
+                self.last[active] = self.Minv
+            kept["precond"] = self.last
+
+
+def _evaluator(K, stack, lin_offset, offs):
+    """F, its gradient r, the Hessian diagonal d and the branch voltages at states vv of
+    the samples idx."""
     def evaluate(vv, idx):
         Kv = vv @ K
         c = lin_offset[idx]
@@ -133,20 +189,37 @@ def damped_newton(engine, lin, src, cvec, inj, v0):
         e = stack.add_to(r, d, us, energy=True)
         F = ((0.5 * Kv + c) * vv).sum(1) + e
         return F, r, d, us
+    return evaluate
 
+
+def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
+    """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
+    cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
+    both (B, n) and scaled; `precond`, per-sample inverses of the Schur complement at
+    nearby states (analog/schur.py), or None. Returns (v, converged, iterations); when
+    `kept` is a dict, the inverses at each sample's last iteration go to kept["precond"]."""
+    stack = engine._stack
+    B = len(src)
+    solver = _StepSolver(lin["schur"], B, precond, kept is not None)
+    v = v0.copy()
+    converged = np.zeros(B, bool)
+    iterations = np.zeros(B, int)
+    active = np.arange(B)
+    evaluate = _evaluator(lin["Kop"], stack, cvec - inj, stack.offsets(src))
     with np.errstate(over="ignore", invalid="ignore"):
         F, r, d, us = evaluate(v, active)
         for _ in range(engine.max_iter):
             if len(active) == 0:
                 break
             iterations[active] += 1
-            step = -schur.solve(d, r)
+            step = solver.direction(d, r)
             v_act = v[active]
             alpha = stack.step_scale(us, step) if stack.limiting else np.ones(len(active))
             slope = (r * step).sum(1)
             F_new, r_new, d_new, us_new, accepted = _line_search(evaluate, v_act, step, alpha, F, slope, active)
             v_new = v_act + alpha[:, None] * step
             v[active] = v_new
+            solver.stepped(alpha[:, None] * step)
             if not accepted.all():   # line search exhausted: go on from the tiny step taken
                 j = np.flatnonzero(~accepted)
                 F_new[j], r_new[j], d_new[j], uj = evaluate(v_new[j], active[j])
@@ -160,11 +233,13 @@ def damped_newton(engine, lin, src, cvec, inj, v0):
                 done[small] = engine._kcl_ok(v_new[small], src[i], r_new[small], lin, cvec[i], inj[i])
             converged[active[done]] = True
             keep = ~(done | bad)
+            solver.retire(active, keep)
             if keep.all():
                 F, r, d, us = F_new, r_new, d_new, us_new
             else:
                 active = active[keep]
                 F, r, d, us = F_new[keep], r_new[keep], d_new[keep], [u[keep] for u in us_new]
+    solver.finish(active, kept)
     return v, converged, iterations
 
 

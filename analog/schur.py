@@ -14,13 +14,35 @@ Which factorisation (measured on one BLAS thread, 20×20 systems): numpy's batch
 Cholesky with substitutions vectorised over the batch (a Python loop over the order) 786
 and 1,101 µs; at 2,000 samples Cholesky wins (4.9 ms against 8.4). So Cholesky is used from
 CHOLESKY_MIN_BATCH samples and CHOLESKY_MIN_ORDER unknowns, LU below either; a Cholesky
-factorisation that fails falls back to LU."""
+factorisation that fails falls back to LU. When every sample of a call is at the same
+device state (the first Newton iteration from V_ref), S is formed and factored once.
+
+Many eliminated nodes behind a few kept ones (a locally connected layer of hundreds of
+nodes feeding a dense layer of tens): forming S costs n_E·n_R²/2 multiply-adds per sample,
+applying it only 2·n_E·n_R. Between Newton iterations of one sample S changes little (the
+devices' conductances d move with the state), so the Newton loop carries each sample's
+S⁻¹ from the iteration where it was formed and solves the next systems by conjugate
+gradients preconditioned with it, S applied without forming it; the engine hands the
+last inverses of a solve on to EP's linear response and nudged phases (same samples,
+nearby states). A sample whose residual has not reached PCG_RTOL relative to its
+right-hand side after PCG_MAX_ITER iterations is solved directly
+(and its inverse refreshed), so the result is as exact as the direct solve."""
 from __future__ import annotations
 
 import numpy as np
 
 CHOLESKY_MIN_ORDER = 12
 CHOLESKY_MIN_BATCH = 512
+#: conjugate gradients instead of forming S when n_R ≥ PCG_MIN_ORDER and n_E ≥ PCG_MIN_RATIO·n_R
+PCG_MIN_ORDER = 24
+PCG_MIN_RATIO = 4
+PCG_MAX_ITER = 4
+PCG_RTOL = 1e-13
+#: largest B·n_R² of the per-sample inverses a Newton solve carries between iterations
+PRECOND_MAX_ENTRIES = 4_000_000
+#: a Newton step larger than this (volts, at some node) renews the sample's preconditioner:
+#: device conductances vary as exp(u / n·Vt), so after a large step the old S⁻¹ is far off
+PRECOND_MAX_STEP = 0.03
 
 
 def independent_set(adjacency: np.ndarray) -> np.ndarray:
@@ -69,32 +91,131 @@ class SchurSolver:
         self.P = self.KRE.T[:, self.iu] * self.KER[:, self.ju]
         self.KRR_upper = self.KRR[self.iu, self.ju]
         self.diag = np.arange(nR)
+        self.use_pcg = nR >= PCG_MIN_ORDER and len(E) >= PCG_MIN_RATIO * nR
 
-    def solve(self, d: np.ndarray, rhs: np.ndarray, cholesky=None) -> np.ndarray:
+    def times(self, v: np.ndarray) -> np.ndarray:
+        """v @ K for a batch v (B, n) by blocks (K_EE is diagonal): 2·n_E·n_R + n_R² per
+        sample instead of n², and dense products, faster than CSR even on a sparse K."""
+        E, R = self.E, self.R
+        vE, vR = v[:, E], v[:, R]
+        out = np.empty_like(v)
+        out[:, E] = vE * self.KEE + vR @ self.KRE
+        out[:, R] = vE @ self.KER + vR @ self.KRR
+        return out
+
+    def solve(self, d: np.ndarray, rhs: np.ndarray, cholesky=None, precond=None) -> np.ndarray:
         """x (B, n) for Hessian diagonals d (B, n) and right-hand sides rhs (B, n);
-        `cholesky`: the SPD solver to use (the module's `cholesky_solve` by default)."""
+        `cholesky`: the SPD solver to use (the module's `cholesky_solve` by default);
+        `precond`: per-sample inverses of S at a nearby state (from `solve_keep`), used by
+        the conjugate-gradient path only."""
+        return self._solve(d, rhs, cholesky, precond, keep=False)[0]
+
+    def solve_keep(self, d: np.ndarray, rhs: np.ndarray, precond=None, refresh=None):
+        """As `solve`, also returning per-sample inverses of S to precondition the next
+        solve at a nearby state (the next Newton iteration): (x, precond), precond None
+        when this partition does not use conjugate gradients. `refresh` (B,) bool: samples
+        whose preconditioner is too far off to try (solved directly, inverse renewed)."""
+        return self._solve(d, rhs, None, precond, keep=True, refresh=refresh)
+
+    def keeps_preconditioner(self, batch: int) -> bool:
+        """Whether Newton should carry per-sample inverses of S (bounded memory)."""
+        return self.use_pcg and batch * len(self.R) ** 2 <= PRECOND_MAX_ENTRIES
+
+    def _solve(self, d, rhs, cholesky, precond, keep, refresh=None):
         E, R = self.E, self.R
         DE = self.KEE + d[:, E]
         x = np.empty_like(rhs)
         if len(R) == 0:
             x[:, E] = rhs[:, E] / DE
-            return x
+            return x, None
         inv = 1.0 / DE
-        B, nR = len(rhs), len(R)
-        S = np.empty((B, nR, nR))
+        b = rhs[:, R] - (rhs[:, E] * inv) @ self.KRE.T
+        dR = d[:, R]
+        keep = keep and self.keeps_preconditioner(len(b))
+        if self.use_pcg and precond is not None and len(precond) == len(b):
+            if refresh is not None and refresh.any():
+                xR, todo = np.empty_like(b), np.flatnonzero(refresh)
+                try_ = np.flatnonzero(~refresh)
+                if len(try_):
+                    xR[try_], failed = self._pcg(inv[try_], dR[try_], b[try_], precond[try_])
+                    todo = np.sort(np.concatenate([todo, try_[failed]]))
+            else:
+                xR, todo = self._pcg(inv, dR, b, precond)
+            if len(todo) and keep:
+                precond = precond.copy()
+                xR[todo], precond[todo] = self._inverse_solve(inv[todo], dR[todo], b[todo])
+            elif len(todo):
+                xR[todo] = self._direct(inv[todo], dR[todo], b[todo], cholesky)
+        elif keep:
+            xR, precond = self._inverse_solve(inv, dR, b)
+        else:
+            xR, precond = self._direct(inv, dR, b, cholesky), None
+        x[:, R] = xR
+        x[:, E] = (rhs[:, E] - xR @ self.KER.T) / DE
+        return x, (precond if keep else None)
+
+    def _inverse_solve(self, inv, dR, b):
+        """S⁻¹ per sample and x = S⁻¹ b (S is SPD and small: the inverse is as accurate as
+        the factorisation for a Newton step, and then costs one product per later use)."""
+        if len(b) > 1 and (inv == inv[0]).all() and (dR == dR[0]).all():
+            # every sample at the same device state (a cold start from V_ref): one S for all
+            Sinv = np.repeat(np.linalg.inv(self._schur_matrices(inv[:1], dR[:1])), len(b), axis=0)
+            return b @ Sinv[0], Sinv
+        Sinv = np.linalg.inv(self._schur_matrices(inv, dR))
+        return (Sinv @ b[:, :, None])[:, :, 0], Sinv
+
+    def _schur_matrices(self, inv: np.ndarray, dR: np.ndarray) -> np.ndarray:
+        """S for each row of inv (1/D_E) and dR: (n, n_R, n_R)."""
+        nR = len(self.R)
+        S = np.empty((len(inv), nR, nR))
         upper = self.KRR_upper - inv @ self.P
         S[:, self.iu, self.ju] = upper
         S[:, self.ju, self.iu] = upper
-        S[:, self.diag, self.diag] += d[:, R]
-        b = rhs[:, R] - (rhs[:, E] * inv) @ self.KRE.T
-        xR = None
-        if nR >= CHOLESKY_MIN_ORDER and B >= CHOLESKY_MIN_BATCH:
+        S[:, self.diag, self.diag] += dR
+        return S
+
+    def _direct(self, inv, dR, b, cholesky=None) -> np.ndarray:
+        if len(b) > 1 and (inv == inv[0]).all() and (dR == dR[0]).all():
+            # every sample at the same device state (a cold start from V_ref): one S for all
+            return np.linalg.solve(self._schur_matrices(inv[:1], dR[:1])[0], b.T).T
+        S = self._schur_matrices(inv, dR)
+        if len(self.R) >= CHOLESKY_MIN_ORDER and len(b) >= CHOLESKY_MIN_BATCH:
             try:
-                xR = (cholesky or cholesky_solve)(S, b)
+                return (cholesky or cholesky_solve)(S, b)
             except np.linalg.LinAlgError:
-                xR = None
-        if xR is None:
-            xR = np.linalg.solve(S, b[:, :, None])[:, :, 0]
-        x[:, R] = xR
-        x[:, E] = (rhs[:, E] - xR @ self.KER.T) / DE
-        return x
+                pass
+        return np.linalg.solve(S, b[:, :, None])[:, :, 0]
+
+    def _pcg(self, inv, dR, b, Minv):
+        """S x = b per sample by conjugate gradients preconditioned with Minv (B, n_R, n_R),
+        S applied without forming it. Returns x and the indices of the samples whose
+        residual did not reach PCG_RTOL relative to b (both in the Minv norm) within
+        PCG_MAX_ITER iterations."""
+        def apply_S(p):
+            return p @ self.KRR + dR * p - ((p @ self.KRE) * inv) @ self.KER
+
+        def precondition(r):
+            return (Minv @ r[:, :, None])[:, :, 0]
+
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            x = precondition(b)
+            r = b - apply_S(x)
+            z = precondition(r)
+            p = z
+            rz = (r * z).sum(1)
+            goal = PCG_RTOL**2 * np.abs((b * x).sum(1))
+            done = rz <= goal
+            for _ in range(PCG_MAX_ITER):
+                if done.all():
+                    break
+                q = apply_S(p)
+                pq = (p * q).sum(1)
+                alpha = np.where(done | ~(pq > 0), 0.0, rz / np.where(pq > 0, pq, 1.0))
+                x = x + alpha[:, None] * p
+                r = r - alpha[:, None] * q
+                z = precondition(r)
+                rz_new = (r * z).sum(1)
+                done |= rz_new <= goal
+                p = z + (rz_new / np.where(rz > 0, rz, 1.0))[:, None] * p
+                rz = rz_new
+        return x, np.flatnonzero(~done)

@@ -161,14 +161,23 @@ def test_convergence_needs_kcl_not_only_a_small_step():
         NativeEngine(c, tol_i=-1.0)
 
 
-@pytest.mark.parametrize("path", ["cholesky", "lu"])
+@pytest.mark.parametrize("path", ["cholesky", "lu", "pcg", "pcg-fallback"])
 def test_schur_solve_matches_a_dense_solve(monkeypatch, path):
-    """linear_solve (independent-set elimination, Cholesky or LU on the Schur complement)
-    against numpy's dense solve of (K + diag(d)) x = b with K assembled here from the
-    conductances."""
+    """linear_solve (independent-set elimination, then Cholesky or LU on the Schur
+    complement, or conjugate gradients on it; 'pcg-fallback': no iteration allowed, so every
+    sample falls back to the direct solve) against numpy's dense solve of (K + diag(d)) x = b
+    with K assembled here from the conductances."""
     import analog.native as native
     import analog.schur as schur
     monkeypatch.setattr(schur, "CHOLESKY_MIN_BATCH", 1 if path == "cholesky" else 10**9)
+    if path.startswith("pcg"):
+        monkeypatch.setattr(schur, "PCG_MIN_ORDER", 1)
+        monkeypatch.setattr(schur, "PCG_MIN_RATIO", 0)
+    if path == "pcg-fallback":
+        monkeypatch.setattr(schur, "PCG_MAX_ITER", 0)
+    direct = []
+    real_direct = schur.SchurSolver._direct
+    monkeypatch.setattr(schur.SchurSolver, "_direct", lambda self, *a: direct.append(len(a[2])) or real_direct(self, *a))
     m = block(features=3, hidden=(20,), outputs=7, device=ShockleyDiode())
     c, G = m.circuit, m.conductances
     eng = NativeEngine(c)
@@ -181,6 +190,13 @@ def test_schur_solve_matches_a_dense_solve(monkeypatch, path):
     rhs = np.random.default_rng(0).normal(size=s.v.shape)
     x = eng.linear_solve(G, d, rhs)
     assert bool(calls) == (path == "cholesky")
+    if path.startswith("pcg"):
+        # preconditioned by the inverses of the Schur complements at a nearby state
+        solver = eng._linear(G)["schur"]
+        _, near = solver.solve_keep(d * 1.05, rhs)
+        direct.clear()
+        x = solver.solve(d, rhs, precond=near)
+        assert direct == ([] if path == "pcg" else [len(rhs)])
     # K from the element list: Σ over edges s·G·(e_i − e_j)(e_i − e_j)ᵀ, amplifier outputs
     # replaced by A·(their input), plus gmin·s on the diagonal
     n = c.n_free
