@@ -1,0 +1,202 @@
+"""Transient simulation on the native engine: the circuit's ODE with a capacitance at every
+free node, integrated by an implicit method with Newton at each step, batched over samples.
+
+The ODE. With C_n the capacitance of free node n to ground and KCL_n(v, t) the net current
+leaving n through the circuit's elements (the DC engines' residual divided by the node's
+energy scale s_n),
+
+    C_n dv_n/dt = −KCL_n(v, t)   ⇔   s_n C_n dv_n/dt = −∂F/∂v_n,
+
+so the free dynamics are a gradient flow of the energy F (docs/design.md): dF/dt =
+−Σ (∂F/∂v_n)² / (s_n C_n) ≤ 0 while the sources hold still, and every transient ends at the
+DC operating point.
+
+Methods (`method`):
+* "be", backward Euler: v_{k+1} solves s C (v − v_k)/h + ∇F(v, t_{k+1}) = 0, which is the
+  minimum of the convex function F(v) + Σ s C (v − v_k)² / (2h): the DC problem with an
+  extra conductance C/h to a source at v_k. So the engine's own pieces (residual, Hessian
+  diagonal, linear solve on K + diag(d)) give Newton's step, and a backtracking line search
+  on that function makes every step go downhill. L-stable (stiff modes are damped, not
+  ringing), first order; ngspice's `method=gear maxord=1` is the same scheme.
+* "midpoint", implicit midpoint: the same solve at t_k + h/2 with step h/2 gives v_{k+½}, and
+  v_{k+1} = 2 v_{k+½} − v_k. Second order, and its energy bookkeeping is exact: the energy
+  the sources deliver at the midpoints equals the dissipation there plus the change of
+  ½ C v² (analog/inference_energy.py uses it).
+
+Inputs switch as a ramp: every source moves linearly from `src_start` (the circuit at rest
+at its operating point there) to `src_end` over `rise` seconds, then holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import AnalogInputError
+from .native import total_energy
+
+METHODS = ("be", "midpoint")
+
+
+@dataclass(frozen=True)
+class TransientSpec:
+    """duration and dt (s) of the fixed grid, rise (s) of the input ramp, method, Newton's
+    step tolerance tol_v (V) and iteration budget per time step."""
+    duration: float = 5e-9
+    dt: float = 5e-12
+    rise: float = 10e-12
+    method: str = "be"
+    tol_v: float = 1e-10
+    max_iter: int = 50
+
+    def __post_init__(self):
+        for key in ("duration", "dt", "tol_v"):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and value > 0):
+                raise AnalogInputError(f"transient.{key}={value!r} must be a finite number > 0")
+        if not (np.isfinite(self.rise) and self.rise >= 0):
+            raise AnalogInputError(f"transient.rise={self.rise!r} must be a finite number >= 0")
+        if self.dt >= self.duration:
+            raise AnalogInputError(f"transient.dt={self.dt!r} must be below transient.duration={self.duration!r}")
+        if self.method not in METHODS:
+            raise AnalogInputError(f"transient.method={self.method!r}: expected one of {list(METHODS)}")
+
+    def times(self) -> np.ndarray:
+        n = int(np.ceil(self.duration / self.dt - 1e-9))
+        return np.minimum(np.arange(n + 1) * self.dt, self.duration)
+
+
+def ramp(src_start: np.ndarray, src_end: np.ndarray, t: float, rise: float) -> np.ndarray:
+    """Source voltages at time t: linear from src_start to src_end over [0, rise]."""
+    frac = 1.0 if rise <= 0 or t >= rise else t / rise
+    return src_start + frac * (src_end - src_start)
+
+
+@dataclass
+class StepRecord:
+    """What the integrator hands to a probe after each step: the new state v (B, n) at time
+    t, and the state and time at which the step's currents act (v_eval, t_eval: the end
+    point for backward Euler, the midpoint for the midpoint rule), h the step."""
+    k: int
+    t: float
+    h: float
+    v: np.ndarray
+    v_prev: np.ndarray
+    v_eval: np.ndarray
+    t_eval: float
+    src_eval: np.ndarray
+
+
+@dataclass
+class TransientResult:
+    times: np.ndarray                 # (T,)
+    outputs: np.ndarray               # (T, B, n_outputs) differential outputs
+    v_final: np.ndarray               # (B, n_free)
+    converged: np.ndarray             # (B,) every step's Newton converged
+    iterations: np.ndarray            # (B,) Newton iterations summed over the steps
+    voltages: np.ndarray | None = None   # (T, B, n_free) when kept
+    extras: dict = field(default_factory=dict)
+
+
+class NativeTransient:
+    """Transient simulator on a NativeEngine's circuit with node capacitances C (n_free,)."""
+
+    def __init__(self, engine, capacitance: np.ndarray, spec: TransientSpec | None = None):
+        from .capacitance import check_capacitance
+        self.engine = engine
+        self.circuit = engine.circuit
+        self.C = check_capacitance(capacitance, self.circuit.n_free)
+        self.spec = spec or TransientSpec()
+
+    def run(self, G_list, src_end, src_start=None, *, times=None, nudge=None, keep_voltages=False,
+            probe=None) -> TransientResult:
+        """Integrate from the operating point at src_start (default: every input at V_ref,
+        x = 0) to src_end (B, n_sources) over `times` (default: the spec's grid). `probe(rec)`
+        is called after every step (energy accounting, settling)."""
+        c, eng, spec = self.circuit, self.engine, self.spec
+        src_end = np.asarray(src_end, float)
+        B = src_end.shape[0]
+        if src_start is None:
+            src_start = c.source_voltages(np.zeros((B, c.n_features)))
+        times = spec.times() if times is None else np.asarray(times, float)
+        start = eng.solve(G_list, src=src_start, nudge=nudge)
+        v = np.array(start.v, float)
+        conv = np.array(start.converged, bool)
+        iters = np.zeros(B, int)
+        outs = [c.outputs(v)]
+        volts = [v.copy()] if keep_voltages else None
+        sC = c.free_scale * self.C
+        v_before = None
+        for k in range(1, len(times)):
+            t, h = times[k], times[k] - times[k - 1]
+            if h <= 0:
+                raise AnalogInputError(f"transient time points must increase (step {k}: {times[k - 1]} → {t})")
+            guess = v if v_before is None else v + (v - v_before) * (h / h_prev)
+            if spec.method == "be":
+                t_eval, src_eval = t, ramp(src_start, src_end, t, spec.rise)
+                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, sC / h, v, guess)
+                v_new = v_eval
+            else:
+                t_eval = times[k - 1] + 0.5 * h
+                src_eval = ramp(src_start, src_end, t_eval, spec.rise)
+                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, 2.0 * sC / h, v, 0.5 * (v + guess))
+                v_new = 2.0 * v_eval - v
+            conv &= ok
+            iters += it
+            if probe is not None:
+                probe(StepRecord(k, t, h, v_new, v, v_eval, t_eval, src_eval))
+            v_before, v, h_prev = v, v_new, h
+            outs.append(c.outputs(v))
+            if keep_voltages:
+                volts.append(v.copy())
+        v_final = v.copy()
+        v_final[~conv] = np.nan
+        return TransientResult(times=times, outputs=np.array(outs), v_final=v_final, converged=conv,
+                               iterations=iters, voltages=None if volts is None else np.array(volts))
+
+    def _implicit(self, G_list, src, nudge, a, v_prev, guess):
+        """Minimise φ(v) = F(v) + Σ a (v − v_prev)²/2 per sample (a = s·C/h, (n,)) by damped
+        Newton from `guess`. Returns (v, converged (B,), iterations (B,))."""
+        eng, c, spec = self.engine, self.circuit, self.spec
+        B = len(v_prev)
+        v = np.array(guess, float)
+        conv = np.zeros(B, bool)
+        iters = np.zeros(B, int)
+        active = np.arange(B)
+
+        def phi(vv, idx):
+            nd = None if nudge is None else nudge[idx]
+            return total_energy(c, G_list, vv, src[idx], nd) + 0.5 * ((vv - v_prev[idx]) ** 2 * a).sum(1)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(spec.max_iter):
+                if len(active) == 0:
+                    break
+                iters[active] += 1
+                vv, s_a = v[active], src[active]
+                nd = None if nudge is None else nudge[active]
+                r = eng.residual(G_list, vv, s_a, nd) + a * (vv - v_prev[active])
+                d = eng.hessian_diagonal(vv, s_a) + a
+                step = -eng.linear_solve(G_list, d, r)
+                alpha = _armijo(phi, vv, step, (r * step).sum(1), active)
+                v[active] = vv + alpha[:, None] * step
+                bad = ~np.isfinite(step).all(1)
+                done = (alpha == 1.0) & (np.abs(step).max(1) < spec.tol_v) & ~bad
+                conv[active[done]] = True
+                active = active[~(done | bad)]
+        return v, conv, iters
+
+
+def _armijo(phi, v, step, slope, idx) -> np.ndarray:
+    """Step length per sample: 1 when φ decreases enough (Armijo), else halved up to 40 times."""
+    alpha = np.ones(len(v))
+    f0 = phi(v, idx)
+    todo = np.arange(len(v))
+    for _ in range(40):
+        ft = phi(v[todo] + alpha[todo, None] * step[todo], idx[todo])
+        ok = np.isfinite(ft) & (ft - f0[todo] <= 1e-4 * alpha[todo] * slope[todo] + 1e-12 * np.abs(f0[todo]) + 1e-300)
+        todo = todo[~ok]
+        if len(todo) == 0:
+            break
+        alpha[todo] *= 0.5
+    return alpha
