@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import crossbar as xb
 from .errors import AnalogInputError
 from .solution import dissipated_power
 
@@ -112,6 +113,68 @@ class EnergyProbe:
         return out
 
 
+class InferencePower:
+    """The two terms an inference's energy needs, p_sources and the amplifiers' port
+    currents Σ_k |I_out,k| (1 + 1/A_k), computed per step at O(B·n) cost: the crossbar part of
+    Σ_s V_s I_s is Σ_s colsum_s V_s² − Σ_r V_r (G_src V_src)_r, and during the input ramp
+    V_src is an affine function of time, so G_src V_src is computed once per run at its two
+    ends. Equal to `power_terms` (tests/test_transient.py checks it)."""
+
+    def __init__(self, engine, G_list, src_start, src_end, rise):
+        c = engine.circuit
+        self.c, self.rise = c, rise
+        self.src_start, self.src_end = np.asarray(src_start, float), np.asarray(src_end, float)
+        self.parts, self.amp_parts = [], []
+        first_amp = c.n_free + c.n_sources
+        for blk, G in zip(c.dense, G_list):
+            D = np.asarray(G, float) if blk.cols is None else xb.matrix(blk, G).toarray()
+            src_cols = c.is_source_term(blk.in_terms)
+            if src_cols.any():
+                Gs, idx = D[:, src_cols], blk.in_terms[src_cols] - c.n_free
+                self.parts.append((blk.out_terms, idx, Gs.sum(0), self.src_start[:, idx] @ Gs.T,
+                                   self.src_end[:, idx] @ Gs.T))
+            amp_cols = blk.in_terms >= first_amp
+            if amp_cols.any():
+                Ga = D[:, amp_cols]
+                self.amp_parts.append((blk.out_terms, blk.in_terms[amp_cols], blk.in_terms[amp_cols] - first_amp,
+                                       Ga, Ga.sum(0)))
+
+    def __call__(self, v, t):
+        c = self.c
+        frac = 1.0 if self.rise <= 0 or t >= self.rise else t / self.rise
+        src = self.src_start + frac * (self.src_end - self.src_start)
+        V = c.terminal_voltages(v, src)
+        p = np.zeros(len(v))
+        for rows, idx, colsum, P0, P1 in self.parts:
+            p += (colsum * src[:, idx] ** 2).sum(1) - (V[:, rows] * (P0 + frac * (P1 - P0))).sum(1)
+        for blk in c.nonlinear:
+            current, _ = blk.device.current(blk.sign * (V[:, blk.node_terms] - V[:, [blk.ref_term]]))
+            p -= V[:, blk.ref_term] * blk.sign * current.sum(1)
+        i_amp = np.zeros((len(v), len(c.amp_in)))
+        for rows, terms, k, Ga, colsum in self.amp_parts:
+            i_amp[:, k] += V[:, terms] * colsum - V[:, rows] @ Ga
+        return p, (np.abs(i_amp) * (1.0 + 1.0 / c.amp_gain)).sum(1)
+
+
+class InferenceProbe:
+    """Cumulative energy (T, B) of the voltage sources and of the amplifier supply model."""
+
+    def __init__(self, power: InferencePower, supply: AmplifierSupply, n_amp: int):
+        self.power, self.supply, self.n_amp = power, supply, n_amp
+        self.sources, self.amplifiers = [], []
+
+    def __call__(self, rec) -> None:
+        p_src, i_amp = self.power(rec.v_eval, rec.t_eval)
+        self.sources.append(p_src * rec.h)
+        self.amplifiers.append(self.supply.supply_v * (self.n_amp * self.supply.bias_a + i_amp) * rec.h)
+
+    def cumulative(self):
+        def cum(parts):
+            arr = np.array(parts)
+            return np.concatenate([np.zeros((1,) + arr.shape[1:]), np.cumsum(arr, axis=0)])
+        return cum(self.sources), cum(self.amplifiers)
+
+
 def stored_energy(C, v) -> np.ndarray:
     """½ Σ C v² per sample (J)."""
     return 0.5 * (np.asarray(C, float) * np.asarray(v, float) ** 2).sum(-1)
@@ -137,17 +200,20 @@ def measure_inferences(engine, G_list, C, src_end, *, spec=None, supply=None, to
     from .transient import NativeTransient, TransientSpec
     spec = spec or TransientSpec()
     tr = NativeTransient(engine, C, spec)
+    supply = supply or AmplifierSupply()
+    c = engine.circuit
     parts = []
     for lo in range(0, len(src_end), chunk):
         s_end = np.asarray(src_end[lo: lo + chunk], float)
-        probe = EnergyProbe(engine, G_list, C, supply, method=spec.method)
-        res = tr.run(G_list, s_end, probe=probe)
+        s_start = c.source_voltages(np.zeros((len(s_end), c.n_features)))
+        probe = InferenceProbe(InferencePower(engine, G_list, s_start, s_end, spec.rise), supply, len(c.amp_in))
+        res = tr.run(G_list, s_end, s_start, probe=probe)
         dc = engine.solve(G_list, src=s_end)
-        k, settled = settling_index(res.outputs, engine.circuit.outputs(dc.v), tol)
+        k, settled = settling_index(res.outputs, c.outputs(dc.v), tol)
         settled &= res.converged & dc.converged
         cols = np.arange(len(s_end))
-        cum = probe.cumulative
-        e_src, e_amp = cum["sources"][k, cols], cum["amplifier_supply"][k, cols]
+        cum_src, cum_amp = probe.cumulative()
+        e_src, e_amp = cum_src[k, cols], cum_amp[k, cols]
         nan = np.full(len(s_end), np.nan)
         parts.append(dict(settle_time=np.where(settled, res.times[k], nan), settled=settled,
                           energy=np.where(settled, e_src + e_amp, nan),

@@ -107,6 +107,7 @@ class NativeTransient:
         self.circuit = engine.circuit
         self.C = check_capacitance(capacitance, self.circuit.n_free)
         self.spec = spec or TransientSpec()
+        self._shifted_key = None
 
     def run(self, G_list, src_end, src_start=None, *, times=None, nudge=None, keep_voltages=False,
             probe=None) -> TransientResult:
@@ -126,6 +127,10 @@ class NativeTransient:
         outs = [c.outputs(v)]
         volts = [v.copy()] if keep_voltages else None
         sC = c.free_scale * self.C
+        lin = _fast_pieces(eng, G_list)
+        # the linear residual's affine part is affine in the sources, which ramp linearly:
+        # two products per run instead of one per step
+        self._c_ends = None if lin is None else (src_start @ lin["Cop"] + lin["c0"], src_end @ lin["Cop"] + lin["c0"])
         v_before = None
         for k in range(1, len(times)):
             t, h = times[k], times[k] - times[k - 1]
@@ -134,12 +139,12 @@ class NativeTransient:
             guess = v if v_before is None else v + (v - v_before) * (h / h_prev)
             if spec.method == "be":
                 t_eval, src_eval = t, ramp(src_start, src_end, t, spec.rise)
-                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, sC / h, v, guess)
+                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, sC / h, v, guess, t_eval)
                 v_new = v_eval
             else:
                 t_eval = times[k - 1] + 0.5 * h
                 src_eval = ramp(src_start, src_end, t_eval, spec.rise)
-                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, 2.0 * sC / h, v, 0.5 * (v + guess))
+                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, 2.0 * sC / h, v, 0.5 * (v + guess), t_eval)
                 v_new = 2.0 * v_eval - v
             conv &= ok
             iters += it
@@ -154,9 +159,38 @@ class NativeTransient:
         return TransientResult(times=times, outputs=np.array(outs), v_final=v_final, converged=conv,
                                iterations=iters, voltages=None if volts is None else np.array(volts))
 
-    def _implicit(self, G_list, src, nudge, a, v_prev, guess):
+    def _implicit(self, G_list, src, nudge, a, v_prev, guess, t):
         """Minimise φ(v) = F(v) + Σ a (v − v_prev)²/2 per sample (a = s·C/h, (n,)) by damped
         Newton from `guess`. Returns (v, converged (B,), iterations (B,))."""
+        fast = _fast_pieces(self.engine, G_list)
+        if fast is not None:
+            c0, c1 = self._c_ends
+            frac = 1.0 if self.spec.rise <= 0 or t >= self.spec.rise else t / self.spec.rise
+            return self._implicit_fast(fast, src, c0 + frac * (c1 - c0), nudge, a, v_prev, guess)
+        return self._implicit_public(G_list, src, nudge, a, v_prev, guess)
+
+    def _implicit_fast(self, lin, src, c_src, nudge, a, v_prev, guess):
+        """The engine's own Newton iteration (analog/newton.py) on K + diag(a) with the linear
+        residual's affine part shifted by −a·v_prev: one call per time step."""
+        from .newton import damped_newton
+        c = self.circuit
+        key = (id(lin), a.tobytes())
+        if self._shifted_key != key:
+            self._shifted = dict(lin, K=lin["K"] + np.diag(a), Kop=_ShiftedK(lin["Kop"], a),
+                                 schur=_ShiftedSchur(lin["schur"], a))
+            self._shifted_key = key
+        cvec = c_src - a * v_prev
+        inj = np.zeros_like(v_prev) if nudge is None else c.nudge_currents(nudge) * c.free_scale
+        saved = self.engine.max_iter
+        self.engine.max_iter = self.spec.max_iter
+        try:
+            return damped_newton(self.engine, self._shifted, src, cvec, inj, np.array(guess, float))
+        finally:
+            self.engine.max_iter = saved
+
+    def _implicit_public(self, G_list, src, nudge, a, v_prev, guess):
+        """The same minimisation through the engine's public methods only (residual, Hessian
+        diagonal, linear solve) with a backtracking line search on φ: any engine that offers them."""
         eng, c, spec = self.engine, self.circuit, self.spec
         B = len(v_prev)
         v = np.array(guess, float)
@@ -185,6 +219,37 @@ class NativeTransient:
                 conv[active[done]] = True
                 active = active[~(done | bad)]
         return v, conv, iters
+
+
+def _fast_pieces(engine, G_list):
+    """The native engine's conductance cache (K, its Schur solver, the source map), when the
+    engine has one; None otherwise (the public path is used)."""
+    linear = getattr(engine, "_linear", None)
+    if linear is None or not hasattr(engine, "_stack"):
+        return None
+    lin = linear(G_list)
+    return lin if all(k in lin for k in ("K", "Kop", "schur", "Cop", "c0")) else None
+
+
+class _ShiftedK:
+    """K + diag(a) as the right operand of `v @ ·` (K itself may be dense or CSR)."""
+    __array_ufunc__ = None
+
+    def __init__(self, K, a):
+        self.K, self.a = K, a
+
+    def __rmatmul__(self, v):
+        return v @ self.K + v * self.a
+
+
+class _ShiftedSchur:
+    """The engine's Schur solver for K + diag(a + d)."""
+
+    def __init__(self, base, a):
+        self.base, self.a = base, a
+
+    def solve(self, d, rhs, cholesky=None):
+        return self.base.solve(d + self.a, rhs) if cholesky is None else self.base.solve(d + self.a, rhs, cholesky)
 
 
 def _armijo(phi, v, step, slope, idx) -> np.ndarray:

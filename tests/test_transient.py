@@ -162,3 +162,21 @@ def test_bad_transient_input_names_the_key():
         TransientSpec(duration=0.0)
     with pytest.raises(AnalogInputError, match="transient.readout_bits"):
         readout_tolerance(0, 2.0)
+
+
+def test_the_inference_power_shortcut_equals_the_engine_source_currents():
+    """InferencePower (precomputed crossbar products along the input ramp) against Σ V_s I_s
+    from the engine's source currents and the amplifier currents from the crossbar currents."""
+    from analog.inference_energy import InferencePower, power_terms
+    from analog.transient import ramp
+    m = block(features=3, hidden=(5,), outputs=2, vref=0.6)
+    c, eng, G = m.circuit, m.get_engine("native"), m.conductances
+    rng = np.random.default_rng(0)
+    s0, s1 = c.source_voltages(inputs(4, 3, seed=1)), c.source_voltages(inputs(4, 3, seed=2))
+    power = InferencePower(eng, G, s0, s1, rise=1e-10)
+    for t in (0.0, 3e-11, 2e-10):
+        v = rng.uniform(-0.5, 1.5, (4, c.n_free))
+        p_src, i_amp = power(v, t)
+        ref = power_terms(eng, G, v, ramp(s0, s1, t, 1e-10))
+        np.testing.assert_allclose(p_src, ref["sources"], rtol=1e-10, atol=1e-18)
+        np.testing.assert_allclose(i_amp, ref["amp_current"], rtol=1e-10, atol=1e-18)
