@@ -258,6 +258,7 @@ def _training_config(model, arrays: _Arrays) -> dict | None:
         return {"loss": None, "not_saved": notes}
     return {"loss": model.loss.get_config(), "optimizer": _optimizer_entry(model.optimizer, arrays, notes),
             "beta": model.beta, "nudging": model.nudging, "engine": model.engine_name,
+            "algorithm": getattr(model, "algorithm", "ep"), "cep_steps": getattr(model, "cep_steps", 10),
             "engine_options": model.engine_options,
             "perturbation": _perturbation_entry(model.perturbation, arrays, notes), "not_saved": notes}
 
@@ -293,7 +294,9 @@ def _restore_training(model, t: dict, arrays) -> None:
         pcfg = _decode_tree(t["perturbation"]["config"], arrays)
         pert = pcls.from_config(pcfg) if hasattr(pcls, "from_config") else pcls(**pcfg)
     model.compile(loss=loss, optimizer=optimizer if optimizer is not None else "sgd", beta=t["beta"],
-                  nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert)
+                  nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert,
+                  **({"algorithm": t.get("algorithm", "ep"), "cep_steps": t.get("cep_steps", 10)}
+                     if optimizer is not None else {}))
     if optimizer is None:   # evaluate/scores/gradients work; fit asks for compile() first
         model.optimizer = None
 

@@ -146,10 +146,20 @@ class TrainingConfig(Section):
     mse_amplitude: Num = F(0.5, "MSE: target amplitude, V", gt=0)
     beta: Num = F(1e-6, "nudging strength: I = −β ∂C/∂y, A", gt=0)
     nudging: Literal["symmetric", "positive"] = F("symmetric", "EP nudging")
+    algorithm: Literal["ep", "c-ep"] = F("ep", "ep, or c-ep: continual EP, the conductances updated in "
+                                               "training.cep_steps local steps during the nudged phase (sgd only)")
+    cep_steps: int = F(10, "c-ep: steps of the nudged phase, each with its own local update", ge=1, le=10_000)
     optimizer: OptimizerConfig = section(OptimizerConfig, "the optimiser of the conductances")
     epochs: int = F(10, "EP training epochs", ge=1)
     batch_size: int = F(32, "EP mini-batch size", ge=1)
     workers: int = F(2, "ngspice worker processes", ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _cep_needs_sgd(self):
+        if self.algorithm == "c-ep" and self.optimizer.name != "sgd":
+            raise ValueError(f"training.algorithm='c-ep' and training.optimizer.name={self.optimizer.name!r}: "
+                             "continual EP applies its local updates as plain SGD steps; use sgd")
+        return self
 
 
 class DigitalConfig(Section):
