@@ -268,7 +268,7 @@ def _fields(model, prefix=""):
 
 def test_every_schema_key_is_documented_and_its_default_valid():
     keys = dict(_fields(RootConfig))
-    assert len(keys) == 85 and {"analog.diode.is", "analog.diode.lambda", "training.optimizer.lr", "hardware"} <= set(keys)
+    assert len(keys) == 93 and {"analog.diode.is", "analog.diode.lambda", "training.optimizer.lr", "hardware"} <= set(keys)
     for key, info in keys.items():
         assert info.description, key
     validate_config({"name": "defaults"})  # the defaults pass their own checks (validate_default)
