@@ -110,10 +110,11 @@ class NativeTransient:
         self._shifted_key = None
 
     def run(self, G_list, src_end, src_start=None, *, times=None, nudge=None, keep_voltages=False,
-            probe=None) -> TransientResult:
+            probe=None, stop=None) -> TransientResult:
         """Integrate from the operating point at src_start (default: every input at V_ref,
         x = 0) to src_end (B, n_sources) over `times` (default: the spec's grid). `probe(rec)`
-        is called after every step (energy accounting, settling)."""
+        is called after every step (energy accounting, settling); the run ends early when
+        `stop(rec)` returns True (the result then holds the time points reached)."""
         c, eng, spec = self.circuit, self.engine, self.spec
         src_end = np.asarray(src_end, float)
         B = src_end.shape[0]
@@ -154,6 +155,9 @@ class NativeTransient:
             outs.append(c.outputs(v))
             if keep_voltages:
                 volts.append(v.copy())
+            if stop is not None and stop(StepRecord(k, t, h, v, v_before, v, t, src_eval)):
+                times = times[: k + 1]
+                break
         v_final = v.copy()
         v_final[~conv] = np.nan
         return TransientResult(times=times, outputs=np.array(outs), v_final=v_final, converged=conv,
