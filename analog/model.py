@@ -80,7 +80,7 @@ class AnalogModel:
         self.optimizer: Optimizer | None = None
         self.beta: float | None = None
         self.nudging: str | None = None
-        self.gradient = "ep"
+        self.gradient, self.algorithm, self.cep_steps = "ep", "ep", 10
         self.engine_name, self.engine_options = "native", {}
         self.perturbation = None
         self.epoch = 0
@@ -149,7 +149,7 @@ class AnalogModel:
     # ---- training ------------------------------------------------------------------------
     def compile(self, loss="mse", optimizer="adam", beta: float = 1e-6, nudging: str = "symmetric",
                 engine: str = "native", engine_options: dict | None = None, perturbation=None,
-                gradient: str = "ep", **loss_options):
+                gradient: str = "ep", algorithm: str = "ep", cep_steps: int = 10, **loss_options):
         """Choose the cost, the optimiser (name or `Optimizer` object), the nudging strength β
         (A per unit of ∂C/∂y), symmetric or one-sided nudging, the training engine and its
         options, and optionally a `perturbation` (an object with `perturb(G_list, layers, rng)
@@ -157,7 +157,16 @@ class AnalogModel:
         EP solves on perturbed conductances and applies the update to the stored ones.
         `gradient`: what `fit` steps along, 'ep' (the EP estimate) or 'exact' (the implicit
         gradient at the free operating point, native engine only: what EP would reach if its
-        estimate were perfect; a sample that does not converge stops training with an error)."""
+        estimate were perfect; a sample that does not converge stops training with an error).
+        `algorithm`: "ep", or "c-ep" (continual EP, analog/cep.py: the update applied in
+        `cep_steps` steps during the nudged phase; plain SGD only)."""
+        if algorithm not in ("ep", "c-ep"):
+            raise ValueError(f"training.algorithm={algorithm!r} must be 'ep' or 'c-ep'")
+        if not (isinstance(cep_steps, (int, np.integer)) and cep_steps >= 1):
+            raise ValueError(f"training.cep_steps={cep_steps!r} must be an integer >= 1")
+        if algorithm == "c-ep" and gradient == "exact":
+            raise ValueError("training.algorithm='c-ep' follows its own local rule; it cannot be combined with "
+                             "training.gradient='exact'")
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
             raise ValueError(f"beta={beta!r} must be a finite number > 0 (amperes per unit of dC/dy)")
         if nudging not in ("symmetric", "positive"):
@@ -183,6 +192,11 @@ class AnalogModel:
         self.engine_options = dict(engine_options or {})
         self.perturbation = perturbation
         self.gradient = gradient
+        if algorithm == "c-ep" and type(self.optimizer).__name__ != "SGD":
+            raise ValueError(f"training.algorithm='c-ep' applies its local rule as plain SGD steps during the "
+                             f"nudged phase; training.optimizer.name must be 'sgd' (got "
+                             f"'{type(self.optimizer).__name__.lower()}')")
+        self.algorithm, self.cep_steps = algorithm, int(cep_steps)
         self.compiled = True
         return self
 
@@ -234,6 +248,17 @@ class AnalogModel:
             return exact_gradients(self.get_engine("native"), self.circuit, G, x, labels, self.loss)
         return ep_gradients(self.engine, self.circuit, G, x, labels, self.loss, self.beta, self.nudging)
 
+    def _cep_batch(self, x, y, tot):
+        """One C-EP mini-batch: the optimiser (SGD) applies each of the nudged phase's local
+        updates as it happens (analog/cep.py)."""
+        from .cep import cep_gradients
+
+        def update(g_t):
+            tot["clipped"] += self.optimizer.apply(self.dense_layers, g_t)
+            return self.conductances
+        return cep_gradients(self.engine, self.circuit, self.conductances, x, y, self.loss, self.beta,
+                             self.nudging, self.cep_steps, update)
+
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, callbacks=(),
             verbose: int = 1, shuffle: bool = True, seed: int = 0) -> History:
         """Train by EP (or along the exact gradient, see `compile`) for `epochs` more epochs
@@ -271,10 +296,13 @@ class AnalogModel:
             for b, lo in enumerate(range(0, len(x), batch_size)):
                 idx = order[lo: lo + batch_size]
                 G = self._training_conductances(seed, epoch, b)
-                res = self._step_gradients(G, x[idx], y[idx])
+                if self.algorithm == "c-ep":
+                    res = self._cep_batch(x[idx], y[idx], tot)
+                else:
+                    res = self._step_gradients(G, x[idx], y[idx])
+                    if res.used.any():
+                        tot["clipped"] += self.optimizer.apply(self.dense_layers, res.grads)
                 tot["skipped"] += int((~res.used).sum())
-                if res.used.any():
-                    tot["clipped"] += self.optimizer.apply(self.dense_layers, res.grads)
                 ok = res.free.converged
                 tot["loss"] += float(res.loss[ok].sum())
                 tot["correct"] += int((res.y[ok].argmax(1) == y[idx][ok]).sum())

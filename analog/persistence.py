@@ -259,6 +259,7 @@ def _training_config(model, arrays: _Arrays) -> dict | None:
     return {"loss": model.loss.get_config(), "optimizer": _optimizer_entry(model.optimizer, arrays, notes),
             "beta": model.beta, "nudging": model.nudging, "engine": model.engine_name,
             "engine_options": model.engine_options, "gradient": model.gradient,
+            "algorithm": getattr(model, "algorithm", "ep"), "cep_steps": getattr(model, "cep_steps", 10),
             "perturbation": _perturbation_entry(model.perturbation, arrays, notes), "not_saved": notes}
 
 
@@ -294,7 +295,9 @@ def _restore_training(model, t: dict, arrays) -> None:
         pert = pcls.from_config(pcfg) if hasattr(pcls, "from_config") else pcls(**pcfg)
     model.compile(loss=loss, optimizer=optimizer if optimizer is not None else "sgd", beta=t["beta"],
                   nudging=t["nudging"], engine=t["engine"], engine_options=t["engine_options"], perturbation=pert,
-                  gradient=t.get("gradient", "ep"))
+                  gradient=t.get("gradient", "ep"),
+                  **({"algorithm": t.get("algorithm", "ep"), "cep_steps": t.get("cep_steps", 10)}
+                     if optimizer is not None else {}))
     if optimizer is None:   # evaluate/scores/gradients work; fit asks for compile() first
         model.optimizer = None
 

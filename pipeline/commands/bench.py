@@ -47,6 +47,10 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 @click.option("--embeddings", type=click.Path(exists=True, dir_okay=True), default=None,
               help="embeddings.npz (or its folder) from `mixsig embed` for that epoch; default: a stand-in "
                    "(an MLP encoder's tanh embedding of Fashion-MNIST)")
+@click.option("--transient-samples", type=click.IntRange(min=0), default=64, show_default=True,
+              help="samples of the native transient (settling time and energy per inference; 0: skip)")
+@click.option("--transient-ngspice-samples", type=click.IntRange(min=0), default=1, show_default=True,
+              help="samples of ngspice's .tran on the same block and grid (one ngspice -b each)")
 @click.option("--profile", is_flag=True, help="profile that EP epoch: time per part of the step")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(json_, **kw) -> int:
@@ -183,6 +187,10 @@ def run(args) -> int:
             res["ngspice_rebuild_samples_per_s"] = len(xr) / (time.perf_counter() - t0)
         res["ratio_loaded_vs_rebuild"] = res["ngspice_loaded_samples_per_s"] / res["ngspice_rebuild_samples_per_s"]
         res["ratio_native_vs_ngspice_loaded"] = res["native_samples_per_s"] / res["ngspice_loaded_samples_per_s"]
+    if getattr(args, "transient_samples", 0):
+        from pipeline.commands.bench_transient import run_transient_bench
+        res.update(run_transient_bench(model, x, args.transient_samples,
+                                       0 if args.no_ngspice else args.transient_ngspice_samples))
     res["ratio_native_ops_vs_target_3000"] = res["native_samples_per_s"] / 3000.0
     res["ratio_ep_train_vs_target_1000"] = res["ep_train_samples_per_s"] / 1000.0
     if args.epoch_samples:
@@ -214,6 +222,9 @@ def run(args) -> int:
         print(f"  loaded / rebuild         {res['ratio_loaded_vs_rebuild']:>10.1f}x")
         print(f"  native / ngspice loaded  {res['ratio_native_vs_ngspice_loaded']:>10.0f}x")
         print(f"  max |V_native − V_ngspice| {res['max_abs_dv_native_vs_ngspice']:.2e} V")
+    if getattr(args, "transient_samples", 0):
+        from pipeline.commands.bench_transient import print_transient_bench
+        print_transient_bench(res)
     if args.epoch_samples:
         print_epoch_bench(res)
     return 0

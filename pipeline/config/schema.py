@@ -93,6 +93,15 @@ class DiodeConfig(Section):
     l: Num = F(D["l"], "MOS channel length L, m", gt=0)  # noqa: E741
 
 
+class CapacitanceConfig(Section):
+    wire_per_cell: Num = F(0.2e-15, "crossbar wire capacitance per cell a node's row or column spans, F (NeuroSim's "
+                                    "0.2 fF/µm times a 1 µm cell pitch; docs/transient.md)", gt=0)
+    device_per_cell: Num = F(0.1e-15, "device (cell) capacitance per cell on the node's wire, F", gt=0)
+    diode: Num = F(1e-15, "junction capacitance per diode at the node, F", gt=0)
+    amplifier_input: Num = F(10e-15, "input capacitance of the amplifier a node drives, F", gt=0)
+    sigma: Num = F(0.1, "chips: per-node log-normal spread of the capacitance (0: every chip as designed)", ge=0)
+
+
 class AnalogConfig(Section):
     hidden: list[PosInt] = F(A["hidden"], "hidden layer sizes (dense layers; the short form of analog.layers, "
                                           "which overrides it and then sets it to the layers' node counts)")
@@ -110,6 +119,7 @@ class AnalogConfig(Section):
     bias_levels: list[Num] = F(A["bias_levels"], "bias sources per layer, V relative to V_ref")
     gmin: Num = F(A["gmin"], "shunt conductance from every free node to ground, S", ge=0)
     diode: DiodeConfig = section(DiodeConfig, "the diodes after each crossbar")
+    capacitance: CapacitanceConfig = section(CapacitanceConfig, "capacitance at every free node (transients)")
 
     @model_validator(mode="after")
     def _g_range(self):
@@ -136,6 +146,9 @@ class TrainingConfig(Section):
     mse_amplitude: Num = F(0.5, "MSE: target amplitude, V", gt=0)
     beta: Num = F(1e-6, "nudging strength: I = −β ∂C/∂y, A", gt=0)
     nudging: Literal["symmetric", "positive"] = F("symmetric", "EP nudging")
+    algorithm: Literal["ep", "c-ep"] = F("ep", "ep, or c-ep: continual EP, the conductances updated in "
+                                               "training.cep_steps local steps during the nudged phase (sgd only)")
+    cep_steps: int = F(10, "c-ep: steps of the nudged phase, each with its own local update", ge=1, le=10_000)
     optimizer: OptimizerConfig = section(OptimizerConfig, "the optimiser of the conductances")
     epochs: int = F(10, "EP training epochs", ge=1)
     batch_size: int = F(32, "EP mini-batch size", ge=1)
@@ -149,6 +162,13 @@ class TrainingConfig(Section):
         if self.gradient == "exact" and self.engine != "native":
             raise ValueError(f"training.gradient='exact' is computed on the native engine; "
                              f"training.engine={self.engine!r} trains by EP only")
+        return self
+
+    @model_validator(mode="after")
+    def _cep_needs_sgd(self):
+        if self.algorithm == "c-ep" and self.optimizer.name != "sgd":
+            raise ValueError(f"training.algorithm='c-ep' and training.optimizer.name={self.optimizer.name!r}: "
+                             "continual EP applies its local updates as plain SGD steps; use sgd")
         return self
 
 
@@ -353,6 +373,25 @@ def _numbers(value):
     return _yaml_number(value) if isinstance(value, str) else value
 
 
+class TransientConfig(Section):
+    samples: int = F(200, "evaluate: test samples simulated in time (ideal block and each chip)", ge=1, le=100_000)
+    duration: Num = F(2e-9, "simulated time per inference, s (a sample not settled by then is counted)", gt=0)
+    dt: Num = F(5e-12, "time step, s (must be below transient.duration)", gt=0)
+    rise: Num = F(10e-12, "rise time of the input ramp, s", ge=0)
+    method: Literal["be", "midpoint"] = F("be", "integration: backward Euler or the implicit midpoint rule")
+    readout_bits: int = F(8, "settling tolerance: half an LSB of a readout of this many bits", ge=1, le=24)
+    readout_range: Num = F(2.0, "settling tolerance: the readout's full range, V", gt=0)
+    amplifier_supply: Num = F(1.2, "amplifier supply voltage V_DD, V (docs/transient.md)", gt=0)
+    amplifier_bias: Num = F(1e-6, "amplifier quiescent current, A (docs/transient.md)", ge=0)
+
+    @model_validator(mode="after")
+    def _step_below_duration(self):
+        if not self.dt < self.duration:
+            raise ValueError(f"transient.dt={self.dt!r} and transient.duration={self.duration!r}: the time step "
+                             "must be below the simulated duration")
+        return self
+
+
 class RootConfig(Section):
     name: str = F(..., "experiment name (also the MLflow experiment unless mlflow.experiment is set)",
                   min_length=1, max_length=200, pattern=PRINTABLE)
@@ -369,6 +408,8 @@ class RootConfig(Section):
     inputs: InputsConfig = section(InputsConfig, "inputs of stage commands")
     hardware: HardwareConfig | None = F(None, "real devices (issue 11): preset, chips, read times; "
                                               "absent = ideal block as before")
+    transient: TransientConfig | None = F(None, "evaluate: settling time and energy per inference from transient "
+                                                "simulations (docs/transient.md); absent = none")
 
     @model_validator(mode="after")
     def _embeddings_fit_the_block(self):

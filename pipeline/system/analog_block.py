@@ -77,7 +77,8 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
                     else {"midpoint": t["mse_midpoint"], "amplitude": t["mse_amplitude"]})
     model.compile(loss=t["loss"], optimizer=optimizer, beta=t["beta"], nudging=t["nudging"], engine=t["engine"],
                   engine_options={"processes": t["workers"]} if t["engine"] == "ngspice" else None,
-                  perturbation=perturbation, gradient=t["gradient"], **loss_options)
+                  perturbation=perturbation, gradient=t["gradient"], algorithm=t["algorithm"],
+                  cep_steps=t["cep_steps"], **loss_options)
     model.config = cfg
     return model
 
