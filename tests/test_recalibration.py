@@ -4,6 +4,7 @@ and `mixsig recalibrate RUN_ID --time T` end to end with its bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,10 +90,24 @@ def test_times_parse_with_units_and_bad_ones_name_the_option():
 # ---------------------------------------------------------------------------------------
 # the command, on the smoke hardware co-training without read noise (reads are repeatable)
 # ---------------------------------------------------------------------------------------
+def _mixsig(tmp, *args, check=True):
+    """`mixsig` in a subprocess with a generous timeout (a loaded machine)."""
+    import subprocess
+    import sys
+
+    from tests.test_pipeline_smoke import _env
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp, env=_env(tmp),
+                          capture_output=True, text=True, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mixsig {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
 @pytest.fixture(scope="module")
 def hw(tmp_path_factory):
     from tests.test_hardware_pipeline import SMOKE_HW
-    from tests.test_pipeline_smoke import FASHION, client_for, mixsig
+    from tests.test_pipeline_smoke import FASHION, client_for
+    mixsig = _mixsig
     if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST not available")
     tmp = tmp_path_factory.mktemp("recal")
@@ -127,7 +142,9 @@ def test_recalibrate_is_a_nested_run_with_both_curves_and_its_encoder(hw):
     ds = load_dataset(cfg["data"], seed=cfg["seed"])
     enc = load_encoder(root / "encoder")
     chips_run = run.data.tags["mixsig.artifact.chips"]
-    chips_dir = next(p for p in (tmp / "runs" / chips_run).rglob("chip0") if p.is_dir()).parent
+    import mlflow
+    chips_dir = Path(mlflow.artifacts.download_artifacts(run_id=chips_run, artifact_path="chips",
+                                                         tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}"))
     accs = [chip_accuracy(Chip.load(chips_dir / f"chip{i}"), enc.embed(ds.x_test), ds.y_test, 86400.0) for i in (0, 1)]
     assert m["acc_with_at_t"] == pytest.approx(np.mean(accs), abs=1e-12)
 
