@@ -51,7 +51,6 @@ def run(args) -> int:
     import mlflow
 
     from pipeline import recalibration as rc
-    from pipeline.chips import save_chip
     from pipeline.recalibration import parse_time
     from pipeline.stages import experiment_name
     from pipeline.stages.lineage import STATUS_FINISHED, dump_config, tag
@@ -64,7 +63,8 @@ def run(args) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     setup_mlflow(experiment_name(src.cfg))
     tags = {tag("stage"): "recalibrate", tag("status"): "running", tag("source_run"): src.run_id,
-            **{tag(f"artifact.{k}"): r.run_id for k, r in src.refs.items() if r.run_id}}
+            **{tag(f"artifact.{k}"): r.run_id for k, r in src.refs.items()
+               if r.run_id and k in ("analog", "chips", "encoder")}}    # embeddings of the old encoder stay behind
     with mlflow.start_run(run_name=f"recalibrate {args.mode} at {t:g} s", nested=True, parent_run_id=src.run_id,
                           tags=tags) as mrun:
         folder = workdir / mrun.info.run_id
@@ -79,8 +79,8 @@ def run(args) -> int:
                 enc.save(folder / "encoder")
                 mlflow.log_artifacts(str(folder / "encoder"), artifact_path="encoder")
                 if args.mode != "encoder":
-                    for i, chip in enumerate(chips):
-                        save_chip(chip, folder / "chips" / f"chip{i}", enc.embed(_sample(src.cfg)))
+                    for i, chip in enumerate(chips):      # saved as they are after T (no read before T)
+                        chip.save(folder / "chips" / f"chip{i}")
                     mlflow.log_artifacts(str(folder / "chips"), artifact_path="chips")
             finally:
                 for chip in chips:
@@ -92,11 +92,6 @@ def run(args) -> int:
             raise
     _print(res, mrun.info.run_id, folder)
     return 0
-
-
-def _sample(cfg):
-    from pipeline.stages.inputs import dataset
-    return dataset(cfg).x_test[:1]
 
 
 def _log(res, folder: Path) -> None:
