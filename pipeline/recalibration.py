@@ -70,13 +70,14 @@ class Source:
 
 
 def _last_with_chips(client, parent):
-    """The latest finished child of a co-training that names chips (it carries every
-    upstream artifact in its lineage tags)."""
+    """The latest finished stage of a co-training that names chips (it carries every
+    upstream artifact in its lineage tags); recalibrations nested under it are not its stages."""
     from pipeline.stages.lineage import STATUS_FINISHED, refs_of_run, tag
     kids = client.search_runs([parent.info.experiment_id], order_by=["attributes.start_time DESC"],
                               filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and "
                                             f"tags.`{tag('status')}` = '{STATUS_FINISHED}'")
-    return next((k for k in kids if "chips" in refs_of_run(k)), None)
+    return next((k for k in kids if "chips" in refs_of_run(k) and k.data.tags.get(tag("stage")) != "recalibrate"),
+                None)       # its own stages: a recalibration nested under it is chosen by its run id
 
 
 def source(run_id: str, workdir) -> Source:
