@@ -25,7 +25,7 @@ HELP = "retrain the encoder (or fine-tune the chips in situ, or both) against th
               help="encoder: retrain the encoder through the loop chip read at T; chip: in-situ EP fine-tuning of "
                    "every chip at T; both: the chips, then the encoder")
 @click.option("--eval-times", default=None, metavar="T1,T2,...",
-              help="read times to evaluate at [default: the run's hardware.times and T]")
+              help="read times to evaluate at [default: T and the run's hardware.times after it]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="retraining epochs (encoder: digital.retrain_epochs; chip: hardware.finetune_epochs or 1)")
 @click.option("--chip", "loop", type=click.IntRange(min=0), default=None,
