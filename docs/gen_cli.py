@@ -127,6 +127,12 @@ mixsig program --from-run <train-analog run id> --set hardware.preset=rram --set
 mixsig robustness <train-analog run id>
 # two axes on your own grids, ngspice spot checks at the breaking points
 mixsig robustness <co-training parent run id> --axes prog_sigma --grid stuck=0.01,0.1,0.3 --engine ngspice""",
+    "recalibrate": """\
+# retrain the encoder through the loop chip as it reads one day after programming,
+# and compare the accuracy from 1 hour to 1 year with and without that recalibration
+mixsig recalibrate <co-training parent run id> --time 1d --eval-times 1h,1d,30d,1y
+# fine-tune every chip in situ at 30 days instead (or --mode both: the chips, then the encoder)
+mixsig recalibrate <co-training parent run id> --time 30d --mode chip""",
     "finetune-chip": """\
 # train the programming errors out of every chip of a program run: 2 epochs of in-situ EP,
 # updates applied as device pulses

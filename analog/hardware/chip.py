@@ -4,6 +4,11 @@
     y = chip.predict(x, t=3600.0)          # outputs one hour after programming
     chip.save("chip/"); chip = Chip.load("chip/")   # the trained model is saved beside it
 
+Time. t counts seconds from the chip's programming. A device re-programmed later (in-situ
+pulses at time T) drifts from T on: `t_prog` holds each device's last programming time and
+its age t − t_prog sets its drift and read noise; a read before a device's last programming
+is refused (that state no longer exists).
+
 Reads. `conductances_at(t)` drifts the programmed conductances to time t (not re-clipped
 at g_min: a drifting device may fall below it) and adds read noise drawn fresh on every
 call. One call serves one batch solve, so all samples of a batch see the same noisy read:
@@ -39,7 +44,8 @@ class Chip:
     realised: the varied diode and amplifier parameters; circuit: the (varied) circuit."""
 
     def __init__(self, base_circuit, spec: HardwareSpec, seed: int, G_prog, nu, stuck, scale, realised: dict,
-                 layer_names, model=None, adc_range: float | None = None):
+                 layer_names, model=None, adc_range: float | None = None, t_prog=None,
+                 calibration: dict | None = None):
         self.spec, self.seed = validate(spec), int(seed)
         self.model = model
         self.base_circuit = base_circuit
@@ -47,6 +53,8 @@ class Chip:
         self.nu = [np.asarray(n, float) for n in nu]
         self.stuck = [np.asarray(s, np.int8) for s in stuck]
         self.scale = np.asarray(scale, float)
+        self.t_prog = [np.zeros(g.shape) for g in self.G_prog] if t_prog is None else \
+            [np.broadcast_to(np.asarray(p, float), g.shape).copy() for p, g in zip(t_prog, self.G_prog)]
         self.realised = realised
         self.layer_names = list(layer_names)
         self._read_rng, self._cal_rng, rng_offset, rng_conv = streams(self.seed, 8)[4:8]
@@ -57,6 +65,20 @@ class Chip:
         self._cal: dict = {}
         self._cal_ref: float | None = None
         self._calibration = None
+        self._cal_amplitude: float | None = None
+        if calibration:      # the reference read taken at programming, kept when devices were re-written later
+            self._cal_ref, self._cal_amplitude = float(calibration["reference"]), float(calibration["amplitude"])
+
+    @property
+    def programmed_at(self) -> float:
+        """The latest time any device was (re-)programmed; reads before it are refused."""
+        return max((float(p.max()) for p in self.t_prog if p.size), default=0.0)
+
+    def _check_time(self, t: float) -> float:
+        t = check_read_time(t)
+        if t < self.programmed_at:
+            raise AnalogInputError(f"hardware.t={t!r}: before the chip's last programming at {self.programmed_at:g} s")
+        return t
 
     # ---- reads ---------------------------------------------------------------------------
     def _at(self, t: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -64,9 +86,10 @@ class Chip:
         (both are deterministic; only the read-noise draw changes from read to read)."""
         if t not in self._drifted:
             d = self.spec.device
-            G_t = [G * st.drift_factor(d, nu, t) for G, nu in zip(self.G_prog, self.nu)]
+            ages = [t - p for p in self.t_prog]
+            G_t = [G * st.drift_factor(d, nu, a) for G, nu, a in zip(self.G_prog, self.nu, ages)]
             noisy = d.read_noise != "none" and d.read_sigma > 0
-            sig = [st.read_sigma(d, g0, g, t) if noisy else None for g0, g in zip(self.G_prog, G_t)]
+            sig = [st.read_sigma(d, g0, g, a) if noisy else None for g0, g, a in zip(self.G_prog, G_t, ages)]
             if len(self._drifted) > 64:
                 self._drifted.clear()
             self._drifted[t] = (G_t, sig)
@@ -74,7 +97,7 @@ class Chip:
 
     def device_conductances_at(self, t: float = 0.0, rng=None, noise: bool = True) -> list[np.ndarray]:
         """Conductances in device units at t seconds after programming, one fresh read."""
-        t = check_read_time(t)
+        t = self._check_time(t)
         rng = self._read_rng if rng is None else rng
         floor = 1e-3 * self.spec.device.g_min            # a read never returns G <= 0
         G_t, sig = self._at(t)
@@ -86,28 +109,44 @@ class Chip:
     def conductances_at(self, t: float = 0.0, rng=None, compensate: bool | None = None) -> list[np.ndarray]:
         """Conductances the circuit sees at time t (trained units: device / k), one fresh read,
         with the global drift compensation factor applied when enabled."""
-        t = check_read_time(t)
+        t = self._check_time(t)
         compensate = self.spec.drift_compensation if compensate is None else compensate
-        f = self.drift_estimate(t) if compensate and self.spec.device.drift != "none" and t > self.spec.device.t_c \
-            else 1.0
+        f = self.drift_estimate(t) if compensate and self._compensating(t) else 1.0
         return [g / (k * f) for g, k in zip(self.device_conductances_at(t, rng), self.scale)]
 
-    def set_programmed(self, G_list) -> None:
-        """Replace the programmed device state (device units, S; e.g. after in-situ pulses).
-        Drift exponents and the stuck map stay the devices'; cached drifted reads and
-        drift-compensation calibrations are dropped (they were of the old state)."""
+    def set_programmed(self, G_list, t: float = 0.0) -> None:
+        """Write the device state at time t (device units, S; e.g. after in-situ pulses): the
+        devices whose conductance differs from what they read at t (noise-free) are
+        re-programmed at t and drift from t on; the others keep their programmed value and
+        programming time. Drift exponents and the stuck map stay the devices'. Cached drifted
+        reads and calibrations are dropped; at t = 0 the calibration's reference read is taken
+        again (nothing has drifted yet), later the one taken at programming is kept (the
+        chip stored it, it measures the drift since programming)."""
+        t = self._check_time(t)
         G_list = [np.asarray(g, float) for g in G_list]
         if len(G_list) != len(self.G_prog) or any(g.shape != o.shape for g, o in zip(G_list, self.G_prog)):
             raise ValueError(f"set_programmed: shapes {[g.shape for g in G_list]}, expected "
                              f"{[g.shape for g in self.G_prog]}")
         if not all(np.all(np.isfinite(g)) and np.all(g > 0) for g in G_list):
             raise ValueError("set_programmed: conductances must be finite and > 0")
-        self.G_prog = [g.copy() for g in G_list]
+        if t > 0:
+            if self._compensating(t) and self._cal_ref is None:
+                self.drift_estimate(t)        # the reference read, of the state as programmed
+            now = self.device_conductances_at(t, noise=False)
+            # unchanged up to rounding (a state passed through trained units, G/k·k): not re-programmed
+            changed = [~np.isclose(g, n, rtol=1e-9, atol=0.0) for g, n in zip(G_list, now)]
+            self.G_prog = [np.where(c, g, old) for c, g, old in zip(changed, G_list, self.G_prog)]
+            self.t_prog = [np.where(c, t, p) for c, p in zip(changed, self.t_prog)]
+        else:
+            self.G_prog = [g.copy() for g in G_list]
+            self._cal_ref = None
         self._drifted.clear()
         self._cal.clear()
-        self._cal_ref = None
 
     # ---- drift compensation ----------------------------------------------------------------
+    def _compensating(self, t: float) -> bool:
+        return self.spec.device.drift != "none" and t > self.spec.device.t_c
+
     def drift_estimate(self, t: float) -> float:
         """Global drift factor f̂ from a calibration read (compensation.py: diodes blocked,
         small source voltages): the current the crossbars draw from the sources at t over
@@ -117,9 +156,10 @@ class Chip:
         t = check_read_time(t)
         if t not in self._cal:
             if self._calibration is None:
-                self._calibration = DriftCalibration(self.circuit)
+                self._calibration = DriftCalibration(self.circuit, self._cal_amplitude)
             if self._cal_ref is None:
                 self._cal_ref = self._calibration.current(self._calibration_reads(0.0))
+                self._cal_amplitude = self._calibration.amplitude
             self._cal[t] = self._calibration.current(self._calibration_reads(t)) / self._cal_ref
         return self._cal[t]
 
@@ -189,6 +229,8 @@ class Chip:
         for key in ("amp_gain", "amp_offset"):
             if key in self.realised:
                 arrays[key] = self.realised[key]
+        if self.programmed_at > 0:
+            arrays.update({f"t_prog/{k}": p for k, p in enumerate(self.t_prog)})
         params = {}
         for layer, p in self.realised.get("device_params", {}).items():
             params[layer] = sorted(p)
@@ -199,6 +241,8 @@ class Chip:
                 "scale": self.scale.tolist(), "device_params": params, "adc_range": self.converters.adc_range,
                 "circuit": {"n_free": self.base_circuit.n_free, "n_features": self.base_circuit.n_features,
                             "n_outputs": self.base_circuit.n_outputs}}
+        if self.programmed_at > 0 and self._cal_ref is not None:
+            meta["calibration"] = {"reference": self._cal_ref, "amplitude": self._cal_amplitude}
         (path / "chip.json").write_text(json.dumps(meta, indent=2))
         return path
 
@@ -235,7 +279,9 @@ class Chip:
         return cls(model.circuit, HardwareSpec.from_dict(meta["spec"]), meta["seed"],
                    [data[f"G_prog/{k}"] for k in range(n)], [data[f"nu/{k}"] for k in range(n)],
                    [data[f"stuck/{k}"] for k in range(n)], meta["scale"], realised, names, model,
-                   meta.get("adc_range"))
+                   meta.get("adc_range"),
+                   t_prog=[data[f"t_prog/{k}"] for k in range(n)] if "t_prog/0" in data else None,
+                   calibration=meta.get("calibration"))
 
 
 def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:

@@ -82,12 +82,12 @@ class DriftCalibration:
     the crossbar sources deliver over the given conductance reads. The amplitude is fixed at
     the first call (the reference read at programming) and kept for every later read."""
 
-    def __init__(self, circuit):
+    def __init__(self, circuit, amplitude: float | None = None):
         from ..engine import cached_engine
         self.circuit, self.engine = circuit, cached_engine({}, circuit, "native")   # wired when the chip is
         self.sources = crossbar_sources(circuit)
-        self.amplitude: float | None = None
-        self._src = None
+        self.amplitude: float | None = amplitude     # given: the amplitude of a reference read taken before
+        self._src = None if amplitude is None else calibration_sources(circuit, amplitude)
 
     def _solve(self, G_list, src):
         sol = self.engine.solve(G_list, src=src)

@@ -14,7 +14,10 @@ Each mini-batch:
      receive no pulse and keep their value.
 
 The chip is changed in place (its programmed conductances become the fine-tuned state;
-drift exponents and stuck map are those of the devices, unchanged). Knows nothing of Keras
+drift exponents and stuck map are those of the devices, unchanged). At a time t after
+drift has begun, the pulses act on each device's conductance as it has drifted to t, and a
+device that took pulses counts as programmed at t (it drifts from t on); the others keep
+drifting from their programming (`Chip.set_programmed(G, t)`). Knows nothing of Keras
 or MLflow.
 """
 from __future__ import annotations
@@ -58,8 +61,9 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
     if layers is None:
         raise ValueError("finetune: the chip has no model (load it with Chip.load on its folder)")
     g_max_dev = chip.spec.device.g_max
+    state = chip.device_conductances_at(t, noise=False)     # the devices as they are at t
     cells = [_Cells(G / k, layer.g_min, layer.g_max, layer.lr_scale, layer.trainable)
-             for G, k, layer in zip(chip.G_prog, chip.scale, layers)]
+             for G, k, layer in zip(state, chip.scale, layers)]
     stuck = [s != STUCK_NONE for s in chip.stuck]
     pinned = [c.G[s].copy() for c, s in zip(cells, stuck)]
     engine = chip.engine("native")
@@ -90,7 +94,7 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
                 tot["pulses"] += int(getattr(optimizer, "last_pulses", 0))
                 for c, s, p in zip(cells, stuck, pinned):
                     c.G[s] = p                                 # a stuck device takes no pulse
-                _write_back(chip, cells)
+                _write_back(chip, cells, t)
             bar.update(len(idx))
         bar.close()
         moved = np.concatenate([(np.abs(c.G - b) * k).ravel() for c, b, k in zip(cells, before, chip.scale)])
@@ -105,5 +109,5 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
     return hist
 
 
-def _write_back(chip, cells) -> None:
-    chip.set_programmed([c.G * k for c, k in zip(cells, chip.scale)])
+def _write_back(chip, cells, t: float) -> None:
+    chip.set_programmed([c.G * k for c, k in zip(cells, chip.scale)], t)

@@ -65,11 +65,13 @@ def draw_nu(spec: DeviceSpec, G_target, rng) -> np.ndarray:
 
 def drift_factor(spec: DeviceSpec, nu, t: float) -> np.ndarray:
     """G(t)/G_prog = (t/t_c)^(−ν) for t > t_c, 1 before (a device is read at t_c at the
-    earliest in the PCM calibration; earlier reads see the programmed value)."""
+    earliest in the PCM calibration; earlier reads see the programmed value). t is the time
+    since the device was programmed: a number, or an array of per-device ages."""
     nu = np.asarray(nu, float)
-    if spec.drift == "none" or t <= spec.t_c:
+    if spec.drift == "none":
         return np.ones_like(nu)
-    return (t / spec.t_c) ** (-nu)
+    ratio = np.maximum(np.asarray(t, float), spec.t_c) / spec.t_c    # t may be per device (its age)
+    return np.broadcast_to(ratio ** (-nu), np.broadcast(ratio, nu).shape).copy()
 
 
 def read_sigma(spec: DeviceSpec, G_prog, G_t, t: float) -> np.ndarray:
@@ -83,9 +85,9 @@ def read_sigma(spec: DeviceSpec, G_prog, G_t, t: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
         q = np.minimum(0.0088 / np.maximum(_g_t(spec, G_prog), 1e-300) ** 0.65, 0.2)
     # the model's time axis starts at t_c (as drift does): earlier reads count as reads at t_c
-    t_eff = max(float(t), spec.t_c)
+    t_eff = np.maximum(np.asarray(t, float), spec.t_c)              # t may be per device (its age)
     arg = np.log((t_eff + spec.t_read) / (2.0 * spec.t_read))
-    return spec.read_sigma * np.abs(G_t) * q * np.sqrt(max(arg, 0.0))
+    return spec.read_sigma * np.abs(G_t) * q * np.sqrt(np.maximum(arg, 0.0))
 
 
 def quantise(spec: DeviceSpec, G) -> np.ndarray:

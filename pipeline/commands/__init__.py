@@ -13,4 +13,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "sweep": "sweep",
     "signoff": "signoff",
     "predict": "predict",
+    "recalibrate": "recalibrate",
 }
