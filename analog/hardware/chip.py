@@ -22,6 +22,7 @@ import numpy as np
 
 from . import statistics as st
 from .compensation import CALIBRATION_READS, DriftCalibration
+from .pairs import device_targets, pair_maps, read_flips
 from .programming import draw_variation, program_devices, streams, vary
 from ..engine import cached_engine
 from ..errors import AnalogInputError
@@ -48,7 +49,7 @@ class Chip:
         self.realised = realised
         self.layer_names = list(layer_names)
         self.circuit = vary(base_circuit, realised)
-        self._read_rng, self._cal_rng = streams(self.seed, 6)[4:6]
+        self._read_rng, self._cal_rng, self._flip_rng = streams(self.seed, 7)[4:7]
         self._engines: dict = {}
         self._drifted: dict = {}
         self._cal: dict = {}
@@ -77,8 +78,9 @@ class Chip:
         G_t, sig = self._at(t)
         if not noise:
             return [g.copy() for g in G_t]
-        return [g.copy() if s is None else np.maximum(g + s * rng.standard_normal(g.shape), floor)
+        read = [g.copy() if s is None else np.maximum(g + s * rng.standard_normal(g.shape), floor)
                 for g, s in zip(G_t, sig)]
+        return [read_flips(self.spec.device, g, self._flip_rng) for g in read]
 
     def conductances_at(self, t: float = 0.0, rng=None, compensate: bool | None = None) -> list[np.ndarray]:
         """Conductances the circuit sees at time t (trained units: device / k), one fresh read,
@@ -236,11 +238,15 @@ def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} must be an integer >= 0")
     d = spec.device
+    maps = pair_maps(model.circuit, d.pairs) if d.pairs != "none" else None   # refused before any work
     rng_prog, rng_stuck, rng_nu, rng_var, _ = streams(int(seed))
     G_prog, nu, stuck, scale = [], [], [], []
-    for layer, G in zip(model.dense_layers, model.conductances):
+    for i, (layer, G) in enumerate(zip(model.dense_layers, model.conductances)):
         k = d.g_max / layer.g_max
-        g, n, s = program_devices(d, k * np.asarray(G, float), rng_prog, rng_stuck, rng_nu)
+        target = k * np.asarray(G, float)
+        if maps is not None:           # pair states, each device on or off, programming bit errors
+            target = device_targets(d, maps[i], target, rng_prog)[0]
+        g, n, s = program_devices(d, target, rng_prog, rng_stuck, rng_nu)
         G_prog.append(g), nu.append(n), stuck.append(s), scale.append(k)
     realised = draw_variation(model.circuit, spec.variation, rng_var)
     return Chip(model.circuit, spec, int(seed), G_prog, nu, stuck, scale, realised,
