@@ -100,6 +100,16 @@ class PairOptimizer(Optimizer):
         """The pair states the hidden weights ask for, per layer."""
         return [pair_states(self.device.pairs, h, self.threshold) for h in self.state.get("hidden", [])]
 
+    def intended(self, layers) -> list[np.ndarray]:
+        """Crossbars holding exactly the states the hidden weights ask for (layer units, no
+        bit errors): what a fresh chip is programmed with."""
+        out = []
+        for k, layer in enumerate(layers):
+            on, off = self._on_off(layer)
+            on_p, on_m = state_devices(pair_states(self.device.pairs, self.hidden(k, layer), self.threshold))
+            out.append(self.pairs[k].join(np.where(on_p, on, off), np.where(on_m, on, off), layer.G))
+        return out
+
     def apply(self, layers, grads) -> int:
         self.iterations += 1
         self._base.iterations = self.iterations
