@@ -44,6 +44,7 @@ class PairOptimizer(Optimizer):
     update; `reprogrammed`: pairs reprogrammed since construction."""
 
     name = "pairs"
+    rule = "threshold"          # how an update reaches the devices (logged beside the pulse rules)
 
     def __init__(self, spec, pairs, lr: float = 0.01, base: str = "adam", threshold: float | None = None,
                  write_errors: bool = True, seed: int = 0, schedule=None, **base_options):

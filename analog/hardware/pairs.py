@@ -120,8 +120,9 @@ def pair_maps(circuit, kind: str = "ternary") -> list[PairMap]:
             found = (None if blk.cols is not None else _row_pairs(circuit, blk), 0)
         if found[0] is None:
             raise ValueError(f"hardware.device.pairs={kind!r}: layer '{name}' cannot hold differential pairs "
-                             "(its inputs are not ± copies and its rows are not differential outputs); "
-                             "use one hidden dense layer (analog.hidden) or a device without pairs")
+                             "(its inputs are not ± copies: inputs ±x and bias levels in ±l pairs, analog.bias_levels; "
+                             "its rows are not differential outputs); "
+                             "use at most one hidden dense layer (analog.hidden) or a device without pairs")
         maps.append(PairMap(name, found[1], *found[0]))
     return maps
 
@@ -184,3 +185,23 @@ def realised_states(spec: DeviceSpec, pm: PairMap, G) -> np.ndarray:
     that is what a bit error leaves)."""
     on_p, on_m = (is_on(spec, g) for g in pm.split(G))
     return (on_p.astype(np.int8) - on_m.astype(np.int8))
+
+
+def check_block(spec, layers, bias_levels, training: str = "ideal") -> None:
+    """Refuse, before any work, a block description (analog.layers) whose crossbars cannot hold
+    the spec's pairs, and hardware-aware training on pairs (its noise injection perturbs single
+    conductances, not pair states)."""
+    kind = spec.device.pairs
+    if kind == "none":
+        return
+    for k, layer in enumerate(layers):
+        if layer.get("type", "dense") != "dense":
+            raise ValueError(f"hardware.device.pairs={kind!r}: analog.layers[{k}] ({layer.get('type')}) cannot hold "
+                             "differential pairs; use dense layers")
+    if training == "aware":
+        raise ValueError(f"hardware.training='aware': not available with pairs={kind!r} (use 'in-situ': hidden "
+                         "weights and pair states, or 'ideal')")
+    from ..builders import build_network
+    units = [{"type": "dense", "units": 2, "diodes": layer.get("diodes", True),
+              "amplifier": layer.get("amplifier", True)} for layer in layers]
+    pair_maps(build_network(1, 1, units, bias_levels=tuple(bias_levels)).circuit, kind)

@@ -357,6 +357,18 @@ class RootConfig(Section):
                                               "absent = ideal block as before")
 
     @model_validator(mode="after")
+    def _pairs_fit_the_block(self):
+        """A pair preset (rram-2t2r) needs every crossbar to hold pairs: checked here, before any work."""
+        if self.hardware is None:
+            return self
+        from analog.hardware import resolve_hardware
+        from analog.hardware.pairs import check_block
+        spec = resolve_hardware(self.hardware.preset, preset_overrides(self.hardware.model_dump()))
+        check_block(spec, self.analog.layers or [{"type": "dense", "units": u} for u in self.analog.hidden],
+                    self.analog.bias_levels, self.hardware.training)
+        return self
+
+    @model_validator(mode="after")
     def _embeddings_fit_the_block(self):
         amp, d = self.analog.input_amplitude, self.digital
         if d.v_low < -amp - 1e-12 or d.v_high > amp + 1e-12:
