@@ -79,6 +79,8 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
     previous = model.optimizer if model.compiled else None
     if previous is not None and previous.name == optimizer.name:
         optimizer.state, optimizer.iterations = previous.state, previous.iterations
+    if optimizer.name == "pairs" and not optimizer.state.get("hidden"):
+        optimizer.start(model.dense_layers)          # the block holds pair states from its first solve
     loss_options = ({"temperature": t["temperature"]} if t["loss"] == "cross_entropy"
                     else {"midpoint": t["mse_midpoint"], "amplitude": t["mse_amplitude"]})
     model.compile(loss=t["loss"], optimizer=optimizer, beta=t["beta"], nudging=t["nudging"], engine=t["engine"],

@@ -217,3 +217,38 @@ def test_bad_pair_fields_are_refused_naming_the_key(key, value, named):
     with pytest.raises(ValueError) as err:
         resolve_hardware("rram-2t2r", {"device": {key: value}})
     assert str(err.value).startswith(named)
+
+
+def test_the_cli_refuses_a_block_that_cannot_hold_pairs_before_any_work():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pipeline", "config", "show", "experiments/iris.yaml", "--set",
+                          "hardware.preset=rram-2t2r", "--set", "analog.hidden=[8, 8]"], capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hardware.device.pairs='ternary': layer 'dense2' cannot hold" in lines[0]
+
+
+def test_in_situ_training_in_the_pipeline_keeps_the_block_on_pair_states():
+    from pipeline.analog_config import model_from_config
+    from pipeline.config import validate_config
+    import yaml
+    raw = yaml.safe_load(open("experiments/iris.yaml"))
+    raw["analog"]["hidden"] = [6]
+    raw["hardware"] = {"preset": "rram-2t2r", "training": "in-situ"}
+    cfg = validate_config(raw)
+    model = model_from_config(cfg, 4, 3)
+    assert isinstance(model.optimizer, PairOptimizer) and not model.optimizer.write_errors
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-1, 1, (16, 4)), rng.integers(0, 3, 16)
+    on, off = 2e-5, 1e-6                           # layer units: 40 µS and 2 µS over k = 2
+    d = resolve_hardware("rram-2t2r").device
+
+    def holds_its_states():
+        for layer, pm, states in zip(model.dense_layers, model.optimizer.pairs, model.optimizer.states()):
+            assert np.all(np.isclose(layer.G, on) | np.isclose(layer.G, off))
+            assert np.array_equal(realised_states(d, pm, layer.G * 2.0), states)   # device units: × k
+    holds_its_states()                             # before the first solve: a pair block already
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    holds_its_states()
+    assert model.optimizer.reprogrammed > 0

@@ -101,6 +101,16 @@ class PairOptimizer(Optimizer):
         """The pair states the hidden weights ask for, per layer."""
         return [pair_states(self.device.pairs, h, self.threshold) for h in self.state.get("hidden", [])]
 
+    def start(self, layers) -> None:
+        """Hidden weights from the layers' present conductances, and every pair written to its
+        state (with bit errors if `write_errors`): a continuous block becomes a pair block
+        before its first EP solve."""
+        for k, layer in enumerate(layers):
+            if layer.trainable:
+                on, off = self._on_off(layer)
+                states = pair_states(self.device.pairs, self.hidden(k, layer), self.threshold)
+                layer.G = self._write(layer, self.pairs[k], states, np.ones(states.shape, bool), on, off)
+
     def intended(self, layers) -> list[np.ndarray]:
         """Crossbars holding exactly the states the hidden weights ask for (layer units, no
         bit errors): what a fresh chip is programmed with."""
