@@ -3,6 +3,10 @@
     .venv/bin/python experiments/ternary.py iris --json experiments/ternary_iris.json
     .venv/bin/python experiments/ternary.py wine --json experiments/ternary_wine.json
     .venv/bin/python experiments/ternary.py iris --sweep --json experiments/ternary_ber_iris.json
+    .venv/bin/python experiments/ternary.py fashion --epochs 3 --limit-train 5000 --chips 1
+
+(fashion: the PCA block of experiments/hardware_training.py, 150 → 100 → 10, on a slice of
+the training images; the test set is the full 10,000.)
 
 Rows (same block, same initial conductances, the task's config: experiments/<task>.yaml):
   continuous        ideal EP (model.fit), the block as trained
@@ -100,13 +104,15 @@ def sweep(raw, data, chips: int, lr: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("task", choices=("iris", "wine"))
+    p.add_argument("task", choices=("iris", "wine", "fashion"))
+    p.add_argument("--epochs", type=int, default=None, help="instead of the config's")
+    p.add_argument("--limit-train", type=int, default=5000, help="fashion: training images used")
     p.add_argument("--chips", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.02, help="learning rate of the hidden weights (Adam)")
     p.add_argument("--sweep", action="store_true", help="accuracy against the bit error rate")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    raw = _config(args.task, None, None)
+    raw = _config(args.task, args.epochs, args.limit_train)
     data = _data(validate_config(raw))
     result = sweep(raw, data, args.chips, args.lr) if args.sweep else compare(raw, data, args.chips, args.lr)
     if not args.sweep:

@@ -120,7 +120,8 @@ def pair_maps(circuit, kind: str = "ternary") -> list[PairMap]:
             found = (None if blk.cols is not None else _row_pairs(circuit, blk), 0)
         if found[0] is None:
             raise ValueError(f"hardware.device.pairs={kind!r}: layer '{name}' cannot hold differential pairs "
-                             "(its inputs are not ± copies: inputs ±x and bias levels in ±l pairs, analog.bias_levels; "
+                             "(its inputs are not ± copies: inputs ±x and bias levels in ±l pairs, "
+                             "analog.bias_levels; "
                              "its rows are not differential outputs); "
                              "use at most one hidden dense layer (analog.hidden) or a device without pairs")
         maps.append(PairMap(name, found[1], *found[0]))

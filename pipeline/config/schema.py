@@ -221,7 +221,8 @@ class HardwareConfig(Section):
     ``analog.hardware.resolve_hardware`` (docs/devices.md)."""
     model_config = ConfigDict(extra="allow")
 
-    preset: str = F("ideal", "device preset: ideal, pcm, rram, ebana-4level, rram-2t2r, rram-2t2r-binary (analog.hardware.PRESETS)",
+    preset: str = F("ideal", "device preset: ideal, pcm, rram, ebana-4level, rram-2t2r, rram-2t2r-binary "
+                             "(analog.hardware.PRESETS)",
                     min_length=1)
     overrides: dict[str, Any] = F({}, "preset fields to override, e.g. {device: {g_max: 2.5e-5}} "
                                       "(same as writing device: ... directly in this section)")
