@@ -219,11 +219,15 @@ def test_bad_pair_fields_are_refused_naming_the_key(key, value, named):
     assert str(err.value).startswith(named)
 
 
-def test_the_cli_refuses_a_block_that_cannot_hold_pairs_before_any_work():
+@pytest.mark.parametrize("command", [["config", "show", "experiments/iris.yaml", "--set", "hardware.preset=rram-2t2r"],
+                                     ["verify", "experiments/xor.yaml", "--hardware", "rram-2t2r"]])
+def test_the_cli_refuses_a_block_that_cannot_hold_pairs_before_any_work(command, tmp_path):
+    import os
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "pipeline", "config", "show", "experiments/iris.yaml", "--set",
-                          "hardware.preset=rram-2t2r", "--set", "analog.hidden=[8, 8]"], capture_output=True, text=True)
+    env = {**os.environ, "MIXSIG_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "pipeline", *command, "--set", "analog.hidden=[8, 8]"],
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "hardware.device.pairs='ternary': layer 'dense2' cannot hold" in lines[0]
