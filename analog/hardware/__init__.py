@@ -1,12 +1,15 @@
 """Real devices for the analog block: device specifications and presets, programming a
 trained block onto a chip (programming error, levels, stuck faults, drift, read noise,
-diode and amplifier variation), and training on such devices (noise injection, pulsed
-updates). Knows nothing of Keras or MLflow. Formulas and sources: docs/devices.md."""
+diode and amplifier variation, ternary/binary pairs with bit errors), and training on such
+devices (noise injection, pulsed updates, hidden weights of pairs). Knows nothing of Keras or MLflow. Formulas and sources: docs/devices.md."""
 from .chip import Chip, program
 from .insitu import finetune
+from .latent import PairOptimizer, pair_states
+from .pairs import PairMap, pair_maps
 from .presets import PRESETS, resolve_hardware
 from .spec import DeviceSpec, HardwareSpec, VariationSpec, check_read_time, validate
 from .training import NoiseInjection, PulsedOptimizer
 
-__all__ = ["Chip", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PulsedOptimizer", "VariationSpec",
-           "check_read_time", "finetune", "program", "resolve_hardware", "validate"]
+__all__ = ["Chip", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PairMap", "PairOptimizer",
+           "PulsedOptimizer", "VariationSpec", "check_read_time", "finetune", "pair_maps", "pair_states", "program",
+           "resolve_hardware", "validate"]

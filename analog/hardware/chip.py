@@ -29,6 +29,7 @@ from . import statistics as st
 from .compensation import CALIBRATION_READS, DriftCalibration
 from .converters import Converters, with_edges
 from .edges import wire_conductances
+from .pairs import device_targets, pair_maps, read_flips
 from .programming import draw_variation, program_devices, streams, vary
 from ..engine import cached_engine
 from ..errors import AnalogInputError
@@ -57,7 +58,9 @@ class Chip:
             [np.broadcast_to(np.asarray(p, float), g.shape).copy() for p, g in zip(t_prog, self.G_prog)]
         self.realised = realised
         self.layer_names = list(layer_names)
-        self._read_rng, self._cal_rng, rng_offset, rng_conv = streams(self.seed, 8)[4:8]
+        # streams 4–7 read noise, calibration, ADC offsets, converter noise; 8 read bit flips
+        # (spawned children do not depend on their count: adding one leaves the others' draws)
+        self._read_rng, self._cal_rng, rng_offset, rng_conv, self._flip_rng = streams(self.seed, 9)[4:9]
         self.converters = Converters(self.spec, base_circuit.n_outputs, rng_offset, rng_conv, adc_range)
         self.circuit = with_edges(vary(base_circuit, realised), self.converters, wire_conductances(self.spec, self.scale))
         self._engines: dict = {}
@@ -103,8 +106,9 @@ class Chip:
         G_t, sig = self._at(t)
         if not noise:
             return [g.copy() for g in G_t]
-        return [g.copy() if s is None else np.maximum(g + s * rng.standard_normal(g.shape), floor)
+        read = [g.copy() if s is None else np.maximum(g + s * rng.standard_normal(g.shape), floor)
                 for g, s in zip(G_t, sig)]
+        return [read_flips(self.spec.device, g, self._flip_rng) for g in read]
 
     def conductances_at(self, t: float = 0.0, rng=None, compensate: bool | None = None) -> list[np.ndarray]:
         """Conductances the circuit sees at time t (trained units: device / k), one fresh read,
@@ -296,11 +300,15 @@ def program(model, spec: HardwareSpec, seed: int = 0) -> Chip:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} must be an integer >= 0")
     d = spec.device
+    maps = pair_maps(model.circuit, d.pairs) if d.pairs != "none" else None   # refused before any work
     rng_prog, rng_stuck, rng_nu, rng_var, _ = streams(int(seed))
     G_prog, nu, stuck, scale = [], [], [], []
-    for layer, G in zip(model.dense_layers, model.conductances):
+    for i, (layer, G) in enumerate(zip(model.dense_layers, model.conductances)):
         k = d.g_max / layer.g_max
-        g, n, s = program_devices(d, k * np.asarray(G, float), rng_prog, rng_stuck, rng_nu)
+        target = k * np.asarray(G, float)
+        if maps is not None:           # pair states, each device on or off, programming bit errors
+            target = device_targets(d, maps[i], target, rng_prog)[0]
+        g, n, s = program_devices(d, target, rng_prog, rng_stuck, rng_nu)
         G_prog.append(g), nu.append(n), stuck.append(s), scale.append(k)
     realised = draw_variation(model.circuit, spec.variation, rng_var)
     return Chip(model.circuit, spec, int(seed), G_prog, nu, stuck, scale, realised,

@@ -50,6 +50,17 @@ PRESETS: dict[str, dict] = {
     # EBANA's 4-level conductance rule over the block's default crossbar range, else ideal
     "ebana-4level": {"device": {"g_min": 1e-7, "g_max": 2e-5, "levels": 4}, "variation": {},
                      "drift_compensation": False},
+    # HfO2 RRAM in 2T2R differential pairs on 130 nm CMOS (Hirtzlin et al., Front. Neurosci.
+    # 2020; Laborieux et al., IEEE TCAS-I 2021): each device on (LRS) or off (HRS); weights
+    # {-1, 0, +1}. The conductance range and bit error rates are our assumptions, not the
+    # papers' measured figures (docs/devices.md, "Ternary and binary pairs")
+    "rram-2t2r": {"device": {"g_min": 2e-6, "g_max": 40e-6, "levels": 2, "pairs": "ternary", "pair_threshold": 0.5,
+                             "bit_error": 1e-3, "read_bit_error": 1e-4},
+                  "variation": {}, "drift_compensation": False},
+    # the same devices with binary weights {-1, +1}
+    "rram-2t2r-binary": {"device": {"g_min": 2e-6, "g_max": 40e-6, "levels": 2, "pairs": "binary",
+                                    "bit_error": 1e-3, "read_bit_error": 1e-4},
+                         "variation": {}, "drift_compensation": False},
 }
 
 _SECTIONS = section_types()

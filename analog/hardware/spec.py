@@ -32,6 +32,10 @@ class DeviceSpec:
     Pulsed updates (in-situ training), on w = (G − g_min)/(g_max − g_min): each pulse moves w
     by dw_min·(1 ± up_down)·soft-bound factor·(1 + c2c·ξ); gamma = 0 is a constant step with
     hard bounds, gamma = 1 the usual soft-bounds device. With levels, a pulse moves one level.
+    Pairs (pairs.py): 'none' | 'ternary' | 'binary' — each weight a pair (G+, G−) of two-state
+    devices (g_max on, g_min off); pair_threshold ternarises a real weight (|w|/max|w| above it
+    is ±1); bit_error: share of written devices left in the wrong state; read_bit_error: share
+    of devices misread on each read.
     """
 
     g_min: float = 1e-7
@@ -52,6 +56,10 @@ class DeviceSpec:
     up_down: float = 0.0
     gamma: float = 1.0
     c2c: float = 0.0
+    pairs: str = "none"
+    pair_threshold: float = 0.5
+    bit_error: float = 0.0
+    read_bit_error: float = 0.0
 
     @property
     def n_states(self) -> int:
@@ -202,6 +210,7 @@ def validate(spec: HardwareSpec) -> HardwareSpec:
     if abs(d.up_down) == 1.0:
         raise _bad("device.up_down", d.up_down, "must lie strictly between -1 and 1 (one direction would never move)")
     _number("device.gamma", d.gamma)
+    _check_pairs(d)
     v = spec.variation
     for f in fields(v):
         _number(f"variation.{f.name}", getattr(v, f.name))
@@ -228,6 +237,17 @@ def _edges(spec: HardwareSpec) -> None:
     if not isinstance(spec.adc.calibrate, bool):
         raise _bad("adc.calibrate", spec.adc.calibrate, "must be true or false")
     _number("wires.r_segment", spec.wires.r_segment)
+
+
+def _check_pairs(d: DeviceSpec) -> None:
+    _kind("device.pairs", d.pairs, ("none", "ternary", "binary"))
+    _number("device.pair_threshold", d.pair_threshold, hi=1.0)
+    if d.pair_threshold == 1.0:
+        raise _bad("device.pair_threshold", d.pair_threshold, "must be < 1 (no weight would ever be ±1)")
+    for key in ("bit_error", "read_bit_error"):
+        _number(f"device.{key}", getattr(d, key), hi=0.5)
+    if d.pairs != "none" and d.levels != 2:
+        raise _bad("device.levels", d.levels, f"must be 2 for pairs={d.pairs!r} (each device on or off)")
 
 
 def check_read_time(t) -> float:

@@ -72,6 +72,12 @@ def _chip(cfg: dict, model, args):
         raise click.BadParameter(f"{args.t!r}: a read time must be >= 0 s after programming", param_hint="--time")
     seed = args.chip_seed if args.chip_seed is not None else (
         chip_seeds(cfg)[0] if cfg.get("hardware") else cfg.get("seed", 0))
+    if spec.device.pairs != "none":          # a pair preset on a block that cannot hold pairs
+        from analog.hardware import pair_maps
+        try:
+            pair_maps(model.circuit, spec.device.pairs)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--hardware") from None
     return program(model, spec, seed=seed)
 
 

@@ -251,7 +251,8 @@ class HardwareConfig(Section):
     ``analog.hardware.resolve_hardware`` (docs/devices.md)."""
     model_config = ConfigDict(extra="allow")
 
-    preset: str = F("ideal", "device preset: ideal, pcm, rram, ebana-4level (analog.hardware.PRESETS)",
+    preset: str = F("ideal", "device preset: ideal, pcm, rram, ebana-4level, rram-2t2r, rram-2t2r-binary "
+                             "(analog.hardware.PRESETS)",
                     min_length=1)
     overrides: dict[str, Any] = F({}, "preset fields to override, e.g. {device: {g_max: 2.5e-5}} "
                                       "(same as writing device: ... directly in this section)")
@@ -410,6 +411,18 @@ class RootConfig(Section):
                                               "absent = ideal block as before")
     transient: TransientConfig | None = F(None, "evaluate: settling time and energy per inference from transient "
                                                 "simulations (docs/transient.md); absent = none")
+
+    @model_validator(mode="after")
+    def _pairs_fit_the_block(self):
+        """A pair preset (rram-2t2r) needs every crossbar to hold pairs: checked here, before any work."""
+        if self.hardware is None:
+            return self
+        from analog.hardware import resolve_hardware
+        from analog.hardware.pairs import check_block
+        spec = resolve_hardware(self.hardware.preset, preset_overrides(self.hardware.model_dump()))
+        check_block(spec, self.analog.layers or [{"type": "dense", "units": u} for u in self.analog.hidden],
+                    self.analog.bias_levels, self.hardware.training)
+        return self
 
     @model_validator(mode="after")
     def _embeddings_fit_the_block(self):

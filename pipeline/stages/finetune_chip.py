@@ -45,6 +45,10 @@ def optimizer_for(cfg: dict, chip):
     schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=hw["finetune_epochs"])
     base = hw.get("finetune_optimizer") or o["name"]
     kwargs = {"momentum": o["momentum"]} if base == "momentum" else {}
+    if chip.spec.device.pairs != "none":     # ternary/binary pairs: hidden weights, writes with bit errors
+        from analog.hardware import PairOptimizer, pair_maps
+        return PairOptimizer(chip.spec, pair_maps(chip.circuit), lr=hw.get("finetune_lr") or o["lr"], base=base,
+                             seed=chip.seed, schedule=schedule, **kwargs)
     return PulsedOptimizer(chip.spec, lr=hw.get("finetune_lr") or o["lr"], base=base,
                            rule=hw.get("pulse_rule", "pulses"), seed=chip.seed, schedule=schedule, **kwargs)
 

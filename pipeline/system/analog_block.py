@@ -47,7 +47,8 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
     With a `hardware` section, `hardware.training` chooses how EP meets the devices:
     'ideal' (as without one), 'aware' (each mini-batch's EP solves see a fresh draw of the
     devices' programming error: analog.hardware.NoiseInjection) or 'in-situ' (each update
-    becomes device pulses: analog.hardware.PulsedOptimizer around the configured optimiser)."""
+    becomes device pulses: analog.hardware.PulsedOptimizer around the configured optimiser;
+    on a pair preset, hidden weights and pair states: analog.hardware.PairOptimizer)."""
     t = cfg["training"]
     o = t["optimizer"]
     schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=epochs,
@@ -63,6 +64,11 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
         if mode == "aware":
             optimizer = get_optimizer(o["name"], lr=o["lr"], schedule=schedule, **kwargs)
             perturbation = NoiseInjection(spec)
+        elif mode == "in-situ" and spec.device.pairs != "none":
+            from analog.hardware import PairOptimizer, pair_maps
+            seed = cfg["hardware"].get("seed")   # off-chip: the block holds the intended pair states
+            optimizer = PairOptimizer(spec, pair_maps(model.circuit), lr=o["lr"], base=o["name"], schedule=schedule,
+                                      write_errors=False, seed=cfg.get("seed", 0) if seed is None else seed, **kwargs)
         elif mode == "in-situ":
             seed = cfg["hardware"].get("seed")
             optimizer = PulsedOptimizer(spec, lr=o["lr"], base=o["name"], schedule=schedule,
@@ -73,6 +79,8 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
     previous = model.optimizer if model.compiled else None
     if previous is not None and previous.name == optimizer.name:
         optimizer.state, optimizer.iterations = previous.state, previous.iterations
+    if optimizer.name == "pairs" and not optimizer.state.get("hidden"):
+        optimizer.start(model.dense_layers)          # the block holds pair states from its first solve
     loss_options = ({"temperature": t["temperature"]} if t["loss"] == "cross_entropy"
                     else {"midpoint": t["mse_midpoint"], "amplitude": t["mse_amplitude"]})
     model.compile(loss=t["loss"], optimizer=optimizer, beta=t["beta"], nudging=t["nudging"], engine=t["engine"],
