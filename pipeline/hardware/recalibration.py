@@ -186,7 +186,7 @@ def _finetune_chips(cfg, model, chips, x_train, y_train, t, epochs, say) -> dict
     from analog.hardware import finetune
 
     from pipeline.system.analog_block import compile_from_config
-    from pipeline.stages.finetune_chip import optimizer_for
+    from pipeline.system.analog_block import optimizer_for
     hw = dict(cfg["hardware"])
     epochs = int((hw.get("finetune_epochs") or 1) if epochs is None else epochs)
     cfg = {**cfg, "hardware": {**hw, "finetune_epochs": epochs}}

@@ -43,7 +43,7 @@ def body(ctx: StageContext) -> None:
     if ctx.has("chips"):
         evaluate_chips(ctx, x_e2e, y_e2e, results.get("end_to_end_test_accuracy", results["analog_test_accuracy"]))
     if cfg.get("transient"):
-        from pipeline.system.transient_report import evaluate_transients
+        from pipeline.hardware.transient_report import evaluate_transients
         results.update(evaluate_transients(ctx, x_e2e))
     if cfg["baseline"]["enabled"]:
         results.update(software_baseline(cfg, data, verbose=ctx.keras_verbose))

@@ -35,30 +35,12 @@ def precheck(cfg: dict) -> None:
         raise SetupError("hardware.finetune_epochs=0: nothing to fine-tune (e.g. --set hardware.finetune_epochs=1)")
 
 
-def optimizer_for(cfg: dict, chip):
-    """The pulsed optimiser of one chip: hardware.finetune_optimizer (default: the configured
-    optimiser) as base rule, the chip's
-    devices, hardware.pulse_rule, seeded by the chip's seed, schedule over the fine-tuning."""
-    from analog.hardware import PulsedOptimizer
-    from analog.optimizers import Schedule
-    o, hw = cfg["training"]["optimizer"], cfg["hardware"]
-    schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=hw["finetune_epochs"])
-    base = hw.get("finetune_optimizer") or o["name"]
-    kwargs = {"momentum": o["momentum"]} if base == "momentum" else {}
-    if chip.spec.device.pairs != "none":     # ternary/binary pairs: hidden weights, writes with bit errors
-        from analog.hardware import PairOptimizer, pair_maps
-        return PairOptimizer(chip.spec, pair_maps(chip.circuit), lr=hw.get("finetune_lr") or o["lr"], base=base,
-                             seed=chip.seed, schedule=schedule, **kwargs)
-    return PulsedOptimizer(chip.spec, lr=hw.get("finetune_lr") or o["lr"], base=base,
-                           rule=hw.get("pulse_rule", "pulses"), seed=chip.seed, schedule=schedule, **kwargs)
-
-
 def body(ctx: StageContext) -> None:
     from analog.hardware import finetune
 
     from pipeline.hardware import chips as hw
     from pipeline.flow import plots
-    from pipeline.system.analog_block import compile_from_config
+    from pipeline.system.analog_block import compile_from_config, optimizer_for
     cfg = ctx.cfg
     epochs = int(cfg["hardware"]["finetune_epochs"])
     data = analog_data(ctx)

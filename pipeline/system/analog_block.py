@@ -91,6 +91,24 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
     return model
 
 
+def optimizer_for(cfg: dict, chip):
+    """The pulsed optimiser of one chip: hardware.finetune_optimizer (default: the configured
+    optimiser) as base rule, the chip's
+    devices, hardware.pulse_rule, seeded by the chip's seed, schedule over the fine-tuning."""
+    from analog.hardware import PulsedOptimizer
+    from analog.optimizers import Schedule
+    o, hw = cfg["training"]["optimizer"], cfg["hardware"]
+    schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=hw["finetune_epochs"])
+    base = hw.get("finetune_optimizer") or o["name"]
+    kwargs = {"momentum": o["momentum"]} if base == "momentum" else {}
+    if chip.spec.device.pairs != "none":     # ternary/binary pairs: hidden weights, writes with bit errors
+        from analog.hardware import PairOptimizer, pair_maps
+        return PairOptimizer(chip.spec, pair_maps(chip.circuit), lr=hw.get("finetune_lr") or o["lr"], base=base,
+                             seed=chip.seed, schedule=schedule, **kwargs)
+    return PulsedOptimizer(chip.spec, lr=hw.get("finetune_lr") or o["lr"], base=base,
+                           rule=hw.get("pulse_rule", "pulses"), seed=chip.seed, schedule=schedule, **kwargs)
+
+
 def migrate_legacy_model(old, new) -> AnalogModel:
     """Rebuild a model saved by an earlier release (model.pkl beside a model.json summary
     holding the experiment config, and conductances.npz) from its config and conductances,
