@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 
 from . import devices, losses, optimizers
+from .block import Block
 from .devices import Device, IdealDiode, MOSDiode, ShockleyDiode
 from .ep import GradientResult, ep_gradients, exact_gradients
 from .layers import (Amplification, BiasVoltage, Concatenate, CurrentLayer, Dense, DiodeLayer, InputVoltage,
@@ -48,7 +49,7 @@ __all__ = [
     "InputVoltage", "BiasVoltage", "Dense", "DiodeLayer", "Amplification", "CurrentLayer", "Concatenate", "Nodes",
     "LocallyConnected2D", "Rearrange", "pixel_nodes",
     # model
-    "AnalogModel", "Callback", "History", "build_dense_network", "make_device", "BLOCK_DEFAULTS", "block_defaults",
+    "AnalogModel", "Block", "Callback", "History", "build_dense_network", "make_device", "BLOCK_DEFAULTS", "block_defaults",
     # devices
     "devices", "Device", "ShockleyDiode", "IdealDiode", "MOSDiode",
     # engines and solutions

@@ -24,7 +24,6 @@ import numpy as np
 
 from analog.hardware import program, resolve_hardware
 from pipeline.analog_config import model_from_config
-from pipeline.chips import chip_accuracy
 from pipeline.config import validate_config
 from pipeline.data import load_dataset, tabular_to_volts
 
@@ -87,7 +86,7 @@ def main() -> None:
         for label, t in TIMES.items():
             accs = []
             for seed in range(args.chips):
-                accs.append(chip_accuracy(program(model, pcm, seed=seed), x_te, y_te, t))
+                accs.append(program(model, pcm, seed=seed).accuracy(x_te, y_te, t))
             row[f"pcm_chip_accuracy_{label}"] = (float(np.mean(accs)), float(np.std(accs)))
         results[mode] = row
         print(mode, json.dumps(row), flush=True)

@@ -1,7 +1,6 @@
 """Chips in the pipeline: programming a trained block onto `hardware.chips` chips, saving and
 reading them back (the `chips` artifact), their accuracy at each read time, the scenario
-metrics of a run with a `hardware:` section, and a chip standing in for the block in input
-optimisation.
+metrics of a run with a `hardware:` section, and the chip in the loop of a frozen co-training.
 
 A `chips` artifact folder holds `chip<i>/` per chip: chip.json + chip.npz (`Chip.save`, no
 pickle), `model/` (the trained block it was programmed from) and `netlist.cir` (a standalone
@@ -24,8 +23,6 @@ chips, `_tmax` the same at the last read time):
                                included when hardware.finetune_epochs > 0)
 """
 from __future__ import annotations
-
-from pipeline.errors import InputError
 
 import re
 from pathlib import Path
@@ -71,11 +68,10 @@ def loop_chip(cfg: dict) -> int:
 
 
 def loop_block(ctx, model):
-    """The frozen chip in the loop (hardware.loop_chip) standing in for the trained model: its
-    realised circuit and conductances read at the first read time, a fresh read per call."""
-    k = loop_chip(ctx.cfg)
-    chips = load_chips(ctx.input("chips"), only=k)
-    return ChipBlock(chips[0], model, t=eval_times(ctx.cfg)[0])
+    """The frozen chip in the loop (hardware.loop_chip) standing in for the trained model, as
+    an `analog.block.Block`: loaded on that model (its circuit, cost, β and nudging), read at
+    the first read time (t = 0) with a fresh read on every call."""
+    return load_chips(ctx.input("chips"), only=loop_chip(ctx.cfg), model=model)[0]
 
 
 def programmed_scenario(cfg: dict) -> str:
@@ -92,8 +88,9 @@ def save_chip(chip, folder: Path, x_sample) -> Path:
     return folder
 
 
-def load_chips(folder: Path, only: int | None = None) -> list:
-    """The chips of a `chips` artifact folder, in chip order (or just chip `only`)."""
+def load_chips(folder: Path, only: int | None = None, model=None) -> list:
+    """The chips of a `chips` artifact folder, in chip order (or just chip `only`), each on
+    `model` (default: the trained model saved beside it)."""
     from analog.hardware import Chip
     from pipeline.stages.artifacts import StageInputError
     folder = Path(folder)
@@ -107,7 +104,7 @@ def load_chips(folder: Path, only: int | None = None) -> list:
             raise StageInputError(f"hardware.loop_chip={only}: the chips input {folder} holds chips "
                                   f"{', '.join(str(i) for i, _ in found)}, not chip {only}")
         found = picked
-    return [Chip.load(p) for _, p in found]
+    return [Chip.load(p, model) for _, p in found]
 
 
 def programming_stats(chip, model) -> dict:
@@ -126,24 +123,9 @@ def programming_stats(chip, model) -> dict:
 # ---------------------------------------------------------------------------------------
 # accuracy
 # ---------------------------------------------------------------------------------------
-def chip_accuracy(chip, x, y, t: float, batch_size: int = 4096) -> float:
-    """Test accuracy of a chip read at time t (native engine, one read per batch); a sample
-    that did not converge counts as wrong (the rule of AnalogModel.scores)."""
-    x, y = np.asarray(x, float), np.asarray(y)
-    if not len(y):
-        return float("nan")
-    correct = 0
-    for lo in range(0, len(x), batch_size):
-        sol = chip.solve(x[lo: lo + batch_size], t)
-        out = chip.circuit.outputs(sol.v)
-        ok = np.asarray(sol.converged, bool) & np.all(np.isfinite(out), axis=1)
-        correct += int(((np.where(ok[:, None], out, 0.0).argmax(1) == y[lo: lo + batch_size]) & ok).sum())
-    return correct / len(y)
-
-
 def accuracy_grid(chips, x, y, times) -> np.ndarray:
-    """(len(times), len(chips)) accuracies."""
-    return np.array([[chip_accuracy(c, x, y, t) for c in chips] for t in times], float)
+    """(len(times), len(chips)) accuracies (`Chip.accuracy`: a fresh read per batch of 4096)."""
+    return np.array([[c.accuracy(x, y, t) for c in chips] for t in times], float)
 
 
 def spread(values) -> float:
@@ -221,34 +203,3 @@ def series(client, run_id: str, key: str) -> list[float]:
     for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
         by_step[m.step] = m.value
     return [by_step[k] for k in sorted(by_step)]
-
-
-# ---------------------------------------------------------------------------------------
-# a chip as the block of input optimisation
-# ---------------------------------------------------------------------------------------
-class ChipBlock:
-    """What `pipeline.input_optimization.optimize_inputs` needs of a block (`.circuit`,
-    `.gradients(x, labels, method, input_grad)`), on a chip: its realised circuit (varied
-    diodes and amplifiers) and conductances read at time t, with a fresh read (read noise)
-    on every call; the cost, β and nudging of the trained model."""
-
-    def __init__(self, chip, model, t: float = 0.0):
-        if not model.compiled:
-            raise InputError("the analog block loaded uncompiled (no loss): cannot optimise inputs on its chip")
-        self.chip, self.model, self.t = chip, model, float(t)
-        self.circuit = chip.circuit
-
-    def gradients(self, x, labels, method: str = "ep", input_grad: bool = False, loss=None):
-        """As AnalogModel.gradients, on the chip (`loss`: another cost than the model's)."""
-        from analog import ep_gradients, exact_gradients
-        from analog.losses import get_loss
-        cost = self.model.loss if loss is None else get_loss(loss)
-        G = self.chip.conductances_at(self.t)
-        engine = self.chip.engine("native")
-        if method == "exact":
-            return exact_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), cost)
-        return ep_gradients(engine, self.circuit, G, np.asarray(x, float), np.asarray(labels), cost,
-                            self.model.beta, self.model.nudging, input_grad)
-
-    def close(self) -> None:
-        self.chip.close()

@@ -153,7 +153,7 @@ def test_continuation_rounds_and_stops_at_physical_limits():
 
 
 def test_input_optimisation_sees_the_chip_not_the_trained_block(block):
-    """ChipBlock's input gradient is that of the chip's circuit and conductances: it matches
+    """The chip's input gradient (Chip.gradients) is that of the chip's circuit and conductances: it matches
     central differences of the cost computed from the chip's own solves, and differs from the
     trained block's."""
     from analog.hardware import program, resolve_hardware
@@ -162,7 +162,7 @@ def test_input_optimisation_sees_the_chip_not_the_trained_block(block):
                                       "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
                                       "drift_compensation": False})
     chip = program(model, spec, seed=1)
-    cb = hw.ChipBlock(chip, model)
+    cb = chip
     xs, ys = x[:3], y[:3]
     grad = cb.gradients(xs, ys, method="exact", input_grad=True).input_grad
 

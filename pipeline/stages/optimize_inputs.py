@@ -1,6 +1,6 @@
 """optimize-inputs: gradient descent on the block's input voltages → target embeddings
 (with hardware.frozen and programmed chips: on the realised circuit and conductances of the
-chip in the loop, hardware.loop_chip, read with noise at every step, pipeline.chips.ChipBlock)."""
+chip in the loop, hardware.loop_chip, read with noise at every step: an analog Chip as the Block)."""
 from __future__ import annotations
 
 from pipeline.stages.artifacts import load_analog, load_embeddings, save_npz
@@ -19,10 +19,9 @@ def body(ctx: StageContext) -> None:
     block = model
     if ctx.has("chips") and hw.frozen(ctx.cfg):   # the frozen chip in the loop, read with noise
         block = hw.loop_block(ctx, model)
-        chip = block.chip
-        ctx.log({"inputopt_on_chip_seed": chip.seed})
-        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {chip.seed}, '{chip.spec.name}'), conductances read at "
-                f"t = {block.t:g} s")
+        ctx.log({"inputopt_on_chip_seed": block.seed})
+        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {block.seed}, '{block.spec.name}'), conductances read at "
+                f"t = 0 s")
     ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
             f"margin {io['margin']} V, box [{lo:g}, {hi:g}] V")
     try:

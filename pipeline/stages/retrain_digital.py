@@ -117,8 +117,8 @@ def body(ctx: StageContext) -> None:
             ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
             msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
             if block is not model:   # the frozen chip in the loop: its end-to-end accuracy after this round
-                from pipeline.chips import chip_accuracy, loop_chip
-                a = chip_accuracy(block.chip, e_test, ds.y_test, block.t)
+                from pipeline.chips import loop_chip
+                a = block.accuracy(e_test, ds.y_test)
                 k = loop_chip(ctx.cfg)
                 ctx.log({f"chip{k}_end_to_end_test_accuracy": a, "loop_chip_end_to_end_test_accuracy": a})
                 ctx.log_parent({"round_chip_e2e_accuracy": a}, step=ctx.round + 1)
