@@ -154,7 +154,7 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
     at the end of its grid is continued by up to `more` harsher values (`extend`)."""
     from analog.hardware import program
 
-    from pipeline.chips import spread
+    from pipeline.chip_metrics import spread
     ideal = model.scores(x, y)["accuracy"]
     out = []
     for axis, values in grid.items():

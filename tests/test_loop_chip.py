@@ -10,7 +10,7 @@ from analog.hardware import program, resolve_hardware
 from analog.losses import CrossEntropy
 from analog.model import build_dense_network
 from analog.optimizers import Adam
-from pipeline.chips import recovered_fraction_loop
+from pipeline.chip_metrics import recovered_fraction_loop
 from pipeline.config.loading import validate_config
 from pipeline.config.errors import ConfigError
 

@@ -17,15 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import UserError
-
-
-class PipelineError(UserError):
-    """A pipeline request that cannot be carried out (printed by the CLI as `error: ...`)."""
-
-
-class StageInputError(PipelineError):
-    """A stage input is missing, unknown, in another experiment, or does not fit."""
+from pipeline.errors import PipelineError, StageInputError  # noqa: F401  (raised here; stages import them from here)
 
 
 KINDS = {

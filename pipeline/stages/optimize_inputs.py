@@ -9,26 +9,25 @@ from pipeline.stages.runner import Stage, StageContext
 
 
 def body(ctx: StageContext) -> None:
-    from pipeline import chips as hw
+    from pipeline import chip_files
+    from pipeline import hardware_settings as hw
     from pipeline import plots
-    from pipeline.input_optimization import optimize_inputs
+    from pipeline.input_optimization_settings import optimize_inputs_for
     io = ctx.cfg["input_optimization"]
     data = load_embeddings(ctx.input("embeddings"))
     model = load_analog(ctx.input("analog"))
     lo, hi = input_box(ctx.cfg, data)
     block = model
     if ctx.has("chips") and hw.frozen(ctx.cfg):   # the frozen chip in the loop, read with noise
-        block = hw.loop_block(ctx, model)
+        block = chip_files.loop_block(ctx, model)
         ctx.log({"inputopt_on_chip_seed": block.seed})
-        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {block.seed}, '{block.spec.name}'), conductances read at "
-                f"t = 0 s")
+        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {block.seed}, '{block.spec.name}'), conductances "
+                "read at t = 0 s")
     ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
-            f"margin {io['margin']} V, box [{lo:g}, {hi:g}] V")
+            f"margin {io['margin']} V, cost {io['cost']}, box [{lo:g}, {hi:g}] V")
     try:
-        res = optimize_inputs(block, data["x_train"], data["y_train"], lr=io["lr"], steps=io["steps"],
-                              margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
-                              batch_size=io["batch_size"], method=io["method"], progress=bool(ctx.verbose),
-                              step_growth=io["step_growth"])
+        res = optimize_inputs_for(ctx.cfg, block, data["x_train"], data["y_train"], lo, hi,
+                                  progress=bool(ctx.verbose))
     finally:
         if block is not model:
             block.close()
