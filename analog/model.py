@@ -1,6 +1,9 @@
 """AnalogModel: a compiled circuit with a Keras-like training API (compile / fit / evaluate /
 predict / save / load), trained by Equilibrium Propagation on either engine.
 
+An AnalogModel is an `analog.block.Block`, like a programmed chip; the accuracy rule and the
+choice between EP and exact gradients are shared with the chip there.
+
 Non-converged samples (one rule for every metric, in `fit`, `evaluate` and `scores`): a
 sample counts as non-converged when its free-phase (inference) solve did not converge. It
 counts as *wrong* in the accuracy, which is taken over all samples; the loss and the mean
