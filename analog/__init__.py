@@ -20,12 +20,13 @@ from __future__ import annotations
 import importlib
 
 from . import devices, losses, optimizers
+from .block import Block
 from .devices import Device, IdealDiode, MOSDiode, ShockleyDiode
 from .ep import GradientResult, ep_gradients, exact_gradients
 from .layers import (Amplification, BiasVoltage, Concatenate, CurrentLayer, Dense, DiodeLayer, InputVoltage,
                      Nodes)
 from .local import LocallyConnected2D, Rearrange, pixel_nodes
-from .losses import MSE, CrossEntropy, Loss
+from .losses import MSE, CrossEntropy, Loss, Margin
 from .model import (BLOCK_DEFAULTS, AnalogModel, Callback, History, block_defaults, build_dense_network,
                     make_device)
 from .native import NativeEngine, total_energy
@@ -48,7 +49,7 @@ __all__ = [
     "InputVoltage", "BiasVoltage", "Dense", "DiodeLayer", "Amplification", "CurrentLayer", "Concatenate", "Nodes",
     "LocallyConnected2D", "Rearrange", "pixel_nodes",
     # model
-    "AnalogModel", "Callback", "History", "build_dense_network", "make_device", "BLOCK_DEFAULTS", "block_defaults",
+    "AnalogModel", "Block", "Callback", "History", "build_dense_network", "make_device", "BLOCK_DEFAULTS", "block_defaults",
     # devices
     "devices", "Device", "ShockleyDiode", "IdealDiode", "MOSDiode",
     # engines and solutions
@@ -56,7 +57,7 @@ __all__ = [
     # Equilibrium Propagation and checks
     "ep_gradients", "exact_gradients", "GradientResult", "gradient_report",
     # training
-    "losses", "Loss", "MSE", "CrossEntropy", "optimizers", "Optimizer", "SGD", "Momentum", "Adam", "Schedule",
+    "losses", "Loss", "MSE", "CrossEntropy", "Margin", "optimizers", "Optimizer", "SGD", "Momentum", "Adam", "Schedule",
     # hardware (real devices, chips)
     "hardware", "Chip", "DeviceSpec", "HardwareSpec", "VariationSpec", "NoiseInjection", "PulsedOptimizer",
     "PRESETS", "program", "resolve_hardware",

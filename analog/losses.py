@@ -82,6 +82,28 @@ class CrossEntropy(Loss):
         return -(t * logp).sum(1), (np.exp(logp) - t) / self.temperature
 
 
+@register_loss
+class Margin(Loss):
+    """Σ_{k≠true} max(0, margin − (y_true − y_k)) (volts): zero once the true class leads every
+    other by `margin`; until then it pushes the true score up and each score too close to it
+    down, indifferent to the output levels (unlike the MSE's ±amplitude targets)."""
+
+    name = "margin"
+
+    def __init__(self, margin: float = 0.1):
+        if not margin > 0:
+            raise ValueError(f"Margin: margin={margin!r} must be > 0")
+        self.margin = float(margin)
+
+    def __call__(self, y, labels):
+        t = _onehot(labels, y.shape[1])
+        true = (y * t).sum(1, keepdims=True)
+        active = ((self.margin - (true - y)) > 0) & (t == 0)
+        hinge = np.where(active, self.margin - (true - y), 0.0)
+        grad = active.astype(float) - t * active.sum(1, keepdims=True)
+        return hinge.sum(1), grad
+
+
 def get_loss(spec, **kwargs) -> Loss:
     if isinstance(spec, Loss):
         return spec

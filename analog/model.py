@@ -1,6 +1,9 @@
 """AnalogModel: a compiled circuit with a Keras-like training API (compile / fit / evaluate /
 predict / save / load), trained by Equilibrium Propagation on either engine.
 
+An AnalogModel is an `analog.block.Block`, like a programmed chip; the accuracy rule and the
+choice between EP and exact gradients are shared with the chip there.
+
 Non-converged samples (one rule for every metric, in `fit`, `evaluate` and `scores`): a
 sample counts as non-converged when its free-phase (inference) solve did not converge. It
 counts as *wrong* in the accuracy, which is taken over all samples; the loss and the mean
@@ -17,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .block import GRADIENT_METHODS, batch_outputs, block_gradients, score_outputs
 from .circuit import CompiledCircuit, compile_circuit
-from .ep import GradientResult, ep_gradients, exact_gradients
+from .ep import GradientResult, ep_gradients
 from .layers import Dense, Nodes
 from .losses import Loss, get_loss
 from .engine import cached_engine
@@ -204,21 +208,21 @@ class AnalogModel:
         if not self.compiled:
             raise RuntimeError("call model.compile(loss=..., optimizer=..., beta=...) first")
 
-    def gradients(self, x, labels, method: str = "ep", nudging: str | None = None, beta: float | None = None,
-                  input_grad: bool = False, engine: str | None = None, loss=None) -> GradientResult:
+    def gradients(self, x, labels, method: str = "ep", input_grad: bool = False, loss=None, *,
+                  nudging: str | None = None, beta: float | None = None, engine: str | None = None) -> GradientResult:
         """EP estimate (method='ep', on the training engine unless `engine` is given) or the
         exact implicit gradient (method='exact', native engine; always with ∂C/∂x), of the
-        compiled cost or of `loss` (a Loss or its name) when given."""
+        compiled cost or of `loss` (a Loss or its name) when given (`analog.block.Block`)."""
         self.require_compiled()
-        if method not in ("ep", "exact"):
+        if method not in GRADIENT_METHODS:
             raise ValueError(f"method={method!r} must be 'ep' or 'exact'")
         x, labels = _check_xy(x, labels, self.circuit.n_features, self.circuit.n_outputs)
         cost = self.loss if loss is None else get_loss(loss)
-        if method == "exact":
-            return exact_gradients(self.get_engine("native"), self.circuit, self.conductances, x, labels, cost)
         eng = self.get_engine(engine) if engine else self.engine
-        return ep_gradients(eng, self.circuit, self.conductances, x, labels, cost,
-                            beta if beta is not None else self.beta, nudging or self.nudging, input_grad)
+        native = self.get_engine("native") if method == "exact" else None
+        return block_gradients(eng, native, self.circuit, self.conductances, x, labels, cost,
+                               method=method, beta=beta if beta is not None else self.beta,
+                               nudging=nudging or self.nudging, input_grad=input_grad)
 
     def input_gradient(self, x, labels, method: str = "ep") -> tuple[np.ndarray, np.ndarray]:
         """∂C/∂x per sample (B, n_features) and the per-sample cost; NaN rows did not converge."""
@@ -244,9 +248,9 @@ class AnalogModel:
 
     def _step_gradients(self, G, x, labels) -> GradientResult:
         """The gradient one training step follows (`compile(gradient=...)`)."""
-        if self.gradient == "exact":
-            return exact_gradients(self.get_engine("native"), self.circuit, G, x, labels, self.loss)
-        return ep_gradients(self.engine, self.circuit, G, x, labels, self.loss, self.beta, self.nudging)
+        native = self.get_engine("native") if self.gradient == "exact" else None
+        return block_gradients(self.engine, native, self.circuit, G, x, labels, self.loss,
+                               method=self.gradient, beta=self.beta, nudging=self.nudging, input_grad=False)
 
     def _cep_batch(self, x, y, tot):
         """One C-EP mini-batch: the optimiser (SGD) applies each of the nudged phase's local
@@ -349,16 +353,7 @@ class AnalogModel:
     # ---- inference -------------------------------------------------------------------------
     def _solve_batches(self, x, batch_size: int, engine: str | None):
         eng = self.get_engine(engine) if engine else self.engine
-        out, power, ok = [np.zeros((0, self.circuit.n_outputs))], [np.zeros(0)], [np.zeros(0, bool)]
-        for lo in range(0, len(x), batch_size):
-            sol = eng.solve(self.conductances, x[lo: lo + batch_size])
-            out.append(self.circuit.outputs(sol.v))
-            power.append(sol.power)
-            ok.append(np.asarray(sol.converged, bool))
-        out, power, ok = np.concatenate(out), np.concatenate(power), np.concatenate(ok)
-        ok &= np.all(np.isfinite(out), axis=1)
-        out[~ok] = np.nan
-        return out, power, ok
+        return batch_outputs(lambda xb: eng.solve(self.conductances, xb), self.circuit, x, batch_size)
 
     def predict(self, x, batch_size: int = 4096, engine: str | None = None) -> np.ndarray:
         """Differential outputs y (B, K) in volts; NaN rows did not converge."""
@@ -371,14 +366,12 @@ class AnalogModel:
         nonconverged_fraction and samples, on the stored conductances."""
         self.require_compiled()
         x, y = _check_xy(x, y, self.circuit.n_features, self.circuit.n_outputs)
-        out, power, ok = self._solve_batches(x, batch_size, engine)
-        cost, _ = self.loss(np.where(ok[:, None], out, 0.0), y)
-        n = len(y)
-        return {"accuracy": float((out[ok].argmax(1) == y[ok]).sum() / n) if n else float("nan"),
-                "loss": float(cost[ok].mean()) if ok.any() else float("nan"),
-                "power_mean": float(power[ok].mean()) if ok.any() else float("nan"),
-                "nonconverged": int((~ok).sum()), "nonconverged_fraction": float((~ok).sum() / n) if n else 0.0,
-                "samples": n}
+        return score_outputs(*self._solve_batches(x, batch_size, engine), y, self.loss)
+
+    def accuracy(self, x, y, batch_size: int = 4096, engine: str | None = None) -> float:
+        """Accuracy over all samples, a non-converged one counting as wrong (needs no cost)."""
+        x, y = _check_xy(x, y, self.circuit.n_features, self.circuit.n_outputs)
+        return score_outputs(*self._solve_batches(x, batch_size, engine), y)["accuracy"]
 
     def evaluate(self, x, y, batch_size: int = 4096, engine: str | None = None) -> dict:
         """loss, accuracy, nonconverged (as `scores`, by the module's non-convergence rule)."""

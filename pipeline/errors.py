@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["UserError", "PipelineError", "StageInputError", "OptionError", "SetupError", "InputError", "StoppedByEnvironment", "user_error_types", "environment_problem"]
+__all__ = ["UserError", "OptionError", "SetupError", "InputError", "PipelineError", "StageInputError", "StoppedByEnvironment", "user_error_types", "environment_problem"]
 
 
 class UserError(Exception):
@@ -38,6 +38,14 @@ class SetupError(UserError, ValueError):
 
 class InputError(UserError, ValueError):
     """A stage's input (an array, a file) that does not fit what the stage needs."""
+
+
+class PipelineError(UserError):
+    """A pipeline request that cannot be carried out (printed by the CLI as `error: ...`)."""
+
+
+class StageInputError(PipelineError):
+    """A stage input is missing, unknown, in another experiment, or does not fit."""
 
 
 class StoppedByEnvironment(Exception):

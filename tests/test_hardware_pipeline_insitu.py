@@ -65,7 +65,6 @@ def test_finetune_recovers_a_damaged_chip_and_keeps_stuck_devices(block):
     three in-situ epochs (read noise, noisy pulses) win most of it back on each of 3 chips;
     stuck devices keep their exact value, every device stays in its range."""
     from analog.hardware import PulsedOptimizer, finetune, program, resolve_hardware
-    from pipeline.hardware.chips import chip_accuracy
     model, x, y = block
     ideal = model.scores(x, y)["accuracy"]
     spec = resolve_hardware("rram", {"device": {"prog_sigma": 1.2e-5, "stuck_g_min": 0.05, "stuck_g_max": 0.05}})
@@ -73,10 +72,10 @@ def test_finetune_recovers_a_damaged_chip_and_keeps_stuck_devices(block):
     for seed in range(3):
         chip = program(model, spec, seed)
         G_prog0, stuck = [g.copy() for g in chip.G_prog], [s != 0 for s in chip.stuck]
-        before.append(chip_accuracy(chip, x, y, 0.0))
+        before.append(chip.accuracy(x, y, 0.0))
         opt = PulsedOptimizer(spec, lr=0.01, base="adam", rule="stochastic", seed=seed)
         hist = finetune(chip, x, y, loss=model.loss, beta=model.beta, optimizer=opt, epochs=3, batch_size=16)
-        after.append(chip_accuracy(chip, x, y, 0.0))
+        after.append(chip.accuracy(x, y, 0.0))
         assert hist["pulses"][0] > 0 and len(hist["loss"]) == 3
         for g, g0, s in zip(chip.G_prog, G_prog0, stuck):
             assert s.any() and np.array_equal(g[s], g0[s])

@@ -1,4 +1,4 @@
-"""The robustness map's pieces without MLflow (pipeline/hardware/robustness.py, pipeline/hardware/chips.py): the
+"""The robustness map's pieces without MLflow (pipeline/hardware/robustness.py, pipeline/hardware/chip_metrics.py): the
 grid parser's errors, each axis's device spec, the sweep's figures recomputed by programming
 the chips by hand, the breaking point, recovered_fraction's rule, the frozen co-training plan."""
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.hardware import chips as hw
+from pipeline.hardware import chip_metrics
+from pipeline.hardware import settings as hardware_settings
 from pipeline.hardware import robustness as rb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,21 +100,21 @@ def test_diode_axes_apply_to_their_diode_kind(block):
 
 def test_recovered_fraction_rule():
     m = {"e2e_acc_ideal": 0.80, "e2e_acc_programmed": 0.60, "e2e_acc_programmed_std": 0.02, "e2e_acc_cotrained": 0.75}
-    value, why = hw.recovered_fraction(m)
+    value, why = chip_metrics.recovered_fraction(m)
     assert value == pytest.approx((0.75 - 0.60) / (0.80 - 0.60))
-    value, why = hw.recovered_fraction({**m, "e2e_acc_programmed_std": 0.25})
+    value, why = chip_metrics.recovered_fraction({**m, "e2e_acc_programmed_std": 0.25})
     assert value is None and "within the spread" in why
-    value, why = hw.recovered_fraction({k: v for k, v in m.items() if k != "e2e_acc_cotrained"})
+    value, why = chip_metrics.recovered_fraction({k: v for k, v in m.items() if k != "e2e_acc_cotrained"})
     assert value is None and "needs" in why
     aware = {k.replace("programmed", "aware_programmed"): v for k, v in m.items()}
-    assert hw.recovered_fraction(aware)[0] == pytest.approx(0.75)
+    assert chip_metrics.recovered_fraction(aware)[0] == pytest.approx(0.75)
 
 
 def test_eval_times_and_seeds():
     cfg = {"seed": 5, "hardware": {"seed": None, "chips": 3, "times": [3600.0, 86400.0]}}
-    assert hw.eval_times(cfg) == [0.0, 3600.0, 86400.0] and hw.chip_seeds(cfg) == [5, 6, 7]
+    assert hardware_settings.eval_times(cfg) == [0.0, 3600.0, 86400.0] and hardware_settings.chip_seeds(cfg) == [5, 6, 7]
     cfg["hardware"].update(seed=10, times=[0.0, 60.0])
-    assert hw.eval_times(cfg) == [0.0, 60.0] and hw.chip_seeds(cfg) == [10, 11, 12]
+    assert hardware_settings.eval_times(cfg) == [0.0, 60.0] and hardware_settings.chip_seeds(cfg) == [10, 11, 12]
 
 
 def test_frozen_plan_trains_and_programs_once():
@@ -153,7 +154,7 @@ def test_continuation_rounds_and_stops_at_physical_limits():
 
 
 def test_input_optimisation_sees_the_chip_not_the_trained_block(block):
-    """ChipBlock's input gradient is that of the chip's circuit and conductances: it matches
+    """The chip's input gradient (Chip.gradients) is that of the chip's circuit and conductances: it matches
     central differences of the cost computed from the chip's own solves, and differs from the
     trained block's."""
     from analog.hardware import program, resolve_hardware
@@ -162,7 +163,7 @@ def test_input_optimisation_sees_the_chip_not_the_trained_block(block):
                                       "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
                                       "drift_compensation": False})
     chip = program(model, spec, seed=1)
-    cb = hw.ChipBlock(chip, model)
+    cb = chip
     xs, ys = x[:3], y[:3]
     grad = cb.gradients(xs, ys, method="exact", input_grad=True).input_grad
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import input_optimization as io
-from pipeline.input_optimization import margins, optimize_inputs
+from analog import input_optimization as io
+from analog.input_optimization import margins, optimize_inputs
 from tests.analog_circuits import trained_three_class_block
 
 
@@ -53,9 +53,9 @@ def test_only_active_samples_are_solved_and_batching_is_invisible(trained, monke
     sizes = []
     real = io._gradient_and_outputs
 
-    def spy(model_, xs, labels, method, v0=None):
+    def spy(model_, xs, labels, method, v0=None, cost=None):
         sizes.append(len(xs))
-        return real(model_, xs, labels, method, v0)
+        return real(model_, xs, labels, method, v0, cost)
 
     monkeypatch.setattr(io, "_gradient_and_outputs", spy)
     full = optimize_inputs(model, x, y, lr=0.05, steps=15, margin=0.05, batch_size=1000, progress=False)

@@ -10,7 +10,7 @@ from analog.hardware import program, resolve_hardware
 from analog.losses import CrossEntropy
 from analog.model import build_dense_network
 from analog.optimizers import Adam
-from pipeline.hardware.chips import ChipBlock, recovered_fraction_loop
+from pipeline.hardware.chip_metrics import recovered_fraction_loop
 from pipeline.config.loading import validate_config
 from pipeline.config.errors import ConfigError
 
@@ -51,7 +51,7 @@ def test_cross_entropy_input_gradient_on_a_chip_matches_the_exact_one():
           batch_size=16, verbose=0)
     chip = program(m, resolve_hardware("rram", {"device": {"stuck_g_min": 0.05, "stuck_g_max": 0.05},
                                                 "variation": {"gain_sigma": 0.05, "is_sigma": 0.3}}), seed=4)
-    block = ChipBlock(chip, m)
+    block = chip                                    # a Chip is an analog Block on its model's cost
     x, labels = rng.uniform(-1, 1, (16, 4)), rng.integers(0, 3, 16)
     ce = CrossEntropy(temperature=0.1)
     # one read of the conductances for both: the chip's reads carry noise, so fix it

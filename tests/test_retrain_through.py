@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.input_optimization import optimize_inputs
+from analog.input_optimization import optimize_inputs
 from pipeline.system.through_analog import check_differentiable, grad_fn_for, shift_followed
 from tests.analog_circuits import trained_three_class_block
 

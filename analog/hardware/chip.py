@@ -31,6 +31,7 @@ from .converters import Converters, with_edges
 from .edges import wire_conductances
 from .pairs import device_targets, pair_maps, read_flips
 from .programming import draw_variation, program_devices, streams, vary
+from ..block import batch_outputs, block_gradients, score_outputs
 from ..engine import cached_engine
 from ..errors import AnalogInputError
 from .spec import HardwareSpec, check_read_time, validate
@@ -218,6 +219,38 @@ class Chip:
             if hasattr(eng, "close"):
                 eng.close()
         self._engines.clear()
+
+    # ---- as an analog.block.Block ------------------------------------------------------------
+    def _trained(self):
+        """The compiled model the chip was programmed from: its cost, β and nudging are the chip's."""
+        if self.model is None or not getattr(self.model, "compiled", False):
+            raise AnalogInputError("this chip's trained model is missing or loaded uncompiled (no loss, beta, "
+                                   "nudging): give Chip.load a compiled model")
+        return self.model
+
+    def scores(self, x, y, t: float = 0.0, batch_size: int = 4096) -> dict:
+        """As AnalogModel.scores, on the chip read at time t (a fresh read per batch); the
+        loss is the trained model's cost (NaN when the chip has no compiled model)."""
+        x, y = self._x(x), np.asarray(y)
+        model = self.model if getattr(self.model, "compiled", False) else None
+        out = batch_outputs(lambda xb: self.solve(xb, t), self.circuit, x, batch_size)
+        return score_outputs(*out, y, model.loss if model is not None else None)
+
+    def accuracy(self, x, y, t: float = 0.0, batch_size: int = 4096) -> float:
+        """Accuracy at read time t; a sample that did not converge counts as wrong."""
+        x, y = self._x(x), np.asarray(y)
+        return score_outputs(*batch_outputs(lambda xb: self.solve(xb, t), self.circuit, x, batch_size), y)["accuracy"]
+
+    def gradients(self, x, labels, method: str = "ep", input_grad: bool = False, loss=None, t: float = 0.0):
+        """As AnalogModel.gradients, on the chip's circuit and its conductances read at time
+        t (one fresh read per call), native engine; cost, β and nudging of the trained model
+        unless `loss` (a Loss or its name) is given."""
+        from ..losses import get_loss
+        model = self._trained()
+        cost = model.loss if loss is None else get_loss(loss)
+        engine = self.engine("native")
+        return block_gradients(engine, engine, self.circuit, self.conductances_at(t), self._x(x), labels, cost,
+                               method=method, beta=model.beta, nudging=model.nudging, input_grad=input_grad)
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path) -> Path:

@@ -13,7 +13,7 @@ DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.b
                   "training.epochs", "cotrain.rounds", "input_optimization.steps", "input_optimization.margin"]
 DEFAULT_METRICS = ["digital_test_accuracy", "analog_first_test_accuracy", "end_to_end_test_accuracy",
                    "baseline_test_accuracy", "test_accuracy", "round_power_mean",
-                   # scenarios of runs with a hardware section (pipeline/hardware/chips.py), shown when present
+                   # scenarios of runs with a hardware section (pipeline/hardware/chip_metrics.py), shown when present
                    "e2e_acc_ideal", "e2e_acc_programmed", "e2e_acc_aware_programmed", "e2e_acc_insitu",
                    "e2e_acc_cotrained", "recovered_fraction", "recovered_fraction_insitu", "e2e_acc_programmed_tmax",
                    "e2e_acc_insitu_tmax", "e2e_acc_cotrained_tmax", "recovered_fraction_tmax", "rounds_gain_total",
@@ -190,8 +190,8 @@ def _sweep_args(client, args) -> None:
 
 def _time_plot(client, runs, output) -> None:
     """Each run's scenarios (programmed, co-trained, ...) against the time after programming."""
-    from pipeline.hardware.chips import SCENARIO_LABELS
-    from pipeline.hardware.chips import series as by_step
+    from pipeline.hardware.chip_metrics import SCENARIO_LABELS
+    from pipeline.flow.metric_series import series as by_step
     from pipeline.flow.plots import accuracy_vs_time
     series = {}
     for r in runs:

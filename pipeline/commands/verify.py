@@ -61,7 +61,7 @@ def _chip(cfg: dict, model, args):
     stage's first chip (hardware.seed, else the config's seed) unless --chip-seed is given."""
     from analog.hardware import program, resolve_hardware
     from pipeline.system.analog_block import hardware_spec
-    from pipeline.hardware.chips import chip_seeds
+    from pipeline.hardware.settings import chip_seeds
 
     same = (cfg.get("hardware") or {}).get("preset") == args.hardware
     try:

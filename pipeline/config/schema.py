@@ -212,6 +212,12 @@ class InputOptimizationConfig(Section):
     batch_size: int = F(2000, "samples solved together", ge=1)
     step_growth: Num = F(1.0, "a sample still short of the margin takes its next step this many times longer "
                               "(up to 4·lr); 1: fixed steps", ge=1)
+    cost: Literal["block", "cross_entropy", "margin"] = F(
+        "block", "the cost descended on the inputs: the block's own training cost (MSE to ±amplitude targets), "
+                 "the softmax cross-entropy of its class scores at input_optimization.temperature (the cost of "
+                 "digital.through_loss: cross_entropy), or a hinge on the class-score margin "
+                 "(input_optimization.margin); the stop is the margin in every case")
+    temperature: Num = F(0.1, "temperature of cost: cross_entropy, V", gt=0)
 
 
 class CotrainConfig(Section):

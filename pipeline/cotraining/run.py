@@ -13,7 +13,7 @@ Round r trains the analog block on the embeddings of the encoder after r retrain
 With a `hardware:` section, `program` follows every train-analog (pipeline/stages/program.py);
 with `hardware.frozen` the block is trained and programmed in round 0 only, and the later
 rounds co-train the encoder with one chip in the loop (hardware.loop_chip, default 0); the
-parent run then gets the scenario metrics and the accuracy-vs-time plot (pipeline/hardware/chips.py).
+parent run then gets the scenario metrics and the accuracy-vs-time plot (pipeline/hardware/chip_metrics.py).
 Step i of the plan is tagged mixsig.step=i and works in the local folder
 `<workdir>/<parent_run_id>/<i>-<stage>-r<round>/`; each stage's outputs are also MLflow
 artifacts of its run. The plan is stored on the parent run (tag mixsig.plan), so
@@ -270,7 +270,7 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
         report.log_series(client, parent_id, "round_gain", {r: e2e[r] - e2e[r - 1] for r in rounds if r - 1 in e2e})
         if len(rounds) > 1:
             mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
-        from pipeline.hardware.chips import loop_chip
+        from pipeline.hardware.settings import loop_chip
         where = f"chip {loop_chip(cfg)}" if _chip_rounds(client, parent_id) else "the round's block"
         path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
                                  title=f"{cfg['name']}: end-to-end test accuracy per round ({where})")
@@ -318,30 +318,31 @@ def _hardware_summary(client, parent_id: str, root: Path) -> dict:
     each scenario's accuracy against the time after programming, from the parent's metrics."""
     import mlflow
 
-    from pipeline.hardware import chips
+    from pipeline.hardware import chip_metrics
+    from pipeline.flow import metric_series
     from pipeline.flow import plots
     metrics = client.get_run(parent_id).data.metrics
     out = {}
     for suffix in ("", "_tmax"):
-        value, why = chips.recovered_fraction(metrics, suffix)
+        value, why = chip_metrics.recovered_fraction(metrics, suffix)
         mlflow.set_tag(f"{TAG}recovered_fraction{suffix}", why if value is None else f"defined ({why})")
         if value is not None:
             out[f"recovered_fraction{suffix}"] = value
         if f"e2e_acc_insitu{suffix}" in metrics:
-            value, why = chips.recovered_fraction(metrics, suffix, scenario="insitu")
+            value, why = chip_metrics.recovered_fraction(metrics, suffix, scenario="insitu")
             mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
             if value is not None:
                 out[f"recovered_fraction_insitu{suffix}"] = value
-    value, why = chips.recovered_fraction_loop(metrics, list(_chip_rounds(client, parent_id).items()))
+    value, why = chip_metrics.recovered_fraction_loop(metrics, list(_chip_rounds(client, parent_id).items()))
     mlflow.set_tag(f"{TAG}recovered_fraction_loop", why if value is None else "defined")
     if value is not None:
         out["recovered_fraction_loop"] = value
-    times = chips.series(client, parent_id, "scenario_time_s")
+    times = metric_series.series(client, parent_id, "scenario_time_s")
     series = {}
-    for name, label in chips.SCENARIO_LABELS.items():
-        mean = chips.series(client, parent_id, f"scenario_acc_{name}")
+    for name, label in chip_metrics.SCENARIO_LABELS.items():
+        mean = metric_series.series(client, parent_id, f"scenario_acc_{name}")
         if mean and len(mean) == len(times):
-            std = chips.series(client, parent_id, f"scenario_std_{name}")
+            std = metric_series.series(client, parent_id, f"scenario_std_{name}")
             series[label] = (times, mean, std if len(std) == len(mean) else None)
     if series:
         path = plots.accuracy_vs_time(series, root / "plots" / "accuracy_vs_time.png",

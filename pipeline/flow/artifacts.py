@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError, StageInputError
+from pipeline.errors import PipelineError, StageInputError  # noqa: F401  (raised here; stages import them from here)
 
 
 KINDS = {

@@ -180,7 +180,7 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
     at the end of its grid is continued by up to `more` harsher values (`extend`)."""
     from analog.hardware import program
 
-    from pipeline.hardware.chips import chip_accuracy, spread
+    from pipeline.hardware.chip_metrics import spread
     ideal = model.scores(x, y)["accuracy"]
     out = []
     for axis, values in grid.items():
@@ -195,7 +195,7 @@ def sweep(model, x, y, grid: dict, seeds: int = 3, threshold: float = 0.02, prog
                 for s in range(seeds):
                     chip = program(model, spec, s)
                     chip.calibrate_adc(x, t)          # adc_bits: full scale from the map's samples
-                    accs.append(chip_accuracy(chip, x, y, t))
+                    accs.append(chip.accuracy(x, y, t))
                     chip.close()
             except ValueError as exc:        # e.g. a drawn gain <= 0: the map stops there
                 res.error = f"{axis}={v:g}: {exc}"

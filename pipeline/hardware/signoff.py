@@ -343,7 +343,7 @@ def load_source(run_id: str, workdir, chip: int | None = None, read_time: float 
         model = load_analog(refs["analog"].path(cache))
         return Source(run, cfg, model.circuit, [np.asarray(g, float) for g in model.conductances], x, y,
                       f"block of run {rid[:8]}", refs["analog"].run_id, None, model)
-    from pipeline.hardware.chips import load_chips
+    from pipeline.hardware.chip_files import load_chips
     chips = load_chips(refs["chips"].path(cache))
     if not 0 <= chip < len(chips):
         raise SignoffError(f"--chip {chip}: run {rid} has {len(chips)} chip(s), numbered 0..{len(chips) - 1}")

@@ -16,7 +16,7 @@ SOURCE_STAGES = ("cotrain", "evaluate")
 def system_spec(cfg: dict, source_run: str, n_chips: int) -> dict:
     """system.json of a run's config: class names, how pixels reach the block, chips."""
     from pipeline.system.build import plugin_modules
-    from pipeline.hardware.chips import eval_times
+    from pipeline.hardware.settings import eval_times
     from pipeline.data import FASHION_CLASSES
     from pipeline.flow.inputs import has_encoder, is_image_data
     if not is_image_data(cfg):

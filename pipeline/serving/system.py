@@ -2,7 +2,7 @@
 (the ideal block, or a programmed chip read at a time after programming) → class and scores.
 
 Every part is loaded by the project's own loaders (`digital.load_encoder`,
-`pipeline.flow.artifacts.load_analog`, `pipeline.hardware.chips.load_chips`) from plain files:
+`pipeline.flow.artifacts.load_analog`, `pipeline.hardware.chip_files.load_chips`) from plain files:
 no pickle. A system's folder (what the MLflow model holds as artifacts):
 
   system.json     format, class names, how pixels reach the block, chips and read times
@@ -60,7 +60,7 @@ class MixedSignalSystem:
             encoder = load_encoder(encoder_dir, modules=tuple(spec.get("encoder_modules", ())))
         analog = load_analog(Path(analog_dir))
         if chips_dir is not None:
-            from pipeline.hardware.chips import load_chips
+            from pipeline.hardware.chip_files import load_chips
             chips = load_chips(Path(chips_dir))
         return cls(spec, analog, encoder, chips or ())
 

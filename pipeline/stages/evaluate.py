@@ -66,20 +66,24 @@ def log_system(ctx: StageContext) -> None:
 def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
     """Every chip at every read time, end to end (the run's encoder → chip), next to the
     ideal block; with hardware.frozen after co-training rounds: the e2e_acc_cotrained scenario."""
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware import chip_files
+    from pipeline.hardware import chip_logging
+    from pipeline.hardware import chip_metrics
+    from pipeline.hardware import settings as hw
     from pipeline.flow import plots
-    chips = hw.load_chips(ctx.input("chips"))
+    chips = chip_files.load_chips(ctx.input("chips"))
     times = hw.eval_times(ctx.cfg)
     try:
-        acc = hw.accuracy_grid(chips, x, y, times)
+        acc = chip_metrics.accuracy_grid(chips, x, y, times)
     finally:
         for chip in chips:
             chip.close()
-    g = hw.log_grid(ctx, times, acc)
+    g = chip_logging.log_grid(ctx, times, acc)
     if hw.frozen(ctx.cfg) and ctx.round > 0:
-        hw.log_scenario(ctx, "cotrained", times, acc)
+        chip_logging.log_scenario(ctx, "cotrained", times, acc)
     plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
-                            f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1), [hw.spread(r) for r in acc])},
+                            f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
+                                                                    [chip_metrics.spread(r) for r in acc])},
                            ctx.folder / "plots" / "accuracy_vs_time.png",
                            title=f"'{chips[0].spec.name}' chips, end to end ({ctx.stage} r{ctx.round})")
     ctx.artifact(ctx.folder / "plots", "plots")

@@ -38,7 +38,10 @@ def precheck(cfg: dict) -> None:
 def body(ctx: StageContext) -> None:
     from analog.hardware import finetune
 
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware import chip_files
+    from pipeline.hardware import chip_logging
+    from pipeline.hardware import chip_metrics
+    from pipeline.hardware import settings as hw
     from pipeline.flow import plots
     from pipeline.system.analog_block import compile_from_config, optimizer_for
     cfg = ctx.cfg
@@ -46,12 +49,12 @@ def body(ctx: StageContext) -> None:
     data = analog_data(ctx)
     model = load_analog(ctx.input("analog"))
     compile_from_config(model, cfg, epochs)         # the loss, β and nudging EP uses on the chip
-    chips = hw.load_chips(ctx.input("chips"))
+    chips = chip_files.load_chips(ctx.input("chips"))
     out = ctx.output("chips")
     times = hw.eval_times(cfg)
     t_train = times[0]
     try:
-        before = hw.accuracy_grid(chips, data["x_test"], data["y_test"], times[:1])[0]
+        before = chip_metrics.accuracy_grid(chips, data["x_test"], data["y_test"], times[:1])[0]
         for i, chip in enumerate(chips):
             opt = optimizer_for(cfg, chip)
             ctx.say(f"chip {i} (seed {chip.seed}): {epochs} in-situ EP epoch(s) on {len(data['x_train'])} samples, "
@@ -64,25 +67,27 @@ def body(ctx: StageContext) -> None:
                          nudging=model.nudging, optimizer=opt, epochs=epochs, batch_size=cfg["training"]["batch_size"],
                          t=t_train, seed=cfg.get("seed", 0) + i, progress=bool(ctx.verbose), on_epoch=log_epoch)
             ctx.log({f"insitu_chip{i}_train_accuracy": h["accuracy"][-1], f"insitu_chip{i}_moved_rel":
-                     float(np.sum(h["moved_rel"])), f"insitu_chip{i}_pulses_per_device": float(np.sum(h["pulses_per_device"]))})
-            hw.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
-        acc = hw.accuracy_grid(chips, data["x_test"], data["y_test"], times)
+                     float(np.sum(h["moved_rel"])),
+                     f"insitu_chip{i}_pulses_per_device": float(np.sum(h["pulses_per_device"]))})
+            chip_files.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
+        acc = chip_metrics.accuracy_grid(chips, data["x_test"], data["y_test"], times)
     finally:
         for chip in chips:
             chip.close()
         model.close()
-    g = hw.log_grid(ctx, times, acc)
+    g = chip_logging.log_grid(ctx, times, acc)
     ctx.log({"programmed_acc_mean_t0": before.mean(), "insitu_gain_t0": acc[0].mean() - before.mean()})
-    hw.log_scenario(ctx, "insitu", times, acc)
+    chip_logging.log_scenario(ctx, "insitu", times, acc)
     if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the loop chip is now the fine-tuned chip
         ctx.log_parent({"round_chip_e2e_accuracy": acc[0, hw.loop_chip(cfg)]}, step=0)
-    plots.accuracy_vs_time({"programmed (before)": ([times[0]], [before.mean()], [hw.spread(before)]),
+    plots.accuracy_vs_time({"programmed (before)": ([times[0]], [before.mean()], [chip_metrics.spread(before)]),
                             f"{len(chips)} chip(s) fine-tuned in situ": (times, acc.mean(1),
-                                                                         [hw.spread(r) for r in acc])},
+                                                                         [chip_metrics.spread(r) for r in acc])},
                            ctx.folder / "plots" / "accuracy_vs_time.png",
                            title=f"'{chips[0].spec.name}' chips after {epochs} in-situ EP epoch(s)")
     ctx.artifact(ctx.folder / "plots", "plots")
-    ctx.say(f"test accuracy {before.mean():.4f} ± {hw.spread(before):.4f} programmed → {g['chip_acc_mean_t0']:.4f} ± "
+    ctx.say(f"test accuracy {before.mean():.4f} ± {chip_metrics.spread(before):.4f} programmed → "
+            f"{g['chip_acc_mean_t0']:.4f} ± "
             f"{g['chip_acc_std_t0']:.4f} fine-tuned at t = 0, {g['chip_acc_mean_tmax']:.4f} at {times[-1]:g} s")
 
 

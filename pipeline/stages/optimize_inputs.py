@@ -1,6 +1,6 @@
 """optimize-inputs: gradient descent on the block's input voltages → target embeddings
 (with hardware.frozen and programmed chips: on the realised circuit and conductances of the
-chip in the loop, hardware.loop_chip, read with noise at every step, pipeline.hardware.chips.ChipBlock)."""
+chip in the loop, hardware.loop_chip, read with noise at every step: an analog Chip as the Block)."""
 from __future__ import annotations
 
 from pipeline.flow.artifacts import load_analog, load_embeddings, save_npz
@@ -9,27 +9,25 @@ from pipeline.flow.runner import Stage, StageContext
 
 
 def body(ctx: StageContext) -> None:
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware import chip_files
+    from pipeline.hardware import settings as hw
     from pipeline.flow import plots
-    from pipeline.input_optimization import optimize_inputs
+    from pipeline.system.input_optimization import optimize_inputs_for
     io = ctx.cfg["input_optimization"]
     data = load_embeddings(ctx.input("embeddings"))
     model = load_analog(ctx.input("analog"))
     lo, hi = input_box(ctx.cfg, data)
     block = model
     if ctx.has("chips") and hw.frozen(ctx.cfg):   # the frozen chip in the loop, read with noise
-        block = hw.loop_block(ctx, model)
-        chip = block.chip
-        ctx.log({"inputopt_on_chip_seed": chip.seed})
-        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {chip.seed}, '{chip.spec.name}'), conductances read at "
-                f"t = {block.t:g} s")
+        block = chip_files.loop_block(ctx, model)
+        ctx.log({"inputopt_on_chip_seed": block.seed})
+        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {block.seed}, '{block.spec.name}'), conductances "
+                "read at t = 0 s")
     ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
-            f"margin {io['margin']} V, box [{lo:g}, {hi:g}] V")
+            f"margin {io['margin']} V, cost {io['cost']}, box [{lo:g}, {hi:g}] V")
     try:
-        res = optimize_inputs(block, data["x_train"], data["y_train"], lr=io["lr"], steps=io["steps"],
-                              margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
-                              batch_size=io["batch_size"], method=io["method"], progress=bool(ctx.verbose),
-                              step_growth=io["step_growth"])
+        res = optimize_inputs_for(ctx.cfg, block, data["x_train"], data["y_train"], lo, hi,
+                                  progress=bool(ctx.verbose))
     finally:
         if block is not model:
             block.close()

@@ -2,7 +2,7 @@
 chip i seeded hardware.seed + i) and measure what programming did: target against realised
 conductances (histograms, mean and largest |ΔG|/g_max, stuck counts) and each chip's test
 accuracy at every read time in `hardware.times`, next to the ideal block's. Stores every chip
-and its SPICE netlist as the `chips` artifact (pipeline/hardware/chips.py describes the folder).
+and its SPICE netlist as the `chips` artifact (pipeline/hardware/chip_files.py describes the folder).
 
 In a co-training with a `hardware:` section it runs right after train-analog; with
 `hardware.frozen` the block is trained and programmed once (round 0) and the later rounds
@@ -37,7 +37,10 @@ def precheck(cfg: dict) -> None:
 def body(ctx: StageContext) -> None:
     from analog.hardware import program
 
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware import chip_files
+    from pipeline.hardware import chip_logging
+    from pipeline.hardware import chip_metrics
+    from pipeline.hardware import settings as hw
     from pipeline.flow import plots
     from pipeline.system.analog_block import hardware_spec
     cfg = ctx.cfg
@@ -52,8 +55,8 @@ def body(ctx: StageContext) -> None:
         for i, seed in enumerate(seeds):
             chip = program(model, spec, seed)
             chip.calibrate_adc(data["x_train"][:CALIBRATION_SAMPLES])   # hardware.adc.calibrate: full scale
-            hw.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
-            s = hw.programming_stats(chip, model)
+            chip_files.save_chip(chip, out / f"chip{i}", data["x_test"][:1])
+            s = chip_metrics.programming_stats(chip, model)
             ctx.log({f"chip_{k}": v for k, v in s.items() if not k.startswith("_")}, step=i, final=False)
             chips.append(chip), stats.append(s)
         summary = {"devices_per_chip": stats[0]["devices"],
@@ -67,18 +70,18 @@ def body(ctx: StageContext) -> None:
                                      ctx.folder / "plots" / "programming.png",
                                      title=f"'{spec.name}': target vs realised conductances, {len(chips)} chip(s)")
         times = hw.eval_times(cfg)
-        acc = hw.accuracy_grid(chips, data["x_test"], data["y_test"], times)
+        acc = chip_metrics.accuracy_grid(chips, data["x_test"], data["y_test"], times)
         ideal = analog_scores(model, data["x_test"], data["y_test"])["accuracy"]
         ctx.log({"ideal_test_accuracy": ideal})
-        g = hw.log_grid(ctx, times, acc)
-        hw.log_scenario(ctx, "ideal", times, ideal=ideal)
-        hw.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
+        g = chip_logging.log_grid(ctx, times, acc)
+        chip_logging.log_scenario(ctx, "ideal", times, ideal=ideal)
+        chip_logging.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
         if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the chip in the loop (cotrain.round_e2e)
             k = hw.loop_chip(cfg)
             ctx.log_parent({"round_chip_e2e_accuracy": acc[0, k], "loop_chip_programmed_accuracy": acc[0, k]}, step=0)
         plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                                 f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
-                                                                        [hw.spread(r) for r in acc])},
+                                                                        [chip_metrics.spread(r) for r in acc])},
                                ctx.folder / "plots" / "accuracy_vs_time.png",
                                title=f"'{spec.name}' chips, test data the block was trained for")
         ctx.artifact(ctx.folder / "plots", "plots")

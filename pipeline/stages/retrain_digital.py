@@ -33,15 +33,16 @@ def precheck(cfg: dict) -> None:
 def _block(ctx: StageContext, model):
     """The block gradients come from: the trained model, or the chip in the loop
     (hardware.loop_chip) when the chips are frozen."""
-    from pipeline.hardware import chips as hw
-    if ctx.has("chips") and hw.frozen(ctx.cfg):
-        return hw.loop_block(ctx, model)
+    from pipeline.hardware.chip_files import loop_block
+    from pipeline.hardware.settings import frozen
+    if ctx.has("chips") and frozen(ctx.cfg):
+        return loop_block(ctx, model)
     return model
 
 
 def body(ctx: StageContext) -> None:
     from pipeline.system.build import load_encoder
-    from pipeline.input_optimization import optimize_inputs
+    from pipeline.system.input_optimization import optimize_inputs_for
     from pipeline.system.through_analog import (check_differentiable, grad_fn_for, shift_followed, through_cost,
                                          trace_per_epoch)
     d, io = ctx.cfg["digital"], ctx.cfg["input_optimization"]
@@ -62,9 +63,7 @@ def body(ctx: StageContext) -> None:
             n = min(len(ds.x_test), TEST_SHIFT_SAMPLES)
             e0_test = enc.embed(ds.x_test[:n])
             lo, hi = input_box(ctx.cfg, None)
-            test_t = optimize_inputs(block, e0_test, ds.y_test[:n], lr=io["lr"], steps=io["steps"],
-                                     margin=io["margin"], v_low=lo, v_high=hi, update=io["update"],
-                                     batch_size=io["batch_size"], method=io["method"], progress=False).targets
+            test_t = optimize_inputs_for(ctx.cfg, block, e0_test, ds.y_test[:n], lo, hi).targets
         labels = ds.y_train if d["class_weight"] > 0 else None
         t0 = time.perf_counter()
         hist = {}
@@ -117,8 +116,8 @@ def body(ctx: StageContext) -> None:
             ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
             msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
             if block is not model:   # the frozen chip in the loop: its end-to-end accuracy after this round
-                from pipeline.hardware.chips import chip_accuracy, loop_chip
-                a = chip_accuracy(block.chip, e_test, ds.y_test, block.t)
+                from pipeline.hardware.settings import loop_chip
+                a = block.accuracy(e_test, ds.y_test)
                 k = loop_chip(ctx.cfg)
                 ctx.log({f"chip{k}_end_to_end_test_accuracy": a, "loop_chip_end_to_end_test_accuracy": a})
                 ctx.log_parent({"round_chip_e2e_accuracy": a}, step=ctx.round + 1)

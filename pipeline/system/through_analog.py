@@ -6,7 +6,7 @@ Propagation, the input gradient ∂C/∂x from the source currents of a free and
 (analog.ep); the encoder's weights then step along (1/B) Σ_b (∂f_θ(image_b)/∂θ)ᵀ ∂C/∂x_b,
 the chain rule with the encoder's own backpropagation (digital KerasEncoder.fit_through).
 digital/ sees only a callable grad_fn(embeddings, idx) → ∂C/∂x; the block may be the
-trained model or a chip (pipeline.hardware.chips.ChipBlock).
+trained model or a chip (any `analog.block.Block`).
 
 Shift reproduced: with e₀ the embeddings before retraining, t the targets and e₁ the
 embeddings after, the fraction of the requested shift reproduced is the projection

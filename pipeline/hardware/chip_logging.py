@@ -1,0 +1,38 @@
+"""Chip accuracies logged on a stage's run and on the co-training parent (MLflow, through
+the stage context): per read time and chip, and the scenario metrics (pipeline.hardware.chip_metrics)."""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.hardware.chip_metrics import spread
+
+
+def log_grid(ctx, times, acc: np.ndarray, prefix: str = "chip_acc") -> dict:
+    """Per read time (step = time index): time_s, mean/std/min/max over chips and each
+    chip's accuracy on the stage's run; returns the t = 0 and t_max summaries."""
+    for i, t in enumerate(times):
+        row = acc[i]
+        ctx.log({"time_s": t, f"{prefix}_mean": row.mean(), f"{prefix}_std": spread(row), f"{prefix}_min": row.min(),
+                 f"{prefix}_max": row.max(), **{f"{prefix}_chip{j}": a for j, a in enumerate(row)}},
+                step=i, final=False)
+    summary = {f"{prefix}_mean_t0": acc[0].mean(), f"{prefix}_std_t0": spread(acc[0]),
+               f"{prefix}_mean_tmax": acc[-1].mean(), f"{prefix}_std_tmax": spread(acc[-1]), "tmax_s": times[-1]}
+    ctx.log(summary)
+    return summary
+
+
+def log_scenario(ctx, name: str, times, acc: np.ndarray | None = None, ideal: float | None = None) -> dict:
+    """A scenario's metrics on the stage run and (in a co-training) on the parent run:
+    e2e_acc_<name>[_std][_tmax[_std]] and its series per read time (scenario_acc_<name>,
+    step = time index) for the accuracy-vs-time plot."""
+    if acc is None:
+        acc = np.full((len(times), 1), float(ideal))
+    m = {f"e2e_acc_{name}": acc[0].mean(), f"e2e_acc_{name}_tmax": acc[-1].mean()}
+    if name != "ideal":
+        m.update({f"e2e_acc_{name}_std": spread(acc[0]), f"e2e_acc_{name}_tmax_std": spread(acc[-1])})
+    ctx.log(m)
+    ctx.log_parent(m)
+    for i, t in enumerate(times):
+        ctx.log_parent({f"scenario_acc_{name}": acc[i].mean(), f"scenario_std_{name}": spread(acc[i]),
+                        "scenario_time_s": t}, step=i)
+    return m

@@ -1,0 +1,99 @@
+"""The Block contract (analog/block.py): the ideal model and a programmed chip both satisfy
+it; a chip's accuracy follows the one non-convergence rule, recomputed by hand from its
+solves; its input gradient matches central differences of its own cost, written out here."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analog import AnalogModel, Block
+from analog.hardware import Chip, program, resolve_hardware
+from analog.model import build_dense_network
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(1)
+    model = build_dense_network(4, 3, hidden=(6,), seed=3)
+    model.compile("mse", "adam", beta=1e-7)
+    x = rng.uniform(-1, 1, (40, 4))
+    y = rng.integers(0, 3, 40)
+    # programming noise and circuit variation, no read noise: every read returns the same conductances
+    spec = resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
+                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
+                                      "drift_compensation": False})
+    chip = program(model, spec, seed=1)
+    yield model, chip, x, y
+    chip.close()
+    model.close()
+
+
+def test_both_kinds_of_block_satisfy_the_protocol(pair):
+    model, chip, _, _ = pair
+    assert isinstance(model, Block) and isinstance(chip, Block)
+    assert isinstance(model, AnalogModel) and isinstance(chip, Chip)
+    assert not isinstance(object(), Block)
+
+
+def test_chip_accuracy_is_the_argmax_of_its_solves_and_a_failed_solve_counts_wrong(pair):
+    model, chip, x, y = pair
+    G = chip.conductances_at(0.0)
+    out = chip.circuit.outputs(chip.engine("native").solve(G, x).v)
+    by_hand = float(np.mean(out.argmax(1) == y))
+    assert chip.accuracy(x, y) == pytest.approx(by_hand)
+    s = chip.scores(x, y)
+    cost = 0.5 * ((out - 0.5 * (2 * np.eye(3)[y] - 1)) ** 2).sum(1)      # MSE to ±0.5 V, written out
+    assert s["accuracy"] == pytest.approx(by_hand) and s["loss"] == pytest.approx(cost.mean())
+    assert s["nonconverged"] == 0 and s["samples"] == len(y)
+    # a solve that fails: its sample is wrong even where its (NaN) outputs would not say so
+    real = chip.solve
+    chip.solve = lambda xb, t=0.0: _fail_first(real(xb, t))
+    try:
+        right = out.argmax(1) == y
+        expected = (right[1:].sum()) / len(y)
+        assert chip.accuracy(x, y) == pytest.approx(expected)
+        assert chip.scores(x, y)["nonconverged"] == 1
+    finally:
+        del chip.solve
+
+
+def _fail_first(sol):
+    sol.converged = np.asarray(sol.converged, bool).copy()
+    sol.converged[0] = False
+    return sol
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", None])
+def test_chip_input_gradient_matches_finite_differences_of_its_own_cost(pair, loss):
+    model, chip, x, y = pair
+    xs, ys = x[:4], y[:4]
+
+    def cost(xv):
+        out = chip.circuit.outputs(chip.solve(xv).v)
+        if loss is None:                                                  # the trained model's MSE
+            return 0.5 * ((out - 0.5 * (2 * np.eye(3)[ys] - 1)) ** 2).sum(1)
+        z = out / 0.1                                                     # softmax cross-entropy, T = 0.1 V
+        return np.log(np.exp(z).sum(1)) - z[np.arange(len(ys)), ys]
+
+    h = 1e-5
+    fd = np.zeros_like(xs)
+    for j in range(xs.shape[1]):
+        e = np.zeros_like(xs)
+        e[:, j] = h
+        fd[:, j] = (cost(xs + e) - cost(xs - e)) / (2 * h)
+    exact = chip.gradients(xs, ys, method="exact", loss=loss).input_grad
+    assert np.allclose(exact, fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max())
+    ep = chip.gradients(xs, ys, method="ep", input_grad=True, loss=loss).input_grad
+    cos = (ep * fd).sum(1) / np.linalg.norm(ep, axis=1) / np.linalg.norm(fd, axis=1)
+    assert np.all(cos > 0.99), cos
+    ideal = model.gradients(xs, ys, method="exact", loss=loss).input_grad
+    assert not np.allclose(exact, ideal, rtol=1e-2)                         # the chip's, not the ideal block's
+
+
+def test_a_chip_without_a_compiled_model_names_what_is_missing(pair):
+    model, chip, x, y = pair
+    bare = Chip(model.circuit, chip.spec, chip.seed, chip.G_prog, chip.nu, chip.stuck, chip.scale, chip.realised,
+                chip.layer_names, model=None)
+    with pytest.raises(ValueError, match="compiled model"):
+        bare.gradients(x[:2], y[:2])
+    assert np.isnan(bare.scores(x, y)["loss"]) and 0 <= bare.accuracy(x, y) <= 1

@@ -1,0 +1,96 @@
+"""Input optimisation on a chosen cost (input_optimization.cost) and on any Block: the margin
+hinge against its formula and central differences, a first step on a chip along the
+normalised finite-difference gradient of the cross-entropy written out here, and the
+config's settings reaching the optimiser (step_growth included)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analog.hardware import program, resolve_hardware
+from analog.input_optimization import margins, optimize_inputs
+from analog.losses import CrossEntropy, Margin
+from pipeline.config.errors import ConfigError
+from pipeline.config.loading import validate_config
+from pipeline.system.input_optimization import input_cost, optimize_inputs_for
+from tests.analog_circuits import trained_three_class_block
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model, x, y = trained_three_class_block(n=120, hidden=8, epochs=2)
+    spec = resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
+                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
+                                      "drift_compensation": False})     # no read noise: every read is the same
+    chip = program(model, spec, seed=2)
+    yield model, chip, x, y
+    chip.close()
+    model.close()
+
+
+def test_margin_hinge_by_hand_and_by_central_differences():
+    y = np.array([[0.30, 0.25, -0.2], [0.0, 0.5, 0.45], [0.9, 0.0, 0.1]])
+    labels = np.array([0, 2, 0])
+    cost, grad = Margin(0.1)(y, labels)
+    # sample 0: 0.1 − (0.30 − 0.25) = 0.05 on class 1, class 2 clear; sample 1: class 0 clear
+    # (0.1 − 0.45 < 0), class 1: 0.1 − (0.45 − 0.5) = 0.15; sample 2: all clear
+    assert np.allclose(cost, [0.05, 0.15, 0.0])
+    h = 1e-6
+    for i in range(3):
+        for k in range(3):
+            e = np.zeros_like(y)
+            e[i, k] = h
+            fd = (Margin(0.1)(y + e, labels)[0][i] - Margin(0.1)(y - e, labels)[0][i]) / (2 * h)
+            assert grad[i, k] == pytest.approx(fd, abs=1e-6)
+    with pytest.raises(ValueError, match="margin"):
+        Margin(0.0)
+
+
+def test_the_config_selects_the_cost_and_names_a_bad_one():
+    base = {"name": "t", "data": {"dataset": "xor"}}
+    assert input_cost(validate_config(base)) is None                                  # default: the block's own
+    ce = input_cost(validate_config({**base, "input_optimization": {"cost": "cross_entropy", "temperature": 0.05}}))
+    assert isinstance(ce, CrossEntropy) and ce.temperature == 0.05
+    hinge = input_cost(validate_config({**base, "input_optimization": {"cost": "margin", "margin": 0.2}}))
+    assert isinstance(hinge, Margin) and hinge.margin == 0.2
+    with pytest.raises(ConfigError, match="input_optimization.cost"):
+        validate_config({**base, "input_optimization": {"cost": "hinge"}})
+
+
+def _ce(out, labels, temperature=0.1):
+    z = out / temperature
+    return np.log(np.exp(z).sum(1)) - z[np.arange(len(labels)), labels]
+
+
+def test_a_first_step_on_a_chip_follows_the_cross_entropy_of_its_class_scores(trained):
+    model, chip, x, y = trained
+    out = chip.predict(x)
+    wrong = np.flatnonzero(margins(out, y) < 0.1)[:6]
+    xs, ys, lr = x[wrong], y[wrong], 0.02
+    res = optimize_inputs(chip, xs, ys, lr=lr, steps=1, margin=0.1, cost="cross_entropy", progress=False)
+    h, fd = 1e-5, np.zeros_like(xs)
+    for j in range(xs.shape[1]):
+        e = np.zeros_like(xs)
+        e[:, j] = h
+        fd[:, j] = (_ce(chip.predict(xs + e), ys) - _ce(chip.predict(xs - e), ys)) / (2 * h)
+    expected = np.clip(xs - lr * fd / np.abs(fd).max(1, keepdims=True), -1, 1)
+    assert np.allclose(res.targets, expected, atol=0.05 * lr)
+    mse = optimize_inputs(chip, xs, ys, lr=lr, steps=1, margin=0.1, progress=False)
+    assert not np.allclose(mse.targets, res.targets, atol=0.05 * lr)              # another cost, another step
+    full = optimize_inputs(chip, x, y, lr=0.05, steps=30, margin=0.1, cost="margin", progress=False)
+    assert full.reached.mean() > full.initially_reached.mean()
+    assert np.all(margins(chip.predict(full.targets[full.reached]), y[full.reached]) >= 0.1 - 1e-9)
+
+
+def test_the_config_settings_reach_the_optimiser_step_growth_included(trained):
+    model, _, x, y = trained
+    io = {"lr": 0.03, "steps": 6, "margin": 0.15, "update": "normalized", "batch_size": 50, "method": "ep",
+          "step_growth": 1.5, "cost": "margin", "temperature": 0.1}
+    cfg = validate_config({"name": "t", "data": {"dataset": "xor"}, "input_optimization": io})
+    got = optimize_inputs_for(cfg, model, x, y, -0.9, 0.9)
+    want = optimize_inputs(model, x, y, lr=0.03, steps=6, margin=0.15, v_low=-0.9, v_high=0.9, batch_size=50,
+                           step_growth=1.5, cost=Margin(0.15), progress=False)
+    assert np.array_equal(got.targets, want.targets) and np.array_equal(got.steps, want.steps)
+    fixed = optimize_inputs(model, x, y, lr=0.03, steps=6, margin=0.15, v_low=-0.9, v_high=0.9, batch_size=50,
+                            cost=Margin(0.15), progress=False)
+    assert not np.array_equal(got.targets, fixed.targets)
