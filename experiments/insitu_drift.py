@@ -24,7 +24,6 @@ from analog.hardware import program, resolve_hardware
 from analog.hardware import statistics as st
 from digital.pca import PCAEncoder
 from pipeline.system.analog_block import model_from_config
-from pipeline.hardware.chips import chip_accuracy
 from pipeline.config import validate_config
 from pipeline.data import load_dataset
 
@@ -107,7 +106,7 @@ def main() -> None:
                 chip = program(model, spec, seed=seed)
                 chip.nu = [np.asarray(n, float) for n in _nu(chip, how)]
                 for k, t in TIMES.items():
-                    acc[k].append(chip_accuracy(chip, x, y, t))
+                    acc[k].append(chip.accuracy(x, y, t))
             print(f"| {name} | {mode} | {' | '.join(f'{np.mean(v):.4f}' for v in acc.values())} |", flush=True)
     for mode, model in blocks.items():
         print(f"{mode}: {_margins(model, x, y)}")

@@ -31,7 +31,6 @@ import numpy as np
 
 from analog.hardware import PairOptimizer, finetune, pair_maps, program, resolve_hardware
 from pipeline.system.analog_block import model_from_config
-from pipeline.hardware.chips import chip_accuracy
 from pipeline.config import validate_config
 
 from experiments.hardware_training import _config, _data
@@ -65,20 +64,20 @@ def compare(raw, data, chips: int, lr: float) -> dict:
     model.fit(x_tr, y_tr, epochs=epochs, batch_size=bs, verbose=0, seed=cfg["seed"])
     rows["continuous"] = {"test": [model.evaluate(x_te, y_te)["accuracy"]], "seconds": time.perf_counter() - t0}
     ter = resolve_hardware("rram-2t2r")
-    rows["ternary (programmed)"] = {"test": [chip_accuracy(program(model, ter, seed=s), x_te, y_te, 0.0)
+    rows["ternary (programmed)"] = {"test": [program(model, ter, seed=s).accuracy(x_te, y_te, 0.0)
                                              for s in range(chips)]}
     t0 = time.perf_counter()
     four, cfg4 = _block(raw, x_tr, n_classes, {"preset": "ebana-4level", "training": "in-situ",
                                                 "pulse_rule": "stochastic"})
     four.fit(x_tr, y_tr, epochs=epochs, batch_size=bs, verbose=0, seed=cfg4["seed"])
-    rows["4-level"] = {"test": [chip_accuracy(program(four, "ebana-4level", seed=0), x_te, y_te, 0.0)],
+    rows["4-level"] = {"test": [program(four, "ebana-4level", seed=0).accuracy(x_te, y_te, 0.0)],
                        "seconds": time.perf_counter() - t0}
     for label, preset in (("ternary", "rram-2t2r"), ("binary", "rram-2t2r-binary")):
         accs, reprog, t0 = [], [], time.perf_counter()
         for s in range(chips):
             fresh, _ = _block(raw, x_tr, n_classes)
             chip, opt = train_on_chip(fresh, resolve_hardware(preset), x_tr, y_tr, epochs, s, lr, bs)
-            accs.append(chip_accuracy(chip, x_te, y_te, 0.0))
+            accs.append(chip.accuracy(x_te, y_te, 0.0))
             reprog.append(opt.reprogrammed)
         rows[label] = {"test": accs, "reprogrammed_pairs": reprog, "seconds": time.perf_counter() - t0}
     return rows
@@ -94,10 +93,10 @@ def sweep(raw, data, chips: int, lr: float) -> dict:
     out = {}
     for p in RATES:
         spec = dataclasses.replace(base, device=dataclasses.replace(base.device, bit_error=p, read_bit_error=p))
-        deployed = [chip_accuracy(program(model, spec, seed=100 + s), x_te, y_te, 0.0) for s in range(chips)]
+        deployed = [program(model, spec, seed=100 + s).accuracy(x_te, y_te, 0.0) for s in range(chips)]
         fresh, _ = _block(raw, x_tr, n_classes)
         chip, _ = train_on_chip(fresh, spec, x_tr, y_tr, epochs, 0, lr, bs)
-        out[str(p)] = {"deployed": deployed, "trained_at_rate": chip_accuracy(chip, x_te, y_te, 0.0)}
+        out[str(p)] = {"deployed": deployed, "trained_at_rate": chip.accuracy(x_te, y_te, 0.0)}
         print(p, json.dumps(out[str(p)]), flush=True)
     return out
 

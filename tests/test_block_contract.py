@@ -97,3 +97,27 @@ def test_a_chip_without_a_compiled_model_names_what_is_missing(pair):
     with pytest.raises(ValueError, match="compiled model"):
         bare.gradients(x[:2], y[:2])
     assert np.isnan(bare.scores(x, y)["loss"]) and 0 <= bare.accuracy(x, y) <= 1
+
+
+def test_a_chip_read_at_a_time_is_a_block_that_reads_at_that_time():
+    """chip.at(t): every call reads the conductances drifted to t (PCM drift, no read noise),
+    checked against the chip's own methods given t and against the drift-free read."""
+    rng = np.random.default_rng(2)
+    model = build_dense_network(4, 3, hidden=(6,), seed=4)
+    model.compile("mse", "adam", beta=1e-7)
+    x, y = rng.uniform(-1, 1, (30, 4)), rng.integers(0, 3, 30)
+    spec = resolve_hardware("pcm", {"device": {"read_noise": "none"}, "drift_compensation": False})
+    chip = program(model, spec, seed=2)
+    try:
+        year = 3.15e7
+        aged = chip.at(year)
+        assert isinstance(aged, Block) and aged.circuit is chip.circuit
+        np.testing.assert_allclose(aged.predict(x), chip.predict(x, year), rtol=0, atol=1e-12)
+        assert not np.allclose(aged.predict(x), chip.predict(x, 0.0), atol=1e-6)   # drift moved the outputs
+        g_at, g_chip = aged.gradients(x, y, input_grad=True), chip.gradients(x, y, input_grad=True, t=year)
+        for a, b in zip(g_at.grads, g_chip.grads):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-18)
+        assert aged.accuracy(x, y) == pytest.approx(chip.accuracy(x, y, year))
+    finally:
+        chip.close()
+        model.close()

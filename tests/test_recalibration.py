@@ -121,7 +121,6 @@ def hw(tmp_path_factory):
 def test_recalibrate_is_a_nested_run_with_both_curves_and_its_encoder(hw):
     from analog.hardware import Chip
     from digital import load_encoder
-    from pipeline.hardware.chips import chip_accuracy
     from pipeline.data import load_dataset
     tmp, client, parent, mixsig = hw
     proc = mixsig(tmp, "recalibrate", parent, "--time", "1d", "--eval-times", "1h,1d,1y", "-q")
@@ -145,7 +144,7 @@ def test_recalibrate_is_a_nested_run_with_both_curves_and_its_encoder(hw):
     import mlflow
     chips_dir = Path(mlflow.artifacts.download_artifacts(run_id=chips_run, artifact_path="chips",
                                                          tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}"))
-    accs = [chip_accuracy(Chip.load(chips_dir / f"chip{i}"), enc.embed(ds.x_test), ds.y_test, 86400.0) for i in (0, 1)]
+    accs = [Chip.load(chips_dir / f"chip{i}").accuracy(enc.embed(ds.x_test), ds.y_test, 86400.0) for i in (0, 1)]
     assert m["acc_with_at_t"] == pytest.approx(np.mean(accs), abs=1e-12)
 
 

@@ -252,6 +252,11 @@ class Chip:
         return block_gradients(engine, engine, self.circuit, self.conductances_at(t), self._x(x), labels, cost,
                                method=method, beta=model.beta, nudging=model.nudging, input_grad=input_grad)
 
+    def at(self, t: float):
+        """This chip read at time t, as a Block whose every call reads at t (read_at.ChipAt)."""
+        from .read_at import ChipAt
+        return ChipAt(self, t)
+
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path) -> Path:
         """chip.json (spec, seed, layers, scales) + chip.npz (device and circuit arrays), and

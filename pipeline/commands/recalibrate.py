@@ -37,7 +37,7 @@ def command(**kw) -> int:
 
 
 def _times(args, cfg) -> tuple[float, list[float]]:
-    from pipeline.hardware.chips import eval_times
+    from pipeline.hardware.settings import eval_times
     from pipeline.hardware.recalibration import parse_time
     t = parse_time(args.time_, "--time")
     if args.eval_times:
@@ -98,13 +98,13 @@ def _log(res, folder: Path) -> None:
     import mlflow
     import numpy as np
 
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware.chip_metrics import spread
     from pipeline.hardware import recalibration as rc
     for i, x in enumerate(res.times):
-        m = {"time_s": x, "acc_without_mean": res.before[i].mean(), "acc_without_std": hw.spread(res.before[i]),
+        m = {"time_s": x, "acc_without_mean": res.before[i].mean(), "acc_without_std": spread(res.before[i]),
              f"acc_without_chip{res.loop}": res.before[i, res.loop]}
         if x >= res.t:
-            m.update({"acc_with_mean": res.after[i].mean(), "acc_with_std": hw.spread(res.after[i]),
+            m.update({"acc_with_mean": res.after[i].mean(), "acc_with_std": spread(res.after[i]),
                       f"acc_with_chip{res.loop}": res.after[i, res.loop]})
         mlflow.log_metrics({k: float(v) for k, v in m.items()}, step=i)
     k = res.times.index(res.t)

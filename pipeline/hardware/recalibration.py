@@ -107,8 +107,9 @@ def source(run_id: str, workdir) -> Source:
 def chip_block(chip, model, t: float):
     """What `grad_fn_for` needs of a block (`gradients(x, labels, method, input_grad, loss)`),
     on `chip` read at time t. The one place that knows how a chip offers gradients."""
-    from pipeline.hardware.chips import ChipBlock
-    return ChipBlock(chip, model, t=t)
+    if chip.model is None:
+        chip.model = model
+    return chip.at(t)
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ class Result:
 
 
 def _grid(chips, enc, x_images, y, times, data_x=None) -> np.ndarray:
-    from pipeline.hardware.chips import accuracy_grid
+    from pipeline.hardware.chip_metrics import accuracy_grid
     x = enc.embed(x_images) if data_x is None else data_x
     return accuracy_grid(chips, x, y, times)
 
@@ -135,7 +136,7 @@ def recalibrate(src: Source, t: float, mode: str, eval_times, *, loop: int | Non
                 epochs: int | None = None, say=print) -> tuple[Result, object, list]:
     """Recalibrate at time t (seconds after programming); returns (result, encoder, chips)
     with the recalibrated encoder and chips (the caller saves them and closes the chips)."""
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware import chip_files, settings
     from pipeline.system.build import load_encoder
     from pipeline.flow import load_analog
     from pipeline.flow.inputs import dataset
@@ -145,8 +146,8 @@ def recalibrate(src: Source, t: float, mode: str, eval_times, *, loop: int | Non
     ds = dataset(cfg)
     enc = load_encoder(cfg, src.refs["encoder"].path(src.cache))
     model = load_analog(src.refs["analog"].path(src.cache))
-    chips = hw.load_chips(src.refs["chips"].path(src.cache))
-    loop = hw.loop_chip(cfg) if loop is None else loop
+    chips = chip_files.load_chips(src.refs["chips"].path(src.cache))
+    loop = settings.loop_chip(cfg) if loop is None else loop
     if not 0 <= loop < len(chips):
         raise OptionError(f"--chip={loop}: the run has chips 0..{len(chips) - 1}")
     check_time(t, chips)
@@ -207,13 +208,13 @@ def _finetune_chips(cfg, model, chips, x_train, y_train, t, epochs, say) -> dict
 # ---------------------------------------------------------------------------------------
 def plot(result: Result, path: Path, title: str) -> Path:
     """Accuracy against read time, mean over chips and the loop chip, with and without."""
-    from pipeline.hardware import chips as hw
+    from pipeline.hardware.chip_metrics import spread
     from pipeline.flow.plots import accuracy_vs_time
     idx = [i for i, x in enumerate(result.times) if x >= result.t]
     series = {"without recalibration (mean over chips)": (result.times, result.before.mean(1),
-                                                         [hw.spread(r) for r in result.before]),
+                                                         [spread(r) for r in result.before]),
               f"recalibrated at {result.t:g} s ({result.mode}), mean over chips":
-                  ([result.times[i] for i in idx], result.after[idx].mean(1), [hw.spread(r) for r in result.after[idx]])}
+                  ([result.times[i] for i in idx], result.after[idx].mean(1), [spread(r) for r in result.after[idx]])}
     if result.before.shape[1] > 1:
         series[f"chip {result.loop} (in the loop), without"] = (result.times, result.before[:, result.loop], None)
         series[f"chip {result.loop}, recalibrated"] = ([result.times[i] for i in idx], result.after[idx, result.loop],

@@ -76,8 +76,8 @@ def evaluate_transients(ctx, x) -> dict:
     finally:
         model.close()
     if ctx.has("chips"):
-        from pipeline.hardware import chips as hw
-        for k, chip in enumerate(hw.load_chips(ctx.input("chips"))):
+        from pipeline.hardware.chip_files import load_chips
+        for k, chip in enumerate(load_chips(ctx.input("chips"))):
             try:
                 C = vary_capacitance(node_capacitance(chip.circuit, cspec), sigma, seed=chip.seed + 7919)
                 scopes.append((f"chip{k}", measure(chip.engine("native"), chip.conductances_at(0.0), C, x, cfg)))
