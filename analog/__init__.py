@@ -27,8 +27,9 @@ from .layers import (Amplification, BiasVoltage, Concatenate, CurrentLayer, Dens
                      Nodes)
 from .local import LocallyConnected2D, Rearrange, pixel_nodes
 from .losses import MSE, CrossEntropy, Loss, Margin
-from .model import (BLOCK_DEFAULTS, AnalogModel, Callback, History, block_defaults, build_dense_network,
-                    make_device)
+from .builders import BLOCK_DEFAULTS, block_defaults, build_dense_network, make_device
+from .history import Callback, History
+from .model import AnalogModel
 from .native import NativeEngine, total_energy
 from .optimizers import SGD, Adam, Momentum, Optimizer, Schedule
 from .solution import ConvergenceError, Solution

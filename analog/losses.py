@@ -65,7 +65,7 @@ class CrossEntropy(Loss):
 
     y and T are in volts. The trained Fashion block's class scores spread by about 0.2 V,
     so T = 1 V makes the softmax nearly uniform; 0.1 V is the best of 0.03, 0.05, 0.1 and
-    1 V measured behind the PCA encoder (experiments/README.md, issue 13 part 5)."""
+    1 V measured behind the PCA encoder (docs/results-pca-gap.md)."""
 
     name = "cross_entropy"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +24,11 @@ from .circuit import CompiledCircuit, compile_circuit
 from .ep import GradientResult, ep_gradients
 from .layers import Dense, Nodes
 from .losses import Loss, get_loss
-from .engine import cached_engine
+from .engine_cache import cached_engine
 from .native import total_energy
+from .history import History
 from .optimizers import Optimizer, get_optimizer
 from .solution import Solution
-
-class Callback:
-    """Hooks called by `AnalogModel.fit` (override what you need)."""
-
-    def on_train_begin(self, model): ...
-    def on_epoch_end(self, epoch: int, logs: dict, model): ...
-    def on_train_end(self, model): ...
-
-
-@dataclass
-class History:
-    history: dict = field(default_factory=dict)      # metric name → list per epoch
-    histograms: list = field(default_factory=list)   # per epoch: {name: (counts, edges)}
-    epoch: list = field(default_factory=list)
-
-    def append(self, epoch: int, logs: dict, hist: dict) -> None:
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(v)
-        self.histograms.append(hist)
-
 
 def _check_xy(x, y, n_features, n_outputs, where="x"):
     x = np.asarray(x, dtype=float)
@@ -389,7 +368,7 @@ class AnalogModel:
     @classmethod
     def load(cls, path) -> "AnalogModel":
         from .persistence import load_model
-        return load_model(path)
+        return load_model(path, cls)
 
     def summary(self) -> str:
         c = self.circuit
@@ -403,7 +382,3 @@ class AnalogModel:
             lines.append(f"  {blk.layer.name}: {len(blk.node_terms)}× {blk.device!r} {blk.layer.direction}, "
                          f"bias {blk.layer.bias:+g} V")
         return "\n".join(lines)
-
-
-# the block builders and their defaults live in builders.py; importable from here as before
-from .builders import BLOCK_DEFAULTS, block_defaults, build_dense_network, make_device  # noqa: E402,F401

@@ -40,20 +40,14 @@ import re
 
 import numpy as np
 
+from .spice_number import spice_number as _num
+
 from . import crossbar as xb
 from .circuit import CompiledCircuit
 
 #: `.options` of every netlist: values and the measurements behind them in analog/ngspice/options.py.
 from .ngspice.options import DEFAULT_OPTIONS  # noqa: E402
 REFERENCE_OPTIONS = DEFAULT_OPTIONS   # alias
-
-
-def _num(value: float) -> str:
-    """Full-precision SPICE number (repr round-trips a double; no negative zero)."""
-    value = float(value) + 0.0
-    if not np.isfinite(value):
-        raise ValueError(f"non-finite value {value!r} in a netlist")
-    return repr(value)
 
 
 def sanitize(name: str) -> str:

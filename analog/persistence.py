@@ -345,7 +345,8 @@ def _refuse_legacy(path: Path, why: str):
         f"with: python -m pipeline.system.analog_block --migrate {path} NEW_FOLDER (optimiser state is not kept)")
 
 
-def load_model(path):
+def load_model(path, cls):
+    """The model saved in folder `path`, as an instance of `cls` (AnalogModel)."""
     path = Path(path)
     file = path / MODEL_FILE
     if not file.is_file():
@@ -365,16 +366,16 @@ def load_model(path):
     _check_size(desc, file, MODEL_FILE)
     try:
         with np.load(path / ARRAYS_FILE, allow_pickle=False) as arrays:
-            return _build(desc, path, arrays)
+            return _build(desc, path, arrays, cls)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise AnalogInputError(f"{path / ARRAYS_FILE}: damaged or truncated ({exc})") from None
 
 
-def _build(desc: dict, path: Path, arrays):
-    from .model import AnalogModel, History
+def _build(desc: dict, path: Path, arrays, cls):
+    from .history import History
     try:
         inputs, outputs = graph_from_config(desc, arrays)
-        model = AnalogModel(inputs, outputs, vref=desc["vref"], gmin=desc["gmin"], name=desc["name"])
+        model = cls(inputs, outputs, vref=desc["vref"], gmin=desc["gmin"], name=desc["name"])
         names = [layer.name for layer in model.dense_layers]
         if names != desc["conductances"]:
             raise AnalogInputError(f"dense layers {names} do not match the saved conductances {desc['conductances']}")

@@ -134,7 +134,7 @@ def netlist_lines(b: int, R_cells: np.ndarray, out_nodes, in_nodes, r_segment: f
     R<b>_<i>_<j> (so `alter` reaches them); RWR<b>_<j>_<i> and RWC<b>_<i>_<j> are the row and
     column segments (layout in the module docstring); internal nodes are <prefix>r<j>_<i> and
     <prefix>c<i>_<j>."""
-    from .netlist import _num
+    from .spice_number import spice_number as _num
     n, m = R_cells.shape
     seg = _num(r_segment)
     lines = []

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_jsonable_python
 
 from .errors import DigitalInputError, EncoderContractError, MissingEncoderError  # noqa: F401 (re-exported)
-# the encoders' parameter checks (pydantic-based), importable from here as before
+# the encoders' parameter checks (pydantic-based), part of the encoder contract's namespace
 from .params import check_choice, check_float, check_int, check_int_tuple, check_param, check_seed  # noqa: F401
 
 __all__ = [

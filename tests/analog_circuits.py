@@ -91,7 +91,7 @@ def largest_currents(c, G_list, V):
 def trained_three_class_block(n=240, hidden=12, epochs=2):
     """A small block (6 inputs → `hidden` → 3 outputs) trained a little on three noisy
     clusters, so some samples are still wrong: (model, x, y)."""
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     from analog.optimizers import Adam
     rng = np.random.default_rng(0)
     centers = rng.uniform(-0.6, 0.6, (3, 6))

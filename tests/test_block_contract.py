@@ -8,7 +8,7 @@ import pytest
 
 from analog import AnalogModel, Block
 from analog.hardware import Chip, program, resolve_hardware
-from analog.model import build_dense_network
+from analog.builders import build_dense_network
 
 
 @pytest.fixture(scope="module")

@@ -238,7 +238,7 @@ def test_hardware_preset_and_fields_are_checked_by_the_device_models():
 
 
 def test_analog_defaults_are_the_blocks_defaults():
-    from analog.model import BLOCK_DEFAULTS
+    from analog.builders import BLOCK_DEFAULTS
     analog = validate_config({"name": "t"})["analog"]
     for key, value in BLOCK_DEFAULTS.items():
         assert analog[key] == value, key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analog.model import build_dense_network
+from analog.builders import build_dense_network
 from analog.optimizers import Adam
 from digital import MLPEncoder
 

@@ -62,7 +62,7 @@ def test_bench_edge_rates_on_a_small_block():
 
     import numpy as np
 
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     from pipeline.commands import bench
     model = build_dense_network(6, 3, hidden=(8,), seed=0)
     model.compile(loss="mse", optimizer="adam", beta=1e-6, nudging="symmetric")
@@ -139,7 +139,7 @@ def test_the_devices_page_example_runs_as_written(tmp_path, monkeypatch):
 
 
 def test_a_chip_caches_engines_with_nested_options_like_a_model():
-    """Chip.engine shares the model's engine cache (analog.engine.cached_engine): options
+    """Chip.engine shares the model's engine cache (analog.engine_cache.cached_engine): options
     that are dicts work (a tuple key of them raised TypeError), equal options reuse one
     engine, and the native engine's solve equals one built by hand."""
     import numpy as np

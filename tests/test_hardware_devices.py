@@ -255,7 +255,7 @@ def iris_sized_block(hidden=(20,)):
     """4 → hidden → 3 with the default diodes (IS = 1 pA at ∓0.3 V): at rest every diode pair is
     forward biased by 0.3 V, a fixed ≈ 9 µS shunt against crossbar rows of tens of µS."""
     from analog.devices import ShockleyDiode
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     return build_dense_network(4, 3, hidden=list(hidden), g_min=1e-7, g_max=2e-5, gain=4.0,
                                device=ShockleyDiode(IS=1e-12), up_bias=-0.3, down_bias=0.3, seed=1)
 

@@ -10,7 +10,7 @@ from pipeline.hardware import robustness as rb
 
 @pytest.fixture(scope="module")
 def block():
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     model = build_dense_network(4, 3, hidden=(6,), seed=3)
     model.compile("mse", "adam")
     x = np.random.default_rng(0).uniform(-1, 1, (40, 4))

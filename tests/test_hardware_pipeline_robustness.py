@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def block():
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     model = build_dense_network(4, 3, hidden=(6,), seed=3)
     model.compile("mse", "adam")
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ import pytest
 
 from analog.devices import ShockleyDiode
 from analog.hardware import NoiseInjection, PulsedOptimizer, program, resolve_hardware
-from analog.model import build_dense_network
+from analog.builders import build_dense_network
 from analog.optimizers import Adam, Schedule
 
 EPOCHS = 30

@@ -116,7 +116,7 @@ def test_ep_gradient_through_wires_matches_the_exact_gradient():
 def test_ep_trains_a_chip_in_situ_through_its_wires():
     from analog.hardware import PulsedOptimizer
     from analog.hardware.insitu import finetune
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     rng = np.random.default_rng(0)
     centers = rng.uniform(-0.6, 0.6, (3, 4))
     y = rng.integers(0, 3, 150)

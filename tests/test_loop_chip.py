@@ -8,7 +8,7 @@ import pytest
 
 from analog.hardware import program, resolve_hardware
 from analog.losses import CrossEntropy
-from analog.model import build_dense_network
+from analog.builders import build_dense_network
 from analog.optimizers import Adam
 from pipeline.hardware.chip_metrics import recovered_fraction_loop
 from pipeline.config.loading import validate_config

@@ -262,7 +262,7 @@ class _CardWithBadValue(ShockleyDiode):
 @pytest.mark.parametrize("device_cls, complaint", [(_CardWithUnknownParameter, "unrecognized parameter"),
                                                    (_CardWithBadValue, "")])
 def test_rejected_device_card_names_the_layer_before_any_simulation(device_cls, complaint):
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     from analog.spice_check import DeviceCardError
     model = build_dense_network(3, 2, hidden=(4,), device=device_cls(IS=1e-12))
     with pytest.raises(DeviceCardError, match=r"layer 'diode_up1'.*ngspice rejects the device card") as err:
@@ -369,7 +369,7 @@ def test_nonconvergence_absurd_sources_reported_by_index_others_unaffected():
 
 _SCRIPT = """\
 import numpy as np
-from analog.model import build_dense_network
+from analog.builders import build_dense_network
 
 def main():
     model = build_dense_network(2, 2, hidden=(3,))

@@ -208,8 +208,8 @@ def test_public_api_is_complete_and_light():
 
 def test_one_set_of_block_defaults():
     """build_dense_network, make_device and the config schema take their defaults from
-    analog.model.BLOCK_DEFAULTS (they disagreed: ±0.5 V and IS 1e-14 vs −0.3/+0.3 and 1e-12)."""
-    from analog.model import BLOCK_DEFAULTS
+    analog.builders.BLOCK_DEFAULTS (they disagreed: ±0.5 V and IS 1e-14 vs −0.3/+0.3 and 1e-12)."""
+    from analog.builders import BLOCK_DEFAULTS
     from pipeline.config import validate_config
     m = analog.build_dense_network(3, 2, hidden=(4,))
     up, down = m.circuit.nonlinear

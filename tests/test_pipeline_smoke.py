@@ -185,7 +185,7 @@ def test_bad_inputs_fail_before_work(smoke, tmp_path):
     p = mixsig(tmp, "train-analog", SMOKE, check=False)
     assert p.returncode == 2 and "missing input 'embeddings'" in p.stderr
     # an encoder whose width does not match the analog block
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     wrong = build_dense_network(7, 10, hidden=(4,))
     wrong.compile("mse", "adam")
     wrong.save(tmp_path / "wrong_block")

@@ -32,7 +32,7 @@ from .edges import wire_conductances
 from .pairs import device_targets, pair_maps, read_flips
 from .programming import draw_variation, program_devices, streams, vary
 from ..block import batch_outputs, block_gradients, score_outputs
-from ..engine import cached_engine
+from ..engine_cache import cached_engine
 from ..errors import AnalogInputError
 from .spec import HardwareSpec, check_read_time, validate
 

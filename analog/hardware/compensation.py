@@ -83,7 +83,7 @@ class DriftCalibration:
     the first call (the reference read at programming) and kept for every later read."""
 
     def __init__(self, circuit, amplitude: float | None = None):
-        from ..engine import cached_engine
+        from ..engine_cache import cached_engine
         self.circuit, self.engine = circuit, cached_engine({}, circuit, "native")   # wired when the chip is
         self.sources = crossbar_sources(circuit)
         self.amplitude: float | None = amplitude     # given: the amplitude of a reference read taken before

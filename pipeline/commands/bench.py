@@ -18,7 +18,7 @@ HELP = ("measure samples/s: native engine, ngspice (loaded and rebuilt per sampl
 def fashion_block(seed: int = 0):
     """150 features (+ inverted copies) and 2 bias sources → 100 hidden nodes, each with two
     diodes and an amplifier → 20 output nodes (10 differential outputs)."""
-    from analog.model import build_dense_network
+    from analog.builders import build_dense_network
     return build_dense_network(150, 10, hidden=(100,), g_min=1e-7, g_max=2e-5, gain=4.0, up_bias=-0.3,
                                down_bias=0.3, seed=seed, name="fashion_block")
 

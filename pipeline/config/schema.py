@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from analog.model import BLOCK_DEFAULTS
+from analog.builders import BLOCK_DEFAULTS
 
 from .layers import check_layers
 
@@ -250,7 +250,7 @@ class InputsConfig(Section):
 
 
 class HardwareConfig(Section):
-    """Real devices (optional; without this section the block is ideal, as before). Keys other
+    """Real devices (optional; without this section the block is ideal). Keys other
     than the ones below override the preset field by field, nested like the preset (e.g.
     ``device: {g_max: 2.5e-5}`` or ``variation: {is_sigma: 0.1}``) and are merged into
     ``overrides``; the preset and every override are checked by
@@ -413,8 +413,8 @@ class RootConfig(Section):
     baseline: BaselineConfig = section(BaselineConfig, "backprop baseline on the same embeddings")
     mlflow: MlflowConfig = section(MlflowConfig, "tracking")
     inputs: InputsConfig = section(InputsConfig, "inputs of stage commands")
-    hardware: HardwareConfig | None = F(None, "real devices (issue 11): preset, chips, read times; "
-                                              "absent = ideal block as before")
+    hardware: HardwareConfig | None = F(None, "real devices: preset, chips, read times; "
+                                              "absent = an ideal block")
     transient: TransientConfig | None = F(None, "evaluate: settling time and energy per inference from transient "
                                                 "simulations (docs/transient.md); absent = none")
 

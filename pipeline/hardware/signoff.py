@@ -163,7 +163,7 @@ def run_ngspice(circuit, G_list, x, actors: int, chunk: int | None = None, optio
 
 def native_solve(circuit, G_list, x, batch: int = 4096):
     """Node voltages and convergence of the native engine on every row of x."""
-    from analog.engine import cached_engine
+    from analog.engine_cache import cached_engine
     eng = cached_engine({}, circuit, "native")      # a chip with wire resistance gets the wired engine
     vs, oks = [], []
     for lo in range(0, len(x), batch):

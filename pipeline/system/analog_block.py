@@ -4,7 +4,8 @@ from __future__ import annotations
 from pipeline.errors import InputError, SetupError
 
 from analog.builders import build_network
-from analog.model import AnalogModel, make_device
+from analog.model import AnalogModel
+from analog.builders import make_device
 from analog.optimizers import Schedule, get_optimizer
 
 

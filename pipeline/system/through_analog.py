@@ -1,4 +1,4 @@
-"""Retraining the encoder through the analog block (issue 13), and how well a retrained
+"""Retraining the encoder through the analog block, and how well a retrained
 encoder follows the targets input optimisation asked for.
 
 Through the block: the block's loss C(x) on an embedding x = f_θ(image) has, by Equilibrium
