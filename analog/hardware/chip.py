@@ -62,8 +62,12 @@ class Chip:
         # streams 4–7 read noise, calibration, ADC offsets, converter noise; 8 read bit flips
         # (spawned children do not depend on their count: adding one leaves the others' draws)
         self._read_rng, self._cal_rng, rng_offset, rng_conv, self._flip_rng = streams(self.seed, 9)[4:9]
-        self.converters = Converters(self.spec, base_circuit.n_outputs, rng_offset, rng_conv, adc_range)
-        self.circuit = with_edges(vary(base_circuit, realised), self.converters, wire_conductances(self.spec, self.scale))
+        if base_circuit is None:     # devices only (the statistics of programming and drift), no circuit to read
+            self.converters, self.circuit = None, None
+        else:
+            self.converters = Converters(self.spec, base_circuit.n_outputs, rng_offset, rng_conv, adc_range)
+            self.circuit = with_edges(vary(base_circuit, realised), self.converters,
+                                      wire_conductances(self.spec, self.scale))
         self._engines: dict = {}
         self._drifted: dict = {}
         self._cal: dict = {}
