@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.stages import (STAGES, STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
-                             config_from_run, dump_config, experiment_name, get_run, get_stage, resolve_inputs,
-                             run_stage)
+                             config_from_run, dump_config, experiment_name, get_run, get_stage, resolve_inputs)
 from pipeline.liveness import claim
-from pipeline.stages.artifacts import artifact_dir
+from pipeline.stage_loop import finished_steps, plan_steps, walk
 
 START = ("train-digital",)                                                   # unless an encoder is given
 ROUND = ("embed", "train-analog", "optimize-inputs", "retrain-digital")     # for each round r < rounds
@@ -44,19 +42,6 @@ ROUND_METRICS = {
     "analog block (end to end)": "round_analog_test_accuracy",
     "retrained encoder → previous block": "round_retrained_end_to_end_test_accuracy",
 }
-
-
-@dataclass(frozen=True)
-class Step:
-    index: int
-    stage: str
-    round: int
-
-    def folder(self, root: Path) -> Path:
-        return root / f"{self.index:02d}-{self.stage}-r{self.round}"
-
-    def __str__(self) -> str:
-        return f"{self.stage} r{self.round}"
 
 
 def make_plan(cfg: dict, train_digital: bool = True, block_given: bool = False) -> list[tuple[str, int]]:
@@ -99,31 +84,10 @@ def make_plan(cfg: dict, train_digital: bool = True, block_given: bool = False) 
     return plan
 
 
-def plan_steps(plan) -> list[Step]:
-    return [Step(i, name, int(rnd)) for i, (name, rnd) in enumerate(plan)]
-
-
-def step_folder(root: Path, index: int, stage: str, rnd: int) -> Path:
-    return Step(index, stage, rnd).folder(root)
-
-
 def _children(client, parent) -> list:
     return client.search_runs([parent.info.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
                               max_results=5000)
-
-
-def _finished_steps(client, parent) -> dict:
-    """step index → finished child run (the latest, if a step finished more than once)."""
-    done = {}
-    for run in sorted(_children(client, parent), key=lambda r: r.info.start_time or 0):
-        tags = run.data.tags
-        if tags.get(f"{TAG}status") == STATUS_FINISHED and f"{TAG}step" in tags:
-            done[int(tags[f"{TAG}step"])] = run
-        elif run.info.status == "RUNNING":   # left behind by a killed process
-            client.set_terminated(run.info.run_id, "KILLED")
-            client.set_tag(run.info.run_id, f"{TAG}status", "killed")
-    return done
 
 
 def _validate_start(cfg: dict, state: dict, plan, cache: Path) -> None:
@@ -158,7 +122,7 @@ def _resumed(client, resume: str):
     initial = json.loads(parent.data.tags.get(f"{TAG}initial_inputs", "{}"))
     state = {k: ArtifactRef(k, run_id=v) for k, v in initial.items()}
     finished = parent.data.tags.get(f"{TAG}status") == STATUS_FINISHED
-    return cfg, plan, state, _finished_steps(client, parent), finished
+    return cfg, plan, state, finished_steps(client, parent.info.experiment_id, parent.info.run_id), finished
 
 
 def _block_given(cfg: dict, state: dict) -> bool:
@@ -187,28 +151,6 @@ def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
     plan = make_plan(cfg, train_digital="encoder" not in state, block_given="analog" in state)
     _validate_start(cfg, state, plan, cache)
     return plan, state
-
-
-def _walk(steps: list[Step], done: dict, state: dict, cfg: dict, root: Path, workdir: Path, parent_id: str,
-          verbose: int) -> None:
-    """Run the plan's steps in order; a finished step only hands on its outputs."""
-    for step in steps:
-        stage = get_stage(step.stage)
-        folder = step.folder(root)
-        if step.index in done:
-            child = done[step.index]
-            for kind in stage.produces:
-                state[kind] = ArtifactRef(kind, run_id=child.info.run_id, local=folder / artifact_dir(kind))
-            if verbose:
-                print(f"step {step.index + 1}/{len(steps)} {step}: finished in run {child.info.run_id}, skipped",
-                      flush=True)
-            continue
-        if verbose:
-            print(f"\n=== step {step.index + 1}/{len(steps)}: {step.stage} (round {step.round}) ===", flush=True)
-        outcome = run_stage(stage, cfg, dict(state), round=step.round, folder=folder, workdir=workdir,
-                            parent_run_id=parent_id, step=step.index, verbose=verbose)
-        for kind in stage.produces:
-            state[kind] = outcome.outputs[kind]
 
 
 def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
@@ -258,7 +200,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         print(f"co-training {parent_id} ({'resumed' if resume else 'new'}), experiment "
               f"{experiment_name(cfg)!r}, {len(plan)} steps, local folder {root}", flush=True)
         try:
-            _walk(plan_steps(plan), done, state, cfg, root, workdir, parent_id, verbose)
+            walk(plan_steps(plan), done, state, cfg, root, workdir, parent_id, verbose)
             summarize(client, parent_id, cfg, root)
             _log_system(cfg, state, parent_id, register, workdir / "_cache", verbose)
             mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import ray_cluster
+from pipeline.ray_cluster import RaySession
 from pipeline.stages.artifacts import PipelineError
 
 
@@ -73,68 +75,11 @@ class SignoffWorker:
         self.engine.close()
 
 
-# ---------------------------------------------------------------------------------------
-# Ray
-# ---------------------------------------------------------------------------------------
-def check_address(address: str) -> None:
-    """An unreachable cluster address fails here, in seconds, with one line (Ray itself
-    retries for a long time). 'auto' and 'local' are Ray's own and are not probed."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise SignoffError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise SignoffError(f"--address {address!r}: cannot reach the Ray cluster ({exc.strerror or exc})") from None
-
-
-#: Ray starts its workers at niceness 15 by default, to keep its own daemons responsive. The
-#: actors are the sign-off's work, so the embedded Ray runs them at the normal priority: at 15,
-#: on a machine busy with other work, they only got the CPU the others left, and a second actor
-#: split that instead of adding a core (measured: 2 actors 0.66–0.99× of 1 at niceness 15).
-WORKER_NICENESS = 0
-
-
-@dataclass
-class RaySession:
-    """A Ray connection: embedded (started here, shut down by `close`) or a cluster's."""
-    address: str | None
-    embedded: bool
-    started: bool = False
-
-    def close(self) -> None:
-        import ray
-        if self.started and ray.is_initialized():
-            ray.shutdown()
-
-
 def connect(address: str | None, actors: int | None) -> RaySession:
-    """Join the cluster at `address` (or RAY_ADDRESS), or start an embedded Ray sized for
-    `actors` (default: the CPUs here). An already initialised Ray (a test's, a cluster
-    script's) is used as it is."""
-    import logging
-
-    import ray
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if ray.is_initialized():
-        return RaySession(address, embedded=False, started=False)
-    quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    if address:
-        check_address(address)
-        try:
-            ray.init(address=address, **quiet)
-        except Exception as exc:
-            raise SignoffError(f"--address {address!r}: cannot join the Ray cluster "
-                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-        return RaySession(address, embedded=False, started=True)
-    cpus = max(os.cpu_count() or 1, actors or 1)
-    ray.init(address="local", num_cpus=cpus, object_store_memory=256 * 1024 ** 2,
-             _system_config={"worker_niceness": WORKER_NICENESS}, **quiet)
-    return RaySession(None, embedded=True, started=True)
+    """The cluster at `address` (or RAY_ADDRESS), or an embedded Ray with a CPU per actor
+    (at least this machine's CPUs) and a small object store (the netlists are small)."""
+    return ray_cluster.connect(address, num_cpus=max(os.cpu_count() or 1, actors or 1),
+                               object_store_bytes=256 * 1024 ** 2)
 
 
 # ---------------------------------------------------------------------------------------

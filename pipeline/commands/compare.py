@@ -56,25 +56,51 @@ def command(**kw) -> int:
 
 
 def run(args) -> int:
-    import csv
-
     from mlflow.tracking import MlflowClient
 
     from pipeline.stages import PipelineError
-    from pipeline.tracking import setup_mlflow, tracking_uri
+    from pipeline.tracking import setup_mlflow
     if not args.experiment and not getattr(args, "sweep", None):
         raise PipelineError("compare: give --experiment NAME (or --sweep SWEEP_RUN_ID)")
     setup_mlflow()
     client = MlflowClient()
     if getattr(args, "sweep", None):
         _sweep_args(client, args)
+    exps = _experiments(client, args.experiment)
+    runs, flt = _runs(client, exps, args)
+    if not runs:
+        _no_runs(client, exps, args, flt)
+        return 0
+    params = args.params.split(",") if args.params else DEFAULT_PARAMS
+    metrics = args.metrics.split(",") if args.metrics else DEFAULT_METRICS
+    unknown = [m for m in metrics if not any(m in r.data.metrics for r in runs)] \
+        if args.metrics and not getattr(args, "lenient_metrics", False) else []
+    if unknown:
+        raise PipelineError(f"compare --metrics: {', '.join(unknown)} logged by none of the {len(runs)} runs")
+    metrics = [m for m in metrics if any(m in r.data.metrics for r in runs)] or metrics
+    params = [p for p in params if any(p in r.data.params for r in runs)] or params
+    _table(runs, params, metrics, args.csv)
+    _round_plot(client, runs, args.output)
+    _time_plot(client, runs, args.time_output)
+    return 0
+
+
+def _experiments(client, names) -> list:
+    from pipeline.stages import PipelineError
+    from pipeline.tracking import tracking_uri
     exps = []
-    for name in args.experiment:
+    for name in names:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             known = ", ".join(e.name for e in client.search_experiments()) or "none"
             raise PipelineError(f"experiment {name!r} does not exist in {tracking_uri()} (experiments: {known})")
         exps.append(exp)
+    return exps
+
+
+def _runs(client, exps, args) -> tuple[list, str]:
+    """The runs the options select, newest first, and the filter string sent to MLflow."""
+    from pipeline.stages import PipelineError
     parts = [quote_filter(args.filter)] if args.filter.strip() else []
     if getattr(args, "sweep", None):
         parts.append(f"tags.`mixsig.sweep` = '{args.sweep}'")
@@ -86,23 +112,21 @@ def run(args) -> int:
                                   order_by=["attributes.start_time DESC"])
     except Exception as exc:
         raise PipelineError(f"bad --filter {args.filter!r} (sent as {flt!r}): {str(exc).splitlines()[0]}") from None
-    params = args.params.split(",") if args.params else DEFAULT_PARAMS
-    metrics = args.metrics.split(",") if args.metrics else DEFAULT_METRICS
-    if not runs:
-        print(f"no runs match (experiments {', '.join(args.experiment)}, filter {flt!r})")
-        if args.stage != "all":     # the common miss: only stage runs were made (e.g. train-analog alone)
-            other = client.search_runs([e.experiment_id for e in exps], max_results=200)
-            stages = sorted({r.data.tags.get("mixsig.stage") for r in other} - {None, args.stage})
-            if stages:
-                print(f"the experiment has runs of other stages: {', '.join(stages)}; "
-                      f"try --stage {stages[0]} (or --stage all)")
-        return 0
-    unknown = [m for m in metrics if not any(m in r.data.metrics for r in runs)] \
-        if args.metrics and not getattr(args, "lenient_metrics", False) else []
-    if unknown:
-        raise PipelineError(f"compare --metrics: {', '.join(unknown)} logged by none of the {len(runs)} runs")
-    metrics = [m for m in metrics if any(m in r.data.metrics for r in runs)] or metrics
-    params = [p for p in params if any(p in r.data.params for r in runs)] or params
+    return runs, flt
+
+
+def _no_runs(client, exps, args, flt: str) -> None:
+    print(f"no runs match (experiments {', '.join(args.experiment)}, filter {flt!r})")
+    if args.stage != "all":     # the common miss: only stage runs were made (e.g. train-analog alone)
+        other = client.search_runs([e.experiment_id for e in exps], max_results=200)
+        stages = sorted({r.data.tags.get("mixsig.stage") for r in other} - {None, args.stage})
+        if stages:
+            print(f"the experiment has runs of other stages: {', '.join(stages)}; "
+                  f"try --stage {stages[0]} (or --stage all)")
+
+
+def _table(runs, params: list, metrics: list, csv_path: str | None) -> None:
+    import csv
     header = ["run", "name", "stage", "status"] + params + metrics
     rows = []
     for r in runs:
@@ -116,13 +140,16 @@ def run(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    if args.csv:
-        with open(args.csv, "w", newline="") as fh:
+    if csv_path:
+        with open(csv_path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["run_id"] + header[1:])
             for r, row in zip(runs, rows):
                 w.writerow([r.info.run_id] + row[1:])
-        print(f"table written to {args.csv}")
+        print(f"table written to {csv_path}")
+
+
+def _round_plot(client, runs, output: str) -> None:
     from pipeline.cotrain import round_series
     from pipeline.plots import accuracy_per_round
     series = {}
@@ -131,12 +158,10 @@ def run(args) -> int:
         if s:
             series[f"{r.info.run_name} ({r.info.run_id[:8]})"] = s
     if series:
-        accuracy_per_round(series, args.output, title="end-to-end test accuracy per round")
-        print(f"accuracy per round of {len(series)} run(s) plotted to {args.output}")
+        accuracy_per_round(series, output, title="end-to-end test accuracy per round")
+        print(f"accuracy per round of {len(series)} run(s) plotted to {output}")
     else:
         print("no per-round accuracies among these runs (only co-training parent runs have them); no plot")
-    _time_plot(client, runs, args.time_output)
-    return 0
 
 
 def _sweep_args(client, args) -> None:

@@ -43,26 +43,8 @@ def check_layers(layers: list, hidden: list[int] | None) -> tuple[list[dict], li
     out, widths, shape = [], [], None
     for k, spec in enumerate(layers):
         where = f"analog.layers[{k}]"
-        if not isinstance(spec, dict):
-            raise ValueError(f"{where}={spec!r}: must be a mapping such as {{type: dense, units: 100}}")
-        kind = spec.get("type")
-        if kind not in TYPES:
-            raise ValueError(f"{where}.type={kind!r}: unknown layer type; must be one of {', '.join(TYPES)}")
-        unknown = sorted(set(spec) - KEYS[kind])
-        if unknown:
-            raise ValueError(f"{where}.{unknown[0]}: unknown key for a {kind} layer; allowed: "
-                             f"{', '.join(sorted(KEYS[kind]))}")
-        norm: dict[str, Any] = {"type": kind}
-        for key in ("diodes", "amplifier"):
-            v = spec.get(key, True)
-            if not isinstance(v, bool):
-                raise ValueError(f"{where}.{key}={v!r}: must be true or false")
-            norm[key] = v
-        g = spec.get("gain")
-        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not 1 <= g <= 1000):
-            raise ValueError(f"{where}.gain={g!r}: must be a number in [1, 1000] (or omitted: analog.gain)")
-        norm["gain"] = None if g is None else float(g)
-        if kind == "dense":
+        norm = _common(where, spec)
+        if norm["type"] == "dense":
             u = spec.get("units")
             if not (_int(u) and u > 0):
                 raise ValueError(f"{where}.units={u!r}: must be a positive integer")
@@ -70,44 +52,72 @@ def check_layers(layers: list, hidden: list[int] | None) -> tuple[list[dict], li
             widths.append(u)
             shape = None
         else:
-            f = spec.get("filters")
-            if not (_int(f) and f > 0):
-                raise ValueError(f"{where}.filters={f!r}: must be a positive integer")
-            kernel = _pair(where, "kernel", spec.get("kernel"))
-            strides = _pair(where, "strides", spec.get("strides"), default=(1, 1))
-            pad = spec.get("padding", "valid")
-            if pad not in ("valid", "same"):
-                raise ValueError(f"{where}.padding={pad!r}: must be 'valid' or 'same' (zero pixels at V_ref "
-                                 "around the image)")
-            given = spec.get("input_shape")
-            if given is not None and not (isinstance(given, list) and len(given) == 3
-                                          and all(_int(a) and a > 0 for a in given)):
-                raise ValueError(f"{where}.input_shape={given!r}: must be three positive integers [H, W, C]")
-            if k == 0 and given is None:
-                raise ValueError(f"{where}.input_shape: required on a first layer (the layout [H, W, C] of "
-                                 "the block's inputs)")
-            if k > 0:
-                prev = widths[-1]
-                if given is None and shape is None:
-                    raise ValueError(f"{where}.input_shape: required after a dense layer (a layout [H, W, C] "
-                                     f"of its {prev} nodes)")
-                if given is not None and given[0] * given[1] * given[2] != prev:
-                    raise ValueError(f"{where}.input_shape={given!r}: the layers do not chain, the previous "
-                                     f"layer has {prev} nodes, not {given[0] * given[1] * given[2]}")
-            in_shape = list(given) if given is not None else list(shape)
-            H, W = in_shape[0], in_shape[1]
-            if kernel[0] > H or kernel[1] > W:
-                raise ValueError(f"{where}.kernel={kernel}: larger than the input ({H}, {W}) "
-                                 f"(input_shape={in_shape})")
-            if pad == "same":
-                oh, ow = -(-H // strides[0]), -(-W // strides[1])
-            else:
-                oh, ow = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
-            norm.update(filters=f, kernel=kernel, strides=strides, input_shape=in_shape, padding=pad)
-            shape = [oh, ow, f]
-            widths.append(oh * ow * f)
+            shape = _local(where, k, spec, norm, widths[-1] if widths else None, shape)
+            widths.append(shape[0] * shape[1] * shape[2])
         out.append(norm)
     if hidden is not None and list(hidden) != widths:
         raise ValueError(f"analog.hidden={list(hidden)} and analog.layers (widths {widths}) disagree: "
                          "give analog.layers alone (analog.hidden is its short form for dense layers)")
     return out, widths
+
+
+def _common(where: str, spec) -> dict[str, Any]:
+    """The type and the keys every layer has (diodes, amplifier, gain), checked."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}={spec!r}: must be a mapping such as {{type: dense, units: 100}}")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise ValueError(f"{where}.type={kind!r}: unknown layer type; must be one of {', '.join(TYPES)}")
+    unknown = sorted(set(spec) - KEYS[kind])
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key for a {kind} layer; allowed: "
+                         f"{', '.join(sorted(KEYS[kind]))}")
+    norm: dict[str, Any] = {"type": kind}
+    for key in ("diodes", "amplifier"):
+        v = spec.get(key, True)
+        if not isinstance(v, bool):
+            raise ValueError(f"{where}.{key}={v!r}: must be true or false")
+        norm[key] = v
+    g = spec.get("gain")
+    if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not 1 <= g <= 1000):
+        raise ValueError(f"{where}.gain={g!r}: must be a number in [1, 1000] (or omitted: analog.gain)")
+    norm["gain"] = None if g is None else float(g)
+    return norm
+
+
+def _local(where: str, k: int, spec: dict, norm: dict, prev: int | None, shape) -> list[int]:
+    """A locally connected layer's keys into `norm`; returns its output shape [H, W, filters]."""
+    f = spec.get("filters")
+    if not (_int(f) and f > 0):
+        raise ValueError(f"{where}.filters={f!r}: must be a positive integer")
+    kernel = _pair(where, "kernel", spec.get("kernel"))
+    strides = _pair(where, "strides", spec.get("strides"), default=(1, 1))
+    pad = spec.get("padding", "valid")
+    if pad not in ("valid", "same"):
+        raise ValueError(f"{where}.padding={pad!r}: must be 'valid' or 'same' (zero pixels at V_ref "
+                         "around the image)")
+    given = spec.get("input_shape")
+    if given is not None and not (isinstance(given, list) and len(given) == 3
+                                  and all(_int(a) and a > 0 for a in given)):
+        raise ValueError(f"{where}.input_shape={given!r}: must be three positive integers [H, W, C]")
+    if k == 0 and given is None:
+        raise ValueError(f"{where}.input_shape: required on a first layer (the layout [H, W, C] of "
+                         "the block's inputs)")
+    if k > 0:
+        if given is None and shape is None:
+            raise ValueError(f"{where}.input_shape: required after a dense layer (a layout [H, W, C] "
+                             f"of its {prev} nodes)")
+        if given is not None and given[0] * given[1] * given[2] != prev:
+            raise ValueError(f"{where}.input_shape={given!r}: the layers do not chain, the previous "
+                             f"layer has {prev} nodes, not {given[0] * given[1] * given[2]}")
+    in_shape = list(given) if given is not None else list(shape)
+    H, W = in_shape[0], in_shape[1]
+    if kernel[0] > H or kernel[1] > W:
+        raise ValueError(f"{where}.kernel={kernel}: larger than the input ({H}, {W}) "
+                         f"(input_shape={in_shape})")
+    if pad == "same":
+        oh, ow = -(-H // strides[0]), -(-W // strides[1])
+    else:
+        oh, ow = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
+    norm.update(filters=f, kernel=kernel, strides=strides, input_shape=in_shape, padding=pad)
+    return [oh, ow, f]

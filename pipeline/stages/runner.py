@@ -135,7 +135,8 @@ class StageContext:
     artifact_root: Path | None = None   # the run's artifact folder when the artifact store is local
     outputs: dict = field(default_factory=dict)    # kind → local folder
     extra_artifacts: list = field(default_factory=list)   # (local path, artifact dir)
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)    # final metrics (metrics.json)
+    latest: dict = field(default_factory=dict)     # the last value of every metric logged
 
     def input(self, kind: str) -> Path:
         return self.inputs[kind].path(self.cache)
@@ -182,6 +183,7 @@ class StageContext:
         clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(float(v))}
         if clean:
             mlflow.log_metrics(clean, step=step)
+        self.latest.update(clean)
         if final:
             self.metrics.update(clean)
         for listener in METRIC_LISTENERS:
@@ -211,7 +213,8 @@ class StageContext:
 class StageOutcome:
     run_id: str
     outputs: dict      # kind → ArtifactRef
-    metrics: dict
+    metrics: dict      # final metrics
+    latest: dict = field(default_factory=dict)    # the last value of every metric, as the run shows it
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,4 +314,4 @@ def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, fol
             end_active_run(exc, "failed")
             raise
     outputs = {**inputs, **{k: ArtifactRef(k, run_id=run_id, local=p) for k, p in ctx.outputs.items()}}
-    return StageOutcome(run_id, outputs, ctx.metrics)
+    return StageOutcome(run_id, outputs, ctx.metrics, {**ctx.latest, **ctx.metrics})

@@ -23,30 +23,46 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.config import ConfigError, apply_overrides, validate_config
+from pipeline.config.errors import from_validation_error
 
 SEARCHERS = ("grid", "random", "optuna")
-SCHEDULERS = ("asha", "median", "none")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
-TOP_KEYS = ("searcher", "samples", "metric", "mode", "scheduler", "stages", "seeds", "space", "pareto")
 # metrics every epoch of the analog block reports (analog.AnalogModel.fit logs); the others
 # (test accuracies, end to end, ...) only exist when a trial ends, so they cannot stop one early
 EPOCH_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 GRID_LIMIT = 2000   # grid points whose joint config is validated up front (beyond: each value alone)
 
-
 SpaceError = ConfigError    # a space file that cannot be used: one line `error: ...`, exit 2
+PositiveInt = Field(default=None, ge=1, strict=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True)
 
-@dataclass
-class Dimension:
-    key: str                  # dotted config key
-    kind: str                 # one of DISTRIBUTIONS
-    values: list              # grid/choice: the values; uniform/loguniform/randint: [low, high]
+
+class Dimension(BaseModel):
+    """One swept config key: a grid or choice of values, or a [low, high] range."""
+    model_config = _STRICT
+    key: str
+    kind: Literal["grid", "choice", "uniform", "loguniform", "randint"]
+    values: list = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _range(self):
+        v = self.values
+        if self.kind in ("uniform", "loguniform", "randint"):
+            numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            if len(v) != 2 or not numeric or not v[0] < v[1]:
+                raise ValueError(f"{self.kind} takes [low, high] numbers with low < high, got {v!r}")
+            if self.kind == "loguniform" and v[0] <= 0:
+                raise ValueError(f"loguniform needs low > 0, got {v[0]!r}")
+            if self.kind == "randint" and not all(isinstance(x, int) for x in v):
+                raise ValueError(f"randint takes integers, got {v!r}")
+        return self
 
     def tune(self):
         """The Ray Tune search-space object of this dimension."""
@@ -69,23 +85,138 @@ class Dimension:
         return f"{self.kind} {json.dumps(self.values)}"
 
 
-@dataclass
-class SweepSpace:
-    path: str
-    dimensions: list[Dimension]
-    searcher: str = "grid"
-    samples: int = 1
-    metric: str = "val_accuracy"
-    mode: str = "max"
-    scheduler: dict = field(default_factory=lambda: {"type": "none"})
-    stages: list | str | None = None       # None: cotrain for images, [train-analog, evaluate] for tabular
-    seeds: list | None = None
-    raw: dict = field(default_factory=dict)
-    pareto: dict | None = None             # {x: metric, y: metric, x_mode: min, y_mode: max}
+class Scheduler(BaseModel):
+    """Early stopping: ASHA, the median rule, or none."""
+    model_config = _STRICT
+    type: Literal["asha", "median", "none"] = "none"
+    grace_period: int | None = PositiveInt
+    reduction_factor: int | None = PositiveInt          # asha only
+    min_samples_required: int | None = PositiveInt      # median only
+
+    @model_validator(mode="after")
+    def _options(self):
+        own = {"asha": {"grace_period", "reduction_factor"}, "median": {"grace_period", "min_samples_required"},
+               "none": set()}[self.type]
+        extra = [k for k in ("grace_period", "reduction_factor", "min_samples_required")
+                 if getattr(self, k) is not None and k not in own]
+        if extra:
+            raise ValueError(f"scheduler.{extra[0]}: not an option of {self.type} "
+                             f"(options: {', '.join(sorted(own)) or 'none'})")
+        return self
+
+    def options(self) -> dict:
+        return {k: v for k, v in self.model_dump(exclude={"type"}).items() if v is not None}
+
+
+class Pareto(BaseModel):
+    """Two metrics whose Pareto front over the finished trials is drawn."""
+    model_config = _STRICT
+    x: str = Field(min_length=1)
+    y: str = Field(min_length=1)
+    x_mode: Literal["min", "max"] = "min"
+    y_mode: Literal["min", "max"] = "max"
+
+
+class SweepSpace(BaseModel):
+    """A sweep space file, validated whole (not yet against a config: see `check_space`)."""
+    model_config = _STRICT
+    searcher: Literal["grid", "random", "optuna"] | None = None   # default: grid if every key is a list
+    samples: int | None = PositiveInt    # trials drawn (random, optuna); grid: repeats of the whole grid
+    metric: str = Field("val_accuracy", min_length=1)
+    mode: Literal["max", "min"] = "max"
+    scheduler: Scheduler = Scheduler()
+    stages: Literal["cotrain"] | list[str] | None = None   # None: cotrain for images, else train-analog, evaluate
+    seeds: list[int] | None = None
+    space: dict[str, Dimension] = {}
+    pareto: Pareto | None = None
+    _path: str = PrivateAttr("")
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_name(cls, v):
+        return {"type": v} if isinstance(v, str) or v is None else v
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _dimensions(cls, v):
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for key, spec in v.items():
+            spec = {"grid": spec} if isinstance(spec, list) else spec
+            if not isinstance(spec, dict) or len(spec) != 1:
+                raise ValueError(f"space.{key}: expected a list (grid) or one of "
+                                 f"{{{', '.join(DISTRIBUTIONS)}: ...}}, got {spec!r}")
+            kind, values = next(iter(spec.items()))
+            if kind not in DISTRIBUTIONS:
+                raise ValueError(f"space.{key}: unknown distribution {kind!r}; choose one of "
+                                 f"{', '.join(DISTRIBUTIONS)}")
+            out[key] = {"key": str(key), "kind": kind, "values": values}
+        return out
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return list(range(v))
+        if not (v is None or (isinstance(v, list) and v and all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v))):
+            raise ValueError(f"expected a count or a list of non-negative integers, got {v!r}")
+        return v
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stage_names(cls, v):
+        if isinstance(v, str) and v != "cotrain":
+            v = [s.strip() for s in v.split(",")]
+        if isinstance(v, list):
+            from pipeline.stages import STAGES
+            if not v:
+                raise ValueError("expected cotrain or a list of stage names, got []")
+            bad = [s for s in v if s not in STAGES]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not a stage; stages: cotrain, {', '.join(STAGES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        dims = list(self.space.values())
+        if self.seeds and "seed" in self.space:
+            raise ValueError("seed is given both as seeds: and under space:; keep one")
+        if not dims and not self.seeds:
+            raise ValueError("the space is empty (no keys under space:, no seeds:); nothing to sweep")
+        if self.searcher is None:
+            object.__setattr__(self, "searcher", "grid" if all(d.kind == "grid" for d in dims) else "random")
+        if self.searcher == "grid":
+            ranged = [d for d in dims if d.kind != "grid"]
+            if ranged:
+                raise ValueError(f"searcher grid: space.{ranged[0].key} is a {ranged[0].kind}; a grid takes "
+                                 f"lists only (use searcher: random or optuna)")
+            if self.samples is None:
+                object.__setattr__(self, "samples", 1)
+        if self.searcher == "optuna" and any(d.kind == "grid" for d in dims):
+            grid = next(d for d in dims if d.kind == "grid")
+            raise ValueError(f"searcher optuna: space.{grid.key} is a grid; an adaptive searcher takes choice, "
+                             f"uniform, loguniform or randint (seeds: repeats every point)")
+        if self.samples is None:
+            raise ValueError(f"searcher {self.searcher}: say how many trials to draw (samples: N)")
+        if self.scheduler.type != "none" and self.metric not in EPOCH_METRICS:
+            raise ValueError(f"metric {self.metric!r} is known only when a trial ends, so scheduler "
+                             f"{self.scheduler.type} cannot stop trials early on it; use a per-epoch metric "
+                             f"({', '.join(EPOCH_METRICS)}) or scheduler: none")
+        return self
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def dimensions(self) -> list[Dimension]:
+        return list(self.space.values())
 
     @property
     def keys(self) -> list[str]:
-        return [d.key for d in self.dimensions]
+        return list(self.space)
 
     def grid_size(self) -> int:
         n = 1
@@ -110,34 +241,18 @@ class SweepSpace:
         return space
 
 
-def _fail(path, text: str):
-    raise SpaceError(f"sweep space {path}: {text}")
-
-
-def _dimension(path, key, spec) -> Dimension:
-    if isinstance(spec, list):
-        spec = {"grid": spec}
-    if not isinstance(spec, dict) or len(spec) != 1:
-        _fail(path, f"space.{key}: expected a list (grid) or one of {{{', '.join(DISTRIBUTIONS)}: ...}}, "
-                    f"got {spec!r}")
-    kind, values = next(iter(spec.items()))
-    if kind not in DISTRIBUTIONS:
-        _fail(path, f"space.{key}: unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}")
-    if not isinstance(values, list) or not values:
-        _fail(path, f"space.{key}: {kind} needs a non-empty list, got {values!r}")
-    if kind in ("uniform", "loguniform", "randint"):
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        if len(values) != 2 or not numeric or not values[0] < values[1]:
-            _fail(path, f"space.{key}: {kind} takes [low, high] numbers with low < high, got {values!r}")
-        if kind == "loguniform" and values[0] <= 0:
-            _fail(path, f"space.{key}: loguniform needs low > 0, got {values[0]!r}")
-        if kind == "randint" and not all(isinstance(v, int) for v in values):
-            _fail(path, f"space.{key}: randint takes integers, got {values!r}")
-    return Dimension(str(key), kind, list(values))
+def space_from(raw: dict, path: str = "space") -> SweepSpace:
+    """A validated SweepSpace from a mapping; a problem is one line naming the key."""
+    try:
+        space = SweepSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise SpaceError(f"sweep space {path}: {from_validation_error(exc, SweepSpace)}") from None
+    space._path = str(path)
+    return space
 
 
 def parse_space(path, overrides: dict | None = None) -> SweepSpace:
-    """Read and check a space file (not yet against a config: see `check_space`)."""
+    """Read and check a space file (`overrides`: command-line searcher / samples)."""
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"sweep space {path} does not exist")
@@ -148,90 +263,9 @@ def parse_space(path, overrides: dict | None = None) -> SweepSpace:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        _fail(path, f"expected a mapping with the keys {', '.join(TOP_KEYS)}")
+        raise SpaceError(f"sweep space {path}: expected a mapping with the keys {', '.join(SweepSpace.model_fields)}")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = [k for k in raw if k not in TOP_KEYS]
-    if unknown:
-        _fail(path, f"unknown key {unknown[0]!r}; allowed keys: {', '.join(TOP_KEYS)} "
-                    f"(config keys go under space:)")
-    dims_raw = raw.get("space") or {}
-    if not isinstance(dims_raw, dict):
-        _fail(path, f"space: expected a mapping of dotted config keys to distributions, got {dims_raw!r}")
-    seeds = raw.get("seeds")
-    if seeds is not None:
-        if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
-            seeds = list(range(seeds))
-        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
-            _fail(path, f"seeds: expected a count or a list of non-negative integers, got {seeds!r}")
-        if "seed" in dims_raw:
-            _fail(path, "seed is given both as seeds: and under space:; keep one")
-    if not dims_raw and not seeds:
-        _fail(path, "the space is empty (no keys under space:, no seeds:); nothing to sweep")
-    dims = [_dimension(path, k, v) for k, v in dims_raw.items()]
-    searcher = raw.get("searcher") or ("grid" if all(d.kind == "grid" for d in dims) else "random")
-    if searcher not in SEARCHERS:
-        _fail(path, f"searcher {searcher!r} does not exist; choose one of {', '.join(SEARCHERS)}")
-    if searcher == "grid":
-        ranged = [d.key for d in dims if d.kind != "grid"]
-        if ranged:
-            _fail(path, f"searcher grid: space.{ranged[0]} is a {next(d.kind for d in dims if d.key == ranged[0])}; "
-                        f"a grid takes lists only (use searcher: random or optuna)")
-    if searcher == "optuna":
-        grids = [d.key for d in dims if d.kind == "grid"]
-        if grids:
-            _fail(path, f"searcher optuna: space.{grids[0]} is a grid; an adaptive searcher takes choice, "
-                        f"uniform, loguniform or randint (seeds: repeats every point)")
-    samples = raw.get("samples", 1 if searcher == "grid" else None)
-    if samples is None:
-        _fail(path, f"searcher {searcher}: say how many trials to draw (samples: N)")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        _fail(path, f"samples: expected a positive integer, got {samples!r}")
-    mode = raw.get("mode", "max")
-    if mode not in ("max", "min"):
-        _fail(path, f"mode {mode!r}: choose max or min")
-    metric = raw.get("metric", "val_accuracy")
-    if not isinstance(metric, str) or not metric:
-        _fail(path, f"metric: expected a metric name, got {metric!r}")
-    sched = raw.get("scheduler", "none")
-    sched = {"type": sched} if isinstance(sched, str) else sched
-    if not isinstance(sched, dict) or sched.get("type") not in SCHEDULERS:
-        _fail(path, f"scheduler {sched!r}: choose {', '.join(SCHEDULERS)} (or {{type: asha, grace_period: N, "
-                    f"reduction_factor: N}})")
-    allowed = {"asha": {"type", "grace_period", "reduction_factor"},
-               "median": {"type", "grace_period", "min_samples_required"}, "none": {"type"}}[sched["type"]]
-    extra = [k for k in sched if k not in allowed]
-    if extra:
-        _fail(path, f"scheduler.{extra[0]}: not an option of {sched['type']} (options: "
-                    f"{', '.join(sorted(allowed - {'type'})) or 'none'})")
-    for k, v in sched.items():
-        if k != "type" and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            _fail(path, f"scheduler.{k}: expected a positive integer, got {v!r}")
-    if sched["type"] != "none" and metric not in EPOCH_METRICS:
-        _fail(path, f"metric {metric!r} is known only when a trial ends, so scheduler {sched['type']} cannot "
-                    f"stop trials early on it; use a per-epoch metric ({', '.join(EPOCH_METRICS)}) or "
-                    f"scheduler: none")
-    stages = raw.get("stages")
-    if stages is not None and stages != "cotrain":
-        from pipeline.stages import STAGES
-        if isinstance(stages, str):
-            stages = [s.strip() for s in stages.split(",")]
-        if not isinstance(stages, list) or not stages:
-            _fail(path, f"stages: expected cotrain or a list of stage names, got {stages!r}")
-        bad = [s for s in stages if s not in STAGES]
-        if bad:
-            _fail(path, f"stages: {bad[0]!r} is not a stage; stages: cotrain, {', '.join(STAGES)}")
-    pareto = raw.get("pareto")
-    if pareto is not None:
-        if not (isinstance(pareto, dict) and isinstance(pareto.get("x"), str) and isinstance(pareto.get("y"), str)):
-            _fail(path, f"pareto: expected {{x: METRIC, y: METRIC}} (e.g. x: digital_macs_per_image, "
-                        f"y: end_to_end_test_accuracy), got {pareto!r}")
-        bad = [k for k in pareto if k not in ("x", "y", "x_mode", "y_mode")]
-        if bad:
-            _fail(path, f"pareto.{bad[0]}: unknown key; allowed: x, y, x_mode, y_mode")
-        for k in ("x_mode", "y_mode"):
-            if pareto.get(k, "min" if k == "x_mode" else "max") not in ("min", "max"):
-                _fail(path, f"pareto.{k} {pareto[k]!r}: choose min or max")
-    return SweepSpace(str(path), dims, searcher, samples, metric, mode, sched, stages, seeds, raw, pareto)
+    return space_from(raw, str(path))
 
 
 def _override(key: str, value) -> str:

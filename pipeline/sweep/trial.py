@@ -86,33 +86,19 @@ def _merge_children(client, run_id: str, experiment_id: str) -> dict:
     return merged
 
 
-def _stage_list(cfg: dict, stages: list, client, run_id: str, experiment_id: str, workdir: Path) -> None:
-    """Run the stages in order as nested runs of the trial run; finished ones (an earlier,
-    interrupted attempt of this trial) are skipped and hand on their outputs."""
-    from pipeline.cotrain import plan_steps
-    from pipeline.stages import STATUS_FINISHED, TAG, ArtifactRef, get_stage, resolve_inputs, run_stage
-    from pipeline.stages.artifacts import artifact_dir
-    done = {}
-    for run in client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
-                                  max_results=1000):
-        tags = run.data.tags
-        if tags.get(f"{TAG}status") == STATUS_FINISHED and f"{TAG}step" in tags:
-            done[int(tags[f"{TAG}step"])] = run
-        elif run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, "KILLED")
-            client.set_tag(run.info.run_id, f"{TAG}status", "killed")
-    state = resolve_inputs(cfg)
-    root = workdir / run_id
-    for step in plan_steps([(name, 0) for name in stages]):
-        stage, folder = get_stage(step.stage), step.folder(root)
-        if step.index in done:
-            for kind in stage.produces:
-                state[kind] = ArtifactRef(kind, run_id=done[step.index].info.run_id, local=folder / artifact_dir(kind))
-            continue
-        outcome = run_stage(stage, cfg, dict(state), round=0, folder=folder, workdir=workdir,
-                            parent_run_id=run_id, step=step.index, verbose=0)
-        for kind in stage.produces:
-            state[kind] = outcome.outputs[kind]
+def _stage_list(cfg: dict, stages: list, client, run_id: str, experiment_id: str, workdir: Path) -> dict:
+    """Run the stages in order as nested runs of the trial run (pipeline.stage_loop: finished
+    ones, from an earlier interrupted attempt, are skipped); returns their merged metrics,
+    later stages winning."""
+    from pipeline.stage_loop import finished_steps, plan_steps, walk
+    from pipeline.stages import resolve_inputs
+    done = finished_steps(client, experiment_id, run_id)
+    per_step = walk(plan_steps([(name, 0) for name in stages]), done, resolve_inputs(cfg), cfg,
+                    workdir / run_id, workdir, run_id, verbose=0)
+    merged: dict = {}
+    for index in sorted(per_step):
+        merged.update(per_step[index])
+    return merged
 
 
 def run_trial(params: dict, setup: dict) -> None:
@@ -178,8 +164,7 @@ def run_trial(params: dict, setup: dict) -> None:
                 if existing is None:
                     mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
                 mlflow.set_tag(f"{TAG}status", "running")
-                _stage_list(cfg, stages, client, run_id, experiment_id, workdir)
-                metrics = _merge_children(client, run_id, experiment_id)
+                metrics = _stage_list(cfg, stages, client, run_id, experiment_id, workdir)
                 mlflow.log_metrics({k: v for k, v in metrics.items() if k != "stage_seconds"})
                 mlflow.log_metric("trial_seconds", time.perf_counter() - t0)
                 mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)

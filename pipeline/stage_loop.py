@@ -1,0 +1,80 @@
+"""The one loop that runs a plan of stages as nested runs of a parent run, and resumes it.
+
+`mixsig cotrain` (its rounds) and sweep trials (a stage list) both run their plan here. A step
+whose nested run finished is not run again: it hands on its outputs. A nested run left
+RUNNING by a killed process is closed as KILLED. Each step's metrics come back from the
+stage itself (or, for a finished step, from the run found), not from a later read of the store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.stages import STATUS_FINISHED, TAG, ArtifactRef, get_stage, run_stage
+from pipeline.stages.artifacts import artifact_dir
+
+__all__ = ["Step", "plan_steps", "step_folder", "finished_steps", "walk"]
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    stage: str
+    round: int
+
+    def folder(self, root: Path) -> Path:
+        return root / f"{self.index:02d}-{self.stage}-r{self.round}"
+
+    def __str__(self) -> str:
+        return f"{self.stage} r{self.round}"
+
+
+def plan_steps(plan) -> list[Step]:
+    """[(stage name, round), ...] → numbered steps."""
+    return [Step(i, name, int(rnd)) for i, (name, rnd) in enumerate(plan)]
+
+
+def step_folder(root: Path, index: int, stage: str, rnd: int) -> Path:
+    return Step(index, stage, rnd).folder(root)
+
+
+def finished_steps(client, experiment_id: str, parent_id: str) -> dict:
+    """step index → the finished nested run of that step (the latest started, if a step
+    finished more than once); nested runs a killed process left RUNNING are closed."""
+    children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                  max_results=5000)
+    done = {}
+    for run in sorted(children, key=lambda r: r.info.start_time or 0):
+        tags = run.data.tags
+        if tags.get(f"{TAG}status") == STATUS_FINISHED and f"{TAG}step" in tags:
+            done[int(tags[f"{TAG}step"])] = run
+        elif run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+            client.set_tag(run.info.run_id, f"{TAG}status", "killed")
+    return done
+
+
+def walk(steps: list[Step], done: dict, state: dict, cfg: dict, root: Path, workdir: Path, parent_id: str,
+         verbose: int = 1) -> dict[int, dict]:
+    """Run the steps in order, updating `state` (kind → ArtifactRef) with what each produces;
+    returns step index → that step's metrics."""
+    metrics: dict[int, dict] = {}
+    for step in steps:
+        stage, folder = get_stage(step.stage), step.folder(root)
+        if step.index in done:
+            child = done[step.index]
+            for kind in stage.produces:
+                state[kind] = ArtifactRef(kind, run_id=child.info.run_id, local=folder / artifact_dir(kind))
+            metrics[step.index] = dict(child.data.metrics)
+            if verbose:
+                print(f"step {step.index + 1}/{len(steps)} {step}: finished in run {child.info.run_id}, skipped",
+                      flush=True)
+            continue
+        if verbose:
+            print(f"\n=== step {step.index + 1}/{len(steps)}: {step.stage} (round {step.round}) ===", flush=True)
+        outcome = run_stage(stage, cfg, dict(state), round=step.round, folder=folder, workdir=workdir,
+                            parent_run_id=parent_id, step=step.index, verbose=verbose)
+        for kind in stage.produces:
+            state[kind] = outcome.outputs[kind]
+        metrics[step.index] = dict(outcome.latest or outcome.metrics)
+    return metrics
