@@ -4,9 +4,10 @@ diode and amplifier variation), and training on such devices (noise injection, p
 updates). Knows nothing of Keras or MLflow. Formulas and sources: docs/devices.md."""
 from .chip import Chip, program
 from .insitu import finetune
+from .population import ChipPopulation
 from .presets import PRESETS, resolve_hardware
 from .spec import DeviceSpec, HardwareSpec, VariationSpec, check_read_time, validate
 from .training import NoiseInjection, PulsedOptimizer
 
-__all__ = ["Chip", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PulsedOptimizer", "VariationSpec",
+__all__ = ["Chip", "ChipPopulation", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PulsedOptimizer", "VariationSpec",
            "check_read_time", "finetune", "program", "resolve_hardware", "validate"]
