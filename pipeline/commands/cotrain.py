@@ -24,7 +24,7 @@ HELP = ("train-digital → (embed → train-analog → optimize-inputs → retra
 @click.option("--address", metavar="HOST:PORT", help="hardware.encoder_per_chip: the Ray cluster the chips' "
                                                        "co-trainings run on [default: $RAY_ADDRESS, else an "
                                                        "embedded Ray on this machine]")
-@click.option("--num-cpus", type=click.IntRange(min=1), help="hardware.encoder_per_chip: CPUs of the embedded Ray "
+@click.option("--num-cpus", type=click.IntRange(min=1), metavar="N", help="hardware.encoder_per_chip: CPUs of the embedded Ray "
                                                              "(chips co-trained at once) [default: this machine's]")
 @opt.common
 def command(config, resume, from_run, inputs, run_name, register, force, address, num_cpus, workdir, overrides,
