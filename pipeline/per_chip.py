@@ -83,7 +83,7 @@ def run_per_chip(cfg: dict, *, workdir: Path = Path("runs"), from_runs=(), expli
             root.mkdir(parents=True, exist_ok=True)
             mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
             mlflow.log_artifact(str(dump_config(cfg, root / "config.yaml")))
-            print(f"co-training one encoder per chip {parent_id}, {len(chips)} chips, local folder {root}", flush=True)
+            print(f"co-training one encoder per chip {parent_id} ({len(chips)} chips), local folder {root}", flush=True)
             try:
                 block_run = _shared_block(cfg, state, root, workdir, parent_id, verbose)
                 runs = _run_chips(cfg, chips, block_run, workdir, parent_id, verbose)

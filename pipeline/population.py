@@ -11,6 +11,9 @@ scenario metrics of a population run add, at t = 0, the means over each part:
                                          the held-out chips: what the encoder carries to chips
                                          it never saw
   recovered_fraction_loop_chips          the same over the loop chips
+
+With loop chips, the per-round figures of the chip in the loop (round_chip_e2e_accuracy,
+loop_chip_programmed_accuracy, recovered_fraction_loop) are means over the loop chips.
 """
 from __future__ import annotations
 

@@ -79,7 +79,10 @@ def test_encoder_per_chip_runs_one_nested_cotraining_per_chip_as_ray_tasks(tmp_p
         args += ["--set", f"{k}={v}"]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    parent_id = proc.stdout.split("co-training one encoder per chip ", 1)[1].split()[0]
+    check_per_chip_runs(tmp_path, proc.stdout.split("co-training one encoder per chip ", 1)[1].split()[0])
+
+
+def check_per_chip_runs(tmp_path, parent_id: str) -> None:
     client = client_for(tmp_path)
     parent = client.get_run(parent_id)
     assert parent.data.tags["mixsig.stage"] == "cotrain-per-chip" and parent.data.tags["mixsig.status"] == "finished"
