@@ -4,6 +4,11 @@ mean cost written out here; its accuracy from the chips' solves by hand; the con
 the held-out recovery worked by hand."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -135,3 +140,22 @@ def test_held_out_recovery_by_hand():
     assert got["recovered_fraction_loop_chips"] == pytest.approx(0.19 / 0.20)
     assert split_recovery({"e2e_acc_ideal": 0.9}) == {}
     assert "recovered_fraction_heldout" not in split_recovery({**m, "e2e_acc_programmed_heldout": 0.95})
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--set", "hardware.loop_chips=[1,1]", "--set", "digital.retrain_method=through-analog"],
+     ["hardware.loop_chips=[1, 1]", "twice"]),
+    (["--set", "hardware.loop_chips=2", "--set", "digital.retrain_method=through-analog"],
+     ["hardware.loop_chips=2", "no held-out chip"]),
+    (["--address", "127.0.0.1:1"], ["--address", "hardware.encoder_per_chip"]),
+])
+def test_cotrain_refuses_bad_population_input_in_one_line(tmp_path, args, words):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'never.db'}",
+           "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-m", "pipeline", "cotrain", str(root / "experiments" / "smoke_hw.yaml"),
+                          *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert all(w in out.stderr for w in words), out.stderr
+    assert not (tmp_path / "never.db").exists()
