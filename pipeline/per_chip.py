@@ -103,8 +103,10 @@ def _run_chips(cfg: dict, chips: list[int], block_run: str, workdir: Path, paren
     """chip → its co-training run id, the chips' co-trainings run as parallel Ray tasks."""
     import ray
     task = ray.remote(num_cpus=1, max_retries=0)(_chip_cotrain)
-    refs = {k: task.remote(chip_config(cfg, k), block_run, str(workdir), parent_id, k, max(0, verbose - 1))
-            for k in chips}
+    # a working folder per chip: the chips' co-trainings all fetch the shared block's artifacts,
+    # and concurrent downloads into one cache folder overwrite each other's files
+    refs = {k: task.remote(chip_config(cfg, k), block_run, str(workdir / parent_id / f"chip{k}"), parent_id, k,
+                           max(0, verbose - 1)) for k in chips}
     try:
         return {k: ray.get(ref) for k, ref in refs.items()}
     except BaseException:
