@@ -63,7 +63,6 @@ def run_per_chip(cfg: dict, *, workdir: Path = Path("runs"), from_runs=(), expli
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline import ray_cluster
     from pipeline.config import flatten
     from pipeline.cotrain import _new
     from pipeline.signals import end_active_run
@@ -73,7 +72,7 @@ def run_per_chip(cfg: dict, *, workdir: Path = Path("runs"), from_runs=(), expli
     workdir = Path(workdir).resolve()
     _, state = _new(cfg, from_runs, explicit_inputs, workdir / "_cache")     # every check before any run
     chips = list(range(int(cfg["hardware"]["chips"])))
-    session = ray_cluster.connect(address, num_cpus=num_cpus, env=_store_env(), verbose=verbose)
+    session = _connect(address, num_cpus, verbose)
     t0 = time.perf_counter()
     try:
         with mlflow.start_run(run_name=run_name or f"{cfg['name']} per chip",
@@ -113,6 +112,24 @@ def _run_chips(cfg: dict, chips: list[int], block_run: str, workdir: Path, paren
         for ref in refs.values():
             ray.cancel(ref, force=True)
         raise
+
+
+def _connect(address: str | None, num_cpus: int | None, verbose: int, attempts: int = 3):
+    """pipeline.ray_cluster.connect; an embedded Ray is started again when its node did not
+    register within Ray's fixed 30 s (seen on a machine at load 20), up to `attempts` times."""
+    import ray
+
+    from pipeline import ray_cluster
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray_cluster.connect(address, num_cpus=num_cpus, env=_store_env(), verbose=verbose)
+        except Exception as exc:
+            if address or "timed out during startup" not in str(exc) or attempt == attempts:
+                raise
+            ray.shutdown()
+            if verbose:
+                print(f"the embedded Ray did not start in time (attempt {attempt} of {attempts}); starting it again",
+                      flush=True)
 
 
 def _store_env() -> dict:
