@@ -6,10 +6,11 @@ from .chip import Chip, program
 from .insitu import finetune
 from .latent import PairOptimizer, pair_states
 from .pairs import PairMap, pair_maps
+from .population import ChipPopulation
 from .presets import PRESETS, resolve_hardware
 from .spec import DeviceSpec, HardwareSpec, VariationSpec, check_read_time, validate
 from .training import NoiseInjection, PulsedOptimizer
 
-__all__ = ["Chip", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PairMap", "PairOptimizer",
-           "PulsedOptimizer", "VariationSpec", "check_read_time", "finetune", "pair_maps", "pair_states", "program",
-           "resolve_hardware", "validate"]
+__all__ = ["Chip", "ChipPopulation", "DeviceSpec", "HardwareSpec", "NoiseInjection", "PRESETS", "PairMap",
+           "PairOptimizer", "PulsedOptimizer", "VariationSpec", "check_read_time", "finetune", "pair_maps",
+           "pair_states", "program", "resolve_hardware", "validate"]

@@ -21,8 +21,14 @@ HELP = ("train-digital → (embed → train-analog → optimize-inputs → retra
                                                  "`model`) under NAME in the model registry")
 @click.option("--force", is_flag=True, help="with --resume: the run's process on another host is known to be gone "
                                             "(a live process on this host is always refused)")
+@click.option("--address", metavar="HOST:PORT", help="hardware.encoder_per_chip: the Ray cluster the chips' "
+                                                       "co-trainings run on [default: $RAY_ADDRESS, else an "
+                                                       "embedded Ray on this machine]")
+@click.option("--num-cpus", type=click.IntRange(min=1), metavar="N", help="hardware.encoder_per_chip: CPUs of the embedded Ray "
+                                                             "(chips co-trained at once) [default: this machine's]")
 @opt.common
-def command(config, resume, from_run, inputs, run_name, register, force, workdir, overrides, quiet) -> int:
+def command(config, resume, from_run, inputs, run_name, register, force, address, num_cpus, workdir, overrides,
+            quiet) -> int:
     from pathlib import Path
 
     from pipeline.cotraining.run import run_cotrain
@@ -46,6 +52,19 @@ def command(config, resume, from_run, inputs, run_name, register, force, workdir
             recorded = Path(parent.data.tags["mixsig.workdir"]).parent
             workdir = recorded if recorded.is_dir() else None
     cfg = None if resume else load_config_with_overrides(config, overrides)
+    per_chip = bool(cfg and (cfg.get("hardware") or {}).get("encoder_per_chip"))
+    if (address or num_cpus) and not per_chip:
+        raise PipelineError("cotrain --address/--num-cpus go with hardware.encoder_per_chip: true (one encoder per "
+                            "chip, co-trained as parallel Ray tasks)")
+    if per_chip:
+        from pipeline.cotraining.per_chip import run_per_chip
+        if register:
+            raise PipelineError("cotrain --register: with hardware.encoder_per_chip there is one system per chip; "
+                                "register one chip's co-training run instead")
+        run_per_chip(cfg, workdir=opt.workdir_or_default(workdir), from_runs=from_run,
+                     explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1,
+                     address=address, num_cpus=num_cpus)
+        return 0
     run_cotrain(cfg, resume=resume, workdir=opt.workdir_or_default(workdir), from_runs=from_run,
                 explicit_inputs=parse_input_items(inputs), run_name=run_name, verbose=0 if quiet else 1,
                 register=register)

@@ -273,6 +273,12 @@ class HardwareConfig(Section):
     loop_chip: int = F(0, "frozen co-training: the chip (0 .. hardware.chips - 1) in the loop of input "
                           "optimisation and through-analog retraining; one run per chip gives each chip its "
                           "own encoder", ge=0)
+    loop_chips: list[int] | int | None = F(
+        None, "frozen co-training through a population: the chips (a list of indices, or a count n: chips "
+              "0 .. n-1) the encoder is retrained through together, its step the mean of their gradients; "
+              "the other chips (at least one) are held out, never seen by training (docs/design.md)")
+    encoder_per_chip: bool = F(False, "frozen co-training: one encoder per chip, each retrained through its own "
+                                      "chip, run as parallel Ray tasks, one nested run per chip")
     pulse_rule: Literal["pulses", "stochastic", "manhattan"] = F(
         "pulses", "in-situ EP: how an update becomes pulses (rounded count, stochastically rounded count, "
                   "or one pulse of the update's sign: the Manhattan rule); devices with few levels need "
@@ -320,6 +326,37 @@ class HardwareConfig(Section):
             resolve_hardware(self.preset, preset_overrides(self.model_dump()))  # ValueError starting with the dotted key
         except ValueError as exc:
             raise ValueError(_name_the_overrides_key(str(exc), written_under_overrides, extra)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _population(self):
+        """loop_chips: distinct chips in range, at least one held out; a count becomes the list."""
+        if self.loop_chips is None:
+            if self.encoder_per_chip and not self.frozen:
+                raise ValueError("hardware.encoder_per_chip=true: only a frozen co-training has a chip in the "
+                                 "loop; set hardware.frozen: true")
+            return self
+        given = self.loop_chips
+        if not self.frozen:
+            raise ValueError(f"hardware.loop_chips={given}: only a frozen co-training has chips in the loop; set "
+                             "hardware.frozen: true (or leave loop_chips out)")
+        clash = [k for k in ("loop_chip", "encoder_per_chip") if k in self.model_fields_set and getattr(self, k)]
+        if clash:
+            raise ValueError(f"hardware.loop_chips={given} and hardware.{clash[0]}={getattr(self, clash[0])}: "
+                             "a population in the loop, or one chip per encoder; give one of them")
+        chips = list(range(given)) if isinstance(given, int) else list(given)
+        repeated = sorted({c for c in chips if chips.count(c) > 1})
+        if not chips or repeated or min(chips) < 0:
+            why = (f"chip {repeated[0]} given twice" if repeated else "empty; give chip indices or a count >= 1"
+                   if not chips else f"chip {min(chips)} out of range, chips are numbered from 0")
+            raise ValueError(f"hardware.loop_chips={given}: {why}")
+        if max(chips) >= self.chips:
+            raise ValueError(f"hardware.loop_chips={given}: chip {max(chips)} out of range, must be below "
+                             f"hardware.chips={self.chips} (chips are numbered from 0)")
+        if len(chips) == self.chips:
+            raise ValueError(f"hardware.loop_chips={given}: leaves no held-out chip among hardware.chips="
+                             f"{self.chips}; program more chips so some are never seen by training")
+        self.loop_chips = chips
         return self
 
 
@@ -436,5 +473,9 @@ class RootConfig(Section):
         if d.v_low < -amp - 1e-12 or d.v_high > amp + 1e-12:
             raise ValueError(f"digital.v_low={d.v_low!r} and digital.v_high={d.v_high!r}: must lie within "
                              f"±analog.input_amplitude = ±{amp!r} V (the analog block's input range)")
+        hw = self.hardware
+        if hw is not None and hw.loop_chips and d.retrain_method != "through-analog":
+            raise ValueError(f"hardware.loop_chips={hw.loop_chips}: a population is trained through by "
+                             f"digital.retrain_method: through-analog, not {d.retrain_method!r}")
         return self
 

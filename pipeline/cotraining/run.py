@@ -156,9 +156,10 @@ def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
 
 def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
                 from_runs=(), explicit_inputs: dict | None = None, run_name: str | None = None,
-                verbose: int = 1, register: str | None = None) -> str:
+                verbose: int = 1, register: str | None = None, parent: str | None = None) -> str:
     """Run (or resume) a co-training; returns the parent run id. `register`: a model registry
-    name for the trained system's MLflow model (default: the config's mlflow.register_model)."""
+    name for the trained system's MLflow model (default: the config's mlflow.register_model).
+    `parent`: a run this co-training nests under (one chip's of pipeline.cotraining.per_chip)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -183,7 +184,8 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
         plan, state = _new(cfg, from_runs, explicit_inputs, workdir / "_cache")
     t_start = time.perf_counter()
     tags = None if resume else {f"{TAG}stage": "cotrain", f"{TAG}status": "running", f"{TAG}plan": json.dumps(plan),
-                                f"{TAG}initial_inputs": json.dumps({k: v.run_id for k, v in state.items()})}
+                                f"{TAG}initial_inputs": json.dumps({k: v.run_id for k, v in state.items()}),
+                                **({"mlflow.parentRunId": parent} if parent else {})}
     with mlflow.start_run(run_id=resume, run_name=None if resume else (run_name or cfg["name"]),
                           tags=tags) as parent_run:
         parent_id = parent_run.info.run_id
@@ -270,8 +272,8 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
         report.log_series(client, parent_id, "round_gain", {r: e2e[r] - e2e[r - 1] for r in rounds if r - 1 in e2e})
         if len(rounds) > 1:
             mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
-        from pipeline.hardware.settings import loop_chip
-        where = f"chip {loop_chip(cfg)}" if _chip_rounds(client, parent_id) else "the round's block"
+        from pipeline.hardware.population import loop_label
+        where = loop_label(cfg) if _chip_rounds(client, parent_id) else "the round's block"
         path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
                                  title=f"{cfg['name']}: end-to-end test accuracy per round ({where})")
         mlflow.log_artifact(str(path), artifact_path="plots")
@@ -333,6 +335,8 @@ def _hardware_summary(client, parent_id: str, root: Path) -> dict:
             mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
             if value is not None:
                 out[f"recovered_fraction_insitu{suffix}"] = value
+    from pipeline.hardware.population import split_recovery
+    out.update(split_recovery(metrics))
     value, why = chip_metrics.recovered_fraction_loop(metrics, list(_chip_rounds(client, parent_id).items()))
     mlflow.set_tag(f"{TAG}recovered_fraction_loop", why if value is None else "defined")
     if value is not None:

@@ -80,7 +80,9 @@ def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
             chip.close()
     g = chip_logging.log_grid(ctx, times, acc)
     if hw.frozen(ctx.cfg) and ctx.round > 0:
+        from pipeline.hardware.population import log_split
         chip_logging.log_scenario(ctx, "cotrained", times, acc)
+        log_split(ctx, "cotrained", acc)
     plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                             f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
                                                                     [chip_metrics.spread(r) for r in acc])},

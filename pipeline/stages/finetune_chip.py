@@ -79,7 +79,8 @@ def body(ctx: StageContext) -> None:
     ctx.log({"programmed_acc_mean_t0": before.mean(), "insitu_gain_t0": acc[0].mean() - before.mean()})
     chip_logging.log_scenario(ctx, "insitu", times, acc)
     if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the loop chip is now the fine-tuned chip
-        ctx.log_parent({"round_chip_e2e_accuracy": acc[0, hw.loop_chip(cfg)]}, step=0)
+        from pipeline.hardware.population import loop_indices
+        ctx.log_parent({"round_chip_e2e_accuracy": float(acc[0, loop_indices(cfg)].mean())}, step=0)
     plots.accuracy_vs_time({"programmed (before)": ([times[0]], [before.mean()], [chip_metrics.spread(before)]),
                             f"{len(chips)} chip(s) fine-tuned in situ": (times, acc.mean(1),
                                                                          [chip_metrics.spread(r) for r in acc])},

@@ -76,9 +76,11 @@ def body(ctx: StageContext) -> None:
         g = chip_logging.log_grid(ctx, times, acc)
         chip_logging.log_scenario(ctx, "ideal", times, ideal=ideal)
         chip_logging.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
-        if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the chip in the loop (cotrain.round_e2e)
-            k = hw.loop_chip(cfg)
-            ctx.log_parent({"round_chip_e2e_accuracy": acc[0, k], "loop_chip_programmed_accuracy": acc[0, k]}, step=0)
+        if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the chip(s) in the loop (cotrain.round_e2e)
+            from pipeline.hardware.population import log_split, loop_indices
+            a = float(acc[0, loop_indices(cfg)].mean())
+            ctx.log_parent({"round_chip_e2e_accuracy": a, "loop_chip_programmed_accuracy": a}, step=0)
+            log_split(ctx, hw.programmed_scenario(cfg), acc)
         plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                                 f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
                                                                         [chip_metrics.spread(r) for r in acc])},

@@ -31,10 +31,10 @@ def precheck(cfg: dict) -> None:
 
 
 def _block(ctx: StageContext, model):
-    """The block gradients come from: the trained model, or the chip in the loop
-    (hardware.loop_chip) when the chips are frozen."""
-    from pipeline.hardware.chip_files import loop_block
+    """The block gradients come from: the trained model, or when the chips are frozen the chip
+    in the loop (hardware.loop_chip) or the population of chips (hardware.loop_chips)."""
     from pipeline.hardware.settings import frozen
+    from pipeline.hardware.population import loop_block
     if ctx.has("chips") and frozen(ctx.cfg):
         return loop_block(ctx, model)
     return model
@@ -115,13 +115,14 @@ def body(ctx: StageContext) -> None:
             ctx.log({"end_to_end_test_accuracy": s["accuracy"]})
             ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
             msg += f"; end to end with the round's analog block {s['accuracy']:.4f}"
-            if block is not model:   # the frozen chip in the loop: its end-to-end accuracy after this round
-                from pipeline.hardware.settings import loop_chip
-                a = block.accuracy(e_test, ds.y_test)
-                k = loop_chip(ctx.cfg)
-                ctx.log({f"chip{k}_end_to_end_test_accuracy": a, "loop_chip_end_to_end_test_accuracy": a})
+            if block is not model:   # the frozen chip(s) in the loop: end-to-end accuracy after this round
+                from pipeline.hardware.population import loop_indices, loop_label
+                a = block.accuracy(e_test, ds.y_test)     # a population's: the mean over its chips
+                idx = loop_indices(ctx.cfg)
+                ctx.log({"loop_chip_end_to_end_test_accuracy": a,
+                         **({f"chip{idx[0]}_end_to_end_test_accuracy": a} if len(idx) == 1 else {})})
                 ctx.log_parent({"round_chip_e2e_accuracy": a}, step=ctx.round + 1)
-                msg += f", on chip {k} {a:.4f}"
+                msg += f", on {loop_label(ctx.cfg)} {a:.4f}"
     finally:
         if block is not None and block is not model:
             block.close()
