@@ -252,6 +252,9 @@ class _ShiftedSchur:
     def __init__(self, base, a):
         self.base, self.a = base, a
 
+    def keeps_preconditioner(self, batch: int) -> bool:
+        return False      # a time step's Newton solves directly: its matrix changes with dt
+
     def solve(self, d, rhs, cholesky=None):
         return self.base.solve(d + self.a, rhs) if cholesky is None else self.base.solve(d + self.a, rhs, cholesky)
 

@@ -85,6 +85,19 @@ class WiredNativeEngine(NativeEngine):
                 np.add.at(K, (f[m][:, None], f[m][None, :]), W)
         return K
 
+    def linear_response(self, G_list, v, src, currents) -> np.ndarray:
+        """As the native engine's, with the exact wired solve (`linear_solve`): the Schur
+        solver alone, preconditioned or not, reads only the diagonal of the wires' couplings."""
+        c, stack = self.circuit, self._stack
+        d = np.zeros_like(v)
+        stack.add_to(np.zeros_like(v), d, stack.branch(v, stack.offsets(src)), energy=False)
+        return self.linear_solve(G_list, d, c.nudge_currents(currents) * c.free_scale)
+
+    def _K_operator(self, K, solver):
+        """`v @ K` with K itself: the wires couple the eliminated nodes to each other, which the
+        Schur blocks' product (made for a diagonal eliminated block) would leave out."""
+        return K
+
     def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """(K + diag(d)) x = rhs exactly: the Schur solver on the partition of the unwired
         circuit sees K without the wires' couplings inside its eliminated set (it reads only
