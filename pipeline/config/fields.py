@@ -1,0 +1,45 @@
+"""The pieces every config section is made of: a field with its doc, the strict section
+base, YAML-1.1-safe numbers, printable names and the `low < high` check."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _yaml_number(value):
+    """YAML 1.1 reads 1e-7 (no dot) as a string; such a string is the number it spells."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+Num = Annotated[float, BeforeValidator(_yaml_number)]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"     # names reach MLflow, file names and terminals: no NUL, no newline
+PosInt = Annotated[int, Field(ge=1)]
+
+def F(default=..., doc: str = "", **constraints) -> Any:
+    """A field: default (``...`` = required), one-line doc, pydantic constraints."""
+    if isinstance(default, (list, dict)):
+        return Field(default_factory=lambda d=default: type(d)(d), description=doc, **constraints)
+    return Field(default, description=doc, **constraints)
+
+
+class Section(BaseModel):
+    """Base of every section: strict types, no unknown keys, finite numbers."""
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
+
+
+def _ordered(model: Section, where: str, low: str, high: str) -> Section:
+    """The cross-key check `low < high`, naming both keys and values."""
+    a, b = getattr(model, low), getattr(model, high)
+    if not a < b:
+        raise ValueError(f"{where}.{low}={a!r} and {where}.{high}={b!r}: must satisfy {low} < {high}")
+    return model
+
+
+def section(model: type[Section], doc: str) -> Any:
+    return Field(default_factory=model, description=doc)
