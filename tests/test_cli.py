@@ -40,7 +40,7 @@ def test_the_six_stages_and_the_other_commands_are_registered():
     assert set(STAGES) == {"train-digital", "embed", "train-analog", "optimize-inputs", "retrain-digital", "evaluate",
                            "program", "finetune-chip"}
     assert set(COMMANDS) == {"cotrain", "compare", "verify", "bench", "config", "data",
-                             "robustness", "sweep", "signoff", "predict"}
+                             "robustness", "sweep", "signoff", "predict", "recalibrate"}
 
 
 def test_help_lists_every_command():
@@ -404,7 +404,7 @@ def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys, tmp_path, ma
 
 @pytest.mark.parametrize("exc", [
     "pipeline.errors:SetupError", "pipeline.config:ConfigError", "pipeline.data:DataError",
-    "pipeline.stages:StageInputError", "pipeline.runtime.tracking:TrackingStoreError", "pipeline.runtime.liveness:LivenessError",
+    "pipeline.errors:StageInputError", "pipeline.runtime.tracking:TrackingStoreError", "pipeline.runtime.liveness:LivenessError",
     "pipeline.hardware.signoff:SignoffError", "analog.errors:AnalogInputError", "analog.errors:MissingModelError",
     "digital.errors:DigitalInputError", "digital:EncoderContractError", "analog.spice_check:DeviceCardError"])
 def test_each_areas_user_error_is_one_line_exit_2(monkeypatch, capsys, exc):
