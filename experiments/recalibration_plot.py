@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from pipeline.hardware.chips import spread
+from pipeline.hardware.chip_metrics import spread
 from pipeline.flow.plots import accuracy_vs_time
 
 

@@ -32,7 +32,7 @@ def _at_step0(client, run_id: str, key: str) -> float:
 
 def test_population_cotraining_never_reads_the_held_out_chips(tmp_path, monkeypatch):
     from analog.hardware import Chip
-    from pipeline.hardware.chips import chip_seeds
+    from pipeline.hardware.settings import chip_seeds
     from pipeline.cotraining.run import run_cotrain
     from pipeline.hardware.population import held_out_indices, loop_indices
     from pipeline.flow import load_config_with_overrides
