@@ -25,6 +25,14 @@ needs_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").
                                    reason="Fashion-MNIST not available")
 
 
+# Exit 130, or death by SIGINT itself (a shell shows both as 130). CPython keeps a
+# process-wide "unhandled KeyboardInterrupt" flag, set when the interrupt escapes code run
+# from C (PyRun_String, as some extensions do while TensorFlow starts); when it is set,
+# Python re-raises SIGINT at exit even though mixsig caught the interrupt and returned 130
+# (see CPython gh-128130). Seen once in CI, with the SIGINT sent 3 s in.
+SIGINT_EXITS = (128 + signal.SIGINT, -signal.SIGINT)
+
+
 def _env(tmp: Path) -> dict:
     return dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", PYTHONPATH=str(ROOT))
 
@@ -177,7 +185,7 @@ def test_ctrl_c_early_in_train_digital_is_never_lost(tmp_path, delay):
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 130 and "interrupted (SIGINT)" in out, (proc.returncode, out[-3000:])
+    assert proc.returncode in SIGINT_EXITS and "interrupted (SIGINT)" in out, (proc.returncode, out[-3000:])
     if (tmp_path / "mlflow.db").exists():
         client = _client(tmp_path)
         runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
