@@ -30,7 +30,11 @@ def _at_step0(client, run_id: str, key: str) -> float:
     return [m.value for m in client.get_metric_history(run_id, key) if m.step == 0][-1]
 
 
-def test_population_cotraining_never_reads_the_held_out_chips(tmp_path, monkeypatch):
+TARGETS = {"digital.retrain_method": "targets", "input_optimization.cost": "cross_entropy"}
+
+
+@pytest.mark.parametrize("method", [THROUGH, TARGETS], ids=["through-analog", "targets"])
+def test_population_cotraining_never_reads_the_held_out_chips(tmp_path, monkeypatch, method):
     from analog.hardware import Chip
     from pipeline.hardware.settings import chip_seeds
     from pipeline.cotraining.run import run_cotrain
@@ -39,7 +43,7 @@ def test_population_cotraining_never_reads_the_held_out_chips(tmp_path, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MIXSIG_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    cfg = load_config_with_overrides(SMOKE_HW, [f"{k}={v}" for k, v in THROUGH.items()] +
+    cfg = load_config_with_overrides(SMOKE_HW, [f"{k}={v}" for k, v in method.items()] +
                                      ["hardware.chips=4", "hardware.loop_chips=[2,0]", "hardware.seed=40"])
     read = []
     real = Chip.gradients

@@ -36,7 +36,8 @@ class HardwareConfig(Section):
                           "own encoder", ge=0)
     loop_chips: list[int] | int | None = F(
         None, "frozen co-training through a population: the chips (a list of indices, or a count n: chips "
-              "0 .. n-1) the encoder is retrained through together, its step the mean of their gradients; "
+              "0 .. n-1) the encoder is retrained through, and the inputs optimised on, together, each step the "
+              "mean of their gradients; "
               "the other chips (at least one) are held out, never seen by training (docs/design.md)")
     encoder_per_chip: bool = F(False, "frozen co-training: one encoder per chip, each retrained through its own "
                                       "chip, run as parallel Ray tasks, one nested run per chip")

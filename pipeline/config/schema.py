@@ -267,9 +267,5 @@ class RootConfig(Section):
         if d.v_low < -amp - 1e-12 or d.v_high > amp + 1e-12:
             raise ValueError(f"digital.v_low={d.v_low!r} and digital.v_high={d.v_high!r}: must lie within "
                              f"±analog.input_amplitude = ±{amp!r} V (the analog block's input range)")
-        hw = self.hardware
-        if hw is not None and hw.loop_chips and d.retrain_method != "through-analog":
-            raise ValueError(f"hardware.loop_chips={hw.loop_chips}: a population is trained through by "
-                             f"digital.retrain_method: through-analog, not {d.retrain_method!r}")
         return self
 

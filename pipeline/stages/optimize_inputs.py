@@ -1,6 +1,9 @@
 """optimize-inputs: gradient descent on the block's input voltages → target embeddings
 (with hardware.frozen and programmed chips: on the realised circuit and conductances of the
-chip in the loop, hardware.loop_chip, read with noise at every step: an analog Chip as the Block)."""
+chip in the loop, hardware.loop_chip, read with noise at every step: an analog Chip as the Block;
+with hardware.loop_chips on the population of those chips: the input gradient is the mean of
+the chips' gradients and the margin is taken on their mean class scores, so the targets are
+inputs that work on the chips on average, not on one of them)."""
 from __future__ import annotations
 
 from pipeline.flow.artifacts import load_analog, load_embeddings, save_npz
@@ -9,7 +12,7 @@ from pipeline.flow.runner import Stage, StageContext
 
 
 def body(ctx: StageContext) -> None:
-    from pipeline.hardware import chip_files
+    from pipeline.hardware import population
     from pipeline.hardware import settings as hw
     from pipeline.flow import plots
     from pipeline.system.input_optimization import optimize_inputs_for
@@ -19,10 +22,11 @@ def body(ctx: StageContext) -> None:
     lo, hi = input_box(ctx.cfg, data)
     block = model
     if ctx.has("chips") and hw.frozen(ctx.cfg):   # the frozen chip in the loop, read with noise
-        block = chip_files.loop_block(ctx, model)
-        ctx.log({"inputopt_on_chip_seed": block.seed})
-        ctx.say(f"on chip {hw.loop_chip(ctx.cfg)} (seed {block.seed}, '{block.spec.name}'), conductances "
-                "read at t = 0 s")
+        block = population.loop_block(ctx, model)
+        seeds = getattr(block, "seeds", None) or [block.seed]
+        ctx.log({"inputopt_on_chip_seed": seeds[0]} if len(seeds) == 1 else {"inputopt_loop_chips": len(seeds)})
+        ctx.say(f"on {population.loop_label(ctx.cfg)} (seeds {', '.join(map(str, seeds))}), conductances read at "
+                "t = 0 s")
     ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
             f"margin {io['margin']} V, cost {io['cost']}, box [{lo:g}, {hi:g}] V")
     try:
