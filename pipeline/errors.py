@@ -40,16 +40,9 @@ class InputError(UserError, ValueError):
     """A stage's input (an array, a file) that does not fit what the stage needs."""
 
 
-class PipelineError(UserError):
-    """A pipeline request that cannot be carried out (printed by the CLI as `error: ...`)."""
-
-
-class StageInputError(PipelineError):
-    """A stage input is missing, unknown, in another experiment, or does not fit."""
-
-
 class StoppedByEnvironment(Exception):
-    """The machine refused (disk full, read-only, no permission): exit 1 with one line."""
+    """The machine refused (disk full, read-only, no permission, a service that would not
+    start): exit 1 with one line, the exception's text."""
 
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -64,9 +57,11 @@ def user_error_types() -> tuple[type, ...]:
 
 
 def environment_problem(exc: BaseException) -> str | None:
-    """One line for an OSError the machine caused (a full disk, say), else None."""
+    """One line for a refusal of the machine (a full disk, say, or a StoppedByEnvironment), else None."""
     seen = exc
     for _ in range(8):              # the OSError may be the cause of a library's wrapper
+        if isinstance(seen, StoppedByEnvironment):
+            return " ".join(str(seen).split())
         if isinstance(seen, OSError) and seen.errno in _ENVIRONMENT_ERRNOS:
             where = f" ({seen.filename})" if seen.filename else ""
             return f"{seen.strerror or errno.errorcode.get(seen.errno, seen.errno)}{where}"

@@ -1,8 +1,10 @@
-"""Small circuits shared by the analog tests."""
+"""Small circuits, chips and numerical checks shared by the analog tests."""
 import numpy as np
 
 import analog.layers as L
+from analog.builders import build_dense_network
 from analog.devices import IdealDiode, MOSDiode, ShockleyDiode
+from analog.hardware import resolve_hardware
 from analog.model import AnalogModel
 
 
@@ -101,3 +103,57 @@ def trained_three_class_block(n=240, hidden=12, epochs=2):
     model.compile("mse", Adam(0.02), beta=1e-7)
     model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
     return model, x, y
+
+
+def four_input_block(n, data_seed, seed=3, **build):
+    """An untrained dense block, 4 inputs → 6 hidden → 3 classes, compiled for EP (MSE, β = 1e-7),
+    with n inputs uniform in [−1, 1] and random labels: (model, x, y)."""
+    rng = np.random.default_rng(data_seed)
+    model = build_dense_network(4, 3, hidden=(6,), seed=seed, **build)
+    model.compile("mse", "adam", beta=1e-7)
+    x = rng.uniform(-1, 1, (n, 4))
+    y = rng.integers(0, 3, n)
+    return model, x, y
+
+
+def steady_chip_spec():
+    """Programming error and circuit variation, no read noise, no drift compensation: every read
+    of a chip returns the same conductances, so the chip is one fixed circuit."""
+    return resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
+                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
+                                      "drift_compensation": False})
+
+
+#: every kind of variation a chip can have, and stuck and quantised devices
+EVERY_VARIATION = {"variation": {"is_sigma": 0.5, "vto_sigma": 0.05, "gain_sigma": 0.05, "offset_sigma": 0.01},
+                   "device": {"stuck_g_min": 0.05, "stuck_g_max": 0.05, "levels": 16}}
+
+
+def solve_on_both_engines(chip, x, t=3600.0):
+    """The chip read once at time t, and that read solved by the native engine and by ngspice;
+    both must converge to within 1 µV of each other. Closes the chip's engines: (G, native, ngspice)."""
+    G = chip.conductances_at(t)
+    try:
+        native = chip.solve(x, engine="native", G_list=G)
+        spice = chip.solve(x, engine="ngspice", G_list=G, processes=1)
+    finally:
+        chip.close()
+    assert native.converged.all() and spice.converged.all()
+    assert np.abs(native.v - spice.v).max() <= 1e-6
+    return G, native, spice
+
+
+def mse_to_half_volt(out, y, classes=3):
+    """The MSE cost of the compiled blocks written out: ½ Σ_k (y_k − (±0.5 V))², per sample."""
+    return 0.5 * ((out - 0.5 * (2 * np.eye(classes)[y] - 1)) ** 2).sum(1)
+
+
+def central_differences(cost, x, h=1e-5):
+    """∂cost_i/∂x_ij by central differences, one input feature at a time, for a cost that
+    gives one value per sample (row of x)."""
+    fd = np.zeros_like(x)
+    for j in range(x.shape[1]):
+        e = np.zeros_like(x)
+        e[:, j] = h
+        fd[:, j] = (cost(x + e) - cost(x - e)) / (2 * h)
+    return fd

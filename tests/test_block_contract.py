@@ -8,20 +8,13 @@ import pytest
 
 from analog import AnalogModel, Block
 from analog.hardware import Chip, program, resolve_hardware
-from analog.builders import build_dense_network
+from tests.analog_circuits import central_differences, four_input_block, mse_to_half_volt, steady_chip_spec
 
 
 @pytest.fixture(scope="module")
 def pair():
-    rng = np.random.default_rng(1)
-    model = build_dense_network(4, 3, hidden=(6,), seed=3)
-    model.compile("mse", "adam", beta=1e-7)
-    x = rng.uniform(-1, 1, (40, 4))
-    y = rng.integers(0, 3, 40)
-    # programming noise and circuit variation, no read noise: every read returns the same conductances
-    spec = resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
-                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
-                                      "drift_compensation": False})
+    model, x, y = four_input_block(40, data_seed=1)
+    spec = steady_chip_spec()
     chip = program(model, spec, seed=1)
     yield model, chip, x, y
     chip.close()
@@ -42,7 +35,7 @@ def test_chip_accuracy_is_the_argmax_of_its_solves_and_a_failed_solve_counts_wro
     by_hand = float(np.mean(out.argmax(1) == y))
     assert chip.accuracy(x, y) == pytest.approx(by_hand)
     s = chip.scores(x, y)
-    cost = 0.5 * ((out - 0.5 * (2 * np.eye(3)[y] - 1)) ** 2).sum(1)      # MSE to ±0.5 V, written out
+    cost = mse_to_half_volt(out, y)
     assert s["accuracy"] == pytest.approx(by_hand) and s["loss"] == pytest.approx(cost.mean())
     assert s["nonconverged"] == 0 and s["samples"] == len(y)
     # a solve that fails: its sample is wrong even where its (NaN) outputs would not say so
@@ -71,16 +64,11 @@ def test_chip_input_gradient_matches_finite_differences_of_its_own_cost(pair, lo
     def cost(xv):
         out = chip.circuit.outputs(chip.solve(xv).v)
         if loss is None:                                                  # the trained model's MSE
-            return 0.5 * ((out - 0.5 * (2 * np.eye(3)[ys] - 1)) ** 2).sum(1)
+            return mse_to_half_volt(out, ys)
         z = out / 0.1                                                     # softmax cross-entropy, T = 0.1 V
         return np.log(np.exp(z).sum(1)) - z[np.arange(len(ys)), ys]
 
-    h = 1e-5
-    fd = np.zeros_like(xs)
-    for j in range(xs.shape[1]):
-        e = np.zeros_like(xs)
-        e[:, j] = h
-        fd[:, j] = (cost(xs + e) - cost(xs - e)) / (2 * h)
+    fd = central_differences(cost, xs)
     exact = chip.gradients(xs, ys, method="exact", loss=loss).input_grad
     assert np.allclose(exact, fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max())
     ep = chip.gradients(xs, ys, method="ep", input_grad=True, loss=loss).input_grad
@@ -102,10 +90,7 @@ def test_a_chip_without_a_compiled_model_names_what_is_missing(pair):
 def test_a_chip_read_at_a_time_is_a_block_that_reads_at_that_time():
     """chip.at(t): every call reads the conductances drifted to t (PCM drift, no read noise),
     checked against the chip's own methods given t and against the drift-free read."""
-    rng = np.random.default_rng(2)
-    model = build_dense_network(4, 3, hidden=(6,), seed=4)
-    model.compile("mse", "adam", beta=1e-7)
-    x, y = rng.uniform(-1, 1, (30, 4)), rng.integers(0, 3, 30)
+    model, x, y = four_input_block(30, data_seed=2, seed=4)
     spec = resolve_hardware("pcm", {"device": {"read_noise": "none"}, "drift_compensation": False})
     chip = program(model, spec, seed=2)
     try:

@@ -13,34 +13,22 @@ import numpy as np
 import pytest
 
 from analog import Block
-from analog.hardware import ChipPopulation, program, resolve_hardware
-from analog.builders import build_dense_network
+from analog.hardware import ChipPopulation, program
 from pipeline.config.errors import ConfigError
 from pipeline.config.loading import validate_config
 from pipeline.hardware.population import held_out_indices, loop_indices, split_recovery
+from tests.analog_circuits import central_differences, four_input_block, mse_to_half_volt, steady_chip_spec
 
 
 @pytest.fixture(scope="module")
 def chips():
-    rng = np.random.default_rng(5)
-    model = build_dense_network(4, 3, hidden=(6,), up_bias=-0.3, down_bias=0.3, seed=3)
-    model.compile("mse", "adam", beta=1e-7)
-    x = rng.uniform(-1, 1, (30, 4))
-    y = rng.integers(0, 3, 30)
-    # programming error and circuit variation, no read noise: every read of a chip is the same
-    spec = resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
-                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
-                                      "drift_compensation": False})
+    model, x, y = four_input_block(30, data_seed=5, up_bias=-0.3, down_bias=0.3)
+    spec = steady_chip_spec()
     made = [program(model, spec, seed=s) for s in (11, 12, 13)]
     yield made, x, y
     for c in made:
         c.close()
     model.close()
-
-
-def _mse(out, y):
-    """The trained model's cost written out: ½ Σ_k (y_k − (±0.5 V))²."""
-    return 0.5 * ((out - 0.5 * (2 * np.eye(3)[y] - 1)) ** 2).sum(1)
 
 
 def test_population_gradient_is_the_mean_of_each_chips_own_gradient(chips):
@@ -64,14 +52,7 @@ def test_population_gradient_matches_differences_of_the_mean_cost(chips):
     pop = ChipPopulation(made)
     xs, ys = x[:4], y[:4]
     g = pop.gradients(xs, ys, method="exact").input_grad
-    h = 1e-5
-    fd = np.zeros_like(xs)
-    for j in range(xs.shape[1]):
-        e = np.zeros_like(xs)
-        e[:, j] = h
-        plus = np.mean([_mse(c.predict(xs + e), ys) for c in made], axis=0)
-        minus = np.mean([_mse(c.predict(xs - e), ys) for c in made], axis=0)
-        fd[:, j] = (plus - minus) / (2 * h)
+    fd = central_differences(lambda xv: np.mean([mse_to_half_volt(c.predict(xv), ys) for c in made], axis=0), xs)
     assert np.allclose(g, fd, rtol=1e-4, atol=1e-7)
     ep = pop.gradients(xs, ys, input_grad=True).input_grad
     assert ep.ravel() @ fd.ravel() / (np.linalg.norm(ep) * np.linalg.norm(fd)) > 0.999

@@ -7,10 +7,7 @@ import pytest
 
 from analog.devices import MOSDiode, ShockleyDiode
 from analog.hardware import Chip, program, resolve_hardware
-from tests.analog_circuits import block, inputs
-
-EVERYTHING = {"variation": {"is_sigma": 0.5, "vto_sigma": 0.05, "gain_sigma": 0.05, "offset_sigma": 0.01},
-              "device": {"stuck_g_min": 0.05, "stuck_g_max": 0.05, "levels": 16}}
+from tests.analog_circuits import EVERY_VARIATION, block, inputs, solve_on_both_engines
 
 
 def test_variation_statistics_and_the_chip_circuit_carries_them():
@@ -41,17 +38,10 @@ def test_variation_statistics_and_the_chip_circuit_carries_them():
                          ids=["shockley", "mos"])
 def test_chip_with_every_variation_agrees_native_and_ngspice(device):
     m = block(hidden=(4,), device=device, vref=0.6)
-    chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=3)
+    chip = program(m, resolve_hardware("pcm", EVERY_VARIATION), seed=3)
     assert set(chip.realised) == {"device_params", "amp_gain", "amp_offset"}
     x = inputs(4, 3)
-    G = chip.conductances_at(3600.0)          # drifted and read once: both engines see this read
-    try:
-        a = chip.solve(x, engine="native", G_list=G)
-        b = chip.solve(x, engine="ngspice", G_list=G, processes=1)
-    finally:
-        chip.close()
-    assert a.converged.all() and b.converged.all()
-    assert np.abs(a.v - b.v).max() <= 1e-6
+    _, a, _ = solve_on_both_engines(chip, x, t=3600.0)     # drifted and read once: both engines see this read
     # the chip differs from the trained block (the variation is really in the circuit)
     assert np.abs(chip.circuit.outputs(a.v) - m.predict(x)).max() > 1e-3
     text = chip.to_netlist(x[:1], t=3600.0)
@@ -84,7 +74,7 @@ def test_chip_netlist_runs_standalone_and_matches_the_native_solve(tmp_path):
     import subprocess
     from analog.netlist import NetlistPlan
     m = block(hidden=(4,), device=MOSDiode(VTO=0.3, KP=2e-4), vref=0.6)
-    chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=8)
+    chip = program(m, resolve_hardware("pcm", EVERY_VARIATION), seed=8)
     x = inputs(1, 3, seed=4)
     text = chip.to_netlist(x, t=3600.0, rng=np.random.default_rng(5))
     path = tmp_path / "chip.cir"

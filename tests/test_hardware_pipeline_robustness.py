@@ -151,35 +151,3 @@ def test_continuation_rounds_and_stops_at_physical_limits():
     assert rb.extend("gain_sigma", [0.2, 0.3]) == 0.45                 # not 0.44999999999999996
     assert rb.extend("drift_time", [3.15e7, 3.15e9]) is None           # not past a century
     assert rb.extend("drift_time", [3600.0, 86400.0]) == pytest.approx(2.07e6)
-
-
-def test_input_optimisation_sees_the_chip_not_the_trained_block(block):
-    """The chip's input gradient (Chip.gradients) is that of the chip's circuit and conductances: it matches
-    central differences of the cost computed from the chip's own solves, and differs from the
-    trained block's."""
-    from analog.hardware import program, resolve_hardware
-    model, x, y = block
-    spec = resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
-                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
-                                      "drift_compensation": False})
-    chip = program(model, spec, seed=1)
-    cb = chip
-    xs, ys = x[:3], y[:3]
-    grad = cb.gradients(xs, ys, method="exact", input_grad=True).input_grad
-
-    def cost(xv):
-        return model.loss(chip.circuit.outputs(chip.solve(xv).v), ys)[0]
-
-    h = 1e-5
-    fd = np.zeros_like(xs)
-    for j in range(xs.shape[1]):
-        e = np.zeros_like(xs)
-        e[:, j] = h
-        fd[:, j] = (cost(xs + e) - cost(xs - e)) / (2 * h)
-    assert np.allclose(grad, fd, rtol=1e-4, atol=1e-9 * np.abs(fd).max())
-    ideal = model.gradients(xs, ys, method="exact", input_grad=True).input_grad
-    assert not np.allclose(grad, ideal, rtol=1e-2)
-    ep = cb.gradients(xs, ys, method="ep", input_grad=True).input_grad       # EP on the chip, same direction
-    cos = (ep * grad).sum(1) / np.linalg.norm(ep, axis=1) / np.linalg.norm(grad, axis=1)
-    assert np.all(cos > 0.99), cos
-    cb.close()

@@ -8,12 +8,12 @@ from analog.devices import ShockleyDiode
 from analog.ep import ep_gradients, exact_gradients
 from analog.hardware import program, resolve_hardware
 from analog.wires import WiredCrossbar
-from tests.analog_circuits import block, inputs
+from tests.analog_circuits import EVERY_VARIATION, block, inputs, solve_on_both_engines
 
 WIRES = {"wires": {"r_segment": 1000.0}}
 # every variation the wires allow (a gain spread makes a wired crossbar non-reciprocal)
-EVERYTHING = {"variation": {"is_sigma": 0.5, "vto_sigma": 0.05, "offset_sigma": 0.01},
-              "device": {"stuck_g_min": 0.05, "stuck_g_max": 0.05, "levels": 16}, **WIRES}
+EVERYTHING = {**EVERY_VARIATION, **WIRES,
+              "variation": {k: v for k, v in EVERY_VARIATION["variation"].items() if k != "gain_sigma"}}
 
 
 def test_one_cell_is_a_series_resistor():
@@ -53,14 +53,7 @@ def test_wired_chip_with_every_variation_agrees_native_and_ngspice():
     m = block(hidden=(4,), device=ShockleyDiode(RS=10.0), vref=0.6)
     chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=3)
     x = inputs(4, 3)
-    G = chip.conductances_at(3600.0)
-    try:
-        a = chip.solve(x, engine="native", G_list=G)
-        b = chip.solve(x, engine="ngspice", G_list=G, processes=1)
-    finally:
-        chip.close()
-    assert a.converged.all() and b.converged.all()
-    assert np.abs(a.v - b.v).max() <= 1e-6
+    G, a, b = solve_on_both_engines(chip, x, t=3600.0)
     assert np.abs(a.source_currents - b.source_currents).max() <= 1e-9
     np.testing.assert_allclose(a.power, b.power, rtol=1e-6)
     # the wires matter here: the same read without them is another operating point

@@ -7,22 +7,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analog.hardware import program, resolve_hardware
+from analog.hardware import program
 from analog.input_optimization import margins, optimize_inputs
 from analog.losses import CrossEntropy, Margin
 from pipeline.config.errors import ConfigError
 from pipeline.config.loading import validate_config
 from pipeline.system.input_optimization import input_cost, optimize_inputs_for
-from tests.analog_circuits import trained_three_class_block
+from tests.analog_circuits import steady_chip_spec, trained_three_class_block
 
 
 @pytest.fixture(scope="module")
 def trained():
     model, x, y = trained_three_class_block(n=120, hidden=8, epochs=2)
-    spec = resolve_hardware("ideal", {"device": {"prog_noise": "constant", "prog_sigma": 4e-6},
-                                      "variation": {"is_sigma": 0.5, "gain_sigma": 0.1, "offset_sigma": 0.02},
-                                      "drift_compensation": False})     # no read noise: every read is the same
-    chip = program(model, spec, seed=2)
+    chip = program(model, steady_chip_spec(), seed=2)     # no read noise: every read is the same
     yield model, chip, x, y
     chip.close()
     model.close()

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..optimizers import Schedule, get_optimizer, register_optimizer, Optimizer
+from ..optimizers import Optimizer, Schedule, register_optimizer
 from .pairs import PairMap, flip, state_devices
 from .spec import HardwareSpec
+from .training import BaseRuleState, _hardware
 
 
 def pair_states(kind: str, h: np.ndarray, threshold: float) -> np.ndarray:
@@ -35,7 +36,7 @@ def pair_states(kind: str, h: np.ndarray, threshold: float) -> np.ndarray:
 
 
 @register_optimizer
-class PairOptimizer(Optimizer):
+class PairOptimizer(BaseRuleState, Optimizer):
     """EP on ternary/binary pairs through hidden weights (module docstring).
 
     spec: a HardwareSpec whose device has pairs 'ternary' or 'binary'; pairs: the PairMaps of
@@ -48,36 +49,20 @@ class PairOptimizer(Optimizer):
 
     def __init__(self, spec, pairs, lr: float = 0.01, base: str = "adam", threshold: float | None = None,
                  write_errors: bool = True, seed: int = 0, schedule=None, **base_options):
-        self._base = None
         super().__init__(lr, schedule)
-        from .training import _hardware
         self.spec = _hardware(spec)
         self.device = self.spec.device
         if self.device.pairs == "none":
             raise ValueError("PairOptimizer: hardware.device.pairs='none'; needs a pair preset (e.g. rram-2t2r)")
-        if base not in ("sgd", "momentum", "adam"):
-            raise ValueError(f"PairOptimizer: base={base!r} must be 'sgd', 'momentum' or 'adam'")
+        self._attach_base(base, lr, base_options)
         self.pairs = [p if isinstance(p, PairMap) else PairMap.from_dict(p) for p in pairs]
         self.threshold = float(self.device.pair_threshold if threshold is None else threshold)
         if not 0 <= self.threshold < 1:
             raise ValueError(f"PairOptimizer: threshold={threshold!r} must be in [0, 1)")
         self.base, self.write_errors, self.seed = base, bool(write_errors), int(seed)
         self.base_options = dict(base_options)
-        self._base = get_optimizer(base, lr=lr, **base_options)
-        self._base.state = self.__dict__.pop("_early_state", {})
         self.rng = np.random.default_rng(self.seed)
         self.last_pulses, self.reprogrammed = 0, 0
-
-    @property
-    def state(self):
-        return self._base.state if self._base is not None else self.__dict__.setdefault("_early_state", {})
-
-    @state.setter
-    def state(self, value):
-        if self._base is not None:
-            self._base.state = value
-        else:
-            self.__dict__["_early_state"] = value
 
     def _on_off(self, layer) -> tuple[float, float]:
         """Conductances of an on and an off device in the layer's units (device / k)."""

@@ -6,6 +6,26 @@ from dataclasses import fields
 
 from .spec import SECTIONS, HardwareSpec, section_types, validate
 
+# HfOx 1T1R RRAM with write-verify: range and programming error from Wan et al., Nature 2022
+# (NeuRRAM; aihwkit's ReRamWan2022NoiseModel fit, g_max 40 µS, σ up to ≈2 µS); ~1 % read
+# noise (aihwkit's note for that model); pulsed soft-bounds step from aihwkit's
+# ReRamSBPresetDevice (fit to Gong et al., Nat. Commun. 2018): dw_min 0.002 of a range of 2,
+# i.e. 0.001 of ours; stuck shares are our assumption
+_RRAM = {
+    "device": {"g_min": 1e-6, "g_max": 40e-6, "prog_noise": "constant", "prog_sigma": 2e-6,
+               "read_noise": "relative", "read_sigma": 0.01, "drift": "none",
+               "stuck_g_min": 0.005, "stuck_g_max": 0.005,
+               "dw_min": 0.001, "up_down": 0.0, "gamma": 1.0, "c2c": 1.0},
+    "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
+    "drift_compensation": False,
+}
+
+# HfO2 RRAM in 2T2R differential pairs on 130 nm CMOS (Hirtzlin et al., Front. Neurosci.
+# 2020; Laborieux et al., IEEE TCAS-I 2021): each device on (LRS) or off (HRS), a pair
+# holding a ternary or binary weight. The conductance range and bit error rates are our
+# assumptions, not the papers' measured figures (docs/devices.md, "Ternary and binary pairs")
+_PAIR_DEVICES = {"g_min": 2e-6, "g_max": 40e-6, "levels": 2, "bit_error": 1e-3, "read_bit_error": 1e-4}
+
 #: preset name → {"device": {...}, "variation": {...}, "drift_compensation": bool}
 PRESETS: dict[str, dict] = {
     # every device exactly what EP asked for; nothing drifts, nothing varies
@@ -21,46 +41,19 @@ PRESETS: dict[str, dict] = {
         "variation": {},
         "drift_compensation": True,
     },
-    # HfOx 1T1R RRAM with write-verify: range and programming error from Wan et al., Nature 2022
-    # (NeuRRAM; aihwkit's ReRamWan2022NoiseModel fit, g_max 40 µS, σ up to ≈2 µS); ~1 % read
-    # noise (aihwkit's note for that model); pulsed soft-bounds step from aihwkit's
-    # ReRamSBPresetDevice (fit to Gong et al., Nat. Commun. 2018): dw_min 0.002 of a range of 2,
-    # i.e. 0.001 of ours; stuck shares are our assumption
-    "rram": {
-        "device": {"g_min": 1e-6, "g_max": 40e-6, "prog_noise": "constant", "prog_sigma": 2e-6,
-                   "read_noise": "relative", "read_sigma": 0.01, "drift": "none",
-                   "stuck_g_min": 0.005, "stuck_g_max": 0.005,
-                   "dw_min": 0.001, "up_down": 0.0, "gamma": 1.0, "c2c": 1.0},
-        "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
-        "drift_compensation": False,
-    },
+    "rram": _RRAM,
     # the rram devices read through NeuRRAM's converters (Wan et al., Nature 2022): inputs of up
     # to 4 bits, outputs digitised at up to 8 bits with the range set from the data; the
     # full scale of the inputs is the block's ±1 V (docs/edges.md)
-    "neurram": {
-        "device": {"g_min": 1e-6, "g_max": 40e-6, "prog_noise": "constant", "prog_sigma": 2e-6,
-                   "read_noise": "relative", "read_sigma": 0.01, "drift": "none",
-                   "stuck_g_min": 0.005, "stuck_g_max": 0.005,
-                   "dw_min": 0.001, "up_down": 0.0, "gamma": 1.0, "c2c": 1.0},
-        "variation": {"is_sigma": 0.1, "vto_sigma": 0.01, "gain_sigma": 0.01, "offset_sigma": 1e-3},
-        "drift_compensation": False,
-        "dac": {"bits": 4, "range": 1.0},
-        "adc": {"bits": 8, "calibrate": True},
-    },
+    "neurram": {**_RRAM, "dac": {"bits": 4, "range": 1.0}, "adc": {"bits": 8, "calibrate": True}},
     # EBANA's 4-level conductance rule over the block's default crossbar range, else ideal
     "ebana-4level": {"device": {"g_min": 1e-7, "g_max": 2e-5, "levels": 4}, "variation": {},
                      "drift_compensation": False},
-    # HfO2 RRAM in 2T2R differential pairs on 130 nm CMOS (Hirtzlin et al., Front. Neurosci.
-    # 2020; Laborieux et al., IEEE TCAS-I 2021): each device on (LRS) or off (HRS); weights
-    # {-1, 0, +1}. The conductance range and bit error rates are our assumptions, not the
-    # papers' measured figures (docs/devices.md, "Ternary and binary pairs")
-    "rram-2t2r": {"device": {"g_min": 2e-6, "g_max": 40e-6, "levels": 2, "pairs": "ternary", "pair_threshold": 0.5,
-                             "bit_error": 1e-3, "read_bit_error": 1e-4},
+    # the 2T2R pairs with ternary weights {-1, 0, +1}
+    "rram-2t2r": {"device": {**_PAIR_DEVICES, "pairs": "ternary", "pair_threshold": 0.5},
                   "variation": {}, "drift_compensation": False},
     # the same devices with binary weights {-1, +1}
-    "rram-2t2r-binary": {"device": {"g_min": 2e-6, "g_max": 40e-6, "levels": 2, "pairs": "binary",
-                                    "bit_error": 1e-3, "read_bit_error": 1e-4},
-                         "variation": {}, "drift_compensation": False},
+    "rram-2t2r-binary": {"device": {**_PAIR_DEVICES, "pairs": "binary"}, "variation": {}, "drift_compensation": False},
 }
 
 _SECTIONS = section_types()

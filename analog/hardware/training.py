@@ -65,8 +65,35 @@ class NoiseInjection:
         return cls(HardwareSpec.from_dict(cfg["spec"]), scale=cfg.get("scale", 1.0), quantise=cfg.get("quantise", True))
 
 
+class BaseRuleState:
+    """For an optimiser whose steps come from a float base rule (`self._base`: 'sgd',
+    'momentum', 'adam'): the base rule's slots (Adam's moments …) are this optimiser's
+    `state`, so saving and resuming it carries them. `Optimizer.__init__` sets `state` before
+    the base rule exists; until `_attach_base` it is kept aside. Put before `Optimizer` in
+    the bases."""
+
+    _base = None
+
+    def _attach_base(self, base: str, lr: float, options: dict) -> None:
+        if base not in ("sgd", "momentum", "adam"):
+            raise ValueError(f"{type(self).__name__}: base={base!r} must be 'sgd', 'momentum' or 'adam'")
+        self._base = get_optimizer(base, lr=lr, **options)
+        self._base.state = self.__dict__.pop("_early_state", {})
+
+    @property
+    def state(self):
+        return self._base.state if self._base is not None else self.__dict__.setdefault("_early_state", {})
+
+    @state.setter
+    def state(self, value):
+        if self._base is not None:
+            self._base.state = value
+        else:
+            self.__dict__["_early_state"] = value
+
+
 @register_optimizer
-class PulsedOptimizer(Optimizer):
+class PulsedOptimizer(BaseRuleState, Optimizer):
     """EP updates as programming pulses.
 
     The base rule (`base`: 'sgd', 'momentum', 'adam') proposes Δw for each device as the
@@ -84,36 +111,20 @@ class PulsedOptimizer(Optimizer):
 
     def __init__(self, spec, lr: float = 0.01, base: str = "sgd", rule: str = "pulses", max_pulses: int | None = None,
                  seed: int = 0, schedule=None, **base_options):
-        self._base = None
         super().__init__(lr, schedule)
         self.spec = _hardware(spec)
         self.device = self.spec.device
         if rule not in ("pulses", "stochastic", "manhattan"):
             raise ValueError(f"PulsedOptimizer: rule={rule!r} must be 'pulses', 'stochastic' or 'manhattan'")
-        if base not in ("sgd", "momentum", "adam"):
-            raise ValueError(f"PulsedOptimizer: base={base!r} must be 'sgd', 'momentum' or 'adam'")
+        self._attach_base(base, lr, base_options)
         step, _ = pulse_step(self.device)
         self.max_pulses = int(max_pulses) if max_pulses is not None else int(np.ceil(1.0 / step))
         if self.max_pulses < 1:
             raise ValueError(f"PulsedOptimizer: max_pulses={max_pulses!r} must be >= 1")
         self.base, self.rule, self.seed = base, rule, int(seed)
         self.base_options = dict(base_options)
-        self._base = get_optimizer(base, lr=lr, **base_options)
-        self._base.state = self.__dict__.pop("_early_state", {})
         self.rng = np.random.default_rng(self.seed)
         self.last_pulses = 0
-
-    # the base rule's slots (Adam's moments …) are this optimiser's state
-    @property
-    def state(self):
-        return self._base.state if self._base is not None else self.__dict__.setdefault("_early_state", {})
-
-    @state.setter
-    def state(self, value):
-        if self._base is not None:
-            self._base.state = value
-        else:
-            self.__dict__["_early_state"] = value
 
     def _range(self, layer) -> tuple[float, float, float]:
         """(lo, hi, floor) in the layer's units: w = (G − lo)/(hi − lo), and w >= floor keeps a
