@@ -55,11 +55,14 @@ Conventions shared by the commands:
   Processes started together on a new store wait for each other while it is created.
 - **Errors.** A user error (bad config key or value, missing input, unknown run, a
   plug-in encoder breaking its contract) prints one line `error: ...` and exits with
-  status 2. A full disk, a read-only folder or a tracking store locked by another process
-  is one line too, with status 1. Any other error is a bug in mixsig: its traceback, then a
+  status 2. A full disk, a read-only folder, a tracking store locked by another process
+  or an embedded Ray that does not start is one line too, with status 1 (a Ray cluster
+  address that is malformed, unreachable or refuses to be joined is a user error: status 2).
+  Any other error is a bug in mixsig: its traceback, then a
   line saying so, status 1. `mixsig --debug COMMAND ...` shows the traceback of every
   error. Ctrl-C exits 130 and
-  SIGTERM 143; the runs they stop are marked KILLED and `cotrain --resume` continues them
+  SIGTERM 143 (a Ctrl-C during TensorFlow's start-up can make Python end the process by
+  SIGINT itself after mixsig has handled it; a shell shows that as 130 too); the runs they stop are marked KILLED and `cotrain --resume` continues them
   (it refuses while the co-training's own process is still alive).
 - **Progress.** On a terminal, long loops (an EP epoch, embedding, input optimisation,
   sign-off, in-situ epochs, sweep trials) draw a progress bar. When the output goes to a
