@@ -32,7 +32,7 @@ import numpy as np
 
 from .devices import Device
 from .energy_scales import energy_scales
-from .layers import (Amplification, Concatenate, CurrentLayer, Dense, DiodeLayer, Layer, Nodes,
+from .layers import (Amplification, Concatenate, CurrentLayer, Dense, DiodeLayer, Nodes,
                      NodeSpec, _BiasLayer, _InputLayer)
 
 

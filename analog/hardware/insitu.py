@@ -48,6 +48,7 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
     (given per epoch), pulses_per_device, moved_rel (mean |ΔG|/g_max of the epoch, device
     units), skipped (samples left out of an update: some EP phase failed), seconds.
     `on_epoch(epoch, logs)` is called after every epoch."""
+    from ..ep import ep_gradients
     x, y, layers = _checked(chip, x, y, epochs, batch_size)
     g_max_dev = chip.spec.device.g_max
     state = chip.device_conductances_at(t, noise=False)     # the devices as they are at t
