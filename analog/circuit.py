@@ -16,7 +16,7 @@ co-content of everything behind it counts with weight 1/A². In general every fr
 has a scale s_n and each element is weighted by the scale of the nodes it touches; KCL is
 then the stationarity of the weighted energy iff, for every crossbar edge from an
 amplifier k's output to a row node i, s_i = s(in_k)/A_k², and s_i = s_j for an edge between
-free nodes i, j (`energy_scales` solves these constraints in the log domain). With equal
+free nodes i, j (`analog.energy_scales` solves these constraints). With equal
 gains per amplifier layer this is the familiar s_l = Π 1/A²; with per-amplifier gains it
 is solvable when only the first amplifier layer varies (its input nodes, fed by sources
 only, take s = A_k²·c); otherwise the circuit is non-reciprocal and has no energy function.
@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .devices import Device
-from .layers import (Amplification, Concatenate, CurrentLayer, Dense, DiodeLayer, Layer, Nodes,
+from .energy_scales import energy_scales
+from .layers import (Amplification, Concatenate, CurrentLayer, Dense, DiodeLayer, Nodes,
                      NodeSpec, _BiasLayer, _InputLayer)
 
 
@@ -103,6 +104,7 @@ class CompiledCircuit:
 
     @property
     def n_sources(self) -> int:
+        """Nodes held by voltage sources: the inputs ±x and the biases."""
         return len(self.source_names)
 
     @property
@@ -111,6 +113,7 @@ class CompiledCircuit:
 
     @property
     def n_features(self) -> int:
+        """Input features; feature j drives the two sources V_ref ± x_j."""
         return len(self.input_plus)
 
     @property
@@ -153,72 +156,6 @@ class CompiledCircuit:
         inj[:, self.out_plus] += dy_current
         inj[:, self.out_minus] -= dy_current
         return inj
-
-
-def energy_scales(n_free: int, n_sources: int, dense: list[DenseBlock], amp_in: np.ndarray, amp_gain: np.ndarray,
-                  amp_layer: list[str]) -> np.ndarray:
-    """Energy scale of every free node (see the module docstring), (n_free,).
-
-    Each crossbar edge from a free node j, or from amplifier k's output, to a row node i is a
-    constraint s_i = s_j, or s_i = s(in_k)/A_k² (linear in the log domain). They are solved by
-    a traversal of the constraint graph; each connected part is normalised so that its
-    first crossbar's rows have a geometric-mean scale of 1 (so a block of uniform gains
-    keeps s = 1 at the front, 1/A² behind one amplifier, …). ValueError when the
-    constraints contradict each other (the circuit then has no energy function)."""
-    n_t = n_free + n_sources
-    # constraint graph on the free nodes plus one node per crossbar with non-source inputs
-    # (all its rows share one scale R_b): rows — R_b (factor 1), R_b — each input (s(in_k) =
-    # R_b·A_k² behind amplifier k), so a crossbar costs n_out + n_in edges, not n_out·n_in.
-    # Factors are multiplied, not exponentiated logs, so uniform gains give exactly 1/A², …
-    n_v = n_free + len(dense)
-    adj: list[list[tuple[int, float, bool, str]]] = [[] for _ in range(n_v)]
-    first_block = np.full(n_free, -1)
-
-    def link(i: int, j: int, f: float, where: str) -> None:   # s_j = s_i · f
-        adj[i].append((j, f, True, where))
-        adj[j].append((i, f, False, where))
-
-    for b, blk in enumerate(dense):
-        rows = blk.out_terms
-        first_block[rows] = np.where(first_block[rows] < 0, b, first_block[rows])
-        bn = n_free + b
-        feeding = sorted({amp_layer[int(t) - n_t] for t in blk.in_terms if t >= n_t})
-        where = f"Dense layer '{blk.layer.name}'" + (f" (fed by amplifier layer(s) {feeding})" if feeding else "")
-        for t in blk.in_terms:
-            if t < n_free:
-                link(bn, int(t), 1.0, where)
-            elif t >= n_t:
-                k = int(t) - n_t
-                link(bn, int(amp_in[k]), float(amp_gain[k]) ** 2, where)
-        if adj[bn]:
-            for i in rows:
-                link(bn, int(i), 1.0, where)
-    vals = np.full(n_v, np.nan)
-    for root in range(n_free):
-        if not np.isnan(vals[root]):
-            continue
-        vals[root] = 1.0
-        comp, stack = [root], [root]
-        while stack:
-            i = stack.pop()
-            for j, f, forward, where in adj[i]:
-                want = vals[i] * f if forward else vals[i] / f
-                if np.isnan(vals[j]):
-                    vals[j] = want
-                    comp.append(j)
-                    stack.append(j)
-                elif abs(vals[j] - want) > 1e-9 * abs(want):
-                    raise ValueError(f"{where}: its inputs cannot share one energy scale (amplifiers of "
-                                     "different gains, or nodes before and after an amplifier), so the "
-                                     "backward currents are not reciprocal: the circuit has no energy function "
-                                     "(non-reciprocal). Per-amplifier gains may vary only in the first "
-                                     "amplifier layer.")
-        comp = np.array(comp)
-        free = comp[comp < n_free]
-        front = vals[free[first_block[free] == first_block[free].min()]]
-        gauge = front[0] if np.all(front == front[0]) else float(np.exp(np.log(front).mean()))
-        vals[comp] /= gauge
-    return vals[:n_free]
 
 
 def _apply_scales(c: CompiledCircuit, free_scale: np.ndarray) -> dict:
@@ -321,7 +258,37 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
     if not (gmin >= 0 and np.isfinite(gmin)):
         raise ValueError(f"gmin={gmin!r} must be a finite number >= 0")
     graph = _topological_layers(outputs)
+    free, sources, amps = _number_nodes(graph, inputs)
+    index = {id(s): k for k, s in enumerate(free + sources + amps)}
+    n_free = len(free)
 
+    def terms(nodes: Nodes) -> np.ndarray:
+        return np.array([index[id(s)] for s in nodes.specs], dtype=int)
+
+    dense, nonlinear, out_nodes = _blocks(graph, index, terms)
+    plus = terms(out_nodes)[0::2]
+    minus = terms(out_nodes)[1::2]
+    src_levels = np.array([s.level if s.kind == "bias" else 0.0 for s in sources])
+    feats = inputs.layer.features
+    c = CompiledCircuit(
+        vref=float(vref), gmin=float(gmin),
+        free_names=[s.name for s in free], free_scale=np.ones(n_free),
+        source_names=[s.name for s in sources], source_levels=src_levels,
+        input_plus=np.arange(feats), input_minus=np.arange(feats, 2 * feats),
+        amp_names=[s.name for s in amps],
+        amp_in=np.array([index[id(s.amp_input)] for s in amps], dtype=int),
+        amp_gain=np.array([s.layer.gain for s in amps], dtype=float),
+        dense=dense, nonlinear=nonlinear,
+        out_plus=plus, out_minus=minus, out_scale=np.ones(len(plus)),
+        amp_layer=[s.layer.name for s in amps],
+    )
+    scales = energy_scales(c.n_free, c.n_sources, c.dense, c.amp_in, c.amp_gain, c.amp_layer)
+    return _with(c, **_apply_scales(c, scales))
+
+
+def _number_nodes(graph: list[Nodes], inputs: Nodes) -> tuple[list[NodeSpec], list[NodeSpec], list[NodeSpec]]:
+    """The free nodes, the source-held nodes (inputs first, then biases) and the amplifier
+    outputs of the graph, in terminal order."""
     free: list[NodeSpec] = []
     sources: list[NodeSpec] = list(inputs.specs)
     amps: list[NodeSpec] = []
@@ -340,14 +307,11 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
         for s in getattr(n.layer, "extra_inputs", ()):   # a crossbar's own sources (LC 'same' padding)
             if s.layer is n.layer and s not in sources:
                 sources.append(s)
-    index: dict[int, int] = {}
-    for k, s in enumerate(free + sources + amps):
-        index[id(s)] = k
-    n_free = len(free)
+    return free, sources, amps
 
-    def terms(nodes: Nodes) -> np.ndarray:
-        return np.array([index[id(s)] for s in nodes.specs], dtype=int)
 
+def _blocks(graph: list[Nodes], index: dict[int, int], terms) -> tuple[list, list, Nodes | None]:
+    """The crossbars, the diode layers and the output nodes of the graph."""
     dense, nonlinear, used_layers = [], [], set()
     out_nodes = None
     for n in graph:
@@ -367,22 +331,4 @@ def compile_circuit(inputs: Nodes, outputs: Nodes, vref: float = 0.0, gmin: floa
             out_nodes = n
         elif not isinstance(layer, (Concatenate, _InputLayer, _BiasLayer, Amplification)):
             raise TypeError(f"unknown layer type {type(layer).__name__} ('{layer.name}')")
-
-    plus = terms(out_nodes)[0::2]
-    minus = terms(out_nodes)[1::2]
-    src_levels = np.array([s.level if s.kind == "bias" else 0.0 for s in sources])
-    feats = inputs.layer.features
-    c = CompiledCircuit(
-        vref=float(vref), gmin=float(gmin),
-        free_names=[s.name for s in free], free_scale=np.ones(n_free),
-        source_names=[s.name for s in sources], source_levels=src_levels,
-        input_plus=np.arange(feats), input_minus=np.arange(feats, 2 * feats),
-        amp_names=[s.name for s in amps],
-        amp_in=np.array([index[id(s.amp_input)] for s in amps], dtype=int),
-        amp_gain=np.array([s.layer.gain for s in amps], dtype=float),
-        dense=dense, nonlinear=nonlinear,
-        out_plus=plus, out_minus=minus, out_scale=np.ones(len(plus)),
-        amp_layer=[s.layer.name for s in amps],
-    )
-    scales = energy_scales(c.n_free, c.n_sources, c.dense, c.amp_in, c.amp_gain, c.amp_layer)
-    return _with(c, **_apply_scales(c, scales))
+    return dense, nonlinear, out_nodes

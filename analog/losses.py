@@ -16,6 +16,12 @@ def _onehot(labels: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _positive(loss: str, key: str, value) -> float:
+    if not value > 0:
+        raise ValueError(f"{loss}: {key}={value!r} must be > 0")
+    return float(value)
+
+
 #: loss classes by `name` (what a saved model names); `register_loss` adds one
 LOSSES: dict[str, type] = {}
 
@@ -47,9 +53,8 @@ class MSE(Loss):
     name = "mse"
 
     def __init__(self, midpoint: float = 0.0, amplitude: float = 0.5):
-        if not amplitude > 0:
-            raise ValueError(f"MSE: amplitude={amplitude!r} must be > 0")
-        self.midpoint, self.amplitude = float(midpoint), float(amplitude)
+        amplitude = _positive("MSE", "amplitude", amplitude)
+        self.midpoint, self.amplitude = float(midpoint), amplitude
 
     def targets(self, labels, n):
         return self.midpoint + self.amplitude * (2.0 * _onehot(labels, n) - 1.0)
@@ -70,9 +75,7 @@ class CrossEntropy(Loss):
     name = "cross_entropy"
 
     def __init__(self, temperature: float = 0.1):
-        if not temperature > 0:
-            raise ValueError(f"CrossEntropy: temperature={temperature!r} must be > 0")
-        self.temperature = float(temperature)
+        self.temperature = _positive("CrossEntropy", "temperature", temperature)
 
     def __call__(self, y, labels):
         z = y / self.temperature
@@ -91,9 +94,7 @@ class Margin(Loss):
     name = "margin"
 
     def __init__(self, margin: float = 0.1):
-        if not margin > 0:
-            raise ValueError(f"Margin: margin={margin!r} must be > 0")
-        self.margin = float(margin)
+        self.margin = _positive("Margin", "margin", margin)
 
     def __call__(self, y, labels):
         t = _onehot(labels, y.shape[1])

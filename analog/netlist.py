@@ -121,21 +121,26 @@ class NetlistPlan:
         self.nudge_plus = [f"IP{k}" for k in range(c.n_outputs)]
         self.nudge_minus = [f"IM{k}" for k in range(c.n_outputs)]
 
-        # nonlinear devices: raw SPICE lines, written once (they never change)
-        self.device_lines: list[str] = []
-        self.model_lines: list[str] = []
+        self.device_lines, self.model_lines = self._device_cards(c)
+
+    def _device_cards(self, c: CompiledCircuit) -> tuple[list[str], list[str]]:
+        """The nonlinear devices' raw SPICE lines and their model cards (each once), written
+        once: they never change."""
+        device_lines: list[str] = []
+        model_lines: list[str] = []
         for b, blk in enumerate(c.nonlinear):
             ref = self.nodes[blk.ref_term]
-            seen = set(self.model_lines)
+            seen = set(model_lines)
             for i, t in enumerate(blk.node_terms):
                 node = self.nodes[int(t)]
                 anode, cathode = (node, ref) if blk.sign > 0 else (ref, node)
                 device = blk.device.instance(i)
-                self.device_lines += list(device.spice_lines(f"{b}_{i}", anode, cathode))
+                device_lines += list(device.spice_lines(f"{b}_{i}", anode, cathode))
                 for card in device.spice_models():
                     if card not in seen:
                         seen.add(card)
-                        self.model_lines.append(card)
+                        model_lines.append(card)
+        return device_lines, model_lines
 
     # names ------------------------------------------------------------------------------
     def resistor_names(self, b: int) -> list[str]:

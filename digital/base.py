@@ -10,24 +10,25 @@ Concrete encoders subclass :class:`Encoder` and implement ``_fit`` and ``_fit_ta
 (on checked arrays; or the public ``fit`` and ``fit_targets`` themselves),
 ``_predict_classes``, ``_embed`` (raw volts, before the final clip), ``_save_state`` and
 ``_load_state``.  The base class handles parameter storage (sklearn style: the
-constructor only stores and validates its arguments), input validation and scaling,
-clipping to the voltage range, ``evaluate``, ``get_params`` and the on-disk manifest.
+constructor only stores and validates its arguments), clipping to the voltage range,
+``evaluate``, ``get_params``, ``save`` and ``load``.  Input checks live in
+:mod:`digital.inputs`, the on-disk manifest and the class registry in
+:mod:`digital.manifest`; the names below are re-exported here, the contract's namespace.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 import inspect
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import to_jsonable_python
 
 from .errors import DigitalInputError, EncoderContractError, MissingEncoderError  # noqa: F401 (re-exported)
+from .inputs import IMAGE_SHAPE, N_CLASSES, prepare_images, validate_labels, validate_targets
+from .manifest import (MANIFEST_NAME, class_path, encoder_class, import_object, read_manifest,  # noqa: F401
+                       register_encoder_class, write_manifest)
 # the encoders' parameter checks (pydantic-based), part of the encoder contract's namespace
 from .params import check_choice, check_float, check_int, check_int_tuple, check_param, check_seed  # noqa: F401
 
@@ -45,189 +46,6 @@ __all__ = [
     "encoder_class",
     "register_encoder_class",
 ]
-
-MANIFEST_NAME = "encoder.json"
-MANIFEST_FORMAT = "digital-encoder"
-MANIFEST_VERSION = 1
-N_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
-
-
-# --------------------------------------------------------------------------- inputs
-def prepare_images(images: Any, *, name: str = "images") -> np.ndarray:
-    """Validate images and return them as float32 ``(N, 28, 28, 1)`` scaled to [0, 1].
-
-    Accepted: arrays of shape ``(N, 28, 28)`` or ``(N, 28, 28, 1)``.  Integer arrays
-    are taken to be 0..255 and divided by 255.  Float arrays whose maximum exceeds 1 are
-    taken to be on the 0..255 scale too; otherwise they are used as they are.
-    """
-    arr = np.asarray(images)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.integer)
-        or np.issubdtype(arr.dtype, np.floating)
-        or arr.dtype == bool
-    ):
-        raise DigitalInputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3 or arr.shape[1:] != IMAGE_SHAPE:
-        raise DigitalInputError(
-            f"{name} must have shape (N, 28, 28) or (N, 28, 28, 1), got shape {arr.shape}"
-        )
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise DigitalInputError(
-                f"integer {name} must lie in 0..255, got values in "
-                f"[{arr.min()}, {arr.max()}]"
-            )
-        out = arr.astype(np.float32) / np.float32(255.0)
-    else:
-        out = arr.astype(np.float32)
-        if out.size:
-            if not np.all(np.isfinite(out)):
-                raise DigitalInputError(f"{name} contains NaN or infinite values")
-            lo, hi = float(out.min()), float(out.max())
-            if lo < 0.0 or hi > 255.0:
-                raise DigitalInputError(
-                    f"float {name} must lie in [0, 1] (or 0..255), got values in "
-                    f"[{lo}, {hi}]"
-                )
-            if hi > 1.0:
-                out = out / np.float32(255.0)
-    return out[..., None]
-
-
-def validate_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
-    """Return labels as int64 ``(n,)`` in 0..9, or raise a ValueError."""
-    lab = np.asarray(labels)
-    if lab.ndim == 2 and lab.shape[1] == 1:
-        lab = lab[:, 0]
-    if lab.ndim != 1:
-        raise DigitalInputError(f"{name} must have shape (N,), got shape {lab.shape}")
-    if lab.shape[0] != n:
-        raise DigitalInputError(f"{name} has {lab.shape[0]} entries but there are {n} images")
-    if lab.size and not np.issubdtype(lab.dtype, np.integer):
-        if not np.issubdtype(lab.dtype, np.floating) or not np.all(lab == np.round(lab)):
-            raise DigitalInputError(f"{name} must be integer class indices, got dtype {lab.dtype}")
-    lab = lab.astype(np.int64)
-    if lab.size and (lab.min() < 0 or lab.max() >= N_CLASSES):
-        raise DigitalInputError(
-            f"{name} must lie in 0..{N_CLASSES - 1}, got values in [{lab.min()}, {lab.max()}]"
-        )
-    return lab
-
-
-def validate_targets(targets: Any, n: int, embedding_dim: int) -> np.ndarray:
-    """Return target embeddings as float64 ``(n, embedding_dim)``, or raise a ValueError."""
-    t = np.asarray(targets, dtype=np.float64)
-    if t.shape != (n, embedding_dim):
-        raise DigitalInputError(
-            f"target_embeddings must have shape ({n}, {embedding_dim}) "
-            f"(N images x embedding_dim), got shape {t.shape}"
-        )
-    if not np.all(np.isfinite(t)):
-        raise DigitalInputError("target_embeddings contains NaN or infinite values")
-    return t
-
-
-# ------------------------------------------------------------------ import helpers
-def import_object(path: str, *, what: str = "object") -> Any:
-    """Import ``"package.module:attr.sub"`` (or ``"package.module.attr"``).
-
-    Raises :class:`EncoderContractError` naming the path and the underlying error.
-    """
-    if not isinstance(path, str) or not path.strip():
-        raise EncoderContractError(f"{what} path must be a non-empty string, got {path!r}")
-    if ":" in path:
-        module_name, _, attr_path = path.partition(":")
-    else:
-        module_name, _, attr_path = path.rpartition(".")
-    if not module_name or not attr_path:
-        raise EncoderContractError(
-            f"{what} path {path!r} must look like 'package.module:name'"
-        )
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EncoderContractError(
-            f"cannot import module {module_name!r} for {what} {path!r}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError as exc:
-            raise EncoderContractError(
-                f"{what} {path!r}: {obj!r} has no attribute {part!r}"
-            ) from exc
-    return obj
-
-
-def class_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-# Encoder classes a manifest may name, by class path. A manifest never causes an import of
-# its own: its class must be built in, defined by a module the process already imported
-# (every Encoder subclass registers itself), registered, or come from a module the caller
-# trusts (the one a config's plug-in spec names).
-_BUILTIN_CLASSES = {"digital.cnn:CNNEncoder", "digital.mlp:MLPEncoder", "digital.pca:PCAEncoder"}
-_ENCODER_CLASSES: dict[str, type] = {}
-
-
-def register_encoder_class(cls: type) -> type:
-    """Make ``load_encoder`` accept manifests naming ``cls`` (usable as a class decorator)."""
-    if not isinstance(cls, type):
-        raise TypeError(f"register_encoder_class: {cls!r} is not a class")
-    _ENCODER_CLASSES[class_path(cls)] = cls
-    return cls
-
-
-def encoder_class(name: str, *, modules: tuple[str, ...] = (), where: str = "encoder manifest") -> type:
-    """The encoder class a manifest names, without importing anything the caller did not
-    choose (see ``_ENCODER_CLASSES``); an unknown name raises EncoderContractError."""
-    if name in _ENCODER_CLASSES:
-        return _ENCODER_CLASSES[name]
-    module = name.partition(":")[0] if ":" in name else name.rpartition(".")[0]
-    if name in _BUILTIN_CLASSES or (module and module in modules):
-        cls = import_object(name, what="encoder class")
-        if isinstance(cls, type):
-            return cls
-    known = ", ".join(sorted(_BUILTIN_CLASSES | set(_ENCODER_CLASSES)))
-    raise EncoderContractError(
-        f"{where} names the class {name!r}, which is not a registered encoder class (known: {known}); a "
-        f"plug-in's class loads when the config's digital.encoder names its module, or after "
-        f"digital.register_encoder_class")
-
-
-class _Manifest(BaseModel):
-    """What ``encoder.json`` must hold (other entries are kept as they are)."""
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    format: Literal["digital-encoder"]
-    version: int = MANIFEST_VERSION
-    class_: str = Field(alias="class", min_length=1)
-    params: dict[str, Any]
-    fitted: bool = True
-    history: dict[str, list] = {}
-
-
-def read_manifest(directory: str | Path) -> dict:
-    """Read and check the JSON manifest written by :meth:`Encoder.save`."""
-    path = Path(directory) / MANIFEST_NAME
-    if not path.is_file():
-        raise MissingEncoderError(f"no encoder manifest {MANIFEST_NAME!r} in {str(directory)!r}")
-    try:
-        return _Manifest.model_validate_json(path.read_text()).model_dump(by_alias=True)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, err["loc"])) or "the file"
-        raise EncoderContractError(f"encoder manifest {str(path)!r} is not a {MANIFEST_FORMAT} manifest: "
-                                   f"{where}: {err['msg']}") from None
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON data (tuples as lists, numpy scalars as numbers), by pydantic's serialiser."""
-    return to_jsonable_python(value, fallback=lambda v: v.item() if isinstance(v, np.generic) else v)
 
 
 def _constructor_signature(cls: type) -> inspect.Signature:
@@ -436,15 +254,7 @@ class Encoder(abc.ABC):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self._save_state(d)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
-            "class": class_path(type(self)),
-            "params": _jsonable(self.get_params()),
-            "fitted": bool(self._fitted),
-            "history": _jsonable(self.history_),
-        }
-        (d / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        write_manifest(d, type(self), self.get_params(), self._fitted, self.history_)
         return d
 
     @classmethod

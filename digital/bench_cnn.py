@@ -31,7 +31,7 @@ def load_fashion(directory: str | Path) -> tuple[np.ndarray, ...]:
     return xtr, ytr, xte, yte
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--epochs", type=int, default=None)
@@ -39,24 +39,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--probe-train", type=int, default=60000, help="train images for the linear probe")
     ap.add_argument("--save", default=None, help="save the trained encoder here")
     ap.add_argument("--verbose", type=int, default=2)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    import keras
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
-    from digital import CNNEncoder
-
+def _params(pairs: list[str]) -> dict:
+    """``k=v`` pairs as a dict; v is a Python literal, else kept as the string."""
     params = {}
-    for kv in args.param:
+    for kv in pairs:
         k, _, v = kv.partition("=")
         try:
             params[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             params[k] = v
-    xtr, ytr, xte, yte = load_fashion(args.data)
-    enc = CNNEncoder(**params)
-    epochs = args.epochs or enc.epochs
+    return params
+
+
+def _epoch_timer():
+    """A Keras callback that records the seconds of every epoch in ``times``."""
+    import keras
 
     class EpochTimer(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -68,7 +68,28 @@ def main(argv: list[str] | None = None) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self.t0)
 
-    timer = EpochTimer()
+    return EpochTimer()
+
+
+def _linear_probe(etr: np.ndarray, ytr: np.ndarray, ete: np.ndarray, yte: np.ndarray) -> tuple[float, float]:
+    """(test accuracy, seconds) of a logistic regression on standardised embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.perf_counter()
+    scaler = StandardScaler().fit(etr)
+    probe = LogisticRegression(max_iter=500).fit(scaler.transform(etr), ytr)
+    return float(probe.score(scaler.transform(ete), yte)), time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _arguments(argv)
+    from digital import CNNEncoder
+
+    xtr, ytr, xte, yte = load_fashion(args.data)
+    enc = CNNEncoder(**_params(args.param))
+    epochs = args.epochs or enc.epochs
+    timer = _epoch_timer()
     t0 = time.perf_counter()
     enc.fit(xtr, ytr, epochs=epochs, verbose=args.verbose, callbacks=[timer])
     train_s = time.perf_counter() - t0
@@ -78,13 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     ete = enc.embed(xte)
     embed_s = time.perf_counter() - t0
-    etr = enc.embed(xtr[: args.probe_train])
-
-    t0 = time.perf_counter()
-    scaler = StandardScaler().fit(etr)
-    probe = LogisticRegression(max_iter=500).fit(scaler.transform(etr), ytr[: args.probe_train])
-    probe_acc = float(probe.score(scaler.transform(ete), yte))
-    probe_s = time.perf_counter() - t0
+    probe_acc, probe_s = _linear_probe(enc.embed(xtr[: args.probe_train]), ytr[: args.probe_train], ete, yte)
 
     result = {
         "params": enc.get_params(),
@@ -102,7 +117,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.save:
         enc.save(args.save)
     return result
-
 
 if __name__ == "__main__":
     main()

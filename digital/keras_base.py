@@ -37,10 +37,11 @@ from .base import (
     prepare_images,
     validate_labels,
 )
+from .augment import MAX_SHIFT, augment_images
+from .macs import keras_macs
 
 MODEL_FILE = "model.keras"
 ACTIVATIONS = ("tanh", "sigmoid")
-MAX_SHIFT = 4   # pixels of random translation at most (of 28)
 
 
 class KerasEncoder(Encoder):
@@ -357,28 +358,6 @@ class KerasEncoder(Encoder):
         self._make_views()
 
 
-def augment_images(x: np.ndarray, rng: np.random.Generator, shift: int = 0, flip: bool = False) -> np.ndarray:
-    """A randomly translated / mirrored copy of the images ``x`` (B, H, W[, C]): image b is
-    moved by (dy_b, dx_b) pixels, each uniform in {-shift..shift} (content moves down/right
-    for positive values; pixels moved in from outside are 0), then, if ``flip``, mirrored
-    left-right with probability 1/2.  ``x`` is not changed."""
-    x = np.asarray(x)
-    b, h, w = x.shape[:3]
-    if shift:
-        pad = np.pad(x, [(0, 0), (shift, shift), (shift, shift)] + [(0, 0)] * (x.ndim - 3))
-        dy = rng.integers(-shift, shift + 1, size=b)
-        dx = rng.integers(-shift, shift + 1, size=b)
-        rows = np.arange(h)[None, :] + shift - dy[:, None]          # out[r] = x[r - dy]
-        cols = np.arange(w)[None, :] + shift - dx[:, None]
-        out = pad[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]   # a new array
-    else:
-        out = x.copy()
-    if flip:
-        mirror = rng.random(b) < 0.5
-        out[mirror] = out[mirror][:, :, ::-1]
-    return out
-
-
 @contextlib.contextmanager
 def _quiet_input_structure() -> Iterator[None]:
     """Calling the functional model on a bare tensor is right; Keras still warns that the
@@ -395,32 +374,3 @@ def _clean_key(key: str) -> str:
         if key == old:
             return new
     return key
-
-
-def keras_macs(model: keras.Model) -> int:
-    """Multiply-accumulates of one forward pass of one sample through ``model``, counted
-    from its layers' shapes: Conv2D ``H_out·W_out·C_out·k_h·k_w·C_in/groups``,
-    DepthwiseConv2D ``H_out·W_out·C_in·mult·k_h·k_w``, Dense ``inputs·units``. Bias adds,
-    batch normalisation (folded into the convolution at inference), activations, pooling
-    and the volts rescaling are element-wise and not counted. Any other layer with weights
-    raises ValueError (it would be counted wrongly)."""
-    L = keras.layers
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, L.DepthwiseConv2D):
-            _, h, w, _ = layer.output.shape
-            kh, kw = layer.kernel_size
-            c_in = layer.input.shape[-1]
-            total += h * w * c_in * layer.depth_multiplier * kh * kw
-        elif isinstance(layer, L.Conv2D) and not isinstance(layer, L.Conv2DTranspose):
-            _, h, w, c_out = layer.output.shape
-            kh, kw = layer.kernel_size
-            c_in = layer.input.shape[-1]
-            total += h * w * c_out * kh * kw * c_in // layer.groups
-        elif isinstance(layer, L.Dense):
-            total += int(np.prod(layer.input.shape[1:])) * layer.units
-        elif isinstance(layer, (L.BatchNormalization, L.Rescaling)) or not layer.weights:
-            continue
-        else:
-            raise ValueError(f"keras_macs: cannot count layer {layer.name!r} ({type(layer).__name__})")
-    return int(total)

@@ -19,19 +19,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DigitalInputError
-from .base import EncoderContractError, encoder_class, import_object, read_manifest, register_encoder_class
+from .errors import EncoderContractError
+from .manifest import encoder_class, import_object, read_manifest, register_encoder_class
 
-__all__ = [
-    "make_encoder",
-    "load_encoder",
-    "check_encoder",
-    "register_encoder",
-    "register_encoder_class",
-    "available_encoders",
-    "EncoderContractError",
-    "REQUIRED_METHODS",
-    "REQUIRED_ATTRIBUTES",
-]
+__all__ = ["make_encoder", "load_encoder", "check_encoder", "register_encoder", "register_encoder_class",
+           "available_encoders", "EncoderContractError", "REQUIRED_METHODS", "REQUIRED_ATTRIBUTES"]
 
 REQUIRED_METHODS = ("fit", "embed", "fit_targets", "predict_classes", "evaluate", "save", "get_params")
 REQUIRED_ATTRIBUTES = ("embedding_dim", "v_low", "v_high")
@@ -166,18 +158,8 @@ def check_encoder(
     :class:`EncoderContractError` naming the first problem found.
     """
     _check_interface(encoder, "check_encoder")
-    expected = {
-        "embedding_dim": embedding_dim if embedding_dim is not None else encoder.embedding_dim,
-        "v_low": v_low if v_low is not None else encoder.v_low,
-        "v_high": v_high if v_high is not None else encoder.v_high,
-    }
-    for name, want in expected.items():
-        got = getattr(encoder, name)
-        if got != want:
-            raise EncoderContractError(f"encoder {name} is {got!r} but {want!r} is required")
-    dim, lo, hi = int(expected["embedding_dim"]), float(expected["v_low"]), float(expected["v_high"])
+    dim, lo, hi = _required_shape(encoder, embedding_dim, v_low, v_high)
     n = int(np.shape(sample_images)[0]) if np.ndim(sample_images) else 0
-
     if not getattr(encoder, "embeds_before_fit", True) and not getattr(encoder, "is_fitted", True):
         if labels is None:
             raise EncoderContractError(
@@ -185,7 +167,6 @@ def check_encoder(
                 "to check_encoder so it is fitted on the sample"
             )
         encoder.fit(sample_images, labels, epochs=1, verbose=0)
-
     try:
         out = encoder.embed(sample_images)
     except EncoderContractError:
@@ -195,6 +176,27 @@ def check_encoder(
             f"{_describe(encoder)}.embed failed on images of shape {np.shape(sample_images)}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    _check_embedding(out, n, dim, lo, hi, tol)
+    return out
+
+
+def _required_shape(encoder: Any, embedding_dim, v_low, v_high) -> tuple[int, float, float]:
+    """(embedding_dim, v_low, v_high) the caller requires (the encoder's own where None),
+    after checking that the encoder declares the same."""
+    expected = {
+        "embedding_dim": embedding_dim if embedding_dim is not None else encoder.embedding_dim,
+        "v_low": v_low if v_low is not None else encoder.v_low,
+        "v_high": v_high if v_high is not None else encoder.v_high,
+    }
+    for name, want in expected.items():
+        got = getattr(encoder, name)
+        if got != want:
+            raise EncoderContractError(f"encoder {name} is {got!r} but {want!r} is required")
+    return int(expected["embedding_dim"]), float(expected["v_low"]), float(expected["v_high"])
+
+
+def _check_embedding(out: Any, n: int, dim: int, lo: float, hi: float, tol: float) -> None:
+    """``out`` is a finite float array (n, dim) within [lo, hi] ± tol, or EncoderContractError."""
     if not isinstance(out, np.ndarray):
         raise EncoderContractError(f"embed must return a numpy array, got {type(out).__name__}")
     if out.shape != (n, dim):
@@ -211,4 +213,3 @@ def check_encoder(
                 f"embed values out of range: min {mn:.6g}, max {mx:.6g} seen; "
                 f"allowed [{lo:.6g}, {hi:.6g}] (tolerance {tol:g})"
             )
-    return out

@@ -509,8 +509,8 @@ def test_a_plugin_class_loads_from_a_module_the_caller_trusts(plugin, data, tmp_
     enc = make_encoder(f"{plugin}:good", embedding_dim=8, v_low=0.0, v_high=0.5)
     enc.fit(x, y, verbose=0).save(tmp_path / "plug")
     cls = type(enc)
-    from digital import base
-    base._ENCODER_CLASSES.pop(base.class_path(cls))        # as in a fresh process
+    from digital import manifest
+    manifest._ENCODER_CLASSES.pop(manifest.class_path(cls))        # as in a fresh process
     with pytest.raises(EncoderContractError, match="not a registered encoder class"):
         load_encoder(tmp_path / "plug")
     loaded = load_encoder(tmp_path / "plug", modules=(plugin,))

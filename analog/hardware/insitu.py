@@ -49,17 +49,7 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
     units), skipped (samples left out of an update: some EP phase failed), seconds.
     `on_epoch(epoch, logs)` is called after every epoch."""
     from ..ep import ep_gradients
-    x, y = np.asarray(x, float), np.asarray(y)
-    if x.ndim != 2 or x.shape[1] != chip.circuit.n_features or len(x) != len(y):
-        raise ValueError(f"finetune: x {x.shape} and y {y.shape} do not fit a chip of "
-                         f"{chip.circuit.n_features} inputs")
-    if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
-        raise ValueError(f"finetune: epochs={epochs!r} must be an integer >= 0")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
-        raise ValueError(f"finetune: batch_size={batch_size!r} must be a positive integer")
-    layers = chip.model.dense_layers if chip.model is not None else None
-    if layers is None:
-        raise ValueError("finetune: the chip has no model (load it with Chip.load on its folder)")
+    x, y, layers = _checked(chip, x, y, epochs, batch_size)
     g_max_dev = chip.spec.device.g_max
     state = chip.device_conductances_at(t, noise=False)     # the devices as they are at t
     cells = [_Cells(G / k, layer.g_min, layer.g_max, layer.lr_scale, layer.trainable)
@@ -81,13 +71,9 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
                            enabled=progress, every=None)       # off a terminal: one line per epoch
         for lo in range(0, len(x), batch_size):
             idx = order[lo: lo + batch_size]
-            G = chip.conductances_at(t)                      # one noisy read of the chip as it is now
-            res = ep_gradients(engine, chip.circuit, G, x[idx], y[idx], loss, beta, nudging)
-            tot["skipped"] += int((~res.used).sum())
-            ok = res.free.converged
-            tot["loss"] += float(res.loss[ok].sum())
-            tot["correct"] += int((res.y[ok].argmax(1) == y[idx][ok]).sum())
-            tot["ok"] += int(ok.sum())
+            res = ep_gradients(engine, chip.circuit, chip.conductances_at(t),   # one noisy read of the chip as it is
+                               x[idx], y[idx], loss, beta, nudging)
+            _count(tot, res, y[idx])
             if res.used.any():
                 grads = [np.where(s, 0.0, g) for g, s in zip(res.grads, stuck)]
                 optimizer.apply(cells, grads)
@@ -107,6 +93,31 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
         if on_epoch is not None:
             on_epoch(epoch, logs)
     return hist
+
+
+def _checked(chip, x, y, epochs, batch_size):
+    """(x as floats, y, the chip model's dense layers), or ValueError naming what does not fit."""
+    x, y = np.asarray(x, float), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != chip.circuit.n_features or len(x) != len(y):
+        raise ValueError(f"finetune: x {x.shape} and y {y.shape} do not fit a chip of "
+                         f"{chip.circuit.n_features} inputs")
+    if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
+        raise ValueError(f"finetune: epochs={epochs!r} must be an integer >= 0")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+        raise ValueError(f"finetune: batch_size={batch_size!r} must be a positive integer")
+    layers = chip.model.dense_layers if chip.model is not None else None
+    if layers is None:
+        raise ValueError("finetune: the chip has no model (load it with Chip.load on its folder)")
+    return x, y, layers
+
+
+def _count(tot: dict, res, y) -> None:
+    """Add a batch's skipped samples, loss and correct answers (converged solves only) to `tot`."""
+    tot["skipped"] += int((~res.used).sum())
+    ok = res.free.converged
+    tot["loss"] += float(res.loss[ok].sum())
+    tot["correct"] += int((res.y[ok].argmax(1) == y[ok]).sum())
+    tot["ok"] += int(ok.sum())
 
 
 def _write_back(chip, cells, t: float) -> None:

@@ -11,7 +11,7 @@ The main-module guard. With 'forkserver' and 'spawn', every worker imports the c
 main module (as `__mp_main__`) before it runs anything. A script that creates and uses an
 engine at module level, without `if __name__ == "__main__":`, then makes each worker try to
 start a pool of its own; the worker dies, `multiprocessing.Pool` starts a replacement, and
-the caller used to wait forever (likewise when a worker is killed or crashes mid-task: its
+the caller would wait forever (likewise when a worker is killed or crashes mid-task: its
 task is lost). Two checks stop that: `check_not_bootstrapping` (called by the engine's
 constructor) raises `MainGuardError` inside such a worker at once, and `run_tasks` (the
 parent's side) raises `WorkerExitError` as soon as the pool has had to replace a worker, so

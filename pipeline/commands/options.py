@@ -76,3 +76,9 @@ def _quiet_mlflow(ctx, param, value):
 # every command with -q takes this one, so that -q also mutes MLflow's bars everywhere
 quiet = click.option("-q", "--quiet", is_flag=True, callback=_quiet_mlflow, help="no progress bars")
 common = apply(workdir, overrides, quiet)
+
+
+def engine(help: str):
+    """--engine native|ngspice, native by default; `help` says what ngspice changes."""
+    return click.option("--engine", type=click.Choice(["native", "ngspice"]), default="native", show_default=True,
+                        help=help)

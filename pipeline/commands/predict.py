@@ -26,8 +26,7 @@ HELP = "classify images (.npy, IDX, or a folder of PNG/JPEG) with a trained syst
               help="classify with programmed chip K of the run (0-based) instead of the ideal block")
 @click.option("--time", "read_time", type=float, default=None,
               help="with --chip: read the chip this many seconds after programming (drift; default 0)")
-@click.option("--engine", type=click.Choice(["native", "ngspice"]), default="native", show_default=True,
-              help="circuit simulator; ngspice gives a sign-off-grade answer, slowly: for a few images")
+@opt.engine("circuit simulator; ngspice gives a sign-off-grade answer, slowly: for a few images")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="images per batch (one chip read per batch)")
 @opt.workdir

@@ -29,8 +29,7 @@ HELP = "accuracy of a trained block against each non-ideality alone (a sensitivi
 @click.option("--extend", "more", type=click.IntRange(min=0), default=3, show_default=True,
               help="continue an axis that has not broken at the end of its grid by up to N harsher values")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N test samples")
-@click.option("--engine", type=click.Choice(["native", "ngspice"]), default="native", show_default=True,
-              help="ngspice: also spot-check each breaking point on ngspice (native vs ngspice outputs)")
+@opt.engine("ngspice: also spot-check each breaking point on ngspice (native vs ngspice outputs)")
 @click.option("--spot-samples", type=click.IntRange(min=1), default=20, show_default=True,
               help="test samples per ngspice spot check")
 @opt.workdir
@@ -69,12 +68,10 @@ def run(args) -> int:
     from pipeline.hardware import robustness as rb
     from pipeline.flow import experiment_name
     from pipeline.flow.lineage import tag
-    from pipeline.runtime.tracking import setup_mlflow
+    from pipeline.runtime.tracking import recording_status, setup_mlflow
     grid = rb.parse_grid(args.grid, [a.strip() for a in args.axes.split(",") if a.strip()] if args.axes else None)
     setup_mlflow()
-    if args.workdir is None:   # the shared --workdir option's default: runs/ in the project folder
-        from pipeline.runtime.home import default_workdir
-        args.workdir = default_workdir()
+    args.workdir = opt.workdir_or_default(args.workdir)
     src, cfg, model, x, y = _source(args.run_id, args.workdir)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
@@ -91,46 +88,66 @@ def run(args) -> int:
                            **{f"grid.{a}": ",".join(f"{v:g}" for v in vals) for a, vals in grid.items()}})
         say(f"robustness of block {src.info.run_id} on {len(y)} test samples, {args.seeds} chip(s) per point")
         try:
-            ideal, results = rb.sweep(model, x, y, grid, seeds=args.seeds, threshold=args.threshold, progress=say,
-                                     more=args.more)
-            mlflow.log_metric("ideal_test_accuracy", ideal)
-            for r in results:
-                for i, (v, m, s) in enumerate(zip(r.values, r.mean, r.std)):
-                    mlflow.log_metrics({f"{r.axis}_value": float(v), f"{r.axis}_acc_mean": m, f"{r.axis}_acc_std": s},
-                                       step=i)
-                if r.breaking is not None:
-                    mlflow.log_metric(f"{r.axis}_breaking_value", float(r.breaking))
-            spots = []
-            if args.engine == "ngspice":
-                for r in results:
-                    at = rb.spot_value(r)
-                    if at is not None:
-                        spot = rb.spot_check(model, r.axis, at, x[: args.spot_samples], y[: args.spot_samples])
-                        spots.append(spot)
-                        mlflow.log_metrics({f"{r.axis}_spot_max_abs_dy": spot["max_abs_dy"],
-                                            f"{r.axis}_spot_acc_native": spot["acc_native"],
-                                            f"{r.axis}_spot_acc_ngspice": spot["acc_ngspice"]})
-                        say(f"ngspice spot check {r.axis}={at:g}: max |Δy| {spot['max_abs_dy']:.2e} V, "
-                            f"accuracy native {spot['acc_native']:.3f} / ngspice {spot['acc_ngspice']:.3f}")
-            rows = rb.table(ideal, results)
-            text = _format(rows)
-            print(f"ideal block: {ideal:.4f}\n{text}")
-            (folder / "robustness.txt").write_text(f"ideal block: {ideal:.4f}\n{text}\n")
-            (folder / "robustness.json").write_text(json.dumps(
-                {"ideal": ideal, "seeds": args.seeds, "threshold": args.threshold, "samples": int(len(y)),
-                 "axes": [vars(r) for r in results], "spot_checks": spots}, indent=2, default=float))
-            rb.plot(ideal, results, folder / "robustness.png",
-                    title=f"robustness of block {src.info.run_id[:8]} (ideal {ideal:.3f})")
-            for name in ("robustness.txt", "robustness.json", "robustness.png"):
-                mlflow.log_artifact(str(folder / name))
-            mlflow.set_tag(tag("status"), "finished")
-        except BaseException:
-            mlflow.set_tag(tag("status"), "failed")
-            raise
+            with recording_status():
+                ideal, results = rb.sweep(model, x, y, grid, seeds=args.seeds, threshold=args.threshold,
+                                          progress=say, more=args.more)
+                _log_sweep(ideal, results)
+                spots = []
+                if args.engine == "ngspice":
+                    spots = _spot_checks(model, results, x[: args.spot_samples], y[: args.spot_samples], say)
+                _report(ideal, results, spots, args, len(y), folder, src.info.run_id)
         finally:
             model.close()
     print(f"robustness run {mrun.info.run_id} (experiment {experiment_name(cfg)!r}); plot {folder / 'robustness.png'}")
     return 0
+
+
+def _log_sweep(ideal: float, results) -> None:
+    """Per axis: value, mean and spread of the accuracy at every step, and its breaking value."""
+    import mlflow
+    mlflow.log_metric("ideal_test_accuracy", ideal)
+    for r in results:
+        for i, (v, m, s) in enumerate(zip(r.values, r.mean, r.std)):
+            mlflow.log_metrics({f"{r.axis}_value": float(v), f"{r.axis}_acc_mean": m, f"{r.axis}_acc_std": s},
+                               step=i)
+        if r.breaking is not None:
+            mlflow.log_metric(f"{r.axis}_breaking_value", float(r.breaking))
+
+
+def _spot_checks(model, results, x, y, say) -> list[dict]:
+    """Native against ngspice at each axis's breaking point (or its harshest value), logged."""
+    import mlflow
+
+    from pipeline.hardware import robustness as rb
+    spots = []
+    for r in results:
+        at = rb.spot_value(r)
+        if at is None:
+            continue
+        spot = rb.spot_check(model, r.axis, at, x, y)
+        spots.append(spot)
+        mlflow.log_metrics({f"{r.axis}_spot_max_abs_dy": spot["max_abs_dy"],
+                            f"{r.axis}_spot_acc_native": spot["acc_native"],
+                            f"{r.axis}_spot_acc_ngspice": spot["acc_ngspice"]})
+        say(f"ngspice spot check {r.axis}={at:g}: max |Δy| {spot['max_abs_dy']:.2e} V, "
+            f"accuracy native {spot['acc_native']:.3f} / ngspice {spot['acc_ngspice']:.3f}")
+    return spots
+
+
+def _report(ideal: float, results, spots: list[dict], args, samples: int, folder: Path, block_run: str) -> None:
+    """The table (printed and as text), the JSON and the plot, written to `folder` and logged."""
+    import mlflow
+
+    from pipeline.hardware import robustness as rb
+    text = _format(rb.table(ideal, results))
+    print(f"ideal block: {ideal:.4f}\n{text}")
+    (folder / "robustness.txt").write_text(f"ideal block: {ideal:.4f}\n{text}\n")
+    (folder / "robustness.json").write_text(json.dumps(
+        {"ideal": ideal, "seeds": args.seeds, "threshold": args.threshold, "samples": int(samples),
+         "axes": [vars(r) for r in results], "spot_checks": spots}, indent=2, default=float))
+    rb.plot(ideal, results, folder / "robustness.png", title=f"robustness of block {block_run[:8]} (ideal {ideal:.3f})")
+    for name in ("robustness.txt", "robustness.json", "robustness.png"):
+        mlflow.log_artifact(str(folder / name))
 
 
 def _format(rows) -> str:

@@ -46,7 +46,7 @@ def run(args) -> int:
     from pipeline.hardware import signoff as so
     from pipeline.flow import experiment_name
     from pipeline.flow.lineage import tag
-    from pipeline.runtime.tracking import setup_mlflow
+    from pipeline.runtime.tracking import recording_status, setup_mlflow
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     setup_mlflow()
     if args.workdir is None:
@@ -75,16 +75,12 @@ def run(args) -> int:
                                "ray": "embedded" if session.embedded else "cluster",
                                "min_agreement": args.min_agreement, "source_run": src.run.info.run_id})
             say(f"sign-off of the {src.what}: {len(x)} test samples on {actors} ngspice actor(s), {where}")
-            try:
+            with recording_status():
                 res = so.run_ngspice(src.circuit, src.G, x, actors, chunk=chunk, progress=not args.quiet)
                 v_nat, ok_nat = so.native_solve(src.circuit, src.G, x)
                 rep = so.compare(src.circuit, x, y, v_nat, ok_nat, res, args.min_agreement)
                 thr = so.throughput(res)
                 _record(rep, thr, res, src, folder)
-                mlflow.set_tag(tag("status"), "finished")
-            except BaseException:
-                mlflow.set_tag(tag("status"), "failed")
-                raise
     finally:
         session.close()
         if src.model is not None and hasattr(src.model, "close"):

@@ -36,3 +36,13 @@ def log_scenario(ctx, name: str, times, acc: np.ndarray | None = None, ideal: fl
         ctx.log_parent({f"scenario_acc_{name}": acc[i].mean(), f"scenario_std_{name}": spread(acc[i]),
                         "scenario_time_s": t}, step=i)
     return m
+
+
+def plot_accuracy_vs_time(ctx, reference: dict, label: str, times, acc: np.ndarray, title: str) -> None:
+    """plots/accuracy_vs_time.png of the stage: the `reference` curves ({label: (times,
+    accuracies, spreads or None)}) and the chips' mean ± spread per read time under `label`,
+    logged as the stage's `plots` artifact."""
+    from pipeline.flow import plots
+    plots.accuracy_vs_time({**reference, label: (times, acc.mean(1), [spread(r) for r in acc])},
+                           ctx.folder / "plots" / "accuracy_vs_time.png", title=title)
+    ctx.artifact(ctx.folder / "plots", "plots")

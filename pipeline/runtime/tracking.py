@@ -38,6 +38,19 @@ def tag(name: str) -> str:
     return f"{TAG}{name}"
 
 
+@contextlib.contextmanager
+def recording_status():
+    """Around the work of the active MLflow run: its status tag becomes "finished" when the
+    work completes, "failed" when anything escapes (which goes on)."""
+    import mlflow
+    try:
+        yield
+    except BaseException:
+        mlflow.set_tag(tag("status"), "failed")
+        raise
+    mlflow.set_tag(tag("status"), STATUS_FINISHED)
+
+
 def user_tracking_uri() -> str | None:
     """MLFLOW_TRACKING_URI as the user set it (None if unset or only exported by mlflow)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")

@@ -70,7 +70,6 @@ def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
     from pipeline.hardware import chip_logging
     from pipeline.hardware import chip_metrics
     from pipeline.hardware import settings as hw
-    from pipeline.flow import plots
     chips = chip_files.load_chips(ctx.input("chips"))
     times = hw.eval_times(ctx.cfg)
     try:
@@ -83,12 +82,9 @@ def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
         from pipeline.hardware.population import log_split
         chip_logging.log_scenario(ctx, "cotrained", times, acc)
         log_split(ctx, "cotrained", acc)
-    plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
-                            f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
-                                                                    [chip_metrics.spread(r) for r in acc])},
-                           ctx.folder / "plots" / "accuracy_vs_time.png",
-                           title=f"'{chips[0].spec.name}' chips, end to end ({ctx.stage} r{ctx.round})")
-    ctx.artifact(ctx.folder / "plots", "plots")
+    chip_logging.plot_accuracy_vs_time(ctx, {"ideal block": (times, [ideal] * len(times), None)},
+                                       f"{len(chips)} chip(s), mean ± spread", times, acc,
+                                       f"'{chips[0].spec.name}' chips, end to end ({ctx.stage} r{ctx.round})")
     ctx.say(f"chips: {g['chip_acc_mean_t0']:.4f} ± {g['chip_acc_std_t0']:.4f} at t = 0, "
             f"{g['chip_acc_mean_tmax']:.4f} ± {g['chip_acc_std_tmax']:.4f} at {times[-1]:g} s (ideal {ideal:.4f})")
 

@@ -42,7 +42,6 @@ def body(ctx: StageContext) -> None:
     from pipeline.hardware import chip_logging
     from pipeline.hardware import chip_metrics
     from pipeline.hardware import settings as hw
-    from pipeline.flow import plots
     from pipeline.system.analog_block import compile_from_config, optimizer_for
     cfg = ctx.cfg
     epochs = int(cfg["hardware"]["finetune_epochs"])
@@ -78,15 +77,13 @@ def body(ctx: StageContext) -> None:
     g = chip_logging.log_grid(ctx, times, acc)
     ctx.log({"programmed_acc_mean_t0": before.mean(), "insitu_gain_t0": acc[0].mean() - before.mean()})
     chip_logging.log_scenario(ctx, "insitu", times, acc)
-    if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the loop chip is now the fine-tuned chip
+    if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy: the loop chip as fine-tuned (over program's value)
         from pipeline.hardware.population import loop_indices
         ctx.log_parent({"round_chip_e2e_accuracy": float(acc[0, loop_indices(cfg)].mean())}, step=0)
-    plots.accuracy_vs_time({"programmed (before)": ([times[0]], [before.mean()], [chip_metrics.spread(before)]),
-                            f"{len(chips)} chip(s) fine-tuned in situ": (times, acc.mean(1),
-                                                                         [chip_metrics.spread(r) for r in acc])},
-                           ctx.folder / "plots" / "accuracy_vs_time.png",
-                           title=f"'{chips[0].spec.name}' chips after {epochs} in-situ EP epoch(s)")
-    ctx.artifact(ctx.folder / "plots", "plots")
+    chip_logging.plot_accuracy_vs_time(
+        ctx, {"programmed (before)": ([times[0]], [before.mean()], [chip_metrics.spread(before)])},
+        f"{len(chips)} chip(s) fine-tuned in situ", times, acc,
+        f"'{chips[0].spec.name}' chips after {epochs} in-situ EP epoch(s)")
     ctx.say(f"test accuracy {before.mean():.4f} ± {chip_metrics.spread(before):.4f} programmed → "
             f"{g['chip_acc_mean_t0']:.4f} ± "
             f"{g['chip_acc_std_t0']:.4f} fine-tuned at t = 0, {g['chip_acc_mean_tmax']:.4f} at {times[-1]:g} s")
