@@ -129,3 +129,20 @@ def test_the_report_script_refuses_a_bad_pulse_figure_in_one_line(option):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and lines[0].startswith("error:")
+
+
+def test_cut_short_phases_tend_to_ep_and_short_ones_do_not():
+    from analog.cep import cosine
+    from analog.ep import ep_gradients
+    from analog.training_energy import cut_short_gradients
+    m = block(features=3, hidden=(4,), outputs=2, g=(1e-6, 1e-4))
+    m.compile(loss="mse", optimizer="sgd", beta=1e-6)
+    c, eng, G = m.circuit, m.get_engine("native"), m.conductances
+    C = node_capacitance(c)
+    x, y = inputs(6, 3, scale=1.0, seed=7), np.arange(6) % 2
+    ep = ep_gradients(eng, c, G, x, y, m.loss, 1e-6, "symmetric").grads
+    long = cut_short_gradients(eng, C, G, x, y, m.loss, 1e-6, 3e-9, 3e-9, steps=60)
+    short = cut_short_gradients(eng, C, G, x, y, m.loss, 1e-6, 1e-12, 1e-12, steps=5)
+    assert long.used.all() and cosine(long.grads, ep) > 1 - 1e-6
+    assert np.allclose(long.y, c.outputs(eng.solve(G, x).v), atol=1e-7, rtol=0)
+    assert cosine(short.grads, ep) < 0.99
