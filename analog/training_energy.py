@@ -65,16 +65,21 @@ def one_pulse_per_device(grads) -> list[np.ndarray]:
     return [-np.sign(np.asarray(g, float)).astype(np.int64) for g in grads]
 
 
-def programming_cost(counts, pulse: PulseSpec) -> dict:
+def programming_cost(counts, pulse: PulseSpec, all_rows_at_once: bool = False) -> dict:
     """Pulses, energy (J) and time (s) of writing signed pulse counts (one array per crossbar,
     rows × columns): every pulse costs pulse.energy_j; rows are written one after the other,
     each row's SET pass lasting its largest positive count and its RESET pass its largest
-    negative count, times pulse.duration_s."""
-    pulses, slots = 0, 0
+    negative count, times pulse.duration_s (all_rows_at_once: every row of every crossbar
+    in the same SET pass and the same RESET pass)."""
+    pulses, slots, up, down = 0, 0, 0, 0
     for n in counts:
         n = np.atleast_2d(np.asarray(n, np.int64))
         pulses += int(np.abs(n).sum())
-        slots += int(np.clip(n, 0, None).max(axis=1).sum() + np.clip(-n, 0, None).max(axis=1).sum())
+        row_up, row_down = np.clip(n, 0, None).max(axis=1), np.clip(-n, 0, None).max(axis=1)
+        slots += int(row_up.sum() + row_down.sum())
+        up, down = max(up, int(row_up.max())), max(down, int(row_down.max()))
+    if all_rows_at_once:
+        slots = up + down
     return dict(pulses=pulses, energy=pulses * pulse.energy_j, time=slots * pulse.duration_s)
 
 
@@ -119,22 +124,21 @@ def run_phase(transient, G_list, src, C, *, supply: AmplifierSupply, tol: np.nda
 
 @dataclass
 class StepCost:
-    """Per-sample figures of one training step (each (B,) unless said) and the step's totals."""
-    phases: dict              # name -> Phase
-    sample_hold_energy: float  # J per sample
-    programming: dict          # pulses, energy (J), time (s) of the batch's one update
-    time: np.ndarray           # s per sample: phases + acquisitions + programming
-    energy: np.ndarray         # J per sample: phases + S&H + programming
-    grads: list
+    """Per-sample figures of one training step, each (B,)."""
+    phases: dict                    # name -> Phase
+    sample_hold_energy: np.ndarray  # J: sampling + holding to the end of programming
+    programming: dict               # pulses, energy (J), time (s) of each sample's update
+    time: np.ndarray                # s: phases + acquisitions + programming
+    energy: np.ndarray              # J: phases + S&H + programming
+    grads: list                     # the EP estimate, mean over the batch
 
 
 def training_step(transient, circuit, G_list, C, x, labels, loss, beta: float, *, nudging="symmetric",
                   supply=None, pulse: PulseSpec, sample_hold: SampleHold | None = None, rel_tol=0.01,
-                  counts_from=one_pulse_per_device, keep_voltages=False) -> StepCost:
+                  counts_from=one_pulse_per_device, all_rows_at_once=False, keep_voltages=False) -> StepCost:
     """The chip's EP step on a batch (each sample on its own: per-sample update, batch 1).
     counts_from(grads) -> signed pulse counts per crossbar; keep_voltages keeps each phase's
     waveforms (Phase.result)."""
-    from .ep import _output_scale, squared_drop_sum
     supply, sh = supply or AmplifierSupply(), sample_hold or SampleHold()
     eng = transient.engine
     src = circuit.source_voltages(np.asarray(x, float))
@@ -149,33 +153,39 @@ def training_step(transient, circuit, G_list, C, x, labels, loss, beta: float, *
         phases["nudged+" if s > 0 else "nudged-"] = run_phase(
             transient, G_list, src, C, supply=supply, tol=tol, nudge=s * current,
             nudge_start=np.zeros_like(current), v_start=free_dc.v, src_start=src, keep_voltages=keep_voltages)
-    a = phases["nudged+"].v_dc
     b = phases["nudged-"].v_dc if nudging == "symmetric" else free_dc.v
+    grads, prog = _per_sample_updates(circuit, src, phases["nudged+"].v_dc, b, nudging, beta,
+                                      lambda g: programming_cost(counts_from(g), pulse, all_rows_at_once))
+    time = sum(p.settle_time for p in phases.values()) + len(phases) * sh.acquire_s + prog["time"]
+    sh_energy = _sample_hold_energy(sh, circuit.n_free, list(phases.values()), time)
+    energy = sum(p.energy for p in phases.values()) + sh_energy + prog["energy"]
+    return StepCost(phases, sh_energy, prog, time, energy, grads)
+
+
+def _per_sample_updates(circuit, src, v_a, v_b, nudging, beta, cost):
+    """Each sample's own EP estimate (the chip updates after every sample) and the cost of
+    writing it: (mean estimate, {pulses, energy, time} arrays (B,))."""
+    from .ep import _output_scale, squared_drop_sum
     denom = (4.0 if nudging == "symmetric" else 2.0) * beta * _output_scale(circuit)
-    Va, Vb = circuit.terminal_voltages(a, src), circuit.terminal_voltages(b, src)
+    Va, Vb = circuit.terminal_voltages(v_a, src), circuit.terminal_voltages(v_b, src)
     B = len(src)
-    cost_pulses, grads = [], None
-    for i in range(B):                       # batch 1 on the chip: one update per sample
+    costs, total = [], None
+    for i in range(B):
         w = np.zeros(B)
         w[i] = 1.0
         g = [blk.scaled(squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w)) / denom for blk in circuit.dense]
-        cost_pulses.append(programming_cost(counts_from(g), pulse))
-        grads = g if grads is None else [u + v for u, v in zip(grads, g)]
-    n_held = circuit.n_free * len(phases)
-    prog_t = np.array([p["time"] for p in cost_pulses])
-    t_phases = sum(p.settle_time for p in phases.values()) + len(phases) * sh.acquire_s
-    time = t_phases + prog_t
-    # each phase's samples are held from their acquisition to the end of programming
-    hold_s = np.zeros(B)
-    elapsed = np.zeros(B)
-    for p in phases.values():
+        costs.append(cost(g))
+        total = g if total is None else [u + v for u, v in zip(total, g)]
+    return [g / B for g in total], {k: np.array([c[k] for c in costs]) for k in ("pulses", "energy", "time")}
+
+
+def _sample_hold_energy(sh: SampleHold, n_nodes: int, phases: list, end: np.ndarray) -> np.ndarray:
+    """Sampling every node after each phase, then holding it from its acquisition to `end`."""
+    held, elapsed = np.zeros_like(end), np.zeros_like(end)
+    for p in phases:
         elapsed = elapsed + p.settle_time + sh.acquire_s
-        hold_s = hold_s + (time - elapsed)
-    sh_energy = n_held * sh.sample_energy() + circuit.n_free * sh.hold_power() * hold_s
-    energy = sum(p.energy for p in phases.values()) + sh_energy + np.array([p["energy"] for p in cost_pulses])
-    prog = dict(pulses=np.array([p["pulses"] for p in cost_pulses]), energy=np.array([p["energy"] for p in cost_pulses]),
-                time=prog_t)
-    return StepCost(phases, sh_energy, prog, time, energy, [g / B for g in grads])
+        held = held + (end - elapsed)
+    return n_nodes * len(phases) * sh.sample_energy() + n_nodes * sh.hold_power() * held
 
 
 @dataclass

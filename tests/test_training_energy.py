@@ -108,6 +108,9 @@ def test_pulse_energy_is_the_pulse_count_times_the_energy_per_pulse():
             pulses += sum(abs(k) for k in row)
             slots += max([k for k in row if k > 0], default=0) + max([-k for k in row if k < 0], default=0)
     got = programming_cost(counts, pulse)
+    at_once = programming_cost(counts, pulse, all_rows_at_once=True)
+    assert at_once["pulses"] == pulses and at_once["energy"] == got["energy"]
+    assert at_once["time"] == pytest.approx(2e-8 * (max(int(n.max()) for n in counts) + max(int(-n.min()) for n in counts)))
     assert got["pulses"] == pulses
     assert got["energy"] == pytest.approx(pulses * 3e-13, rel=1e-12)
     assert got["time"] == pytest.approx(slots * 2e-8, rel=1e-12)
