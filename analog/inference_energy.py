@@ -95,7 +95,8 @@ class EnergyProbe:
         self.steps: dict[str, list] = {k: [] for k in self.TERMS}
 
     def __call__(self, rec) -> None:
-        p = power_terms(self.engine, self.G, rec.v_eval, rec.src_eval, self.nudge)
+        nudge = rec.nudge_eval if rec.nudge_eval is not None else self.nudge    # a ramped nudge: its value now
+        p = power_terms(self.engine, self.G, rec.v_eval, rec.src_eval, nudge)
         s = self.supply
         n_amp = len(self.engine.circuit.amp_in)
         p["amplifier_supply"] = s.supply_v * (n_amp * s.bias_a + p.pop("amp_current"))

@@ -85,6 +85,7 @@ class StepRecord:
     v_eval: np.ndarray
     t_eval: float
     src_eval: np.ndarray
+    nudge_eval: np.ndarray | None = None
 
 
 @dataclass
@@ -109,21 +110,28 @@ class NativeTransient:
         self.spec = spec or TransientSpec()
         self._shifted_key = None
 
-    def run(self, G_list, src_end, src_start=None, *, times=None, nudge=None, keep_voltages=False,
-            probe=None, stop=None) -> TransientResult:
+    def run(self, G_list, src_end, src_start=None, *, times=None, nudge=None, nudge_start=None, v_start=None,
+            keep_voltages=False, probe=None, stop=None) -> TransientResult:
         """Integrate from the operating point at src_start (default: every input at V_ref,
-        x = 0) to src_end (B, n_sources) over `times` (default: the spec's grid). `probe(rec)`
-        is called after every step (energy accounting, settling); the run ends early when
-        `stop(rec)` returns True (the result then holds the time points reached)."""
+        x = 0) to src_end (B, n_sources) over `times` (default: the spec's grid). The nudging
+        currents ramp from nudge_start to nudge with the sources (both None: no nudge; only
+        nudge: held from t = 0). v_start (B, n_free), when given, is the state at t = 0 instead
+        of that operating point (a phase that starts where the last one was cut short).
+        `probe(rec)` is called after every step (energy accounting, settling); the run ends
+        early when `stop(rec)` returns True (the result then holds the time points reached)."""
         c, eng, spec = self.circuit, self.engine, self.spec
         src_end = np.asarray(src_end, float)
         B = src_end.shape[0]
         if src_start is None:
             src_start = c.source_voltages(np.zeros((B, c.n_features)))
         times = spec.times() if times is None else np.asarray(times, float)
-        start = eng.solve(G_list, src=src_start, nudge=nudge)
-        v = np.array(start.v, float)
-        conv = np.array(start.converged, bool)
+        if nudge is not None and nudge_start is None:
+            nudge_start = nudge
+        if v_start is None:
+            start = eng.solve(G_list, src=src_start, nudge=nudge_start)
+            v, conv = np.array(start.v, float), np.array(start.converged, bool)
+        else:
+            v, conv = np.array(v_start, float), np.isfinite(v_start).all(1)
         iters = np.zeros(B, int)
         outs = [c.outputs(v)]
         volts = [v.copy()] if keep_voltages else None
@@ -138,24 +146,24 @@ class NativeTransient:
             if h <= 0:
                 raise AnalogInputError(f"transient time points must increase (step {k}: {times[k - 1]} → {t})")
             guess = v if v_before is None else v + (v - v_before) * (h / h_prev)
+            t_eval = t if spec.method == "be" else times[k - 1] + 0.5 * h
+            src_eval = ramp(src_start, src_end, t_eval, spec.rise)
+            nd = None if nudge is None else ramp(nudge_start, nudge, t_eval, spec.rise)
             if spec.method == "be":
-                t_eval, src_eval = t, ramp(src_start, src_end, t, spec.rise)
-                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, sC / h, v, guess, t_eval)
+                v_eval, ok, it = self._implicit(G_list, src_eval, nd, sC / h, v, guess, t_eval)
                 v_new = v_eval
             else:
-                t_eval = times[k - 1] + 0.5 * h
-                src_eval = ramp(src_start, src_end, t_eval, spec.rise)
-                v_eval, ok, it = self._implicit(G_list, src_eval, nudge, 2.0 * sC / h, v, 0.5 * (v + guess), t_eval)
+                v_eval, ok, it = self._implicit(G_list, src_eval, nd, 2.0 * sC / h, v, 0.5 * (v + guess), t_eval)
                 v_new = 2.0 * v_eval - v
             conv &= ok
             iters += it
             if probe is not None:
-                probe(StepRecord(k, t, h, v_new, v, v_eval, t_eval, src_eval))
+                probe(StepRecord(k, t, h, v_new, v, v_eval, t_eval, src_eval, nd))
             v_before, v, h_prev = v, v_new, h
             outs.append(c.outputs(v))
             if keep_voltages:
                 volts.append(v.copy())
-            if stop is not None and stop(StepRecord(k, t, h, v, v_before, v, t, src_eval)):
+            if stop is not None and stop(StepRecord(k, t, h, v, v_before, v, t, src_eval, nd)):
                 times = times[: k + 1]
                 break
         v_final = v.copy()
