@@ -83,6 +83,9 @@ class SchurSolver:
     def __init__(self, K: np.ndarray, E: np.ndarray, R: np.ndarray):
         self.E, self.R = E, R
         self.KEE = np.diag(K)[E].copy()
+        # the elimination reads only K_EE's diagonal: exact when the eliminated nodes do not couple
+        KEE_full = K[np.ix_(E, E)]
+        self.exact = np.count_nonzero(KEE_full) == np.count_nonzero(np.diag(KEE_full))
         self.KER, self.KRE = K[np.ix_(E, R)], K[np.ix_(R, E)]
         self.KRR = K[np.ix_(R, R)]
         nR = len(R)
