@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native import NativeEngine, single_blas_thread
-from .solution import LazySolution, dissipated_power, scaled_source_currents
+from .native import NativeEngine
+from .solution import dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
 
 
@@ -127,19 +127,6 @@ class WiredNativeEngine(NativeEngine):
         for blk, red, terms, _ in self._wired_blocks(G_list):
             p = p + ((V[:, terms] @ red.l_eq) * V[:, terms]).sum(1)
         return p
-
-    @single_blas_thread
-    def solve(self, G_list, x=None, *, src=None, nudge=None, v0=None):
-        sol = super().solve(G_list, x, src=src, nudge=nudge, v0=v0)
-        G_solved, conv = self._cache_G, sol.converged
-
-        def extras():
-            currents = self.source_currents(G_solved, sol.v, sol.src)
-            power = self.power(G_solved, sol.v, sol.src)
-            currents[~conv], power[~conv] = np.nan, np.nan
-            return currents, power
-        return LazySolution(v=sol.v, src=sol.src, source_currents=None, converged=sol.converged,
-                            iterations=sol.iterations, power=None, nudge=sol.nudge, info=sol.info, extras=extras)
 
     # ---- what EP and the exact gradient read ------------------------------------------------
     def wired_source_currents(self, G_list, V, used) -> np.ndarray:

@@ -161,14 +161,19 @@ def test_convergence_needs_kcl_not_only_a_small_step():
         NativeEngine(c, tol_i=-1.0)
 
 
-@pytest.mark.parametrize("path", ["cholesky", "lu", "pcg", "pcg-fallback"])
+@pytest.mark.parametrize("path", ["compiled", "cholesky", "lu", "pcg", "pcg-fallback"])
 def test_schur_solve_matches_a_dense_solve(monkeypatch, path):
-    """linear_solve (independent-set elimination, then Cholesky or LU on the Schur
-    complement, or conjugate gradients on it; 'pcg-fallback': no iteration allowed, so every
-    sample falls back to the direct solve) against numpy's dense solve of (K + diag(d)) x = b
-    with K assembled here from the conductances."""
+    """linear_solve (independent-set elimination, then the compiled Cholesky loop, numpy's
+    Cholesky or LU on the Schur complement, or conjugate gradients on it; 'pcg-fallback': no
+    iteration allowed, so every sample falls back to the direct solve) against numpy's dense
+    solve of (K + diag(d)) x = b with K assembled here from the conductances."""
+    import analog.kernels as kernels
     import analog.native as native
     import analog.schur as schur
+    if path == "compiled" and kernels.packed_spd_solve() is None:
+        pytest.skip("numba is not installed")
+    if path != "compiled":
+        monkeypatch.setattr(kernels, "packed_spd_solve", lambda: None)
     monkeypatch.setattr(schur, "CHOLESKY_MIN_BATCH", 1 if path == "cholesky" else 10**9)
     if path.startswith("pcg"):
         monkeypatch.setattr(schur, "PCG_MIN_ORDER", 1)
@@ -218,3 +223,18 @@ def test_schur_solve_matches_a_dense_solve(monkeypatch, path):
     S = np.array([[[1.0, 2.0], [2.0, 1.0]]])
     with pytest.raises(np.linalg.LinAlgError):
         real(S, np.ones((1, 2)))
+
+
+def test_compiled_spd_solve_flags_a_matrix_that_is_not_positive_definite():
+    """The compiled Cholesky loop (analog/kernels.py) against numpy's solve, sample by
+    sample; a sample whose S is indefinite is flagged (the Schur solver then uses LU)."""
+    import analog.kernels as kernels
+    solve = kernels.packed_spd_solve()
+    if solve is None:
+        pytest.skip("numba is not installed")
+    S = np.array([[[1.0, 2.0], [2.0, 1.0]], [[2.0, 1.0], [1.0, 3.0]]])
+    iu, ju = np.triu_indices(2)
+    b = np.array([[1.0, 1.0], [1.0, -2.0]])
+    x, ok = solve(S[:, iu, ju] - np.array([0, 0, 0.5]), np.array([[0, 0.0], [0, 0.5]]), b, iu, ju)
+    assert ok.tolist() == [False, True]
+    np.testing.assert_allclose(x[1], np.linalg.solve(S[1], b[1]), rtol=1e-15)
