@@ -28,6 +28,7 @@ import functools
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import assembly
 from . import crossbar as xb
 from . import schur
 from .circuit import CompiledCircuit
@@ -98,32 +99,9 @@ class NativeEngine:
 
     # ---- linear part ----------------------------------------------------------------------
     def _build_K(self, G_list, structural=False) -> np.ndarray:
-        c = self.circuit
-        n = c.n_free
-        K = np.zeros((n, n))
-        for blk, G in zip(c.dense, G_list):
-            G = G if structural else blk.scaled(G)     # per-row energy scale
-            fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
-            fi, ai = self._tf[blk.in_terms], self._tc[blk.in_terms]
-            np.add.at(K, (fo, fo), ao**2 * G.sum(1))
-            if blk.cols is not None:     # sparse: one entry per patch edge
-                rows, cols = xb.edges(blk)
-                g, fe, ae = G.ravel(), fi[cols], ai[cols]
-                m = fe >= 0
-                np.add.at(K, (fe[m], fe[m]), ae[m] ** 2 * g[m])
-                off = -ao[rows[m]] * ae[m] * g[m]
-                np.add.at(K, (fo[rows[m]], fe[m]), off)
-                np.add.at(K, (fe[m], fo[rows[m]]), off)
-                continue
-            free_in = fi >= 0
-            fi_f, ai_f = fi[free_in], ai[free_in]
-            np.add.at(K, (fi_f, fi_f), ai_f**2 * G[:, free_in].sum(0))
-            off = -ao[:, None] * ai_f[None, :] * G[:, free_in]
-            _scatter_add(K, fo, fi_f, off)
-            _scatter_add(K, fi_f, fo, off.T)
-        if not structural:
-            K[np.diag_indices(n)] += c.gmin * c.free_scale
-        return K
+        """K (n_free, n_free): the crossbars' and amplifiers' part of F's Hessian
+        (`structural`: G as given, no energy scale nor gmin, for the sparsity pattern)."""
+        return assembly.conductance_matrix(self.circuit, self._tf, self._tc, G_list, structural)
 
     def _linear(self, G_list):
         """K and its partition, rebuilt only when the conductances change."""
@@ -164,37 +142,11 @@ class NativeEngine:
         return SparseRight(K) if np.count_nonzero(K) < 0.2 * K.size else K
 
     def _source_map(self, G_list):
-        """C (n_sources, n_free) of the affine residual c = src @ C + c0, straight from the
-        crossbar edges whose input is a source: −(scaled) G at (source, the row's free node),
-        times the row terminal's coefficient. (Pushing the identity of the sources through
-        the crossbars gives the same matrix at n_sources times the cost of one sample: for
-        784 pixels that was most of an EP training step, rebuilt after every update.)
-        A scipy CSR matrix when locally connected blocks leave it mostly zeros (2 % for 28×28
-        pixels → LC → 20), built from the edges without a dense intermediate; else dense."""
-        c = self.circuit
-        parts = []    # per block: (source rows, node columns, values): a dense block's as a grid
-        for blk, G in zip(c.dense, G_list):
-            Gs = blk.scaled(G)
-            fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
-            src = c.is_source_term(blk.in_terms)
-            if not src.any():
-                continue
-            if blk.cols is None:
-                parts.append((blk.in_terms[src] - c.n_free, fo, -(ao[:, None] * Gs[:, src]).T))
-            else:
-                r, k = xb.edges(blk)
-                m = src[k]
-                parts.append((blk.in_terms[k[m]] - c.n_free, fo[r[m]], -ao[r[m]] * Gs.ravel()[m]))
-        shape = (c.n_sources, c.n_free)
-        if any(b.cols is not None for b in c.dense):
-            rows, cols, vals = (np.concatenate(a) if a else np.zeros(0, int) for a in zip(*map(_triplets, parts)))
-            if len(vals) < 0.2 * shape[0] * shape[1]:
-                from scipy import sparse
-                return sparse.csr_matrix((vals, (rows, cols)), shape=shape)
-        C = np.zeros(shape)
-        for rows, cols, vals in parts:
-            _scatter_add(C, rows, cols, vals)
-        return C
+        """C (n_sources, n_free) of the affine residual c = src @ C + c0 (analog/assembly.py),
+        from the crossbar edges whose input is a source. (Pushing the identity of the sources
+        through the crossbars gives the same matrix at n_sources times the cost of one sample:
+        for 784 pixels that was most of an EP training step, rebuilt after every update.)"""
+        return assembly.source_map(self.circuit, self._tf, self._tc, G_list)
 
     def dense_currents(self, G_list, V, scaled=False):
         """Per dense block: (currents leaving each output node, currents leaving each input
@@ -394,25 +346,6 @@ class NativeEngine:
         inj = 0.0 if nudge is None else c.nudge_currents(nudge) * c.free_scale
         rn, _, _ = self._devices(v, src, want_energy=False)
         return v @ L["Kop"] + self._offset_residual(G_list, src) + rn - inj
-
-
-def _triplets(part):
-    """(rows, cols, values) of a `_source_map` part, a grid spread out."""
-    rows, cols, vals = part
-    if vals.ndim == 2:
-        rows, cols = (a.ravel() for a in np.broadcast_arrays(rows[:, None], cols[None, :]))
-    return rows.astype(int), cols.astype(int), vals.ravel()
-
-
-def _scatter_add(M, rows, cols, vals):
-    """M[rows, cols] += vals, repeated pairs summed; vals 2-D: the grid rows × cols (by
-    slicing when no index repeats: a dense block's, 30 times faster than np.add.at)."""
-    if vals.ndim == 2 and len(np.unique(rows)) == len(rows) and len(np.unique(cols)) == len(cols):
-        M[np.ix_(rows, cols)] += vals
-    elif vals.ndim == 2:
-        np.add.at(M, (rows[:, None], cols[None, :]), vals)
-    else:
-        np.add.at(M, (rows, cols), vals)
 
 
 def total_energy(circuit: CompiledCircuit, G_list, v, src, nudge=None) -> np.ndarray:

@@ -48,6 +48,13 @@ PRECOND_MAX_ENTRIES = 4_000_000
 PRECOND_MAX_STEP = 0.03
 
 
+def as_slice(idx: np.ndarray):
+    """A run of consecutive indices as a slice (basic indexing: views, in-place adds)."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
+
+
 def independent_set(adjacency: np.ndarray) -> np.ndarray:
     """Greedy maximal independent set, least-connected nodes first (bool mask)."""
     n = adjacency.shape[0]
@@ -85,6 +92,7 @@ class SchurSolver:
 
     def __init__(self, K: np.ndarray, E: np.ndarray, R: np.ndarray):
         self.E, self.R = E, R
+        self.E_index, self.R_index = as_slice(E), as_slice(R)   # gathers by slices where they are runs
         self.KEE = np.diag(K)[E].copy()
         # the elimination reads only K_EE's diagonal: exact when the eliminated nodes do not couple
         KEE_full = K[np.ix_(E, E)]
@@ -102,7 +110,7 @@ class SchurSolver:
     def times(self, v: np.ndarray) -> np.ndarray:
         """v @ K for a batch v (B, n) by blocks (K_EE is diagonal): 2·n_E·n_R + n_R² per
         sample instead of n², and dense products, faster than CSR even on a sparse K."""
-        E, R = self.E, self.R
+        E, R = self.E_index, self.R_index
         vE, vR = v[:, E], v[:, R]
         out = np.empty_like(v)
         out[:, E] = vE * self.KEE + vR @ self.KRE
@@ -128,15 +136,15 @@ class SchurSolver:
         return self.use_pcg and batch * len(self.R) ** 2 <= PRECOND_MAX_ENTRIES
 
     def _solve(self, d, rhs, cholesky, precond, keep, refresh=None):
-        E, R = self.E, self.R
+        E, R = self.E_index, self.R_index
         DE = self.KEE + d[:, E]
         x = np.empty_like(rhs)
-        if len(R) == 0:
+        if len(self.R) == 0:
             x[:, E] = rhs[:, E] / DE
             return x, None
         inv = 1.0 / DE
         b = rhs[:, R] - (rhs[:, E] * inv) @ self.KRE.T
-        dR = d[:, R]
+        dR = np.ascontiguousarray(d[:, R])
         keep = keep and self.keeps_preconditioner(len(b))
         if self.use_pcg and precond is not None and len(precond) == len(b):
             if refresh is not None and refresh.any():
