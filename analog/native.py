@@ -271,7 +271,8 @@ class NativeEngine:
         inj = np.zeros((B, c.n_free)) if nudge is None else c.nudge_currents(nudge) * c.free_scale
         v = np.full((B, c.n_free), c.vref) if v0 is None else v0
         kept = {}
-        out = damped_newton(self, lin, src, cvec, inj, v, precond=self._preconditioner(src), kept=kept)
+        out = damped_newton(self, lin, src, cvec, inj, v, precond=self._preconditioner(src), kept=kept,
+                            relax=v0 is None)
         if "precond" in kept and nudge is None:
             self._precond = (src.copy(), kept["precond"])
         return out
