@@ -89,7 +89,7 @@ class NativeEngine:
         chosen = schur.independent_set(structure)
         self._E, self._R = np.flatnonzero(chosen), np.flatnonzero(~chosen)
         self._cache_G: list[np.ndarray] | None = None
-        self._precond = None      # (src, per-sample S⁻¹) of the last solve, see _preconditioner
+        self._last_free = None    # the last free solve's sources, c(src) and S⁻¹: _from_last_free_solve
         self._nl = []
         for blk in c.nonlinear:
             f = self._tf[blk.node_terms]
@@ -121,7 +121,7 @@ class NativeEngine:
             C = self._lin["C"]
             self._lin["Cop"] = C if isinstance(C, np.ndarray) else SparseRight(C)
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
-            self._precond = None
+            self._last_free = None
         return self._lin
 
     def _K_operator(self, K, solver):
@@ -219,19 +219,23 @@ class NativeEngine:
             x = x + solver.solve(d, r, cholesky=_cholesky_solve, precond=precond)
         return x
 
-    def _preconditioner(self, src: np.ndarray):
-        """Per-sample inverses of the Schur complement left by the last solve, when `src` is
-        that solve's sources, or them twice (EP's two nudged phases in one batch): its
-        samples at nearby states. Only a preconditioner: a stale one costs iterations, never
-        accuracy (analog/schur.py)."""
-        if self._precond is None:
+    def _from_last_free_solve(self, src: np.ndarray, key: str):
+        """What the last free solve left under `key` ("cvec": the linear residual's affine
+        part; "precond": per-sample inverses of the Schur complement), when `src` is that
+        solve's sources, or them twice (EP's two nudged phases in one batch), else None.
+        A preconditioner from there is only a preconditioner: a stale one costs iterations,
+        never accuracy (analog/schur.py)."""
+        last = self._last_free
+        if last is None or last.get(key) is None:
             return None
-        old_src, minv = self._precond
-        n = len(old_src)
+        old_src, n = last["src"], len(last["src"])
         if len(src) % n or len(src) // n > 2 or not all(
                 np.array_equal(src[k * n:(k + 1) * n], old_src) for k in range(len(src) // n)):
             return None
-        return minv if len(src) == n else np.concatenate([minv] * (len(src) // n))
+        return last[key] if len(src) == n else np.concatenate([last[key]] * (len(src) // n))
+
+    def _preconditioner(self, src: np.ndarray):
+        return self._from_last_free_solve(src, "precond")
 
     # ---- public API ---------------------------------------------------------------------------
     @single_blas_thread
@@ -267,14 +271,15 @@ class NativeEngine:
         c = self.circuit
         lin = self._linear(G_list)
         B = src.shape[0]
-        cvec = src @ lin["Cop"] + lin["c0"]
+        cvec = self._from_last_free_solve(src, "cvec")
+        cvec = src @ lin["Cop"] + lin["c0"] if cvec is None else cvec
         inj = np.zeros((B, c.n_free)) if nudge is None else c.nudge_currents(nudge) * c.free_scale
         v = np.full((B, c.n_free), c.vref) if v0 is None else v0
         kept = {}
         out = damped_newton(self, lin, src, cvec, inj, v, precond=self._preconditioner(src), kept=kept,
                             relax=v0 is None)
-        if "precond" in kept and nudge is None:
-            self._precond = (src.copy(), kept["precond"])
+        if nudge is None:
+            self._last_free = {"src": src.copy(), "cvec": cvec, "precond": kept.get("precond")}
         return out
 
     def _kcl_ok(self, v, src, r, lin, cvec, inj) -> np.ndarray:
