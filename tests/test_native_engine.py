@@ -165,16 +165,15 @@ def test_convergence_needs_kcl_not_only_a_small_step():
 
 @pytest.mark.parametrize("path", ["compiled", "cholesky", "lu", "pcg", "pcg-fallback"])
 def test_schur_solve_matches_a_dense_solve(monkeypatch, path):
-    """linear_solve (independent-set elimination, then the compiled Cholesky loop, numpy's
-    Cholesky or LU on the Schur complement, or conjugate gradients on it; 'pcg-fallback': no
-    iteration allowed, so every sample falls back to the direct solve) against numpy's dense
-    solve of (K + diag(d)) x = b with K assembled here from the conductances."""
+    """linear_solve (elimination, then the compiled Cholesky loop, numpy's Cholesky or LU on
+    the Schur complement, or conjugate gradients on it; 'pcg-fallback': every sample falls
+    back to the direct solve) against a dense solve with K assembled here from the G."""
     import analog.kernels as kernels
     import analog.native as native
     import analog.schur as schur
     if path == "compiled" and kernels.packed_spd_solve() is None:
         pytest.skip("numba is not installed")
-    if path != "compiled":
+    elif path != "compiled":
         monkeypatch.setattr(kernels, "packed_spd_solve", lambda: None)
     monkeypatch.setattr(schur, "CHOLESKY_MIN_BATCH", 1 if path == "cholesky" else 10**9)
     if path.startswith("pcg"):
