@@ -95,3 +95,17 @@ def squared_drop_sum(blk, V: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Σ_b w_b (V_out,i − V_in,j)² for every conductance of a block, of G's shape."""
     vo, vi = V[:, blk.out_terms], V[:, blk.in_terms]
     return ((vo**2).T @ w)[:, None] + per_column(blk, (vi**2).T @ w) - 2.0 * edge_outer(blk, vo * w[:, None], vi)
+
+
+def squared_drop_difference(blk, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_b w_b [(Va_out,i − Va_in,j)² − (Vb_out,i − Vb_in,j)²] for every conductance, of G's
+    shape: EP's two phases, whose drops differ by little, as Σ w (δ_i − δ_j)(σ_i − σ_j)
+    with δ = Va − Vb and σ = Va + Vb taken node by node (no difference of two large sums
+    of squares; one GEMM over both phases)."""
+    d, s = Va - Vb, Va + Vb
+    do, di, so, si = d[:, blk.out_terms], d[:, blk.in_terms], s[:, blk.out_terms], s[:, blk.in_terms]
+    wc = w[:, None]
+    rows = (do * so).T @ w
+    cols = (di * si).T @ w
+    return (rows[:, None] + per_column(blk, cols)
+            - edge_outer(blk, np.concatenate([do * wc, so * wc]), np.concatenate([si, di])))

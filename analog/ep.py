@@ -79,12 +79,15 @@ def _nudged_pair(engine, G_list, src, current, v0) -> tuple[_Phase, _Phase]:
             _Phase(both.v[B:], both.src[B:], both.converged[B:]))
 
 
-def _drops(engine, G_list, b: int, V: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_b w_b ΔV² per conductance of block b: the engine's own when its crossbar has
-    internal nodes (wire resistance, analog/wired_engine.py), else from the terminals."""
+def _drop_difference(engine, G_list, b: int, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_b w_b [ΔV(a)² − ΔV(b)²] per conductance of block b: the engine's own when its
+    crossbar has internal nodes (wire resistance, analog/wired_engine.py), else from the
+    terminals."""
     own = getattr(engine, "squared_drop_sum", None)
-    got = own(G_list, b, V, w) if own is not None else None
-    return squared_drop_sum(engine.circuit.dense[b], V, w) if got is None else got
+    got = own(G_list, b, Va, w) if own is not None else None
+    if got is None:
+        return xb.squared_drop_difference(engine.circuit.dense[b], Va, Vb, w)
+    return got - own(G_list, b, Vb, w)
 
 
 def _source_currents(engine, circuit, G_list, V, used) -> np.ndarray:
@@ -122,8 +125,7 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
     keep = used[:, None]   # unused samples weigh 0: zero their voltages so 0·inf (a huge source) is not NaN
     Va = np.where(keep, circuit.terminal_voltages(np.nan_to_num(a.v), a.src), 0.0)
     Vb = np.where(keep, circuit.terminal_voltages(np.nan_to_num(b.v), b.src), 0.0)
-    grads = [blk.scaled(_drops(engine, G_list, b, Va, w) - _drops(engine, G_list, b, Vb, w)) / denom
-             for b, blk in enumerate(circuit.dense)]
+    grads = [blk.scaled(_drop_difference(engine, G_list, b, Va, Vb, w)) / denom for b, blk in enumerate(circuit.dense)]
     gin = None
     if input_grad:
         # ∂F/∂V_source = scale-weighted current each source delivers, from the voltages: right

@@ -262,53 +262,18 @@ class AnalogModel:
         if validation_data is not None:
             validation_data = _check_xy(*validation_data, self.circuit.n_features, self.circuit.n_outputs,
                                         where="validation x")
-        from .progress import progress
         for cb in callbacks:
             cb.on_train_begin(self)
         hidden_free = self._hidden_nodes()
         start = self.epoch
         for epoch in range(start, start + epochs):
-            self.optimizer.epoch = epoch
-            order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
-            t0 = time.perf_counter()
-            tot = dict(loss=0.0, correct=0, ok=0, skipped=0, clipped=0, power=0.0)
-            hidden_sample = []
-            # off a terminal the epoch's own line below is its progress
-            bar = progress(len(x), f"epoch {epoch + 1}/{start + epochs}", "sample", enabled=bool(verbose),
-                           every=None, final=False, leave=verbose > 1 or epoch == start + epochs - 1)
-            for b, lo in enumerate(range(0, len(x), batch_size)):
-                idx = order[lo: lo + batch_size]
-                G = self._training_conductances(seed, epoch, b)
-                if self.algorithm == "c-ep":
-                    res = self._cep_batch(x[idx], y[idx], tot)
-                else:
-                    res = self._step_gradients(G, x[idx], y[idx])
-                    if res.used.any():
-                        tot["clipped"] += self.optimizer.apply(self.dense_layers, res.grads)
-                tot["skipped"] += int((~res.used).sum())
-                ok = res.free.converged
-                tot["loss"] += float(res.loss[ok].sum())
-                tot["correct"] += int((res.y[ok].argmax(1) == y[idx][ok]).sum())
-                tot["ok"] += int(ok.sum())
-                tot["power"] += float(res.free.power[ok].sum())
-                if ok.any() and sum(len(h) for h in hidden_sample) < 4000:
-                    hidden_sample.append(res.free.v[ok][:, hidden_free])
-                bar.update(len(idx))
-                bar.set_postfix(loss=f"{tot['loss'] / max(1, tot['ok']):.4f}", acc=f"{tot['correct'] / (lo + len(idx)):.3f}")
-            bar.close()
-            n_ok, seconds = tot["ok"], time.perf_counter() - t0
-            logs = {"loss": tot["loss"] / n_ok if n_ok else float("nan"),
-                    "accuracy": tot["correct"] / max(1, len(x)),
-                    "power_mean": tot["power"] / n_ok if n_ok else float("nan"),
-                    "nonconverged": len(x) - n_ok, "nonconverged_fraction": (len(x) - n_ok) / max(1, len(x)),
-                    "ep_skipped": tot["skipped"], "clipped": tot["clipped"],
-                    "epoch_seconds": seconds, "samples_per_second": len(x) / max(1e-9, seconds)}
+            logs, hidden = self._train_epoch(x, y, epoch, start + epochs, batch_size, shuffle, seed, verbose,
+                                             hidden_free)
             if validation_data is not None:
                 val = self.scores(*validation_data)
                 logs.update({f"val_{k}": val[k] for k in ("loss", "accuracy", "nonconverged")})
-            hist = self._histograms(np.concatenate(hidden_sample) if hidden_sample else np.zeros((0, 0)))
             self.epoch = epoch + 1
-            self.history.append(epoch, logs, hist)
+            self.history.append(epoch, logs, self._histograms(hidden))
             if verbose:
                 print(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()), flush=True)
             for cb in callbacks:
@@ -316,6 +281,56 @@ class AnalogModel:
         for cb in callbacks:
             cb.on_train_end(self)
         return self.history
+
+    def _train_epoch(self, x, y, epoch: int, last: int, batch_size: int, shuffle: bool, seed: int, verbose: int,
+                     hidden_free: np.ndarray) -> tuple[dict, np.ndarray]:
+        """One epoch of mini-batch steps: its logs (without val_*) and a sample of the
+        hidden-node voltages (at most about 4,000 samples) for the histograms."""
+        from .progress import progress
+        self.optimizer.epoch = epoch
+        order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
+        t0 = time.perf_counter()
+        tot = dict(loss=0.0, correct=0, ok=0, skipped=0, clipped=0, power=0.0)
+        hidden_sample, n_hidden = [], 0
+        # off a terminal the epoch's own line is its progress
+        bar = progress(len(x), f"epoch {epoch + 1}/{last}", "sample", enabled=bool(verbose),
+                       every=None, final=False, leave=verbose > 1 or epoch == last - 1)
+        for b, lo in enumerate(range(0, len(x), batch_size)):
+            idx = order[lo: lo + batch_size]
+            res = self._train_batch(x[idx], y[idx], seed, epoch, b, tot)
+            ok = res.free.converged
+            if n_hidden < 4000 and ok.any():
+                hidden_sample.append(res.free.v[ok][:, hidden_free])
+                n_hidden += len(hidden_sample[-1])
+            if verbose:
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{tot['loss'] / max(1, tot['ok']):.4f}",
+                                acc=f"{tot['correct'] / (lo + len(idx)):.3f}")
+        bar.close()
+        n_ok, seconds = tot["ok"], time.perf_counter() - t0
+        logs = {"loss": tot["loss"] / n_ok if n_ok else float("nan"),
+                "accuracy": tot["correct"] / max(1, len(x)),
+                "power_mean": tot["power"] / n_ok if n_ok else float("nan"),
+                "nonconverged": len(x) - n_ok, "nonconverged_fraction": (len(x) - n_ok) / max(1, len(x)),
+                "ep_skipped": tot["skipped"], "clipped": tot["clipped"],
+                "epoch_seconds": seconds, "samples_per_second": len(x) / max(1e-9, seconds)}
+        return logs, (np.concatenate(hidden_sample) if hidden_sample else np.zeros((0, 0)))
+
+    def _train_batch(self, x, y, seed: int, epoch: int, b: int, tot: dict) -> GradientResult:
+        """One mini-batch: the gradient step (or C-EP's updates), its figures added to `tot`."""
+        if self.algorithm == "c-ep":
+            res = self._cep_batch(x, y, tot)
+        else:
+            res = self._step_gradients(self._training_conductances(seed, epoch, b), x, y)
+            if res.used.any():
+                tot["clipped"] += self.optimizer.apply(self.dense_layers, res.grads)
+        tot["skipped"] += int((~res.used).sum())
+        ok = res.free.converged
+        tot["loss"] += float(res.loss[ok].sum())
+        tot["correct"] += int((res.y[ok].argmax(1) == y[ok]).sum())
+        tot["ok"] += int(ok.sum())
+        tot["power"] += float(res.free.power[ok].sum())
+        return res
 
     def _hidden_nodes(self) -> np.ndarray:
         out = set(self.circuit.out_plus) | set(self.circuit.out_minus)

@@ -28,6 +28,7 @@ import functools
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import assembly
 from . import crossbar as xb
 from . import schur
 from .circuit import CompiledCircuit
@@ -54,6 +55,10 @@ def single_blas_thread(fn):
 #: the Schur solver's Cholesky path (re-exported for tests that spy on it)
 _cholesky_solve = schur.cholesky_solve
 CHOLESKY_MIN_ORDER = schur.CHOLESKY_MIN_ORDER
+#: iterative refinements of a linear solve at most, where the Schur solver is inexact (each
+#: gains the ratio of the eliminated nodes' couplings to their diagonal, about 1e-2 for metal
+#: wires: rounding level in a few)
+REFINEMENTS = 30
 
 
 class NativeEngine:
@@ -84,7 +89,7 @@ class NativeEngine:
         chosen = schur.independent_set(structure)
         self._E, self._R = np.flatnonzero(chosen), np.flatnonzero(~chosen)
         self._cache_G: list[np.ndarray] | None = None
-        self._precond = None      # (src, per-sample S⁻¹) of the last solve, see _preconditioner
+        self._last_free = None    # the last free solve's sources, c(src) and S⁻¹: _from_last_free_solve
         self._nl = []
         for blk in c.nonlinear:
             f = self._tf[blk.node_terms]
@@ -94,32 +99,9 @@ class NativeEngine:
 
     # ---- linear part ----------------------------------------------------------------------
     def _build_K(self, G_list, structural=False) -> np.ndarray:
-        c = self.circuit
-        n = c.n_free
-        K = np.zeros((n, n))
-        for blk, G in zip(c.dense, G_list):
-            G = G if structural else blk.scaled(G)     # per-row energy scale
-            fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
-            fi, ai = self._tf[blk.in_terms], self._tc[blk.in_terms]
-            np.add.at(K, (fo, fo), ao**2 * G.sum(1))
-            if blk.cols is not None:     # sparse: one entry per patch edge
-                rows, cols = xb.edges(blk)
-                g, fe, ae = G.ravel(), fi[cols], ai[cols]
-                m = fe >= 0
-                np.add.at(K, (fe[m], fe[m]), ae[m] ** 2 * g[m])
-                off = -ao[rows[m]] * ae[m] * g[m]
-                np.add.at(K, (fo[rows[m]], fe[m]), off)
-                np.add.at(K, (fe[m], fo[rows[m]]), off)
-                continue
-            free_in = fi >= 0
-            fi_f, ai_f = fi[free_in], ai[free_in]
-            np.add.at(K, (fi_f, fi_f), ai_f**2 * G[:, free_in].sum(0))
-            off = -ao[:, None] * ai_f[None, :] * G[:, free_in]
-            np.add.at(K, (fo[:, None], fi_f[None, :]), off)
-            np.add.at(K, (fi_f[None, :], fo[:, None]), off)
-        if not structural:
-            K[np.diag_indices(n)] += c.gmin * c.free_scale
-        return K
+        """K (n_free, n_free): the crossbars' and amplifiers' part of F's Hessian
+        (`structural`: G as given, no energy scale nor gmin, for the sparsity pattern)."""
+        return assembly.conductance_matrix(self.circuit, self._tf, self._tc, G_list, structural)
 
     def _linear(self, G_list):
         """K and its partition, rebuilt only when the conductances change."""
@@ -139,54 +121,32 @@ class NativeEngine:
             C = self._lin["C"]
             self._lin["Cop"] = C if isinstance(C, np.ndarray) else SparseRight(C)
             self._cache_G = [np.array(G, dtype=float, copy=True) for G in G_list]
-            self._precond = None
+            self._last_free = None
         return self._lin
 
     def _K_operator(self, K, solver):
         """What `v @ K` is computed with: K's (E, R) blocks when K_ER is mostly non-zero (the
         dense coupling between layers, as behind a locally connected layer), CSR when K is
-        mostly zeros even there, K itself when there is nothing to partition."""
+        mostly zeros even there, K itself when there is nothing to partition. The blocks'
+        product assumes K_EE diagonal; a K whose eliminated nodes couple (wire resistance,
+        analog/wired_engine.py) is multiplied whole."""
         if not len(self._R):
             return K
-        if np.count_nonzero(solver.KER) >= 0.2 * solver.KER.size:
+        nE, nR = len(self._E), len(self._R)
+        # the blocks cost two gathers and three GEMMs more than K whole: worth it when they save
+        # three quarters of the multiply-adds (120 nodes, 100 eliminated: K whole 25 µs, blocks
+        # 43 µs at batch 64; 390 nodes, 358 eliminated: blocks faster)
+        if (solver.exact and np.count_nonzero(solver.KER) >= 0.2 * solver.KER.size
+                and 2 * nE * nR + nR**2 < K.size / 4):
             return PartitionedK(solver)
         return SparseRight(K) if np.count_nonzero(K) < 0.2 * K.size else K
 
     def _source_map(self, G_list):
-        """C (n_sources, n_free) of the affine residual c = src @ C + c0, straight from the
-        crossbar edges whose input is a source: −(scaled) G at (source, the row's free node),
-        times the row terminal's coefficient. (Pushing the identity of the sources through
-        the crossbars gives the same matrix at n_sources times the cost of one sample: for
-        784 pixels that was most of an EP training step, rebuilt after every update.)
-        A scipy CSR matrix when locally connected blocks leave it mostly zeros (2 % for 28×28
-        pixels → LC → 20), built from the edges without a dense intermediate; else dense."""
-        c = self.circuit
-        rows, cols, vals = [], [], []
-        for blk, G in zip(c.dense, G_list):
-            Gs = blk.scaled(G)
-            fo, ao = self._tf[blk.out_terms], self._tc[blk.out_terms]
-            src = c.is_source_term(blk.in_terms)
-            if not src.any():
-                continue
-            if blk.cols is None:
-                i, j = np.broadcast_arrays(blk.in_terms[src][:, None] - c.n_free, fo[None, :])
-                rows.append(i.ravel())
-                cols.append(j.ravel())
-                vals.append(-(ao[:, None] * Gs[:, src]).T.ravel())
-            else:
-                r, k = xb.edges(blk)
-                m = src[k]
-                rows.append(blk.in_terms[k[m]] - c.n_free)
-                cols.append(fo[r[m]])
-                vals.append(-ao[r[m]] * Gs.ravel()[m])
-        rows, cols, vals = (np.concatenate(a) if a else np.zeros(0) for a in (rows, cols, vals))
-        shape = (c.n_sources, c.n_free)
-        if any(b.cols is not None for b in c.dense) and len(vals) < 0.2 * shape[0] * shape[1]:
-            from scipy import sparse
-            return sparse.csr_matrix((vals, (rows.astype(int), cols.astype(int))), shape=shape)
-        C = np.zeros(shape)
-        np.add.at(C, (rows.astype(int), cols.astype(int)), vals)
-        return C
+        """C (n_sources, n_free) of the affine residual c = src @ C + c0 (analog/assembly.py),
+        from the crossbar edges whose input is a source. (Pushing the identity of the sources
+        through the crossbars gives the same matrix at n_sources times the cost of one sample:
+        for 784 pixels that was most of an EP training step, rebuilt after every update.)"""
+        return assembly.source_map(self.circuit, self._tf, self._tc, G_list)
 
     def dense_currents(self, G_list, V, scaled=False):
         """Per dense block: (currents leaving each output node, currents leaving each input
@@ -239,23 +199,43 @@ class NativeEngine:
         return r, d, e
 
     # ---- linear solves --------------------------------------------------------------------
-    def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """Solve (K + diag(d)) x = rhs per sample by eliminating the independent set E."""
-        return self._linear(G_list)["schur"].solve(d, rhs, cholesky=_cholesky_solve)
+    def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray, precond=None) -> np.ndarray:
+        """Solve (K + diag(d)) x = rhs per sample by eliminating the independent set E
+        (`precond`: per-sample inverses of the Schur complement at nearby states, see
+        `_preconditioner`). Where K couples eliminated nodes with each other (wires), the
+        Schur solver, which reads only K_EE's diagonal, is the preconditioner of an
+        iterative refinement run until the residual is at rounding level (those couplings
+        are weak: a few refinements)."""
+        lin = self._linear(G_list)
+        solver = lin["schur"]
+        x = solver.solve(d, rhs, cholesky=_cholesky_solve, precond=precond)
+        if solver.exact:
+            return x
+        scale = np.abs(rhs).max(1, keepdims=True) + 1e-300
+        for _ in range(REFINEMENTS):
+            r = rhs - (x @ lin["Kop"] + d * x)
+            if np.all(np.abs(r) <= 1e-14 * scale):
+                break
+            x = x + solver.solve(d, r, cholesky=_cholesky_solve, precond=precond)
+        return x
 
-    def _preconditioner(self, src: np.ndarray):
-        """Per-sample inverses of the Schur complement left by the last solve, when `src` is
-        that solve's sources, or them twice (EP's two nudged phases in one batch): its
-        samples at nearby states. Only a preconditioner: a stale one costs iterations, never
-        accuracy (analog/schur.py)."""
-        if self._precond is None:
+    def _from_last_free_solve(self, src: np.ndarray, key: str):
+        """What the last free solve left under `key` ("cvec": the linear residual's affine
+        part; "precond": per-sample inverses of the Schur complement), when `src` is that
+        solve's sources, or them twice (EP's two nudged phases in one batch), else None.
+        A preconditioner from there is only a preconditioner: a stale one costs iterations,
+        never accuracy (analog/schur.py)."""
+        last = self._last_free
+        if last is None or last.get(key) is None:
             return None
-        old_src, minv = self._precond
-        n = len(old_src)
+        old_src, n = last["src"], len(last["src"])
         if len(src) % n or len(src) // n > 2 or not all(
                 np.array_equal(src[k * n:(k + 1) * n], old_src) for k in range(len(src) // n)):
             return None
-        return minv if len(src) == n else np.concatenate([minv] * (len(src) // n))
+        return last[key] if len(src) == n else np.concatenate([last[key]] * (len(src) // n))
+
+    def _preconditioner(self, src: np.ndarray):
+        return self._from_last_free_solve(src, "precond")
 
     # ---- public API ---------------------------------------------------------------------------
     @single_blas_thread
@@ -279,12 +259,10 @@ class NativeEngine:
         G_solved = self._cache_G    # copies, replaced (never changed) when G changes
 
         @single_blas_thread
-        def extras():
-            currents = self.source_currents(G_solved, v, src)
-            power = dissipated_power(c, G_solved, v, src)
-            currents[~conv] = np.nan
-            power[~conv] = np.nan
-            return currents, power
+        def extras(name):
+            out = (self.source_currents if name == "source_currents" else self.power)(G_solved, v, src)
+            out[~conv] = np.nan
+            return out
 
         return LazySolution(v=v, src=src, source_currents=None, converged=conv, iterations=iters, power=None,
                             nudge=nudge, info={"failures": np.flatnonzero(~conv).tolist()}, extras=extras)
@@ -293,13 +271,15 @@ class NativeEngine:
         c = self.circuit
         lin = self._linear(G_list)
         B = src.shape[0]
-        cvec = src @ lin["Cop"] + lin["c0"]
+        cvec = self._from_last_free_solve(src, "cvec")
+        cvec = src @ lin["Cop"] + lin["c0"] if cvec is None else cvec
         inj = np.zeros((B, c.n_free)) if nudge is None else c.nudge_currents(nudge) * c.free_scale
         v = np.full((B, c.n_free), c.vref) if v0 is None else v0
         kept = {}
-        out = damped_newton(self, lin, src, cvec, inj, v, precond=self._preconditioner(src), kept=kept)
-        if "precond" in kept and nudge is None:
-            self._precond = (src.copy(), kept["precond"])
+        out = damped_newton(self, lin, src, cvec, inj, v, precond=self._preconditioner(src), kept=kept,
+                            relax=v0 is None)
+        if nudge is None:
+            self._last_free = {"src": src.copy(), "cvec": cvec, "precond": kept.get("precond")}
         return out
 
     def _kcl_ok(self, v, src, r, lin, cvec, inj) -> np.ndarray:
@@ -322,6 +302,10 @@ class NativeEngine:
             u = blk.sign * (a * v[:, f] + off - src[:, [ref]])
             np.add.at(rn, (slice(None), f), np.abs(scale * a * blk.device.current(u)[0]))
         return (np.abs(v) @ Ka + np.abs(cvec) + np.abs(inj) + rn) / c.free_scale
+
+    def power(self, G_list, v, src) -> np.ndarray:
+        """Power dissipated in the circuit (B,), W."""
+        return dissipated_power(self.circuit, G_list, v, src)
 
     def source_currents(self, G_list, v, src) -> np.ndarray:
         """Current each source delivers into the circuit (B, n_sources), amperes."""
@@ -354,9 +338,8 @@ class NativeEngine:
         stack = self._stack
         d = np.zeros_like(v)
         stack.add_to(np.zeros_like(v), d, stack.branch(v, stack.offsets(src)), energy=False)
-        solver = self._linear(G_list)["schur"]
-        return solver.solve(d, c.nudge_currents(currents) * c.free_scale, cholesky=_cholesky_solve,
-                            precond=self._preconditioner(src))
+        return self.linear_solve(G_list, d, c.nudge_currents(currents) * c.free_scale,
+                                 precond=self._preconditioner(src))
 
     def hessian_diagonal(self, v, src) -> np.ndarray:
         """Device part d(v) of the Hessian K + diag(d) at a state."""

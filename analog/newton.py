@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .devices import ShockleyDiode
-from .schur import PRECOND_MAX_STEP
+from .schur import PRECOND_MAX_STEP, as_slice
 
 
 def _plain_shockley(device) -> bool:
@@ -70,13 +70,14 @@ class DeviceStack:
         g = dict(device=device, f=f, sa=sign * a, sign=sign, scale=scale, w_r=scale * sign * a, w_d=scale * a * a,
                  off=sign * np.concatenate([term_offset[b.node_terms] for b in blks]),
                  ref=np.concatenate([np.full(len(b.node_terms), b.ref_term - circuit.n_free) for b in blks]),
-                 parts=[(slice(lo, hi), _as_slice(term_free[b.node_terms])) for lo, hi, b in zip(bounds, bounds[1:], blks)],
+                 parts=[(slice(lo, hi), as_slice(term_free[b.node_terms])) for lo, hi, b in zip(bounds, bounds[1:], blks)],
                  plain=_plain_shockley(device), limit=bool(device.needs_limiting))
         if all(isinstance(fp, slice) for _, fp in g["parts"]):   # gather by slices, not fancy indexing
             g["gather"] = [fp for _, fp in g["parts"]]
         if g["plain"]:   # pnjlim acts only above the critical voltage, on steps over 2·N·Vt
             vte, IS = device.vte, device.IS
             g["vcrit"], g["two_vte"] = vte * np.log(vte / (np.sqrt(2.0) * IS)), 2.0 * vte
+            g["sa_max"] = float(np.abs(g["sa"]).max()) if len(f) else 0.0
             # I = IS·(e − 1), dI/du = (IS/vte)·e, co-content IS·vte·(e − 1) − IS·u with e = exp(u/vte):
             # the constant factors folded into the weights, the energy summed by two products
             g["inv_vte"], g["r_em1"], g["d_e"] = 1.0 / vte, g["w_r"] * IS, g["w_d"] * IS / vte
@@ -88,19 +89,29 @@ class DeviceStack:
         return [g["off"] - g["sign"] * src[:, g["ref"]] for g in self.groups]
 
     def branch(self, v, offsets) -> list[np.ndarray]:
-        return [g["sa"] * _gather(v, g) + c for g, c in zip(self.groups, offsets)]
+        us = []
+        for g, c in zip(self.groups, offsets):
+            if "gather" in g:     # by slices, straight into the group's array (no concatenation)
+                u = np.empty_like(c)
+                for (sl, _), f in zip(g["parts"], g["gather"]):
+                    np.multiply(v[:, f], g["sa"][sl], out=u[:, sl])
+                us.append(np.add(u, c, out=u))
+            else:
+                us.append(g["sa"] * v[:, g["f"]] + c)
+        return us
 
     def add_to(self, r: np.ndarray, d: np.ndarray, us, energy: bool):
         """Add the devices at branch voltages `us` to the residual r and the Hessian
         diagonal d (in place); return their energy (B,) (zeros unless `energy`)."""
         e = np.zeros(len(r))
         for g, u in zip(self.groups, us):
-            if g["plain"]:
-                ex = np.exp(np.minimum(u * g["inv_vte"], 700.0))
+            if g["plain"]:      # in place: four (B, n_g) temporaries fewer per evaluation
+                ex = np.multiply(u, g["inv_vte"])
+                np.exp(np.minimum(ex, 700.0, out=ex), out=ex)
                 em1 = ex - 1.0
-                ri, di = em1 * g["r_em1"], ex * g["d_e"]
                 if energy:
                     e += em1 @ g["e_em1"] + u @ g["e_u"]
+                ri, di = np.multiply(em1, g["r_em1"], out=em1), np.multiply(ex, g["d_e"], out=ex)
             else:
                 current, cond, co = device_values(g["device"], u, energy, False)
                 ri, di = g["w_r"] * current, g["w_d"] * cond
@@ -114,8 +125,11 @@ class DeviceStack:
     def step_scale(self, us, step) -> np.ndarray:
         """SPICE pnjlim on the limiting groups, as one factor α ≤ 1 on each sample's step."""
         alpha = np.ones(len(step))
+        big = np.abs(step).max()
         for i in self.limiting:
             g = self.groups[i]
+            if g["plain"] and big * g["sa_max"] < g["two_vte"] * (1.0 - 1e-9):
+                continue          # no branch voltage moves by 2·N·Vt: nothing to limit
             u_old = us[i]
             u_new = u_old + g["sa"] * _gather(step, g)
             du = u_new - u_old    # not sa·step: the unlimited ratio below must be exactly 1
@@ -125,13 +139,6 @@ class DeviceStack:
             ratio = np.where(np.abs(du) > 0, (lim - u_old) / np.where(du == 0, 1, du), 1.0)
             alpha = np.minimum(alpha, np.clip(ratio, 1e-6, 1.0).min(1))
         return alpha
-
-
-def _as_slice(idx: np.ndarray):
-    """A run of consecutive indices as a slice (basic indexing: views, in-place adds)."""
-    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
-        return slice(int(idx[0]), int(idx[0]) + len(idx))
-    return idx
 
 
 def _gather(v: np.ndarray, g: dict) -> np.ndarray:
@@ -162,6 +169,11 @@ class _StepSolver:
     def stepped(self, taken: np.ndarray) -> None:
         self.moved = np.abs(taken).max(1) > PRECOND_MAX_STEP
 
+    def moved_by(self, delta: np.ndarray) -> None:
+        """A move between iterations (not a Newton step) that may also call for renewal."""
+        if self.moved is not None:
+            self.moved |= np.abs(delta).max(1) > PRECOND_MAX_STEP
+
     def retire(self, active: np.ndarray, keep: np.ndarray) -> None:
         """Samples leaving the iteration (~keep): keep their last inverses."""
         if self.Minv is None or keep.all():
@@ -177,27 +189,36 @@ class _StepSolver:
             kept["precond"] = self.last
 
 
-def _evaluator(K, stack, lin_offset, offs):
-    """F, its gradient r, the Hessian diagonal d and the branch voltages at states vv of
-    the samples idx."""
-    def evaluate(vv, idx):
-        Kv = vv @ K
-        c = lin_offset[idx]
-        us = stack.branch(vv, [o[idx] for o in offs])
+class _Evaluator:
+    """F, its gradient r, the Hessian diagonal d and the branch voltages at states vv of the
+    active samples (or of those at positions `sub` among them); what depends only on the
+    sources is kept for the active samples alone, compacted as samples leave."""
+
+    def __init__(self, K, stack, lin_offset, offs):
+        self.K, self.stack, self.c, self.offs = K, stack, lin_offset, offs
+
+    def keep(self, keep: np.ndarray) -> None:
+        self.c, self.offs = self.c[keep], [o[keep] for o in self.offs]
+
+    def __call__(self, vv, sub=None):
+        Kv = vv @ self.K
+        c = self.c if sub is None else self.c[sub]
+        us = self.stack.branch(vv, self.offs if sub is None else [o[sub] for o in self.offs])
         r = Kv + c
         d = np.zeros_like(vv)
-        e = stack.add_to(r, d, us, energy=True)
+        e = self.stack.add_to(r, d, us, energy=True)
         F = ((0.5 * Kv + c) * vv).sum(1) + e
         return F, r, d, us
-    return evaluate
 
 
-def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
+def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None, relax=False):
     """Minimise F from v0 for one chunk: `lin` the engine's conductance-dependent cache,
     cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
     both (B, n) and scaled; `precond`, per-sample inverses of the Schur complement at
-    nearby states (analog/schur.py), or None. Returns (v, converged, iterations); when
-    `kept` is a dict, the inverses at each sample's last iteration go to kept["precond"]."""
+    nearby states (analog/schur.py), or None; `relax`: after the first iteration, relax
+    the eliminated nodes (`_relax_eliminated`; for a cold start). Returns (v, converged,
+    iterations); when `kept` is a dict, the inverses at each sample's last iteration go to
+    kept["precond"]."""
     stack = engine._stack
     B = len(src)
     solver = _StepSolver(lin["schur"], B, precond, kept is not None)
@@ -205,9 +226,9 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
     converged = np.zeros(B, bool)
     iterations = np.zeros(B, int)
     active = np.arange(B)
-    evaluate = _evaluator(lin["Kop"], stack, cvec - inj, stack.offsets(src))
+    evaluate = _Evaluator(lin["Kop"], stack, cvec - inj, stack.offsets(src))
     with np.errstate(over="ignore", invalid="ignore"):
-        F, r, d, us = evaluate(v, active)
+        F, r, d, us = evaluate(v)
         for _ in range(engine.max_iter):
             if len(active) == 0:
                 break
@@ -216,13 +237,13 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
             v_act = v[active]
             alpha = stack.step_scale(us, step) if stack.limiting else np.ones(len(active))
             slope = (r * step).sum(1)
-            F_new, r_new, d_new, us_new, accepted = _line_search(evaluate, v_act, step, alpha, F, slope, active)
+            F_new, r_new, d_new, us_new, accepted = _line_search(evaluate, v_act, step, alpha, F, slope)
             v_new = v_act + alpha[:, None] * step
             v[active] = v_new
             solver.stepped(alpha[:, None] * step)
             if not accepted.all():   # line search exhausted: go on from the tiny step taken
                 j = np.flatnonzero(~accepted)
-                F_new[j], r_new[j], d_new[j], uj = evaluate(v_new[j], active[j])
+                F_new[j], r_new[j], d_new[j], uj = evaluate(v_new[j], j)
                 for u_all, u_j in zip(us_new, uj):
                     u_all[j] = u_j
             bad = ~np.isfinite(step).all(1)
@@ -238,16 +259,59 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None):
                 F, r, d, us = F_new, r_new, d_new, us_new
             else:
                 active = active[keep]
+                evaluate.keep(keep)
                 F, r, d, us = F_new[keep], r_new[keep], d_new[keep], [u[keep] for u in us_new]
+            if relax and len(active) and lin["schur"].exact:
+                relax, v_act = False, v[active]
+                v[active], F, r, d, us = _relax_eliminated(evaluate, lin["schur"], v_act, F, r, d, us)
+                solver.moved_by(v[active] - v_act)
     solver.finish(active, kept)
     return v, converged, iterations
 
 
-def _line_search(evaluate, v_act, step, alpha, F, slope, active):
+#: the eliminated nodes' relaxation: sweeps at most, the step (V) that ends it, the largest step
+#: (a start for Newton, not a solution: 1 mV is close enough for Newton's quadratic convergence)
+RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP = 12, 1e-3, 0.05
+
+
+def _relax_eliminated(evaluate, schur, v, F, r, d, us):
+    """Minimise F over the eliminated nodes E alone, the others held: K_EE is diagonal, so
+    that is one convex problem in one unknown per node, solved by Newton steps on all of
+    them at once (each clipped to RELAX_MAX_STEP volts; a sweep evaluates the devices only,
+    the linear part of E's residual moves with v_E alone). A sample keeps the result where
+    F went down, else its state is unchanged. After the first Newton step from V_ref this
+    carries the hidden nodes through their diodes' knee, where Newton on the whole system
+    spends several iterations (the Fashion block: at most 4 Newton iterations per sample
+    instead of 8)."""
+    stack, E, KEE, w = evaluate.stack, schur.E_index, schur.KEE, v.copy()
+    dev_r = np.zeros_like(v)
+    stack.add_to(dev_r, np.zeros_like(v), us, energy=False)
+    held = r[:, E] - KEE * v[:, E] - dev_r[:, E]      # what R and the sources put into E's residual
+    rE, dE = r[:, E], d[:, E]
+    for _ in range(RELAX_SWEEPS):
+        step = np.clip(-rE / (KEE + dE), -RELAX_MAX_STEP, RELAX_MAX_STEP)
+        w[:, E] += step
+        if np.abs(step).max() <= RELAX_TOL:
+            break
+        dev_r, dev_d = np.zeros_like(v), np.zeros_like(v)
+        stack.add_to(dev_r, dev_d, stack.branch(w, evaluate.offs), energy=False)
+        rE, dE = KEE * w[:, E] + held + dev_r[:, E], dev_d[:, E]
+    Fw, rw, dw, uw = evaluate(w)
+    better = Fw <= F
+    if better.all():
+        return w, Fw, rw, dw, uw
+    keep = ~better
+    w[keep], Fw[keep], rw[keep], dw[keep] = v[keep], F[keep], r[keep], d[keep]
+    for u_w, u in zip(uw, us):
+        u_w[keep] = u[keep]
+    return w, Fw, rw, dw, uw
+
+
+def _line_search(evaluate, v_act, step, alpha, F, slope):
     """Armijo backtracking (halving α, up to 60 times) on every sample of the step; α is
     updated in place. The common case, every full step accepted, costs one evaluation."""
     n = len(v_act)
-    Ft, rt, dt, ut = evaluate(v_act + alpha[:, None] * step, active)
+    Ft, rt, dt, ut = evaluate(v_act + alpha[:, None] * step)
     ok = np.isfinite(Ft) & (Ft - F <= 1e-4 * alpha * slope + 1e-12 * np.abs(F) + 1e-300)
     if ok.all():
         return Ft, rt, dt, ut, ok
@@ -260,7 +324,7 @@ def _line_search(evaluate, v_act, step, alpha, F, slope, active):
             todo = np.flatnonzero(~accepted)
             if len(todo) == 0:
                 break
-            Ft, rt, dt, ut = evaluate(v_act[todo] + alpha[todo, None] * step[todo], active[todo])
+            Ft, rt, dt, ut = evaluate(v_act[todo] + alpha[todo, None] * step[todo], todo)
             tol = 1e-12 * np.abs(F[todo]) + 1e-300
             ok = np.isfinite(Ft) & (Ft - F[todo] <= 1e-4 * alpha[todo] * slope[todo] + tol)
         acc = todo[ok]

@@ -58,7 +58,7 @@ def _lazy(name: str) -> property:
     name in the instance's __dict__ so that `type(s)(**s.__dict__)` still builds a copy."""
     def get(self):
         if self.__dict__.get(name) is None and self.extras is not None:
-            self.__dict__["source_currents"], self.__dict__["power"] = self.extras()
+            self.__dict__[name] = self.extras(name)
         return self.__dict__.get(name)
 
     def put(self, value):
@@ -68,11 +68,11 @@ def _lazy(name: str) -> property:
 
 @dataclass
 class LazySolution(Solution):
-    """A Solution whose `source_currents` and `power` are computed on first access, by
-    `extras()` -> (source_currents, power): EP's nudged phases and most training solves
-    never read them, and at training batch sizes they cost as much as a Newton iteration.
-    `extras` must see the state as it was solved (the engine binds copies of the
-    conductances)."""
+    """A Solution whose `source_currents` and `power` are computed on first access, each
+    by `extras(name)`: EP's nudged phases never read them, training reads only the power,
+    and at training batch sizes each costs about a Newton iteration. `extras` must see the
+    state as it was solved (the engine binds copies of the conductances) and give NaN for
+    the samples that did not converge."""
 
     extras: Callable | None = field(default=None, repr=False, compare=False)
 

@@ -10,7 +10,9 @@ circuit (each layer's nodes), whose Schur solver reads only the diagonal of the 
 block: with wires its Newton direction drops the weak couplings the wires add between the
 nodes of one layer. The direction is still a descent direction of the (exact) energy, the
 line search and the KCL test use the exact K, so the operating point is exact; linear
-solves that must be exact (EP's nudge response, the exact gradient) are refined.
+solves that must be exact (EP's nudge response, the exact gradient) are refined. All of
+that is the native engine's, read from the K built here (`_build_K`): it multiplies a K
+whose eliminated nodes couple as a whole and refines its `linear_solve` on it.
 
 A wired crossbar couples its output nodes with each other, so all of them must share one
 energy scale: wires behind amplifiers of different gains would make the circuit
@@ -21,13 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native import NativeEngine, single_blas_thread
-from .solution import LazySolution, dissipated_power, scaled_source_currents
+from .native import NativeEngine
+from .solution import dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
-
-#: iterative refinements of a linear solve at most (each gains the ratio of the wires' couplings
-#: to the conductances they couple, about 1e-2 for metal wires: rounding level in a few)
-REFINEMENTS = 30
 
 
 def check_wired(circuit, wire_g) -> None:
@@ -85,36 +83,6 @@ class WiredNativeEngine(NativeEngine):
                 np.add.at(K, (f[m][:, None], f[m][None, :]), W)
         return K
 
-    def linear_response(self, G_list, v, src, currents) -> np.ndarray:
-        """As the native engine's, with the exact wired solve (`linear_solve`): the Schur
-        solver alone, preconditioned or not, reads only the diagonal of the wires' couplings."""
-        c, stack = self.circuit, self._stack
-        d = np.zeros_like(v)
-        stack.add_to(np.zeros_like(v), d, stack.branch(v, stack.offsets(src)), energy=False)
-        return self.linear_solve(G_list, d, c.nudge_currents(currents) * c.free_scale)
-
-    def _K_operator(self, K, solver):
-        """`v @ K` with K itself: the wires couple the eliminated nodes to each other, which the
-        Schur blocks' product (made for a diagonal eliminated block) would leave out."""
-        return K
-
-    def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """(K + diag(d)) x = rhs exactly: the Schur solver on the partition of the unwired
-        circuit sees K without the wires' couplings inside its eliminated set (it reads only
-        their diagonal), so it is used as a preconditioner and refined until the residual is
-        at rounding level (the couplings are weak: a few refinements)."""
-        from . import native
-        lin = self._linear(G_list)
-        K, schur = lin["K"], lin["schur"]
-        x = schur.solve(d, rhs, cholesky=native._cholesky_solve)
-        scale = np.abs(rhs).max(1, keepdims=True) + 1e-300
-        for _ in range(REFINEMENTS):
-            r = rhs - (x @ K + d * x)
-            if np.all(np.abs(r) <= 1e-14 * scale):
-                break
-            x = x + schur.solve(d, r, cholesky=native._cholesky_solve)
-        return x
-
     def _source_map(self, G_list) -> np.ndarray:
         C = super()._source_map(self._unwired(G_list))
         c = self.circuit
@@ -159,19 +127,6 @@ class WiredNativeEngine(NativeEngine):
         for blk, red, terms, _ in self._wired_blocks(G_list):
             p = p + ((V[:, terms] @ red.l_eq) * V[:, terms]).sum(1)
         return p
-
-    @single_blas_thread
-    def solve(self, G_list, x=None, *, src=None, nudge=None, v0=None):
-        sol = super().solve(G_list, x, src=src, nudge=nudge, v0=v0)
-        G_solved, conv = self._cache_G, sol.converged
-
-        def extras():
-            currents = self.source_currents(G_solved, sol.v, sol.src)
-            power = self.power(G_solved, sol.v, sol.src)
-            currents[~conv], power[~conv] = np.nan, np.nan
-            return currents, power
-        return LazySolution(v=sol.v, src=sol.src, source_currents=None, converged=sol.converged,
-                            iterations=sol.iterations, power=None, nudge=sol.nudge, info=sol.info, extras=extras)
 
     # ---- what EP and the exact gradient read ------------------------------------------------
     def wired_source_currents(self, G_list, V, used) -> np.ndarray:

@@ -139,7 +139,8 @@ def _native_rate_again(eng, model, x, args) -> float:
     return _rate(lambda: eng.solve(G, x[: args.batch]), args.batch)
 
 
-def run(args) -> int:
+def _native_figures(args):
+    """The Fashion-sized block, its inputs and the ideal native figures: (model, engine, x, y, res)."""
     import numpy as np
 
     from analog.ep import ep_gradients
@@ -163,29 +164,44 @@ def run(args) -> int:
 
     res["ep_train_samples_per_s"] = _rate(train_epoch, args.train_samples, repeats=2)
     res["ep_train_seconds_per_60k_epoch"] = 60000 / res["ep_train_samples_per_s"]
+    return model, eng, x, y, res
+
+
+def _ngspice_figures(model, eng, x, args) -> dict:
+    """ngspice on the same block: a loaded circuit and a netlist rebuilt per sample, against
+    the native engine (rates and the largest voltage difference)."""
+    import numpy as np
+
+    from analog.ngspice_engine import NgspiceEngine
+    res: dict = {}
+    G = model.conductances
+    xs = x[: args.ngspice_samples]
+    with NgspiceEngine(model.circuit, processes=args.processes, mode="loaded") as spice:
+        t0 = time.perf_counter()
+        spice.solve(G, xs[:args.processes])  # loads the circuit in every worker
+        res["ngspice_load_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sol = spice.solve(G, xs)
+        res["ngspice_loaded_samples_per_s"] = len(xs) / (time.perf_counter() - t0)
+    native = eng.solve(G, xs)
+    ok = sol.converged & native.converged
+    res["max_abs_dv_native_vs_ngspice"] = float(np.abs(sol.v[ok] - native.v[ok]).max())
+    xr = x[: args.rebuild_samples]
+    with NgspiceEngine(model.circuit, processes=args.processes, mode="rebuild") as spice:
+        spice.solve(G, x[-args.processes:])   # start the workers and their libngspice, as above
+        t0 = time.perf_counter()
+        spice.solve(G, xr)
+        res["ngspice_rebuild_samples_per_s"] = len(xr) / (time.perf_counter() - t0)
+    res["ratio_loaded_vs_rebuild"] = res["ngspice_loaded_samples_per_s"] / res["ngspice_rebuild_samples_per_s"]
+    return res
+
+
+def run(args) -> int:
+    model, eng, x, y, res = _native_figures(args)
     if not args.no_hardware:
         res.update(_hardware_rates(model, eng, x, y, args))
     if not args.no_ngspice:
-        from analog.ngspice_engine import NgspiceEngine
-        G = model.conductances
-        xs = x[: args.ngspice_samples]
-        with NgspiceEngine(model.circuit, processes=args.processes, mode="loaded") as spice:
-            t0 = time.perf_counter()
-            spice.solve(G, xs[:args.processes])  # loads the circuit in every worker
-            res["ngspice_load_seconds"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            sol = spice.solve(G, xs)
-            res["ngspice_loaded_samples_per_s"] = len(xs) / (time.perf_counter() - t0)
-        native = eng.solve(G, xs)
-        ok = sol.converged & native.converged
-        res["max_abs_dv_native_vs_ngspice"] = float(np.abs(sol.v[ok] - native.v[ok]).max())
-        xr = x[: args.rebuild_samples]
-        with NgspiceEngine(model.circuit, processes=args.processes, mode="rebuild") as spice:
-            spice.solve(G, x[-args.processes:])   # start the workers and their libngspice, as above
-            t0 = time.perf_counter()
-            spice.solve(G, xr)
-            res["ngspice_rebuild_samples_per_s"] = len(xr) / (time.perf_counter() - t0)
-        res["ratio_loaded_vs_rebuild"] = res["ngspice_loaded_samples_per_s"] / res["ngspice_rebuild_samples_per_s"]
+        res.update(_ngspice_figures(model, eng, x, args))
         res["ratio_native_vs_ngspice_loaded"] = res["native_samples_per_s"] / res["ngspice_loaded_samples_per_s"]
     if getattr(args, "transient_samples", 0):
         from pipeline.commands.bench_transient import run_transient_bench
@@ -194,11 +210,16 @@ def run(args) -> int:
     res["ratio_native_ops_vs_target_3000"] = res["native_samples_per_s"] / 3000.0
     res["ratio_ep_train_vs_target_1000"] = res["ep_train_samples_per_s"] / 1000.0
     if args.epoch_samples:
-        from pipeline.commands.bench_epoch import print_epoch_bench, run_epoch_bench
+        from pipeline.commands.bench_epoch import run_epoch_bench
         res.update(run_epoch_bench(args.epoch_samples, args.embeddings, args.profile))
     if args.json:
         print(json.dumps(res, indent=2))
-        return 0
+    else:
+        _print_report(res, args)
+    return 0
+
+
+def _print_report(res: dict, args) -> None:
     print(f"Fashion-sized block: {res['block']} ({res['elements']} conductances)")
     print(f"  native engine            {res['native_samples_per_s']:>10.0f} operating points/s")
     print(f"  EP training step (sym.)  {res['ep_train_samples_per_s']:>10.0f} samples/s "
@@ -226,5 +247,5 @@ def run(args) -> int:
         from pipeline.commands.bench_transient import print_transient_bench
         print_transient_bench(res)
     if args.epoch_samples:
+        from pipeline.commands.bench_epoch import print_epoch_bench
         print_epoch_bench(res)
-    return 0

@@ -77,25 +77,31 @@ def backprop_epoch_seconds(x, y, hidden, batch: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
-#: profile categories: (name, "module:function" entries whose own time counts there)
+#: profile categories: (name, "module:function" entries whose own time counts there); a
+#: compiled kernel (analog/kernels.py) counts in the Python function that calls it
 CATEGORIES = (
-    ("factorisation + triangular solves (LAPACK)", ("_linalg:solve", "_linalg:cholesky", "schur:cholesky_solve",
-                                                    "native:_cholesky_solve")),
-    ("Jacobian: Schur complement formed per iteration", ("schur:solve", "native:linear_solve")),
+    ("Schur complement: formed (GEMM), factorised, solved", (
+        "schur:solve", "schur:_solve", "schur:_direct", "schur:_schur_matrices", "schur:_inverse_solve", "schur:_pcg",
+        "schur:cholesky_solve", "_linalg:solve", "_linalg:cholesky", "_linalg:inv", "native:linear_solve",
+        "native:_cholesky_solve", "kernels:_packed_spd_solve")),
     ("device evaluation (currents, conductances, co-content, limiting)",
-     ("newton:add_to", "newton:device_values", "newton:step_scale", "newton:branch", "newton:offsets",
+     ("newton:add_to", "newton:device_values", "newton:step_scale", "newton:branch", "newton:offsets", "newton:_gather",
       "devices:current", "devices:cocontent", "devices:limit", "native:_devices", "native:_branch")),
     ("Newton loop (K matvec, line search, convergence tests)",
-     ("newton:damped_newton", "newton:evaluate", "newton:_line_search", "native:_solve_chunk", "native:evaluate",
-      "native:kcl_ok", "native:_kcl_ok")),
+     ("newton:damped_newton", "newton:__call__", "newton:keep", "newton:_line_search", "newton:_relax_eliminated",
+      "newton:direction", "newton:stepped", "newton:moved_by", "newton:retire", "newton:finish", "schur:times",
+      "operators:__rmatmul__", "native:_solve_chunk", "native:_from_last_free_solve", "native:_kcl_ok")),
     ("nudged-phase predictor (linear response)", ("native:linear_response",)),
     ("K rebuild after each update", ("native:_linear", "native:_build_K", "native:_source_map",
-                                     "native:_offset_residual_direct")),
-    ("EP gradient (squared drops)", ("ep:ep_gradients", "ep:_nudged_pair", "crossbar:squared_drop_sum",
-                                     "crossbar:edge_outer", "circuit:terminal_voltages")),
+                                     "native:_offset_residual_direct", "assembly:conductance_matrix",
+                                     "assembly:source_map", "assembly:_scatter_add", "assembly:_distinct",
+                                     "schur:__init__", "schur:as_slice")),
+    ("EP gradient (squared drops)", ("ep:ep_gradients", "ep:_nudged_pair", "ep:_drop_difference",
+                                     "crossbar:squared_drop_difference", "crossbar:edge_outer",
+                                     "circuit:terminal_voltages")),
     ("optimiser update", ("optimizers:apply", "optimizers:_direction", "optimizers:step")),
-    ("solution extras (source currents, power)", ("native:source_currents", "solution:dissipated_power",
-                                                  "crossbar:quadratic", "native:extras")),
+    ("solution extras (power)", ("native:power", "native:source_currents", "solution:dissipated_power",
+                                 "crossbar:quadratic", "native:extras")),
 )
 
 

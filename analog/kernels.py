@@ -1,0 +1,71 @@
+"""Compiled kernels for the native engine's small per-sample systems (numba, float64).
+
+numpy has no batched Cholesky solve: its batched LU (`np.linalg.solve`) spends most of
+its time per matrix on copies and calls, not arithmetic, on the 20 × 20 Schur complements
+of a training batch. One compiled loop over the samples that fills each S from the upper
+triangle the Schur solver forms by a GEMM, factors it (Cholesky) and substitutes, runs
+2.5–3× faster (64 samples: 84 µs against 240 µs for the scatter into S and LU; 2,000
+samples: 2.7 ms against 6.4 ms; one thread, no fast-math, so the rounding is IEEE's).
+
+Compiled on first use (about a second, then cached on disk by numba); without numba,
+`packed_spd_solve()` is None and the Schur solver keeps its numpy paths (same results to
+rounding)."""
+from __future__ import annotations
+
+import numpy as np
+
+_COMPILED: dict = {}
+
+
+def packed_spd_solve():
+    """The compiled `solve(upper, diag, b, iu, ju) -> (x, ok)`, or None without numba:
+    per sample s, S = the symmetric matrix whose upper triangle (iu, ju) is upper[s], plus
+    diag(diag[s]); x[s] = S⁻¹ b[s]; ok[s] False where S is not positive definite (x[s] is
+    then not set)."""
+    if "spd" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:
+            _COMPILED["spd"] = None
+        else:
+            _COMPILED["spd"] = numba.njit(cache=True, nogil=True)(_packed_spd_solve)
+    return _COMPILED["spd"]
+
+
+def _packed_spd_solve(upper, diag, b, iu, ju):
+    B, n = b.shape
+    x = np.empty_like(b)
+    ok = np.ones(B, np.bool_)
+    L = np.empty((n, n))
+    for s in range(B):
+        for k in range(len(iu)):
+            L[ju[k], iu[k]] = upper[s, k]       # S's lower triangle, row by row
+        for i in range(n):
+            L[i, i] += diag[s, i]
+        for j in range(n):                      # S = L Lᵀ in place
+            acc = L[j, j]
+            for k in range(j):
+                acc -= L[j, k] * L[j, k]
+            if not acc > 0.0:
+                ok[s] = False
+                break
+            piv = np.sqrt(acc)
+            L[j, j] = piv
+            for i in range(j + 1, n):
+                acc = L[i, j]
+                for k in range(j):
+                    acc -= L[i, k] * L[j, k]
+                L[i, j] = acc / piv
+        if not ok[s]:
+            continue
+        for i in range(n):                      # L y = b
+            acc = b[s, i]
+            for k in range(i):
+                acc -= L[i, k] * x[s, k]
+            x[s, i] = acc / L[i, i]
+        for i in range(n - 1, -1, -1):          # Lᵀ x = y
+            acc = x[s, i]
+            for k in range(i + 1, n):
+                acc -= L[k, i] * x[s, k]
+            x[s, i] = acc / L[i, i]
+    return x, ok
