@@ -56,7 +56,7 @@ def _blocks(args):
     raw["training"].update(epochs=args.epochs)
     raw["training"]["optimizer"]["lr"] = 0.01
     cfg = validate_config(raw)
-    ds = load_dataset(cfg["data"], seed=cfg["seed"])
+    ds = load_dataset(cfg.data, seed=cfg.seed)
     enc = PCAEncoder(embedding_dim=150).fit(ds.x_train, ds.y_train, verbose=0)
     x_tr, x_te = enc.embed(ds.x_train), enc.embed(ds.x_test)
     blocks = {}
@@ -66,8 +66,8 @@ def _blocks(args):
             r["hardware"] = {"preset": "pcm", "training": "in-situ"}
         c = validate_config(r)
         model = model_from_config(c, x_tr.shape[1], ds.n_classes)
-        model.fit(x_tr, ds.y_train, epochs=args.epochs, batch_size=c["training"]["batch_size"], verbose=0,
-                  seed=c["seed"])
+        model.fit(x_tr, ds.y_train, epochs=args.epochs, batch_size=c.training.batch_size, verbose=0,
+                  seed=c.seed)
         blocks[mode] = model
     return blocks, x_te, np.asarray(ds.y_test, int)
 

@@ -44,16 +44,16 @@ def _args():
     return p.parse_args()
 
 
-def _retrain(cfg, encoder_dir, block, x, y):
+def _retrain(cfg, encoder_dir, block, x, y, epochs):
     """A fresh copy of the encoder retrained through `block` (the pipeline's through-analog step)."""
     from pipeline.system.build import load_encoder
     from pipeline.system.through_analog import grad_fn_for, through_cost
-    d = cfg["digital"]
+    d = cfg.digital
     enc = load_encoder(cfg, encoder_dir)
-    grad_fn = grad_fn_for(block, y, cfg["input_optimization"]["method"], loss=through_cost(cfg))
+    grad_fn = grad_fn_for(block, y, cfg.input_optimization.method, loss=through_cost(cfg))
     t0 = time.perf_counter()
-    enc.fit_through(x, y, grad_fn, epochs=cfg["_epochs"], batch_size=d["batch_size"], learning_rate=d["through_lr"],
-                    class_weight=d["class_weight"], verbose=0)
+    enc.fit_through(x, y, grad_fn, epochs=epochs, batch_size=d.batch_size, learning_rate=d.through_lr,
+                    class_weight=d.class_weight, verbose=0)
     return enc, time.perf_counter() - t0
 
 
@@ -71,30 +71,29 @@ def main() -> None:
     from pipeline.flow.artifacts import load_analog
     from pipeline.flow.inputs import dataset
     cfg = load_config_with_overrides(a.config, a.overrides)
-    cfg["_epochs"] = a.epochs
     ds = dataset(cfg)
     x, y = ds.x_train[:a.train], ds.y_train[:a.train]
     xt, yt = ds.x_test[:a.test], ds.y_test[:a.test]
     model = load_analog(a.analog)
-    base = int(cfg["hardware"].get("seed") or cfg["seed"])
+    base = int(cfg.hardware.seed or cfg.seed)
     chips = [program(model, hardware_spec(cfg), base + i) for i in range(a.chips)]
     enc0 = load_encoder(cfg, a.encoder)
     ideal = model.accuracy(enc0.embed(xt), yt)
     out = {"ideal": ideal, "seeds": [c.seed for c in chips], "programmed": _row(chips, enc0, xt, yt), "own": {}}
     _say(out, "programmed", a.json)
-    enc, out["population_seconds"] = _retrain(cfg, a.encoder, ChipPopulation(chips[:a.loop]), x, y)
+    enc, out["population_seconds"] = _retrain(cfg, a.encoder, ChipPopulation(chips[:a.loop]), x, y, a.epochs)
     out["population"] = _row(chips, enc, xt, yt)
     _say(out, "population", a.json)
-    enc, out["one_chip_seconds"] = _retrain(cfg, a.encoder, chips[0], x, y)
+    enc, out["one_chip_seconds"] = _retrain(cfg, a.encoder, chips[0], x, y, a.epochs)
     out["one_chip"] = _row(chips, enc, xt, yt)
     _say(out, "one_chip", a.json)
     if a.control:
-        enc, out["ideal_block_seconds"] = _retrain(cfg, a.encoder, model, x, y)
+        enc, out["ideal_block_seconds"] = _retrain(cfg, a.encoder, model, x, y, a.epochs)
         out["ideal_block"] = _row(chips, enc, xt, yt)
         out["ideal_block_ideal"] = model.accuracy(enc.embed(xt), yt)
         _say(out, "ideal_block", a.json)
     for k in range(a.loop, a.loop + a.own):
-        enc, _ = _retrain(cfg, a.encoder, chips[k], x, y)
+        enc, _ = _retrain(cfg, a.encoder, chips[k], x, y, a.epochs)
         out["own"][k] = chips[k].accuracy(enc.embed(xt), yt)
         _say(out, "own", a.json)
     _report(out, a.loop)

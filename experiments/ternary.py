@@ -61,7 +61,7 @@ def compare(raw, data, chips: int, lr: float) -> dict:
     rows = {}
     t0 = time.perf_counter()
     model, cfg = _block(raw, x_tr, n_classes)
-    model.fit(x_tr, y_tr, epochs=epochs, batch_size=bs, verbose=0, seed=cfg["seed"])
+    model.fit(x_tr, y_tr, epochs=epochs, batch_size=bs, verbose=0, seed=cfg.seed)
     rows["continuous"] = {"test": [model.evaluate(x_te, y_te)["accuracy"]], "seconds": time.perf_counter() - t0}
     ter = resolve_hardware("rram-2t2r")
     rows["ternary (programmed)"] = {"test": [program(model, ter, seed=s).accuracy(x_te, y_te, 0.0)
@@ -69,7 +69,7 @@ def compare(raw, data, chips: int, lr: float) -> dict:
     t0 = time.perf_counter()
     four, cfg4 = _block(raw, x_tr, n_classes, {"preset": "ebana-4level", "training": "in-situ",
                                                 "pulse_rule": "stochastic"})
-    four.fit(x_tr, y_tr, epochs=epochs, batch_size=bs, verbose=0, seed=cfg4["seed"])
+    four.fit(x_tr, y_tr, epochs=epochs, batch_size=bs, verbose=0, seed=cfg4.seed)
     rows["4-level"] = {"test": [program(four, "ebana-4level", seed=0).accuracy(x_te, y_te, 0.0)],
                        "seconds": time.perf_counter() - t0}
     for label, preset in (("ternary", "rram-2t2r"), ("binary", "rram-2t2r-binary")):

@@ -193,8 +193,9 @@ def _split(x, y, fraction, seed, what):
         raise DataError(f"cannot carve a stratified {what} split of {fraction} from {len(x)} samples: {exc}") from None
 
 
-def load_dataset(data_cfg: dict, seed: int = 0) -> Dataset:
-    """The data set a config's `data` section names, split and (optionally) sliced.
+def load_dataset(data_cfg, seed: int = 0) -> Dataset:
+    """The data set a config's `data` section (a DataConfig) names, split and (optionally)
+    sliced; a plain mapping, as library callers give it, is read with the section's defaults.
 
     fashion_mnist: official test set kept; validation carved from train (stratified);
     images stay uint8 N×28×28. iris / wine / xor: stratified test, then validation split;
@@ -202,11 +203,11 @@ def load_dataset(data_cfg: dict, seed: int = 0) -> Dataset:
     take a stratified slice (limit_train applies before the validation split for images).
     Same config and seed → identical arrays.
     """
-    name = data_cfg.get("dataset", "fashion_mnist")
-    val_frac = data_cfg.get("validation_fraction", 0.1)
-    limit_train, limit_test = data_cfg.get("limit_train"), data_cfg.get("limit_test")
+    from pipeline.config.schema import DataConfig
+    d = data_cfg if isinstance(data_cfg, DataConfig) else DataConfig.model_construct(**data_cfg)
+    name, val_frac, limit_train, limit_test = d.dataset, d.validation_fraction, d.limit_train, d.limit_test
     if name == "fashion_mnist":
-        xtr, ytr, xte, yte = load_fashion_mnist(data_cfg.get("path"))
+        xtr, ytr, xte, yte = load_fashion_mnist(d.path)
         xtr, ytr = _stratified_slice(xtr, ytr, limit_train, seed, "limit_train")
         xte, yte = _stratified_slice(xte, yte, limit_test, seed, "limit_test")
         xtr, xva, ytr, yva = _split(xtr, ytr, val_frac, seed, "validation")
@@ -218,11 +219,11 @@ def load_dataset(data_cfg: dict, seed: int = 0) -> Dataset:
     elif name == "digits":
         x, y, classes = load_digits()
     elif name == "xor":
-        x, y = make_xor(data_cfg.get("xor_samples", 200), data_cfg.get("xor_noise", 0.1), seed)
+        x, y = make_xor(d.xor_samples, d.xor_noise, seed)
         classes = ["0", "1"]
     else:
         raise DataError(f"data.dataset={name!r} is not one of {', '.join(DATASETS)}")
-    xtr, xte, ytr, yte = _split(x, y, data_cfg.get("test_fraction", 0.2), seed, "test")
+    xtr, xte, ytr, yte = _split(x, y, d.test_fraction, seed, "test")
     xtr, xva, ytr, yva = _split(xtr, ytr, val_frac, seed, "validation")
     xtr, ytr = _stratified_slice(xtr, ytr, limit_train, seed, "limit_train")
     xte, yte = _stratified_slice(xte, yte, limit_test, seed, "limit_test")

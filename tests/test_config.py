@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import (ConfigError, RootConfig, config_json_schema, flatten, load_config,
+from pipeline.config import (ConfigError, RootConfig, config_dict, config_json_schema, flatten, load_config,
                              render_config_reference, validate_config)
 from pipeline.config.schema import Section
 
@@ -20,21 +20,21 @@ def _error(raw: dict) -> str:
 
 def test_defaults_are_filled():
     cfg = validate_config({"name": "t"})
-    assert cfg["seed"] == 0 and cfg["data"]["dataset"] == "fashion_mnist"
-    assert cfg["analog"]["g_min"] < cfg["analog"]["g_max"]
-    assert cfg["analog"]["diode"]["model"] == "shockley"
-    assert cfg["training"]["optimizer"]["name"] == "adam"
-    assert cfg["mlflow"]["experiment"] is None
-    assert set(cfg) == set(RootConfig.model_fields)
-    assert cfg["hardware"] is None   # no hardware section: the ideal block, as before
+    assert cfg.seed == 0 and cfg.data.dataset == "fashion_mnist"
+    assert cfg.analog.g_min < cfg.analog.g_max
+    assert cfg.analog.diode.model == "shockley"
+    assert cfg.training.optimizer.name == "adam"
+    assert cfg.mlflow.experiment is None
+    assert isinstance(cfg, RootConfig) and set(config_dict(cfg)) == set(RootConfig.model_fields)
+    assert cfg.hardware is None   # no hardware section: the ideal block, as before
 
 
 def test_defaults_are_not_shared_between_configs():
     a = validate_config({"name": "a"})
-    a["analog"]["hidden"].append(999)
-    a["analog"]["bias_levels"].clear()
+    a.analog.hidden.append(999)
+    a.analog.bias_levels.clear()
     b = validate_config({"name": "b"})
-    assert 999 not in b["analog"]["hidden"] and b["analog"]["bias_levels"]
+    assert 999 not in b.analog.hidden and b.analog.bias_levels
 
 
 def test_unknown_key_lists_allowed_keys_and_suggests():
@@ -92,7 +92,7 @@ def test_cross_field_checks_name_both_keys():
 
 def test_required_name_and_null_handling():
     assert "name" in _error({"seed": 1})
-    assert validate_config({"name": "t", "data": {"limit_train": None}})["data"]["limit_train"] is None
+    assert validate_config({"name": "t", "data": {"limit_train": None}}).data.limit_train is None
     assert "training.epochs" in _error({"name": "t", "training": {"epochs": None}})
 
 
@@ -120,7 +120,7 @@ def test_yaml_exponent_without_dot_is_a_number(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: c\nanalog:\n  g_min: 1e-7\n  g_max: 2e-5\n")  # YAML 1.1 reads these as strings
     cfg = load_config(path)
-    assert cfg["analog"]["g_min"] == pytest.approx(1e-7) and isinstance(cfg["analog"]["g_max"], float)
+    assert cfg.analog.g_min == pytest.approx(1e-7) and isinstance(cfg.analog.g_max, float)
 
 
 def test_a_section_that_is_not_a_mapping_is_an_error_not_the_defaults():
@@ -130,8 +130,8 @@ def test_a_section_that_is_not_a_mapping_is_an_error_not_the_defaults():
     # `analog:` with every key commented out is YAML null: an error too, saying how to get the defaults
     msg = _error({"name": "t", "analog": None})
     assert msg.startswith("analog: null is not allowed") and "leave the section out" in msg
-    assert validate_config({"name": "t", "analog": {}})["analog"]["hidden"] == [100]
-    assert validate_config({"name": "t", "hardware": None})["hardware"] is None   # optional section
+    assert validate_config({"name": "t", "analog": {}}).analog.hidden == [100]
+    assert validate_config({"name": "t", "hardware": None}).hardware is None   # optional section
 
 
 def test_hardware_keys_outside_the_preset_sections_are_named():
@@ -143,7 +143,7 @@ def test_embedding_range_must_fit_the_analog_input_range_for_every_command():
     msg = _error({"name": "t", "digital": {"v_low": -2}})
     assert "digital.v_low=-2.0" in msg and "analog.input_amplitude" in msg and "±1.0" in msg
     cfg = validate_config({"name": "t", "analog": {"input_amplitude": 2.0}, "digital": {"v_low": -2}})
-    assert cfg["digital"]["v_low"] == -2.0
+    assert cfg.digital.v_low == -2.0
 
 
 def test_several_problems_report_the_first_and_count_the_rest():
@@ -161,10 +161,10 @@ def test_overrides_are_yaml_values_on_dotted_keys(tmp_path):
     path = _write(tmp_path)
     cfg = load_config(path, ["analog.hidden=[64, 32]", "analog.g_min=1e-7", "training.optimizer.name=sgd",
                              "analog.diode.is=2e-12", "hardware.preset=pcm", "data.limit_train=null"])
-    assert cfg["analog"]["hidden"] == [64, 32] and cfg["analog"]["g_min"] == 1e-7
-    assert cfg["training"]["optimizer"]["name"] == "sgd" and cfg["analog"]["diode"]["is"] == 2e-12
-    assert cfg["hardware"]["preset"] == "pcm" and cfg["data"]["limit_train"] is None
-    assert load_config(path)["analog"]["hidden"] == [8]   # the file itself is untouched
+    assert cfg.analog.hidden == [64, 32] and cfg.analog.g_min == 1e-7
+    assert cfg.training.optimizer.name == "sgd" and cfg.analog.diode.is_ == 2e-12
+    assert cfg.hardware.preset == "pcm" and cfg.data.limit_train is None
+    assert load_config(path).analog.hidden == [8]   # the file itself is untouched
 
 
 @pytest.mark.parametrize("item, expected", [
@@ -213,9 +213,9 @@ def test_bad_preset_field_is_named_where_it_was_written():
 
 
 def test_hardware_section_defaults_and_checks():
-    hw = validate_config({"name": "t", "hardware": {}})["hardware"]
-    assert hw["preset"] == "ideal" and hw["chips"] == 1 and hw["times"] == [0.0] and hw["training"] == "ideal"
-    assert hw["frozen"] is False and hw["drift_compensation"] is None and hw["overrides"] == {}
+    hw = validate_config({"name": "t", "hardware": {}}).hardware
+    assert hw.preset == "ideal" and hw.chips == 1 and hw.times == [0.0] and hw.training == "ideal"
+    assert hw.frozen is False and hw.drift_compensation is None and hw.overrides == {}
     assert "hardware.chips: 0 is out of range" in _error({"name": "t", "hardware": {"chips": 0}})
     assert "hardware.times[1]: -1 is out of range" in _error({"name": "t", "hardware": {"times": [0, -1]}})
     msg = _error({"name": "t", "hardware": {"training": "insitu"}})
@@ -233,16 +233,16 @@ def test_hardware_preset_and_fields_are_checked_by_the_device_models():
     assert msg.startswith("hardware.overrides.device.prog_sigma")
     # field-by-field keys and `overrides` end up in one mapping
     hw = validate_config({"name": "t", "hardware": {"preset": "rram", "device": {"g_max": 3e-5},
-                                                    "overrides": {"variation": {"is_sigma": 0.2}}}})["hardware"]
-    assert hw["overrides"] == {"variation": {"is_sigma": 0.2}, "device": {"g_max": 3e-5}} and "device" not in hw
+                                                    "overrides": {"variation": {"is_sigma": 0.2}}}}).hardware
+    assert hw.overrides == {"variation": {"is_sigma": 0.2}, "device": {"g_max": 3e-5}} and "device" not in hw.model_dump()
 
 
 def test_analog_defaults_are_the_blocks_defaults():
     from analog.builders import BLOCK_DEFAULTS
-    analog = validate_config({"name": "t"})["analog"]
+    analog = validate_config({"name": "t"}).analog
     for key, value in BLOCK_DEFAULTS.items():
-        assert analog[key] == value, key
-    assert (analog["diode"]["up_bias"], analog["diode"]["down_bias"], analog["diode"]["is"]) == (-0.3, 0.3, 1e-12)
+        assert config_dict(validate_config({"name": "t"}))["analog"][key] == value, key
+    assert (analog.diode.up_bias, analog.diode.down_bias, analog.diode.is_) == (-0.3, 0.3, 1e-12)
 
 
 def test_flatten_gives_mlflow_params():
@@ -251,7 +251,7 @@ def test_flatten_gives_mlflow_params():
     assert flat["name"] == "t"
     assert flat["analog.hidden"] == "32,16"
     assert flat["analog.diode.model"] == "shockley"
-    assert flat["training.optimizer.lr"] == cfg["training"]["optimizer"]["lr"]
+    assert flat["training.optimizer.lr"] == cfg.training.optimizer.lr
     assert all(isinstance(v, (str, int, float, bool, type(None))) for v in flat.values())
     assert not any(isinstance(v, dict) for v in flat.values())
 
@@ -277,9 +277,9 @@ def test_every_schema_key_is_documented_and_its_default_valid():
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiment_configs_load(path):
     cfg = load_config(path)
-    assert cfg["name"]
+    assert cfg.name
     if path.stem in ("xor", "iris", "wine"):
-        assert cfg["data"]["dataset"] == path.stem
+        assert cfg.data.dataset == path.stem
 
 
 def test_mos_diode_parameters_reach_the_device_and_its_spice_card():

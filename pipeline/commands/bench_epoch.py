@@ -51,8 +51,8 @@ def main_block(config: Path = MAIN_CONFIG, n_classes: int = 10):
     from pipeline.system import build
     from pipeline.config import load_config
     cfg = load_config(config)
-    model = build.analog_model(cfg, cfg["digital"]["embedding_dim"], n_classes)
-    return model, cfg["training"]["batch_size"], cfg["analog"]["hidden"]
+    model = build.analog_model(cfg, cfg.digital.embedding_dim, n_classes)
+    return model, cfg.training.batch_size, cfg.analog.hidden
 
 
 def ep_epoch_seconds(model, x, y, batch: int) -> float:

@@ -13,13 +13,14 @@ def command():
 
 
 def show_config(config: str, overrides=(), as_yaml: bool = False) -> int:
+    from pipeline.config import config_dict
     from pipeline.flow.lineage import load_config_with_overrides
     cfg = load_config_with_overrides(config, overrides)
     if as_yaml:
         import yaml
-        click.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(config_dict(cfg), sort_keys=False), nl=False)
         return 0
-    flat = dict(_leaves(cfg))
+    flat = dict(_leaves(config_dict(cfg)))
     width = max(map(len, flat))
     for key, value in flat.items():
         click.echo(f"{key:<{width}} = {_as_set_value(value)}")

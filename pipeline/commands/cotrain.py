@@ -52,7 +52,7 @@ def command(config, resume, from_run, inputs, run_name, register, force, address
             recorded = Path(parent.data.tags["mixsig.workdir"]).parent
             workdir = recorded if recorded.is_dir() else None
     cfg = None if resume else load_config_with_overrides(config, overrides)
-    per_chip = bool(cfg and (cfg.get("hardware") or {}).get("encoder_per_chip"))
+    per_chip = cfg is not None and cfg.hardware is not None and cfg.hardware.encoder_per_chip
     if (address or num_cpus) and not per_chip:
         raise PipelineError("cotrain --address/--num-cpus go with hardware.encoder_per_chip: true (one encoder per "
                             "chip, co-trained as parallel Ray tasks)")

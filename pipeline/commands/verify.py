@@ -6,33 +6,34 @@ from types import SimpleNamespace
 
 import click
 
+from pipeline.config import RootConfig
 from pipeline.commands import options as opt
 
 HELP = "check a config's circuit: native vs ngspice voltages, EP vs exact gradients"
 
 
-def _samples(cfg: dict, n: int):
+def _samples(cfg: RootConfig, n: int):
     """Input voltages and labels of n training samples: tabular features scaled to the
     input range; for images, a PCA embedding scaled to the analog input range."""
     import numpy as np
 
     from pipeline.data import load_dataset
-    data_cfg = dict(cfg["data"])
-    if data_cfg["dataset"] == "fashion_mnist":
-        data_cfg["limit_train"] = max(n * 10, 500)
-        data_cfg["limit_test"] = data_cfg.get("limit_test") or 100
-    ds = load_dataset(data_cfg, seed=cfg.get("seed", 0))
+    data_cfg = cfg.data
+    if data_cfg.dataset == "fashion_mnist":
+        data_cfg = data_cfg.model_copy(update={"limit_train": max(n * 10, 500),
+                                               "limit_test": data_cfg.limit_test or 100})
+    ds = load_dataset(data_cfg, seed=cfg.seed)
     x, y = ds.x_train, ds.y_train
-    amp = cfg["analog"]["input_amplitude"]
+    amp = cfg.analog.input_amplitude
     if x.ndim > 2:
         from sklearn.decomposition import PCA
         flat = x.reshape(len(x), -1).astype(float) / 255.0
-        z = PCA(n_components=cfg["digital"]["embedding_dim"], random_state=0).fit_transform(flat)
+        z = PCA(n_components=cfg.digital.embedding_dim, random_state=0).fit_transform(flat)
         x = np.clip(z / (3 * z.std(0, keepdims=True) + 1e-12), -1, 1) * amp
     else:
         mu, sd = x.mean(0), x.std(0) + 1e-12
         x = np.clip((x - mu) / (3 * sd), -1, 1) * amp
-    rng = np.random.default_rng(cfg.get("seed", 0))
+    rng = np.random.default_rng(cfg.seed)
     idx = rng.choice(len(x), size=min(n, len(x)), replace=False)
     return x[idx], y[idx].astype(int), ds.n_classes
 
@@ -55,7 +56,7 @@ def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
 
 
-def _chip(cfg: dict, model, args):
+def _chip(cfg: RootConfig, model, args):
     """The config's block programmed onto a chip of preset `args.hardware` (with the
     config's hardware section when it names the same preset), seeded like the program
     stage's first chip (hardware.seed, else the config's seed) unless --chip-seed is given."""
@@ -63,7 +64,7 @@ def _chip(cfg: dict, model, args):
     from pipeline.system.analog_block import hardware_spec
     from pipeline.hardware.settings import chip_seeds
 
-    same = (cfg.get("hardware") or {}).get("preset") == args.hardware
+    same = cfg.hardware is not None and cfg.hardware.preset == args.hardware
     try:
         spec = hardware_spec(cfg) if same else resolve_hardware(args.hardware)
     except ValueError as exc:
@@ -71,7 +72,7 @@ def _chip(cfg: dict, model, args):
     if args.t < 0:
         raise click.BadParameter(f"{args.t!r}: a read time must be >= 0 s after programming", param_hint="--time")
     seed = args.chip_seed if args.chip_seed is not None else (
-        chip_seeds(cfg)[0] if cfg.get("hardware") else cfg.get("seed", 0))
+        chip_seeds(cfg)[0] if cfg.hardware is not None else cfg.seed)
     if spec.device.pairs != "none":          # a pair preset on a block that cannot hold pairs
         from analog.hardware import pair_maps
         try:
@@ -90,14 +91,14 @@ def run(args) -> int:
 
     cfg = load_config(args.config, list(getattr(args, "overrides", ()) or ()))
     x, y, n_classes = _samples(cfg, args.samples)
-    check_block_size(cfg["analog"]["hidden"], x.shape[1], n_classes)   # before any allocation
+    check_block_size(cfg.analog.hidden, x.shape[1], n_classes)   # before any allocation
     model = model_from_config(cfg, x.shape[1], n_classes)
     if args.model:
         saved = AnalogModel.load(args.model)
         model.set_conductances(saved.conductances)
     chip = _chip(cfg, model, args) if args.hardware else None
     report = gradient_report(model, x, y, beta=args.beta, ngspice=not args.no_ngspice,
-                             ngspice_options={"processes": cfg["training"]["workers"]}, chip=chip, t=args.t)
+                             ngspice_options={"processes": cfg.training.workers}, chip=chip, t=args.t)
     model.close()
     if chip is not None:
         chip.close()

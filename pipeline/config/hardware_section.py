@@ -85,7 +85,7 @@ class HardwareConfig(Section):
             raise ValueError("hardware.frozen=true: needs hardware.preset (the devices the block is frozen on)")
         from analog.hardware import resolve_hardware
         try:
-            resolve_hardware(self.preset, preset_overrides(self.model_dump()))  # ValueError starting with the dotted key
+            resolve_hardware(self.preset, preset_overrides(self))  # ValueError starting with the dotted key
         except ValueError as exc:
             raise ValueError(_name_the_overrides_key(str(exc), written_under_overrides, extra)) from None
         return self
@@ -126,12 +126,12 @@ class HardwareConfig(Section):
 _PRESET_SECTIONS = ("device", "variation", "dac", "adc", "wires")
 
 
-def preset_overrides(hw: dict) -> dict:
+def preset_overrides(hw: HardwareConfig) -> dict:
     """The preset fields a validated `hardware` section changes: `overrides` plus
     `drift_compensation` (a preset field given its own key), for resolve_hardware."""
-    given = dict(hw.get("overrides") or {})
-    if hw.get("drift_compensation") is not None:
-        given["drift_compensation"] = hw["drift_compensation"]
+    given = dict(hw.overrides)
+    if hw.drift_compensation is not None:
+        given["drift_compensation"] = hw.drift_compensation
     return given
 
 

@@ -1,4 +1,5 @@
-"""Reading configs: YAML file, `--set key=value` overrides, validation, flattening."""
+"""Reading configs: YAML file, `--set key=value` overrides, validation into the typed
+`RootConfig`, and its plain-mapping form for the edges (`config_dict`, `flatten`)."""
 from __future__ import annotations
 
 import copy
@@ -13,11 +14,11 @@ from .errors import ConfigError, _short, _type_name, _unwrap, from_validation_er
 from .schema import RootConfig
 from .yaml_text import _check_size, _StrictLoader, load_yaml
 
-__all__ = ["validate_config", "load_config", "parse_override", "apply_overrides", "flatten"]
+__all__ = ["validate_config", "load_config", "config_dict", "parse_override", "apply_overrides", "flatten"]
 
 
-def validate_config(raw) -> dict:
-    """The validated config as a nested dict with every default filled in."""
+def validate_config(raw) -> RootConfig:
+    """The validated config (every default filled in): what commands and stages receive."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -28,7 +29,13 @@ def validate_config(raw) -> dict:
         raise from_validation_error(exc, RootConfig) from None
     except ValueError as exc:   # a check outside pydantic's own (e.g. a hardware preset)
         raise ConfigError(str(exc)) from None
-    return model.model_dump(by_alias=True)
+    return model
+
+
+def config_dict(cfg: RootConfig) -> dict:
+    """The config as the plain nested mapping a YAML file holds (keys as written there):
+    for the edges that store, log or patch it (config.yaml, MLflow params, sweep trials)."""
+    return cfg.model_dump(by_alias=True)
 
 
 def parse_override(item: str) -> tuple[list[str], object]:
@@ -103,7 +110,7 @@ def _read_yaml(path: Path):
     return load_yaml(text, f"config file {path}")
 
 
-def load_config(path, overrides: Iterable[str] = ()) -> dict:
+def load_config(path, overrides: Iterable[str] = ()) -> RootConfig:
     """Read, override (`--set` items, values parsed as YAML) and validate a config file."""
     path = Path(path)
     raw = _read_yaml(path)
@@ -130,6 +137,6 @@ def _scalars(node: dict, head: str):
             yield f"{head}{key}", ",".join(map(str, value)) if isinstance(value, list) else value
 
 
-def flatten(cfg: dict, prefix: str = "") -> dict:
+def flatten(cfg: RootConfig | dict, prefix: str = "") -> dict:
     """Dotted names -> scalars (lists joined by commas): every value can be an MLflow param."""
-    return dict(_scalars(cfg, prefix))
+    return dict(_scalars(config_dict(cfg) if isinstance(cfg, BaseModel) else cfg, prefix))

@@ -4,8 +4,8 @@ Each field carries its type, default, range or choices and a one-line doc
 (`description`). The models are strict (an int is not a float written as 2.0, a bool is
 not a number), forbid unknown keys, and check what spans several keys (g_min < g_max,
 the encoder's voltage range inside the analog block's input range) so every command
-sees the same rules. The rest of the pipeline works on the plain nested dict
-`RootConfig.model_validate(raw).model_dump(by_alias=True)` (pipeline.config.validate_config).
+sees the same rules. The validated `RootConfig` is what the rest of the pipeline receives
+(pipeline.config.validate_config); its defaults live here only.
 """
 from __future__ import annotations
 
@@ -256,7 +256,7 @@ class RootConfig(Section):
             return self
         from analog.hardware import resolve_hardware
         from analog.hardware.pairs import check_block
-        spec = resolve_hardware(self.hardware.preset, preset_overrides(self.hardware.model_dump()))
+        spec = resolve_hardware(self.hardware.preset, preset_overrides(self.hardware))
         check_block(spec, self.analog.layers or [{"type": "dense", "units": u} for u in self.analog.hidden],
                     self.analog.bias_levels, self.hardware.training)
         return self

@@ -18,35 +18,34 @@ and the mean over all chips of that chip's encoder; and the metrics
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+from pipeline.config import RootConfig
 
 __all__ = ["run_per_chip", "chip_config", "summary_rows", "summary_table"]
 
 PREFIX = ("train-digital", "embed", "train-analog")
 
 
-def chip_config(cfg: dict, k: int) -> dict:
+def chip_config(cfg: RootConfig, k: int) -> RootConfig:
     """The config of chip k's co-training: the same with hardware.loop_chip = k, one encoder
     (encoder_per_chip off) and no model registration (the chips' runs would race on one name)."""
-    out = copy.deepcopy(cfg)
-    out["hardware"].update(encoder_per_chip=False, loop_chip=int(k))
-    out.setdefault("mlflow", {})["register_model"] = None
-    return out
+    return cfg.model_copy(deep=True, update={
+        "hardware": cfg.hardware.model_copy(update={"encoder_per_chip": False, "loop_chip": int(k)}),
+        "mlflow": cfg.mlflow.model_copy(update={"register_model": None})})
 
 
-def _chip_cotrain(cfg: dict, block_run: str, workdir: str, parent_id: str, k: int, verbose: int) -> str:
+def _chip_cotrain(cfg: RootConfig, block_run: str, workdir: str, parent_id: str, k: int, verbose: int) -> str:
     """One chip's co-training (a Ray task); returns its run id."""
     from pipeline.cotraining.run import run_cotrain
-    return run_cotrain(cfg, workdir=Path(workdir), from_runs=(block_run,), run_name=f"{cfg['name']} chip {k}",
+    return run_cotrain(cfg, workdir=Path(workdir), from_runs=(block_run,), run_name=f"{cfg.name} chip {k}",
                        verbose=verbose, parent=parent_id)
 
 
-def _shared_block(cfg: dict, state: dict, root: Path, workdir: Path, parent_id: str, verbose: int) -> str:
+def _shared_block(cfg: RootConfig, state: dict, root: Path, workdir: Path, parent_id: str, verbose: int) -> str:
     """The train-analog run the chips start from: the given one, or the shared steps run here."""
     from pipeline.flow.loop import plan_steps, walk
     if "analog" in state:
@@ -56,7 +55,7 @@ def _shared_block(cfg: dict, state: dict, root: Path, workdir: Path, parent_id: 
     return state["analog"].run_id
 
 
-def run_per_chip(cfg: dict, *, workdir: Path = Path("runs"), from_runs=(), explicit_inputs: dict | None = None,
+def run_per_chip(cfg: RootConfig, *, workdir: Path = Path("runs"), from_runs=(), explicit_inputs: dict | None = None,
                  run_name: str | None = None, verbose: int = 1, address: str | None = None,
                  num_cpus: int | None = None) -> str:
     """Run the per-chip co-trainings (module docstring); returns the parent run id."""
@@ -71,11 +70,11 @@ def run_per_chip(cfg: dict, *, workdir: Path = Path("runs"), from_runs=(), expli
     setup_mlflow(experiment_name(cfg))
     workdir = Path(workdir).resolve()
     _, state = _new(cfg, from_runs, explicit_inputs, workdir / "_cache")     # every check before any run
-    chips = list(range(int(cfg["hardware"]["chips"])))
+    chips = list(range(cfg.hardware.chips))
     session = _connect(address, num_cpus, verbose)
     t0 = time.perf_counter()
     try:
-        with mlflow.start_run(run_name=run_name or f"{cfg['name']} per chip",
+        with mlflow.start_run(run_name=run_name or f"{cfg.name} per chip",
                               tags={f"{TAG}stage": "cotrain-per-chip", f"{TAG}status": "running"}) as run:
             parent_id = run.info.run_id
             root = workdir / parent_id
@@ -98,7 +97,7 @@ def run_per_chip(cfg: dict, *, workdir: Path = Path("runs"), from_runs=(), expli
     return parent_id
 
 
-def _run_chips(cfg: dict, chips: list[int], block_run: str, workdir: Path, parent_id: str, verbose: int) -> dict:
+def _run_chips(cfg: RootConfig, chips: list[int], block_run: str, workdir: Path, parent_id: str, verbose: int) -> dict:
     """chip → its co-training run id, the chips' co-trainings run as parallel Ray tasks."""
     import ray
     task = ray.remote(num_cpus=1, max_retries=0)(_chip_cotrain)
@@ -176,10 +175,10 @@ def summary_table(rows: list[dict]) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", metrics
 
 
-def _log_summary(rows: list[dict], root: Path, cfg: dict) -> None:
+def _log_summary(rows: list[dict], root: Path, cfg: RootConfig) -> None:
     import mlflow
     table, metrics = summary_table(rows)
-    (root / "per_chip_summary.md").write_text(f"# {cfg['name']}: one encoder per chip\n\n{table}")
+    (root / "per_chip_summary.md").write_text(f"# {cfg.name}: one encoder per chip\n\n{table}")
     (root / "per_chip_summary.json").write_text(json.dumps({"rows": rows, "summary": metrics}, indent=2))
     mlflow.log_artifact(str(root / "per_chip_summary.md"))
     mlflow.log_artifact(str(root / "per_chip_summary.json"))

@@ -10,6 +10,7 @@ resumed co-training does not draw them twice.
 from __future__ import annotations
 
 from pathlib import Path
+from pipeline.config import RootConfig
 
 DESCRIPTION_TAG = "mlflow.note.content"
 
@@ -30,31 +31,31 @@ HEADLINE = {
 }
 
 
-def _block(cfg: dict) -> str:
-    a = cfg["analog"]
-    shape = f"layers {len(a['layers'])}" if a.get("layers") else f"hidden {a.get('hidden')}"
-    t = cfg["training"]
-    return f"analog block ({shape}) trained by EP on the {t.get('engine', 'native')} engine, {t['loss']} loss"
+def _block(cfg: RootConfig) -> str:
+    a = cfg.analog
+    shape = f"layers {len(a.layers)}" if a.layers else f"hidden {a.hidden}"
+    t = cfg.training
+    return f"analog block ({shape}) trained by EP on the {t.engine} engine, {t.loss} loss"
 
 
-def _hardware(cfg: dict) -> str:
-    hw = cfg.get("hardware")
-    if not hw:
+def _hardware(cfg: RootConfig) -> str:
+    hw = cfg.hardware
+    if hw is None:
         return "ideal devices (no `hardware` section)"
-    frozen = f", frozen, chip {hw.get('loop_chip', 0)} in the loop" if hw.get("frozen") else ""
-    return f"{hw.get('chips')} simulated `{hw.get('preset')}` chip(s), {hw.get('training')} training{frozen}"
+    frozen = f", frozen, chip {hw.loop_chip} in the loop" if hw.frozen else ""
+    return f"{hw.chips} simulated `{hw.preset}` chip(s), {hw.training} training{frozen}"
 
 
-def what_was_run(cfg: dict, plan, root) -> str:
-    d, data = cfg["digital"], cfg["data"]
-    limits = ", ".join(f"{k} {data[k]}" for k in ("limit_train", "limit_test") if data.get(k))
+def what_was_run(cfg: RootConfig, plan, root) -> str:
+    d, data = cfg.digital, cfg.data
+    limits = ", ".join(f"{k} {getattr(data, k)}" for k in ("limit_train", "limit_test") if getattr(data, k))
     steps = " → ".join(f"{name} r{rnd}" for name, rnd in plan)
     return "\n".join([
-        f"**Co-training `{cfg['name']}`**: {cfg['cotrain']['rounds']} round(s) of input optimisation and "
-        f"encoder retraining (`digital.retrain_method: {d['retrain_method']}`).",
+        f"**Co-training `{cfg.name}`**: {cfg.cotrain.rounds} round(s) of input optimisation and "
+        f"encoder retraining (`digital.retrain_method: {d.retrain_method}`).",
         "",
-        f"- data: `{data['dataset']}`" + (f" ({limits})" if limits else ""),
-        f"- encoder: `{d['encoder']}`, {d['embedding_dim']} volts in [{d['v_low']}, {d['v_high']}] V",
+        f"- data: `{data.dataset}`" + (f" ({limits})" if limits else ""),
+        f"- encoder: `{d.encoder}`, {d.embedding_dim} volts in [{d.v_low}, {d.v_high}] V",
         f"- {_block(cfg)}",
         f"- devices: {_hardware(cfg)}",
         f"- {len(plan)} steps, each a nested run (tags `mixsig.step`, `mixsig.round`): {steps}",
@@ -74,7 +75,7 @@ def results(metrics: dict, plots: list[str]) -> str:
     return "\n".join(lines)
 
 
-def describe(client, run_id: str, cfg: dict, root, finished: bool = False) -> None:
+def describe(client, run_id: str, cfg: RootConfig, root, finished: bool = False) -> None:
     """Set the parent run's description: what was run, and once finished its results and plots."""
     import json
 

@@ -28,8 +28,10 @@ import json
 import time
 from pathlib import Path
 
+from pipeline.config import RootConfig
 from pipeline.flow import (STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
                            config_from_run, dump_config, experiment_name, get_run, resolve_inputs)
+from pipeline.hardware.settings import frozen
 from pipeline.stages import STAGES, get_stage
 from pipeline.runtime.liveness import claim
 from pipeline.flow.loop import finished_steps, plan_steps, walk
@@ -45,7 +47,7 @@ ROUND_METRICS = {
 }
 
 
-def make_plan(cfg: dict, train_digital: bool = True, block_given: bool = False) -> list[tuple[str, int]]:
+def make_plan(cfg: RootConfig, train_digital: bool = True, block_given: bool = False) -> list[tuple[str, int]]:
     """The (stage, round) steps of a co-training: START, ROUND × cotrain.rounds, FINISH, and
     each registered stage that asks for it (Stage.cotrain_after/cotrain_when) right after
     every step of the stage it follows, in the same round (and after those, the stages that
@@ -55,14 +57,14 @@ def make_plan(cfg: dict, train_digital: bool = True, block_given: bool = False) 
     `--from-run` of a train-analog run): no train-digital, embed r0 or train-analog r0; the
     given block is programmed and the rounds co-train the encoder on its chips, so several
     cases can share one trained encoder and block."""
-    rounds = cfg["cotrain"]["rounds"]
+    rounds = cfg.cotrain.rounds
     # hardware.frozen: the block is trained (and programmed) once, in round 0; later rounds
     # co-train the encoder on the frozen chips
-    trains = (lambda r: r == 0) if (cfg.get("hardware") or {}).get("frozen") else (lambda r: True)
+    trains = (lambda r: r == 0) if frozen(cfg) else (lambda r: True)
     # through-analog retrains the encoder from the block's input gradients, not from target
     # embeddings: optimising the targets of every training image would only cost time (it
     # took 30 min of the EBANA-setting run); the shift measurement on test images remains
-    wanted = (lambda n: n != "optimize-inputs") if cfg["digital"]["retrain_method"] == "through-analog" \
+    wanted = (lambda n: n != "optimize-inputs") if cfg.digital.retrain_method == "through-analog" \
         else (lambda n: True)
     base = [(name, 0) for name in START] if train_digital and not block_given else []
     for r in range(rounds):
@@ -91,16 +93,11 @@ def _children(client, parent) -> list:
                               max_results=5000)
 
 
-def _validate_start(cfg: dict, state: dict, plan, cache: Path) -> None:
+def _validate_start(cfg: RootConfig, state: dict, plan, cache: Path) -> None:
     """Everything that can be checked before work: data settings, given inputs, widths."""
-    if cfg["data"]["dataset"] != "fashion_mnist":
-        raise PipelineError(f"cotrain needs images (data.dataset: fashion_mnist), got {cfg['data']['dataset']!r}; "
+    if cfg.data.dataset != "fashion_mnist":
+        raise PipelineError(f"cotrain needs images (data.dataset: fashion_mnist), got {cfg.data.dataset!r}; "
                             f"use `mixsig train-analog` for tabular data")
-    amp = cfg["analog"]["input_amplitude"]
-    d = cfg["digital"]
-    if d["v_low"] < -amp - 1e-12 or d["v_high"] > amp + 1e-12:
-        raise PipelineError(f"digital.v_low/v_high = [{d['v_low']}, {d['v_high']}] V leave the analog block's input "
-                            f"range ±analog.input_amplitude = ±{amp} V")
     # a given encoder: present, loadable, in range; a configured one: builds and embeds
     check_inputs(get_stage(plan[0][0]), cfg, state, cache)
     for name in dict.fromkeys(n for n, _ in plan[1:]):   # the later stages' own config checks, before any run
@@ -126,10 +123,10 @@ def _resumed(client, resume: str):
     return cfg, plan, state, finished_steps(client, parent.info.experiment_id, parent.info.run_id), finished
 
 
-def _block_given(cfg: dict, state: dict) -> bool:
+def _block_given(cfg: RootConfig, state: dict) -> bool:
     """A frozen-chip co-training starts from a given trained block when one is given with
     its encoder and embeddings; a given block without them is refused by name."""
-    if "analog" not in state or not (cfg.get("hardware") or {}).get("frozen"):
+    if "analog" not in state or not frozen(cfg):
         return False
     missing = [k for k in ("encoder", "embeddings") if k not in state]
     if missing:
@@ -138,7 +135,7 @@ def _block_given(cfg: dict, state: dict) -> bool:
     return True
 
 
-def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
+def _new(cfg: RootConfig, from_runs, explicit_inputs, cache: Path):
     """(plan, initial inputs) of a new co-training, checked before any run exists."""
     state = resolve_inputs(cfg, from_runs, explicit_inputs)
     for kind, ref in state.items():
@@ -154,7 +151,7 @@ def _new(cfg: dict, from_runs, explicit_inputs, cache: Path):
     return plan, state
 
 
-def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
+def run_cotrain(cfg: RootConfig | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
                 from_runs=(), explicit_inputs: dict | None = None, run_name: str | None = None,
                 verbose: int = 1, register: str | None = None, parent: str | None = None) -> str:
     """Run (or resume) a co-training; returns the parent run id. `register`: a model registry
@@ -186,7 +183,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     tags = None if resume else {f"{TAG}stage": "cotrain", f"{TAG}status": "running", f"{TAG}plan": json.dumps(plan),
                                 f"{TAG}initial_inputs": json.dumps({k: v.run_id for k, v in state.items()}),
                                 **({"mlflow.parentRunId": parent} if parent else {})}
-    with mlflow.start_run(run_id=resume, run_name=None if resume else (run_name or cfg["name"]),
+    with mlflow.start_run(run_id=resume, run_name=None if resume else (run_name or cfg.name),
                           tags=tags) as parent_run:
         parent_id = parent_run.info.run_id
         claim(client, client.get_run(parent_id))    # host, pid, start time on the run (pipeline.runtime.liveness)
@@ -215,7 +212,7 @@ def run_cotrain(cfg: dict | None = None, *, resume: str | None = None, workdir: 
     return parent_id
 
 
-def _log_system(cfg: dict, state: dict, parent_id: str, register: str | None, cache: Path, verbose: int) -> None:
+def _log_system(cfg: RootConfig, state: dict, parent_id: str, register: str | None, cache: Path, verbose: int) -> None:
     """The trained system (the final encoder, block and chips) as the parent run's MLflow model."""
     from pipeline.serving.mlflow_model import log_run_system, register_name
     parts = {k: state[k].path(cache) for k in ("analog", "encoder", "chips") if k in state}
@@ -237,7 +234,7 @@ def round_series(client, run_id: str) -> dict:
     return out
 
 
-def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
+def summarize(client, parent_id: str, cfg: RootConfig, root: Path) -> dict:
     """Parent's summary metrics (first and last round accuracies) and the accuracy-per-round plot."""
     import mlflow
 
@@ -257,14 +254,14 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
     for key in ("final_baseline_test_accuracy", "final_end_to_end_test_accuracy", "final_digital_test_accuracy"):
         if key in run.data.metrics:
             summary[key.replace("final_", "")] = run.data.metrics[key]
-    if cfg.get("hardware"):
+    if cfg.hardware is not None:
         summary.update(_hardware_summary(client, parent_id, root))
     summary.update(report.stage_times(client, parent_id, _children(client, client.get_run(parent_id))))
     e2e = round_e2e(client, parent_id)
     if summary:
         mlflow.log_metrics(summary)
     path = plots.accuracy_per_round(series, root / "plots" / "accuracy_per_round.png",
-                                    title=f"{cfg['name']}: test accuracy per round")
+                                    title=f"{cfg.name}: test accuracy per round")
     mlflow.log_artifact(str(path), artifact_path="plots")
     if e2e:
         rounds = sorted(e2e)
@@ -275,7 +272,7 @@ def summarize(client, parent_id: str, cfg: dict, root: Path) -> dict:
         from pipeline.hardware.population import loop_label
         where = loop_label(cfg) if _chip_rounds(client, parent_id) else "the round's block"
         path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
-                                 title=f"{cfg['name']}: end-to-end test accuracy per round ({where})")
+                                 title=f"{cfg.name}: end-to-end test accuracy per round ({where})")
         mlflow.log_artifact(str(path), artifact_path="plots")
         summary["round_e2e"] = {str(r): e2e[r] for r in rounds}
     (root / "summary.json").write_text(json.dumps({"summary": summary, "rounds": series}, indent=2))

@@ -9,6 +9,7 @@ one loop that runs a plan of stages (co-training rounds, sweep trials), plots.
   loop            the one loop over a plan of stages, with resume
   plots           PNG plots logged with the runs
 """
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import (KINDS, ArtifactRef, PipelineError, StageInputError, load_analog,
                                      load_embeddings, load_targets, save_npz)
 from pipeline.flow.inputs import check_inputs, dataset, is_image_data
@@ -18,7 +19,7 @@ from pipeline.flow.runner import Option, Stage, StageContext, StageOutcome, regi
 from pipeline.flow.stage_data import analog_scores
 
 
-def required_inputs(spec: Stage, cfg: dict) -> tuple:
+def required_inputs(spec: Stage, cfg: RootConfig) -> tuple:
     return spec.required_inputs(cfg)
 
 

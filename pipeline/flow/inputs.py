@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import KINDS, StageInputError, input_width
 
 # the order in which neighbouring inputs are compared for their embedding width
@@ -17,20 +18,20 @@ _WIDTH_ORDER = ("encoder", "analog", "embeddings", "targets")
 _DATA_CACHE: dict = {}
 
 
-def dataset(cfg: dict):
+def dataset(cfg: RootConfig):
     from pipeline.data import load_dataset
-    key = (json.dumps(cfg["data"], sort_keys=True), cfg.get("seed", 0))
+    key = (json.dumps(cfg.data.model_dump(), sort_keys=True), cfg.seed)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = load_dataset(cfg["data"], seed=cfg.get("seed", 0))
+        _DATA_CACHE[key] = load_dataset(cfg.data, seed=cfg.seed)
     return _DATA_CACHE[key]
 
 
-def is_image_data(cfg: dict) -> bool:
-    return cfg["data"]["dataset"] == "fashion_mnist"
+def is_image_data(cfg: RootConfig) -> bool:
+    return cfg.data.dataset == "fashion_mnist"
 
 
-def test_set_of_run(run_id: str, cfg: dict, refs: dict, cache: Path, purpose: str):
+def test_set_of_run(run_id: str, cfg: RootConfig, refs: dict, cache: Path, purpose: str):
     """The test inputs (volts) and labels a run's block is judged on: the test embeddings
     the run names for images, the config's tabular test split in volts otherwise."""
     import numpy as np
@@ -42,21 +43,21 @@ def test_set_of_run(run_id: str, cfg: dict, refs: dict, cache: Path, purpose: st
         x, y = emb["x_test"], emb["y_test"]
     else:
         from pipeline.data import load_dataset, tabular_to_volts
-        ds = load_dataset(cfg["data"], seed=cfg.get("seed", 0))
-        x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg["analog"]["input_amplitude"])[2]
+        ds = load_dataset(cfg.data, seed=cfg.seed)
+        x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg.analog.input_amplitude)[2]
         y = ds.y_test
     if not len(y):
         raise StageInputError(f"run {run_id}: no test samples")
     return np.asarray(x, float), np.asarray(y)
 
 
-def has_encoder(cfg: dict) -> bool:
+def has_encoder(cfg: RootConfig) -> bool:
     """False for `digital.encoder: none`: the analog block takes the image pixels (an analog
     front end, e.g. a locally connected first layer), as volts (`pipeline.flow.stage_data.pixel_volts`)."""
-    return str(cfg["digital"]["encoder"]).strip().lower() != "none"
+    return cfg.digital.encoder.strip().lower() != "none"
 
 
-def takes_pixels(cfg: dict) -> bool:
+def takes_pixels(cfg: RootConfig) -> bool:
     """Images fed to the analog block without a digital encoder."""
     return is_image_data(cfg) and not has_encoder(cfg)
 
@@ -64,7 +65,7 @@ def takes_pixels(cfg: dict) -> bool:
 # ---------------------------------------------------------------------------------------
 # checks
 # ---------------------------------------------------------------------------------------
-def check_inputs(stage, cfg: dict, inputs: dict, cache: Path) -> dict:
+def check_inputs(stage, cfg: RootConfig, inputs: dict, cache: Path) -> dict:
     """The inputs `stage` uses, downloaded and checked: present, mutually fitting widths,
     the config's embedding width, the encoder's voltage range. Raises StageInputError."""
     from pipeline.runtime.limits import check_config
@@ -96,7 +97,7 @@ def check_inputs(stage, cfg: dict, inputs: dict, cache: Path) -> dict:
     return used
 
 
-def check_widths(name: str, cfg: dict, items) -> None:
+def check_widths(name: str, cfg: RootConfig, items) -> None:
     """Neighbouring inputs agree on the embedding width, and (images) the config's
     digital.embedding_dim is that width: it is logged as a param and sizes new encoders."""
     for (k1, (w1, r1)), (k2, (w2, r2)) in zip(items, items[1:]):
@@ -105,7 +106,7 @@ def check_widths(name: str, cfg: dict, items) -> None:
                 f"{name}: embedding width mismatch: {_width_text(k1, w1, r1)} but {_width_text(k2, w2, r2)}")
     if not is_image_data(cfg) or not has_encoder(cfg):   # no encoder: the width is the pixel count
         return
-    dim = cfg["digital"]["embedding_dim"]
+    dim = cfg.digital.embedding_dim
     for kind, (w, ref) in items:
         if w is not None and w != dim:
             raise StageInputError(
@@ -113,11 +114,11 @@ def check_widths(name: str, cfg: dict, items) -> None:
                 f"set digital.embedding_dim: {w} (or --set digital.embedding_dim={w}) or use inputs {dim} wide")
 
 
-def check_encoder_range(name: str, cfg: dict, ref) -> None:
+def check_encoder_range(name: str, cfg: RootConfig, ref) -> None:
     """The encoder's output range lies within the analog block's input range."""
     from digital.base import read_manifest
     params = read_manifest(ref.local)["params"]
-    amp = cfg["analog"]["input_amplitude"]
+    amp = cfg.analog.input_amplitude
     lo, hi = float(params.get("v_low", -amp)), float(params.get("v_high", amp))
     if lo < -amp - 1e-12 or hi > amp + 1e-12:
         raise StageInputError(f"{name}: the encoder from {ref.describe()} outputs [{lo:g}, {hi:g}] V but the "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.config import RootConfig, config_dict
 from pipeline.flow.artifacts import KINDS, ArtifactRef, StageInputError
 
 from pipeline.runtime.tracking import STATUS_FINISHED, TAG, tag  # noqa: F401  (the lineage's vocabulary)
@@ -22,24 +23,24 @@ from pipeline.runtime.tracking import STATUS_FINISHED, TAG, tag  # noqa: F401  (
 # ---------------------------------------------------------------------------------------
 # configs of runs
 # ---------------------------------------------------------------------------------------
-def experiment_name(cfg: dict) -> str:
-    return (cfg.get("mlflow") or {}).get("experiment") or cfg["name"]
+def experiment_name(cfg: RootConfig) -> str:
+    return cfg.mlflow.experiment or cfg.name
 
 
-def dump_config(cfg: dict, path: Path) -> Path:
+def dump_config(cfg: RootConfig, path: Path) -> Path:
     import yaml
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
     return path
 
 
-def load_config_with_overrides(path, overrides=()) -> dict:
+def load_config_with_overrides(path, overrides=()) -> RootConfig:
     """The validated config of a YAML file with `--set a.b.c=value` overrides applied."""
     from pipeline.config import load_config
     return load_config(path, list(overrides or ()))
 
 
-def config_from_run(run_id: str, overrides=()) -> dict:
+def config_from_run(run_id: str, overrides=()) -> RootConfig:
     """The validated config a run logged (config.yaml), with `--set` overrides applied."""
     import tempfile
 
@@ -133,14 +134,14 @@ def parse_input_items(items) -> dict:
     return out
 
 
-def resolve_inputs(cfg: dict, from_runs=(), explicit: dict | None = None) -> dict:
+def resolve_inputs(cfg: RootConfig, from_runs=(), explicit: dict | None = None) -> dict:
     """kind → ArtifactRef from, in increasing priority: config `inputs.from_run`, each
     --from-run (later ones win), config `inputs.<kind>`, explicit --input kind=REF.
     A REF is an existing folder or a run id (whose lineage tag for that kind is followed)."""
     experiment = experiment_name(cfg)
-    cfg_inputs = cfg.get("inputs") or {}
+    cfg_inputs = cfg.inputs.model_dump()
     refs: dict = {}
-    runs = ([cfg_inputs["from_run"]] if cfg_inputs.get("from_run") else []) + list(from_runs or ())
+    runs = ([cfg_inputs["from_run"]] if cfg_inputs["from_run"] else []) + list(from_runs or ())
     for rid in runs:
         run = get_run(rid, experiment, what="--from-run run")
         found = refs_of_run(run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import ArtifactRef, artifact_dir
 from pipeline.flow.runner import get_stage, run_stage
 from pipeline.runtime.tracking import STATUS_FINISHED, TAG
@@ -55,7 +56,7 @@ def finished_steps(client, experiment_id: str, parent_id: str) -> dict:
     return done
 
 
-def walk(steps: list[Step], done: dict, state: dict, cfg: dict, root: Path, workdir: Path, parent_id: str,
+def walk(steps: list[Step], done: dict, state: dict, cfg: RootConfig, root: Path, workdir: Path, parent_id: str,
          verbose: int = 1) -> dict[int, dict]:
     """Run the steps in order, updating `state` (kind → ArtifactRef) with what each produces;
     returns step index → that step's metrics."""

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import KINDS, ArtifactRef, artifact_dir
 from pipeline.flow.inputs import check_inputs, dataset
 from pipeline.runtime.interrupts import describe, end_active_run, is_interruption, raise_pending
@@ -62,10 +63,10 @@ class Stage:
     cotrain_when: Callable | None = None   # ... if cotrain_when(cfg) (default: always)
     from_stages: tuple = ()           # `--from-run` must name a run of one of these stages (default: any)
 
-    def in_cotrain(self, cfg: dict) -> bool:
+    def in_cotrain(self, cfg: RootConfig) -> bool:
         return self.cotrain_after is not None and (self.cotrain_when is None or bool(self.cotrain_when(cfg)))
 
-    def required_inputs(self, cfg: dict) -> tuple:
+    def required_inputs(self, cfg: RootConfig) -> tuple:
         return tuple(self.inputs(cfg)) if self.inputs is not None else tuple(self.needs)
 
     def default_round(self, from_run) -> int:
@@ -123,7 +124,7 @@ METRIC_LISTENERS: list = []
 
 @dataclass
 class StageContext:
-    cfg: dict
+    cfg: RootConfig
     stage: str
     round: int
     folder: Path                    # local output folder of this stage run
@@ -276,7 +277,7 @@ def _flush(ctx: StageContext, out_folder: Path, exc: BaseException, seconds: flo
         pass
 
 
-def run_stage(name: str | Stage, cfg: dict, inputs: dict, *, round: int = 0, folder: Path | None = None,
+def run_stage(name: str | Stage, cfg: RootConfig, inputs: dict, *, round: int = 0, folder: Path | None = None,
               workdir: Path = Path("runs"), parent_run_id: str | None = None, step: int | None = None,
               verbose: int = 1, checked: bool = False) -> StageOutcome:
     """Run one stage as an MLflow run (nested under parent_run_id if given)."""

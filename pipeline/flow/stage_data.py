@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import StageInputError, load_embeddings
 from pipeline.flow.inputs import is_image_data, takes_pixels
 
@@ -17,12 +18,11 @@ def n_classes(data: dict) -> int:
     return int(data.get("n_classes", np.array(int(data["y_train"].max()) + 1)))
 
 
-def pixel_volts(cfg: dict, images: np.ndarray) -> np.ndarray:
-    """Images (N, H, W) uint8 → (N, H·W) volts, 0 → digital.v_low, 255 → digital.v_high (row-major
+def pixel_volts(images: np.ndarray, v_low: float, v_high: float) -> np.ndarray:
+    """Images (N, H, W) uint8 → (N, H·W) volts, 0 → v_low, 255 → v_high (digital.v_low/v_high; row-major
     pixels: an `analog.layers` first layer with input_shape [H, W, 1] sees the image)."""
-    d = cfg["digital"]
     x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
-    return d["v_low"] + (d["v_high"] - d["v_low"]) * x
+    return v_low + (v_high - v_low) * x
 
 
 def analog_data(ctx) -> dict:
@@ -32,24 +32,25 @@ def analog_data(ctx) -> dict:
         return load_embeddings(ctx.input("embeddings"))
     ds = ctx.data
     if ds.x_train.ndim > 2 and takes_pixels(ctx.cfg):
-        return {"x_train": pixel_volts(ctx.cfg, ds.x_train), "y_train": ds.y_train,
-                "x_val": pixel_volts(ctx.cfg, ds.x_val), "y_val": ds.y_val,
-                "x_test": pixel_volts(ctx.cfg, ds.x_test), "y_test": ds.y_test, "n_classes": np.array(ds.n_classes)}
+        box = ctx.cfg.digital.v_low, ctx.cfg.digital.v_high
+        return {"x_train": pixel_volts(ds.x_train, *box), "y_train": ds.y_train,
+                "x_val": pixel_volts(ds.x_val, *box), "y_val": ds.y_val,
+                "x_test": pixel_volts(ds.x_test, *box), "y_test": ds.y_test, "n_classes": np.array(ds.n_classes)}
     if ds.x_train.ndim > 2:
         raise StageInputError(f"{ctx.stage}: {ds.name} images need embeddings; pass --from-run of an embed run")
     from pipeline.data import tabular_to_volts
-    xtr, xva, xte = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=ctx.cfg["analog"]["input_amplitude"])
+    xtr, xva, xte = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=ctx.cfg.analog.input_amplitude)
     return {"x_train": xtr, "y_train": ds.y_train, "x_val": xva, "y_val": ds.y_val, "x_test": xte, "y_test": ds.y_test,
             "n_classes": np.array(ds.n_classes)}
 
 
-def input_box(cfg: dict, emb: dict | None) -> tuple[float, float]:
+def input_box(cfg: RootConfig, emb: dict | None) -> tuple[float, float]:
     """Voltage range inputs may take: the encoder's [v_low, v_high] within ±input_amplitude."""
-    amp = float(cfg["analog"]["input_amplitude"])
+    amp = float(cfg.analog.input_amplitude)
     if emb is not None and "v_low" in emb:
         lo, hi = float(emb["v_low"]), float(emb["v_high"])
     elif is_image_data(cfg):
-        lo, hi = cfg["digital"]["v_low"], cfg["digital"]["v_high"]
+        lo, hi = cfg.digital.v_low, cfg.digital.v_high
     else:
         lo, hi = -amp, amp
     return max(lo, -amp), min(hi, amp)

@@ -19,33 +19,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.hardware import chip_files
 from pipeline.hardware import settings as hw
 
 __all__ = ["loop_indices", "held_out_indices", "loop_label", "loop_block", "log_split", "split_recovery"]
 
 
-def population(cfg: dict) -> bool:
-    return bool((hw.hardware(cfg) or {}).get("loop_chips"))
+def population(cfg: RootConfig) -> bool:
+    return cfg.hardware is not None and bool(cfg.hardware.loop_chips)
 
 
-def loop_indices(cfg: dict) -> list[int]:
+def loop_indices(cfg: RootConfig) -> list[int]:
     """The chips in the loop: hardware.loop_chips (validated: distinct, in range), else the one
     chip hardware.loop_chip."""
-    given = (hw.hardware(cfg) or {}).get("loop_chips")
-    return [int(i) for i in given] if given else [hw.loop_chip(cfg)]
+    return list(cfg.hardware.loop_chips) if population(cfg) else [hw.loop_chip(cfg)]
 
 
-def held_out_indices(cfg: dict) -> list[int]:
+def held_out_indices(cfg: RootConfig) -> list[int]:
     """The chips never read by training: every programmed chip not in the loop (none without
     hardware.loop_chips)."""
     if not population(cfg):
         return []
     loop = set(loop_indices(cfg))
-    return [i for i in range(int(hw.hardware(cfg)["chips"])) if i not in loop]
+    return [i for i in range(cfg.hardware.chips) if i not in loop]
 
 
-def loop_label(cfg: dict) -> str:
+def loop_label(cfg: RootConfig) -> str:
     idx = loop_indices(cfg)
     return f"chip {idx[0]}" if len(idx) == 1 else f"chips {', '.join(str(i) for i in idx)}"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.errors import InputError, OptionError
 
 MODES = ("encoder", "chip", "both")
@@ -63,7 +64,7 @@ def programmed_at(chip) -> float:
 @dataclass
 class Source:
     run_id: str
-    cfg: dict
+    cfg: RootConfig
     refs: dict                 # kind → ArtifactRef of the run's (or its last stage's) artifacts
     cache: Path
     stage: str = ""
@@ -169,35 +170,34 @@ def recalibrate(src: Source, t: float, mode: str, eval_times, *, loop: int | Non
     return Result(times, before, after, loop, t, mode, history), enc, chips
 
 
-def _retrain_encoder(cfg, model, chip, enc, ds, t, epochs, say) -> dict:
+def _retrain_encoder(cfg: RootConfig, model, chip, enc, ds, t, epochs, say) -> dict:
     from pipeline.system.through_analog import grad_fn_for, through_cost, trace_per_epoch
-    d = cfg["digital"]
-    epochs = int(d["retrain_epochs"] if epochs is None else epochs)
+    d = cfg.digital
+    epochs = int(d.retrain_epochs if epochs is None else epochs)
     block = chip_block(chip, model, t)
-    grad_fn = grad_fn_for(block, ds.y_train, cfg["input_optimization"]["method"], loss=through_cost(cfg))
+    grad_fn = grad_fn_for(block, ds.y_train, cfg.input_optimization.method, loss=through_cost(cfg))
     say(f"retraining the encoder through chip {chip.seed} read at t = {t:g} s: {epochs} epoch(s), "
-        f"lr {d['through_lr']}, cost {d['through_loss']}")
-    enc.fit_through(ds.x_train, ds.y_train, grad_fn, epochs=epochs, batch_size=d["batch_size"],
-                    learning_rate=d["through_lr"], class_weight=d["class_weight"], verbose=0)
-    curve = trace_per_epoch(grad_fn.trace, len(ds.x_train), d["batch_size"])
+        f"lr {d.through_lr}, cost {d.through_loss}")
+    enc.fit_through(ds.x_train, ds.y_train, grad_fn, epochs=epochs, batch_size=d.batch_size,
+                    learning_rate=d.through_lr, class_weight=d.class_weight, verbose=0)
+    curve = trace_per_epoch(grad_fn.trace, len(ds.x_train), d.batch_size)
     return {f"through_{k}": v for k, v in curve.items()}
 
 
-def _finetune_chips(cfg, model, chips, x_train, y_train, t, epochs, say) -> dict:
+def _finetune_chips(cfg: RootConfig, model, chips, x_train, y_train, t, epochs, say) -> dict:
     from analog.hardware import finetune
 
     from pipeline.system.analog_block import compile_from_config
     from pipeline.system.analog_block import optimizer_for
-    hw = dict(cfg["hardware"])
-    epochs = int((hw.get("finetune_epochs") or 1) if epochs is None else epochs)
-    cfg = {**cfg, "hardware": {**hw, "finetune_epochs": epochs}}
+    epochs = int((cfg.hardware.finetune_epochs or 1) if epochs is None else epochs)
+    cfg = cfg.model_copy(update={"hardware": cfg.hardware.model_copy(update={"finetune_epochs": epochs})})
     compile_from_config(model, cfg, epochs)
     out: dict = {}
     for i, chip in enumerate(chips):
         opt = optimizer_for(cfg, chip)
         say(f"chip {i}: {epochs} in-situ EP epoch(s) at t = {t:g} s, {opt.base} lr {opt.lr:g}, {opt.rule} pulses")
         h = finetune(chip, x_train, y_train, loss=model.loss, beta=model.beta, nudging=model.nudging, optimizer=opt,
-                     epochs=epochs, batch_size=cfg["training"]["batch_size"], t=t, seed=cfg.get("seed", 0) + i)
+                     epochs=epochs, batch_size=cfg.training.batch_size, t=t, seed=cfg.seed + i)
         out[f"insitu_chip{i}_train_accuracy"] = h["accuracy"]
         out[f"insitu_chip{i}_moved_rel"] = h["moved_rel"]
     return out

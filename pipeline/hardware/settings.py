@@ -2,35 +2,36 @@
 seeds, the read times of the evaluations, the chip in the loop, the programmed scenario's name."""
 from __future__ import annotations
 
-
-def hardware(cfg: dict) -> dict | None:
-    return cfg.get("hardware") or None
-
-
-def frozen(cfg: dict) -> bool:
-    hw = hardware(cfg)
-    return bool(hw and hw.get("frozen"))
+from pipeline.config import RootConfig
+from pipeline.config.hardware_section import HardwareConfig
+from pipeline.system.analog_block import chip_seed_base
 
 
-def chip_seeds(cfg: dict) -> list[int]:
+def hardware(cfg: RootConfig) -> HardwareConfig | None:
+    return cfg.hardware
+
+
+def frozen(cfg: RootConfig) -> bool:
+    return cfg.hardware is not None and cfg.hardware.frozen
+
+
+def chip_seeds(cfg: RootConfig) -> list[int]:
     """Seed of chip i: hardware.seed (default: the config's seed) + i."""
-    hw = hardware(cfg)
-    base = hw.get("seed")
-    base = int(cfg.get("seed", 0) if base is None else base)
-    return [base + i for i in range(int(hw["chips"]))]
+    base = chip_seed_base(cfg)
+    return [base + i for i in range(cfg.hardware.chips)]
 
 
-def eval_times(cfg: dict) -> list[float]:
+def eval_times(cfg: RootConfig) -> list[float]:
     """Read times of the evaluations: hardware.times, with t = 0 first if it is not there (the
     scenario metrics are taken at t = 0 and at the last time)."""
-    times = [float(t) for t in (hardware(cfg) or {}).get("times") or []]
+    times = [float(t) for t in cfg.hardware.times] if cfg.hardware is not None else []
     return times if times and times[0] == 0.0 else [0.0] + times
 
 
-def loop_chip(cfg: dict) -> int:
-    """Index of the chip in the loop of a frozen co-training (hardware.loop_chip, default 0)."""
-    return int((hardware(cfg) or {}).get("loop_chip") or 0)
+def loop_chip(cfg: RootConfig) -> int:
+    """Index of the chip in the loop of a frozen co-training (hardware.loop_chip)."""
+    return cfg.hardware.loop_chip if cfg.hardware is not None else 0
 
 
-def programmed_scenario(cfg: dict) -> str:
-    return "aware_programmed" if (hardware(cfg) or {}).get("training") == "aware" else "programmed"
+def programmed_scenario(cfg: RootConfig) -> str:
+    return "aware_programmed" if cfg.hardware is not None and cfg.hardware.training == "aware" else "programmed"

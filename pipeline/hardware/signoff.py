@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.runtime import ray_cluster
 from pipeline.runtime.ray_cluster import RaySession
 from pipeline.flow.artifacts import PipelineError
@@ -301,7 +302,7 @@ def plots(rep: dict, actors: list, folder: Path, title: str) -> list[Path]:
 @dataclass
 class Source:
     run: object                    # the MLflow run holding the block (or the chips)
-    cfg: dict
+    cfg: RootConfig
     circuit: object
     G: list
     x: np.ndarray

@@ -11,20 +11,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from pipeline.config import RootConfig
 
 
-def specs(cfg: dict):
+def specs(cfg: RootConfig):
     """(TransientSpec, AmplifierSupply, tolerance V, CapacitanceSpec, chip sigma) from a config."""
     from analog.capacitance import CapacitanceSpec
     from analog.inference_energy import AmplifierSupply, readout_tolerance
     from analog.transient import TransientSpec
-    t, cap = cfg["transient"], cfg["analog"]["capacitance"]
-    spec = TransientSpec(duration=t["duration"], dt=t["dt"], rise=t["rise"], method=t["method"])
-    supply = AmplifierSupply(supply_v=t["amplifier_supply"], bias_a=t["amplifier_bias"])
-    tol = readout_tolerance(t["readout_bits"], t["readout_range"])
-    cspec = CapacitanceSpec(wire_per_cell=cap["wire_per_cell"], device_per_cell=cap["device_per_cell"],
-                            diode=cap["diode"], amplifier_input=cap["amplifier_input"])
-    return spec, supply, tol, cspec, float(cap["sigma"])
+    t, cap = cfg.transient, cfg.analog.capacitance
+    spec = TransientSpec(duration=t.duration, dt=t.dt, rise=t.rise, method=t.method)
+    supply = AmplifierSupply(supply_v=t.amplifier_supply, bias_a=t.amplifier_bias)
+    tol = readout_tolerance(t.readout_bits, t.readout_range)
+    cspec = CapacitanceSpec(wire_per_cell=cap.wire_per_cell, device_per_cell=cap.device_per_cell,
+                            diode=cap.diode, amplifier_input=cap.amplifier_input)
+    return spec, supply, tol, cspec, float(cap.sigma)
 
 
 def summarise(scope: str, m: dict) -> dict:
@@ -52,7 +53,7 @@ def histogram(scope: str, m: dict, path) -> None:
     _save(fig, path)
 
 
-def measure(engine, G, C, x, cfg) -> dict:
+def measure(engine, G, C, x, cfg: RootConfig) -> dict:
     from analog.inference_energy import measure_inferences
     spec, supply, tol, _, _ = specs(cfg)
     src = engine.circuit.source_voltages(np.asarray(x, float))
@@ -65,7 +66,7 @@ def evaluate_transients(ctx, x) -> dict:
     from analog.capacitance import node_capacitance, vary_capacitance
     from pipeline.flow.artifacts import load_analog
     cfg = ctx.cfg
-    x = np.asarray(x, float)[: cfg["transient"]["samples"]]
+    x = np.asarray(x, float)[: cfg.transient.samples]
     _, _, _, cspec, sigma = specs(cfg)
     results: dict = {}
     scopes: list[tuple[str, dict]] = []

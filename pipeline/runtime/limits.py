@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from pipeline.config import RootConfig
 from pipeline.errors import SetupError
 
 GIB = 2 ** 30
@@ -45,12 +46,9 @@ def check_block_size(hidden, n_in: int, n_out: int, what: str = "analog.hidden",
                          f"this machine's {have / GIB:.0f} GiB of memory")
 
 
-def check_config(cfg: dict) -> None:
+def check_config(cfg: RootConfig) -> None:
     """The same check from the config alone, with the block's smallest possible inputs and
     outputs when the data do not fix them (image data: digital.embedding_dim in, 10 out)."""
-    hidden = list((cfg.get("analog") or {}).get("hidden") or [])
-    if cfg.get("data", {}).get("dataset") == "fashion_mnist":
-        n_in, n_out = int(cfg["digital"]["embedding_dim"]), 10
-    else:
-        n_in, n_out = 1, 2
-    check_block_size(hidden, n_in, n_out, bound=cfg.get("data", {}).get("dataset") != "fashion_mnist")
+    images = cfg.data.dataset == "fashion_mnist"
+    n_in, n_out = (cfg.digital.embedding_dim, 10) if images else (1, 2)
+    check_block_size(list(cfg.analog.hidden), n_in, n_out, bound=not images)

@@ -7,28 +7,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.config import RootConfig
 from pipeline.serving.images import ServingInputError
 from pipeline.serving.system import FORMAT, PARTS, VERSION
 
 SOURCE_STAGES = ("cotrain", "evaluate")
 
 
-def system_spec(cfg: dict, source_run: str, n_chips: int) -> dict:
+def system_spec(cfg: RootConfig, source_run: str, n_chips: int) -> dict:
     """system.json of a run's config: class names, how pixels reach the block, chips."""
     from pipeline.system.build import plugin_modules
     from pipeline.hardware.settings import eval_times
     from pipeline.data import FASHION_CLASSES
     from pipeline.flow.inputs import has_encoder, is_image_data
     if not is_image_data(cfg):
-        raise ServingInputError(f"run {source_run} was trained on {cfg['data']['dataset']}, not on images; "
+        raise ServingInputError(f"run {source_run} was trained on {cfg.data.dataset}, not on images; "
                                 f"only image systems are served")
-    d = cfg["digital"]
+    d = cfg.digital
     return {"format": FORMAT, "version": VERSION, "classes": list(FASHION_CLASSES),
             "input": "encoder" if has_encoder(cfg) else "pixels",
             "encoder_modules": list(plugin_modules(cfg)),
-            "digital": {"v_low": float(d["v_low"]), "v_high": float(d["v_high"])},
+            "digital": {"v_low": float(d.v_low), "v_high": float(d.v_high)},
             "chips": int(n_chips), "read_times": eval_times(cfg) if n_chips else [],
-            "source_run": source_run, "experiment": (cfg.get("mlflow") or {}).get("experiment") or cfg["name"]}
+            "source_run": source_run, "experiment": cfg.mlflow.experiment or cfg.name}
 
 
 def _source_run(run_id: str):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.serving.images import SIDE, to_pixels
 from pipeline.serving.system import SYSTEM_FILE
 
@@ -69,11 +70,11 @@ def log_system_model(spec: dict, parts: dict, example_images, register: str | No
     return f"runs:/{mlflow.active_run().info.run_id}/{MODEL_NAME}"
 
 
-def register_name(cfg: dict) -> str | None:
-    return (cfg.get("mlflow") or {}).get("register_model") or None
+def register_name(cfg: RootConfig) -> str | None:
+    return cfg.mlflow.register_model or None
 
 
-def log_run_system(cfg: dict, parts: dict, source_run: str, register: str | None = None) -> str | None:
+def log_run_system(cfg: RootConfig, parts: dict, source_run: str, register: str | None = None) -> str | None:
     """Log the system a stage or co-training ends with (`parts`: {"analog"|"encoder"|"chips":
     local folder}) on the active run, with two test images as the input example; None (and
     nothing logged) for a block trained on tabular data."""

@@ -98,7 +98,7 @@ class MixedSignalSystem:
         if self.encoder is not None:
             return np.asarray(self.encoder.embed(pixels), float)
         from pipeline.flow.stage_data import pixel_volts
-        return pixel_volts({"digital": self.spec["digital"]}, pixels)
+        return pixel_volts(pixels, self.spec["digital"]["v_low"], self.spec["digital"]["v_high"])
 
     def _block_outputs(self, x: np.ndarray, chip: int | None, t: float, engine: str, rng) -> np.ndarray:
         if chip is None:

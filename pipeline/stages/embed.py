@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import save_npz
 from pipeline.flow.inputs import has_encoder, is_image_data
 from pipeline.flow.runner import Stage, StageContext
@@ -13,7 +14,7 @@ from pipeline.flow.runner import Stage, StageContext
 CHUNK = 8192   # a multiple of the Keras encoders' batch: fewer retraces
 
 
-def required(cfg: dict) -> tuple:
+def required(cfg: RootConfig) -> tuple:
     """The encoder, unless digital.encoder is none (then the pixels are the embeddings)."""
     return ("encoder",) if has_encoder(cfg) or not is_image_data(cfg) else ()
 
@@ -21,13 +22,13 @@ def required(cfg: dict) -> tuple:
 class _Pixels:
     """Stands in for an encoder when digital.encoder is none: pixels → volts."""
 
-    def __init__(self, cfg: dict, shape):
+    def __init__(self, cfg: RootConfig, shape):
         self.cfg, self.embedding_dim = cfg, int(np.prod(shape))
-        self.v_low, self.v_high = cfg["digital"]["v_low"], cfg["digital"]["v_high"]
+        self.v_low, self.v_high = cfg.digital.v_low, cfg.digital.v_high
 
     def embed(self, images):
         from pipeline.flow.stage_data import pixel_volts
-        return pixel_volts(self.cfg, images)
+        return pixel_volts(images, self.v_low, self.v_high)
 
 
 def body(ctx: StageContext) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import time
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import load_analog
 from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
 from pipeline.flow.inputs import is_image_data, takes_pixels
 from pipeline.flow.runner import Option, Stage, StageContext
 
 
-def required(cfg: dict) -> tuple:
+def required(cfg: RootConfig) -> tuple:
     """Images: the block, its embeddings and the encoder (end to end); tabular, or images
     without an encoder (digital.encoder: none, the block takes the pixels): the block."""
     return ("analog", "embeddings", "encoder") if is_image_data(cfg) and not takes_pixels(cfg) else ("analog",)
@@ -42,10 +43,10 @@ def body(ctx: StageContext) -> None:
         model.close()
     if ctx.has("chips"):
         evaluate_chips(ctx, x_e2e, y_e2e, results.get("end_to_end_test_accuracy", results["analog_test_accuracy"]))
-    if cfg.get("transient"):
+    if cfg.transient is not None:
         from pipeline.hardware.transient_report import evaluate_transients
         results.update(evaluate_transients(ctx, x_e2e))
-    if cfg["baseline"]["enabled"]:
+    if cfg.baseline.enabled:
         results.update(software_baseline(cfg, data, verbose=ctx.keras_verbose))
     ctx.log(results)
     ctx.log_parent({f"final_{k}": v for k, v in results.items()}, step=ctx.round)
@@ -89,22 +90,22 @@ def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
             f"{g['chip_acc_mean_tmax']:.4f} ± {g['chip_acc_std_tmax']:.4f} at {times[-1]:g} s (ideal {ideal:.4f})")
 
 
-def software_baseline(cfg: dict, data: dict, verbose: int = 0) -> dict:
+def software_baseline(cfg: RootConfig, data: dict, verbose: int = 0) -> dict:
     """The same dense network (inputs → analog.hidden → classes) trained by backprop in
     Keras on the same embeddings: how close EP on the circuit gets."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
-    b = cfg["baseline"]
-    keras.utils.set_random_seed(cfg.get("seed", 0))
+    b = cfg.baseline
+    keras.utils.set_random_seed(cfg.seed)
     inputs = keras.Input(shape=(data["x_train"].shape[1],))
     h = inputs
-    for units in cfg["analog"]["hidden"]:
+    for units in cfg.analog.hidden:
         h = keras.layers.Dense(units, activation="tanh")(h)
     net = keras.Model(inputs, keras.layers.Dense(n_classes(data))(h), name="software_baseline")
-    net.compile(optimizer=keras.optimizers.Adam(b["lr"]),
+    net.compile(optimizer=keras.optimizers.Adam(b.lr),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     t0 = time.perf_counter()
-    net.fit(data["x_train"], data["y_train"], epochs=b["epochs"], batch_size=b["batch_size"],
+    net.fit(data["x_train"], data["y_train"], epochs=b.epochs, batch_size=b.batch_size,
             validation_data=(data["x_val"], data["y_val"]), verbose=verbose)
     _, acc = net.evaluate(data["x_test"], data["y_test"], verbose=0)
     return {"baseline_test_accuracy": float(acc), "baseline_seconds": time.perf_counter() - t0}

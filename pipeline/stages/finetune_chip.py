@@ -13,6 +13,7 @@ In a co-training it runs right after `program` when hardware.finetune_epochs > 0
 """
 from __future__ import annotations
 
+from pipeline.config import RootConfig
 from pipeline.errors import SetupError
 
 import numpy as np
@@ -23,15 +24,14 @@ from pipeline.flow.inputs import is_image_data
 from pipeline.flow.runner import Stage, StageContext
 
 
-def required(cfg: dict) -> tuple:
+def required(cfg: RootConfig) -> tuple:
     return ("chips", "analog", "embeddings") if is_image_data(cfg) else ("chips", "analog")
 
 
-def precheck(cfg: dict) -> None:
-    hw = cfg.get("hardware")
-    if not hw:
+def precheck(cfg: RootConfig) -> None:
+    if cfg.hardware is None:
         raise SetupError("the config has no hardware: section (the chips' devices and hardware.finetune_epochs)")
-    if not hw.get("finetune_epochs"):
+    if not cfg.hardware.finetune_epochs:
         raise SetupError("hardware.finetune_epochs=0: nothing to fine-tune (e.g. --set hardware.finetune_epochs=1)")
 
 
@@ -44,7 +44,7 @@ def body(ctx: StageContext) -> None:
     from pipeline.hardware import settings as hw
     from pipeline.system.analog_block import compile_from_config, optimizer_for
     cfg = ctx.cfg
-    epochs = int(cfg["hardware"]["finetune_epochs"])
+    epochs = cfg.hardware.finetune_epochs
     data = analog_data(ctx)
     model = load_analog(ctx.input("analog"))
     compile_from_config(model, cfg, epochs)         # the loss, β and nudging EP uses on the chip
@@ -63,8 +63,8 @@ def body(ctx: StageContext) -> None:
             def log_epoch(epoch, logs, i=i):
                 ctx.log({f"insitu_chip{i}_{k}": v for k, v in logs.items()}, step=epoch + 1, final=False)
             h = finetune(chip, data["x_train"], data["y_train"], loss=model.loss, beta=model.beta,
-                         nudging=model.nudging, optimizer=opt, epochs=epochs, batch_size=cfg["training"]["batch_size"],
-                         t=t_train, seed=cfg.get("seed", 0) + i, progress=bool(ctx.verbose), on_epoch=log_epoch)
+                         nudging=model.nudging, optimizer=opt, epochs=epochs, batch_size=cfg.training.batch_size,
+                         t=t_train, seed=cfg.seed + i, progress=bool(ctx.verbose), on_epoch=log_epoch)
             ctx.log({f"insitu_chip{i}_train_accuracy": h["accuracy"][-1], f"insitu_chip{i}_moved_rel":
                      float(np.sum(h["moved_rel"])),
                      f"insitu_chip{i}_pulses_per_device": float(np.sum(h["pulses_per_device"]))})
@@ -94,4 +94,4 @@ STAGE = Stage(name="finetune-chip",
                    "errors trained out on the chip",
               needs=("chips", "analog"), optional=("embeddings",), inputs=required, precheck=precheck,
               produces=("chips",), from_stages=("program", "finetune-chip"), cotrain_after="program",
-              cotrain_when=lambda cfg: bool((cfg.get("hardware") or {}).get("finetune_epochs")), body=body)
+              cotrain_when=lambda cfg: cfg.hardware is not None and cfg.hardware.finetune_epochs > 0, body=body)

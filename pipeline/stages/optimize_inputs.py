@@ -16,7 +16,7 @@ def body(ctx: StageContext) -> None:
     from pipeline.hardware import settings as hw
     from pipeline.flow import plots
     from pipeline.system.input_optimization import optimize_inputs_for
-    io = ctx.cfg["input_optimization"]
+    io = ctx.cfg.input_optimization
     data = load_embeddings(ctx.input("embeddings"))
     model = load_analog(ctx.input("analog"))
     lo, hi = input_box(ctx.cfg, data)
@@ -27,8 +27,8 @@ def body(ctx: StageContext) -> None:
         ctx.log({"inputopt_on_chip_seed": seeds[0]} if len(seeds) == 1 else {"inputopt_loop_chips": len(seeds)})
         ctx.say(f"on {population.loop_label(ctx.cfg)} (seeds {', '.join(map(str, seeds))}), conductances read at "
                 "t = 0 s")
-    ctx.say(f"{len(data['x_train'])} samples, ≤{io['steps']} steps of {io['lr']} ({io['update']}), "
-            f"margin {io['margin']} V, cost {io['cost']}, box [{lo:g}, {hi:g}] V")
+    ctx.say(f"{len(data['x_train'])} samples, ≤{io.steps} steps of {io.lr} ({io.update}), "
+            f"margin {io.margin} V, cost {io.cost}, box [{lo:g}, {hi:g}] V")
     try:
         res = optimize_inputs_for(ctx.cfg, block, data["x_train"], data["y_train"], lo, hi,
                                   progress=bool(ctx.verbose))

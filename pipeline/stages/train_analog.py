@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.config import RootConfig
 from pipeline.flow.artifacts import load_analog
 from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
 from pipeline.flow.inputs import is_image_data, takes_pixels
 from pipeline.flow.runner import Stage, StageContext
 
 
-def required(cfg: dict) -> tuple:
+def required(cfg: RootConfig) -> tuple:
     """Images: embeddings (digital.encoder: none: optional, the pixels as volts); tabular data:
     none (the data set itself, as volts)."""
     return ("embeddings",) if is_image_data(cfg) and not takes_pixels(cfg) else ()
@@ -33,16 +34,16 @@ class _MlflowEpochLogger:
 def _model(ctx: StageContext, data: dict):
     from pipeline.system import build
     from pipeline.system.analog_block import compile_from_config
-    cfg, t = ctx.cfg, ctx.cfg["training"]
+    cfg, t = ctx.cfg, ctx.cfg.training
     if ctx.has("analog"):
         model = load_analog(ctx.input("analog"))
-        epochs = cfg["cotrain"]["analog_epochs"] or t["epochs"]
+        epochs = cfg.cotrain.analog_epochs or t.epochs
         compile_from_config(model, cfg, epochs)   # this run's β, loss, optimiser, engine
         ctx.say(f"continuing the analog block from epoch {model.epoch} for {epochs} epochs")
     else:
         model = build.analog_model(cfg, data["x_train"].shape[1], n_classes(data))
-        epochs = t["epochs"]
-        ctx.say(f"new analog block {data['x_train'].shape[1]}→{cfg['analog']['hidden']}→{n_classes(data)}, "
+        epochs = t.epochs
+        ctx.say(f"new analog block {data['x_train'].shape[1]}→{cfg.analog.hidden}→{n_classes(data)}, "
                 f"{epochs} epochs")
     return model, epochs
 
@@ -67,13 +68,13 @@ def _plots_and_netlist(ctx: StageContext, model, data: dict) -> None:
 
 
 def body(ctx: StageContext) -> None:
-    cfg, t = ctx.cfg, ctx.cfg["training"]
+    cfg, t = ctx.cfg, ctx.cfg.training
     data = analog_data(ctx)
     model, epochs = _model(ctx, data)
     try:
-        model.fit(data["x_train"], data["y_train"], epochs=epochs, batch_size=t["batch_size"],
+        model.fit(data["x_train"], data["y_train"], epochs=epochs, batch_size=t.batch_size,
                   validation_data=(data["x_val"], data["y_val"]), callbacks=[_MlflowEpochLogger(ctx)],
-                  verbose=1 if ctx.verbose else 0, seed=cfg.get("seed", 0))
+                  verbose=1 if ctx.verbose else 0, seed=cfg.seed)
         last = {k: v[-1] for k, v in model.history.history.items() if v}
         ctx.log({"train_accuracy": last.get("accuracy"), "train_loss": last.get("loss"), "epochs_total": model.epoch})
         scores = {split: analog_scores(model, data[f"x_{split}"], data[f"y_{split}"]) for split in ("val", "test")}

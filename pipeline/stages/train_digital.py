@@ -1,6 +1,7 @@
 """train-digital: train the digital encoder and its classification head (images only)."""
 from __future__ import annotations
 
+from pipeline.config import RootConfig
 from pipeline.errors import SetupError
 
 from pipeline.flow.artifacts import PipelineError
@@ -8,7 +9,7 @@ from pipeline.flow.inputs import has_encoder, is_image_data
 from pipeline.flow.runner import Stage, StageContext
 
 
-def precheck(cfg: dict) -> None:
+def precheck(cfg: RootConfig) -> None:
     """The configured encoder builds and honours the contract on a sample, before any run."""
     if is_image_data(cfg) and not has_encoder(cfg):
         raise SetupError("digital.encoder='none': the analog block takes the image pixels, there is no encoder "
@@ -24,11 +25,11 @@ def body(ctx: StageContext) -> None:
     ds = ctx.data
     if ds.x_train.ndim != 3:
         raise PipelineError(f"train-digital needs images; data.dataset={ds.name} is tabular")
-    d = ctx.cfg["digital"]
+    d = ctx.cfg.digital
     enc = build.encoder(ctx.cfg)
     ctx.say(f"{type(enc).__name__} → {enc.embedding_dim} volts in [{enc.v_low}, {enc.v_high}], "
-            f"{len(ds.x_train)} images, {d['epochs']} epochs")
-    enc.fit(ds.x_train, ds.y_train, epochs=d["epochs"], batch_size=d["batch_size"], verbose=ctx.keras_verbose,
+            f"{len(ds.x_train)} images, {d.epochs} epochs")
+    enc.fit(ds.x_train, ds.y_train, epochs=d.epochs, batch_size=d.batch_size, verbose=ctx.keras_verbose,
             validation_data=(ds.x_val, ds.y_val))
     build.check_fitted_encoder(ctx.cfg, enc, ds.x_train)
     ctx.log_history(getattr(enc, "history_", {}), "digital_")

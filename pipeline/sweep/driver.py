@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config import RootConfig
 from pipeline.flow import PipelineError
 from pipeline.sweep.results import finish
 from pipeline.sweep.space import EPOCH_METRICS, SweepSpace, check_space, parse_space, trial_config
@@ -46,25 +47,25 @@ def _read_base(config_path, overrides) -> dict:
     return apply_overrides(raw, list(overrides))
 
 
-def _stages(space: SweepSpace, cfg: dict):
+def _stages(space: SweepSpace, cfg: RootConfig):
     from pipeline.flow import is_image_data
     stages = space.stages or ("cotrain" if is_image_data(cfg) else ["train-analog", "evaluate"])
-    if stages == "cotrain" and cfg["data"]["dataset"] != "fashion_mnist":
+    if stages == "cotrain" and cfg.data.dataset != "fashion_mnist":
         raise PipelineError(f"sweep space {space.path}: stages: cotrain needs images (data.dataset: fashion_mnist), "
-                            f"the config has {cfg['data']['dataset']!r}; use stages: [train-analog, evaluate]")
+                            f"the config has {cfg.data.dataset!r}; use stages: [train-analog, evaluate]")
     if space.metric in EPOCH_METRICS and stages != "cotrain" and "train-analog" not in stages:
         raise PipelineError(f"sweep space {space.path}: metric {space.metric} comes from train-analog's epochs, "
                             f"which stages {stages} do not run")
     return stages
 
 
-def _analog_epochs(cfg: dict, stages) -> int:
+def _analog_epochs(cfg: RootConfig, stages) -> int:
     """Epochs the analog block trains in one trial (ASHA's max_t)."""
-    t = cfg["training"]["epochs"]
+    t = cfg.training.epochs
     if stages != "cotrain":
         return t * sum(1 for s in stages if s == "train-analog")
-    rounds, later = cfg["cotrain"]["rounds"], cfg["cotrain"]["analog_epochs"] or t
-    frozen = (cfg.get("hardware") or {}).get("frozen")
+    rounds, later = cfg.cotrain.rounds, cfg.cotrain.analog_epochs or t
+    frozen = cfg.hardware is not None and cfg.hardware.frozen
     return t + (0 if frozen else rounds * later)
 
 
@@ -162,7 +163,7 @@ def start(config, space_path, overrides=(), *, address=None, concurrency=None, c
     setup = _setup(raw_base, stages, space, sweep_id, workdir, env, cpus)
     try:
         tuner = tune.Tuner(trainable(setup, cpus), param_space=space.param_space(),
-                           tune_config=tune_config(space, settings, cfg["seed"]),
+                           tune_config=tune_config(space, settings, cfg.seed),
                            run_config=run_config(sweep_id, storage, verbose, space.trial_count(), space.metric,
                                                   space.mode))
     except BaseException:
@@ -177,7 +178,7 @@ def _open_run(cfg, raw_base, space: SweepSpace, space_path, settings: dict, addr
 
     from pipeline.flow import dump_config
     stages, concurrency, cpus = settings["stages"], settings["concurrency"], settings["cpus_per_trial"]
-    run = mlflow.start_run(run_name=run_name or f"sweep {cfg['name']}",
+    run = mlflow.start_run(run_name=run_name or f"sweep {cfg.name}",
                            tags={"mixsig.stage": SWEEP_STAGE, "mixsig.status": "running"})
     sweep_id = run.info.run_id
     folder = workdir / sweep_id
@@ -250,7 +251,7 @@ def resume(sweep_ref: str, *, address=None, num_cpus=None, workdir=None, verbose
     else:   # killed before Tune saved anything: start its trials again
         print(f"sweep {sweep_id}: no saved Tune state in {path}; starting its trials again", flush=True)
         tuner = tune.Tuner(body, param_space=space.param_space(),
-                           tune_config=tune_config(space, settings, cfg["seed"]),
+                           tune_config=tune_config(space, settings, cfg.seed),
                            run_config=run_config(sweep_id, settings["storage"], verbose, space.trial_count(),
                                                   space.metric, space.mode))
     return _fit(tuner, client, sweep_id, space, raw_base, settings, folder, verbose)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config import config_dict
 from pipeline.sweep.space import EPOCH_METRICS, SweepSpace, trial_config
 
 def _status(result, tune_status: str | None) -> str:
@@ -157,7 +158,7 @@ def _write_best(done: list[dict], keys: list[str], space: SweepSpace, raw_base, 
               f"{f', mean of {len(values)} seeds' if len(values) > 1 else ''}, mode {mode}):\n"
               + "".join(f"#   {k}: {json.dumps(v)}\n" for k, v in best_point.items())
               + f"# run it: mixsig cotrain {best_path.name}\n")
-    best_path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    best_path.write_text(header + yaml.safe_dump(config_dict(cfg), sort_keys=False))
     mlflow.log_artifact(str(best_path))
     mlflow.set_tag("mixsig.sweep_best", json.dumps(best_point))
     print(f"\nbest {metric} = {best_value:.4f}"

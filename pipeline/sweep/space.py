@@ -29,7 +29,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pipeline.config import ConfigError, apply_overrides, validate_config
+from pipeline.config import ConfigError, RootConfig, apply_overrides, validate_config
 from pipeline.config.errors import from_validation_error
 
 SEARCHERS = ("grid", "random", "optuna")
@@ -272,7 +272,7 @@ def _override(key: str, value) -> str:
     return f"{key}={json.dumps(value)}"     # JSON is YAML: the value arrives as it is
 
 
-def trial_config(raw_base: dict, params: dict, where: str = "trial") -> dict:
+def trial_config(raw_base: dict, params: dict, where: str = "trial") -> RootConfig:
     """The validated config of a trial: the base config with its params applied."""
     items = [_override(k, v) for k, v in params.items() if not k.startswith("__")]
     try:

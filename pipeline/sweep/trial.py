@@ -22,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+from pipeline.config import RootConfig
 from pipeline.sweep.space import EPOCH_METRICS, trial_config
 
 TRIAL_STAGE = "sweep-trial"      # mixsig.stage of a trial run that is not a co-training
@@ -86,7 +87,7 @@ def _merge_children(client, run_id: str, experiment_id: str) -> dict:
     return merged
 
 
-def _stage_list(cfg: dict, stages: list, client, run_id: str, experiment_id: str, workdir: Path) -> dict:
+def _stage_list(cfg: RootConfig, stages: list, client, run_id: str, experiment_id: str, workdir: Path) -> dict:
     """Run the stages in order as nested runs of the trial run (pipeline.flow.loop: finished
     ones, from an earlier interrupted attempt, are skipped); returns their merged metrics,
     later stages winning."""
@@ -107,17 +108,13 @@ def run_trial(params: dict, setup: dict) -> None:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from pipeline.config import flatten
     from pipeline.flow import STATUS_FINISHED, TAG, experiment_name
     from pipeline.flow import runner
     from pipeline.runtime.tracking import setup_mlflow
     t0 = time.perf_counter()
     context = tune.get_context()
     trial_id, trial_name = context.get_trial_id(), context.get_trial_name()
-    params = dict(params)
-    index = params.pop("__trial_index__", None)
-    if setup.get("seeds") and index is not None:      # optuna + seeds: Tune's Repeater numbers the repeats
-        params["seed"] = setup["seeds"][int(index)]
+    params = _trial_params(params, setup)
     cfg = trial_config(setup["raw_base"], params, f"trial {trial_name}")
     sweep_id, workdir = setup["sweep_run_id"], Path(setup["workdir"])
     setup_mlflow(experiment_name(cfg))        # the store's first use in this process: under its flock
@@ -133,42 +130,76 @@ def run_trial(params: dict, setup: dict) -> None:
     if existing is not None and stages == "cotrain" and f"{TAG}plan" not in existing.data.tags:
         client.delete_run(existing.info.run_id)   # killed before its co-training began: start it again
         existing = None
-    import ray
-    tags = {"mlflow.parentRunId": sweep_id, f"{TAG}sweep": sweep_id, f"{TAG}trial": trial_id,
-            f"{TAG}trial_name": trial_name, f"{TAG}sweep_params": json.dumps(params, sort_keys=True),
-            f"{TAG}ray_node": ray.get_runtime_context().get_node_id()}   # which node of the cluster ran it
-    if existing is None:
-        run = client.create_run(experiment_id, run_name=trial_name,
-                                tags={**tags, f"{TAG}stage": "cotrain" if stages == "cotrain" else TRIAL_STAGE,
-                                      f"{TAG}status": "running"})
-        run_id = run.info.run_id
-    else:
-        run_id = existing.info.run_id
+    run_id = existing.info.run_id if existing is not None else \
+        _new_trial_run(client, experiment_id, sweep_id, trial_id, trial_name, params, stages)
     reporter = _EpochReporter(tune.report, {"mlflow_run_id": run_id}, setup["report_epochs"])
     runner.METRIC_LISTENERS.append(reporter)
     try:
         if stages == "cotrain":
-            from pipeline.cotraining.run import run_cotrain
-            if existing is None:
-                os.environ["MLFLOW_RUN_ID"] = run_id      # run_cotrain's new parent run is the trial run
-                run_cotrain(cfg, workdir=workdir, run_name=trial_name, verbose=0)
-            else:
-                run_cotrain(resume=run_id, workdir=workdir, verbose=0)
-            if reporter.last:   # the last block's epoch metrics on the trial run too (a reused trial reports them)
-                from mlflow.entities import Metric
-                now = int(time.time() * 1000)
-                client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in reporter.last.items()])
-            metrics = client.get_run(run_id).data.metrics
+            metrics = _cotrain_trial(cfg, client, run_id, resume=existing is not None, workdir=workdir,
+                                     trial_name=trial_name, reporter=reporter)
         else:
-            with mlflow.start_run(run_id=run_id):
-                if existing is None:
-                    mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
-                mlflow.set_tag(f"{TAG}status", "running")
-                metrics = _stage_list(cfg, stages, client, run_id, experiment_id, workdir)
-                mlflow.log_metrics({k: v for k, v in metrics.items() if k != "stage_seconds"})
-                mlflow.log_metric("trial_seconds", time.perf_counter() - t0)
-                mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
+            metrics = _stages_trial(cfg, stages, client, run_id, experiment_id, workdir, new=existing is None, t0=t0)
     finally:
         runner.METRIC_LISTENERS.remove(reporter)
     tune.report({**reporter.last, **metrics, "analog_epoch": reporter.epochs, "trial_done": 1.0,
                  "trial_seconds": time.perf_counter() - t0, "mlflow_run_id": run_id})
+
+
+def _trial_params(params: dict, setup: dict) -> dict:
+    """The trial's config values; with optuna and seeds, Tune's Repeater numbers the repeats
+    (`__trial_index__`), which picks the seed."""
+    params = dict(params)
+    index = params.pop("__trial_index__", None)
+    if setup.get("seeds") and index is not None:
+        params["seed"] = setup["seeds"][int(index)]
+    return params
+
+
+def _new_trial_run(client, experiment_id: str, sweep_id: str, trial_id: str, trial_name: str, params: dict,
+                   stages) -> str:
+    """A new trial run under the sweep run, tagged with its trial and the Ray node running it; its id."""
+    import ray
+
+    from pipeline.flow import TAG
+    tags = {"mlflow.parentRunId": sweep_id, f"{TAG}sweep": sweep_id, f"{TAG}trial": trial_id,
+            f"{TAG}trial_name": trial_name, f"{TAG}sweep_params": json.dumps(params, sort_keys=True),
+            f"{TAG}ray_node": ray.get_runtime_context().get_node_id()}   # which node of the cluster ran it
+    run = client.create_run(experiment_id, run_name=trial_name,
+                            tags={**tags, f"{TAG}stage": "cotrain" if stages == "cotrain" else TRIAL_STAGE,
+                                  f"{TAG}status": "running"})
+    return run.info.run_id
+
+
+def _cotrain_trial(cfg: RootConfig, client, run_id: str, *, resume: bool, workdir: Path, trial_name: str,
+                   reporter) -> dict:
+    """The trial as a co-training whose parent run is the trial run (resumed if it was begun); its metrics."""
+    from pipeline.cotraining.run import run_cotrain
+    if not resume:
+        os.environ["MLFLOW_RUN_ID"] = run_id      # run_cotrain's new parent run is the trial run
+        run_cotrain(cfg, workdir=workdir, run_name=trial_name, verbose=0)
+    else:
+        run_cotrain(resume=run_id, workdir=workdir, verbose=0)
+    if reporter.last:   # the last block's epoch metrics on the trial run too (a reused trial reports them)
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in reporter.last.items()])
+    return client.get_run(run_id).data.metrics
+
+
+def _stages_trial(cfg: RootConfig, stages: list, client, run_id: str, experiment_id: str, workdir: Path, *,
+                  new: bool, t0: float) -> dict:
+    """The trial as a list of stages, nested runs of the trial run; their merged metrics."""
+    import mlflow
+
+    from pipeline.config import flatten
+    from pipeline.flow import STATUS_FINISHED, TAG
+    with mlflow.start_run(run_id=run_id):
+        if new:
+            mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
+        mlflow.set_tag(f"{TAG}status", "running")
+        metrics = _stage_list(cfg, stages, client, run_id, experiment_id, workdir)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k != "stage_seconds"})
+        mlflow.log_metric("trial_seconds", time.perf_counter() - t0)
+        mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
+    return metrics

@@ -1,6 +1,7 @@
 """Experiment config → analog block (the `analog` and `training` sections)."""
 from __future__ import annotations
 
+from pipeline.config import RootConfig, config_dict
 from pipeline.errors import InputError, SetupError
 
 from analog.builders import build_network
@@ -9,36 +10,41 @@ from analog.builders import make_device
 from analog.optimizers import Schedule, get_optimizer
 
 
-def model_from_config(cfg: dict, n_features: int, n_classes: int, compile: bool = True) -> AnalogModel:
-    a, t = cfg["analog"], cfg["training"]
-    d = dict(a["diode"])
+def model_from_config(cfg: RootConfig, n_features: int, n_classes: int, compile: bool = True) -> AnalogModel:
+    a = cfg.analog
+    d = a.diode.model_dump(by_alias=True)
     device = make_device(d.pop("model"), **d)
-    layers = a.get("layers") or [{"type": "dense", "units": u} for u in a["hidden"]]
+    layers = a.layers or [{"type": "dense", "units": u} for u in a.hidden]
     try:
         model = build_network(
-            n_features, n_classes, layers, g_min=a["g_min"], g_max=a["g_max"], init=a["init"],
-            gain=a["gain"], bias_levels=tuple(a["bias_levels"]), device=device, up_bias=d["up_bias"],
-            down_bias=d["down_bias"], vref=a["vref"], gmin=a["gmin"], seed=cfg.get("seed", 0), name=cfg["name"])
+            n_features, n_classes, layers, g_min=a.g_min, g_max=a.g_max, init=a.init,
+            gain=a.gain, bias_levels=tuple(a.bias_levels), device=device, up_bias=a.diode.up_bias,
+            down_bias=a.diode.down_bias, vref=a.vref, gmin=a.gmin, seed=cfg.seed, name=cfg.name)
     except ValueError as exc:
         msg = str(exc)
         raise SetupError(f"analog.{msg}" if msg.startswith("layers[") else msg) from None
-    model.config = cfg
+    model.config = config_dict(cfg)
     if compile:
-        compile_from_config(model, cfg, t["epochs"])
+        compile_from_config(model, cfg, cfg.training.epochs)
     return model
 
 
-def hardware_spec(cfg: dict):
+def hardware_spec(cfg: RootConfig):
     """The HardwareSpec of the config's `hardware` section (None without one)."""
-    hw = cfg.get("hardware")
-    if not hw:
+    hw = cfg.hardware
+    if hw is None:
         return None
     from analog.hardware import resolve_hardware
     from pipeline.config.schema import preset_overrides
-    return resolve_hardware(hw.get("preset", "ideal"), preset_overrides(hw))
+    return resolve_hardware(hw.preset, preset_overrides(hw))
 
 
-def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogModel:
+def chip_seed_base(cfg: RootConfig) -> int:
+    """hardware.seed, or the config's seed when the section leaves it out."""
+    return cfg.seed if cfg.hardware is None or cfg.hardware.seed is None else cfg.hardware.seed
+
+
+def compile_from_config(model: AnalogModel, cfg: RootConfig, epochs: int) -> AnalogModel:
     """Compile `model` with the config's `training` section for `epochs` more epochs.
 
     A model that was already trained keeps its optimiser state (Adam's moments, the step
@@ -50,64 +56,59 @@ def compile_from_config(model: AnalogModel, cfg: dict, epochs: int) -> AnalogMod
     devices' programming error: analog.hardware.NoiseInjection) or 'in-situ' (each update
     becomes device pulses: analog.hardware.PulsedOptimizer around the configured optimiser;
     on a pair preset, hidden weights and pair states: analog.hardware.PairOptimizer)."""
-    t = cfg["training"]
-    o = t["optimizer"]
-    schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=epochs,
-                        start_epoch=model.epoch)
-    kwargs = {"momentum": o["momentum"]} if o["name"] == "momentum" else {}
-    mode = (cfg.get("hardware") or {}).get("training", "ideal")
+    t = cfg.training
+    o = t.optimizer
+    schedule = Schedule(o.schedule, o.step_size, o.step_gamma, total_epochs=epochs, start_epoch=model.epoch)
+    kwargs = {"momentum": o.momentum} if o.name == "momentum" else {}
+    mode = "ideal" if cfg.hardware is None else cfg.hardware.training
     perturbation = None
     if mode == "ideal":
-        optimizer = get_optimizer(o["name"], lr=o["lr"], schedule=schedule, **kwargs)
+        optimizer = get_optimizer(o.name, lr=o.lr, schedule=schedule, **kwargs)
     else:
         from analog.hardware import NoiseInjection, PulsedOptimizer
         spec = hardware_spec(cfg)
         if mode == "aware":
-            optimizer = get_optimizer(o["name"], lr=o["lr"], schedule=schedule, **kwargs)
+            optimizer = get_optimizer(o.name, lr=o.lr, schedule=schedule, **kwargs)
             perturbation = NoiseInjection(spec)
-        elif mode == "in-situ" and spec.device.pairs != "none":
+        elif spec.device.pairs != "none":   # in-situ, off-chip: the block holds the intended pair states
             from analog.hardware import PairOptimizer, pair_maps
-            seed = cfg["hardware"].get("seed")   # off-chip: the block holds the intended pair states
-            optimizer = PairOptimizer(spec, pair_maps(model.circuit), lr=o["lr"], base=o["name"], schedule=schedule,
-                                      write_errors=False, seed=cfg.get("seed", 0) if seed is None else seed, **kwargs)
-        elif mode == "in-situ":
-            seed = cfg["hardware"].get("seed")
-            optimizer = PulsedOptimizer(spec, lr=o["lr"], base=o["name"], schedule=schedule,
-                                        rule=cfg["hardware"].get("pulse_rule", "pulses"),
-                                        seed=cfg.get("seed", 0) if seed is None else seed, **kwargs)
+            optimizer = PairOptimizer(spec, pair_maps(model.circuit), lr=o.lr, base=o.name, schedule=schedule,
+                                      write_errors=False, seed=chip_seed_base(cfg), **kwargs)
         else:
-            raise SetupError(f"hardware.training={mode!r} must be 'ideal', 'aware' or 'in-situ'")
+            optimizer = PulsedOptimizer(spec, lr=o.lr, base=o.name, schedule=schedule, rule=cfg.hardware.pulse_rule,
+                                        seed=chip_seed_base(cfg), **kwargs)
     previous = model.optimizer if model.compiled else None
     if previous is not None and previous.name == optimizer.name:
         optimizer.state, optimizer.iterations = previous.state, previous.iterations
     if optimizer.name == "pairs" and not optimizer.state.get("hidden"):
         optimizer.start(model.dense_layers)          # the block holds pair states from its first solve
-    loss_options = ({"temperature": t["temperature"]} if t["loss"] == "cross_entropy"
-                    else {"midpoint": t["mse_midpoint"], "amplitude": t["mse_amplitude"]})
-    model.compile(loss=t["loss"], optimizer=optimizer, beta=t["beta"], nudging=t["nudging"], engine=t["engine"],
-                  engine_options={"processes": t["workers"]} if t["engine"] == "ngspice" else None,
-                  perturbation=perturbation, gradient=t["gradient"], algorithm=t["algorithm"],
-                  cep_steps=t["cep_steps"], **loss_options)
-    model.config = cfg
+    loss_options = ({"temperature": t.temperature} if t.loss == "cross_entropy"
+                    else {"midpoint": t.mse_midpoint, "amplitude": t.mse_amplitude})
+    model.compile(loss=t.loss, optimizer=optimizer, beta=t.beta, nudging=t.nudging, engine=t.engine,
+                  engine_options={"processes": t.workers} if t.engine == "ngspice" else None,
+                  perturbation=perturbation, gradient=t.gradient, algorithm=t.algorithm,
+                  cep_steps=t.cep_steps, **loss_options)
+    model.config = config_dict(cfg)
     return model
 
 
-def optimizer_for(cfg: dict, chip):
+def optimizer_for(cfg: RootConfig, chip):
     """The pulsed optimiser of one chip: hardware.finetune_optimizer (default: the configured
     optimiser) as base rule, the chip's
     devices, hardware.pulse_rule, seeded by the chip's seed, schedule over the fine-tuning."""
     from analog.hardware import PulsedOptimizer
     from analog.optimizers import Schedule
-    o, hw = cfg["training"]["optimizer"], cfg["hardware"]
-    schedule = Schedule(o["schedule"], o["step_size"], o["step_gamma"], total_epochs=hw["finetune_epochs"])
-    base = hw.get("finetune_optimizer") or o["name"]
-    kwargs = {"momentum": o["momentum"]} if base == "momentum" else {}
+    o, hw = cfg.training.optimizer, cfg.hardware
+    schedule = Schedule(o.schedule, o.step_size, o.step_gamma, total_epochs=hw.finetune_epochs)
+    base = hw.finetune_optimizer or o.name
+    lr = hw.finetune_lr or o.lr
+    kwargs = {"momentum": o.momentum} if base == "momentum" else {}
     if chip.spec.device.pairs != "none":     # ternary/binary pairs: hidden weights, writes with bit errors
         from analog.hardware import PairOptimizer, pair_maps
-        return PairOptimizer(chip.spec, pair_maps(chip.circuit), lr=hw.get("finetune_lr") or o["lr"], base=base,
-                             seed=chip.seed, schedule=schedule, **kwargs)
-    return PulsedOptimizer(chip.spec, lr=hw.get("finetune_lr") or o["lr"], base=base,
-                           rule=hw.get("pulse_rule", "pulses"), seed=chip.seed, schedule=schedule, **kwargs)
+        return PairOptimizer(chip.spec, pair_maps(chip.circuit), lr=lr, base=base, seed=chip.seed,
+                             schedule=schedule, **kwargs)
+    return PulsedOptimizer(chip.spec, lr=lr, base=base, rule=hw.pulse_rule, seed=chip.seed, schedule=schedule,
+                           **kwargs)
 
 
 def migrate_legacy_model(old, new) -> AnalogModel:
@@ -133,10 +134,10 @@ def migrate_legacy_model(old, new) -> AnalogModel:
     if not cfg:
         raise InputError(f"{old / 'model.json'}: has no experiment config to rebuild the block from")
     cfg = validate_config(cfg)
-    layers = [f"dense{k + 1}" for k in range(len(cfg["analog"]["hidden"]) + 1)]
+    layers = [f"dense{k + 1}" for k in range(len(cfg.analog.hidden) + 1)]
     if sorted(G) != sorted(layers):
         raise InputError(f"{old / 'conductances.npz'}: layers {sorted(G)}, the config builds {layers}")
-    n_features = (G[layers[0]].shape[1] - len(cfg["analog"]["bias_levels"])) // 2
+    n_features = (G[layers[0]].shape[1] - len(cfg.analog.bias_levels)) // 2
     model = model_from_config(cfg, n_features, G[layers[-1]].shape[0] // 2)
     model.set_conductances([G[name] for name in layers])
     model.epoch = int(summary.get("epoch", 0))

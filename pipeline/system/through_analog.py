@@ -14,6 +14,8 @@ embeddings after, the fraction of the requested shift reproduced is the projecti
 """
 from __future__ import annotations
 
+from pipeline.config import RootConfig
+
 from pipeline.errors import SetupError
 
 import numpy as np
@@ -21,24 +23,24 @@ import numpy as np
 METHODS = ("targets", "through-analog", "both")
 
 
-def check_differentiable(encoder, cfg: dict) -> None:
+def check_differentiable(encoder, cfg: RootConfig) -> None:
     """ValueError unless the encoder can be trained through the block (has fit_through)."""
-    method = cfg["digital"]["retrain_method"]
+    method = cfg.digital.retrain_method
     if method != "targets" and not callable(getattr(encoder, "fit_through", None)):
         raise SetupError(f"digital.retrain_method={method!r} needs a differentiable encoder, but "
-                         f"{type(encoder).__name__} (digital.encoder={cfg['digital']['encoder']!r}) has no "
+                         f"{type(encoder).__name__} (digital.encoder={cfg.digital.encoder!r}) has no "
                          f"fit_through(images, labels, grad_fn, ...); use digital.retrain_method: targets")
 
 
-def through_cost(cfg: dict):
+def through_cost(cfg: RootConfig):
     """The cost through-analog retraining descends (digital.through_loss): None for the
     block's own training cost, or the cross-entropy of the class scores at
     digital.through_temperature."""
-    d = cfg["digital"]
-    if d["through_loss"] == "block":
+    d = cfg.digital
+    if d.through_loss == "block":
         return None
     from analog.losses import CrossEntropy
-    return CrossEntropy(temperature=float(d["through_temperature"]))
+    return CrossEntropy(temperature=float(d.through_temperature))
 
 
 def grad_fn_for(block, labels: np.ndarray, method: str = "ep", loss=None):
