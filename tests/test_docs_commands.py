@@ -52,7 +52,7 @@ def test_a_recorded_command_loads_its_config(words):
         elif flag == "--space":
             space = value
     cfg = load_config(ROOT / config, sets)
-    assert cfg["name"]
+    assert cfg.name
     if words[1] == "sweep":
         from pipeline.config import apply_overrides
         from pipeline.sweep.space import check_space, parse_space

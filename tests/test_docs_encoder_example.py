@@ -136,7 +136,7 @@ def test_example_through_a_config_as_the_page_shows(example):
     cfg = load_config(smoke, [f"digital.encoder={example}", "digital.embedding_dim=20", "digital.params={scale: 2.0}"])
     enc = build.encoder(cfg)
     assert type(enc).__name__ == "RandomFeatureEncoder"
-    assert (enc.embedding_dim, enc.scale, enc.seed) == (20, 2.0, cfg["seed"])
+    assert (enc.embedding_dim, enc.scale, enc.seed) == (20, 2.0, cfg.seed)
     if Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() or os.environ.get(
             "MIXSIG_FASHION_MNIST_DIR"):
         build.check_configured_encoder(cfg, sample=100)      # raises ValueError on a contract breach

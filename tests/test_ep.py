@@ -290,7 +290,7 @@ def test_hardware_training_mode_from_the_config(mode):
         assert m.perturbation is None
     assert isinstance(m.optimizer, PulsedOptimizer) == (mode == "in-situ")
     if mode == "in-situ":
-        assert m.optimizer.device == spec and m.optimizer.lr == cfg["training"]["optimizer"]["lr"]
+        assert m.optimizer.device == spec and m.optimizer.lr == cfg.training.optimizer.lr
     x, y = inputs(16, 4, scale=1.0), np.arange(16) % 3
     m.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert np.isfinite(m.history.history["loss"][0])

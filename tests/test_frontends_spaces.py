@@ -26,10 +26,9 @@ def test_shipped_space_validates_on_its_config(space, config):
     assert check_space(sp, yaml.safe_load((ROOT / "experiments" / config).read_text())) >= len(sp.dimensions)
 
 
-def _ep_epochs(cfg: dict) -> int:
+def _ep_epochs(cfg) -> int:
     """EP epochs a co-training gives the block: the first training, then each round's."""
-    rounds = cfg["cotrain"]["rounds"]
-    return cfg["training"]["epochs"] + rounds * (cfg["cotrain"]["analog_epochs"] or cfg["training"]["epochs"])
+    return cfg.training.epochs + cfg.cotrain.rounds * (cfg.cotrain.analog_epochs or cfg.training.epochs)
 
 
 def test_control_matches_the_cotraining_epochs_without_rounds():
@@ -43,6 +42,6 @@ def test_control_matches_the_cotraining_epochs_without_rounds():
         cotrained = trial_config(base, {"digital.params.filters": f, "digital.retrain_method": "both"})
         ctrl = trial_config(base, {d.key: (f if d.key == "digital.params.filters" else d.values[0])
                                    for d in control.dimensions})
-        assert ctrl["cotrain"]["rounds"] == 0 and cotrained["cotrain"]["rounds"] == 1
-        assert ctrl["training"]["epochs"] == _ep_epochs(cotrained) == 4 + 1 * 2
-        assert ctrl["digital"] == {**cotrained["digital"], "retrain_method": ctrl["digital"]["retrain_method"]}
+        assert ctrl.cotrain.rounds == 0 and cotrained.cotrain.rounds == 1
+        assert ctrl.training.epochs == _ep_epochs(cotrained) == 4 + 1 * 2
+        assert ctrl.digital == cotrained.digital.model_copy(update={"retrain_method": ctrl.digital.retrain_method})

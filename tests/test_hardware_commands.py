@@ -113,7 +113,7 @@ def test_hardware_fields_written_like_1e_7_are_numbers():
     """YAML 1.1 reads 1e-7 (no dot) as a string; in the preset sections it is the number too."""
     import yaml
     cfg = _hw_config(yaml.safe_load("{preset: pcm, device: {g_min: 1e-7, prog_sigma: 2}}"))
-    assert cfg["hardware"]["overrides"]["device"]["g_min"] == 1e-7
+    assert cfg.hardware.overrides["device"]["g_min"] == 1e-7
 
 
 def test_a_preset_field_given_twice_is_refused_naming_both_keys():
@@ -123,7 +123,7 @@ def test_a_preset_field_given_twice_is_refused_naming_both_keys():
     msg = str(err.value)
     assert "hardware.device.prog_sigma" in msg and "hardware.overrides.device.prog_sigma" in msg
     same = _hw_config({"preset": "pcm", "device": {"prog_sigma": 3.0}, "overrides": {"device": {"prog_sigma": 3.0}}})
-    assert same["hardware"]["overrides"]["device"]["prog_sigma"] == 3.0
+    assert same.hardware.overrides["device"]["prog_sigma"] == 3.0
 
 
 def test_the_devices_page_example_runs_as_written(tmp_path, monkeypatch):

@@ -113,7 +113,7 @@ def test_recovered_fraction_rule():
 def test_eval_times_and_seeds():
     cfg = {"seed": 5, "hardware": {"seed": None, "chips": 3, "times": [3600.0, 86400.0]}}
     assert hardware_settings.eval_times(cfg) == [0.0, 3600.0, 86400.0] and hardware_settings.chip_seeds(cfg) == [5, 6, 7]
-    cfg["hardware"].update(seed=10, times=[0.0, 60.0])
+    cfg.hardware.update(seed=10, times=[0.0, 60.0])
     assert hardware_settings.eval_times(cfg) == [0.0, 60.0] and hardware_settings.chip_seeds(cfg) == [10, 11, 12]
 
 
@@ -121,11 +121,11 @@ def test_frozen_plan_trains_and_programs_once():
     from pipeline.config import load_config
     from pipeline.cotraining.run import make_plan
     cfg = load_config(ROOT / "experiments" / "smoke_hw.yaml")
-    cfg["cotrain"]["rounds"] = 2
+    cfg.cotrain.rounds = 2
     assert make_plan(cfg) == [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("program", 0),
                               ("optimize-inputs", 0), ("retrain-digital", 0), ("embed", 1), ("optimize-inputs", 1),
                               ("retrain-digital", 1), ("embed", 2), ("evaluate", 2)]
-    cfg["hardware"]["frozen"] = False
+    cfg.hardware.frozen = False
     plan = make_plan(cfg)
     assert plan.count(("program", 1)) == 1 and plan.count(("train-analog", 2)) == 1 and plan[-2:] == [
         ("program", 2), ("evaluate", 2)]

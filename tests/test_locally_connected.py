@@ -11,7 +11,7 @@ from analog import (AnalogModel, Amplification, BiasVoltage, Concatenate, Curren
 from analog.ep import ep_gradients, exact_gradients
 from analog.losses import MSE
 from analog.netlist import NetlistPlan
-from pipeline.config import ConfigError, validate_config
+from pipeline.config import ConfigError, config_dict, validate_config
 
 H, W = 5, 6
 
@@ -231,8 +231,8 @@ def test_config_layers_build_the_block_and_hidden_stays_the_short_form():
     cfg = validate_config({"name": "lc", "data": {"dataset": "iris"}, "analog": {"layers": [
         {"type": "locally_connected2d", "kernel": [2, 2], "strides": 1, "filters": 3, "input_shape": [3, 4, 1]},
         {"type": "dense", "units": 5, "gain": 2.0}]}})
-    assert cfg["analog"]["hidden"] == [2 * 3 * 3, 5]
-    assert validate_config(cfg)["analog"] == cfg["analog"]          # a saved config validates again
+    assert cfg.analog.hidden == [2 * 3 * 3, 5]
+    assert validate_config(config_dict(cfg)).analog == cfg.analog          # a saved config validates again
     m = model_from_config(cfg, 12, 3, compile=False)
     assert [type(l).__name__ for l in m.dense_layers] == ["LocallyConnected2D", "Dense", "Dense"]
     assert m.dense_layers[0].G.shape == (18, 2 * 2 * 2 + 2)
@@ -286,8 +286,8 @@ def test_config_same_padding_sizes_the_layers_and_builds_the_block():
         {"type": "locally_connected2d", "kernel": 3, "strides": 2, "filters": 2, "input_shape": [5, 6, 1],
          "padding": "same"},
         {"type": "locally_connected2d", "kernel": 2, "filters": 1, "padding": "same"}]}})
-    assert cfg["analog"]["hidden"] == [3 * 3 * 2, 3 * 3 * 1]
-    assert cfg["analog"]["layers"][1]["input_shape"] == [3, 3, 2]
+    assert cfg.analog.hidden == [3 * 3 * 2, 3 * 3 * 1]
+    assert cfg.analog.layers[1]["input_shape"] == [3, 3, 2]
     m = model_from_config(cfg, 30, 3, compile=False)
     lc1, lc2 = m.dense_layers[:2]
     assert lc1.padding == lc2.padding == "same" and lc1.output_shape == (3, 3, 2) and lc2.output_shape == (3, 3, 1)
@@ -324,7 +324,7 @@ def test_digits_is_a_tabular_set_of_8x8_pixels():
     cfg = validate_config({"name": "d", "data": {"dataset": "digits"}, "analog": {"layers": [
         {"type": "locally_connected2d", "kernel": [3, 3], "filters": 2, "input_shape": [8, 8, 1]},
         {"type": "dense", "units": 32}]}})
-    assert cfg["analog"]["hidden"] == [72, 32]
+    assert cfg.analog.hidden == [72, 32]
 
 
 @pytest.mark.parametrize("padding", ["valid", "same", None])

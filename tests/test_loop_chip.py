@@ -39,7 +39,7 @@ def test_loop_chip_refusals(hardware, words):
     with pytest.raises(ConfigError) as err:
         validate_config(_cfg(hardware))
     assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
-    assert validate_config(_cfg({"chips": 3, "frozen": True, "loop_chip": 2}))["hardware"]["loop_chip"] == 2
+    assert validate_config(_cfg({"chips": 3, "frozen": True, "loop_chip": 2})).hardware.loop_chip == 2
 
 
 def test_cross_entropy_input_gradient_on_a_chip_matches_the_exact_one():

@@ -167,13 +167,13 @@ def test_migrate_old_folder(tmp_path):
     """An old folder (model.json summary with the experiment config + conductances.npz) is
     rebuilt from its config by `python -m pipeline.system.analog_block --migrate`."""
     from pipeline.system.analog_block import model_from_config
-    from pipeline.config import load_config
+    from pipeline.config import config_dict, load_config
     cfg = load_config("experiments/iris.yaml")
     m = model_from_config(cfg, 4, 3)
     old = tmp_path / "old"
     old.mkdir()
     np.savez(old / "conductances.npz", **{l.name: l.G for l in m.dense_layers})
-    (old / "model.json").write_text(json.dumps({"name": m.name, "epoch": 5, "config": cfg, "layers": []}))
+    (old / "model.json").write_text(json.dumps({"name": m.name, "epoch": 5, "config": config_dict(cfg), "layers": []}))
     (old / "model.pkl").write_bytes(b"old")
     out = subprocess.run([sys.executable, "-m", "pipeline.system.analog_block", "--migrate", str(old), str(tmp_path / "new")],
                          capture_output=True, text=True)
@@ -210,14 +210,14 @@ def test_one_set_of_block_defaults():
     """build_dense_network, make_device and the config schema take their defaults from
     analog.builders.BLOCK_DEFAULTS (they disagreed: ±0.5 V and IS 1e-14 vs −0.3/+0.3 and 1e-12)."""
     from analog.builders import BLOCK_DEFAULTS
-    from pipeline.config import validate_config
+    from pipeline.config import config_dict, validate_config
     m = analog.build_dense_network(3, 2, hidden=(4,))
     up, down = m.circuit.nonlinear
     assert (up.layer.bias, down.layer.bias) == (-0.3, 0.3)
     assert up.device == ShockleyDiode(IS=1e-12, N=1.0, RS=0.0)
     assert analog.make_device("mos") == MOSDiode(VTO=0.3, KP=1e-4, LAMBDA=0.0, W=1e-6, L=1e-6)
     assert m.dense_layers[0].g_min == 1e-7 and m.dense_layers[0].g_max == 2e-5 and m.circuit.gmin == 1e-12
-    cfg = validate_config({"name": "x", "data": {"dataset": "iris"}})["analog"]
+    cfg = config_dict(validate_config({"name": "x", "data": {"dataset": "iris"}}))["analog"]
     for key, value in BLOCK_DEFAULTS.items():
         assert cfg[key] == value, key
     with pytest.raises(ValueError, match="analog.diode.iss: unknown key"):

@@ -138,7 +138,7 @@ def test_recalibrate_is_a_nested_run_with_both_curves_and_its_encoder(hw):
     # the logged accuracy at T is the saved encoder on the saved chips, read without noise
     import yaml
     cfg = yaml.safe_load((root / "config.yaml").read_text())
-    ds = load_dataset(cfg["data"], seed=cfg["seed"])
+    ds = load_dataset(cfg.data, seed=cfg.seed)
     enc = load_encoder(root / "encoder")
     chips_run = run.data.tags["mixsig.artifact.chips"]
     import mlflow

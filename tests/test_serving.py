@@ -55,7 +55,7 @@ def served(smoke, tmp_path_factory):
     from pipeline.data import load_dataset
     tmp, client, parent = smoke
     cfg = load_config(SMOKE)
-    ds = load_dataset(cfg["data"], seed=cfg["seed"])
+    ds = load_dataset(cfg.data, seed=cfg.seed)
     folder = tmp_path_factory.mktemp("serving")
     np.save(folder / "test.npy", ds.x_test)
     return tmp, client, parent, stage_run(client, parent, "evaluate"), folder, ds

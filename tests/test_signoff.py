@@ -83,8 +83,8 @@ def test_signoff_of_20_samples_on_2_actors(trained):
     # pool-backed ngspice engine and by the model's own predict
     model = AnalogModel.load(_artifact_dir(client, ta.info.run_id) / "analog_model")
     cfg = load_config_with_overrides(XOR, ["training.epochs=2"])
-    ds = load_dataset(cfg["data"], seed=cfg.get("seed", 0))
-    x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg["analog"]["input_amplitude"])[2][:20]
+    ds = load_dataset(cfg.data, seed=cfg.seed)
+    x = tabular_to_volts(ds.x_train, ds.x_val, ds.x_test, amplitude=cfg.analog.input_amplitude)[2][:20]
     with NgspiceEngine(model.circuit, processes=1) as eng:
         sp = eng.solve(model.conductances, x)
     native = model.predict(x)

@@ -128,8 +128,8 @@ def test_space_values_reach_the_schema():
     assert space.searcher == "random" and [d.kind for d in space.dimensions] == ["loguniform", "grid", "grid"]
     assert check_space(space, TINY) == 2 + 2 + 2 + 4    # values one by one, then the 2 × 2 grid points
     cfg = trial_config(TINY, {"analog.hidden": [8], "training.optimizer.lr": 0.02})
-    assert cfg["analog"]["hidden"] == [8] and cfg["training"]["optimizer"]["lr"] == 0.02
-    assert cfg["training"]["epochs"] == 3      # the rest is the base config's
+    assert cfg.analog.hidden == [8] and cfg.training.optimizer.lr == 0.02
+    assert cfg.training.epochs == 3      # the rest is the base config's
 
 
 def test_pareto_front_and_plot(tmp_path):
@@ -186,7 +186,7 @@ def test_sweep_four_trials_two_at_a_time(tmp_path):
     assert sweep.data.metrics["best_val_accuracy"] == pytest.approx(sum(means[best_lr]) / 2)
     from pipeline.config import load_config
     best = load_config(folder / "best_config.yaml")       # what `mixsig cotrain FILE` reads first
-    assert best["training"]["optimizer"]["lr"] == best_lr and best["analog"]["hidden"] == [4]
+    assert best.training.optimizer.lr == best_lr and best.analog.hidden == [4]
     assert {a.path for a in c.list_artifacts(sid)} >= {"best_config.yaml", "results.csv", "space.yaml", "base.yaml"}
     # the embedded store survived 2 concurrent writers
     assert sqlite3.connect(db).execute("pragma integrity_check").fetchone()[0] == "ok"

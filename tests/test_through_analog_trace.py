@@ -47,9 +47,11 @@ def test_cross_entropy_through_cost_is_its_own_gradient_and_cost(block):
     (not the block's MSE) against the exact implicit gradient of that cost, and the recorded
     cost against −log softmax(y/T) of the block's forward pass."""
     from analog.losses import CrossEntropy
+    from pipeline.config import validate_config
     from pipeline.system.through_analog import through_cost
-    assert through_cost({"digital": {"through_loss": "block"}}) is None
-    ce = through_cost({"digital": {"through_loss": "cross_entropy", "through_temperature": 0.05}})
+    assert through_cost(validate_config({"name": "t", "digital": {"through_loss": "block"}})) is None
+    ce = through_cost(validate_config({"name": "t", "digital": {"through_loss": "cross_entropy",
+                                                                "through_temperature": 0.05}}))
     assert isinstance(ce, CrossEntropy) and ce.temperature == 0.05
     rng = np.random.default_rng(2)
     e, labels = rng.uniform(-1, 1, (12, 4)), rng.integers(0, 3, 12)

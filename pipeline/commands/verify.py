@@ -1,13 +1,18 @@
 """mixsig verify: EP gradient quality and native–ngspice agreement for an experiment's block."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from types import SimpleNamespace
 
 import click
 
-from pipeline.config import RootConfig
 from pipeline.commands import options as opt
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 
 HELP = "check a config's circuit: native vs ngspice voltages, EP vs exact gradients"
 

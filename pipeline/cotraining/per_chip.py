@@ -18,12 +18,16 @@ and the mean over all chips of that chip's encoder; and the metrics
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-from pipeline.config import RootConfig
 
 __all__ = ["run_per_chip", "chip_config", "summary_rows", "summary_table"]
 

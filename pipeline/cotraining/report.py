@@ -9,8 +9,12 @@ resumed co-training does not draw them twice.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 from pathlib import Path
-from pipeline.config import RootConfig
 
 DESCRIPTION_TAG = "mlflow.note.content"
 

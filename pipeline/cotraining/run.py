@@ -24,11 +24,15 @@ killed, and runs the rest.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 import time
 from pathlib import Path
 
-from pipeline.config import RootConfig
 from pipeline.flow import (STATUS_FINISHED, TAG, ArtifactRef, PipelineError, StageInputError, check_inputs,
                            config_from_run, dump_config, experiment_name, get_run, resolve_inputs)
 from pipeline.hardware.settings import frozen

@@ -9,7 +9,10 @@ one loop that runs a plan of stages (co-training rounds, sweep trials), plots.
   loop            the one loop over a plan of stages, with resume
   plots           PNG plots logged with the runs
 """
-from pipeline.config import RootConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from pipeline.flow.artifacts import (KINDS, ArtifactRef, PipelineError, StageInputError, load_analog,
                                      load_embeddings, load_targets, save_npz)
 from pipeline.flow.inputs import check_inputs, dataset, is_image_data
@@ -17,6 +20,9 @@ from pipeline.flow.lineage import (STATUS_FINISHED, TAG, config_from_run, dump_c
                                    load_config_with_overrides, parse_input_items, resolve_inputs)
 from pipeline.flow.runner import Option, Stage, StageContext, StageOutcome, register, run_stage
 from pipeline.flow.stage_data import analog_scores
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def required_inputs(spec: Stage, cfg: RootConfig) -> tuple:

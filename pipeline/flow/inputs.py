@@ -2,10 +2,13 @@
 checked before a run is created or any work is done (StageInputError names the input)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 from pathlib import Path
-
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import KINDS, StageInputError, input_width
 
 # the order in which neighbouring inputs are compared for their embedding width

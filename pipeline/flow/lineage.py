@@ -11,10 +11,14 @@ and its config as `config.yaml`, which is how a stage given only `--from-run` ge
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import os
 from pathlib import Path
 
-from pipeline.config import RootConfig, config_dict
 from pipeline.flow.artifacts import KINDS, ArtifactRef, StageInputError
 
 from pipeline.runtime.tracking import STATUS_FINISHED, TAG, tag  # noqa: F401  (the lineage's vocabulary)
@@ -29,6 +33,8 @@ def experiment_name(cfg: RootConfig) -> str:
 
 def dump_config(cfg: RootConfig, path: Path) -> Path:
     import yaml
+
+    from pipeline.config import config_dict
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
     return path

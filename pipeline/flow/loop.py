@@ -7,10 +7,13 @@ stage itself (or, for a finished step, from the run found), not from a later rea
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 from dataclasses import dataclass
 from pathlib import Path
-
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import ArtifactRef, artifact_dir
 from pipeline.flow.runner import get_stage, run_stage
 from pipeline.runtime.tracking import STATUS_FINISHED, TAG

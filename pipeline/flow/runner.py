@@ -24,15 +24,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import KINDS, ArtifactRef, artifact_dir
 from pipeline.flow.inputs import check_inputs, dataset
 from pipeline.runtime.interrupts import describe, end_active_run, is_interruption, raise_pending
 from pipeline.flow.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 @dataclass(frozen=True)

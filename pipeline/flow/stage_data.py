@@ -1,9 +1,13 @@
 """Helpers several stage bodies share: the analog block's data and scores."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import StageInputError, load_embeddings
 from pipeline.flow.inputs import is_image_data, takes_pixels
 

@@ -17,9 +17,13 @@ loop_chip_programmed_accuracy, recovered_fraction_loop) are means over the loop 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.hardware import chip_files
 from pipeline.hardware import settings as hw
 

@@ -18,13 +18,17 @@ the recalibrated system, at the evaluation times from T on (before T it did not 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.errors import InputError, OptionError
 
 MODES = ("encoder", "chip", "both")

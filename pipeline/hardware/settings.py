@@ -2,9 +2,11 @@
 seeds, the read times of the evaluations, the chip in the loop, the programmed scenario's name."""
 from __future__ import annotations
 
-from pipeline.config import RootConfig
-from pipeline.config.hardware_section import HardwareConfig
-from pipeline.system.analog_block import chip_seed_base
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+    from pipeline.config.hardware_section import HardwareConfig
 
 
 def hardware(cfg: RootConfig) -> HardwareConfig | None:
@@ -17,6 +19,7 @@ def frozen(cfg: RootConfig) -> bool:
 
 def chip_seeds(cfg: RootConfig) -> list[int]:
     """Seed of chip i: hardware.seed (default: the config's seed) + i."""
+    from pipeline.system.analog_block import chip_seed_base   # the analog block's modules load on use only
     base = chip_seed_base(cfg)
     return [base + i for i in range(cfg.hardware.chips)]
 

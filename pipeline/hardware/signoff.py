@@ -15,6 +15,11 @@ or RAY_ADDRESS; every node needs this project installed, as the actors import `a
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import math
 import os
 import socket
@@ -25,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.runtime import ray_cluster
 from pipeline.runtime.ray_cluster import RaySession
 from pipeline.flow.artifacts import PipelineError

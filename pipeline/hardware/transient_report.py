@@ -8,10 +8,14 @@ outputs were not within the tolerance by transient.duration, never taken as sett
 histogram plot of both distributions and a JSON file listing every unsettled sample."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 
 import numpy as np
-from pipeline.config import RootConfig
 
 
 def specs(cfg: RootConfig):

@@ -8,9 +8,12 @@ machine's physical memory is refused with an error naming `analog.hidden`.
 """
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
-from pipeline.config import RootConfig
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
+import os
 from pipeline.errors import SetupError
 
 GIB = 2 ** 30

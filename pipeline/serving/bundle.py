@@ -5,9 +5,12 @@ encoder, the block and the chips it evaluated in its lineage tags (pipeline.flow
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.config import RootConfig
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
+from pathlib import Path
 from pipeline.serving.images import ServingInputError
 from pipeline.serving.system import FORMAT, PARTS, VERSION
 

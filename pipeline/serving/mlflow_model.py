@@ -8,13 +8,17 @@ loads, serves and predicts with the code it was trained with.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.serving.images import SIDE, to_pixels
 from pipeline.serving.system import SYSTEM_FILE
 

@@ -2,11 +2,15 @@
 `digital.encoder: none`, the images' pixels as volts (the analog block is the front end)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import time
 
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import save_npz
 from pipeline.flow.inputs import has_encoder, is_image_data
 from pipeline.flow.runner import Stage, StageContext

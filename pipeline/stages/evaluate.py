@@ -4,10 +4,13 @@ programmed chips (a `chips` input), every chip at every read time in hardware.ti
 to end, next to the ideal block."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import os
 import time
-
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import load_analog
 from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
 from pipeline.flow.inputs import is_image_data, takes_pixels

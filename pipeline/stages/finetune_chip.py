@@ -13,7 +13,11 @@ In a co-training it runs right after `program` when hardware.finetune_epochs > 0
 """
 from __future__ import annotations
 
-from pipeline.config import RootConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 from pipeline.errors import SetupError
 
 import numpy as np

@@ -10,7 +10,11 @@ co-train the encoder on the chips.
 """
 from __future__ import annotations
 
-from pipeline.config import RootConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 from pipeline.errors import SetupError
 
 import numpy as np

@@ -5,11 +5,15 @@ the other. Logs how much of the requested shift the encoder reproduces (train, a
 images whose targets are optimised here for the measurement)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import time
 
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import StageInputError, load_analog, load_targets
 from pipeline.flow.stage_data import analog_scores, input_box
 from pipeline.flow.runner import Stage, StageContext
@@ -73,7 +77,8 @@ def body(ctx: StageContext) -> None:
         seconds = time.perf_counter() - t0
         check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
         ctx.log_history(hist, "retrain_")
-        msg = _log_shift(ctx, enc, ds, hist, seconds, (e0_train, tg), (e0_test, test_t))
+        msg = _log_shift(ctx, enc, ds, hist, seconds, (e0_train, None if tg is None else tg["targets"]),
+                         (e0_test, test_t))
         if model is not None:
             msg += _log_end_to_end(ctx, enc, ds, model, block)
     finally:

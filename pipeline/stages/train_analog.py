@@ -2,9 +2,13 @@
 or on the tabular data as volts; continues a given block for cotrain.analog_epochs."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import numpy as np
 
-from pipeline.config import RootConfig
 from pipeline.flow.artifacts import load_analog
 from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
 from pipeline.flow.inputs import is_image_data, takes_pixels

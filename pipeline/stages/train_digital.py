@@ -1,7 +1,11 @@
 """train-digital: train the digital encoder and its classification head (images only)."""
 from __future__ import annotations
 
-from pipeline.config import RootConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 from pipeline.errors import SetupError
 
 from pipeline.flow.artifacts import PipelineError

@@ -20,6 +20,11 @@ stopped early, failed, trials per hour).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 import os
 import sys
@@ -27,8 +32,6 @@ import time
 from pathlib import Path
 
 import yaml
-
-from pipeline.config import RootConfig
 from pipeline.flow import PipelineError
 from pipeline.sweep.results import finish
 from pipeline.sweep.space import EPOCH_METRICS, SweepSpace, check_space, parse_space, trial_config

@@ -17,12 +17,15 @@ co-training skips its finished steps, as `cotrain --resume` does).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
+
 import json
 import os
 import time
 from pathlib import Path
-
-from pipeline.config import RootConfig
 from pipeline.sweep.space import EPOCH_METRICS, trial_config
 
 TRIAL_STAGE = "sweep-trial"      # mixsig.stage of a trial run that is not a co-training

@@ -2,8 +2,6 @@
 compiled from the `analog` and `training` sections) and the digital encoder (from the
 `digital` section, any encoder honouring digital's contract)."""
 from __future__ import annotations
-
-from pipeline.config import RootConfig
 from pipeline.errors import SetupError
 
 import inspect

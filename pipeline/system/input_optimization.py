@@ -3,7 +3,10 @@
 (targets for test images, to measure the shift followed) run it with the same settings."""
 from __future__ import annotations
 
-from pipeline.config import RootConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def input_cost(cfg: RootConfig):

@@ -14,7 +14,10 @@ embeddings after, the fraction of the requested shift reproduced is the projecti
 """
 from __future__ import annotations
 
-from pipeline.config import RootConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 from pipeline.errors import SetupError
 
