@@ -134,13 +134,14 @@ def test_space_values_reach_the_schema():
 
 def test_pareto_front_and_plot(tmp_path):
     from pipeline.sweep.pareto import front, write
+    from pipeline.sweep.space import Pareto
     pts = [(1e3, 0.50), (2e3, 0.60), (2e3, 0.55), (3e3, 0.60), (5e2, 0.40), (4e3, 0.70), (4e3, 0.70)]
     # by hand: (500, .40) < (1000, .50) < (2000, .60) < (4000, .70) (both copies); (2000, .55) and
     # (3000, .60) are dominated by (2000, .60)
     assert front(pts) == [4, 0, 1, 5, 6]
     assert front(pts, x_mode="max", y_mode="max") == [5, 6]
     rows = [{"trial_id": f"t{i}", "a.b": i, "x": px, "y": py} for i, (px, py) in enumerate(pts)]
-    table, plot, best = write(rows, ["a.b"], {"x": "x", "y": "y"}, tmp_path, "t")
+    table, plot, best = write(rows, ["a.b"], Pareto(x="x", y="y"), tmp_path, "t")
     assert plot.stat().st_size > 1000 and [b["trial_id"] for b in best] == ["t4", "t0", "t1", "t5", "t6"]
     flags = [r["on_front"] for r in csv.DictReader(open(table))]
     assert flags == ["1", "1", "0", "0", "1", "1", "1"]

@@ -10,6 +10,10 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.sweep.space import Pareto
 
 
 def front(points: list[tuple[float, float]], x_mode: str = "min", y_mode: str = "max") -> list[int]:
@@ -29,15 +33,15 @@ def _text(v) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def write(rows: list[dict], keys: list[str], spec: dict, folder: Path, title: str) -> tuple[Path, Path, list]:
+def write(rows: list[dict], keys: list[str], spec: Pareto, folder: Path, title: str) -> tuple[Path, Path, list]:
     """pareto.csv and plots/pareto.png from the trials' rows (those with both metrics)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    x, y = spec["x"], spec["y"]
+    x, y = spec.x, spec.y
     have = [r for r in rows if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))]
     pts = [(float(r[x]), float(r[y])) for r in have]
-    best = front(pts, spec.get("x_mode", "min"), spec.get("y_mode", "max"))
+    best = front(pts, spec.x_mode, spec.y_mode)
     table = folder / "pareto.csv"
     with open(table, "w", newline="") as fh:
         w = csv.writer(fh)

@@ -180,7 +180,7 @@ def _pareto(rows, keys, space: SweepSpace, folder: Path, sweep_id: str, results)
         row = by_id.get(m.get("trial_id") or Path(r.path or "").name)
         if row is not None and row["status"] in ("finished", "reused"):
             full.append({**row, x: m.get(x), y: m.get(y)})
-    table, plot, best = pareto.write(full, keys, space.pareto.model_dump(), folder, f"sweep {sweep_id[:8]}: {y} against {x}")
+    table, plot, best = pareto.write(full, keys, space.pareto, folder, f"sweep {sweep_id[:8]}: {y} against {x}")
     mlflow.log_artifact(str(table))
     mlflow.log_artifact(str(plot), artifact_path="plots")
     print(f"Pareto front ({x} {space.pareto.x_mode}, {y} {space.pareto.y_mode}): "

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -92,6 +92,8 @@ class Scheduler(BaseModel):
     grace_period: int | None = PositiveInt
     reduction_factor: int | None = PositiveInt          # asha only
     min_samples_required: int | None = PositiveInt      # median only
+    #: what an option left out (None) means: Ray Tune's own defaults for these schedulers
+    DEFAULTS: ClassVar[dict] = {"grace_period": 1, "reduction_factor": 2, "min_samples_required": 3}
 
     @model_validator(mode="after")
     def _options(self):
@@ -105,7 +107,13 @@ class Scheduler(BaseModel):
         return self
 
     def options(self) -> dict:
+        """The options the space file gives (for the record)."""
         return {k: v for k, v in self.model_dump(exclude={"type"}).items() if v is not None}
+
+    def setting(self, name: str) -> int:
+        """The option `name` in effect: the space file's, else its default."""
+        value = getattr(self, name)
+        return self.DEFAULTS[name] if value is None else value
 
 
 class Pareto(BaseModel):

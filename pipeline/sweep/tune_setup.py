@@ -17,19 +17,19 @@ def tune_config(space: SweepSpace, settings: dict, seed: int):
     elif space.searcher == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
         search_alg = BasicVariantGenerator(random_state=seed)
-    sched, kind = space.scheduler.options(), space.scheduler.type
+    sched, kind = space.scheduler, space.scheduler.type
     if kind == "asha":
         from ray.tune.schedulers import ASHAScheduler
         # time axis: Tune's own report count, present in every result (= the analog epoch until the last report)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings["max_epochs"] + 2,
-                                  grace_period=sched.get("grace_period", 1),
-                                  reduction_factor=sched.get("reduction_factor", 2))
+                                  grace_period=sched.setting("grace_period"),
+                                  reduction_factor=sched.setting("reduction_factor"))
     elif kind == "median":
         from ray.tune.schedulers import MedianStoppingRule
         # min_time_slice: never PAUSE a trial to yield to pending ones (the rule's default when it has
         # too few others to compare with): a trial has no checkpoint, so a paused one starts again
-        scheduler = MedianStoppingRule(time_attr="training_iteration", grace_period=sched.get("grace_period", 1),
-                                       min_samples_required=sched.get("min_samples_required", 3),
+        scheduler = MedianStoppingRule(time_attr="training_iteration", grace_period=sched.setting("grace_period"),
+                                       min_samples_required=sched.setting("min_samples_required"),
                                        min_time_slice=10 ** 9)
     return tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=search_alg, scheduler=scheduler,
                            num_samples=space.samples * (len(space.seeds) if space.seeds and
