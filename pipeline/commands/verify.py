@@ -13,7 +13,6 @@ from pipeline.commands import options as opt
 if TYPE_CHECKING:
     from pipeline.config import RootConfig
 
-
 HELP = "check a config's circuit: native vs ngspice voltages, EP vs exact gradients"
 
 

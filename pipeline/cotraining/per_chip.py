@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
+import copy
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 __all__ = ["run_per_chip", "chip_config", "summary_rows", "summary_table"]
 

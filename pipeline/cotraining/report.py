@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pathlib import Path
+
 if TYPE_CHECKING:
     from pipeline.config import RootConfig
-
-from pathlib import Path
 
 DESCRIPTION_TAG = "mlflow.note.content"
 

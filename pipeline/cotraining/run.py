@@ -26,9 +26,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import json
 import time
 from pathlib import Path
@@ -39,6 +36,9 @@ from pipeline.hardware.settings import frozen
 from pipeline.stages import STAGES, get_stage
 from pipeline.runtime.liveness import claim
 from pipeline.flow.loop import finished_steps, plan_steps, walk
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 START = ("train-digital",)                                                   # unless an encoder is given
 ROUND = ("embed", "train-analog", "optimize-inputs", "retrain-digital")     # for each round r < rounds

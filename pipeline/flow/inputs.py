@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import json
 from pathlib import Path
+
 from pipeline.flow.artifacts import KINDS, StageInputError, input_width
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 # the order in which neighbouring inputs are compared for their embedding width
 _WIDTH_ORDER = ("encoder", "analog", "embeddings", "targets")

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import os
 from pathlib import Path
 
 from pipeline.flow.artifacts import KINDS, ArtifactRef, StageInputError
 
 from pipeline.runtime.tracking import STATUS_FINISHED, TAG, tag  # noqa: F401  (the lineage's vocabulary)
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 from dataclasses import dataclass
 from pathlib import Path
+
 from pipeline.flow.artifacts import ArtifactRef, artifact_dir
 from pipeline.flow.runner import get_stage, run_stage
 from pipeline.runtime.tracking import STATUS_FINISHED, TAG
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 __all__ = ["Step", "plan_steps", "step_folder", "finished_steps", "walk"]
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import numpy as np
 
 from pipeline.flow.artifacts import StageInputError, load_embeddings
 from pipeline.flow.inputs import is_image_data, takes_pixels
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def analog_scores(model, x, y, batch_size: int = 4096) -> dict:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import numpy as np
 
 from pipeline.hardware import chip_files
 from pipeline.hardware import settings as hw
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 __all__ = ["loop_indices", "held_out_indices", "loop_label", "loop_block", "log_split", "split_recovery"]
 

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError, OptionError
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 MODES = ("encoder", "chip", "both")
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "y": 3.15e7}

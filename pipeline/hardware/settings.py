@@ -6,11 +6,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.config import RootConfig
-    from pipeline.config.hardware_section import HardwareConfig
-
-
-def hardware(cfg: RootConfig) -> HardwareConfig | None:
-    return cfg.hardware
 
 
 def frozen(cfg: RootConfig) -> bool:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import math
 import os
 import socket
@@ -33,6 +30,9 @@ import numpy as np
 from pipeline.runtime import ray_cluster
 from pipeline.runtime.ray_cluster import RaySession
 from pipeline.flow.artifacts import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 class SignoffError(PipelineError):

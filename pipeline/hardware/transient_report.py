@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import json
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def specs(cfg: RootConfig):

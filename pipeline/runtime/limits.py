@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import os
+
+from pipeline.errors import SetupError
+
 if TYPE_CHECKING:
     from pipeline.config import RootConfig
-
-import os
-from pipeline.errors import SetupError
 
 GIB = 2 ** 30
 

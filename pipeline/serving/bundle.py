@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 from pathlib import Path
+
 from pipeline.serving.images import ServingInputError
 from pipeline.serving.system import FORMAT, PARTS, VERSION
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 SOURCE_STAGES = ("cotrain", "evaluate")
 

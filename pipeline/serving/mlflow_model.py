@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import json
 import tempfile
 from pathlib import Path
@@ -21,6 +18,9 @@ import numpy as np
 
 from pipeline.serving.images import SIDE, to_pixels
 from pipeline.serving.system import SYSTEM_FILE
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 MODEL_NAME = "model"
 MODEL_CODE = Path(__file__).with_name("model_code.py")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import time
 
 import numpy as np
@@ -14,6 +11,9 @@ import numpy as np
 from pipeline.flow.artifacts import save_npz
 from pipeline.flow.inputs import has_encoder, is_image_data
 from pipeline.flow.runner import Stage, StageContext
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 CHUNK = 8192   # a multiple of the Keras encoders' batch: fewer retraces
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import os
 import time
+
 from pipeline.flow.artifacts import load_analog
 from pipeline.flow.stage_data import analog_data, analog_scores, n_classes
 from pipeline.flow.inputs import is_image_data, takes_pixels
 from pipeline.flow.runner import Option, Stage, StageContext
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def required(cfg: RootConfig) -> tuple:

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 from pipeline.errors import SetupError
 
 import numpy as np
@@ -23,6 +20,9 @@ from pipeline.flow.artifacts import load_analog
 from pipeline.flow.stage_data import analog_data, analog_scores
 from pipeline.flow.inputs import is_image_data
 from pipeline.flow.runner import Stage, StageContext
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def required(cfg: RootConfig) -> tuple:

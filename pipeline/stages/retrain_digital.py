@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import time
 
 import numpy as np
@@ -17,6 +14,9 @@ import numpy as np
 from pipeline.flow.artifacts import StageInputError, load_analog, load_targets
 from pipeline.flow.stage_data import analog_scores, input_box
 from pipeline.flow.runner import Stage, StageContext
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 TEST_SHIFT_SAMPLES = 1000   # test images whose targets are optimised to measure the shift followed
 

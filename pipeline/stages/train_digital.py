@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 from pipeline.errors import SetupError
 
 from pipeline.flow.artifacts import PipelineError
 from pipeline.flow.inputs import has_encoder, is_image_data
 from pipeline.flow.runner import Stage, StageContext
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 
 def precheck(cfg: RootConfig) -> None:

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import json
 import os
 import sys
@@ -32,10 +29,14 @@ import time
 from pathlib import Path
 
 import yaml
+
 from pipeline.flow import PipelineError
 from pipeline.sweep.results import finish
 from pipeline.sweep.space import EPOCH_METRICS, SweepSpace, check_space, parse_space, trial_config
 from pipeline.sweep.tune_setup import run_config, trainable, tune_config
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 SWEEP_STAGE = "sweep"
 SETTINGS_TAG = "mixsig.sweep_settings"

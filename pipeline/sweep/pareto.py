@@ -7,10 +7,11 @@ maximised (`x_mode`, `y_mode` change that).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.sweep.space import Pareto

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 import json
 import os
 import time
 from pathlib import Path
+
 from pipeline.sweep.space import EPOCH_METRICS, trial_config
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 TRIAL_STAGE = "sweep-trial"      # mixsig.stage of a trial run that is not a co-training
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import RootConfig
-
 from pipeline.errors import SetupError
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipeline.config import RootConfig
 
 METHODS = ("targets", "through-analog", "both")
 
