@@ -111,9 +111,12 @@ def test_recovered_fraction_rule():
 
 
 def test_eval_times_and_seeds():
-    cfg = {"seed": 5, "hardware": {"seed": None, "chips": 3, "times": [3600.0, 86400.0]}}
+    from pipeline.config import validate_config
+    raw = {"name": "t", "seed": 5, "hardware": {"seed": None, "chips": 3, "times": [3600.0, 86400.0]}}
+    cfg = validate_config(raw)
     assert hardware_settings.eval_times(cfg) == [0.0, 3600.0, 86400.0] and hardware_settings.chip_seeds(cfg) == [5, 6, 7]
-    cfg.hardware.update(seed=10, times=[0.0, 60.0])
+    raw["hardware"].update(seed=10, times=[0.0, 60.0])
+    cfg = validate_config(raw)
     assert hardware_settings.eval_times(cfg) == [0.0, 60.0] and hardware_settings.chip_seeds(cfg) == [10, 11, 12]
 
 

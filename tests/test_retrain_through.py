@@ -31,10 +31,13 @@ def test_shift_followed_by_hand():
 
 def test_encoder_without_gradients_is_named_and_targets_suggested():
     from digital import PCAEncoder
-    cfg = {"digital": {"retrain_method": "through-analog", "encoder": "pca"}}
+
+    from pipeline.config import validate_config
+    cfg = validate_config({"name": "t", "digital": {"retrain_method": "through-analog", "encoder": "pca"}})
     with pytest.raises(ValueError, match=r"PCAEncoder.*digital.encoder='pca'.*retrain_method: targets"):
         check_differentiable(PCAEncoder(embedding_dim=4), cfg)
-    check_differentiable(PCAEncoder(embedding_dim=4), {"digital": {"retrain_method": "targets", "encoder": "pca"}})
+    check_differentiable(PCAEncoder(embedding_dim=4),
+                         validate_config({"name": "t", "digital": {"retrain_method": "targets", "encoder": "pca"}}))
 
 
 @pytest.fixture(scope="module")
