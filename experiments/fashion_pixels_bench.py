@@ -31,7 +31,8 @@ def main() -> None:
     blocks = {}
     for name in ("fashion_pixels_lc", "fashion_pixels_dense"):
         cfg = load_config(HERE / f"{name}.yaml")
-        ds = load_dataset(cfg.data.model_copy(update={"limit_train": 64 + args.samples + 200, "limit_test": 10}), seed=0)
+        sliced = cfg.data.model_copy(update={"limit_train": 64 + args.samples + 200, "limit_test": 10})
+        ds = load_dataset(sliced, seed=0)
         x, y = pixel_volts(ds.x_train, cfg.digital.v_low, cfg.digital.v_high), ds.y_train
         blocks[name] = (cfg, x, y)
     out = {}

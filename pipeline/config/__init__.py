@@ -12,6 +12,6 @@ from .loading import apply_overrides, config_dict, flatten, load_config, parse_o
 from .reference import config_json_schema, render_config_reference, write_config_reference
 from .schema import BLOCK_DEFAULTS, RootConfig
 
-__all__ = ["ConfigError", "RootConfig", "BLOCK_DEFAULTS", "validate_config", "load_config", "config_dict", "apply_overrides",
-           "parse_override", "flatten", "config_json_schema", "render_config_reference",
+__all__ = ["ConfigError", "RootConfig", "BLOCK_DEFAULTS", "validate_config", "load_config", "config_dict",
+           "apply_overrides", "parse_override", "flatten", "config_json_schema", "render_config_reference",
            "write_config_reference"]
