@@ -5,7 +5,7 @@
     .venv/bin/python experiments/ternary.py iris --sweep --json experiments/ternary_ber_iris.json
     .venv/bin/python experiments/ternary.py fashion --epochs 3 --limit-train 5000 --chips 1
 
-(fashion: the PCA block of experiments/hardware_training.py, 150 → 100 → 10, on a slice of
+(fashion: a PCA embedding in volts feeding the main job's block, 150 → 100 → 10, on a slice of
 the training images; the test set is the full 10,000.)
 
 Rows (same block, same initial conductances, the task's config: experiments/<task>.yaml):
@@ -33,7 +33,38 @@ from analog.hardware import PairOptimizer, finetune, pair_maps, program, resolve
 from pipeline.system.analog_block import model_from_config
 from pipeline.config import validate_config
 
-from experiments.hardware_training import _config, _data
+from pipeline.data import load_dataset, tabular_to_volts
+
+
+def _config(task: str, epochs: int | None, limit_train: int | None) -> dict:
+    """The task's shipped config as a raw mapping, with the script's epochs and slice."""
+    import yaml
+    with open(f"experiments/{'fashion_mnist' if task == 'fashion' else task}.yaml") as f:
+        raw = yaml.safe_load(f)
+    if epochs:
+        raw["training"]["epochs"] = epochs
+    if task == "fashion":
+        raw["data"]["limit_train"] = limit_train
+        raw["training"]["optimizer"]["lr"] = 0.01
+    return raw
+
+
+def _data(cfg):
+    """(x_train, y_train, x_test, y_test, n_classes) in volts: tabular sets scaled to the input
+    amplitude; images through a PCA to digital.embedding_dim fitted on the training set."""
+    ds = load_dataset(cfg.data, seed=cfg.seed)
+    amp = cfg.analog.input_amplitude
+    if ds.x_train.ndim > 2:
+        from sklearn.decomposition import PCA
+        flat_tr = ds.x_train.reshape(len(ds.x_train), -1) / 255.0
+        flat_te = ds.x_test.reshape(len(ds.x_test), -1) / 255.0
+        pca = PCA(n_components=cfg.digital.embedding_dim, random_state=0).fit(flat_tr)
+        z_tr, z_te = pca.transform(flat_tr), pca.transform(flat_te)
+        sd = 3 * z_tr.std(0, keepdims=True) + 1e-12      # ±3 σ maps to ±amplitude
+        return (np.clip(z_tr / sd, -1, 1) * amp, ds.y_train.astype(int), np.clip(z_te / sd, -1, 1) * amp,
+                ds.y_test.astype(int), ds.n_classes)
+    x_tr, x_te = tabular_to_volts(ds.x_train, ds.x_test, amplitude=amp)
+    return x_tr, ds.y_train.astype(int), x_te, ds.y_test.astype(int), ds.n_classes
 
 RATES = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 

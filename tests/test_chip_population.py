@@ -82,6 +82,13 @@ def _cfg(hardware: dict, **digital) -> dict:
             "hardware": {"preset": "pcm", "frozen": True, **hardware}}
 
 
+@pytest.mark.parametrize("method", ["targets", "both", "through-analog"])
+def test_every_retrain_method_takes_a_population(method):
+    """Input optimisation runs on the population too (its mean gradient), so no method is refused."""
+    cfg = validate_config(_cfg({"chips": 4, "loop_chips": 2}, retrain_method=method))
+    assert loop_indices(cfg) == [0, 1] and held_out_indices(cfg) == [2, 3]
+
+
 def test_loop_chips_count_and_list_give_loop_and_held_out_chips():
     cfg = validate_config(_cfg({"chips": 12, "loop_chips": 4}))
     assert loop_indices(cfg) == [0, 1, 2, 3] and held_out_indices(cfg) == list(range(4, 12))
@@ -103,7 +110,6 @@ def test_loop_chips_count_and_list_give_loop_and_held_out_chips():
     ({"chips": 4, "loop_chips": 2, "frozen": False}, {}, ["hardware.loop_chips=2", "hardware.frozen"]),
     ({"chips": 4, "loop_chips": 2, "loop_chip": 3}, {}, ["hardware.loop_chips=2", "hardware.loop_chip=3"]),
     ({"chips": 4, "loop_chips": 2, "encoder_per_chip": True}, {}, ["hardware.loop_chips", "encoder_per_chip"]),
-    ({"chips": 4, "loop_chips": 2}, {"retrain_method": "targets"}, ["hardware.loop_chips", "through-analog"]),
     ({"chips": 4, "encoder_per_chip": True, "frozen": False}, {}, ["hardware.encoder_per_chip", "frozen"]),
 ])
 def test_loop_chips_refusals_name_the_key(hardware, digital, words):
