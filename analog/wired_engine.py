@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native import NativeEngine, single_blas_thread
+from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
 
@@ -40,6 +40,67 @@ def check_wired(circuit, wire_g) -> None:
             raise ValueError(f"hardware.wires: layer '{blk.layer.name}' feeds amplifiers of different gains "
                              "(hardware.variation.gain_sigma > 0); its wires would couple rows of different "
                              "energy scales (a non-reciprocal circuit): set gain_sigma to 0 with wires")
+
+
+#: relative residual of a Newton direction (an inexact Newton step: each iteration still
+#: gains this factor, the line search and the KCL test read the exact K); linear solves whose
+#: result is read (EP's linear response, the exact gradient) are refined to rounding level
+DIRECTION_RTOL = 1e-6
+EXACT_RTOL = 1e-14
+
+
+class RefinedSchur:
+    """The unwired partition's Schur solver (analog/schur.py), refined against the whole K:
+    its elimination reads only the diagonal of the eliminated nodes' block, which the wires
+    fill with weak couplings. Each sample's Schur complement is inverted once per solve and
+    reused by every refinement, so a Newton direction is exact for the cost of a few
+    products (without it Newton needs about twice the iterations)."""
+
+    exact = True
+
+    def __init__(self, base, K: np.ndarray):
+        self.base, self.K = base, K
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def keeps_preconditioner(self, batch: int) -> bool:
+        return False
+
+    def solve(self, d, rhs, cholesky=None, precond=None, rtol: float | None = None) -> np.ndarray:
+        """x with |rhs − (K + diag(d)) x| ≤ rtol·max|rhs| per sample (cholesky, precond: unused)."""
+        rtol = DIRECTION_RTOL if rtol is None else rtol
+        approx = self._approximate_inverse(d)
+        x = approx(rhs, slice(None))
+        scale = np.abs(rhs).max(1) + 1e-300
+        for _ in range(REFINEMENTS):
+            r = rhs - (x @ self.K + d * x)
+            todo = np.flatnonzero((np.abs(r) > rtol * scale[:, None]).any(1))
+            if not len(todo):
+                break
+            x[todo] += approx(r[todo], todo)
+        return x
+
+    def _approximate_inverse(self, d):
+        """(K̃ + diag(d))⁻¹ applied to rows `idx`, K̃ the K the base elimination sees."""
+        b = self.base
+        E, R = b.E, b.R
+        inv = 1.0 / (b.KEE + d[:, E])
+        if len(R) == 0:
+            return lambda rhs, idx: rhs * inv[idx]
+        if len(d) > 1 and (inv == inv[0]).all() and (d[:, R] == d[0, R]).all():
+            Sinv = np.broadcast_to(np.linalg.inv(b._schur_matrices(inv[:1], d[:1, R])), (len(d), len(R), len(R)))
+        else:
+            Sinv = np.linalg.inv(b._schur_matrices(inv, d[:, R]))
+
+        def apply(rhs, idx):
+            i = inv[idx]
+            xR = np.einsum("bij,bj->bi", Sinv[idx], rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T)
+            x = np.empty_like(rhs)
+            x[:, R] = xR
+            x[:, E] = (rhs[:, E] - xR @ b.KER.T) * i
+            return x
+        return apply
 
 
 class WiredNativeEngine(NativeEngine):
@@ -71,6 +132,12 @@ class WiredNativeEngine(NativeEngine):
                 yield blk, red, terms, float(np.asarray(blk.scale).ravel()[0])
 
     # ---- linear part ----------------------------------------------------------------------
+    def _linear(self, G_list):
+        lin = super()._linear(G_list)
+        if not lin["schur"].exact:
+            lin["schur"] = RefinedSchur(lin["schur"], lin["K"])
+        return lin
+
     def _build_K(self, G_list, structural=False) -> np.ndarray:
         # the structure (which nodes the Schur solver eliminates) is the unwired crossbar's: the
         # wires' weak couplings between nodes of one layer are left to iterative refinement
@@ -82,6 +149,12 @@ class WiredNativeEngine(NativeEngine):
                 W = s * red.l_eq[np.ix_(m, m)] * a[m][:, None] * a[m][None, :]
                 np.add.at(K, (f[m][:, None], f[m][None, :]), W)
         return K
+
+    def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray, precond=None) -> np.ndarray:
+        """(K + diag(d)) x = rhs per sample, to rounding level (see RefinedSchur)."""
+        solver = self._linear(G_list)["schur"]
+        return solver.solve(d, rhs, rtol=EXACT_RTOL) if isinstance(solver, RefinedSchur) else \
+            super().linear_solve(G_list, d, rhs, precond)
 
     def _source_map(self, G_list) -> np.ndarray:
         C = super()._source_map(self._unwired(G_list))
