@@ -47,6 +47,8 @@ def check_wired(circuit, wire_g) -> None:
 #: result is read (EP's linear response, the exact gradient) are refined to rounding level
 DIRECTION_RTOL = 1e-6
 EXACT_RTOL = 1e-14
+#: conjugate-gradient iterations between two true residuals
+CG_MAX_ITER = 20
 
 
 class RefinedSchur:
@@ -68,18 +70,41 @@ class RefinedSchur:
         return False
 
     def solve(self, d, rhs, cholesky=None, precond=None, rtol: float | None = None) -> np.ndarray:
-        """x with |rhs − (K + diag(d)) x| ≤ rtol·max|rhs| per sample (cholesky, precond: unused)."""
+        """x with |rhs − (K + diag(d)) x| ≤ rtol·max|rhs| per sample (cholesky, precond: unused),
+        by conjugate gradients preconditioned with the base elimination, restarted from the
+        true residual until it holds."""
         rtol = DIRECTION_RTOL if rtol is None else rtol
         approx = self._approximate_inverse(d)
         x = approx(rhs, slice(None))
-        scale = np.abs(rhs).max(1) + 1e-300
+        tol = rtol * (np.abs(rhs).max(1) + 1e-300)
         for _ in range(REFINEMENTS):
             r = rhs - (x @ self.K + d * x)
-            todo = np.flatnonzero((np.abs(r) > rtol * scale[:, None]).any(1))
+            todo = np.flatnonzero((np.abs(r) > tol[:, None]).any(1))
             if not len(todo):
                 break
-            x[todo] += approx(r[todo], todo)
+            x[todo] += self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
         return x
+
+    def _conjugate_gradients(self, approx, d, r, idx, tol) -> np.ndarray:
+        """Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), until |r| ≤ tol by the recursion."""
+        dx = np.zeros_like(r)
+        z = approx(r, idx)
+        p, rz = z.copy(), (r * z).sum(1)
+        active = np.ones(len(r), bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for _ in range(CG_MAX_ITER):
+                Ap = p @ self.K + d * p
+                alpha = np.where(active, rz / (p * Ap).sum(1), 0.0)
+                dx += alpha[:, None] * p
+                r = r - alpha[:, None] * Ap
+                active &= (np.abs(r) > tol[:, None]).any(1)
+                if not active.any():
+                    break
+                z = approx(r, idx)
+                rz_new = (r * z).sum(1)
+                p = z + np.where(active, rz_new / rz, 0.0)[:, None] * p
+                rz = rz_new
+        return dx
 
     def _approximate_inverse(self, d):
         """(K̃ + diag(d))⁻¹ applied to rows `idx`, K̃ the K the base elimination sees."""
@@ -146,7 +171,7 @@ class WiredNativeEngine(NativeEngine):
             for blk, red, terms, s in self._wired_blocks(G_list):
                 f, a = self._tf[terms], self._tc[terms]
                 m = f >= 0
-                W = s * red.l_eq[np.ix_(m, m)] * a[m][:, None] * a[m][None, :]
+                W = s * red.block(m, m) * a[m][:, None] * a[m][None, :]
                 np.add.at(K, (f[m][:, None], f[m][None, :]), W)
         return K
 
@@ -163,7 +188,7 @@ class WiredNativeEngine(NativeEngine):
             f, a = self._tf[terms], self._tc[terms]
             src, free = c.is_source_term(terms), f >= 0
             np.add.at(C, (terms[src][:, None] - c.n_free, f[free][None, :]),
-                      s * red.l_eq[np.ix_(src, free)] * a[free][None, :])
+                      s * red.block(src, free) * a[free][None, :])
         return C
 
     def _terminal_currents(self, G_list, V, scaled):

@@ -123,11 +123,13 @@ class WiredCrossbar:
         self.shape, self.g_w, self._G = G.shape, float(g_w), G
         self._A_inv_dense = None
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            self.l_eq = self._reduce(G, float(g_w))
+            self._out_out, self._out_in = self._reduce(G, float(g_w))
+        self._l_eq = None
         self._drop_map = None
 
     def _reduce(self, G: np.ndarray, g_w: float) -> np.ndarray:
-        """l_eq; keeps what the drops need (each row line's inverse, each M_j⁻¹, b_j)."""
+        """l_eq's output blocks (outputs × outputs, outputs × inputs); keeps what the inputs'
+        block and the drops need (each M_j⁻¹, b_j, the row lines' factors)."""
         n, m = G.shape
         D = G.T                                                       # (m, n): D[j] = G[:, j]
         self._factors = _row_line_factors(G, g_w)                     # each row line with its cells
@@ -142,22 +144,52 @@ class WiredCrossbar:
         segments = np.where(np.arange(m) == 0, 1.0, 2.0)             # column segments at c(·, j)
         H[:, np.arange(n), np.arange(n)] += D + g_w * segments[:, None]
         self._b = g_w * D * first
-        s_in = np.diag(g_w - g_w * g_w * corner)                      # inputs through their row lines
+        self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
         self._M_inv = []
         F = np.zeros((n, m))       # column k: input k's current into c(·, j), carried along j
         for j in range(m):         # forward sweep: c_j = M_j⁻¹ (g_w·c_{j+1} + F_j·in_{0..j})
             F[:, j] = self._b[j]
             Mi = _spd_inverse(H[0].copy() if j == 0 else H[j] - g_w * g_w * self._M_inv[-1])
+            F[:, : j + 1] = g_w * (Mi @ F[:, : j + 1])
+            self._M_inv.append(Mi)
+        out_out = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
+        return 0.5 * (out_out + out_out.T), -F
+
+    def _input_block(self) -> np.ndarray:
+        """The inputs' block of l_eq (n_in, n_in): the forward sweep again, accumulating each
+        eliminated column's F_jᵀ M_j⁻¹ F_j (the O(n_out·n_in³) term, so only on demand: the
+        Newton iteration needs it only where a block's inputs are free nodes)."""
+        n, m = self.shape
+        s_in = np.diag(self._in_diag)
+        F = np.zeros((n, m))
+        for j, Mi in enumerate(self._M_inv):
+            F[:, j] = self._b[j]
             MF = Mi @ F[:, : j + 1]
             s_in[: j + 1, : j + 1] -= F[:, : j + 1].T @ MF
-            F[:, : j + 1] = g_w * MF
-            self._M_inv.append(Mi)
-        l_eq = np.zeros((n + m, n + m))
-        l_eq[:n, :n] = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
-        l_eq[:n, n:] = -F
-        l_eq[n:, :n] = l_eq[:n, n:].T
-        l_eq[n:, n:] = s_in
-        return 0.5 * (l_eq + l_eq.T)
+            F[:, : j + 1] = self.g_w * MF
+        return 0.5 * (s_in + s_in.T)
+
+    @property
+    def l_eq(self) -> np.ndarray:
+        """(n_T, n_T) terminal conductance matrix, terminals ordered [outputs, inputs]."""
+        if self._l_eq is None:
+            with _THREADPOOLS.limit(limits=1, user_api="blas"):
+                s_in = self._input_block()
+            self._l_eq = np.block([[self._out_out, self._out_in], [self._out_in.T, s_in]])
+        return self._l_eq
+
+    def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """l_eq[np.ix_(rows, cols)] for boolean masks over the terminals, without the inputs'
+        block unless both select inputs."""
+        n = self.shape[0]
+        if self._l_eq is not None or (rows[n:].any() and cols[n:].any()):
+            return self.l_eq[np.ix_(rows, cols)]
+        top = np.concatenate([self._out_out, self._out_in], axis=1)
+        out = np.zeros((rows.sum(), cols.sum()))
+        ro, co = rows[:n], cols[:n]
+        out[: ro.sum()] = top[ro][:, cols]
+        out[ro.sum():, : co.sum()] = self._out_in.T[rows[n:]][:, co]
+        return out
 
     def _drop_stack(self, V_T: np.ndarray) -> np.ndarray:
         """Cell voltages (n_in, n_out, B) for terminal voltages V_T (B, n_T): the block Thomas
