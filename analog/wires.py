@@ -178,6 +178,13 @@ class WiredCrossbar:
             self._l_eq = np.block([[self._out_out, self._out_in], [self._out_in.T, s_in]])
         return self._l_eq
 
+    def currents(self, V_T: np.ndarray) -> np.ndarray:
+        """V_T @ l_eq (B, n_T), the inputs' block read only where some input is not at 0 V."""
+        n = self.shape[0]
+        if self._l_eq is not None or np.any(V_T[:, n:]):
+            return V_T @ self.l_eq
+        return V_T[:, :n] @ np.concatenate([self._out_out, self._out_in], axis=1)
+
     def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """l_eq[np.ix_(rows, cols)] for boolean masks over the terminals, without the inputs'
         block unless both select inputs."""
