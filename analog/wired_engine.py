@@ -144,8 +144,8 @@ class RefinedSchur:
             i, Wi = inv[idx], W[idx]
 
             def apply(rhs):
-                y = Wi @ (rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T)[:, :, None]
-                xR = ((Wi.transpose(0, 2, 1) @ y) if cholesky else y)[:, :, 0]
+                y = (Wi @ (rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T)[:, :, None])[:, :, 0]
+                xR = (y[:, None, :] @ Wi)[:, 0] if cholesky else y     # Wᵀy, W kept contiguous
                 x = np.empty_like(rhs)
                 x[:, R] = xR
                 x[:, E] = (rhs[:, E] - xR @ b.KER.T) * i
