@@ -7,12 +7,12 @@ reduction is recomputed when the conductances change, once per conductance updat
 
 The Newton iteration eliminates the same independent set of nodes as on the unwired
 circuit (each layer's nodes), whose Schur solver reads only the diagonal of the eliminated
-block: with wires its Newton direction drops the weak couplings the wires add between the
-nodes of one layer. The direction is still a descent direction of the (exact) energy, the
-line search and the KCL test use the exact K, so the operating point is exact; linear
-solves that must be exact (EP's nudge response, the exact gradient) are refined. All of
-that is the native engine's, read from the K built here (`_build_K`): it multiplies a K
-whose eliminated nodes couple as a whole and refines its `linear_solve` on it.
+block: the wires add weak couplings between the nodes of one layer. That elimination is
+the preconditioner of conjugate gradients on the whole K (RefinedSchur): a Newton direction
+is solved to DIRECTION_RTOL, so Newton takes the unwired circuit's iterations (4 instead of
+10 on the Fashion-sized chip); linear solves whose result is read (EP's nudge response, the
+exact gradient) to rounding level. The line search and the KCL test use the exact K, so
+the operating point is exact either way.
 
 A wired crossbar couples its output nodes with each other, so all of them must share one
 energy scale: wires behind amplifiers of different gains would make the circuit
@@ -45,7 +45,7 @@ def check_wired(circuit, wire_g) -> None:
 #: relative residual of a Newton direction (an inexact Newton step: each iteration still
 #: gains this factor, the line search and the KCL test read the exact K); linear solves whose
 #: result is read (EP's linear response, the exact gradient) are refined to rounding level
-DIRECTION_RTOL = 1e-6
+DIRECTION_RTOL = 1e-4
 EXACT_RTOL = 1e-14
 #: conjugate-gradient iterations between two true residuals
 CG_MAX_ITER = 20

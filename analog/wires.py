@@ -91,15 +91,16 @@ def _row_line_inverses(G: np.ndarray, g_w: float, factors) -> np.ndarray:
 
 
 def _spd_inverse(M: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive definite M by Cholesky (half the work of LU), LU on failure."""
-    c, info = lapack.dpotrf(M, lower=False, overwrite_a=True)
+    """Inverse of the symmetric positive definite matrix whose upper triangle is M's, by
+    Cholesky (half the work of LU); LU on failure."""
+    c, info = lapack.dpotrf(M, lower=False)
     if info == 0:
         inv, info = lapack.dpotri(c, lower=False)
         if info == 0:
             full = inv + inv.T                          # potri fills the upper triangle only
             full[np.diag_indices_from(full)] = np.diag(inv)
             return full
-    return np.linalg.inv(M)
+    return np.linalg.inv(np.triu(M) + np.triu(M, 1).T)
 
 
 class WiredCrossbar:
@@ -135,21 +136,26 @@ class WiredCrossbar:
         self._factors = _row_line_factors(G, g_w)                     # each row line with its cells
         if self._factors is None:
             self._A_inv_dense = _row_line_inverses(G, g_w, None)
-            H = -D[:, :, None] * self._A_inv_dense * D[:, None, :]
+            DAD = D[:, :, None] * self._A_inv_dense * D[:, None, :]
             first, corner = self._A_inv_dense[:, :, 0], self._A_inv_dense[:, 0, 0]
-        else:                  # D A⁻¹ D is semiseparable with the factors D·u, D·w
+        else:                  # D A⁻¹ D is semiseparable: its upper triangle is (D·u)ᵢ(D·w)ₖ, i ≤ k
             u, w = self._factors
-            H = -_semiseparable(D * u, D * w)
+            Du, Dw = D * u, D * w
             first, corner = w, u[:, 0] * w[:, 0]                      # A⁻¹[:, 0] = u_0·w, A⁻¹[0, 0]
         segments = np.where(np.arange(m) == 0, 1.0, 2.0)             # column segments at c(·, j)
-        H[:, np.arange(n), np.arange(n)] += D + g_w * segments[:, None]
+        diagonal = D + g_w * segments[:, None]
         self._b = g_w * D * first
         self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
         self._M_inv = []
         F = np.zeros((n, m))       # column k: input k's current into c(·, j), carried along j
         for j in range(m):         # forward sweep: c_j = M_j⁻¹ (g_w·c_{j+1} + F_j·in_{0..j})
             F[:, j] = self._b[j]
-            Mi = _spd_inverse(H[0].copy() if j == 0 else H[j] - g_w * g_w * self._M_inv[-1])
+            # M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D: only its upper triangle is read
+            M = -(DAD[j] if self._factors is None else np.outer(Du[j], Dw[j]))
+            if j:
+                M -= g_w * g_w * self._M_inv[-1]
+            M[np.diag_indices(n)] += diagonal[j]
+            Mi = _spd_inverse(M)
             F[:, : j + 1] = g_w * (Mi @ F[:, : j + 1])
             self._M_inv.append(Mi)
         out_out = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
