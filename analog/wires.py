@@ -122,7 +122,7 @@ class WiredCrossbar:
         if not (np.isfinite(g_w) and g_w > 0):
             raise ValueError(f"wire segment conductance {g_w!r} must be finite and > 0")
         self.shape, self.g_w, self._G = G.shape, float(g_w), G
-        self._A_inv_dense = None
+        self._A_inv_dense = self._row_scaled = None
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             self._out_out, self._out_in = self._reduce(G, float(g_w))
         self._l_eq = None
@@ -221,19 +221,24 @@ class WiredCrossbar:
         for j in range(m - 1, -1, -1):   # back: c_j = h_j + g_w·M_j⁻¹ c_{j+1}
             C[j] += g_w * (self._M_inv[j] @ c_next)
             c_next = C[j]
-        # Δ_j = r_j − c_j = A_j⁻¹ (g_w·e_0·in_j − T c_j): the chain's own currents, no cancellation
+        # Δ_j = r_j − c_j = A_j⁻¹ (g_w·e_0·in_j − T c_j) = −g_w·A_j⁻¹ (T c_j − g_w·e_0·in_j)/g_w:
+        # the chain's own currents, no cancellation between r and c
+        step = C[:, 1:] - C[:, :-1]
         Tc = np.empty_like(C)
-        Tc[:, :-1] = g_w * (C[:, :-1] - C[:, 1:])
+        Tc[:, :-1] = -step
         Tc[:, -1] = 0.0
-        Tc[:, 1:] += g_w * (C[:, 1:] - C[:, :-1])
-        Tc[:, 0] += g_w * (C[:, 0] - inp)
-        return -(self._row_inverses() @ Tc)
+        Tc[:, 1:] += step
+        Tc[:, 0] += C[:, 0] - inp
+        return self._row_inverses(-g_w) @ Tc
 
-    def _row_inverses(self) -> np.ndarray:
-        """Each row line's A_j⁻¹ (n_in, n_out, n_out), built on first use (solves need only l_eq)."""
-        if getattr(self, "_A_inv_dense", None) is None:
+    def _row_inverses(self, scale: float) -> np.ndarray:
+        """scale·A_j⁻¹ for each row line (n_in, n_out, n_out), built on first use (solves need
+        only l_eq)."""
+        if self._A_inv_dense is None:
             self._A_inv_dense = _row_line_inverses(self._G, self.g_w, self._factors)
-        return self._A_inv_dense
+        if self._row_scaled is None or self._row_scaled[0] != scale:
+            self._row_scaled = (scale, scale * self._A_inv_dense)
+        return self._row_scaled[1]
 
     @property
     def drop_map(self) -> np.ndarray:
