@@ -22,7 +22,7 @@ conductance update (see WiredCrossbar for the elimination order); the Newton ite
 then sees a dense terminal matrix instead of 2·n_out·n_in extra nodes. The energy of the
 block is ½ V_Tᵀ L_eq V_T = ½ Σ cells G·Δ² + ½ Σ segments g_w·δ², so EP stays exact: the
 gradient of a cell is its own squared drop Δ = r(j,i) − c(i,j), read from the internal
-voltages through the per-cell map `drop_map` (Δ = V_T · drop_mapᵀ).
+voltages of each sample by back substitution through the same elimination (`drops`).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _spd_inverse(M: np.ndarray) -> np.ndarray:
         inv, info = lapack.dpotri(c, lower=False)
         if info == 0:
             full = inv + inv.T                          # potri fills the upper triangle only
-            full[np.diag_indices_from(full)] = np.diag(inv)
+            full.flat[:: len(full) + 1] *= 0.5
             return full
     return np.linalg.inv(np.triu(M) + np.triu(M, 1).T)
 
@@ -114,8 +114,9 @@ class WiredCrossbar:
     inverse is semiseparable, O(n_out²)), which couples the column nodes c(·, j) of that
     row densely; the columns then form a block-tridiagonal system along j, eliminated from
     j = 0 to the outputs (block Thomas, one Cholesky inverse per row), carrying the inputs
-    already passed. Cost O(n_in·n_out³ + n_out²·n_in² + n_out·n_in³), all but the first
-    term in matrix products."""
+    already passed. Cost O(n_in·n_out³ + n_out²·n_in²) for the outputs' blocks of l_eq; the
+    inputs' block adds O(n_out·n_in³) and is built only when read (`block`, `currents`).
+    Drops cost O(n_in·n_out²) per sample."""
 
     def __init__(self, G: np.ndarray, g_w: float):
         G = np.asarray(G, float)
@@ -126,7 +127,6 @@ class WiredCrossbar:
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             self._out_out, self._out_in = self._reduce(G, float(g_w))
         self._l_eq = None
-        self._drop_map = None
 
     def _reduce(self, G: np.ndarray, g_w: float) -> np.ndarray:
         """l_eq's output blocks (outputs × outputs, outputs × inputs); keeps what the inputs'
@@ -154,7 +154,7 @@ class WiredCrossbar:
             M = -(DAD[j] if self._factors is None else np.outer(Du[j], Dw[j]))
             if j:
                 M -= g_w * g_w * self._M_inv[-1]
-            M[np.diag_indices(n)] += diagonal[j]
+            M.flat[:: n + 1] += diagonal[j]
             Mi = _spd_inverse(M)
             F[:, : j + 1] = g_w * (Mi @ F[:, : j + 1])
             self._M_inv.append(Mi)
@@ -239,14 +239,6 @@ class WiredCrossbar:
         if self._row_scaled is None or self._row_scaled[0] != scale:
             self._row_scaled = (scale, scale * self._A_inv_dense)
         return self._row_scaled[1]
-
-    @property
-    def drop_map(self) -> np.ndarray:
-        """(n_out·n_in, n_T): the voltage across each cell per volt at each terminal."""
-        if self._drop_map is None:
-            n, m = self.shape
-            self._drop_map = self._drop_stack(np.eye(n + m)).transpose(1, 0, 2).reshape(n * m, n + m)
-        return self._drop_map
 
     def drops(self, V_T: np.ndarray) -> np.ndarray:
         """Voltage across every cell (B, n_out·n_in) for terminal voltages V_T (B, n_T)."""
