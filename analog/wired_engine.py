@@ -45,7 +45,7 @@ def check_wired(circuit, wire_g) -> None:
 #: relative residual of a Newton direction (an inexact Newton step: each iteration still
 #: gains this factor, the line search and the KCL test read the exact K); linear solves whose
 #: result is read (EP's linear response, the exact gradient) are refined to rounding level
-DIRECTION_RTOL = 1e-4
+DIRECTION_RTOL = 1e-3
 EXACT_RTOL = 1e-14
 #: conjugate-gradient iterations between two true residuals
 CG_MAX_ITER = 20
