@@ -7,12 +7,12 @@ reduction is recomputed when the conductances change, once per conductance updat
 
 The Newton iteration eliminates the same independent set of nodes as on the unwired
 circuit (each layer's nodes), whose Schur solver reads only the diagonal of the eliminated
-block: with wires its Newton direction drops the weak couplings the wires add between the
-nodes of one layer. The direction is still a descent direction of the (exact) energy, the
-line search and the KCL test use the exact K, so the operating point is exact; linear
-solves that must be exact (EP's nudge response, the exact gradient) are refined. All of
-that is the native engine's, read from the K built here (`_build_K`): it multiplies a K
-whose eliminated nodes couple as a whole and refines its `linear_solve` on it.
+block: the wires add weak couplings between the nodes of one layer. That elimination is
+the preconditioner of conjugate gradients on the whole K (RefinedSchur): a Newton direction
+is solved to DIRECTION_RTOL, so Newton takes the unwired circuit's iterations (4 instead of
+10 on the Fashion-sized chip); linear solves whose result is read (EP's nudge response, the
+exact gradient) to rounding level. The line search and the KCL test use the exact K, so
+the operating point is exact either way.
 
 A wired crossbar couples its output nodes with each other, so all of them must share one
 energy scale: wires behind amplifiers of different gains would make the circuit
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native import NativeEngine
-from .solution import dissipated_power, scaled_source_currents
+from .native import REFINEMENTS, NativeEngine, single_blas_thread
+from .solution import LazySolution, dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
 
 
@@ -40,6 +40,118 @@ def check_wired(circuit, wire_g) -> None:
             raise ValueError(f"hardware.wires: layer '{blk.layer.name}' feeds amplifiers of different gains "
                              "(hardware.variation.gain_sigma > 0); its wires would couple rows of different "
                              "energy scales (a non-reciprocal circuit): set gain_sigma to 0 with wires")
+
+
+#: relative residual of a Newton direction (an inexact Newton step: each iteration still
+#: gains this factor, the line search and the KCL test read the exact K); linear solves whose
+#: result is read (EP's linear response, the exact gradient) are refined to rounding level
+DIRECTION_RTOL = 1e-3
+EXACT_RTOL = 1e-14
+#: conjugate-gradient iterations between two true residuals
+CG_MAX_ITER = 20
+
+
+def _inverse_factors(S: np.ndarray):
+    """(W, True) with S⁻¹ = Wᵀ W per sample, W (B, n, n) the inverse of S's Cholesky factor
+    by forward substitution vectorised over the batch (a quarter of numpy's batched inverse
+    at n = 20); (S⁻¹ by LU, False) where S is not numerically positive definite."""
+    n = S.shape[-1]
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        return np.linalg.inv(S), False
+    W = np.zeros_like(S)
+    for i in range(n):
+        W[:, i, i] = 1.0
+        if i:
+            W[:, i, :i] -= (L[:, i: i + 1, :i] @ W[:, :i, :i])[:, 0]
+        W[:, i, : i + 1] /= L[:, i, i, None]
+    return W, True
+
+
+class RefinedSchur:
+    """The unwired partition's Schur solver (analog/schur.py), refined against the whole K:
+    its elimination reads only the diagonal of the eliminated nodes' block, which the wires
+    fill with weak couplings. Each sample's Schur complement is inverted once per solve and
+    reused by every refinement, so a Newton direction is exact for the cost of a few
+    products (without it Newton needs about twice the iterations)."""
+
+    exact = True
+
+    def __init__(self, base, K: np.ndarray):
+        self.base, self.K = base, K
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def keeps_preconditioner(self, batch: int) -> bool:
+        return False
+
+    def solve(self, d, rhs, cholesky=None, precond=None, rtol: float | None = None) -> np.ndarray:
+        """x with |rhs − (K + diag(d)) x| ≤ rtol·max|rhs| per sample (cholesky, precond: unused),
+        by conjugate gradients preconditioned with the base elimination, restarted from the
+        true residual until it holds."""
+        rtol = DIRECTION_RTOL if rtol is None else rtol
+        approx = self._approximate_inverse(d)
+        x = approx(slice(None))(rhs)
+        tol = rtol * (np.abs(rhs).max(1) + 1e-300)
+        for _ in range(REFINEMENTS):
+            r = rhs - (x @ self.K + d * x)
+            todo = np.flatnonzero((np.abs(r) > tol[:, None]).any(1))
+            if not len(todo):
+                break
+            x[todo] += self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
+        return x
+
+    def _conjugate_gradients(self, approx, d, r, idx, tol) -> np.ndarray:
+        """Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), until |r| ≤ tol by the recursion."""
+        dx = np.zeros_like(r)
+        apply = approx(idx)
+        z = apply(r)
+        p, rz = z.copy(), (r * z).sum(1)
+        active = np.ones(len(r), bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for _ in range(CG_MAX_ITER):
+                Ap = p @ self.K + d * p
+                alpha = np.where(active, rz / (p * Ap).sum(1), 0.0)
+                dx += alpha[:, None] * p
+                r = r - alpha[:, None] * Ap
+                active &= (np.abs(r) > tol[:, None]).any(1)
+                if not active.any():
+                    break
+                z = apply(r)
+                rz_new = (r * z).sum(1)
+                p = z + np.where(active, rz_new / rz, 0.0)[:, None] * p
+                rz = rz_new
+        return dx
+
+    def _approximate_inverse(self, d):
+        """rows ↦ the map rhs ↦ (K̃ + diag(d))⁻¹ rhs on those samples, K̃ the K the base
+        elimination sees."""
+        b = self.base
+        E, R = b.E, b.R
+        inv = 1.0 / (b.KEE + d[:, E])
+        if len(R) == 0:
+            return lambda idx: (lambda rhs: rhs * inv[idx])
+        if len(d) > 1 and (inv == inv[0]).all() and (d[:, R] == d[0, R]).all():
+            shape = (len(d), len(R), len(R))
+            W, cholesky = _inverse_factors(b._schur_matrices(inv[:1], d[:1, R]))
+            W = np.broadcast_to(W, shape)
+        else:
+            W, cholesky = _inverse_factors(b._schur_matrices(inv, d[:, R]))
+
+        def rows(idx):
+            i, Wi = inv[idx], W[idx]
+
+            def apply(rhs):
+                y = (Wi @ (rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T)[:, :, None])[:, :, 0]
+                xR = (y[:, None, :] @ Wi)[:, 0] if cholesky else y     # Wᵀy, W kept contiguous
+                x = np.empty_like(rhs)
+                x[:, R] = xR
+                x[:, E] = (rhs[:, E] - xR @ b.KER.T) * i
+                return x
+            return apply
+        return rows
 
 
 class WiredNativeEngine(NativeEngine):
@@ -71,6 +183,12 @@ class WiredNativeEngine(NativeEngine):
                 yield blk, red, terms, float(np.asarray(blk.scale).ravel()[0])
 
     # ---- linear part ----------------------------------------------------------------------
+    def _linear(self, G_list):
+        lin = super()._linear(G_list)
+        if not lin["schur"].exact:
+            lin["schur"] = RefinedSchur(lin["schur"], lin["K"])
+        return lin
+
     def _build_K(self, G_list, structural=False) -> np.ndarray:
         # the structure (which nodes the Schur solver eliminates) is the unwired crossbar's: the
         # wires' weak couplings between nodes of one layer are left to iterative refinement
@@ -79,9 +197,15 @@ class WiredNativeEngine(NativeEngine):
             for blk, red, terms, s in self._wired_blocks(G_list):
                 f, a = self._tf[terms], self._tc[terms]
                 m = f >= 0
-                W = s * red.l_eq[np.ix_(m, m)] * a[m][:, None] * a[m][None, :]
+                W = s * red.block(m, m) * a[m][:, None] * a[m][None, :]
                 np.add.at(K, (f[m][:, None], f[m][None, :]), W)
         return K
+
+    def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray, precond=None) -> np.ndarray:
+        """(K + diag(d)) x = rhs per sample, to rounding level (see RefinedSchur)."""
+        solver = self._linear(G_list)["schur"]
+        return solver.solve(d, rhs, rtol=EXACT_RTOL) if isinstance(solver, RefinedSchur) else \
+            super().linear_solve(G_list, d, rhs, precond)
 
     def _source_map(self, G_list) -> np.ndarray:
         C = super()._source_map(self._unwired(G_list))
@@ -90,7 +214,7 @@ class WiredNativeEngine(NativeEngine):
             f, a = self._tf[terms], self._tc[terms]
             src, free = c.is_source_term(terms), f >= 0
             np.add.at(C, (terms[src][:, None] - c.n_free, f[free][None, :]),
-                      s * red.l_eq[np.ix_(src, free)] * a[free][None, :])
+                      s * red.block(src, free) * a[free][None, :])
         return C
 
     def _terminal_currents(self, G_list, V, scaled):
@@ -98,7 +222,7 @@ class WiredNativeEngine(NativeEngine):
         out = {}
         for b, (blk, red) in enumerate(zip(self.circuit.dense, self.reductions(G_list))):
             if red is not None:
-                I = V[:, np.concatenate([blk.out_terms, blk.in_terms])] @ red.l_eq
+                I = red.currents(V[:, np.concatenate([blk.out_terms, blk.in_terms])])
                 out[b] = I * float(np.asarray(blk.scale).ravel()[0]) if scaled else I
         return out
 

@@ -22,11 +22,17 @@ conductance update (see WiredCrossbar for the elimination order); the Newton ite
 then sees a dense terminal matrix instead of 2·n_out·n_in extra nodes. The energy of the
 block is ½ V_Tᵀ L_eq V_T = ½ Σ cells G·Δ² + ½ Σ segments g_w·δ², so EP stays exact: the
 gradient of a cell is its own squared drop Δ = r(j,i) − c(i,j), read from the internal
-voltages through the per-cell map `drop_map` (Δ = V_T · drop_mapᵀ).
+voltages of each sample by back substitution through the same elimination (`drops`).
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import lapack
+from threadpoolctl import ThreadpoolController
+
+#: created after scipy.linalg is loaded, so it limits scipy's BLAS too (a controller made
+#: before misses it: its threads then spin against the engine's on a busy machine)
+_THREADPOOLS = ThreadpoolController()
 
 
 def _chain(n: int, g_w: float) -> np.ndarray:
@@ -40,93 +46,219 @@ def _chain(n: int, g_w: float) -> np.ndarray:
     return T
 
 
+def _row_line_factors(G: np.ndarray, g_w: float):
+    """(u, w), each (n_in, n_out), with A_j⁻¹[i, k] = u[j, min(i, k)]·w[j, max(i, k)] for
+    every row line j, A_j = chain + diag(G[:, j]); None if they leave the float range.
+
+    A_j is tridiagonal with off-diagonal −g_w, so its inverse is semiseparable: u (v) solves
+    the homogeneous rows from the input end (the far end) and w = v/θ, θ their Wronskian.
+    Both recurrences add positive terms (an M-matrix), so they lose no digits; O(n_out) per
+    row line instead of a dense inverse (a batched LAPACK inverse of the stack: 0.2 s on a
+    100 × 302 crossbar)."""
+    n, m = G.shape
+    a = np.full((m, n), 2.0 * g_w)
+    a[:, -1] = g_w
+    a += G.T                                            # diagonal of each A_j
+    u, v = np.empty((m, n)), np.empty((m, n))
+    u[:, 0], v[:, -1] = 1.0, 1.0
+    if n > 1:
+        u[:, 1] = a[:, 0] / g_w
+        v[:, -2] = a[:, -1] / g_w
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(1, n - 1):
+            u[:, i + 1] = a[:, i] / g_w * u[:, i] - u[:, i - 1]
+            v[:, n - 2 - i] = a[:, n - 1 - i] / g_w * v[:, n - 1 - i] - v[:, n - i]
+        w = v / (a[:, 0] * v[:, 0] - (g_w * v[:, 1] if n > 1 else 0.0))[:, None]
+        ok = np.isfinite(u).all() and np.isfinite(w).all() and np.isfinite(u[:, -1:] * w[:, :1]).all()
+    return (u, w) if ok else None
+
+
+def _semiseparable(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(m, n, n) with [j, i, k] = x[j, min(i, k)]·y[j, max(i, k)]."""
+    P = x[:, :, None] * y[:, None, :]
+    n = x.shape[1]
+    return np.where(np.arange(n)[:, None] <= np.arange(n)[None, :], P, P.transpose(0, 2, 1))
+
+
+def _row_line_inverses(G: np.ndarray, g_w: float, factors) -> np.ndarray:
+    """(A_j⁻¹) for every row line j (n_in, n_out, n_out), from `factors` when there are."""
+    if factors is not None:
+        return _semiseparable(*factors)
+    n, m = G.shape                                      # wires ≪ cells: dense inverses
+    A = np.broadcast_to(_chain(n, g_w), (m, n, n)).copy()
+    A[:, np.arange(n), np.arange(n)] += G.T
+    return np.linalg.inv(A)
+
+
+def _spd_inverse(M: np.ndarray) -> np.ndarray:
+    """Inverse of the symmetric positive definite matrix whose upper triangle is M's, by
+    Cholesky (half the work of LU); LU on failure."""
+    c, info = lapack.dpotrf(M, lower=False)
+    if info == 0:
+        inv, info = lapack.dpotri(c, lower=False)
+        if info == 0:
+            full = inv + inv.T                          # potri fills the upper triangle only
+            full.flat[:: len(full) + 1] *= 0.5
+            return full
+    return np.linalg.inv(np.triu(M) + np.triu(M, 1).T)
+
+
 class WiredCrossbar:
     """The Kron reduction of one crossbar G (n_out, n_in) with wire segments g_w (S).
 
     l_eq (n_T, n_T): terminal conductance matrix, terminals ordered [outputs, inputs];
-    drop_map (n_out·n_in, n_T): the voltage across each cell (G.ravel() order) per volt at
-    each terminal.
+    drops(V_T): the voltage across each cell (G.ravel() order) for terminal voltages V_T.
 
     Elimination order (exact, dense BLAS on n_out × n_out blocks): each row line's nodes
-    are eliminated first (a tridiagonal chain plus its cells: A_j = T + diag(G[:, j])),
-    which couples the column nodes c(·, j) of that row densely; the columns then form a
-    block-tridiagonal system along j, eliminated from j = 0 to the outputs (block Thomas),
-    carrying the inputs already passed. Cost O(n_in·n_out³ + n_out²·n_in² + n_out·n_in³), against minutes
-    for a general sparse LU with one solve per terminal on a 150→100 block."""
+    are eliminated first (a tridiagonal chain plus its cells: A_j = T + diag(G[:, j]), whose
+    inverse is semiseparable, O(n_out²)), which couples the column nodes c(·, j) of that
+    row densely; the columns then form a block-tridiagonal system along j, eliminated from
+    j = 0 to the outputs (block Thomas, one Cholesky inverse per row), carrying the inputs
+    already passed. Cost O(n_in·n_out³ + n_out²·n_in²) for the outputs' blocks of l_eq; the
+    inputs' block adds O(n_out·n_in³) and is built only when read (`block`, `currents`).
+    Drops cost O(n_in·n_out²) per sample."""
 
     def __init__(self, G: np.ndarray, g_w: float):
         G = np.asarray(G, float)
         if not (np.isfinite(g_w) and g_w > 0):
             raise ValueError(f"wire segment conductance {g_w!r} must be finite and > 0")
+        self.shape, self.g_w, self._G = G.shape, float(g_w), G
+        self._A_inv_dense = self._row_scaled = None
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            self._out_out, self._out_in = self._reduce(G, float(g_w))
+        self._l_eq = None
+
+    def _reduce(self, G: np.ndarray, g_w: float) -> np.ndarray:
+        """l_eq's output blocks (outputs × outputs, outputs × inputs); keeps what the inputs'
+        block and the drops need (each M_j⁻¹, b_j, the row lines' factors)."""
         n, m = G.shape
-        self.shape, self.g_w, self._G = (n, m), float(g_w), G
-        A = np.broadcast_to(_chain(n, g_w), (m, n, n)).copy()
-        A[:, np.arange(n), np.arange(n)] += G.T
-        self._A_inv = np.linalg.inv(A)                                # each row line with its cells
         D = G.T                                                       # (m, n): D[j] = G[:, j]
-        H = -D[:, :, None] * self._A_inv * D[:, None, :]
+        self._factors = _row_line_factors(G, g_w)                     # each row line with its cells
+        if self._factors is None:
+            self._A_inv_dense = _row_line_inverses(G, g_w, None)
+            DAD = D[:, :, None] * self._A_inv_dense * D[:, None, :]
+            first, corner = self._A_inv_dense[:, :, 0], self._A_inv_dense[:, 0, 0]
+        else:                  # D A⁻¹ D is semiseparable: its upper triangle is (D·u)ᵢ(D·w)ₖ, i ≤ k
+            u, w = self._factors
+            Du, Dw = D * u, D * w
+            first, corner = w, u[:, 0] * w[:, 0]                      # A⁻¹[:, 0] = u_0·w, A⁻¹[0, 0]
         segments = np.where(np.arange(m) == 0, 1.0, 2.0)             # column segments at c(·, j)
-        H[:, np.arange(n), np.arange(n)] += D + g_w * segments[:, None]
-        b = g_w * D * self._A_inv[:, :, 0]
-        s_in = np.diag(g_w - g_w * g_w * self._A_inv[:, 0, 0])       # inputs through their row lines
-        self._M_inv, self._F = [], []
-        for j in range(m):   # forward sweep: c_j = M_j⁻¹ (g_w·c_{j+1} + F_j·in_{0..j})
-            if j == 0:
-                Mj, Fj = H[0], b[0][:, None]
-            else:
-                Mj = H[j] - g_w * g_w * self._M_inv[-1]
-                Fj = np.concatenate([g_w * (self._M_inv[-1] @ self._F[-1]), b[j][:, None]], axis=1)
-            Mi = np.linalg.inv(Mj)
-            MF = Mi @ Fj
-            s_in[: j + 1, : j + 1] -= Fj.T @ MF
+        diagonal = D + g_w * segments[:, None]
+        self._b = g_w * D * first
+        self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
+        self._M_inv = []
+        F = np.zeros((n, m))       # column k: input k's current into c(·, j), carried along j
+        for j in range(m):         # forward sweep: c_j = M_j⁻¹ (g_w·c_{j+1} + F_j·in_{0..j})
+            F[:, j] = self._b[j]
+            # M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D: only its upper triangle is read
+            M = -(DAD[j] if self._factors is None else np.outer(Du[j], Dw[j]))
+            if j:
+                M -= g_w * g_w * self._M_inv[-1]
+            M.flat[:: n + 1] += diagonal[j]
+            Mi = _spd_inverse(M)
+            F[:, : j + 1] = g_w * (Mi @ F[:, : j + 1])
             self._M_inv.append(Mi)
-            self._F.append(Fj)
-        l_eq = np.zeros((n + m, n + m))
-        l_eq[:n, :n] = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
-        l_eq[:n, n:] = -g_w * MF
-        l_eq[n:, :n] = l_eq[:n, n:].T
-        l_eq[n:, n:] = s_in
-        self.l_eq = 0.5 * (l_eq + l_eq.T)
-        self._drop_map = None
+        out_out = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
+        return 0.5 * (out_out + out_out.T), -F
+
+    def _input_block(self) -> np.ndarray:
+        """The inputs' block of l_eq (n_in, n_in): the forward sweep again, accumulating each
+        eliminated column's F_jᵀ M_j⁻¹ F_j (the O(n_out·n_in³) term, so only on demand: the
+        Newton iteration needs it only where a block's inputs are free nodes)."""
+        n, m = self.shape
+        s_in = np.diag(self._in_diag)
+        F = np.zeros((n, m))
+        for j, Mi in enumerate(self._M_inv):
+            F[:, j] = self._b[j]
+            MF = Mi @ F[:, : j + 1]
+            s_in[: j + 1, : j + 1] -= F[:, : j + 1].T @ MF
+            F[:, : j + 1] = self.g_w * MF
+        return 0.5 * (s_in + s_in.T)
 
     @property
-    def drop_map(self) -> np.ndarray:
-        """(n_out·n_in, n_T), computed on first use by back substitution (solves need only l_eq)."""
-        if self._drop_map is None:
-            n, m = self.shape
-            g_w, n_T = self.g_w, n + m
-            out = np.empty((n * m, n_T))
-            upper = np.zeros((n, n_T))
-            upper[:, :n] = g_w * np.eye(n)           # c_{m−1} meets the outputs
-            for j in range(m - 1, -1, -1):
-                rhs = upper
-                rhs[:, n: n + j + 1] += self._F[j]
-                Cj = self._M_inv[j] @ rhs
-                Rj = self._A_inv[j] @ (self._G[:, j][:, None] * Cj)
-                Rj[:, n + j] += g_w * self._A_inv[j][:, 0]
-                out[np.arange(n) * m + j] = Rj - Cj
-                upper = g_w * Cj
-            self._drop_map = out
-        return self._drop_map
+    def l_eq(self) -> np.ndarray:
+        """(n_T, n_T) terminal conductance matrix, terminals ordered [outputs, inputs]."""
+        if self._l_eq is None:
+            with _THREADPOOLS.limit(limits=1, user_api="blas"):
+                s_in = self._input_block()
+            self._l_eq = np.block([[self._out_out, self._out_in], [self._out_in.T, s_in]])
+        return self._l_eq
+
+    def currents(self, V_T: np.ndarray) -> np.ndarray:
+        """V_T @ l_eq (B, n_T), the inputs' block read only where some input is not at 0 V."""
+        n = self.shape[0]
+        if self._l_eq is not None or np.any(V_T[:, n:]):
+            return V_T @ self.l_eq
+        return V_T[:, :n] @ np.concatenate([self._out_out, self._out_in], axis=1)
+
+    def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """l_eq[np.ix_(rows, cols)] for boolean masks over the terminals, without the inputs'
+        block unless both select inputs."""
+        n = self.shape[0]
+        if self._l_eq is not None or (rows[n:].any() and cols[n:].any()):
+            return self.l_eq[np.ix_(rows, cols)]
+        top = np.concatenate([self._out_out, self._out_in], axis=1)
+        out = np.zeros((rows.sum(), cols.sum()))
+        ro, co = rows[:n], cols[:n]
+        out[: ro.sum()] = top[ro][:, cols]
+        out[ro.sum():, : co.sum()] = self._out_in.T[rows[n:]][:, co]
+        return out
+
+    def _drop_stack(self, V_T: np.ndarray) -> np.ndarray:
+        """Cell voltages (n_in, n_out, B) for terminal voltages V_T (B, n_T): the block Thomas
+        back substitution on the batch, then each row line's cells from its column nodes."""
+        n, m = self.shape
+        g_w = self.g_w
+        V_T = np.asarray(V_T, float)
+        out, inp = V_T[:, :n].T, V_T[:, n:].T                         # (n, B), (m, B)
+        C = np.empty((m, n, V_T.shape[0]))
+        h = None
+        for j in range(m):         # forward: h_j = M_j⁻¹ f_j, f_j = g_w·h_{j−1} + b_j·in_j
+            f = self._b[j][:, None] * inp[j][None, :]
+            C[j] = self._M_inv[j] @ (f if h is None else f + g_w * h)
+            h = C[j]
+        c_next = out
+        for j in range(m - 1, -1, -1):   # back: c_j = h_j + g_w·M_j⁻¹ c_{j+1}
+            C[j] += g_w * (self._M_inv[j] @ c_next)
+            c_next = C[j]
+        # Δ_j = r_j − c_j = A_j⁻¹ (g_w·e_0·in_j − T c_j) = −g_w·A_j⁻¹ (T c_j − g_w·e_0·in_j)/g_w:
+        # the chain's own currents, no cancellation between r and c
+        step = C[:, 1:] - C[:, :-1]
+        Tc = np.empty_like(C)
+        Tc[:, :-1] = -step
+        Tc[:, -1] = 0.0
+        Tc[:, 1:] += step
+        Tc[:, 0] += C[:, 0] - inp
+        return self._row_inverses(-g_w) @ Tc
+
+    def _row_inverses(self, scale: float) -> np.ndarray:
+        """scale·A_j⁻¹ for each row line (n_in, n_out, n_out), built on first use (solves need
+        only l_eq)."""
+        if self._A_inv_dense is None:
+            self._A_inv_dense = _row_line_inverses(self._G, self.g_w, self._factors)
+        if self._row_scaled is None or self._row_scaled[0] != scale:
+            self._row_scaled = (scale, scale * self._A_inv_dense)
+        return self._row_scaled[1]
 
     def drops(self, V_T: np.ndarray) -> np.ndarray:
         """Voltage across every cell (B, n_out·n_in) for terminal voltages V_T (B, n_T)."""
-        return V_T @ self.drop_map.T
+        d = self._drop_stack(np.atleast_2d(V_T))
+        return d.transpose(2, 1, 0).reshape(d.shape[2], -1)
 
     def squared_drop_sum(self, V_T: np.ndarray, w: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Σ_b w_b Δ_b² per cell, of G's shape."""
-        out = np.zeros(self.drop_map.shape[0])
+        out = np.zeros((self.shape[1], self.shape[0]))
         for lo in range(0, len(V_T), chunk):
-            d = self.drops(V_T[lo: lo + chunk])
-            out += w[lo: lo + chunk] @ (d * d)
-        return out.reshape(self.shape)
+            d = self._drop_stack(V_T[lo: lo + chunk])
+            out += (d * d) @ w[lo: lo + chunk]
+        return out.T
 
     def drop_products(self, V_T: np.ndarray, W_T: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Σ_b Δ_b(V)·Δ_b(W) per cell, of G's shape (the adjoint product of the exact gradient)."""
-        out = np.zeros(self.drop_map.shape[0])
+        out = np.zeros((self.shape[1], self.shape[0]))
         for lo in range(0, len(V_T), chunk):
-            out += (self.drops(V_T[lo: lo + chunk]) * self.drops(W_T[lo: lo + chunk])).sum(0)
-        return out.reshape(self.shape)
+            out += (self._drop_stack(V_T[lo: lo + chunk]) * self._drop_stack(W_T[lo: lo + chunk])).sum(2)
+        return out.T
 
 
 def netlist_lines(b: int, R_cells: np.ndarray, out_nodes, in_nodes, r_segment: float, prefix: str) -> list[str]:

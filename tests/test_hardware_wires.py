@@ -49,6 +49,47 @@ def test_two_by_two_crossbar_solved_by_hand():
     assert np.all(np.abs(currents[:2]) < np.abs(ideal_out))
 
 
+def _full_network(G, g):
+    """Laplacian of a crossbar with every wire node (module layout of analog/wires.py) and the
+    indices of its internal nodes, outputs and inputs."""
+    n, m = G.shape
+    r = lambda j, i: j * n + i                    # noqa: E731
+    c = lambda i, j: n * m + i * m + j            # noqa: E731
+    out, inp = 2 * n * m + np.arange(n), 2 * n * m + n + np.arange(m)
+    L = np.zeros((2 * n * m + n + m,) * 2)
+
+    def edge(a, b, w):
+        L[a, a] += w; L[b, b] += w; L[a, b] -= w; L[b, a] -= w
+    for j in range(m):
+        edge(inp[j], r(j, 0), g)
+        for i in range(n):
+            if i + 1 < n:
+                edge(r(j, i), r(j, i + 1), g)
+            edge(r(j, i), c(i, j), G[i, j])
+    for i in range(n):
+        for j in range(m):
+            edge(c(i, j), c(i, j + 1) if j + 1 < m else out[i], g)
+    return L, np.arange(2 * n * m), r, c
+
+
+def test_reduction_and_drops_match_the_whole_network_solved_densely():
+    rng = np.random.default_rng(4)
+    G, g = rng.uniform(1e-4, 1e-3, (4, 6)), 2e-2
+    L, internal, r, c = _full_network(G, g)
+    T = np.arange(len(internal), len(L))
+    VT = rng.uniform(-1, 1, (3, 10))
+    VI = np.linalg.solve(L[np.ix_(internal, internal)], -L[np.ix_(internal, T)] @ VT.T).T
+    currents = VI @ L[np.ix_(internal, T)] + VT @ L[np.ix_(T, T)]
+    red = WiredCrossbar(G, g)
+    rows, cols = np.r_[True, False, True, True, np.zeros(6, bool)], np.r_[np.ones(4, bool), rng.random(6) < 0.5]
+    np.testing.assert_allclose(red.block(rows, cols), (red.l_eq)[np.ix_(rows, cols)], rtol=1e-13, atol=0)
+    VT_out = VT * np.r_[np.ones(4), np.zeros(6)]       # inputs at 0 V: the inputs' block is not built
+    np.testing.assert_allclose(WiredCrossbar(G, g).currents(VT_out), VT_out @ red.l_eq, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(red.currents(VT), currents, rtol=1e-10, atol=1e-16)
+    cells = np.array([[VI[:, r(j, i)] - VI[:, c(i, j)] for j in range(6)] for i in range(4)])
+    np.testing.assert_allclose(red.drops(VT), cells.reshape(24, 3).T, rtol=1e-10, atol=1e-15)
+
+
 def test_wired_chip_with_every_variation_agrees_native_and_ngspice():
     m = block(hidden=(4,), device=ShockleyDiode(RS=10.0), vref=0.6)
     chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=3)
