@@ -14,8 +14,7 @@ CHIP = Path(__file__).resolve().parent.parent / "experiments" / "fashion_mnist_c
 
 
 def _spec(cfg):
-    hw = cfg["hardware"]
-    return resolve_hardware(hw["preset"], preset_overrides(hw))
+    return resolve_hardware(cfg.hardware.preset, preset_overrides(cfg.hardware))
 
 
 def test_chip_config_validates_with_the_published_figures():
@@ -25,14 +24,14 @@ def test_chip_config_validates_with_the_published_figures():
     assert (spec.dac.bits, spec.dac.range) == (4, 1.0)
     assert (spec.adc.bits, spec.adc.calibrate) == (8, True)
     assert spec.wires.r_segment == 2.5 and spec.variation.gain_sigma == 0.0
-    hw, digital = cfg["hardware"], cfg["digital"]
-    assert hw["frozen"] and hw["training"] == "ideal" and hw["finetune_epochs"] == 0   # what paid on it
-    assert (digital["retrain_method"], digital["through_loss"]) == ("through-analog", "cross_entropy")
+    hw, digital = cfg.hardware, cfg.digital
+    assert hw.frozen and hw.training == "ideal" and hw.finetune_epochs == 0   # what paid on it
+    assert (digital.retrain_method, digital.through_loss) == ("through-analog", "cross_entropy")
 
 
 def test_a_block_from_the_chip_config_programs_and_reads():
     cfg = load_config(CHIP)
-    cfg["analog"]["hidden"] = [4]                     # a small block of the config's kind
+    cfg.analog.hidden = [4]                           # a small block of the config's kind
     model = model_from_config(cfg, n_features=6, n_classes=3, compile=False)
     chip = program(model, _spec(cfg), seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (20, 6))
