@@ -136,8 +136,8 @@ def test_recalibrate_is_a_nested_run_with_both_curves_and_its_encoder(hw):
     assert table["times"] == [3600.0, 86400.0, 3.15e7] and table["with"][0] == [None, None]
     assert (root / "plots" / "recalibration.png").stat().st_size > 10_000
     # the logged accuracy at T is the saved encoder on the saved chips, read without noise
-    import yaml
-    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    from pipeline.config import load_config
+    cfg = load_config(root / "config.yaml")
     ds = load_dataset(cfg.data, seed=cfg.seed)
     enc = load_encoder(root / "encoder")
     chips_run = run.data.tags["mixsig.artifact.chips"]
