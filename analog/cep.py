@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ep import _output_scale, squared_drop_sum
+from .ep import ep_estimate
 from .native import single_blas_thread
 
 
@@ -51,7 +51,6 @@ def cep_gradients(engine, circuit, G_list, x, labels, loss, beta: float, nudging
     used = free.converged.copy()
     cost, dC_dy = loss(np.where(used[:, None], y, 0.0), labels)
     current = -beta * dC_dy
-    denom = (4.0 if nudging == "symmetric" else 2.0) * beta * _output_scale(circuit)
     start = -current if nudging == "symmetric" else np.zeros_like(current)
     v = np.where(used[:, None], free.v, circuit.vref)
     G = list(G_list)
@@ -68,8 +67,7 @@ def cep_gradients(engine, circuit, G_list, x, labels, loss, beta: float, nudging
         v = np.where(used[:, None], sol.v, v)
         V = circuit.terminal_voltages(v, free.src)
         w = used.astype(float) / max(1, used.sum())
-        g_t = [blk.scaled(squared_drop_sum(blk, V, w) - squared_drop_sum(blk, V_prev, w)) / denom
-               for blk in circuit.dense]
+        g_t = ep_estimate(engine, G, V, V_prev, w, beta, nudging)
         acc = [a + g for a, g in zip(acc, g_t)]
         if update is not None and used.any():
             G = list(update(g_t))

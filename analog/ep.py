@@ -90,6 +90,15 @@ def _drop_difference(engine, G_list, b: int, Va: np.ndarray, Vb: np.ndarray, w: 
     return got - own(G_list, b, Vb, w)
 
 
+def ep_estimate(engine, G_list, Va, Vb, w, beta: float, nudging: str = "symmetric") -> list[np.ndarray]:
+    """EP's estimate of ∂C/∂G per crossbar from two phases' terminal voltages Va, Vb (the +β
+    and −β phases, or the +β phase and the free one) with sample weights w: the weighted
+    difference of squared drops over 4β (symmetric) or 2β, in each crossbar's scale."""
+    circuit = engine.circuit
+    denom = (4.0 if nudging == "symmetric" else 2.0) * beta * _output_scale(circuit)
+    return [blk.scaled(_drop_difference(engine, G_list, b, Va, Vb, w)) / denom for b, blk in enumerate(circuit.dense)]
+
+
 def _source_currents(engine, circuit, G_list, V, used) -> np.ndarray:
     """Scale-weighted current each source delivers (wired crossbars: through their L_eq)."""
     wired = getattr(engine, "wired_source_currents", None)
@@ -115,17 +124,16 @@ def ep_gradients(engine, circuit: CompiledCircuit, G_list, x, labels, loss: Loss
     v0 = np.where(used[:, None], free.v, circuit.vref)
     if nudging == "symmetric":
         a, b = _nudged_pair(engine, G_list, free.src, current, v0)
-        denom = 4.0 * beta_eff
     else:
         plus = engine.solve(G_list, src=free.src, nudge=current,
                             v0=v0 + _nudged_start(engine, G_list, free.src, current, v0))
-        a, b, denom = _Phase(plus.v, plus.src, plus.converged), free, 2.0 * beta_eff
+        a, b = _Phase(plus.v, plus.src, plus.converged), free
     used &= a.converged & b.converged
     w = used.astype(float) / max(1, used.sum())
     keep = used[:, None]   # unused samples weigh 0: zero their voltages so 0·inf (a huge source) is not NaN
     Va = np.where(keep, circuit.terminal_voltages(np.nan_to_num(a.v), a.src), 0.0)
     Vb = np.where(keep, circuit.terminal_voltages(np.nan_to_num(b.v), b.src), 0.0)
-    grads = [blk.scaled(_drop_difference(engine, G_list, b, Va, Vb, w)) / denom for b, blk in enumerate(circuit.dense)]
+    grads = ep_estimate(engine, G_list, Va, Vb, w, beta, nudging)
     gin = None
     if input_grad:
         # ∂F/∂V_source = scale-weighted current each source delivers, from the voltages: right

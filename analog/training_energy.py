@@ -154,7 +154,7 @@ def training_step(transient, circuit, G_list, C, x, labels, loss, beta: float, *
             transient, G_list, src, C, supply=supply, tol=tol, nudge=s * current,
             nudge_start=np.zeros_like(current), v_start=free_dc.v, src_start=src, keep_voltages=keep_voltages)
     b = phases["nudged-"].v_dc if nudging == "symmetric" else free_dc.v
-    grads, prog = _per_sample_updates(circuit, src, phases["nudged+"].v_dc, b, nudging, beta,
+    grads, prog = _per_sample_updates(eng, G_list, src, phases["nudged+"].v_dc, b, nudging, beta,
                                       lambda g: programming_cost(counts_from(g), pulse, all_rows_at_once))
     time = sum(p.settle_time for p in phases.values()) + len(phases) * sh.acquire_s + prog["time"]
     sh_energy = _sample_hold_energy(sh, circuit.n_free, list(phases.values()), time)
@@ -162,18 +162,18 @@ def training_step(transient, circuit, G_list, C, x, labels, loss, beta: float, *
     return StepCost(phases, sh_energy, prog, time, energy, grads)
 
 
-def _per_sample_updates(circuit, src, v_a, v_b, nudging, beta, cost):
+def _per_sample_updates(engine, G_list, src, v_a, v_b, nudging, beta, cost):
     """Each sample's own EP estimate (the chip updates after every sample) and the cost of
     writing it: (mean estimate, {pulses, energy, time} arrays (B,))."""
-    from .ep import _output_scale, squared_drop_sum
-    denom = (4.0 if nudging == "symmetric" else 2.0) * beta * _output_scale(circuit)
+    from .ep import ep_estimate
+    circuit = engine.circuit
     Va, Vb = circuit.terminal_voltages(v_a, src), circuit.terminal_voltages(v_b, src)
     B = len(src)
     costs, total = [], None
     for i in range(B):
         w = np.zeros(B)
         w[i] = 1.0
-        g = [blk.scaled(squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w)) / denom for blk in circuit.dense]
+        g = ep_estimate(engine, G_list, Va, Vb, w, beta, nudging)
         costs.append(cost(g))
         total = g if total is None else [u + v for u, v in zip(total, g)]
     return [g / B for g in total], {k: np.array([c[k] for c in costs]) for k in ("pulses", "energy", "time")}
@@ -202,7 +202,7 @@ def cut_short_gradients(engine, C, G_list, x, labels, loss, beta: float, t_free:
     nudge ramped in over rise_fraction·t_nudged; the estimate uses the states at the cut-off.
     Each phase takes `steps` equal steps; long phases end at the operating points, so the
     estimate tends to EP's."""
-    from .ep import _output_scale, squared_drop_sum
+    from .ep import ep_estimate
     from .transient import NativeTransient, TransientSpec
     c = engine.circuit
     src = c.source_voltages(np.asarray(x, float))
@@ -229,6 +229,4 @@ def cut_short_gradients(engine, C, G_list, x, labels, loss, beta: float, t_free:
     Va = np.where(keep, c.terminal_voltages(np.nan_to_num(plus.v_final), src), 0.0)
     Vb = np.where(keep, c.terminal_voltages(np.nan_to_num(b), src), 0.0)
     w = used.astype(float) / max(1, used.sum())
-    denom = (4.0 if nudging == "symmetric" else 2.0) * beta * _output_scale(c)
-    grads = [blk.scaled(squared_drop_sum(blk, Va, w) - squared_drop_sum(blk, Vb, w)) / denom for blk in c.dense]
-    return CutShort(grads, y, used)
+    return CutShort(ep_estimate(engine, G_list, Va, Vb, w, beta, nudging), y, used)
