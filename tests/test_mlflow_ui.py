@@ -66,27 +66,23 @@ def test_a_series_is_logged_once_per_step_even_when_logged_again(store):
 
 
 def test_the_parent_description_says_what_was_run_and_where_the_plots_are(store, tmp_path):
-    import json
-
     from pipeline.config import load_config
     _, client = store
     cfg = load_config(ROOT / "experiments" / "smoke_hw.yaml")
-    plan = [["train-digital", 0], ["embed", 0], ["train-analog", 0], ["program", 0]]
+    plan = [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("program", 0)]
     exp = client.create_experiment("describe")
-    run_id = client.create_run(exp, tags={"mixsig.plan": json.dumps(plan)}).info.run_id
+    run_id = client.create_run(exp).info.run_id
     root = tmp_path / "runs" / run_id
     (root / "plots").mkdir(parents=True)
     for name in ("accuracy_per_round.png", "accuracy_vs_time.png"):
         (root / "plots" / name).write_bytes(b"png")
-    report.describe(client, run_id, cfg, root)
+    report.describe(client, run_id, cfg, root, plan)
     first = client.get_run(run_id).data.tags["mlflow.note.content"]
     assert first.startswith("**Co-training `smoke_hw`**: 1 round(s)") and "Results" not in first
     assert "train-digital r0 → embed r0 → train-analog r0 → program r0" in first
     assert "2 simulated `pcm` chip(s)" in first and "frozen, chip 0 in the loop" in first
     assert f"local folder `{root}`" in first
-    client.log_metric(run_id, "end_to_end_test_accuracy", 0.8125)
-    client.log_metric(run_id, "round_e2e_accuracy", 0.75, step=0)
-    report.describe(client, run_id, cfg, root, finished=True)
+    report.describe(client, run_id, cfg, root, plan, {"end_to_end_test_accuracy": 0.8125, "round_e2e_accuracy": 0.75})
     text = client.get_run(run_id).data.tags["mlflow.note.content"]
     assert text.startswith(first)
     assert "- end to end (last round): 0.8125 (`end_to_end_test_accuracy`)" in text

@@ -150,11 +150,12 @@ def _table(runs, params: list, metrics: list, csv_path: str | None) -> None:
 
 
 def _round_plot(client, runs, output: str) -> None:
-    from pipeline.cotraining.run import round_series
+    from pipeline.cotraining.summary import ROUND_METRICS
+    from pipeline.flow.metric_series import by_step
     from pipeline.flow.plots import accuracy_per_round
     series = {}
     for r in runs:
-        s = round_series(client, r.info.run_id).get("analog block (end to end)")
+        s = list(by_step(client, r.info.run_id, ROUND_METRICS["analog block (end to end)"]).items())
         if s:
             series[f"{r.info.run_name} ({r.info.run_id[:8]})"] = s
     if series:

@@ -43,11 +43,12 @@ def chip_config(cfg: RootConfig, k: int) -> RootConfig:
         "mlflow": cfg.mlflow.model_copy(update={"register_model": None})})
 
 
-def _chip_cotrain(cfg: RootConfig, block_run: str, workdir: str, parent_id: str, k: int, verbose: int) -> str:
-    """One chip's co-training (a Ray task); returns its run id."""
-    from pipeline.cotraining.run import run_cotrain
-    return run_cotrain(cfg, workdir=Path(workdir), from_runs=(block_run,), run_name=f"{cfg.name} chip {k}",
-                       verbose=verbose, parent=parent_id)
+def _chip_cotrain(cfg: RootConfig, block_run: str, workdir: str, parent_id: str, k: int,
+                  verbose: int) -> tuple[str, dict]:
+    """One chip's co-training (a Ray task); returns its run id and its parent metrics."""
+    from pipeline.cotraining.run import cotrain
+    return cotrain(cfg, workdir=Path(workdir), from_runs=(block_run,), run_name=f"{cfg.name} chip {k}",
+                   verbose=verbose, parent=parent_id)
 
 
 def _shared_block(cfg: RootConfig, state: dict, root: Path, workdir: Path, parent_id: str, verbose: int) -> str:
@@ -65,7 +66,6 @@ def run_per_chip(cfg: RootConfig, *, workdir: Path = Path("runs"), from_runs=(),
                  num_cpus: int | None = None) -> str:
     """Run the per-chip co-trainings (module docstring); returns the parent run id."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     from pipeline.config import flatten
     from pipeline.cotraining.run import _new
@@ -90,7 +90,7 @@ def run_per_chip(cfg: RootConfig, *, workdir: Path = Path("runs"), from_runs=(),
             try:
                 block_run = _shared_block(cfg, state, root, workdir, parent_id, verbose)
                 runs = _run_chips(cfg, chips, block_run, workdir, parent_id, verbose)
-                rows = summary_rows(MlflowClient(), runs)
+                rows = summary_rows(runs)
                 _log_summary(rows, root, cfg)
                 mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t0)
                 mlflow.set_tag(f"{TAG}status", "finished")
@@ -103,7 +103,7 @@ def run_per_chip(cfg: RootConfig, *, workdir: Path = Path("runs"), from_runs=(),
 
 
 def _run_chips(cfg: RootConfig, chips: list[int], block_run: str, workdir: Path, parent_id: str, verbose: int) -> dict:
-    """chip → its co-training run id, the chips' co-trainings run as parallel Ray tasks."""
+    """chip → (its co-training run id, that run's metrics), the chips' co-trainings run as parallel Ray tasks."""
     import ray
     task = ray.remote(num_cpus=1, max_retries=0)(_chip_cotrain)
     # a working folder per chip: the chips' co-trainings all fetch the shared block's artifacts,
@@ -145,20 +145,17 @@ def _store_env() -> dict:
     return env
 
 
-def summary_rows(client, runs: dict) -> list[dict]:
-    """One row per chip from its co-training run: programmed and after the last round on that
-    chip (round_chip_e2e_accuracy), its recovered fraction, and the mean over all chips with
-    its encoder (e2e_acc_cotrained)."""
-    from pipeline.cotraining.run import _chip_rounds
+def summary_rows(runs: dict) -> list[dict]:
+    """One row per chip from what its co-training returned (run id, the run's metrics):
+    programmed and after the last round on that chip (round_chip_e2e_accuracy), its recovered
+    fraction, and the mean over all chips with its encoder (e2e_acc_cotrained)."""
+    nan = float("nan")
     rows = []
-    for k, run_id in sorted(runs.items()):
-        m = client.get_run(run_id).data.metrics
-        rounds = _chip_rounds(client, run_id)
-        after = rounds[max(rounds)] if rounds else float("nan")
-        rows.append({"chip": k, "run_id": run_id, "ideal": m.get("e2e_acc_ideal", float("nan")),
-                     "programmed": m.get("loop_chip_programmed_accuracy", float("nan")), "own_encoder": after,
-                     "recovered": m.get("recovered_fraction_loop", float("nan")),
-                     "all_chips_mean": m.get("e2e_acc_cotrained", float("nan"))})
+    for k, (run_id, m) in sorted(runs.items()):
+        rows.append({"chip": k, "run_id": run_id, "ideal": m.get("e2e_acc_ideal", nan),
+                     "programmed": m.get("loop_chip_programmed_accuracy", nan),
+                     "own_encoder": m.get("round_chip_e2e_accuracy", nan),
+                     "recovered": m.get("recovered_fraction_loop", nan), "all_chips_mean": m.get("e2e_acc_cotrained", nan)})
     return rows
 
 

@@ -79,16 +79,13 @@ def results(metrics: dict, plots: list[str]) -> str:
     return "\n".join(lines)
 
 
-def describe(client, run_id: str, cfg: RootConfig, root, finished: bool = False) -> None:
-    """Set the parent run's description: what was run, and once finished its results and plots."""
-    import json
-
-    from pipeline.flow import TAG
-    run = client.get_run(run_id)
-    text = what_was_run(cfg, json.loads(run.data.tags.get(f"{TAG}plan", "[]")), root)
-    if finished:
+def describe(client, run_id: str, cfg: RootConfig, root, plan, metrics: dict | None = None) -> None:
+    """Set the parent run's description: what was run and, once finished (`metrics`: the
+    parent's metrics as its run shows them), its results and plots."""
+    text = what_was_run(cfg, plan, root)
+    if metrics is not None:
         plots = sorted(p.name for p in (Path(root) / "plots").glob("*.png"))
-        text += "\n" + results(run.data.metrics, plots)
+        text += "\n" + results(metrics, plots)
     client.set_tag(run_id, DESCRIPTION_TAG, text)
 
 
@@ -105,22 +102,14 @@ def log_series(client, run_id: str, key: str, values: dict) -> None:
         client.log_batch(run_id, metrics=new)
 
 
-def stage_times(client, parent_id: str, children) -> dict:
-    """Wall time of every finished step (`children`: the parent's nested runs) on the parent:
+def stage_times(client, parent_id: str, record) -> dict:
+    """Wall time of every step (`record`: the loop's RunRecord) on the parent:
     stage_seconds_<stage> (step = round) and the totals seconds_<stage> (all rounds) and
     seconds_stages (all steps), returned for the summary."""
-    from pipeline.flow import STATUS_FINISHED, TAG
     totals: dict = {}
-    per_round: dict = {}
-    for run in children:
-        tags, sec = run.data.tags, run.data.metrics.get("stage_seconds")
-        if tags.get(f"{TAG}status") != STATUS_FINISHED or sec is None:
-            continue
-        name = tags.get(f"{TAG}stage", "stage").replace("-", "_")
-        per_round.setdefault(name, {})[int(tags.get(f"{TAG}round", 0))] = sec
-        totals[f"seconds_{name}"] = totals.get(f"seconds_{name}", 0.0) + sec
-    for name, seconds in per_round.items():
+    for name, seconds in record.stage_seconds().items():
         log_series(client, parent_id, f"stage_seconds_{name}", seconds)
+        totals[f"seconds_{name}"] = sum(seconds.values())
     if totals:
         totals["seconds_stages"] = sum(totals.values())
     return totals
@@ -138,11 +127,10 @@ def ui_link(experiment_id: str, run_id: str | None = None, base: str = "http://1
     return f"{base.rstrip('/')}/{page}?{UI_VIEW}"
 
 
-def finished_message(client, run_id: str, experiment: str, store_uri: str) -> str:
-    """What `mixsig cotrain` prints at the end: the headline accuracies and where to look."""
+def finished_message(run_id: str, experiment_id: str, metrics: dict, experiment: str, store_uri: str) -> str:
+    """What `mixsig cotrain` prints at the end: the headline accuracies (from the parent's
+    `metrics`) and where to look."""
     import sys
-    run = client.get_run(run_id)
-    metrics = run.data.metrics
     shown = [f"{k} = {metrics[k]:.4f}" for k in ("digital_test_accuracy", "analog_first_test_accuracy",
                                                   "end_to_end_test_accuracy", "e2e_acc_programmed",
                                                   "e2e_acc_cotrained") if k in metrics]
@@ -150,4 +138,4 @@ def finished_message(client, run_id: str, experiment: str, store_uri: str) -> st
     return (f"\nco-training {run_id} finished" + (": " + ", ".join(shown) if shown else "")
             + f"\ncompare runs with `mixsig compare --experiment {experiment}`, browse them with "
             f"`{mlflow_cli if mlflow_cli.exists() else 'mlflow'} ui --backend-store-uri {store_uri}` "
-            f"and open {ui_link(run.info.experiment_id, run_id)}")
+            f"and open {ui_link(experiment_id, run_id)}")

@@ -21,6 +21,11 @@ artifacts of its run. The plan is stored on the parent run (tag mixsig.plan), so
 tagged mixsig.status=finished (taking its outputs from the local folder, or downloading
 them from MLflow if the folder is gone), marks children a killed process left RUNNING as
 killed, and runs the rest.
+
+The loop keeps what every step returns (its metrics, wall time and what it logged on the
+parent) in a record (pipeline.flow.record); the parent's summary is built from it
+(pipeline.cotraining.summary). Only the steps a resumed co-training finds finished are read
+back, once, when they are found.
 """
 from __future__ import annotations
 
@@ -43,13 +48,6 @@ if TYPE_CHECKING:
 START = ("train-digital",)                                                   # unless an encoder is given
 ROUND = ("embed", "train-analog", "optimize-inputs", "retrain-digital")     # for each round r < rounds
 FINISH = ("embed", "train-analog", "evaluate")                               # round = rounds
-
-ROUND_METRICS = {
-    "digital-only": "round_digital_test_accuracy",
-    "analog block (end to end)": "round_analog_test_accuracy",
-    "retrained encoder → previous block": "round_retrained_end_to_end_test_accuracy",
-}
-
 
 def make_plan(cfg: RootConfig, train_digital: bool = True, block_given: bool = False) -> list[tuple[str, int]]:
     """The (stage, round) steps of a co-training: START, ROUND × cotrain.rounds, FINISH, and
@@ -91,12 +89,6 @@ def make_plan(cfg: RootConfig, train_digital: bool = True, block_given: bool = F
     return plan
 
 
-def _children(client, parent) -> list:
-    return client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                              max_results=5000)
-
-
 def _validate_start(cfg: RootConfig, state: dict, plan, cache: Path) -> None:
     """Everything that can be checked before work: data settings, given inputs, widths."""
     if cfg.data.dataset != "fashion_mnist":
@@ -112,8 +104,8 @@ def _validate_start(cfg: RootConfig, state: dict, plan, cache: Path) -> None:
                 raise StageInputError(f"{name}: {exc}") from None
 
 
-def _resumed(client, resume: str):
-    """(cfg, plan, initial inputs, finished steps) of a co-training parent run."""
+def _resumed(client, resume: str, workdir: Path):
+    """(cfg, plan, initial inputs, finished steps' records, finished?) of a co-training parent run."""
     parent = get_run(resume, what="--resume run")
     if parent.data.tags.get(f"{TAG}stage") != "cotrain":
         raise StageInputError(f"--resume run {resume} is a {parent.data.tags.get(f'{TAG}stage', 'non-mixsig')} "
@@ -124,7 +116,8 @@ def _resumed(client, resume: str):
     initial = json.loads(parent.data.tags.get(f"{TAG}initial_inputs", "{}"))
     state = {k: ArtifactRef(k, run_id=v) for k, v in initial.items()}
     finished = parent.data.tags.get(f"{TAG}status") == STATUS_FINISHED
-    return cfg, plan, state, finished_steps(client, parent.info.experiment_id, parent.info.run_id), finished
+    done = finished_steps(client, parent.info.experiment_id, parent.info.run_id, workdir / resume)
+    return cfg, plan, state, done, finished
 
 
 def _block_given(cfg: RootConfig, state: dict) -> bool:
@@ -161,23 +154,30 @@ def run_cotrain(cfg: RootConfig | None = None, *, resume: str | None = None, wor
     """Run (or resume) a co-training; returns the parent run id. `register`: a model registry
     name for the trained system's MLflow model (default: the config's mlflow.register_model).
     `parent`: a run this co-training nests under (one chip's of pipeline.cotraining.per_chip)."""
+    return cotrain(cfg, resume=resume, workdir=workdir, from_runs=from_runs, explicit_inputs=explicit_inputs,
+                   run_name=run_name, verbose=verbose, register=register, parent=parent)[0]
+
+
+def cotrain(cfg: RootConfig | None = None, *, resume: str | None = None, workdir: Path = Path("runs"),
+            from_runs=(), explicit_inputs: dict | None = None, run_name: str | None = None,
+            verbose: int = 1, register: str | None = None, parent: str | None = None) -> tuple[str, dict | None]:
+    """run_cotrain, returning (parent run id, the parent's metrics as its run shows them once
+    summarised; None when a resumed co-training had already finished)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.config import flatten
-    from pipeline.cotraining.report import describe, finished_message
-    from pipeline.runtime.interrupts import end_active_run
+    from pipeline.cotraining.report import finished_message
     from pipeline.runtime.tracking import setup_mlflow, tracking_uri
     setup_mlflow()
     client = MlflowClient()
     workdir = Path(workdir).resolve()
     done: dict = {}
     if resume:
-        cfg, plan, state, done, finished = _resumed(client, resume)
+        cfg, plan, state, done, finished = _resumed(client, resume, workdir)
         setup_mlflow(experiment_name(cfg))
         if finished and len(done) == len(plan):
             print(f"co-training {resume} already finished; nothing to do")
-            return resume
+            return resume, None
     else:
         if cfg is None:
             raise PipelineError("cotrain: give a config file or --resume RUN_ID")
@@ -193,27 +193,49 @@ def run_cotrain(cfg: RootConfig | None = None, *, resume: str | None = None, wor
         claim(client, client.get_run(parent_id))    # host, pid, start time on the run (pipeline.runtime.liveness)
         root = workdir / parent_id
         root.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
-            mlflow.log_artifact(str(dump_config(cfg, root / "config.yaml")))
-            mlflow.set_tag(f"{TAG}workdir", str(root))
-            describe(client, parent_id, cfg, root)     # what the run's page in the MLflow UI says
-        else:
-            mlflow.set_tag(f"{TAG}status", "running")
+        _open(client, parent_id, cfg, plan, root, resume)
         # printed even with -q: the id is what --resume needs
         print(f"co-training {parent_id} ({'resumed' if resume else 'new'}), experiment "
               f"{experiment_name(cfg)!r}, {len(plan)} steps, local folder {root}", flush=True)
-        try:
-            walk(plan_steps(plan), done, state, cfg, root, workdir, parent_id, verbose)
-            summarize(client, parent_id, cfg, root)
-            _log_system(cfg, state, parent_id, register, workdir / "_cache", verbose)
-            mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)
-            mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
-        except BaseException as exc:
-            end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.runtime.interrupts)
-            raise
-    print(finished_message(client, parent_id, experiment_name(cfg), tracking_uri()))
-    return parent_id
+        metrics = _steps_and_summary(client, cfg, plan, done, state, root, workdir, parent_id, register, verbose,
+                                     t_start)
+    print(finished_message(parent_id, parent_run.info.experiment_id, metrics, experiment_name(cfg), tracking_uri()))
+    return parent_id, metrics
+
+
+def _open(client, parent_id: str, cfg: RootConfig, plan, root: Path, resume: str | None) -> None:
+    """A new parent: its params, config and description; a resumed one: running again."""
+    import mlflow
+
+    from pipeline.config import flatten
+    from pipeline.cotraining.report import describe
+    if resume:
+        mlflow.set_tag(f"{TAG}status", "running")
+        return
+    mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
+    mlflow.log_artifact(str(dump_config(cfg, root / "config.yaml")))
+    mlflow.set_tag(f"{TAG}workdir", str(root))
+    describe(client, parent_id, cfg, root, plan)     # what the run's page in the MLflow UI says
+
+
+def _steps_and_summary(client, cfg: RootConfig, plan, done: dict, state: dict, root: Path, workdir: Path,
+                       parent_id: str, register: str | None, verbose: int, t_start: float) -> dict:
+    """Walk the plan, summarise the parent from the steps' record, log the trained system;
+    returns the parent's metrics. An exception or signal ends the parent run killed or failed."""
+    import mlflow
+
+    from pipeline.cotraining.summary import summarize
+    from pipeline.runtime.interrupts import end_active_run
+    try:
+        record = walk(plan_steps(plan), done, state, cfg, root, workdir, parent_id, verbose)
+        metrics = summarize(client, parent_id, cfg, root, plan, record)
+        _log_system(cfg, state, parent_id, register, workdir / "_cache", verbose)
+        mlflow.log_metric("cotrain_seconds_this_session", time.perf_counter() - t_start)
+        mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
+    except BaseException as exc:
+        end_active_run(exc, "interrupted")   # a signal: KILLED (pipeline.runtime.interrupts)
+        raise
+    return metrics
 
 
 def _log_system(cfg: RootConfig, state: dict, parent_id: str, register: str | None, cache: Path, verbose: int) -> None:
@@ -223,134 +245,3 @@ def _log_system(cfg: RootConfig, state: dict, parent_id: str, register: str | No
     uri = log_run_system(cfg, parts, parent_id, register or register_name(cfg))
     if uri and verbose:
         print(f"MLflow model of the trained system: {uri}", flush=True)
-
-
-def round_series(client, run_id: str) -> dict:
-    """{label: [(round, value), ...]} of a co-training parent's per-round accuracies."""
-    out = {}
-    for label, key in ROUND_METRICS.items():
-        hist = client.get_metric_history(run_id, key)
-        if hist:
-            by_step = {}
-            for m in sorted(hist, key=lambda m: m.timestamp):
-                by_step[m.step] = m.value
-            out[label] = sorted(by_step.items())
-    return out
-
-
-def summarize(client, parent_id: str, cfg: RootConfig, root: Path) -> dict:
-    """Parent's summary metrics (first and last round accuracies) and the accuracy-per-round plot."""
-    import mlflow
-
-    from pipeline.cotraining import report
-    from pipeline.flow import plots
-    series = round_series(client, parent_id)
-    summary = {}
-    analog = dict(series.get("analog block (end to end)", []))
-    digital = dict(series.get("digital-only", []))
-    if analog:
-        summary["analog_first_test_accuracy"] = analog[min(analog)]
-        summary["end_to_end_test_accuracy"] = analog[max(analog)]
-    if digital:
-        summary["digital_first_test_accuracy"] = digital[min(digital)]
-        summary["digital_last_test_accuracy"] = digital[max(digital)]
-    run = client.get_run(parent_id)
-    for key in ("final_baseline_test_accuracy", "final_end_to_end_test_accuracy", "final_digital_test_accuracy"):
-        if key in run.data.metrics:
-            summary[key.replace("final_", "")] = run.data.metrics[key]
-    if cfg.hardware is not None:
-        summary.update(_hardware_summary(client, parent_id, root))
-    summary.update(report.stage_times(client, parent_id, _children(client, client.get_run(parent_id))))
-    e2e = round_e2e(client, parent_id)
-    if summary:
-        mlflow.log_metrics(summary)
-    path = plots.accuracy_per_round(series, root / "plots" / "accuracy_per_round.png",
-                                    title=f"{cfg.name}: test accuracy per round")
-    mlflow.log_artifact(str(path), artifact_path="plots")
-    if e2e:
-        rounds = sorted(e2e)
-        report.log_series(client, parent_id, "round_e2e_accuracy", e2e)
-        report.log_series(client, parent_id, "round_gain", {r: e2e[r] - e2e[r - 1] for r in rounds if r - 1 in e2e})
-        if len(rounds) > 1:
-            mlflow.log_metric("rounds_gain_total", e2e[rounds[-1]] - e2e[rounds[0]])
-        from pipeline.hardware.population import loop_label
-        where = loop_label(cfg) if _chip_rounds(client, parent_id) else "the round's block"
-        path = plots.round_gains(rounds, [e2e[r] for r in rounds], root / "plots" / "e2e_per_round.png",
-                                 title=f"{cfg.name}: end-to-end test accuracy per round ({where})")
-        mlflow.log_artifact(str(path), artifact_path="plots")
-        summary["round_e2e"] = {str(r): e2e[r] for r in rounds}
-    (root / "summary.json").write_text(json.dumps({"summary": summary, "rounds": series}, indent=2))
-    mlflow.log_artifact(str(root / "summary.json"))
-    report.describe(client, parent_id, cfg, root, finished=True)
-    return summary
-
-
-def _chip_rounds(client, run_id: str) -> dict:
-    by_step = {}
-    for m in sorted(client.get_metric_history(run_id, "round_chip_e2e_accuracy"), key=lambda m: m.timestamp):
-        by_step[m.step] = m.value
-    return by_step
-
-
-def round_e2e(client, run_id: str) -> dict:
-    """{round: end-to-end test accuracy after that round} of a co-training parent.
-
-    With the chips frozen: the chip in the loop (hardware.loop_chip) read at the first read time, round 0 = as programmed (or
-    fine-tuned in situ), round r = after r encoder retrainings (`round_chip_e2e_accuracy`).
-    Otherwise: round 0 = the first block behind the first encoder, round r = the block
-    trained in round r behind the encoder after r retrainings (`round_analog_test_accuracy`);
-    a round without its own block training takes the retrained encoder on the previous block."""
-    chip = _chip_rounds(client, run_id)
-    if chip:
-        return dict(sorted(chip.items()))
-    series = round_series(client, run_id)
-    analog = dict(series.get("analog block (end to end)", []))
-    retrained = dict(series.get("retrained encoder → previous block", []))
-    if 0 not in analog:
-        return {}
-    out = {0: analog[0]}
-    r = 1
-    while r in analog or (r - 1) in retrained:
-        out[r] = analog.get(r, retrained.get(r - 1))
-        r += 1
-    return out
-
-
-def _hardware_summary(client, parent_id: str, root: Path) -> dict:
-    """recovered_fraction (and _tmax), or a tag saying why it is not defined, and the plot of
-    each scenario's accuracy against the time after programming, from the parent's metrics."""
-    import mlflow
-
-    from pipeline.hardware import chip_metrics
-    from pipeline.flow import metric_series
-    from pipeline.flow import plots
-    metrics = client.get_run(parent_id).data.metrics
-    out = {}
-    for suffix in ("", "_tmax"):
-        value, why = chip_metrics.recovered_fraction(metrics, suffix)
-        mlflow.set_tag(f"{TAG}recovered_fraction{suffix}", why if value is None else f"defined ({why})")
-        if value is not None:
-            out[f"recovered_fraction{suffix}"] = value
-        if f"e2e_acc_insitu{suffix}" in metrics:
-            value, why = chip_metrics.recovered_fraction(metrics, suffix, scenario="insitu")
-            mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
-            if value is not None:
-                out[f"recovered_fraction_insitu{suffix}"] = value
-    from pipeline.hardware.population import split_recovery
-    out.update(split_recovery(metrics))
-    value, why = chip_metrics.recovered_fraction_loop(metrics, list(_chip_rounds(client, parent_id).items()))
-    mlflow.set_tag(f"{TAG}recovered_fraction_loop", why if value is None else "defined")
-    if value is not None:
-        out["recovered_fraction_loop"] = value
-    times = metric_series.series(client, parent_id, "scenario_time_s")
-    series = {}
-    for name, label in chip_metrics.SCENARIO_LABELS.items():
-        mean = metric_series.series(client, parent_id, f"scenario_acc_{name}")
-        if mean and len(mean) == len(times):
-            std = metric_series.series(client, parent_id, f"scenario_std_{name}")
-            series[label] = (times, mean, std if len(std) == len(mean) else None)
-    if series:
-        path = plots.accuracy_vs_time(series, root / "plots" / "accuracy_vs_time.png",
-                                      title="end-to-end test accuracy after programming (mean ± spread over chips)")
-        mlflow.log_artifact(str(path), artifact_path="plots")
-    return out

@@ -1,11 +1,16 @@
 """Reading a logged metric back from the tracking store, step by step (for plots and
-tables of runs already finished)."""
+tables of runs already finished, as `mixsig compare` draws them)."""
 from __future__ import annotations
+
+
+def by_step(client, run_id: str, key: str) -> dict:
+    """{step: the latest value logged at that step} of a metric, in step order."""
+    out: dict = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+        out[m.step] = m.value
+    return dict(sorted(out.items()))
 
 
 def series(client, run_id: str, key: str) -> list[float]:
     """A metric's values by step (the latest value logged at each step), in step order."""
-    by_step: dict = {}
-    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
-        by_step[m.step] = m.value
-    return [by_step[k] for k in sorted(by_step)]
+    return list(by_step(client, run_id, key).values())

@@ -9,8 +9,9 @@ package and collects their `STAGE`s, so adding a stage is adding one module; the
 one command per registered stage.
 
 `run_stage` checks the inputs (before any run exists), opens the run with its lineage tags,
-logs the config, calls the body with a StageContext, then logs metrics.json, the outputs
-and extra artifacts, and tags the run finished (or failed if the body raises; KILLED on
+logs the config, calls the body with a StageContext, then logs metrics.json (nested under a
+parent, also parent_metrics.json: what it logged on the parent), the outputs and extra
+artifacts, and tags the run finished (or failed if the body raises; KILLED on
 SIGINT/SIGTERM, see pipeline.runtime.interrupts). With a local artifact store (the default) a stage
 writes its outputs straight into its run's artifact folder, linked from its local folder,
 so each artifact is stored once.
@@ -32,6 +33,8 @@ from pipeline.flow.artifacts import KINDS, ArtifactRef, artifact_dir
 from pipeline.flow.inputs import check_inputs, dataset
 from pipeline.runtime.interrupts import describe, end_active_run, is_interruption, raise_pending
 from pipeline.flow.lineage import STATUS_FINISHED, dump_config, experiment_name, tag
+
+PARENT_FILE = "parent_metrics.json"     # a nested step's metrics on its parent: [[key, step, value], ...]
 
 if TYPE_CHECKING:
     from pipeline.config import RootConfig
@@ -140,6 +143,7 @@ class StageContext:
     extra_artifacts: list = field(default_factory=list)   # (local path, artifact dir)
     metrics: dict = field(default_factory=dict)    # final metrics (metrics.json)
     latest: dict = field(default_factory=dict)     # the last value of every metric logged
+    to_parent: list = field(default_factory=list)  # (key, step, value) logged on the parent, in order
 
     def input(self, kind: str) -> Path:
         return self.inputs[kind].path(self.cache)
@@ -210,6 +214,8 @@ class StageContext:
                  if v is not None and np.isfinite(float(v))]
         if items:
             MlflowClient().log_batch(self.parent_run_id, metrics=items)
+            # kept for the loop's record, so the parent's summary needs no read of the store
+            self.to_parent.extend((m.key, m.step, m.value) for m in items)
 
 
 @dataclass
@@ -218,6 +224,7 @@ class StageOutcome:
     outputs: dict      # kind → ArtifactRef
     metrics: dict      # final metrics
     latest: dict = field(default_factory=dict)    # the last value of every metric, as the run shows it
+    to_parent: list = field(default_factory=list)  # (key, step, value) it logged on the parent, in order
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,6 +262,9 @@ def _log_results(ctx: StageContext, out_folder: Path) -> None:
     import mlflow
     (out_folder / "metrics.json").write_text(json.dumps(ctx.metrics, indent=2))
     mlflow.log_artifact(str(out_folder / "metrics.json"))
+    if ctx.parent_run_id:    # what a resumed co-training's summary takes for this step (pipeline.flow.record)
+        (out_folder / PARENT_FILE).write_text(json.dumps(ctx.to_parent))
+        mlflow.log_artifact(str(out_folder / PARENT_FILE))
     for kind, path in ctx.outputs.items():
         if not _in_artifact_store(ctx, path):   # already there when written through the link
             mlflow.log_artifacts(str(path), artifact_path=artifact_dir(kind))
@@ -317,4 +327,4 @@ def run_stage(name: str | Stage, cfg: RootConfig, inputs: dict, *, round: int = 
             end_active_run(exc, "failed")
             raise
     outputs = {**inputs, **{k: ArtifactRef(k, run_id=run_id, local=p) for k, p in ctx.outputs.items()}}
-    return StageOutcome(run_id, outputs, ctx.metrics, {**ctx.latest, **ctx.metrics})
+    return StageOutcome(run_id, outputs, ctx.metrics, {**ctx.latest, **ctx.metrics}, list(ctx.to_parent))

@@ -97,12 +97,12 @@ def _stage_list(cfg: RootConfig, stages: list, client, run_id: str, experiment_i
     later stages winning."""
     from pipeline.flow.loop import finished_steps, plan_steps, walk
     from pipeline.flow import resolve_inputs
-    done = finished_steps(client, experiment_id, run_id)
-    per_step = walk(plan_steps([(name, 0) for name in stages]), done, resolve_inputs(cfg), cfg,
-                    workdir / run_id, workdir, run_id, verbose=0)
+    done = finished_steps(client, experiment_id, run_id, workdir / run_id)
+    record = walk(plan_steps([(name, 0) for name in stages]), done, resolve_inputs(cfg), cfg,
+                  workdir / run_id, workdir, run_id, verbose=0)
     merged: dict = {}
-    for index in sorted(per_step):
-        merged.update(per_step[index])
+    for step in record.steps:
+        merged.update(step.metrics)
     return merged
 
 
