@@ -155,7 +155,8 @@ def summary_rows(runs: dict) -> list[dict]:
         rows.append({"chip": k, "run_id": run_id, "ideal": m.get("e2e_acc_ideal", nan),
                      "programmed": m.get("loop_chip_programmed_accuracy", nan),
                      "own_encoder": m.get("round_chip_e2e_accuracy", nan),
-                     "recovered": m.get("recovered_fraction_loop", nan), "all_chips_mean": m.get("e2e_acc_cotrained", nan)})
+                     "recovered": m.get("recovered_fraction_loop", nan),
+                     "all_chips_mean": m.get("e2e_acc_cotrained", nan)})
     return rows
 
 

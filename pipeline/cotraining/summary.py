@@ -36,8 +36,9 @@ def round_series(record: RunRecord) -> dict:
 def round_e2e(record: RunRecord) -> dict:
     """{round: end-to-end test accuracy after that round}.
 
-    With the chips frozen: the chip in the loop (hardware.loop_chip) read at the first read time, round 0 = as programmed (or
-    fine-tuned in situ), round r = after r encoder retrainings (`round_chip_e2e_accuracy`).
+    With the chips frozen: the chip in the loop (hardware.loop_chip) read at the first read
+    time, round 0 = as programmed (or fine-tuned in situ), round r = after r encoder
+    retrainings (`round_chip_e2e_accuracy`).
     Otherwise: round 0 = the first block behind the first encoder, round r = the block
     trained in round r behind the encoder after r retrainings (`round_analog_test_accuracy`);
     a round without its own block training takes the retrained encoder on the previous block."""

@@ -66,8 +66,10 @@ def finished_steps(client, experiment_id: str, parent_id: str, root: Path) -> di
     def parent_history() -> dict:     # only for steps that saved no parent_metrics.json
         keys = client.get_run(parent_id).data.metrics
         return {k: client.get_metric_history(parent_id, k) for k in keys}
-    return {i: finished_record(run, i, step_folder(root, i, run.data.tags.get(f"{TAG}stage", "stage"),
-                                                   int(run.data.tags.get(f"{TAG}round", 0))), parent_history)
+
+    def folder(i: int, tags: dict) -> Path:
+        return step_folder(root, i, tags.get(f"{TAG}stage", "stage"), int(tags.get(f"{TAG}round", 0)))
+    return {i: finished_record(client, run, i, folder(i, run.data.tags), parent_history)
             for i, run in sorted(done.items())}
 
 

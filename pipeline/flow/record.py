@@ -72,13 +72,11 @@ class RunRecord:
         return out
 
 
-def _saved_points(run, folder: Path) -> list | None:
+def _saved_points(client, run, folder: Path) -> list | None:
     """The step's parent_metrics.json: from its local folder, the local artifact store, or downloaded."""
     for base in (folder, local_artifact_root(run.info.artifact_uri)):
         if base is not None and (base / PARENT_FILE).is_file():
             return json.loads((base / PARENT_FILE).read_text())
-    from mlflow.tracking import MlflowClient
-    client = MlflowClient()
     if PARENT_FILE not in {f.path for f in client.list_artifacts(run.info.run_id)}:
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,11 +91,11 @@ def _logged_while_open(run, parent_history: dict) -> list:
     return [(k, step, value) for _, k, step, value in sorted(points, key=lambda p: p[0])]
 
 
-def finished_record(run, index: int, folder: Path, parent_history) -> StepRecord:
+def finished_record(client, run, index: int, folder: Path, parent_history) -> StepRecord:
     """A finished step's record from its MLflow run (found by the loop's search) and saved file;
     `parent_history()` gives the parent's {key: metric history}, read only if the file is missing."""
     tags = run.data.tags
-    points = _saved_points(run, folder)
+    points = _saved_points(client, run, folder)
     if points is None:
         points = _logged_while_open(run, parent_history())
     return StepRecord(index, tags.get(f"{TAG}stage", "stage"), int(tags.get(f"{TAG}round", 0)), run.info.run_id,

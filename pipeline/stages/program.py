@@ -110,7 +110,7 @@ def _log_accuracy(ctx: StageContext, chips: list, model, data: dict, spec):
     g = chip_logging.log_grid(ctx, times, acc)
     chip_logging.log_scenario(ctx, "ideal", times, ideal=ideal)
     chip_logging.log_scenario(ctx, hw.programmed_scenario(cfg), times, acc)
-    if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the chip(s) in the loop (cotrain.round_e2e)
+    if hw.frozen(cfg):   # round 0 of the per-round end-to-end accuracy on the loop chip(s) (summary.round_e2e)
         from pipeline.hardware.population import log_split, loop_indices
         a = float(acc[0, loop_indices(cfg)].mean())
         ctx.log_parent({"round_chip_e2e_accuracy": a, "loop_chip_programmed_accuracy": a}, step=0)
