@@ -15,9 +15,9 @@ from pydantic import Field, model_validator
 
 from analog.builders import BLOCK_DEFAULTS
 
-from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, section
+from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, _settle, section
 from .hardware_section import HardwareConfig, preset_overrides  # noqa: F401  (used by pipeline.system)
-from .layers import check_layers
+from .layers import check_layers, layer_specs
 
 __all__ = ["RootConfig", "Section", "BLOCK_DEFAULTS"]
 
@@ -87,7 +87,8 @@ class AnalogConfig(Section):
     def _g_range(self):
         if self.layers is not None:
             given = self.hidden if "hidden" in self.model_fields_set else None
-            self.layers, self.hidden = check_layers(self.layers, given)
+            layers, hidden = check_layers(self.layers, given)
+            _settle(self, layers=layers, hidden=hidden)
         return _ordered(self, "analog", "g_min", "g_max")
 
 
@@ -257,8 +258,7 @@ class RootConfig(Section):
         from analog.hardware import resolve_hardware
         from analog.hardware.pairs import check_block
         spec = resolve_hardware(self.hardware.preset, preset_overrides(self.hardware))
-        check_block(spec, self.analog.layers or [{"type": "dense", "units": u} for u in self.analog.hidden],
-                    self.analog.bias_levels, self.hardware.training)
+        check_block(spec, layer_specs(self.analog), self.analog.bias_levels, self.hardware.training)
         return self
 
     @model_validator(mode="after")
