@@ -22,7 +22,6 @@ DEVICE_DEFAULTS: dict = {"model": "shockley", "is": 1e-12, "n": 1.0, "rs": 0.0, 
 def _defaults() -> dict:
     b, d = BlockSpec(), DiodeSpec()
     top = {k: v for k, v in dataclasses.asdict(b).items() if k not in ("layers", "diode", "seed", "name")}
-    top.pop("input_amplitude")          # the config documents it with the encoder's range
     top["hidden"] = [layer.units for layer in b.layers]
     top["bias_levels"] = list(b.bias_levels)
     top["diode"] = {**DEVICE_DEFAULTS, "up_bias": d.up_bias, "down_bias": d.down_bias}

@@ -144,3 +144,10 @@ def test_a_validated_config_is_frozen():
         hw.chips = 4
     changed = cfg.model_copy(update={"analog": cfg.analog.model_copy(update={"gain": 3.0})})
     assert (changed.analog.gain, cfg.analog.gain) == (3.0, 2.0)
+
+
+def test_the_default_config_is_the_default_specs():
+    """One set of defaults: the schema takes them from the specs, so the defaults convert to
+    the defaults (field by field, with the config's name and seed)."""
+    block, training, hardware = analog_specs(validate_config({"name": "d", "seed": 5}))
+    assert block == BlockSpec(name="d", seed=5) and training == TrainingSpec() and hardware is None

@@ -35,7 +35,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True, frozen=True)
 
 
-def _settle(model: Section, **values) -> None:
+def settle(model: BaseModel, **values) -> None:
     """Give fields of a section their normalised form while its validators run (the only
     writes a frozen section takes: afterwards assignment raises)."""
     for name, value in values.items():
