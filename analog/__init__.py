@@ -27,7 +27,9 @@ from .layers import (Amplification, BiasVoltage, Concatenate, CurrentLayer, Dens
                      Nodes)
 from .local import LocallyConnected2D, Rearrange, pixel_nodes
 from .losses import MSE, CrossEntropy, Loss, Margin
-from .builders import BLOCK_DEFAULTS, block_defaults, build_dense_network, make_device
+from .builders import BLOCK_DEFAULTS, block_defaults, build_dense_network, build_network, make_device
+from .specs import BlockSpec, DenseLayerSpec, DiodeSpec, LocalLayerSpec, OptimizerSpec, SpecError, TrainingSpec
+from .training_setup import compile_model
 from .history import Callback, History
 from .model import AnalogModel
 from .native import NativeEngine, total_energy
@@ -51,6 +53,9 @@ __all__ = [
     "LocallyConnected2D", "Rearrange", "pixel_nodes",
     # model
     "AnalogModel", "Block", "Callback", "History", "build_dense_network", "make_device", "BLOCK_DEFAULTS", "block_defaults",
+    # typed specs and the builders that take them
+    "BlockSpec", "DenseLayerSpec", "LocalLayerSpec", "DiodeSpec", "TrainingSpec", "OptimizerSpec", "SpecError",
+    "build_network", "compile_model",
     # devices
     "devices", "Device", "ShockleyDiode", "IdealDiode", "MOSDiode",
     # engines and solutions

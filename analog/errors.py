@@ -3,7 +3,7 @@ the wrong shape): programs built on `analog` report them as one-line messages, a
 else being a bug."""
 from __future__ import annotations
 
-__all__ = ["AnalogInputError", "MissingModelError"]
+__all__ = ["AnalogInputError", "MissingModelError", "SpecError"]
 
 
 class AnalogInputError(ValueError):
@@ -12,3 +12,7 @@ class AnalogInputError(ValueError):
 
 class MissingModelError(FileNotFoundError):
     """A folder holds no saved analog model (or only part of one)."""
+
+
+class SpecError(AnalogInputError):
+    """A block or training spec (analog.specs) with a field that cannot be used (named)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from analog.builders import build_dense_network, build_network
+from analog.specs import BlockSpec, DenseLayerSpec, LocalLayerSpec
 from analog.ep import ep_gradients
 
 
@@ -38,9 +39,8 @@ def step_seconds(model, batches: int, repeats: int, batch: int = 64, seed: int =
 
 
 def lc_block(size: int):
-    layers = [{"type": "locally_connected2d", "kernel": [4, 4], "strides": [2, 2], "filters": 2,
-               "input_shape": [size, size, 1]}, {"type": "dense", "units": 32}]
-    return build_network(size * size, 10, layers, seed=0, name=f"lc{size}")
+    layers = (LocalLayerSpec(2, kernel=(4, 4), strides=(2, 2), input_shape=(size, size, 1)), DenseLayerSpec(32))
+    return build_network(size * size, 10, BlockSpec(layers=layers, seed=0, name=f"lc{size}"))
 
 
 def main() -> None:

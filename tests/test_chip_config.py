@@ -30,8 +30,7 @@ def test_chip_config_validates_with_the_published_figures():
 
 
 def test_a_block_from_the_chip_config_programs_and_reads():
-    cfg = load_config(CHIP)
-    cfg.analog.hidden = [4]                           # a small block of the config's kind
+    cfg = load_config(CHIP, ["analog.hidden=[4]"])   # a small block of the config's kind
     model = model_from_config(cfg, n_features=6, n_classes=3, compile=False)
     chip = program(model, _spec(cfg), seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (20, 6))

@@ -106,7 +106,7 @@ def test_the_cotrain_plan_is_its_stages_and_rounds():
     assert make_plan(through) == [s for s in SMOKE_PLAN if s[0] != "optimize-inputs"]
     both = load_config(ROOT / "experiments/smoke.yaml", ["digital.retrain_method=both"])
     assert make_plan(both) == SMOKE_PLAN
-    cfg.cotrain.rounds = 0
+    cfg = cfg.model_copy(update={"cotrain": cfg.cotrain.model_copy(update={"rounds": 0})})
     assert make_plan(cfg) == [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("evaluate", 0)]
 
 
@@ -124,7 +124,7 @@ def test_a_stage_module_can_add_an_artifact_kind_and_join_the_cotrain(monkeypatc
     cfg = load_config(ROOT / "experiments/smoke.yaml")
     plan = make_plan(cfg)
     assert plan == SMOKE_PLAN[:3] + [("program", 0)] + SMOKE_PLAN[3:7] + [("program", 1), ("evaluate", 1)]
-    cfg.analog.gain = 1.0
+    cfg = cfg.model_copy(update={"analog": cfg.analog.model_copy(update={"gain": 1.0})})
     assert make_plan(cfg) == SMOKE_PLAN                          # cotrain_when says no
     assert cli.main(["program", "--help"]) == 0
     assert "chip" in capsys.readouterr().out                    # --input lists the new kind

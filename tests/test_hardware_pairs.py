@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from analog.builders import build_network
+from analog.specs import BlockSpec
 from analog.hardware import Chip, PairOptimizer, finetune, pair_maps, program, resolve_hardware
 from analog.hardware.pairs import PairMap, device_targets, read_flips, realised_states, states_of
 
@@ -28,11 +29,11 @@ def spec(**device):
 
 def one_layer(features=2, classes=1):
     """Inputs ± and bias ±1 straight into the differential outputs: one crossbar."""
-    return build_network(features, classes, [], bias_levels=(1.0, -1.0), gmin=1e-18)
+    return build_network(features, classes, BlockSpec(layers=(), bias_levels=(1.0, -1.0), gmin=1e-18))
 
 
 def test_pairs_sit_on_the_input_copies_and_on_the_differential_outputs():
-    m = build_network(3, 2, [{"type": "dense", "units": 4}])
+    m = build_network(3, 2, BlockSpec.dense((4,)))
     first, out = pair_maps(m.circuit)
     # dense1 columns: x0+ x1+ x2+ x0− x1− x2− bias(+1) bias(−1)
     assert (first.axis, first.plus.tolist(), first.minus.tolist()) == (1, [0, 1, 2, 6], [3, 4, 5, 7])
@@ -41,12 +42,12 @@ def test_pairs_sit_on_the_input_copies_and_on_the_differential_outputs():
 
 
 def test_a_layer_that_cannot_hold_pairs_is_refused_naming_the_key_and_layer():
-    m = build_network(3, 2, [{"type": "dense", "units": 4}, {"type": "dense", "units": 4}])
+    m = build_network(3, 2, BlockSpec.dense((4, 4)))
     with pytest.raises(ValueError) as err:
         program(m, "rram-2t2r", seed=0)
     msg = str(err.value)
     assert msg.startswith("hardware.device.pairs='ternary': layer 'dense2'") and "\n" not in msg
-    unpaired_bias = build_network(3, 2, [{"type": "dense", "units": 4}], bias_levels=(1.0,))
+    unpaired_bias = build_network(3, 2, BlockSpec.dense((4,), bias_levels=(1.0,)))
     with pytest.raises(ValueError, match="layer 'dense1' cannot hold"):
         program(unpaired_bias, "rram-2t2r-binary", seed=0)
 
@@ -112,7 +113,7 @@ def test_read_bit_errors_are_fresh_on_every_read_and_at_the_configured_rate():
 
 
 def test_a_chip_of_pairs_realises_the_ternarised_block_with_its_error_rate():
-    m = build_network(20, 10, [{"type": "dense", "units": 60}], seed=3)
+    m = build_network(20, 10, BlockSpec.dense((60,), seed=3))
     maps = pair_maps(m.circuit)
     p = 0.02
     chip = program(m, spec(bit_error=p, read_bit_error=0.0), seed=5)
@@ -181,7 +182,7 @@ def test_binary_pairs_flip_when_the_hidden_weight_changes_sign():
 
 
 def test_the_optimiser_and_the_chip_round_trip(tmp_path):
-    m = build_network(3, 2, [{"type": "dense", "units": 4}])
+    m = build_network(3, 2, BlockSpec.dense((4,)))
     chip = program(m, "rram-2t2r", seed=1)
     chip.save(tmp_path / "chip")
     again = Chip.load(tmp_path / "chip")
@@ -196,7 +197,7 @@ def test_ep_trains_ternary_pairs_on_the_chip():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 3))
     y = (x[:, 0] > 0).astype(int)
-    m = build_network(3, 2, [{"type": "dense", "units": 6}], seed=2)
+    m = build_network(3, 2, BlockSpec.dense((6,), seed=2))
     m.compile(loss="mse", amplitude=0.5, optimizer="adam", beta=1e-7)
     chip = program(m, "rram-2t2r", seed=0)
     before = float((chip.predict(x).argmax(1) == y).mean())

@@ -118,7 +118,7 @@ def test_plans_with_finetuning_and_a_given_block():
     assert names(make_plan(_cfg(), block_given=True)) == [
         "program r0", "optimize-inputs r0", "retrain-digital r0", "embed r1", "evaluate r1"]
     cfg = _cfg(finetune_epochs=2)
-    cfg.cotrain.rounds = 0
+    cfg = cfg.model_copy(update={"cotrain": cfg.cotrain.model_copy(update={"rounds": 0})})
     assert names(make_plan(cfg, block_given=True)) == ["program r0", "finetune-chip r0", "evaluate r0"]
     cfg = _cfg(frozen="false", finetune_epochs=1)          # not frozen: every programming is fine-tuned
     assert names(make_plan(cfg)).count("finetune-chip r1") == 1

@@ -123,12 +123,11 @@ def test_eval_times_and_seeds():
 def test_frozen_plan_trains_and_programs_once():
     from pipeline.config import load_config
     from pipeline.cotraining.run import make_plan
-    cfg = load_config(ROOT / "experiments" / "smoke_hw.yaml")
-    cfg.cotrain.rounds = 2
+    cfg = load_config(ROOT / "experiments" / "smoke_hw.yaml", ["cotrain.rounds=2"])
     assert make_plan(cfg) == [("train-digital", 0), ("embed", 0), ("train-analog", 0), ("program", 0),
                               ("optimize-inputs", 0), ("retrain-digital", 0), ("embed", 1), ("optimize-inputs", 1),
                               ("retrain-digital", 1), ("embed", 2), ("evaluate", 2)]
-    cfg.hardware.frozen = False
+    cfg = cfg.model_copy(update={"hardware": cfg.hardware.model_copy(update={"frozen": False})})
     plan = make_plan(cfg)
     assert plan.count(("program", 1)) == 1 and plan.count(("train-analog", 2)) == 1 and plan[-2:] == [
         ("program", 2), ("evaluate", 2)]

@@ -189,20 +189,20 @@ def realised_states(spec: DeviceSpec, pm: PairMap, G) -> np.ndarray:
 
 
 def check_block(spec, layers, bias_levels, training: str = "ideal") -> None:
-    """Refuse, before any work, a block description (analog.layers) whose crossbars cannot hold
-    the spec's pairs, and hardware-aware training on pairs (its noise injection perturbs single
-    conductances, not pair states)."""
+    """Refuse, before any work, hidden layers (analog.specs layer specs) whose crossbars cannot
+    hold the spec's pairs, and hardware-aware training on pairs (its noise injection perturbs
+    single conductances, not pair states)."""
+    from ..specs import BlockSpec, DenseLayerSpec
     kind = spec.device.pairs
     if kind == "none":
         return
     for k, layer in enumerate(layers):
-        if layer.get("type", "dense") != "dense":
-            raise ValueError(f"hardware.device.pairs={kind!r}: analog.layers[{k}] ({layer.get('type')}) cannot hold "
+        if not isinstance(layer, DenseLayerSpec):
+            raise ValueError(f"hardware.device.pairs={kind!r}: analog.layers[{k}] ({layer.kind}) cannot hold "
                              "differential pairs; use dense layers")
     if training == "aware":
         raise ValueError(f"hardware.training='aware': not available with pairs={kind!r} (use 'in-situ': hidden "
                          "weights and pair states, or 'ideal')")
     from ..builders import build_network
-    units = [{"type": "dense", "units": 2, "diodes": layer.get("diodes", True),
-              "amplifier": layer.get("amplifier", True)} for layer in layers]
-    pair_maps(build_network(1, 1, units, bias_levels=tuple(bias_levels)).circuit, kind)
+    units = tuple(DenseLayerSpec(2, diodes=layer.diodes, amplifier=layer.amplifier) for layer in layers)
+    pair_maps(build_network(1, 1, BlockSpec(layers=units, bias_levels=tuple(bias_levels))).circuit, kind)

@@ -29,8 +29,17 @@ def F(default=..., doc: str = "", **constraints) -> Any:
 
 
 class Section(BaseModel):
-    """Base of every section: strict types, no unknown keys, finite numbers."""
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
+    """Base of every section: strict types, no unknown keys, finite numbers, immutable once
+    validated (a changed config is a new one: `model_copy(update=...)` or overrides applied
+    to the raw mapping before validation)."""
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True, frozen=True)
+
+
+def settle(model: BaseModel, **values) -> None:
+    """Give fields of a section their normalised form while its validators run (the only
+    writes a frozen section takes: afterwards assignment raises)."""
+    for name, value in values.items():
+        object.__setattr__(model, name, value)
 
 
 def _ordered(model: Section, where: str, low: str, high: str) -> Section:

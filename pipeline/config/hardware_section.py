@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from .fields import F, Num, Section, _yaml_number
+from .fields import F, Num, Section, settle, _yaml_number
 
 
 class HardwareConfig(Section):
@@ -70,8 +70,8 @@ class HardwareConfig(Section):
                 hint = f" (did you mean 'hardware.{close[0]}'?)" if close else ""
                 raise ValueError(f"hardware.{key}: unknown key{hint}; allowed keys here: {', '.join(known)} "
                                  f"({', '.join(_PRESET_SECTIONS)}: preset fields, as mappings)")
-            delattr(self, key)
-        self.overrides = _numbers(_merge(self.overrides, extra))
+        # the preset sections written here join `overrides`: one set of overrides, no extras left
+        settle(self, overrides=_numbers(_merge(self.overrides, extra)), __pydantic_extra__={})
         if any(b <= a for a, b in zip(self.times, self.times[1:])):
             raise ValueError(f"hardware.times={list(self.times)}: must be strictly increasing (seconds after "
                              "programming, e.g. [0, 3600, 86400])")
@@ -118,7 +118,7 @@ class HardwareConfig(Section):
         if len(chips) == self.chips:
             raise ValueError(f"hardware.loop_chips={given}: leaves no held-out chip among hardware.chips="
                              f"{self.chips}; program more chips so some are never seen by training")
-        self.loop_chips = chips
+        settle(self, loop_chips=chips)
         return self
 
 

@@ -121,3 +121,20 @@ def _local(where: str, k: int, spec: dict, norm: dict, prev: int | None, shape) 
         oh, ow = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
     norm.update(filters=f, kernel=kernel, strides=strides, input_shape=in_shape, padding=pad)
     return [oh, ow, f]
+
+
+def layer_specs(analog) -> tuple:
+    """The hidden layers of a validated `analog` section as analog's typed layer specs
+    (analog.layers when given, else dense layers of analog.hidden's sizes)."""
+    from analog.specs import DenseLayerSpec, LocalLayerSpec
+    if analog.layers is None:
+        return tuple(DenseLayerSpec(u) for u in analog.hidden)
+    out = []
+    for spec in analog.layers:
+        common = {"diodes": spec["diodes"], "amplifier": spec["amplifier"], "gain": spec["gain"]}
+        if spec["type"] == "dense":
+            out.append(DenseLayerSpec(spec["units"], **common))
+        else:
+            out.append(LocalLayerSpec(spec["filters"], tuple(spec["kernel"]), tuple(spec["strides"]),
+                                      tuple(spec["input_shape"]), spec["padding"], **common))
+    return tuple(out)

@@ -82,9 +82,10 @@ def render_config_reference() -> str:
            "Rules across keys (checked for every command): `analog.g_min < analog.g_max`; "
            "`digital.v_low < digital.v_high`, both within ±`analog.input_amplitude` (the encoder's "
            "voltages are the analog block's inputs); the `hardware` preset and its field overrides are "
-           "checked by `analog.hardware.resolve_hardware`. The defaults of `analog` and `analog.diode` are "
-           "the block's own (`analog.builders.BLOCK_DEFAULTS`), so a block built in Python and one built "
-           "from a config agree. A section must be a mapping: leave it out (or write `{}`) for its defaults; "
+           "checked by `analog.hardware.resolve_hardware`. The defaults of `analog`, `analog.diode` and "
+           "`training` are those of analog's typed specs (`analog.specs.BlockSpec`, `TrainingSpec`, read "
+           "through `analog.builders.BLOCK_DEFAULTS`), so a block built in Python and one built from a "
+           "config agree. A section must be a mapping: leave it out (or write `{}`) for its defaults; "
            "`null` (every key commented out), `[]` or `0` is an error naming the section. `mixsig config schema` prints the JSON Schema "
            "for editors; `mixsig config show CONFIG` prints a config with every default filled in.", ""]
     sections = [("", RootConfig, "top-level keys")]

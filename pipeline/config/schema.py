@@ -14,15 +14,17 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from analog.builders import BLOCK_DEFAULTS
+from analog.specs import OptimizerSpec, TrainingSpec
 
-from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, section
+from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, settle, section
 from .hardware_section import HardwareConfig, preset_overrides  # noqa: F401  (used by pipeline.system)
-from .layers import check_layers
+from .layers import check_layers, layer_specs
 
 __all__ = ["RootConfig", "Section", "BLOCK_DEFAULTS"]
 
-# One set of defaults for the analog block: build_dense_network and the config share them.
+# One set of defaults for the analog block and its training: analog's specs and the config share them.
 A, D = BLOCK_DEFAULTS, BLOCK_DEFAULTS["diode"]
+T, O = TrainingSpec(), OptimizerSpec()
 
 
 # --------------------------------------------------------------------------- sections
@@ -73,7 +75,7 @@ class AnalogConfig(Section):
                                        "inputs' layout), each optionally with diodes, amplifier (true/false) "
                                        "and gain (docs/design.md)")
     vref: Num = F(A["vref"], "reference (common-mode) voltage, V")
-    input_amplitude: Num = F(1.0, "inputs span V_ref ± this, V", gt=0)
+    input_amplitude: Num = F(A["input_amplitude"], "inputs span V_ref ± this, V", gt=0)
     g_min: Num = F(A["g_min"], "smallest device conductance, S", gt=0)
     g_max: Num = F(A["g_max"], "largest device conductance, S", gt=0)
     init: Literal["uniform", "glorot"] = F(A["init"], "conductance initialiser")
@@ -87,36 +89,37 @@ class AnalogConfig(Section):
     def _g_range(self):
         if self.layers is not None:
             given = self.hidden if "hidden" in self.model_fields_set else None
-            self.layers, self.hidden = check_layers(self.layers, given)
+            layers, hidden = check_layers(self.layers, given)
+            settle(self, layers=layers, hidden=hidden)
         return _ordered(self, "analog", "g_min", "g_max")
 
 
 class OptimizerConfig(Section):
-    name: Literal["adam", "sgd", "momentum"] = F("adam", "optimiser on the conductances")
-    lr: Num = F(0.01, "learning rate (normalised device units)", gt=0)
-    momentum: Num = F(0.9, "momentum coefficient", ge=0, lt=1)
-    schedule: Literal["none", "step", "cosine"] = F("none", "learning-rate schedule")
-    step_size: int = F(10, "step schedule: epochs per decay", ge=1)
-    step_gamma: Num = F(0.5, "step schedule: decay factor", gt=0, le=1)
+    name: Literal["adam", "sgd", "momentum"] = F(O.name, "optimiser on the conductances")
+    lr: Num = F(O.lr, "learning rate (normalised device units)", gt=0)
+    momentum: Num = F(O.momentum, "momentum coefficient", ge=0, lt=1)
+    schedule: Literal["none", "step", "cosine"] = F(O.schedule, "learning-rate schedule")
+    step_size: int = F(O.step_size, "step schedule: epochs per decay", ge=1)
+    step_gamma: Num = F(O.step_gamma, "step schedule: decay factor", gt=0, le=1)
 
 
 class TrainingConfig(Section):
-    engine: Literal["native", "ngspice"] = F("native", "circuit simulator used for training")
-    loss: Literal["mse", "cross_entropy"] = F("mse", "cost on the differential outputs")
-    temperature: Num = F(0.1, "cross-entropy: softmax(y / T), T in volts (class scores spread by ~0.2 V)", gt=0)
-    mse_midpoint: Num = F(0.0, "MSE: targets are midpoint ± amplitude")
-    mse_amplitude: Num = F(0.5, "MSE: target amplitude, V", gt=0)
-    beta: Num = F(1e-6, "nudging strength: I = −β ∂C/∂y, A", gt=0)
-    nudging: Literal["symmetric", "positive"] = F("symmetric", "EP nudging")
-    algorithm: Literal["ep", "c-ep"] = F("ep", "ep, or c-ep: continual EP, the conductances updated in "
+    engine: Literal["native", "ngspice"] = F(T.engine, "circuit simulator used for training")
+    loss: Literal["mse", "cross_entropy"] = F(T.loss, "cost on the differential outputs")
+    temperature: Num = F(T.temperature, "cross-entropy: softmax(y / T), T in volts (class scores spread by ~0.2 V)", gt=0)
+    mse_midpoint: Num = F(T.mse_midpoint, "MSE: targets are midpoint ± amplitude")
+    mse_amplitude: Num = F(T.mse_amplitude, "MSE: target amplitude, V", gt=0)
+    beta: Num = F(T.beta, "nudging strength: I = −β ∂C/∂y, A", gt=0)
+    nudging: Literal["symmetric", "positive"] = F(T.nudging, "EP nudging")
+    algorithm: Literal["ep", "c-ep"] = F(T.algorithm, "ep, or c-ep: continual EP, the conductances updated in "
                                                "training.cep_steps local steps during the nudged phase (sgd only)")
-    cep_steps: int = F(10, "c-ep: steps of the nudged phase, each with its own local update", ge=1, le=10_000)
+    cep_steps: int = F(T.cep_steps, "c-ep: steps of the nudged phase, each with its own local update", ge=1, le=10_000)
     optimizer: OptimizerConfig = section(OptimizerConfig, "the optimiser of the conductances")
-    epochs: int = F(10, "EP training epochs", ge=1)
-    batch_size: int = F(32, "EP mini-batch size", ge=1)
-    workers: int = F(2, "ngspice worker processes", ge=1, le=256)
+    epochs: int = F(T.epochs, "EP training epochs", ge=1)
+    batch_size: int = F(T.batch_size, "EP mini-batch size", ge=1)
+    workers: int = F(T.workers, "ngspice worker processes", ge=1, le=256)
     gradient: Literal["ep", "exact"] = F(
-        "ep", "what each training step follows: ep (the Equilibrium Propagation estimate, on the training engine) "
+        T.gradient, "what each training step follows: ep (the Equilibrium Propagation estimate, on the training engine) "
               "or exact (the implicit gradient at the free operating point, native engine only: EP's ideal)")
 
     @model_validator(mode="after")
@@ -257,8 +260,7 @@ class RootConfig(Section):
         from analog.hardware import resolve_hardware
         from analog.hardware.pairs import check_block
         spec = resolve_hardware(self.hardware.preset, preset_overrides(self.hardware))
-        check_block(spec, self.analog.layers or [{"type": "dense", "units": u} for u in self.analog.hidden],
-                    self.analog.bias_levels, self.hardware.training)
+        check_block(spec, layer_specs(self.analog), self.analog.bias_levels, self.hardware.training)
         return self
 
     @model_validator(mode="after")

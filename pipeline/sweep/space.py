@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.config import ConfigError, RootConfig, apply_overrides, validate_config
+from pipeline.config.fields import settle
 from pipeline.config.errors import from_validation_error
 
 SEARCHERS = ("grid", "random", "optuna")
@@ -194,14 +195,14 @@ class SweepSpace(BaseModel):
         if not dims and not self.seeds:
             raise ValueError("the space is empty (no keys under space:, no seeds:); nothing to sweep")
         if self.searcher is None:
-            object.__setattr__(self, "searcher", "grid" if all(d.kind == "grid" for d in dims) else "random")
+            settle(self, searcher="grid" if all(d.kind == "grid" for d in dims) else "random")
         if self.searcher == "grid":
             ranged = [d for d in dims if d.kind != "grid"]
             if ranged:
                 raise ValueError(f"searcher grid: space.{ranged[0].key} is a {ranged[0].kind}; a grid takes "
                                  f"lists only (use searcher: random or optuna)")
             if self.samples is None:
-                object.__setattr__(self, "samples", 1)
+                settle(self, samples=1)
         if self.searcher == "optuna" and any(d.kind == "grid" for d in dims):
             grid = next(d for d in dims if d.kind == "grid")
             raise ValueError(f"searcher optuna: space.{grid.key} is a grid; an adaptive searcher takes choice, "

@@ -1,26 +1,52 @@
-"""Experiment config → analog block (the `analog` and `training` sections)."""
+"""Experiment config → analog block: the `analog`, `training` and `hardware` sections become
+analog's typed specs in one place (`analog_specs`), which analog's builders take."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from pipeline.config import RootConfig, config_dict
+from pipeline.config.layers import layer_specs
 from pipeline.errors import InputError, SetupError
 
-from analog.builders import build_network
+from analog.builders import build_network, make_device
+from analog.errors import SpecError
 from analog.model import AnalogModel
-from analog.builders import make_device
-from analog.optimizers import Schedule, get_optimizer
+from analog.specs import BlockSpec, DiodeSpec, OptimizerSpec, TrainingSpec
+from analog.training_setup import compile_model
+
+
+class AnalogSpecs(NamedTuple):
+    block: BlockSpec
+    training: TrainingSpec
+    hardware: object            # analog.hardware.HardwareTrainingSpec, None without a hardware section
+
+
+def analog_specs(cfg: RootConfig, epochs: int | None = None) -> AnalogSpecs:
+    """The block, its training (for `epochs`, default training.epochs) and how that training
+    meets the devices, as analog's typed specs: the one conversion of the config for analog/."""
+    a, t, o = cfg.analog, cfg.training, cfg.training.optimizer
+    d = a.diode.model_dump(by_alias=True)
+    biases = {k: d.pop(k) for k in ("up_bias", "down_bias")}
+    block = BlockSpec(layers=layer_specs(a), vref=a.vref, input_amplitude=a.input_amplitude, g_min=a.g_min,
+                      g_max=a.g_max, init=a.init, gain=a.gain, bias_levels=tuple(a.bias_levels), gmin=a.gmin,
+                      diode=DiodeSpec(make_device(d.pop("model"), **d), **biases), seed=cfg.seed, name=cfg.name)
+    training = TrainingSpec(
+        loss=t.loss, temperature=t.temperature, mse_midpoint=t.mse_midpoint, mse_amplitude=t.mse_amplitude,
+        beta=t.beta, nudging=t.nudging, algorithm=t.algorithm, cep_steps=t.cep_steps, gradient=t.gradient,
+        engine=t.engine, workers=t.workers, epochs=t.epochs if epochs is None else epochs, batch_size=t.batch_size,
+        optimizer=OptimizerSpec(o.name, o.lr, o.momentum, o.schedule, o.step_size, o.step_gamma))
+    hardware = None
+    if cfg.hardware is not None:
+        from analog.hardware import HardwareTrainingSpec
+        hardware = HardwareTrainingSpec(hardware_spec(cfg), cfg.hardware.training, cfg.hardware.pulse_rule,
+                                        chip_seed_base(cfg))
+    return AnalogSpecs(block, training, hardware)
 
 
 def model_from_config(cfg: RootConfig, n_features: int, n_classes: int, compile: bool = True) -> AnalogModel:
-    a = cfg.analog
-    d = a.diode.model_dump(by_alias=True)
-    device = make_device(d.pop("model"), **d)
-    layers = a.layers or [{"type": "dense", "units": u} for u in a.hidden]
     try:
-        model = build_network(
-            n_features, n_classes, layers, g_min=a.g_min, g_max=a.g_max, init=a.init,
-            gain=a.gain, bias_levels=tuple(a.bias_levels), device=device, up_bias=a.diode.up_bias,
-            down_bias=a.diode.down_bias, vref=a.vref, gmin=a.gmin, seed=cfg.seed, name=cfg.name)
-    except ValueError as exc:
+        model = build_network(n_features, n_classes, analog_specs(cfg).block)
+    except SpecError as exc:
         msg = str(exc)
         raise SetupError(f"analog.{msg}" if msg.startswith("layers[") else msg) from None
     model.config = config_dict(cfg)
@@ -45,70 +71,30 @@ def chip_seed_base(cfg: RootConfig) -> int:
 
 
 def compile_from_config(model: AnalogModel, cfg: RootConfig, epochs: int) -> AnalogModel:
-    """Compile `model` with the config's `training` section for `epochs` more epochs.
-
-    A model that was already trained keeps its optimiser state (Adam's moments, the step
-    count) when the config names the same optimiser; its learning rate and schedule come
-    from the config, the schedule restarting at the model's current epoch.
-
-    With a `hardware` section, `hardware.training` chooses how EP meets the devices:
-    'ideal' (as without one), 'aware' (each mini-batch's EP solves see a fresh draw of the
-    devices' programming error: analog.hardware.NoiseInjection) or 'in-situ' (each update
-    becomes device pulses: analog.hardware.PulsedOptimizer around the configured optimiser;
-    on a pair preset, hidden weights and pair states: analog.hardware.PairOptimizer)."""
-    t = cfg.training
-    o = t.optimizer
-    schedule = Schedule(o.schedule, o.step_size, o.step_gamma, total_epochs=epochs, start_epoch=model.epoch)
-    kwargs = {"momentum": o.momentum} if o.name == "momentum" else {}
-    mode = "ideal" if cfg.hardware is None else cfg.hardware.training
-    perturbation = None
-    if mode == "ideal":
-        optimizer = get_optimizer(o.name, lr=o.lr, schedule=schedule, **kwargs)
-    else:
-        from analog.hardware import NoiseInjection, PulsedOptimizer
-        spec = hardware_spec(cfg)
-        if mode == "aware":
-            optimizer = get_optimizer(o.name, lr=o.lr, schedule=schedule, **kwargs)
-            perturbation = NoiseInjection(spec)
-        elif spec.device.pairs != "none":   # in-situ, off-chip: the block holds the intended pair states
-            from analog.hardware import PairOptimizer, pair_maps
-            optimizer = PairOptimizer(spec, pair_maps(model.circuit), lr=o.lr, base=o.name, schedule=schedule,
-                                      write_errors=False, seed=chip_seed_base(cfg), **kwargs)
-        else:
-            optimizer = PulsedOptimizer(spec, lr=o.lr, base=o.name, schedule=schedule, rule=cfg.hardware.pulse_rule,
-                                        seed=chip_seed_base(cfg), **kwargs)
-    previous = model.optimizer if model.compiled else None
-    if previous is not None and previous.name == optimizer.name:
-        optimizer.state, optimizer.iterations = previous.state, previous.iterations
-    if optimizer.name == "pairs" and not optimizer.state.get("hidden"):
-        optimizer.start(model.dense_layers)          # the block holds pair states from its first solve
-    loss_options = ({"temperature": t.temperature} if t.loss == "cross_entropy"
-                    else {"midpoint": t.mse_midpoint, "amplitude": t.mse_amplitude})
-    model.compile(loss=t.loss, optimizer=optimizer, beta=t.beta, nudging=t.nudging, engine=t.engine,
-                  engine_options={"processes": t.workers} if t.engine == "ngspice" else None,
-                  perturbation=perturbation, gradient=t.gradient, algorithm=t.algorithm,
-                  cep_steps=t.cep_steps, **loss_options)
+    """Compile `model` with the config's `training` section for `epochs` more epochs
+    (analog.training_setup.compile_model: a model trained before keeps its optimiser state
+    under the same optimiser). With a `hardware` section, `hardware.training` chooses how EP
+    meets the devices (analog.hardware.training_rule: ideal, aware or in-situ)."""
+    _, training, hw = analog_specs(cfg, epochs)
+    rule = {}
+    if hw is not None:
+        from analog.hardware import training_rule
+        rule = training_rule(training, hw, model.circuit, model.epoch)
+    compile_model(model, training, **rule)
     model.config = config_dict(cfg)
     return model
 
 
 def optimizer_for(cfg: RootConfig, chip):
-    """The pulsed optimiser of one chip: hardware.finetune_optimizer (default: the configured
-    optimiser) as base rule, the chip's
-    devices, hardware.pulse_rule, seeded by the chip's seed, schedule over the fine-tuning."""
-    from analog.hardware import PulsedOptimizer
-    from analog.optimizers import Schedule
-    o, hw = cfg.training.optimizer, cfg.hardware
-    schedule = Schedule(o.schedule, o.step_size, o.step_gamma, total_epochs=hw.finetune_epochs)
-    base = hw.finetune_optimizer or o.name
-    lr = hw.finetune_lr or o.lr
-    kwargs = {"momentum": o.momentum} if base == "momentum" else {}
-    if chip.spec.device.pairs != "none":     # ternary/binary pairs: hidden weights, writes with bit errors
-        from analog.hardware import PairOptimizer, pair_maps
-        return PairOptimizer(chip.spec, pair_maps(chip.circuit), lr=lr, base=base, seed=chip.seed,
-                             schedule=schedule, **kwargs)
-    return PulsedOptimizer(chip.spec, lr=lr, base=base, rule=hw.pulse_rule, seed=chip.seed, schedule=schedule,
-                           **kwargs)
+    """The pulsed optimiser of one chip's fine-tuning: hardware.finetune_optimizer and
+    finetune_lr (default: the configured optimiser's), the chip's devices, hardware.pulse_rule,
+    seeded by the chip's seed, schedule over hardware.finetune_epochs."""
+    import dataclasses
+
+    from analog.hardware import chip_optimizer
+    hw, o = cfg.hardware, analog_specs(cfg).training.optimizer
+    o = dataclasses.replace(o, name=hw.finetune_optimizer or o.name, lr=hw.finetune_lr or o.lr)
+    return chip_optimizer(o, hw.finetune_epochs, chip, hw.pulse_rule)
 
 
 def migrate_legacy_model(old, new) -> AnalogModel:
