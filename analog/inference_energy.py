@@ -20,7 +20,8 @@ Amplifier supply model: each amplifier draws a bias current I_bias from a supply
 the time, and every current at its ports (I_out at the output, I_out / A at the input) is
 drawn through the supply as well:  P_amp,k = V_DD (I_bias + |I_out,k| (1 + 1/A_k)).
 The energy of an inference is the energy the voltage sources deliver plus the amplifiers'
-supply energy, up to the settling time.
+supply energy, up to the settling time, plus the converters' (analog/energy_figures.py) when
+the chip has any.
 """
 from __future__ import annotations
 
@@ -29,16 +30,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import crossbar as xb
+from .energy_figures import FIGURES, ConverterCost, converter_cost_of
 from .errors import AnalogInputError
 from .solution import dissipated_power
 
 
 @dataclass(frozen=True)
 class AmplifierSupply:
-    """supply_v (V_DD, V) and bias_a (quiescent current per amplifier, A); docs/transient.md
-    gives the figures' sources."""
-    supply_v: float = 1.2
-    bias_a: float = 1e-6
+    """supply_v (V_DD, V) and bias_a (quiescent current per amplifier, A); their sources are
+    FIGURES["amplifier_supply"] and FIGURES["amplifier_bias"] (analog/energy_figures.py)."""
+    supply_v: float = FIGURES["amplifier_supply"].value
+    bias_a: float = FIGURES["amplifier_bias"].value
 
     def __post_init__(self):
         for key in ("supply_v", "bias_a"):
@@ -213,17 +215,21 @@ class SettledForGood:
 
 
 def measure_inferences(engine, G_list, C, src_end, *, spec=None, supply=None, tol: float = 3.9e-3,
-                       chunk: int = 512) -> dict:
+                       chunk: int = 512, converters: ConverterCost | None = None) -> dict:
     """Settling time and energy of each inference (B samples of source voltages src_end, from
     the circuit at rest with every input at V_ref); with backward Euler a chunk's run ends as
     soon as `SettledForGood` holds for all its samples. Returns arrays (B,): settle_time (s; NaN
     when not settled), settled (bool), energy, energy_sources, energy_amplifiers (J up to the
-    settling time; NaN when not settled), final_error (V, largest |v(T) − DC operating point|)."""
+    settling time; NaN when not settled), energy_converters (J: `converters`, by default the
+    chip's own (`converter_cost_of`), 0 without any), final_error (V, largest |v(T) − DC
+    operating point|). `energy` includes the converters."""
     from .transient import NativeTransient, TransientSpec
     spec = spec or TransientSpec()
     tr = NativeTransient(engine, C, spec)
     supply = supply or AmplifierSupply()
     c = engine.circuit
+    conv = converters if converters is not None else converter_cost_of(c)
+    e_conv = 0.0 if conv is None else conv.inference(c.n_features, c.n_outputs)
     parts = []
     for lo in range(0, len(src_end), chunk):
         s_end = np.asarray(src_end[lo: lo + chunk], float)
@@ -241,8 +247,9 @@ def measure_inferences(engine, G_list, C, src_end, *, spec=None, supply=None, to
         e_src, e_amp = cum_src[k, cols], cum_amp[k, cols]
         nan = np.full(len(s_end), np.nan)
         parts.append(dict(settle_time=np.where(settled, res.times[k], nan), settled=settled,
-                          energy=np.where(settled, e_src + e_amp, nan),
+                          energy=np.where(settled, e_src + e_amp + e_conv, nan),
                           energy_sources=np.where(settled, e_src, nan),
                           energy_amplifiers=np.where(settled, e_amp, nan),
+                          energy_converters=np.full(len(s_end), e_conv),
                           final_error=np.abs(res.v_final - dc.v).max(1)))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}

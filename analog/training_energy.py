@@ -24,36 +24,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .energy_figures import FIGURES, ConverterCost, converter_cost_of
 from .errors import AnalogInputError
 from .inference_energy import AmplifierSupply, EnergyProbe, stored_energy
 
 
 @dataclass(frozen=True)
 class PulseSpec:
-    """Energy (J) and duration (s) of one programming pulse. `keys` name the options the
+    """Energy (J) and duration (s) of one programming pulse: SET (a conductance increase) and,
+    when given, RESET figures of their own (else RESET = SET). `keys` name the options the
     figures came from, so an error names what the user set."""
     energy_j: float
     duration_s: float
     keys: tuple = ("pulse_energy", "pulse_duration")
+    reset_energy_j: float | None = None
+    reset_duration_s: float | None = None
 
     def __post_init__(self):
-        for key, value in zip(self.keys, (self.energy_j, self.duration_s)):
+        values = (self.energy_j, self.duration_s, self.reset_energy_j, self.reset_duration_s)
+        keys = tuple(self.keys) + tuple(f"reset_{k}" for k in self.keys)
+        for key, value in zip(keys, values):
+            if value is None and key.startswith("reset_"):
+                continue
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise AnalogInputError(f"{key}={value!r} must be a finite number > 0")
+
+    @property
+    def reset(self) -> tuple[float, float]:
+        """(energy, duration) of a RESET pulse."""
+        return (self.energy_j if self.reset_energy_j is None else self.reset_energy_j,
+                self.duration_s if self.reset_duration_s is None else self.reset_duration_s)
+
+
+def device_pulse(device: str) -> PulseSpec:
+    """The sourced pulse figures of a device kind ('rram' or 'pcm'; analog/energy_figures.py)."""
+    from .energy_figures import FIGURES as F
+    if device == "rram":
+        return PulseSpec(F["rram_pulse_energy"].value, F["rram_pulse_duration"].value)
+    if device == "pcm":
+        return PulseSpec(F["pcm_set_energy"].value, F["pcm_set_duration"].value,
+                         reset_energy_j=F["pcm_reset_energy"].value, reset_duration_s=F["pcm_reset_duration"].value)
+    raise AnalogInputError(f"device={device!r} has no pulse figures; allowed: rram, pcm")
 
 
 @dataclass(frozen=True)
 class SampleHold:
-    """A sample-and-hold per free node and phase: each sample charges `capacitance` (F) from
-    the supply (C·V_DD² drawn: ½ stored, ½ lost in the switch), takes `acquire_s`, and its
+    """A sample-and-hold per free node and phase: each sample costs `energy_j` (default: the
+    published figure FIGURES["sample_hold_energy"]; None: charging `capacitance` (F) from the
+    supply, C·V_DD² drawn, ½ stored and ½ lost in the switch), takes `acquire_s`, and its
     buffer draws `bias_a` from V_DD while it holds."""
     capacitance: float = 50e-15
-    acquire_s: float = 1e-9
-    bias_a: float = 1e-6
-    supply_v: float = 1.2
+    acquire_s: float = FIGURES["sample_hold_acquire"].value
+    bias_a: float = FIGURES["amplifier_bias"].value
+    supply_v: float = FIGURES["amplifier_supply"].value
+    energy_j: float | None = FIGURES["sample_hold_energy"].value
 
     def sample_energy(self) -> float:
-        return self.capacitance * self.supply_v ** 2
+        return self.capacitance * self.supply_v ** 2 if self.energy_j is None else self.energy_j
 
     def hold_power(self) -> float:
         return self.bias_a * self.supply_v
@@ -67,20 +94,21 @@ def one_pulse_per_device(grads) -> list[np.ndarray]:
 
 def programming_cost(counts, pulse: PulseSpec, all_rows_at_once: bool = False) -> dict:
     """Pulses, energy (J) and time (s) of writing signed pulse counts (one array per crossbar,
-    rows × columns): every pulse costs pulse.energy_j; rows are written one after the other,
-    each row's SET pass lasting its largest positive count and its RESET pass its largest
-    negative count, times pulse.duration_s (all_rows_at_once: every row of every crossbar
-    in the same SET pass and the same RESET pass)."""
-    pulses, slots, up, down = 0, 0, 0, 0
+    rows × columns; positive = SET): every SET pulse costs pulse.energy_j, every RESET pulse
+    pulse.reset[0]; rows are written one after the other, each row's SET pass lasting its
+    largest positive count times the SET duration and its RESET pass its largest negative count
+    times the RESET duration (all_rows_at_once: every row of every crossbar in the same SET
+    pass and the same RESET pass)."""
+    e_reset, t_reset = pulse.reset
+    n_set, n_reset, t_rows, up, down = 0, 0, 0.0, 0, 0
     for n in counts:
         n = np.atleast_2d(np.asarray(n, np.int64))
-        pulses += int(np.abs(n).sum())
+        n_set, n_reset = n_set + int(np.clip(n, 0, None).sum()), n_reset + int(np.clip(-n, 0, None).sum())
         row_up, row_down = np.clip(n, 0, None).max(axis=1), np.clip(-n, 0, None).max(axis=1)
-        slots += int(row_up.sum() + row_down.sum())
+        t_rows += int(row_up.sum()) * pulse.duration_s + int(row_down.sum()) * t_reset
         up, down = max(up, int(row_up.max())), max(down, int(row_down.max()))
-    if all_rows_at_once:
-        slots = up + down
-    return dict(pulses=pulses, energy=pulses * pulse.energy_j, time=slots * pulse.duration_s)
+    time = up * pulse.duration_s + down * t_reset if all_rows_at_once else t_rows
+    return dict(pulses=n_set + n_reset, energy=n_set * pulse.energy_j + n_reset * e_reset, time=time)
 
 
 @dataclass
@@ -128,17 +156,19 @@ class StepCost:
     phases: dict                    # name -> Phase
     sample_hold_energy: np.ndarray  # J: sampling + holding to the end of programming
     programming: dict               # pulses, energy (J), time (s) of each sample's update
+    converter_energy: float         # J: DACs and ADCs per sample (0 without converters)
     time: np.ndarray                # s: phases + acquisitions + programming
-    energy: np.ndarray              # J: phases + S&H + programming
+    energy: np.ndarray              # J: phases + S&H + programming + converters
     grads: list                     # the EP estimate, mean over the batch
 
 
 def training_step(transient, circuit, G_list, C, x, labels, loss, beta: float, *, nudging="symmetric",
                   supply=None, pulse: PulseSpec, sample_hold: SampleHold | None = None, rel_tol=0.01,
-                  counts_from=one_pulse_per_device, all_rows_at_once=False, keep_voltages=False) -> StepCost:
+                  counts_from=one_pulse_per_device, all_rows_at_once=False, keep_voltages=False,
+                  converters: ConverterCost | None = None) -> StepCost:
     """The chip's EP step on a batch (each sample on its own: per-sample update, batch 1).
     counts_from(grads) -> signed pulse counts per crossbar; keep_voltages keeps each phase's
-    waveforms (Phase.result)."""
+    waveforms (Phase.result); converters: by default the chip's own (ConverterCost.training)."""
     supply, sh = supply or AmplifierSupply(), sample_hold or SampleHold()
     eng = transient.engine
     src = circuit.source_voltages(np.asarray(x, float))
@@ -158,8 +188,10 @@ def training_step(transient, circuit, G_list, C, x, labels, loss, beta: float, *
                                       lambda g: programming_cost(counts_from(g), pulse, all_rows_at_once))
     time = sum(p.settle_time for p in phases.values()) + len(phases) * sh.acquire_s + prog["time"]
     sh_energy = _sample_hold_energy(sh, circuit.n_free, list(phases.values()), time)
-    energy = sum(p.energy for p in phases.values()) + sh_energy + prog["energy"]
-    return StepCost(phases, sh_energy, prog, time, energy, grads)
+    conv = converters if converters is not None else converter_cost_of(circuit)
+    e_conv = 0.0 if conv is None else conv.training(circuit.n_features, circuit.n_outputs, len(signs))
+    energy = sum(p.energy for p in phases.values()) + sh_energy + prog["energy"] + e_conv
+    return StepCost(phases, sh_energy, prog, e_conv, time, energy, grads)
 
 
 def _per_sample_updates(engine, G_list, src, v_a, v_b, nudging, beta, cost):

@@ -3,7 +3,11 @@ of the small-front-end study (docs/results-frontends.md at commit 4123b5b; accur
 recorded there, not retrained), each behind the analog block (energy per inference from the
 transient model, analog/inference_energy.py) or behind a digital head of the same shape.
 
-    PYTHONPATH=. .venv/bin/python experiments/split_energy.py [--samples 64] [--plot experiments/split_energy.png]
+    PYTHONPATH=. .venv/bin/python experiments/split_energy.py [--samples 64] [--dac-bits 8] [--adc-bits 8]
+        [--plot experiments/split_energy.png]
+
+The analog head's energy counts its converters (analog/energy_figures.py): the front end's
+150 outputs enter the block through DACs and its 10 outputs leave through ADCs.
 """
 import argparse
 
@@ -31,7 +35,8 @@ STUDY = [
 
 
 def analog_energy(samples: int) -> float:
-    """Mean energy per inference (J) of the main job's block shape on random inputs in ±1 V."""
+    """Mean energy per inference (J) of the main job's block shape on random inputs in ±1 V,
+    the circuit alone (no converters)."""
     from analog.capacitance import node_capacitance
     from analog.inference_energy import measure_inferences, readout_tolerance
     from analog.transient import TransientSpec
@@ -70,7 +75,7 @@ def plot(table, e_analog, path):
             ax.annotate(r["front_end"], (r["analog_j"] * 1e9, r["acc_analog"]), fontsize=7,
                         xytext=(4, -10), textcoords="offset points")
         ax.scatter([r["analog_j"] * 1e9 for r in rs], [r["acc_analog"] for r in rs], marker="o", zorder=3,
-                   label=f"front end + analog block ({e_analog * 1e12:.1f} pJ), best end to end")
+                   label=f"front end + analog block with converters ({e_analog * 1e12:.0f} pJ), best end to end")
         ax.scatter([r["digital_head_j"] * 1e9 for r in rs if r["acc_digital_head"] is not None],
                    [r["acc_digital_head"] for r in rs if r["acc_digital_head"] is not None], marker="s", zorder=3,
                    label=f"front end + digital 150-100-10 head ({HEAD_MACS} MACs), backprop baseline")
@@ -88,11 +93,17 @@ def plot(table, e_analog, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=64, help="transient inferences for the analog energy")
+    ap.add_argument("--dac-bits", type=int, default=8, help="input DAC bits (0: none counted)")
+    ap.add_argument("--adc-bits", type=int, default=8, help="output ADC bits (0: none counted)")
     ap.add_argument("--plot", default="experiments/split_energy.png")
     args = ap.parse_args()
-    e_analog = analog_energy(args.samples)
+    from analog.energy_figures import ConverterCost
+    e_circuit = analog_energy(args.samples)
+    e_conv = ConverterCost(args.dac_bits or None, args.adc_bits or None).inference(150, 10)
+    e_analog = e_circuit + e_conv
     table = rows(e_analog)
-    print(f"analog block: {e_analog * 1e12:.2f} pJ per inference; digital head {HEAD_MACS} MACs")
+    print(f"analog block: {e_analog * 1e12:.2f} pJ per inference (circuit {e_circuit * 1e12:.2f} pJ + converters "
+          f"{e_conv * 1e12:.2f} pJ: {args.dac_bits}-bit DACs, {args.adc_bits}-bit ADCs); digital head {HEAD_MACS} MACs")
     print("| front end | MACs | arithmetic | front end (nJ) | + analog block (nJ) | + digital head (nJ) | "
           "energy saved by the analog block | accuracy: analog, best end to end | digital head (backprop) | "
           "digital only |")

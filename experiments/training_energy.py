@@ -4,7 +4,10 @@ network computed digitally on a GPU (published figures, arithmetic shown) and on
 machine's CPU (measured; energy from an assumed power per core). docs/transient.md.
 
     PYTHONPATH=. .venv/bin/python experiments/training_energy.py [--samples 16] [--device rram|pcm]
-        [--pulse-energy J] [--pulse-duration S] [--json]
+        [--pulse-energy J] [--pulse-duration S] [--dac-bits 8] [--adc-bits 8] [--json]
+
+The chip's figures (pulses, sample-and-hold, converters, amplifiers) and their sources are
+analog/energy_figures.py's FIGURES.
 """
 import os
 
@@ -18,10 +21,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-#: programming pulse figures (energy J, duration s) per device: Yu & Chen, "Emerging memory
-#: technologies: recent trends and prospects", IEEE Solid-State Circuits Magazine 8(2), 2016,
-#: Table 1 (cell characteristics: write energy and write latency per cell)
-DEVICES = {"rram": (0.1e-12, 10e-9), "pcm": (10e-12, 50e-9)}
+#: device kinds with sourced pulse figures (analog.training_energy.device_pulse)
+DEVICES = ("rram", "pcm")
 #: Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, the
 #: energy table of Fig. 1.1.9 (45 nm, 0.9 V): 32-bit float multiply 3.7 pJ + add 0.9 pJ;
 #: a 64-bit read from an 8 KB SRAM 10 pJ, so 5 pJ per 32-bit operand
@@ -72,12 +73,15 @@ def cpu_times(features=150, hidden=100, classes=10, n=2000) -> dict:
 def chip_figures(args) -> dict:
     from analog.capacitance import node_capacitance
     from analog.inference_energy import measure_inferences, readout_tolerance
-    from analog.training_energy import PulseSpec, SampleHold, training_step
+    from analog.energy_figures import ConverterCost
+    from analog.training_energy import PulseSpec, SampleHold, device_pulse, training_step
     from analog.transient import NativeTransient, TransientSpec
     from pipeline.commands.bench import fashion_block
-    energy, duration = DEVICES[args.device]
-    pulse = PulseSpec(args.pulse_energy or energy, args.pulse_duration or duration,
-                      keys=("--pulse-energy", "--pulse-duration"))
+    pulse = device_pulse(args.device)
+    if args.pulse_energy or args.pulse_duration:       # an override applies to SET and RESET alike
+        e, t = args.pulse_energy or pulse.energy_j, args.pulse_duration or pulse.duration_s
+        pulse = PulseSpec(e, t, keys=("--pulse-energy", "--pulse-duration"))
+    conv = ConverterCost(args.dac_bits or None, args.adc_bits or None)
     model = fashion_block()
     model.compile(loss="mse", optimizer="sgd", beta=args.beta)
     c, G, eng = model.circuit, model.conductances, model.get_engine("native")
@@ -86,18 +90,24 @@ def chip_figures(args) -> dict:
     x, y = rng.uniform(-1, 1, (args.samples, 150)), rng.integers(0, 10, args.samples)
     spec = TransientSpec(duration=args.duration, dt=5e-12, rise=1e-11)
     t0 = time.perf_counter()
-    inf = measure_inferences(eng, G, C, c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0))
+    inf = measure_inferences(eng, G, C, c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0),
+                             converters=conv)
     t1 = time.perf_counter()
     tr = NativeTransient(eng, C, spec)
     st = training_step(tr, c, G, C, x, y, model.loss, args.beta, pulse=pulse, sample_hold=SampleHold(),
-                       rel_tol=args.rel_tol)
+                       rel_tol=args.rel_tol, converters=conv)
     t2 = time.perf_counter()
     at_once = training_step(tr, c, G, C, x, y, model.loss, args.beta, pulse=pulse, sample_hold=SampleHold(),
-                            rel_tol=args.rel_tol, all_rows_at_once=True)
+                            rel_tol=args.rel_tol, all_rows_at_once=True, converters=conv)
     unsettled = {k: int((~p.settled).sum()) for k, p in st.phases.items()}
     out = {"devices": int(sum(np.size(g) for g in G)), "pulse_energy_j": pulse.energy_j,
-           "pulse_duration_s": pulse.duration_s, "inference_time_s": float(np.nanmean(inf["settle_time"])),
-           "inference_energy_j": float(np.nanmean(inf["energy"])), "inference_unsettled": int((~inf["settled"]).sum()),
+           "pulse_duration_s": pulse.duration_s, "pulse_reset": list(pulse.reset),
+           "dac_bits": conv.dac_bits, "adc_bits": conv.adc_bits,
+           "inference_time_s": float(np.nanmean(inf["settle_time"])),
+           "inference_energy_j": float(np.nanmean(inf["energy"])),
+           "inference_converter_energy_j": float(np.mean(inf["energy_converters"])),
+           "inference_unsettled": int((~inf["settled"]).sum()),
+           "training_converter_energy_j": st.converter_energy,
            "training_time_s": float(np.nanmean(st.time)), "training_energy_j": float(np.nanmean(st.energy)),
            "training_unsettled": unsettled, "programming_pulses": float(np.mean(st.programming["pulses"])),
            "programming_energy_j": float(np.mean(st.programming["energy"])),
@@ -126,15 +136,20 @@ def _simulated_ep_step(model, x, y, beta) -> float:
 
 
 def table(chip: dict, macs: dict, cpu: dict) -> list[dict]:
+    """Rows per task; ratios against the chip with its converters and against the circuit alone."""
     rows = []
     for task in ("inference", "training"):
         m = macs[task]
         t_chip, e_chip = chip[f"{task}_time_s"], chip[f"{task}_energy_j"]
+        e_bare = e_chip - chip[f"{task}_converter_energy_j"]
         how = "phases + S&H + pulses, row by row" if task == "training" else "settling transient"
-        cands = [("chip (transient model)", t_chip, e_chip, how)]
+        bits = f"{chip['dac_bits']}-bit DACs, {chip['adc_bits']}-bit ADCs"
+        cands = [("chip with converters", t_chip, e_chip, f"{how} + {bits}"),
+                 ("chip without converters", t_chip, e_bare, how)]
         if task == "training":
-            cands.append(("chip, every row written at once", chip["training_all_rows_at_once_time_s"],
-                          chip["training_all_rows_at_once_energy_j"], "phases + S&H + pulses, one SET and one RESET pass"))
+            e_once = chip["training_all_rows_at_once_energy_j"]
+            cands.append(("chip with converters, every row at once", chip["training_all_rows_at_once_time_s"],
+                          e_once, "phases + S&H + pulses, one SET and one RESET pass"))
         cands += [("GPU A100, Horowitz per-op energy", m * 2 / GPU_FLOPS, m * (E_MAC_FP32 + E_OPERAND_SRAM),
                   f"{m} MAC × ({E_MAC_FP32 * 1e12:.1f} + {E_OPERAND_SRAM * 1e12:.0f}) pJ; {2 * m} FLOP / 19.5 TFLOPS"),
                  ("GPU A100, board power at peak FP32", m * 2 / GPU_FLOPS, GPU_WATTS * m * 2 / GPU_FLOPS,
@@ -148,8 +163,8 @@ def table(chip: dict, macs: dict, cpu: dict) -> list[dict]:
             cands.append(("CPU simulating the circuit (native EP step)", s, s * CPU_WATTS_PER_CORE,
                           f"measured × {CPU_WATTS_PER_CORE:.2f} W"))
         for name, t, e, how in cands:
-            rows.append(dict(task=task, system=name, time_s=t, energy_j=e, how=how,
-                             time_vs_chip=t / t_chip, energy_vs_chip=e / e_chip))
+            rows.append(dict(task=task, system=name, time_s=t, energy_j=e, how=how, time_vs_chip=t / t_chip,
+                             energy_vs_chip=e / e_chip, energy_vs_bare_chip=e / e_bare))
     return rows
 
 
@@ -159,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=sorted(DEVICES), default="rram")
     ap.add_argument("--pulse-energy", type=float, default=None, help="J per programming pulse (default: the device's)")
     ap.add_argument("--pulse-duration", type=float, default=None, help="s per programming pulse (default: the device's)")
+    ap.add_argument("--dac-bits", type=int, default=8, help="input DAC bits (0: no DACs counted)")
+    ap.add_argument("--adc-bits", type=int, default=8, help="output ADC bits (0: no ADCs counted)")
     ap.add_argument("--beta", type=float, default=1e-6)
     ap.add_argument("--rel-tol", type=float, default=0.01, help="phase settling: fraction of the nudge's displacement")
     ap.add_argument("--duration", type=float, default=2e-9, help="simulated length of each phase, s")
@@ -170,6 +187,10 @@ def main(argv=None) -> int:
         for key, value in (("--pulse-energy", args.pulse_energy), ("--pulse-duration", args.pulse_duration)):
             if value is not None:
                 PulseSpec(value, 1.0, keys=(key, "-"))
+        from analog.errors import AnalogInputError
+        for key, value in (("--dac-bits", args.dac_bits), ("--adc-bits", args.adc_bits)):
+            if value < 0:
+                raise AnalogInputError(f"{key}={value} must be an integer >= 0 (0: no converter counted)")
         chip = chip_figures(args)
     except user_error_types() as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -181,11 +202,12 @@ def main(argv=None) -> int:
         return 0
     print(json.dumps(chip, indent=1))
     print(f"MACs of the same network digitally: {macs}")
-    print("| task | system | time per sample | energy per sample | how | time ÷ chip's | energy ÷ chip's |")
-    print("|---|---|---|---|---|---|---|")
+    print("| task | system | time per sample | energy per sample | how | time ÷ chip's | energy ÷ chip's "
+          "| energy ÷ chip's without converters |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} | {r['system']} | {r['time_s']:.3g} s | {r['energy_j']:.3g} J | {r['how']} | "
-              f"{r['time_vs_chip']:.3g} | {r['energy_vs_chip']:.3g} |")
+              f"{r['time_vs_chip']:.3g} | {r['energy_vs_chip']:.3g} | {r['energy_vs_bare_chip']:.3g} |")
     return 0
 
 

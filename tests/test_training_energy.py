@@ -58,7 +58,7 @@ def test_training_step_energy_matches_a_hand_computation_and_the_books_close():
     rise = 2e-11
     tr = NativeTransient(eng, C, TransientSpec(duration=1e-9, dt=5e-12, rise=rise, method="midpoint"))
     x, y = inputs(3, 2, scale=1.0, seed=3), np.array([0, 0, 0])
-    pulse, sh = PulseSpec(2e-13, 1e-8), SampleHold()
+    pulse, sh = PulseSpec(2e-13, 1e-8), SampleHold(energy_j=None)     # sampling = charging C from V_DD
     st = training_step(tr, c, G, C, x, y, m.loss, 1e-6, pulse=pulse, sample_hold=sh, keep_voltages=True)
     src1 = c.source_voltages(x)
     src0 = c.source_voltages(np.zeros_like(x))

@@ -1,0 +1,136 @@
+"""The published figures behind the chip's energy model (docs/transient.md, "Where the
+figures come from"), each with its source, and the converters' energy per inference and
+per training sample.
+
+Every figure is a `Figure(value, unit, source, grade)`; grade says how far it can be trusted:
+
+* "primary": read from the paper named (its title or a table of it);
+* "secondary": the named paper's figure as a later source transcribes it (the source says
+  which); the paper itself was not read;
+* "derived": our arithmetic on sourced figures (the source shows it);
+* "assumption": no published figure was found; the value is ours.
+
+Converters (the FoM model of an ADC): a b-bit conversion costs E_ADC(b) = FoM · 2^b, with
+FoM = E_ref / 2^b_ref taken from one published converter at b_ref bits (a nominal-bit FoM:
+the Walden FoM P / (2^ENOB f_s) would divide by the effective bits instead). The input DAC
+is bit-serial (ISAAC's scheme: a b-bit input is b cycles of a 1-bit DAC), E_DAC(b) = b · E_1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import AnalogInputError
+
+
+class Figure(NamedTuple):
+    value: float
+    unit: str
+    source: str
+    grade: str
+
+
+_KULL = ("Kull et al., 'A 3.1 mW 8b 1.2 GS/s single-channel asynchronous SAR ADC with alternate comparators "
+         "for enhanced speed in 32 nm digital SOI CMOS', ISSCC 2013, pp. 468-469 (the title's figures); "
+         "the ADC of ISAAC (Shafiee et al., ISCA 2016)")
+_ISAAC_DAC = ("Shafiee et al., 'ISAAC', ISCA 2016, Table 2 (8 x 128 1-bit DACs drawing 4 mW), as transcribed "
+              "with its per-conversion arithmetic in Accelergy's hwcomponents-library, library/isaac.py "
+              "(IsaacDAC: 4 mW / (128 x 8 x 1.2e7 conversions/s) = 0.326 pJ, before that file's 128/100 "
+              "utilisation factor)")
+_LANZA = ("Lanza et al., 'Recommended methods to study resistive switching devices', Adv. Electron. Mater. 5, "
+          "1800143 (2019), Table 1: best reported 0.1 pJ per transition and ~ns switching (TiN/Hf/HfOx/TiN, "
+          "Govoreanu et al. 2011), technology requirement < 10 ns per transition")
+_LEE_PCM = ("Lee, Ipek, Mutlu, Burger, 'Architecting phase change memory as a scalable DRAM alternative', "
+            "ISCA 2009, as transcribed in NVSim's sample_PCRAM.cell (SEAL-UCSB/NVSim): RESET 300 uA for 40 ns, "
+            "SET 150 uA for 150 ns, R_on = 1 kOhm")
+_NEURRAM_SH = ("Wan et al., 'A compute-in-memory chip based on resistive random-access memory', Nature 608 "
+               "(2022), as transcribed in Accelergy's hwcomponents-library, library/neurram.py "
+               "(NeurramAnalogSample: 1.2 pJ per sample at 130 nm, 1.8 V)")
+
+#: the figures of the energy model, by name
+FIGURES: dict[str, Figure] = {
+    "adc_energy_8bit": Figure(3.1e-3 / 1.2e9, "J per 8-bit conversion", _KULL + ": 3.1 mW / 1.2 GS/s", "primary"),
+    "adc_ref_bits": Figure(8, "bits", _KULL, "primary"),
+    "adc_conversion_time": Figure(1 / 1.2e9, "s per conversion", _KULL + ": 1 / 1.2 GS/s", "primary"),
+    "dac_energy_per_bit": Figure(4e-3 / (128 * 8 * 1.2e7), "J per 1-bit conversion", _ISAAC_DAC, "secondary"),
+    "rram_pulse_energy": Figure(0.1e-12, "J per pulse (SET or RESET)", _LANZA, "secondary"),
+    "rram_pulse_duration": Figure(10e-9, "s per pulse", _LANZA + " (the requirement's bound, not the best "
+                                  "device's ~1 ns)", "secondary"),
+    "pcm_set_duration": Figure(150e-9, "s", _LEE_PCM, "secondary"),
+    "pcm_reset_duration": Figure(40e-9, "s", _LEE_PCM, "secondary"),
+    "pcm_set_energy": Figure(150e-6 ** 2 * 1e3 * 150e-9, "J", _LEE_PCM + "; I^2 R_on t in the cell alone "
+                             "(no access device, no driver)", "derived"),
+    "pcm_reset_energy": Figure(300e-6 ** 2 * 1e3 * 40e-9, "J", _LEE_PCM + "; I^2 R_on t in the cell alone "
+                               "(no access device, no driver)", "derived"),
+    "sample_hold_energy": Figure(1.2e-12, "J per sample", _NEURRAM_SH, "secondary"),
+    "sample_hold_acquire": Figure(1e-9, "s", "ours: no published acquisition time found for an analog "
+                                  "CIM sample-and-hold", "assumption"),
+    "amplifier_supply": Figure(1.2, "V", "twice EBANA's mid-rail V_ref = 0.6 V (Watfa, Garcia-Ortiz, "
+                               "Sassatelli, Front. Comput. Neurosci. 17, 2023)", "derived"),
+    "amplifier_bias": Figure(1e-6, "A per amplifier", "ours: no published bias current found for the "
+                             "bidirectional amplifiers of an EP/analog-CIM chip", "assumption"),
+}
+
+
+def _check_bits(bits, key: str):
+    if bits is not None and not (int(bits) == bits and bits >= 1):
+        raise AnalogInputError(f"{key}={bits!r} must be an integer >= 1 (or null: no converter)")
+
+
+@dataclass(frozen=True)
+class ConverterEnergy:
+    """Energy per conversion of the chip's converters (the module docstring's model)."""
+    adc_energy_ref: float = FIGURES["adc_energy_8bit"].value
+    adc_ref_bits: int = 8
+    dac_energy_per_bit: float = FIGURES["dac_energy_per_bit"].value
+
+    def __post_init__(self):
+        for key in ("adc_energy_ref", "dac_energy_per_bit"):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and value >= 0):
+                raise AnalogInputError(f"converters.{key}={value!r} must be a finite number >= 0")
+
+    @property
+    def fom(self) -> float:
+        """J per conversion step (nominal bits)."""
+        return self.adc_energy_ref / 2 ** self.adc_ref_bits
+
+    def adc(self, bits) -> float:
+        _check_bits(bits, "adc.bits")
+        return 0.0 if bits is None else self.fom * 2 ** int(bits)
+
+    def dac(self, bits) -> float:
+        _check_bits(bits, "dac.bits")
+        return 0.0 if bits is None else self.dac_energy_per_bit * int(bits)
+
+
+@dataclass(frozen=True)
+class ConverterCost:
+    """A chip's converters: their widths (None: ideal, not counted) and energies."""
+    dac_bits: int | None
+    adc_bits: int | None
+    energy: ConverterEnergy = ConverterEnergy()
+
+    def __post_init__(self):
+        _check_bits(self.dac_bits, "dac.bits")
+        _check_bits(self.adc_bits, "adc.bits")
+
+    def inference(self, n_inputs: int, n_outputs: int) -> float:
+        """J per inference: every input converted once, every output read once."""
+        return n_inputs * self.energy.dac(self.dac_bits) + n_outputs * self.energy.adc(self.adc_bits)
+
+    def training(self, n_inputs: int, n_outputs: int, n_nudged: int) -> float:
+        """J per training sample: the inputs once (held through every phase), the outputs read
+        once after the free phase (they set the nudge), and each output's nudging current set
+        by a DAC of the same width in each nudged phase."""
+        return self.inference(n_inputs, n_outputs) + n_nudged * n_outputs * self.energy.dac(self.dac_bits)
+
+
+def converter_cost_of(circuit, energy: ConverterEnergy | None = None) -> ConverterCost | None:
+    """The converters of a chip's circuit (analog/hardware/converters.py), None without any."""
+    edges = getattr(circuit, "edges", None)
+    if edges is None or (edges.dac_spec.bits is None and edges.adc_spec.bits is None):
+        return None
+    return ConverterCost(edges.dac_spec.bits, edges.adc_spec.bits, energy or ConverterEnergy())
