@@ -136,7 +136,7 @@ class _Record:
 
     def __init__(self, xs: np.ndarray, lr: float):
         n = len(xs)
-        self.xs, self.rate = xs, np.full(n, float(lr))
+        self.xs, self.x0, self.rate = xs, xs.copy(), np.full(n, float(lr))
         self.reached, self.initially, self.failed = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
         self.taken = np.zeros(n, int)
         self.m_before, self.m_after = np.full(n, np.nan), np.full(n, np.nan)
@@ -164,7 +164,9 @@ def _descend(block, st: _Record, idx, labels, steps, margin, method, cost, warm_
         if step == steps:   # budget spent: this evaluation was the final check
             break
         move = active[keep]
-        st.xs[move] = np.clip(st.xs[move] - st.rate[move, None] * _direction(grad[keep], rule["update"]),
+        # the shift penalty λ/2·‖x − x₀‖² pulls each sample back towards its own embedding
+        g = grad[keep] + rule["shift_penalty"] * (st.xs[move] - st.x0[move])
+        st.xs[move] = np.clip(st.xs[move] - st.rate[move, None] * _direction(g, rule["update"]),
                               rule["v_low"], rule["v_high"])
         st.rate[move] = np.minimum(st.rate[move] * rule["step_growth"], rule["max_lr"])
         v_prev = None if v is None else v[keep]
@@ -176,7 +178,8 @@ def optimize_inputs(block, x, labels, *, lr: float = 0.05, steps: int = 50, marg
                     v_low: float = -1.0, v_high: float = 1.0, update: str = "normalized",
                     batch_size: int = 2000, method: str = "ep", progress: bool = True,
                     desc: str = "optimize inputs", warm_start: bool = True,
-                    step_growth: float = 1.0, max_lr: float | None = None, cost=None) -> InputOptimizationResult:
+                    step_growth: float = 1.0, max_lr: float | None = None, cost=None,
+                    shift_penalty: float = 0.0) -> InputOptimizationResult:
     """Gradient descent on the block's input voltages until every sample is classified
     with `margin` or has used `steps` steps; inputs stay in [v_low, v_high].
 
@@ -188,8 +191,12 @@ def optimize_inputs(block, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     longer (up to max_lr, default 4·lr): samples far from the margin (a damaged block) get
     there in fewer steps; 1.0 keeps the step fixed.
     cost: the cost descended (an analog Loss or its name); None: the block's training cost.
+    shift_penalty: λ ≥ 0 adds λ/2·‖x − x₀‖² (x₀: the sample's starting inputs, volts) to the
+    cost, so targets stay near embeddings the encoder already makes; 0: none.
     """
     max_lr = _check_parameters(lr, steps, margin, v_low, v_high, step_growth, max_lr, update, method)
+    if not (shift_penalty >= 0 and np.isfinite(shift_penalty)):
+        raise AnalogInputError(f"input optimisation shift_penalty={shift_penalty!r} must be a finite number >= 0")
     cost = None if cost is None else get_loss(cost)
     x0 = np.asarray(x, dtype=float)
     labels = np.asarray(labels)
@@ -202,7 +209,8 @@ def optimize_inputs(block, x, labels, *, lr: float = 0.05, steps: int = 50, marg
     from .progress import progress as progress_bar
     bar = progress_bar(len(x0), desc, "sample", enabled=progress, mininterval=1.0)
     t0 = time.perf_counter()
-    step_rule = dict(update=update, v_low=v_low, v_high=v_high, step_growth=step_growth, max_lr=max_lr)
+    step_rule = dict(update=update, v_low=v_low, v_high=v_high, step_growth=step_growth, max_lr=max_lr,
+                     shift_penalty=float(shift_penalty))
     for lo in range(0, len(x0), batch_size):
         idx = np.arange(lo, min(len(x0), lo + batch_size))
         _descend(block, st, idx, labels, steps, margin, method, cost, warm_start, step_rule)

@@ -82,12 +82,42 @@ def test_a_first_step_on_a_chip_follows_the_cross_entropy_of_its_class_scores(tr
 def test_the_config_settings_reach_the_optimiser_step_growth_included(trained):
     model, _, x, y = trained
     io = {"lr": 0.03, "steps": 6, "margin": 0.15, "update": "normalized", "batch_size": 50, "method": "ep",
-          "step_growth": 1.5, "cost": "margin", "temperature": 0.1}
+          "step_growth": 1.5, "cost": "margin", "temperature": 0.1, "shift_penalty": 2.0}
     cfg = validate_config({"name": "t", "data": {"dataset": "xor"}, "input_optimization": io})
     got = optimize_inputs_for(cfg, model, x, y, -0.9, 0.9)
     want = optimize_inputs(model, x, y, lr=0.03, steps=6, margin=0.15, v_low=-0.9, v_high=0.9, batch_size=50,
-                           step_growth=1.5, cost=Margin(0.15), progress=False)
+                           step_growth=1.5, cost=Margin(0.15), shift_penalty=2.0, progress=False)
     assert np.array_equal(got.targets, want.targets) and np.array_equal(got.steps, want.steps)
     fixed = optimize_inputs(model, x, y, lr=0.03, steps=6, margin=0.15, v_low=-0.9, v_high=0.9, batch_size=50,
-                            cost=Margin(0.15), progress=False)
+                            cost=Margin(0.15), shift_penalty=2.0, progress=False)
     assert not np.array_equal(got.targets, fixed.targets)
+
+
+def _fd_ce_grad(chip, xs, ys, h=1e-5):
+    fd = np.zeros_like(xs)
+    for j in range(xs.shape[1]):
+        e = np.zeros_like(xs)
+        e[:, j] = h
+        fd[:, j] = (_ce(chip.predict(xs + e), ys) - _ce(chip.predict(xs - e), ys)) / (2 * h)
+    return fd
+
+
+def test_the_shift_penalty_pulls_the_second_step_back_towards_the_embedding(trained):
+    """Two normalised steps written out: x1 = x0 − lr·n(∇C(x0)), x2 = x1 − lr·n(∇C(x1) + λ(x1 − x0)),
+    with ∇C the central-difference gradient of the cross-entropy on the chip's outputs."""
+    _, chip, x, y = trained
+    wrong = np.flatnonzero(margins(chip.predict(x), y) < -0.05)[:4]
+    xs, ys, lr, lam = x[wrong], y[wrong], 0.01, 30.0
+    norm = lambda g: g / np.abs(g).max(1, keepdims=True)
+    x1 = np.clip(xs - lr * norm(_fd_ce_grad(chip, xs, ys)), -1, 1)
+    x2 = np.clip(x1 - lr * norm(_fd_ce_grad(chip, x1, ys) + lam * (x1 - xs)), -1, 1)
+    res = optimize_inputs(chip, xs, ys, lr=lr, steps=2, margin=0.1, cost="cross_entropy", shift_penalty=lam,
+                          progress=False)
+    assert np.all(res.steps == 2)
+    assert np.allclose(res.targets, x2, atol=0.05 * lr)
+    free = optimize_inputs(chip, xs, ys, lr=lr, steps=2, margin=0.1, cost="cross_entropy", progress=False)
+    assert not np.allclose(free.targets, x2, atol=0.05 * lr)          # the penalty changed the step
+    with pytest.raises(ValueError, match="shift_penalty"):
+        optimize_inputs(chip, xs, ys, shift_penalty=-1.0, progress=False)
+    with pytest.raises(ConfigError, match="input_optimization.shift_penalty"):
+        validate_config({"name": "t", "data": {"dataset": "xor"}, "input_optimization": {"shift_penalty": -0.1}})

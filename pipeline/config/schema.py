@@ -183,6 +183,8 @@ class InputOptimizationConfig(Section):
                  "digital.through_loss: cross_entropy), or a hinge on the class-score margin "
                  "(input_optimization.margin); the stop is the margin in every case")
     temperature: Num = F(0.1, "temperature of cost: cross_entropy, V", gt=0)
+    shift_penalty: Num = F(0.0, "λ of a penalty λ/2·‖x − x₀‖² on each sample's shift from its embedding x₀ "
+                                "(1/V²), added to the cost: targets stay near what the encoder makes; 0: none", ge=0)
 
 
 class CotrainConfig(Section):

@@ -24,9 +24,10 @@ def input_cost(cfg: RootConfig):
 
 def optimize_inputs_for(cfg: RootConfig, block, x, labels, v_low: float, v_high: float, progress: bool = False):
     """Input optimisation of (x, labels) on `block` (an analog Block) inside [v_low, v_high]
-    with the config's step rule, budget, margin and cost."""
+    with the config's step rule, budget, margin, cost and shift penalty."""
     from analog.input_optimization import optimize_inputs
     io = cfg.input_optimization
     return optimize_inputs(block, x, labels, lr=io.lr, steps=io.steps, margin=io.margin, v_low=v_low,
                            v_high=v_high, update=io.update, batch_size=io.batch_size, method=io.method,
-                           step_growth=io.step_growth, cost=input_cost(cfg), progress=progress)
+                           step_growth=io.step_growth, cost=input_cost(cfg), shift_penalty=io.shift_penalty,
+                           progress=progress)
