@@ -58,7 +58,7 @@ class PulseSpec:
 
 def device_pulse(device: str) -> PulseSpec:
     """The sourced pulse figures of a device kind ('rram' or 'pcm'; analog/energy_figures.py)."""
-    from .energy_figures import FIGURES as F
+    F = FIGURES
     if device == "rram":
         return PulseSpec(F["rram_pulse_energy"].value, F["rram_pulse_duration"].value)
     if device == "pcm":
