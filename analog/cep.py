@@ -75,6 +75,54 @@ def cep_gradients(engine, circuit, G_list, x, labels, loss, beta: float, nudging
     return CEPResult(acc, np.where(free.converged, cost, np.nan), y, free, used, steps)
 
 
+def sgd_update(G: list, eta: float, bounds, clip: bool = True):
+    """The normalised SGD step the experiments apply (G ← G − η (g_max − g_min)² g_t, in
+    place, clipped to the bounds unless `clip` is False), as an `update` for cep_gradients."""
+    def update(g_t):
+        for k, (lo, hi) in enumerate(bounds):
+            G[k] = G[k] - eta * (hi - lo) ** 2 * g_t[k]
+            if clip:
+                G[k] = np.clip(G[k], lo, hi)
+        return G
+    return update
+
+
+def feedback_response(engine, circuit, G_list, x, grads, beta: float, bounds, eps: float = 1e-3,
+                      nudging: str = "symmetric") -> list[np.ndarray]:
+    """M·g: the change of the EP estimate read at the *free* operating point when the
+    conductances take `sgd_update`'s step along g, per unit η (u = −(g_max − g_min)² g). This is
+    what a C-EP step reads as its own update's echo: the circuit's response to ΔG, divided by
+    β like the nudge's. A central difference of two free solves (step eps of the largest
+    conductance), independent of the C-EP loop."""
+    u = [-(hi - lo) ** 2 * g for g, (lo, hi) in zip(grads, bounds)]
+    h = eps * max(np.abs(g).max() for g in G_list) / max(np.abs(a).max() for a in u)
+    sols = [engine.solve([g + s * h * d for g, d in zip(G_list, u)], x) for s in (1, -1)]
+    V = [circuit.terminal_voltages(sol.v, sol.src) for sol in sols]
+    used = sols[0].converged & sols[1].converged
+    w = used.astype(float) / max(1, used.sum())
+    return [d / (2 * h) for d in ep_estimate(engine, G_list, V[0], V[1], w, beta, nudging)]
+
+
+def feedback_series(engine, circuit, G_list, x, ep_grads, beta: float, bounds, eta: float, steps: int
+                    ) -> tuple[list[np.ndarray], float]:
+    """C-EP's accumulated update predicted from EP's and the echo M (`feedback_response`),
+    linear in ΔG (no clipping, β small): step t reads EP/K plus η M applied to step t − 1's
+    update, so g_t = Σ_{j<t} (ηM)^j EP/K and Σ_t g_t = Σ_{j<K} (K − j)/K (ηM)^j EP. Returns
+    that sum and ρ ≈ ‖M^{K−1} EP‖ / ‖M^{K−2} EP‖, the echo's growth per step per unit η: the
+    series diverges as K grows once η ρ ≥ 1, whatever K."""
+    term, total, rho = list(ep_grads), [np.array(g, dtype=float) for g in ep_grads], float("nan")
+    for j in range(1, steps):
+        nxt = [eta * m for m in feedback_response(engine, circuit, G_list, x, term, beta, bounds)]
+        rho = _norm(nxt) / (eta * _norm(term))
+        term = nxt
+        total = [a + (steps - j) / steps * t for a, t in zip(total, term)]
+    return total, rho
+
+
+def _norm(a_list) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(a)) for a in a_list)))
+
+
 def cosine(a_list, b_list) -> float:
     a = np.concatenate([np.ravel(a) for a in a_list])
     b = np.concatenate([np.ravel(b) for b in b_list])

@@ -49,6 +49,11 @@ _NEURRAM_SH = ("Wan et al., 'A compute-in-memory chip based on resistive random-
                "(2022), as transcribed in Accelergy's hwcomponents-library, library/neurram.py "
                "(NeurramAnalogSample: 1.2 pJ per sample at 130 nm, 1.8 V)")
 
+_HU_CSA = ("Hu, Dai, Wu, Lin, Ji, Li, Wang, 'Low power current-sense amplifier with single-reference reuse "
+           "and closed-loop feedback for energy-efficient RRAM computing-in-memory', Microelectronic "
+           "Engineering 302, 112406 (2025), abstract: 64.67 uW and 30 ns readout in 180 nm CMOS (against "
+           "84.6 uW, 85 ns for the RS-CSA of Ye et al. 2023)")
+
 #: the figures of the energy model, by name
 FIGURES: dict[str, Figure] = {
     "adc_energy_8bit": Figure(3.1e-3 / 1.2e9, "J per 8-bit conversion", _KULL + ": 3.1 mW / 1.2 GS/s", "primary"),
@@ -66,11 +71,17 @@ FIGURES: dict[str, Figure] = {
                                "(no access device, no driver)", "derived"),
     "sample_hold_energy": Figure(1.2e-12, "J per sample", _NEURRAM_SH, "secondary"),
     "sample_hold_acquire": Figure(1e-9, "s", "ours: no published acquisition time found for an analog "
-                                  "CIM sample-and-hold", "assumption"),
+                                  "CIM sample-and-hold; only a bound: Kull's 8-bit 1.2 GS/s SAR ADC (above) "
+                                  "samples once per 0.83 ns in 32 nm, so its input sampling acquires in < 0.83 ns "
+                                  "(docs/transient.md gives the sensitivity at x10 and /10)", "assumption"),
     "amplifier_supply": Figure(1.2, "V", "twice EBANA's mid-rail V_ref = 0.6 V (Watfa, Garcia-Ortiz, "
                                "Sassatelli, Front. Comput. Neurosci. 17, 2023)", "derived"),
     "amplifier_bias": Figure(1e-6, "A per amplifier", "ours: no published bias current found for the "
-                             "bidirectional amplifiers of an EP/analog-CIM chip", "assumption"),
+                             "bidirectional amplifiers or hold buffers of an EP/analog-CIM chip; the one CIM "
+                             "amplifier figure found (cim_sense_amplifier_power) is a readout sense amplifier, "
+                             "54x this at 1.2 V (docs/transient.md gives the sensitivity)", "assumption"),
+    "cim_sense_amplifier_power": Figure(64.67e-6, "W per current-sense amplifier (180 nm; reference only, not "
+                                        "used by the model)", _HU_CSA, "primary"),
 }
 
 

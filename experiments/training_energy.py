@@ -5,6 +5,7 @@ machine's CPU (measured; energy from an assumed power per core). docs/transient.
 
     PYTHONPATH=. .venv/bin/python experiments/training_energy.py [--samples 16] [--device rram|pcm]
         [--pulse-energy J] [--pulse-duration S] [--dac-bits 8] [--adc-bits 8] [--json]
+        [--amplifier-bias A] [--sh-acquire S]     # the two assumed figures, for their sensitivity
 
 The chip's figures (pulses, sample-and-hold, converters, amplifiers) and their sources are
 analog/energy_figures.py's FIGURES.
@@ -73,7 +74,8 @@ def cpu_times(features=150, hidden=100, classes=10, n=2000) -> dict:
 def chip_figures(args) -> dict:
     from analog.capacitance import node_capacitance
     from analog.inference_energy import measure_inferences, readout_tolerance
-    from analog.energy_figures import ConverterCost
+    from analog.energy_figures import FIGURES, ConverterCost
+    from analog.inference_energy import AmplifierSupply
     from analog.training_energy import PulseSpec, SampleHold, device_pulse, training_step
     from analog.transient import NativeTransient, TransientSpec
     from pipeline.commands.bench import fashion_block
@@ -82,6 +84,9 @@ def chip_figures(args) -> dict:
         e, t = args.pulse_energy or pulse.energy_j, args.pulse_duration or pulse.duration_s
         pulse = PulseSpec(e, t, keys=("--pulse-energy", "--pulse-duration"))
     conv = ConverterCost(args.dac_bits or None, args.adc_bits or None)
+    bias = FIGURES["amplifier_bias"].value if args.amplifier_bias is None else args.amplifier_bias
+    acquire = FIGURES["sample_hold_acquire"].value if args.sh_acquire is None else args.sh_acquire
+    supply, sh = AmplifierSupply(bias_a=bias), SampleHold(acquire_s=acquire, bias_a=bias)
     model = fashion_block()
     model.compile(loss="mse", optimizer="sgd", beta=args.beta)
     c, G, eng = model.circuit, model.conductances, model.get_engine("native")
@@ -91,18 +96,18 @@ def chip_figures(args) -> dict:
     spec = TransientSpec(duration=args.duration, dt=5e-12, rise=1e-11)
     t0 = time.perf_counter()
     inf = measure_inferences(eng, G, C, c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0),
-                             converters=conv)
+                             converters=conv, supply=supply)
     t1 = time.perf_counter()
     tr = NativeTransient(eng, C, spec)
-    st = training_step(tr, c, G, C, x, y, model.loss, args.beta, pulse=pulse, sample_hold=SampleHold(),
-                       rel_tol=args.rel_tol, converters=conv)
+    st = training_step(tr, c, G, C, x, y, model.loss, args.beta, pulse=pulse, sample_hold=sh,
+                       rel_tol=args.rel_tol, converters=conv, supply=supply)
     t2 = time.perf_counter()
-    at_once = training_step(tr, c, G, C, x, y, model.loss, args.beta, pulse=pulse, sample_hold=SampleHold(),
-                            rel_tol=args.rel_tol, all_rows_at_once=True, converters=conv)
+    at_once = training_step(tr, c, G, C, x, y, model.loss, args.beta, pulse=pulse, sample_hold=sh,
+                            rel_tol=args.rel_tol, all_rows_at_once=True, converters=conv, supply=supply)
     unsettled = {k: int((~p.settled).sum()) for k, p in st.phases.items()}
     out = {"devices": int(sum(np.size(g) for g in G)), "pulse_energy_j": pulse.energy_j,
            "pulse_duration_s": pulse.duration_s, "pulse_reset": list(pulse.reset),
-           "dac_bits": conv.dac_bits, "adc_bits": conv.adc_bits,
+           "dac_bits": conv.dac_bits, "amplifier_bias_a": bias, "sample_hold_acquire_s": acquire, "adc_bits": conv.adc_bits,
            "inference_time_s": float(np.nanmean(inf["settle_time"])),
            "inference_energy_j": float(np.nanmean(inf["energy"])),
            "inference_converter_energy_j": float(np.mean(inf["energy_converters"])),
@@ -179,6 +184,10 @@ def main(argv=None) -> int:
     ap.add_argument("--beta", type=float, default=1e-6)
     ap.add_argument("--rel-tol", type=float, default=0.01, help="phase settling: fraction of the nudge's displacement")
     ap.add_argument("--duration", type=float, default=2e-9, help="simulated length of each phase, s")
+    ap.add_argument("--amplifier-bias", type=float, default=None,
+                    help="A per amplifier and S&H buffer (default: FIGURES['amplifier_bias'], an assumption)")
+    ap.add_argument("--sh-acquire", type=float, default=None,
+                    help="S&H acquisition time, s (default: FIGURES['sample_hold_acquire'], an assumption)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from pipeline.errors import user_error_types
@@ -188,6 +197,9 @@ def main(argv=None) -> int:
             if value is not None:
                 PulseSpec(value, 1.0, keys=(key, "-"))
         from analog.errors import AnalogInputError
+        for key, value in (("--amplifier-bias", args.amplifier_bias), ("--sh-acquire", args.sh_acquire)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise AnalogInputError(f"{key}={value} must be a finite number > 0")
         for key, value in (("--dac-bits", args.dac_bits), ("--adc-bits", args.adc_bits)):
             if value < 0:
                 raise AnalogInputError(f"{key}={value} must be an integer >= 0 (0: no converter counted)")

@@ -3,7 +3,7 @@ gradient (small and growing steps), training with it, and its bad input."""
 import numpy as np
 import pytest
 
-from analog.cep import cep_gradients, cosine
+from analog.cep import cep_gradients, cosine, feedback_response, feedback_series, sgd_update
 from analog.ep import ep_gradients, exact_gradients
 from tests.analog_circuits import block, inputs
 
@@ -72,3 +72,31 @@ def test_bad_cep_settings_are_named():
         m.compile(optimizer="adam", algorithm="c-ep")
     with pytest.raises(ValueError, match="training.cep_steps"):
         m.compile(optimizer="sgd", algorithm="c-ep", cep_steps=0)
+
+
+def test_the_drift_is_the_echo_of_each_step_in_the_next():
+    """C-EP's deviation from EP against an independent prediction from free solves only
+    (analog.cep.feedback_series): each step reads the circuit's response to the update made
+    after the step before, divided by β; the series sums those echoes. First order alone
+    falls short once η ρ is not small."""
+    m, x, y = _setup()
+    eng, G0 = m.get_engine("native"), [g.copy() for g in m.conductances]
+    beta, bounds = 1e-6, [G_RANGE] * len(G0)
+    ep = ep_gradients(eng, m.circuit, G0, x, y, m.loss, beta, "symmetric").grads
+
+    def dev(a_list):
+        return np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(a_list, ep)) / sum(np.sum(b ** 2) for b in ep))
+    got = {}
+    for eta, K in ((1e-4, 10), (2e-2, 10), (2e-2, 3)):
+        G = [g.copy() for g in G0]
+        got[eta, K] = cep_gradients(eng, m.circuit, G0, x, y, m.loss, beta, "symmetric", steps=K,
+                                    update=sgd_update(G, eta, bounds, clip=False)).grads
+        series, rho = feedback_series(eng, m.circuit, G0, x, ep, beta, bounds, eta, K)
+        d = dev(got[eta, K])
+        assert d > 1e-4                                          # the updates did move the estimate
+        assert abs(d - dev(series)) <= 0.03 * d
+        assert max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(got[eta, K], series)) <= 0.03 * d
+    assert 0.3 < 2e-2 * rho < 1.0                                # η ρ: below 1 the series converges
+    M_ep = feedback_response(eng, m.circuit, G0, x, ep, beta, bounds)
+    first = [b + 2e-2 * 9 / 10 * mv for b, mv in zip(ep, M_ep)]
+    assert dev(first) < 0.7 * dev(got[2e-2, 10])

@@ -125,7 +125,7 @@ def test_bad_pulse_figures_name_the_key(energy, duration, key):
         PulseSpec(energy, duration)
 
 
-@pytest.mark.parametrize("option", ["--pulse-energy", "--pulse-duration"])
+@pytest.mark.parametrize("option", ["--pulse-energy", "--pulse-duration", "--amplifier-bias", "--sh-acquire"])
 def test_the_report_script_refuses_a_bad_pulse_figure_in_one_line(option):
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "training_energy.py"), option, "0"],
                           capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
