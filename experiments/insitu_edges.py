@@ -94,7 +94,7 @@ def clipped(chip, x) -> float:
 def gradient_cosine(chip, x, y) -> float:
     """cos(EP, exact) on one noise-free read of the chip (both on the same conductances)."""
     from analog.block import block_gradients
-    m = chip._trained()
+    m = chip.model               # the compiled model the chip was programmed from
     eng = chip.engine("native")
     G = [g / k for g, k in zip(chip.device_conductances_at(0.0, noise=False), chip.scale)]
     g = [block_gradients(eng, eng, chip.circuit, G, x, y, m.loss, method=k, beta=m.beta, nudging=m.nudging,
