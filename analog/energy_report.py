@@ -19,6 +19,8 @@ _HOROWITZ = ("Horowitz, 'Computing's energy problem (and what we can do about it
 DIGITAL: dict[str, Figure] = {
     "mac_fp32": Figure(3.7e-12 + 0.9e-12, "J per 32-bit float multiply-add", _HOROWITZ + ": multiply 3.7 pJ + "
                        "add 0.9 pJ", "primary"),
+    "mac_int8": Figure(0.2e-12 + 0.03e-12, "J per 8-bit integer multiply-add", _HOROWITZ + ": multiply 0.2 pJ "
+                       "+ add 0.03 pJ", "primary"),
     "operand_sram": Figure(10e-12 / 2, "J per 32-bit operand", _HOROWITZ + ": a 64-bit read from an 8 KB SRAM "
                            "10 pJ, so 5 pJ per 32-bit operand", "derived"),
     "gpu_flops": Figure(19.5e12, "FLOP/s", "NVIDIA A100 (SXM4) datasheet: 19.5 TFLOPS FP32 (no tensor cores)",
@@ -40,20 +42,35 @@ class ChipSetting:
     duration: float = 2e-9
 
 
+def inference_figures(model, x, converters: ConverterCost | None = None, duration: float = 2e-9) -> dict:
+    """Mean settling time (s) and energy (J, converters included) per inference of a model's
+    block on inputs x (its settling transient, backward Euler at 5 ps, readout to 8 bits over
+    2 V), the converters' share, and how many inputs did not settle within `duration`."""
+    from .capacitance import node_capacitance
+    from .inference_energy import measure_inferences, readout_tolerance
+    from .transient import TransientSpec
+    c = model.circuit
+    spec = TransientSpec(duration=duration, dt=5e-12, rise=1e-11)
+    inf = measure_inferences(model.get_engine("native"), model.conductances, node_capacitance(c),
+                             c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0), converters=converters)
+    return {"inference_time_s": float(np.nanmean(inf["settle_time"])),
+            "inference_energy_j": float(np.nanmean(inf["energy"])),
+            "inference_converter_energy_j": float(np.mean(inf["energy_converters"])),
+            "inference_unsettled": int((~inf["settled"]).sum())}
+
+
 def chip_figures(model, x, y, setting: ChipSetting) -> dict:
     """A compiled model's block on the chip, per sample (means over x): inference (settling
     transient), a training sample row by row and with every row at once, each phase, the
     pulses, sample-and-holds and converters, and the simulator's own seconds."""
     from .capacitance import node_capacitance
-    from .inference_energy import measure_inferences, readout_tolerance
     from .transient import NativeTransient, TransientSpec
     s, conv = setting, setting.converters
     c, G, eng = model.circuit, model.conductances, model.get_engine("native")
     C = node_capacitance(c)
     spec = TransientSpec(duration=s.duration, dt=5e-12, rise=1e-11)
     t0 = time.perf_counter()
-    inf = measure_inferences(eng, G, C, c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0),
-                             converters=conv)
+    inf = inference_figures(model, x, conv, s.duration)
     t1 = time.perf_counter()
     tr = NativeTransient(eng, C, spec)
     kw = dict(pulse=s.pulse, sample_hold=SampleHold(), rel_tol=s.rel_tol, converters=conv)
@@ -62,11 +79,7 @@ def chip_figures(model, x, y, setting: ChipSetting) -> dict:
     at_once = training_step(tr, c, G, C, x, y, model.loss, s.beta, all_rows_at_once=True, **kw)
     out = {"devices": int(sum(np.size(g) for g in G)), "pulse_energy_j": s.pulse.energy_j,
            "pulse_duration_s": s.pulse.duration_s, "pulse_reset": list(s.pulse.reset),
-           "dac_bits": conv.dac_bits, "adc_bits": conv.adc_bits,
-           "inference_time_s": float(np.nanmean(inf["settle_time"])),
-           "inference_energy_j": float(np.nanmean(inf["energy"])),
-           "inference_converter_energy_j": float(np.mean(inf["energy_converters"])),
-           "inference_unsettled": int((~inf["settled"]).sum()),
+           "dac_bits": conv.dac_bits, "adc_bits": conv.adc_bits, **inf,
            "training_converter_energy_j": st.converter_energy,
            "training_time_s": float(np.nanmean(st.time)), "training_energy_j": float(np.nanmean(st.energy)),
            "training_unsettled": {k: int((~p.settled).sum()) for k, p in st.phases.items()},

@@ -25,7 +25,7 @@ EDGES = {"dac": {"dac.bits": 4}, "adc": {"adc.bits": 8, "adc.calibrate": True}, 
 
 def spec_for(case: str, harsh: bool, preset: str = "neurram"):
     """The neurram chip with only the edges named in `case` ('devices', 'dac+wires', 'all', …)."""
-    from analog.hardware.presets import resolve_hardware
+    from analog.hardware import resolve_hardware
     over = {"variation.gain_sigma": 0.0, "dac.bits": None, "adc.bits": None, "adc.calibrate": False,
             "wires.r_segment": 0.0, **(HARSH if harsh else {})}
     names = list(EDGES) if case == "all" else [c for c in case.split("+") if c != "devices"]
