@@ -66,3 +66,9 @@ def test_the_recorded_sizes():
 def test_scaling_refuses_a_zero_width_in_one_line():
     out = _mixsig("bench", "--scaling", "--scaling-width", "0")
     assert out.returncode == 2 and "--scaling-width" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_scaling_option_without_scaling_is_refused_in_one_line():
+    out = _mixsig("bench", "--plot", "/tmp/never-written.png", "--no-ngspice")
+    assert out.returncode == 2 and "--plot" in out.stderr and "--scaling" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

@@ -213,6 +213,10 @@ def _ngspice_figures(model, eng, x, args) -> dict:
 def run(args) -> int:
     if getattr(args, "scaling", False):
         return _run_scaling(args)
+    for key in ("scaling_width", "scaling_size", "plot"):
+        if getattr(args, key, None):
+            from pipeline.errors import OptionError
+            raise OptionError(f"--{key.replace('_', '-')} is an option of --scaling, which was not given")
     model, eng, x, y, res = _native_figures(args)
     if not args.no_hardware:
         res.update(_hardware_rates(model, eng, x, y, args))
