@@ -154,7 +154,14 @@ mixsig predict <evaluate run id> images.npy --chip 1 --time 86400
 mixsig predict <co-training parent run id> few.npy --engine ngspice""",
     "bench": """\
 mixsig bench
-mixsig bench --no-ngspice --json""",
+mixsig bench --no-ngspice --json
+# EP step time against block size (dense widths, LC image sizes) and the fitted exponents, with a plot
+mixsig bench --scaling --scaling-batches 3 --scaling-repeats 1 --plot experiments/ep_scaling.png""",
+    "energy": """\
+# time and energy per inference and per training sample: chip (RRAM pulses, 8-bit converters) vs GPU and CPU
+mixsig energy --samples 16
+# PCM's pulses, no DACs counted, as JSON
+mixsig energy --device pcm --dac-bits 0 --json""",
     "config": """\
 mixsig config show experiments/smoke.yaml --set 'analog.hidden=[32]'""",
     "config show": """\

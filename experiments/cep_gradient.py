@@ -13,12 +13,24 @@ import argparse
 
 import numpy as np
 
+import analog.layers as L
 from analog.cep import cep_gradients, cosine
+from analog.devices import ShockleyDiode
 from analog.ep import ep_gradients, exact_gradients
 from analog.model import AnalogModel
-from tests.analog_circuits import block, inputs
 
 G_RANGE = (1e-7, 2e-5)
+
+
+def iris_block(features=4, hidden=10, outputs=3):
+    """Inputs → [crossbar → Shockley diodes at ∓0.3 V → amplifier ×3] → crossbar → 2·outputs
+    nodes, conductances in G_RANGE (the block the recorded figures were measured on)."""
+    device, g = ShockleyDiode(RS=10.0), dict(g_min=G_RANGE[0], g_max=G_RANGE[1])
+    x = L.InputVoltage(features)
+    h = L.Dense(hidden, seed=0, **g)(L.Concatenate()([x, L.BiasVoltage([1.0, -1.0])]))
+    h = L.Amplification(3.0)(L.DiodeLayer("down", 0.3, device)(L.DiodeLayer("up", -0.3, device)(h)))
+    out = L.Dense(2 * outputs, seed=99, **g)(L.Concatenate()([h, L.BiasVoltage([1.0, -1.0])]))
+    return AnalogModel(x, L.CurrentLayer()(out))
 
 
 def problem(args, beta):
@@ -28,9 +40,9 @@ def problem(args, beta):
         m = AnalogModel.load(args.model)
         with np.load(args.embeddings) as d:
             return m, d["x_train"][:args.samples], d["y_train"][:args.samples]
-    m = block(features=4, hidden=(10,), outputs=3, g=G_RANGE)
+    m = iris_block()
     m.compile(loss="mse", optimizer="sgd", beta=beta)
-    return m, inputs(16, 4, scale=1.0), np.arange(16) % 3
+    return m, np.random.default_rng(0).uniform(-1.0, 1.0, (16, 4)), np.arange(16) % 3
 
 
 def main():

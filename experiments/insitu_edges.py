@@ -25,7 +25,7 @@ EDGES = {"dac": {"dac.bits": 4}, "adc": {"adc.bits": 8, "adc.calibrate": True}, 
 
 def spec_for(case: str, harsh: bool, preset: str = "neurram"):
     """The neurram chip with only the edges named in `case` ('devices', 'dac+wires', 'all', …)."""
-    from analog.hardware.presets import resolve_hardware
+    from analog.hardware import resolve_hardware
     over = {"variation.gain_sigma": 0.0, "dac.bits": None, "adc.bits": None, "adc.calibrate": False,
             "wires.r_segment": 0.0, **(HARSH if harsh else {})}
     names = list(EDGES) if case == "all" else [c for c in case.split("+") if c != "devices"]
@@ -94,7 +94,7 @@ def clipped(chip, x) -> float:
 def gradient_cosine(chip, x, y) -> float:
     """cos(EP, exact) on one noise-free read of the chip (both on the same conductances)."""
     from analog.block import block_gradients
-    m = chip._trained()
+    m = chip.model               # the compiled model the chip was programmed from
     eng = chip.engine("native")
     G = [g / k for g, k in zip(chip.device_conductances_at(0.0, noise=False), chip.scale)]
     g = [block_gradients(eng, eng, chip.circuit, G, x, y, m.loss, method=k, beta=m.beta, nudging=m.nudging,

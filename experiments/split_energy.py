@@ -1,7 +1,7 @@
 """The split seen as energy: end-to-end accuracy against energy per image for the front ends
 of the small-front-end study (docs/results-frontends.md at commit 4123b5b; accuracies as
 recorded there, not retrained), each behind the analog block (energy per inference from the
-transient model, analog/inference_energy.py) or behind a digital head of the same shape.
+transient model, analog.energy_report.inference_figures, as `mixsig energy` reports it) or behind a digital head of the same shape.
 
     PYTHONPATH=. .venv/bin/python experiments/split_energy.py [--samples 64] [--dac-bits 8] [--adc-bits 8]
         [--plot experiments/split_energy.png]
@@ -13,12 +13,15 @@ import argparse
 
 import numpy as np
 
-#: Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, Fig. 1.1.9
-#: (45 nm, 0.9 V): 8-bit integer multiply 0.2 pJ + add 0.03 pJ; 32-bit float multiply 3.7 pJ +
-#: add 0.9 pJ. Arithmetic only: no memory access is counted (which favours the digital side).
-E_MAC = {"int8": 0.2e-12 + 0.03e-12, "fp32": 3.7e-12 + 0.9e-12}
+from analog.energy_figures import ConverterCost
+from analog.energy_report import DIGITAL, digital_macs, inference_figures
+from pipeline.commands.bench import fashion_block
+
+#: Horowitz 2014's energy per MAC (analog.energy_report.DIGITAL): arithmetic only, no memory
+#: access is counted (which favours the digital side)
+E_MAC = {"int8": DIGITAL["mac_int8"].value, "fp32": DIGITAL["mac_fp32"].value}
 #: the digital head of the block's shape, 150 → 100 → 10
-HEAD_MACS = 150 * 100 + 100 * 10
+HEAD_MACS = digital_macs(150, 100, 10)["inference"]
 
 #: docs/results-frontends.md (commit 4123b5b), test accuracy %, one seed: front end, MACs per
 #: image, digital only (the encoder's own head), the analog block after its first training,
@@ -32,21 +35,6 @@ STUDY = [
     ("CNN 32-64-128 (main job)", 8.392e6, 92.77, 92.77, 92.77, None),
     ("CNN 8-16-32, 40 epochs, augmented", 0.743e6, 93.05, 92.52, 92.99, 92.785),
 ]
-
-
-def analog_energy(samples: int) -> float:
-    """Mean energy per inference (J) of the main job's block shape on random inputs in ±1 V,
-    the circuit alone (no converters)."""
-    from analog.capacitance import node_capacitance
-    from analog.inference_energy import measure_inferences, readout_tolerance
-    from analog.transient import TransientSpec
-    from pipeline.commands.bench import fashion_block
-    m = fashion_block()
-    c = m.circuit
-    x = np.random.default_rng(0).uniform(-1, 1, (samples, 150))
-    r = measure_inferences(m.get_engine("native"), m.conductances, node_capacitance(c), c.source_voltages(x),
-                           spec=TransientSpec(duration=2e-9, dt=5e-12, rise=1e-11), tol=readout_tolerance(8, 2.0))
-    return float(np.nanmean(r["energy"]))
 
 
 def rows(e_analog: float) -> list[dict]:
@@ -97,10 +85,10 @@ def main():
     ap.add_argument("--adc-bits", type=int, default=8, help="output ADC bits (0: none counted)")
     ap.add_argument("--plot", default="experiments/split_energy.png")
     args = ap.parse_args()
-    from analog.energy_figures import ConverterCost
-    e_circuit = analog_energy(args.samples)
-    e_conv = ConverterCost(args.dac_bits or None, args.adc_bits or None).inference(150, 10)
-    e_analog = e_circuit + e_conv
+    x = np.random.default_rng(0).uniform(-1, 1, (args.samples, 150))   # the main job's block shape
+    inf = inference_figures(fashion_block(), x, ConverterCost(args.dac_bits or None, args.adc_bits or None))
+    e_analog, e_conv = inf["inference_energy_j"], inf["inference_converter_energy_j"]
+    e_circuit = e_analog - e_conv
     table = rows(e_analog)
     print(f"analog block: {e_analog * 1e12:.2f} pJ per inference (circuit {e_circuit * 1e12:.2f} pJ + converters "
           f"{e_conv * 1e12:.2f} pJ: {args.dac_bits}-bit DACs, {args.adc_bits}-bit ADCs); digital head {HEAD_MACS} MACs")

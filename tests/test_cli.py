@@ -39,7 +39,7 @@ def _one_line_error(out, *words):
 def test_the_six_stages_and_the_other_commands_are_registered():
     assert set(STAGES) == {"train-digital", "embed", "train-analog", "optimize-inputs", "retrain-digital", "evaluate",
                            "program", "finetune-chip"}
-    assert set(COMMANDS) == {"cotrain", "compare", "verify", "bench", "config", "data",
+    assert set(COMMANDS) == {"cotrain", "compare", "verify", "bench", "energy", "config", "data",
                              "robustness", "sweep", "signoff", "predict", "recalibrate"}
 
 

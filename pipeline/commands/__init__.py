@@ -7,6 +7,7 @@ COMMANDS = {            # command name → module of pipeline.commands
     "compare": "compare",
     "verify": "verify",
     "bench": "bench",
+    "energy": "energy",
     "config": "config",
     "data": "data",
     "robustness": "robustness",

@@ -12,7 +12,8 @@ import click
 
 HELP = ("measure samples/s: native engine, ngspice (loaded and rebuilt per sample), EP training step, "
         "the same on real devices (a programmed chip with read noise, hardware-aware and pulsed EP steps), "
-        "and one EP training epoch of the main job's block against a Keras backprop epoch")
+        "and one EP training epoch of the main job's block against a Keras backprop epoch; "
+        "--scaling: EP step time against block size instead")
 
 
 def fashion_block(seed: int = 0):
@@ -52,6 +53,19 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 @click.option("--transient-ngspice-samples", type=click.IntRange(min=0), default=1, show_default=True,
               help="samples of ngspice's .tran on the same block and grid (one ngspice -b each)")
 @click.option("--profile", is_flag=True, help="profile that EP epoch: time per part of the step")
+@click.option("--scaling", is_flag=True,
+              help="measure only EP step time against block size (dense hidden widths, LC image sizes) and "
+                   "its fitted exponent per family")
+@click.option("--scaling-width", type=click.IntRange(min=1), multiple=True,
+              help="--scaling: a dense block's hidden width (repeatable) [default: 50 100 200 400 800]")
+@click.option("--scaling-size", type=click.IntRange(min=4), multiple=True,
+              help="--scaling: an LC block's image side (repeatable) [default: 8 12 16 20 28]")
+@click.option("--scaling-batches", type=click.IntRange(min=1), default=4, show_default=True,
+              help="--scaling: mini-batches of 64 per timed epoch")
+@click.option("--scaling-repeats", type=click.IntRange(min=1), default=2, show_default=True,
+              help="--scaling: timed epochs per block (the best counts)")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="--scaling: draw time against conductances to this PNG")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
@@ -197,6 +211,12 @@ def _ngspice_figures(model, eng, x, args) -> dict:
 
 
 def run(args) -> int:
+    if getattr(args, "scaling", False):
+        return _run_scaling(args)
+    for key in ("scaling_width", "scaling_size", "plot"):
+        if getattr(args, key, None):
+            from pipeline.errors import OptionError
+            raise OptionError(f"--{key.replace('_', '-')} is an option of --scaling, which was not given")
     model, eng, x, y, res = _native_figures(args)
     if not args.no_hardware:
         res.update(_hardware_rates(model, eng, x, y, args))
@@ -216,6 +236,21 @@ def run(args) -> int:
         print(json.dumps(res, indent=2))
     else:
         _print_report(res, args)
+    return 0
+
+
+def _run_scaling(args) -> int:
+    from pipeline.commands.bench_scaling import SIZES, WIDTHS, plot_scaling, print_scaling_bench, run_scaling_bench
+    res = run_scaling_bench(args.scaling_width or WIDTHS, args.scaling_size or SIZES, args.scaling_batches,
+                            args.scaling_repeats)
+    if args.plot:
+        plot_scaling(res, args.plot)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print_scaling_bench(res)
+        if args.plot:
+            print(f"wrote {args.plot}")
     return 0
 
 

@@ -1,0 +1,81 @@
+"""mixsig energy: time and energy per inference and per training sample of the main job's
+block on the chip, against the same network on a GPU (published figures) and on this
+machine's CPU (measured). The arithmetic is analog/energy_report.py's; docs/transient.md
+explains the figures and their sources."""
+from __future__ import annotations
+
+import json
+
+import click
+
+HELP = ("time and energy per inference and per training sample of the main job's block on the chip "
+        "(transients, sample-and-hold, programming pulses, converters) against the same network on a GPU "
+        "and this machine's CPU")
+
+
+@click.command("energy", help=HELP, short_help=HELP)
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="random inputs in ±1 V simulated as transients")
+@click.option("--device", type=click.Choice(["rram", "pcm"]), default="rram", show_default=True,
+              help="the programming pulses' device (analog/energy_figures.py gives their figures and sources)")
+@click.option("--pulse-energy", type=float, default=None, help="J per programming pulse [default: the device's]")
+@click.option("--pulse-duration", type=float, default=None, help="s per programming pulse [default: the device's]")
+@click.option("--dac-bits", type=click.IntRange(min=0), default=8, show_default=True,
+              help="input DAC bits (0: no DACs counted)")
+@click.option("--adc-bits", type=click.IntRange(min=0), default=8, show_default=True,
+              help="output ADC bits (0: no ADCs counted)")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="EP's nudge")
+@click.option("--rel-tol", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+              help="a phase has settled within this fraction of the nudge's displacement")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=2e-9, show_default=True,
+              help="simulated length of each phase, s")
+@click.option("--amplifier-bias", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="A per amplifier and sample-and-hold buffer [default: analog/energy_figures.py's, an "
+                   "assumption; vary it for the table's sensitivity]")
+@click.option("--sh-acquire", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="sample-and-hold acquisition time, s [default: analog/energy_figures.py's, an assumption]")
+@click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
+def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, beta, rel_tol, duration,
+            amplifier_bias, sh_acquire, json_) -> int:
+    import numpy as np
+
+    from analog.energy_figures import ConverterCost
+    from analog.energy_report import ChipSetting, chip_figures, comparison, cpu_times, digital_macs
+    from pipeline.commands.bench import fashion_block
+    setting = ChipSetting(_pulse(device, pulse_energy, pulse_duration), ConverterCost(dac_bits or None,
+                          adc_bits or None), beta=beta, rel_tol=rel_tol, duration=duration,
+                          amplifier_bias=amplifier_bias, sh_acquire=sh_acquire)
+    model = fashion_block()
+    model.compile(loss="mse", optimizer="sgd", beta=beta)
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-1, 1, (samples, 150)), rng.integers(0, 10, samples)
+    chip = chip_figures(model, x, y, setting)
+    macs, cpu = digital_macs(), cpu_times()
+    rows = comparison(chip, macs, cpu)
+    if json_:
+        print(json.dumps({"chip": chip, "macs": macs, "cpu_s": cpu, "rows": rows}, indent=1))
+    else:
+        _print_table(chip, macs, rows)
+    return 0
+
+
+def _pulse(device: str, energy, duration):
+    """The device's pulse; an --pulse-energy or --pulse-duration applies to SET and RESET alike."""
+    from analog.training_energy import PulseSpec, device_pulse
+    pulse = device_pulse(device)
+    if energy is None and duration is None:
+        return pulse
+    return PulseSpec(pulse.energy_j if energy is None else energy, pulse.duration_s if duration is None else duration,
+                     keys=("--pulse-energy", "--pulse-duration"))
+
+
+def _print_table(chip: dict, macs: dict, rows: list) -> None:
+    print(json.dumps(chip, indent=1))
+    print(f"MACs of the same network digitally: {macs}")
+    print("| task | system | time per sample | energy per sample | how | time ÷ chip's | energy ÷ chip's "
+          "| energy ÷ chip's without converters |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} | {r['system']} | {r['time_s']:.3g} s | {r['energy_j']:.3g} J | {r['how']} | "
+              f"{r['time_vs_chip']:.3g} | {r['energy_vs_chip']:.3g} | {r['energy_vs_bare_chip']:.3g} |")
