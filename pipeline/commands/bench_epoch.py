@@ -88,7 +88,7 @@ CATEGORIES = (
      ("newton:add_to", "newton:device_values", "newton:step_scale", "newton:branch", "newton:offsets", "newton:_gather",
       "devices:current", "devices:cocontent", "devices:limit", "native:_devices", "native:_branch")),
     ("Newton loop (K matvec, line search, convergence tests)",
-     ("newton:damped_newton", "newton:__call__", "newton:keep", "newton:_line_search", "newton:_relax_eliminated",
+     ("newton:damped_newton", "newton:__call__", "newton:keep", "newton:_line_search", "relax:relax_eliminated", "relax:_relax_block",
       "newton:direction", "newton:stepped", "newton:moved_by", "newton:retire", "newton:finish", "schur:times",
       "operators:__rmatmul__", "native:_solve_chunk", "native:_from_last_free_solve", "native:_kcl_ok")),
     ("nudged-phase predictor (linear response)", ("native:linear_response",)),

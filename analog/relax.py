@@ -1,0 +1,115 @@
+"""Block relaxation of the native engine's Newton iteration (analog/newton.py): from V_ref,
+after the first Newton step, F is minimised over one independent set of free nodes at a
+time, the others held. K has no couplings inside such a set, so that is one convex
+problem in one unknown per node, solved by Newton steps on all of them at once that
+evaluate only the devices on those nodes. A layered block (locally connected → dense →
+outputs) splits into two such sets, the eliminated nodes E and the kept ones R, so the
+relaxation alternates E, R, E, … (block coordinate descent on a convex F); Newton then
+starts close enough to its quadratic convergence to save two to four iterations."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .schur import as_slice
+
+#: the eliminated nodes' relaxation: sweeps at most, the step (V) that ends it, the largest step
+#: (a start for Newton, not a solution: 1 mV is close enough for Newton's quadratic convergence)
+RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP = 12, 1e-3, 0.05
+#: half-sweeps (E, R, E, …) of the relaxation where R is an independent set too
+RELAX_BLOCKS = 5
+
+
+def relax_eliminated(evaluate, schur, v, F, r, d, us):
+    """Minimise F over the eliminated nodes E alone, the others held: K_EE is diagonal, so
+    that is one convex problem in one unknown per node, solved by Newton steps on all of
+    them at once (each clipped to RELAX_MAX_STEP volts; a sweep evaluates the devices only,
+    the linear part of E's residual moves with v_E alone). Where the kept nodes R are an
+    independent set too (a layered block: locally connected → dense → outputs), the same
+    on R, then E again, RELAX_BLOCKS half-sweeps in all (block coordinate descent: F goes
+    down at every half-sweep). A sample keeps the result where F went down, else its state
+    is unchanged. After the first Newton step from V_ref this carries the hidden nodes
+    through their diodes' knee, where Newton on the whole system spends several
+    iterations (the Fashion block: at most 4 Newton iterations per sample instead of 8)."""
+    blocks = [(schur.E_index, schur.KEE)]
+    if schur.R_independent and len(schur.R):
+        blocks = [blocks[0], (schur.R_index, schur.KRR_diag)] * (RELAX_BLOCKS // 2) + blocks[:RELAX_BLOCKS % 2]
+    w, Fw, rw, dw, uw = v.copy(), F, r, d, us
+    for k, (idx, Kd) in enumerate(blocks):
+        if k:
+            Fw, rw, dw, uw = evaluate(w)
+        _relax_block(evaluate, idx, Kd, w, rw, dw, uw)
+    Fw, rw, dw, uw = evaluate(w)
+    better = Fw <= F
+    if better.all():
+        return w, Fw, rw, dw, uw
+    keep = ~better
+    w[keep], Fw[keep], rw[keep], dw[keep] = v[keep], F[keep], r[keep], d[keep]
+    for u_w, u in zip(uw, us):
+        u_w[keep] = u[keep]
+    return w, Fw, rw, dw, uw
+
+
+def _relax_block(evaluate, idx, Kd, w, r, d, us) -> None:
+    """Newton steps, in place on w, on the nodes `idx` (no couplings among them: K's block
+    there is the diagonal Kd), the other nodes held; only the devices on those nodes are
+    evaluated."""
+    nodes = np.arange(w.shape[1])[idx]
+    sub, picks = restricted(evaluate.stack, nodes, w.shape[1])
+    offs = [evaluate.offs[i][:, cols] for i, cols in picks]
+    wB = w[:, idx]
+
+    def devices(wB):
+        dev_r, dev_d = np.zeros_like(wB), np.zeros_like(wB)
+        sub.add_to(dev_r, dev_d, sub.branch(wB, offs), energy=False)
+        return dev_r, dev_d
+
+    held = r[:, idx] - Kd * wB - devices(wB)[0]      # what the other nodes and the sources put in
+    rB, dB = r[:, idx], d[:, idx]
+    for _ in range(RELAX_SWEEPS):
+        step = np.clip(-rB / (Kd + dB), -RELAX_MAX_STEP, RELAX_MAX_STEP)
+        wB += step
+        if np.abs(step).max() <= RELAX_TOL:
+            break
+        dev_r, dB = devices(wB)
+        rB = Kd * wB + held + dev_r
+    w[:, idx] = wB
+
+
+def restricted(stack, nodes, n_free: int):
+    """The devices on the free nodes `nodes` (of n_free) alone, as a stack over those nodes
+    (numbered by their position in `nodes`), and per kept group (its index, the
+    positions of its kept devices): a relaxation of one independent set of nodes
+    evaluates only the devices there (built once per node set)."""
+    key = nodes.tobytes()
+    cache = stack.__dict__.setdefault("_restricted", {})
+    if key not in cache:
+        local = np.full(n_free, -1)
+        local[nodes] = np.arange(len(nodes))
+        sub, picks = copy.copy(stack), []
+        sub.groups, sub._restricted = [], {}
+        for i, g in enumerate(stack.groups):
+            keep = local[g["f"]] >= 0
+            if keep.any():
+                sub.groups.append(_restrict_group(g, keep, local))
+                picks.append((i, np.flatnonzero(keep)))
+        sub.limiting = [i for i, g in enumerate(sub.groups) if g["limit"]]
+        cache[key] = (sub, picks)
+    return cache[key]
+
+
+def _restrict_group(g: dict, keep: np.ndarray, local: np.ndarray) -> dict:
+    """A device group cut to its devices `keep`, its nodes renumbered by `local`."""
+    n = len(g["f"])
+    h = {k: (val[keep] if isinstance(val, np.ndarray) and val.shape == (n,) else val) for k, val in g.items()}
+    h["f"], h["parts"], pos = local[g["f"][keep]], [], 0
+    for sl, _ in g["parts"]:
+        m = keep[sl]
+        if m.any():
+            h["parts"].append((slice(pos, pos + int(m.sum())), as_slice(local[g["f"][sl][m]])))
+            pos += int(m.sum())
+    h.pop("gather", None)
+    if all(isinstance(fp, slice) for _, fp in h["parts"]):
+        h["gather"] = [fp for _, fp in h["parts"]]
+    return h
