@@ -32,14 +32,16 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
     is unchanged. After the first Newton step from V_ref this carries the hidden nodes
     through their diodes' knee, where Newton on the whole system spends several
     iterations (the Fashion block: at most 4 Newton iterations per sample instead of 8)."""
-    blocks = [(schur.E_index, schur.KEE)]
+    E, R = schur.E_index, schur.R_index
+    # per block: its nodes, K's diagonal there, the other block and K from it (K_EE, K_RR diagonal)
+    blocks = [(E, schur.KEE, R, schur.KRE)]
     if schur.R_independent and len(schur.R):
-        blocks = [blocks[0], (schur.R_index, schur.KRR_diag)] * (RELAX_BLOCKS // 2) + blocks[:RELAX_BLOCKS % 2]
-    w, Fw, rw, dw, uw = v.copy(), F, r, d, us
-    for k, (idx, Kd) in enumerate(blocks):
-        if k:
-            Fw, rw, dw, uw = evaluate(w)
-        _relax_block(evaluate, idx, Kd, w, rw, dw, uw)
+        blocks = [blocks[0], (R, schur.KRR_diag, E, schur.KER)] * (RELAX_BLOCKS // 2) + blocks[:RELAX_BLOCKS % 2]
+    w = v.copy()
+    for idx, Kd, other, K_other in blocks:
+        # what the sources, the injected currents and the held block put into this one's residual
+        held = evaluate.c[:, idx] + (w[:, other] @ K_other if len(schur.R) else 0.0)
+        _relax_block(evaluate, idx, Kd, w, held)
     Fw, rw, dw, uw = evaluate(w)
     better = Fw <= F
     if better.all():
@@ -51,29 +53,21 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
     return w, Fw, rw, dw, uw
 
 
-def _relax_block(evaluate, idx, Kd, w, r, d, us) -> None:
+def _relax_block(evaluate, idx, Kd, w, held) -> None:
     """Newton steps, in place on w, on the nodes `idx` (no couplings among them: K's block
-    there is the diagonal Kd), the other nodes held; only the devices on those nodes are
-    evaluated."""
+    there is the diagonal Kd), the rest held (`held`: the residual's part that does not
+    move with them); only the devices on those nodes are evaluated."""
     nodes = np.arange(w.shape[1])[idx]
     sub, picks = restricted(evaluate.stack, nodes, w.shape[1])
     offs = [evaluate.offs[i][:, cols] for i, cols in picks]
     wB = w[:, idx]
-
-    def devices(wB):
-        dev_r, dev_d = np.zeros_like(wB), np.zeros_like(wB)
-        sub.add_to(dev_r, dev_d, sub.branch(wB, offs), energy=False)
-        return dev_r, dev_d
-
-    held = r[:, idx] - Kd * wB - devices(wB)[0]      # what the other nodes and the sources put in
-    rB, dB = r[:, idx], d[:, idx]
     for _ in range(RELAX_SWEEPS):
-        step = np.clip(-rB / (Kd + dB), -RELAX_MAX_STEP, RELAX_MAX_STEP)
+        dev_r, dB = np.zeros_like(wB), np.zeros_like(wB)
+        sub.add_to(dev_r, dB, sub.branch(wB, offs), energy=False)
+        step = np.clip(-(Kd * wB + held + dev_r) / (Kd + dB), -RELAX_MAX_STEP, RELAX_MAX_STEP)
         wB += step
         if np.abs(step).max() <= RELAX_TOL:
             break
-        dev_r, dB = devices(wB)
-        rB = Kd * wB + held + dev_r
     w[:, idx] = wB
 
 
