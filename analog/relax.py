@@ -41,7 +41,8 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
     for idx, Kd, other, K_other in blocks:
         # what the sources, the injected currents and the held block put into this one's residual
         held = evaluate.c[:, idx] + (w[:, other] @ K_other if len(schur.R) else 0.0)
-        _relax_block(evaluate, idx, Kd, w, held)
+        if _relax_block(evaluate, idx, Kd, w, held) == 1 and idx is not E:
+            break     # the first step on R already within RELAX_TOL: E would not move either
     Fw, rw, dw, uw = evaluate(w)
     better = Fw <= F
     if better.all():
@@ -53,32 +54,33 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
     return w, Fw, rw, dw, uw
 
 
-def _relax_block(evaluate, idx, Kd, w, held) -> None:
+def _relax_block(evaluate, idx, Kd, w, held) -> int:
     """Newton steps, in place on w, on the nodes `idx` (no couplings among them: K's block
     there is the diagonal Kd), the rest held (`held`: the residual's part that does not
-    move with them); only the devices on those nodes are evaluated."""
-    nodes = np.arange(w.shape[1])[idx]
-    sub, picks = restricted(evaluate.stack, nodes, w.shape[1])
+    move with them); only the devices on those nodes are evaluated. Returns the steps taken."""
+    sub, picks = restricted(evaluate.stack, idx, w.shape[1])
     offs = [evaluate.offs[i][:, cols] for i, cols in picks]
     wB = w[:, idx]
-    for _ in range(RELAX_SWEEPS):
+    for k in range(RELAX_SWEEPS):
         dev_r, dB = np.zeros_like(wB), np.zeros_like(wB)
         sub.add_to(dev_r, dB, sub.branch(wB, offs), energy=False)
         step = np.clip(-(Kd * wB + held + dev_r) / (Kd + dB), -RELAX_MAX_STEP, RELAX_MAX_STEP)
         wB += step
-        if np.abs(step).max() <= RELAX_TOL:
-            break
+        if np.abs(step).max() <= RELAX_TOL or not (sub.groups or np.abs(step).max() >= RELAX_MAX_STEP):
+            break     # (no devices there: an unclipped step is exact)
     w[:, idx] = wB
+    return k + 1
 
 
-def restricted(stack, nodes, n_free: int):
-    """The devices on the free nodes `nodes` (of n_free) alone, as a stack over those nodes
-    (numbered by their position in `nodes`), and per kept group (its index, the
-    positions of its kept devices): a relaxation of one independent set of nodes
-    evaluates only the devices there (built once per node set)."""
-    key = nodes.tobytes()
+def restricted(stack, idx, n_free: int):
+    """The devices on the free nodes `idx` (a slice or indices, of n_free) alone, as a
+    stack over those nodes (numbered by their position in idx), and per kept group (its
+    index, the positions of its kept devices): a relaxation of one independent set of
+    nodes evaluates only the devices there (built once per node set)."""
+    key = (idx.start, idx.stop) if isinstance(idx, slice) else idx.tobytes()
     cache = stack.__dict__.setdefault("_restricted", {})
     if key not in cache:
+        nodes = np.arange(n_free)[idx]
         local = np.full(n_free, -1)
         local[nodes] = np.arange(len(nodes))
         sub, picks = copy.copy(stack), []
