@@ -41,10 +41,11 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, (cfg, x, y) in blocks.items():
             model = model_from_config(cfg, x.shape[1], 10)
-            model.fit(x[:args.warmup], y[:args.warmup], epochs=1, batch_size=args.batch_size, verbose=0)
+            w = args.warmup
+            model.fit(x[:w], y[:w], epochs=1, batch_size=args.batch_size, verbose=0)
             n = args.samples
             cpu, wall = time.process_time(), time.perf_counter()
-            model.fit(x[args.warmup:args.warmup + n], y[args.warmup:args.warmup + n], epochs=1, batch_size=args.batch_size, verbose=0)
+            model.fit(x[w:w + n], y[w:w + n], epochs=1, batch_size=args.batch_size, verbose=0)
             rate = {"conductances": int(sum(g.size for g in model.conductances)),
                     "samples_per_cpu_second": round(n / (time.process_time() - cpu), 1),
                     "samples_per_wall_second": round(n / (time.perf_counter() - wall), 1)}
