@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .devices import ShockleyDiode
+from .relax import relax_eliminated
 from .schur import PRECOND_MAX_STEP, as_slice
 
 
@@ -216,7 +217,7 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None, rela
     cvec = c(src) the linear residual's affine part, inj the injected (nudging) currents,
     both (B, n) and scaled; `precond`, per-sample inverses of the Schur complement at
     nearby states (analog/schur.py), or None; `relax`: after the first iteration, relax
-    the eliminated nodes (`_relax_eliminated`; for a cold start). Returns (v, converged,
+    the eliminated nodes (analog/relax.py; for a cold start). Returns (v, converged,
     iterations); when `kept` is a dict, the inverses at each sample's last iteration go to
     kept["precond"]."""
     stack = engine._stack
@@ -263,48 +264,10 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None, rela
                 F, r, d, us = F_new[keep], r_new[keep], d_new[keep], [u[keep] for u in us_new]
             if relax and len(active) and lin["schur"].exact:
                 relax, v_act = False, v[active]
-                v[active], F, r, d, us = _relax_eliminated(evaluate, lin["schur"], v_act, F, r, d, us)
+                v[active], F, r, d, us = relax_eliminated(evaluate, lin["schur"], v_act, F, r, d, us)
                 solver.moved_by(v[active] - v_act)
     solver.finish(active, kept)
     return v, converged, iterations
-
-
-#: the eliminated nodes' relaxation: sweeps at most, the step (V) that ends it, the largest step
-#: (a start for Newton, not a solution: 1 mV is close enough for Newton's quadratic convergence)
-RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP = 12, 1e-3, 0.05
-
-
-def _relax_eliminated(evaluate, schur, v, F, r, d, us):
-    """Minimise F over the eliminated nodes E alone, the others held: K_EE is diagonal, so
-    that is one convex problem in one unknown per node, solved by Newton steps on all of
-    them at once (each clipped to RELAX_MAX_STEP volts; a sweep evaluates the devices only,
-    the linear part of E's residual moves with v_E alone). A sample keeps the result where
-    F went down, else its state is unchanged. After the first Newton step from V_ref this
-    carries the hidden nodes through their diodes' knee, where Newton on the whole system
-    spends several iterations (the Fashion block: at most 4 Newton iterations per sample
-    instead of 8)."""
-    stack, E, KEE, w = evaluate.stack, schur.E_index, schur.KEE, v.copy()
-    dev_r = np.zeros_like(v)
-    stack.add_to(dev_r, np.zeros_like(v), us, energy=False)
-    held = r[:, E] - KEE * v[:, E] - dev_r[:, E]      # what R and the sources put into E's residual
-    rE, dE = r[:, E], d[:, E]
-    for _ in range(RELAX_SWEEPS):
-        step = np.clip(-rE / (KEE + dE), -RELAX_MAX_STEP, RELAX_MAX_STEP)
-        w[:, E] += step
-        if np.abs(step).max() <= RELAX_TOL:
-            break
-        dev_r, dev_d = np.zeros_like(v), np.zeros_like(v)
-        stack.add_to(dev_r, dev_d, stack.branch(w, evaluate.offs), energy=False)
-        rE, dE = KEE * w[:, E] + held + dev_r[:, E], dev_d[:, E]
-    Fw, rw, dw, uw = evaluate(w)
-    better = Fw <= F
-    if better.all():
-        return w, Fw, rw, dw, uw
-    keep = ~better
-    w[keep], Fw[keep], rw[keep], dw[keep] = v[keep], F[keep], r[keep], d[keep]
-    for u_w, u in zip(uw, us):
-        u_w[keep] = u[keep]
-    return w, Fw, rw, dw, uw
 
 
 def _line_search(evaluate, v_act, step, alpha, F, slope):

@@ -99,6 +99,8 @@ class SchurSolver:
         self.exact = np.count_nonzero(KEE_full) == np.count_nonzero(np.diag(KEE_full))
         self.KER, self.KRE = K[np.ix_(E, R)], K[np.ix_(R, E)]
         self.KRR = K[np.ix_(R, R)]
+        self.KRR_diag = np.diag(self.KRR).copy()
+        self.R_independent = np.count_nonzero(self.KRR) == np.count_nonzero(self.KRR_diag)
         nR = len(R)
         self.iu, self.ju = np.triu_indices(nR)
         # P[e, k] = K_{r_k e} K_{e s_k} over the upper-triangle pairs (r_k, s_k)

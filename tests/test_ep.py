@@ -87,7 +87,7 @@ def test_ep_leaves_out_non_converged_samples():
     estimate on the converged samples alone, computed with a fully converging engine."""
     m = block(hidden=(5,), device=DEVICES["shockley"])
     x, labels = inputs(40, 3, scale=3.0), np.arange(40) % 2
-    res = ep_gradients(NativeEngine(m.circuit, max_iter=5), m.circuit, m.conductances, x, labels, MSE(), 1e-7,
+    res = ep_gradients(NativeEngine(m.circuit, max_iter=4), m.circuit, m.conductances, x, labels, MSE(), 1e-7,
                        input_grad=True)
     assert 0 < res.used.sum() < len(x)            # a real mix of converged and failed samples
     ref = ep_gradients(NativeEngine(m.circuit), m.circuit, m.conductances, x[res.used], labels[res.used], MSE(), 1e-7,
@@ -253,8 +253,8 @@ def test_non_converged_samples_follow_one_rule_in_every_metric():
     converged ones; the count and fraction reported (module docstring of analog.model)."""
     m = block(hidden=(5,), device=DEVICES["shockley"])
     x, y = inputs(40, 3, scale=3.0), np.arange(40) % 2
-    m.compile(loss="mse", optimizer="sgd", beta=1e-7, engine_options={"max_iter": 5})
-    conv = NativeEngine(m.circuit, max_iter=5).solve(m.conductances, x).converged
+    m.compile(loss="mse", optimizer="sgd", beta=1e-7, engine_options={"max_iter": 4})
+    conv = NativeEngine(m.circuit, max_iter=4).solve(m.conductances, x).converged
     assert 0 < conv.sum() < len(x)
     full = NativeEngine(m.circuit).solve(m.conductances, x)        # every sample, converged
     out = m.circuit.outputs(full.v)
