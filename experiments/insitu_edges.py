@@ -4,8 +4,7 @@ and optimiser) trained by EP on stand-in embeddings (an MLP encoder's tanh layer
 Fashion-MNIST, the bench's), programmed onto the chip of experiments/fashion_mnist_chip.yaml
 with one edge on at a time, then one in-situ EP epoch per chip (Adam base, lr 0.002,
 stochastic pulses: the config's), and test accuracy before and after. Prints one row per
-case, and with --cosine the cosine between the chip's EP gradient and its exact gradient.
-
+case (with --cosine: cos(EP, exact) on the chip); --raw-targets: before the fix.
     PYTHONPATH=. .venv/bin/python experiments/insitu_edges.py [--harsh] [--cases dac,adc,wires]
 """
 from __future__ import annotations
