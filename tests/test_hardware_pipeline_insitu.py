@@ -60,6 +60,49 @@ def test_one_pulsed_step_follows_the_realised_circuit_gradient(block):
         assert np.max(np.abs(d - s)) < 0.05 * np.max(np.abs(s)) + resolution
 
 
+def _one_sgd_step(block, spec, **kw):
+    """(ΔG of one pulsed SGD step of finetune on a fresh chip, the chip, G before) in trained units."""
+    from analog.hardware import PulsedOptimizer, finetune, program
+    model, x, y = block
+    chip = program(model, spec, seed=3)
+    G0 = [g / k for g, k in zip(chip.G_prog, chip.scale)]
+    opt = PulsedOptimizer(spec, lr=1.0, base="sgd", rule="pulses")
+    finetune(chip, x[:64], y[:64], loss=model.loss, beta=1e-9, optimizer=opt, epochs=1, batch_size=64, **kw)
+    return [g / k - g0 for g, k, g0 in zip(chip.G_prog, chip.scale, G0)], chip, G0
+
+
+def test_finetune_clips_mse_targets_onto_the_adc_range(block):
+    """A 12-bit ADC whose full scale R lies inside the MSE's ±0.5 V targets: the in-situ step
+    follows the exact gradient of an MSE with targets ±R written by hand (and, with
+    readable_targets=False, of the ±0.5 V one); the two steps differ, so the test can fail."""
+    from analog import exact_gradients
+    from analog.hardware import program, resolve_hardware
+    from analog.hardware.insitu import readable_loss
+    from analog.losses import MSE
+    from analog.native import NativeEngine
+    model, x, y = block
+    r = 0.5 * float(np.abs(model.predict(x)).max())
+    assert r < model.loss.amplitude              # the targets lie beyond the ADC's range
+    spec = resolve_hardware("ideal", {"device": {"dw_min": 1e-5, "gamma": 0.0}, "adc": {"bits": 12, "range": r}})
+
+    def expected(chip, G0, loss):     # the SGD step on the pulsed range (a device at a bound stays there)
+        g = exact_gradients(NativeEngine(chip.circuit), chip.circuit, G0, x[:64], y[:64], loss).grads
+        lo = [max(spec.device.g_min / (spec.device.g_max / L.g_max), L.g_min) for L in model.dense_layers]
+        return [np.clip(g0 - (L.g_max - L.g_min) ** 2 * gi, a, L.g_max) - g0
+                for g0, L, gi, a in zip(G0, model.dense_layers, g, lo)]
+    dG, chip, G0 = _one_sgd_step(block, spec)
+    clipped, raw = expected(chip, G0, MSE(amplitude=r)), expected(chip, G0, MSE(amplitude=0.5))
+    assert _cos(dG, clipped) > 0.999 and _cos(clipped, raw) < 0.99
+    dG_raw, chip_raw, G0_raw = _one_sgd_step(block, spec, readable_targets=False)
+    assert _cos(dG_raw, raw) > 0.999
+    # midpoint 0.2 V, amplitude 0.5 V: targets +0.7 / −0.3 V; r ≈ 0.38 V clips the top one only
+    assert 0.3 < r < 0.7
+    _, g = readable_loss(chip, MSE(midpoint=0.2, amplitude=0.5))(np.zeros((3, 3)), np.array([0, 1, 2]))
+    np.testing.assert_allclose(g, -np.where(np.eye(3, dtype=bool), r, -0.3), atol=1e-12)
+    plain = MSE()      # no ADC bits: the loss as given
+    assert readable_loss(program(model, resolve_hardware("ideal"), seed=0), plain) is plain
+
+
 def test_finetune_recovers_a_damaged_chip_and_keeps_stuck_devices(block):
     """RRAM without write-verify (σ 0.3 g_max, 10 % stuck): the programmed chips lose accuracy;
     three in-situ epochs (read noise, noisy pulses) win most of it back on each of 3 chips;

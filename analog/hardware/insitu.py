@@ -42,14 +42,16 @@ class _Cells:
 
 def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch_size: int = 64,
              nudging: str = "symmetric", t: float = 0.0, seed: int = 0, progress: bool = False,
-             on_epoch=None) -> dict:
+             on_epoch=None, readable_targets: bool = True) -> dict:
     """EP on the chip, `epochs` passes over (x, y); returns the history {key: [per epoch]}:
     loss, accuracy (on the noisy reads the solves saw, non-converged counted wrong), pulses
     (given per epoch), pulses_per_device, moved_rel (mean |ΔG|/g_max of the epoch, device
     units), skipped (samples left out of an update: some EP phase failed), seconds.
-    `on_epoch(epoch, logs)` is called after every epoch."""
+    `on_epoch(epoch, logs)` is called after every epoch. With `readable_targets` an MSE's
+    targets are clipped onto the ADC's full scale first (`readable_loss`)."""
     from ..ep import ep_gradients
     x, y, layers = _checked(chip, x, y, epochs, batch_size)
+    loss = readable_loss(chip, loss) if readable_targets else loss
     g_max_dev = chip.spec.device.g_max
     state = chip.device_conductances_at(t, noise=False)     # the devices as they are at t
     cells = [_Cells(G / k, layer.g_min, layer.g_max, layer.lr_scale, layer.trainable)
@@ -93,6 +95,23 @@ def finetune(chip, x, y, *, loss, beta: float, optimizer, epochs: int = 1, batch
         if on_epoch is not None:
             on_epoch(epoch, logs)
     return hist
+
+
+def readable_loss(chip, loss):
+    """The loss EP nudges the chip's outputs with: an MSE whose targets lie beyond the full
+    scale ±R of the chip's quantising ADC gets them clipped onto ±R. The nudge sees the ADC's
+    codes, which stop at ±R, so a target beyond R pushes an output past the end without limit:
+    on the Fashion chip (targets ±0.5 V, calibrated R ≈ 0.3 V) one epoch drove most wrong-class
+    outputs below the ADC's floor and the correct ones with them (docs/edges.md, "In-situ
+    training through the edges"). Any other loss, or a chip without ADC bits, is kept."""
+    from ..losses import MSE
+    if type(loss) is not MSE or chip.converters is None or chip.spec.adc.bits is None:
+        return loss
+    r = chip.converters.adc_range
+    hi, lo = min(loss.midpoint + loss.amplitude, r), max(loss.midpoint - loss.amplitude, -r)
+    if (hi, lo) == (loss.midpoint + loss.amplitude, loss.midpoint - loss.amplitude) or hi <= lo:
+        return loss          # targets readable already, or both beyond one end (nothing to clip onto)
+    return MSE(midpoint=0.5 * (hi + lo), amplitude=0.5 * (hi - lo))
 
 
 def _checked(chip, x, y, epochs, batch_size):
