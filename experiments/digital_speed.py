@@ -10,6 +10,11 @@ compiles every Keras train step with XLA (`compile(jit_compile=True)`; Keras lea
 on a CPU-only machine).  Prints one JSON line per variant: [wall, CPU] seconds scaled to
 54,000 images of one `fit` epoch (after a first), one `fit_targets` epoch (after a first)
 and one embedding pass (after a first).
+
+    --feeding: instead, one `fit` epoch of the main job's CNN fed numpy arrays (what the
+    stages do) against a tf.data pipeline (from_tensor_slices → cache → shuffle → batch(128) →
+    prefetch), twice each, alternating, in one process; run it again with --threads 2,1 (TF
+    intra-/inter-op threads; default: TF's choice) to compare thread settings by CPU seconds.
 """
 from __future__ import annotations
 
@@ -74,16 +79,53 @@ def _timed(name, params, x, y, epochs):
             "fit_targets_epoch_s": target_s, "embed_s": embed_s}
 
 
+def _feeding(x, y, rounds: int = 2) -> list[dict]:
+    """[wall, CPU] s per 54,000 images of one fit epoch: numpy arrays against tf.data."""
+    import keras
+    import tensorflow as tf
+    from digital import CNNEncoder
+    from digital.inputs import prepare_images
+    x, y = prepare_images(x), np.asarray(y, dtype=np.int64)
+    model = CNNEncoder().model
+    clf = keras.Model(model.inputs, model.outputs[1])
+    clf.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ds = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x), seed=0)
+          .batch(128).prefetch(tf.data.AUTOTUNE))
+    clf.fit(x[:1024], y[:1024], batch_size=128, epochs=1, verbose=0)     # compile both paths
+    clf.fit(ds.take(4), epochs=1, verbose=0)
+    out, scale = [], 54000 / len(x)
+    for _ in range(rounds):
+        t0 = _clocks()
+        clf.fit(x, y, batch_size=128, epochs=1, shuffle=True, verbose=0)
+        numpy_s = _since(t0, scale)
+        t0 = _clocks()
+        clf.fit(ds, epochs=1, verbose=0)
+        out.append({"n": len(x), "numpy_fit_epoch_s": numpy_s, "tfdata_fit_epoch_s": _since(t0, scale)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--n", type=int, default=12800)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--feeding", action="store_true", help="numpy against tf.data feeding (see above)")
+    ap.add_argument("--threads", default=None, help="INTRA,INTER TF op threads (default: TF's choice)")
     args = ap.parse_args()
+    if args.threads:
+        import tensorflow as tf
+        intra, inter = (int(v) for v in args.threads.split(","))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
     from digital.bench_cnn import load_fashion
     xtr, ytr, _, _ = load_fashion(args.data)
     x, y = xtr[:args.n], ytr[:args.n]
+    if args.feeding:
+        for row in _feeding(x, y):
+            print(json.dumps({"threads": args.threads or "default", **row}), flush=True)
+        return
     for text in args.variant or ["base"]:
         name, params = _variant(text)
         print(json.dumps(_time_variant(name, params, x, y, args.epochs)), flush=True)

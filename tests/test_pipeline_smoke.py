@@ -114,6 +114,10 @@ def test_cotrain_runs_tags_metrics_artifacts(smoke):
     assert "netlist/analog_block.cir" in arts
     assert "targets/targets.npz" in artifact_paths(client, by[("optimize-inputs", "0")].info.run_id)
     assert "encoder/encoder.json" in artifact_paths(client, by[("retrain-digital", "0")].info.run_id)
+    # retrain-digital outputs the retrained encoder's embeddings; the next embed stage hands them on
+    assert "embeddings/embeddings.npz" in artifact_paths(client, by[("retrain-digital", "0")].info.run_id)
+    assert by[("embed", "0")].data.metrics["embed_reused"] == 0.0
+    assert by[("embed", "1")].data.metrics["embed_reused"] == 1.0
     assert {"plots/accuracy_per_round.png", "config.yaml", "summary.json"} <= artifact_paths(client, parent.info.run_id)
     # the local working folder mirrors the steps
     assert (tmp / "runs" / parent.info.run_id / "07-evaluate-r1" / "metrics.json").is_file()

@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError, StageInputError  # noqa: F401  (raise
 
 KINDS = {
     "encoder": ("encoder", "the digital encoder (train-digital or retrain-digital)"),
-    "embeddings": ("embeddings", "the embeddings .npz (embed)"),
+    "embeddings": ("embeddings", "the embeddings .npz (embed, or retrain-digital: the retrained encoder's)"),
     "analog": ("analog_model", "the analog model folder (train-analog)"),
     "targets": ("targets", "the target embeddings .npz (optimize-inputs)"),
 }

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from pipeline.flow.artifacts import save_npz
+from pipeline.flow.embedding_reuse import embedding_arrays, matching, read_embeddings, save_embeddings
 from pipeline.flow.inputs import has_encoder, is_image_data
 from pipeline.flow.runner import Stage, StageContext
 
@@ -48,30 +48,28 @@ def body(ctx: StageContext) -> None:
         enc = _Pixels(ctx.cfg, ds.x_train.shape[1:])
         ctx.say(f"digital.encoder: none: {enc.embedding_dim} pixels as volts in [{enc.v_low}, {enc.v_high}]")
     t0 = time.perf_counter()
-    arrays = {}
-    parts = (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test))
-    with progress(sum(len(p[1]) for p in parts), "embed", "image", enabled=bool(ctx.verbose)) as bar:
-        for split, x, y in parts:
-            chunks = []
-            for lo in range(0, len(x), CHUNK):
-                chunks.append(enc.embed(x[lo: lo + CHUNK]))
-                bar.update(len(chunks[-1]))
-            # float32 on disk (µV resolution; halves the artifact), float64 in memory
-            arrays[f"x_{split}"] = (np.concatenate(chunks) if chunks else np.zeros((0, enc.embedding_dim))
-                                    ).astype(np.float32)
-            arrays[f"y_{split}"] = np.asarray(y, dtype=np.int64)
+    stored = None
+    if ctx.has("encoder") and ctx.has("embeddings"):   # retrain-digital's, in a co-training
+        stored = matching(read_embeddings(ctx.input("embeddings")), enc, ds)
+    if stored is not None:
+        ctx.say("the embeddings input holds this encoder's embeddings of this data: handed on")
+        arrays = stored
+    else:
+        total = len(ds.x_train) + len(ds.x_val) + len(ds.x_test)
+        with progress(total, "embed", "image", enabled=bool(ctx.verbose)) as bar:
+            arrays = embedding_arrays(enc, ds, CHUNK, bar)
     seconds = time.perf_counter() - t0
     e = arrays["x_train"]
     span = enc.v_high - enc.v_low
     saturated = float(np.mean((e <= enc.v_low + 0.01 * span) | (e >= enc.v_high - 0.01 * span)))
-    save_npz(ctx.output("embeddings"), "embeddings.npz", **arrays, v_low=np.array(enc.v_low),
-             v_high=np.array(enc.v_high), n_classes=np.array(ds.n_classes))
-    ctx.log({"embed_seconds": seconds, "embedding_mean": float(e.mean()), "embedding_std": float(e.std()),
-             "embedding_saturated_fraction": saturated, "embedding_width": e.shape[1]})
+    save_embeddings(ctx.output("embeddings"), arrays, ctx.input("embeddings") if stored is not None else None)
+    ctx.log({"embed_seconds": seconds, "embed_reused": float(stored is not None), "embedding_mean": float(e.mean()),
+             "embedding_std": float(e.std()), "embedding_saturated_fraction": saturated, "embedding_width": e.shape[1]})
     ctx.say(f"{sum(len(a) for k, a in arrays.items() if k.startswith('x_'))} embeddings in {seconds:.1f} s")
 
 
 STAGE = Stage(name="embed", help="embed train/val/test images with an encoder, or as pixel volts with "
-                               "digital.encoder: none (input: encoder; output: embeddings)",
-              optional=("encoder",), inputs=required, produces=("embeddings",), new_round_after=("retrain-digital",),
+                               "digital.encoder: none (input: encoder; output: embeddings; retrain-digital's embeddings "
+                               "from the same encoder are handed on)",
+              optional=("encoder", "embeddings"), inputs=required, produces=("embeddings",), new_round_after=("retrain-digital",),
               body=body)

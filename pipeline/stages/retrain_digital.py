@@ -1,7 +1,8 @@
 """retrain-digital: retrain the encoder (from its current weights), by digital.retrain_method:
 `targets` regresses its embeddings onto the optimised inputs, `through-analog` backpropagates
 the analog block's EP input gradient into it (pipeline.system.through_analog), `both` does one then
-the other. Logs how much of the requested shift the encoder reproduces (train, and test
+the other; outputs the retrained encoder's embeddings too (the next embed stage hands them on).
+Logs how much of the requested shift the encoder reproduces (train, and test
 images whose targets are optimised here for the measurement)."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import numpy as np
 
 from pipeline.flow.artifacts import StageInputError, load_analog, load_targets
+from pipeline.flow.embedding_reuse import embedding_arrays, matching, read_embeddings, save_embeddings
 from pipeline.flow.stage_data import analog_scores, input_box
 from pipeline.flow.runner import Stage, StageContext
 
@@ -65,11 +67,12 @@ def body(ctx: StageContext) -> None:
     model = load_analog(ctx.input("analog")) if ctx.has("analog") else None
     block = _block(ctx, model) if model is not None else None
     try:
-        e0_train = enc.embed(ds.x_train)
+        before = _round_embeddings(ctx, enc, ds)
+        e0_train = enc.embed(ds.x_train) if before is None else before["x_train"].astype(np.float64)
         e0_test = test_t = None
         if block is not None:   # targets for test images, only to measure the shift followed
             n = min(len(ds.x_test), TEST_SHIFT_SAMPLES)
-            e0_test = enc.embed(ds.x_test[:n])
+            e0_test = enc.embed(ds.x_test[:n])   # not a slice of the whole test set's: a batch of its own
             lo, hi = input_box(ctx.cfg, None)
             test_t = optimize_inputs_for(ctx.cfg, block, e0_test, ds.y_test[:n], lo, hi).targets
         t0 = time.perf_counter()
@@ -77,10 +80,11 @@ def body(ctx: StageContext) -> None:
         seconds = time.perf_counter() - t0
         check_fitted_encoder(ctx.cfg, enc, ds.x_train, when="after retraining")
         ctx.log_history(hist, "retrain_")
+        after = embedding_arrays(enc, ds)   # every split once: the shift, end to end, the next embed stage
         msg = _log_shift(ctx, enc, ds, hist, seconds, (e0_train, None if tg is None else tg["targets"]),
-                         (e0_test, test_t))
+                         (e0_test, test_t), after)
         if model is not None:
-            msg += _log_end_to_end(ctx, enc, ds, model, block)
+            msg += _log_end_to_end(ctx, enc, ds, model, block, after["x_test"].astype(np.float64))
     finally:
         if block is not None and block is not model:
             block.close()
@@ -88,6 +92,18 @@ def body(ctx: StageContext) -> None:
             model.close()
     ctx.say(msg)
     enc.save(ctx.output("encoder"))
+    save_embeddings(ctx.output("embeddings"), after)
+
+
+def _round_embeddings(ctx: StageContext, enc, ds) -> dict | None:
+    """The round's embeddings (the embed stage's, float32) when they are this encoder's of this
+    data (pipeline.flow.embedding_reuse), so the images are not embedded a second time."""
+    if not ctx.has("embeddings"):
+        return None
+    stored = matching(read_embeddings(ctx.input("embeddings")), enc, ds)
+    if stored is None:
+        ctx.say("the embeddings input is not this encoder's embeddings of this data: embedding the images again")
+    return stored
 
 
 def _retrain(ctx: StageContext, enc, ds, tg, block) -> dict:
@@ -121,16 +137,19 @@ def _retrain(ctx: StageContext, enc, ds, tg, block) -> dict:
     return hist
 
 
-def _log_shift(ctx: StageContext, enc, ds, hist: dict, seconds: float, train: tuple, test: tuple) -> str:
+def _log_shift(ctx: StageContext, enc, ds, hist: dict, seconds: float, train: tuple, test: tuple,
+               after: dict) -> str:
     """The retrained encoder's accuracy and how much of the requested shift it reproduces
-    (train: (embeddings before, targets), test likewise; a None target is skipped); the message."""
+    (train: (embeddings before, targets), test likewise; a None target is skipped; `after`:
+    the embeddings after retraining, embedding_arrays); the message."""
     from pipeline.system.through_analog import shift_followed
     acc = enc.evaluate(ds.x_test, ds.y_test)
     metrics = {"digital_test_accuracy": acc, "target_mse": (hist.get("target_mse") or [None])[-1],
                "retrain_seconds": seconds}
-    for part, (before, targets), x in (("train", train, ds.x_train), ("test", test, ds.x_test)):
-        if targets is not None:
-            s = shift_followed(before, targets, enc.embed(x[:len(targets)]))
+    for part, (before, targets) in (("train", train), ("test", test)):
+        if targets is not None:   # the test subset embedded on its own, as before retraining
+            e = after["x_train"].astype(np.float64) if part == "train" else enc.embed(ds.x_test[:len(targets)])
+            s = shift_followed(before, targets, e)
             metrics.update({f"shift_reproduced_{part}": s["reproduced"], f"shift_residual_{part}": s["residual"]})
     ctx.log(metrics)
     ctx.log_parent({"round_digital_test_accuracy": acc}, step=ctx.round + 1)
@@ -142,10 +161,9 @@ def _log_shift(ctx: StageContext, enc, ds, hist: dict, seconds: float, train: tu
     return msg
 
 
-def _log_end_to_end(ctx: StageContext, enc, ds, model, block) -> str:
-    """End-to-end test accuracy with the round's analog block and, when the chips are frozen,
-    on the chip(s) in the loop; the message's tail."""
-    e_test = enc.embed(ds.x_test)
+def _log_end_to_end(ctx: StageContext, enc, ds, model, block, e_test) -> str:
+    """End-to-end test accuracy (test embeddings `e_test`) with the round's analog block and,
+    when the chips are frozen, on the chip(s) in the loop; the message's tail."""
     s = analog_scores(model, e_test, ds.y_test)
     ctx.log({"end_to_end_test_accuracy": s["accuracy"]})
     ctx.log_parent({"round_retrained_end_to_end_test_accuracy": s["accuracy"]})
@@ -164,5 +182,6 @@ def _log_end_to_end(ctx: StageContext, enc, ds, model, block) -> str:
 STAGE = Stage(name="retrain-digital",
               help="retrain the encoder (from its current weights): to the target embeddings, through the analog "
                    "block's EP input gradient, or both (digital.retrain_method)",
-              needs=("encoder", "targets"), optional=("analog", "targets", "chips"), produces=("encoder",),
+              needs=("encoder", "targets"), optional=("analog", "targets", "chips", "embeddings"),
+              produces=("encoder", "embeddings"),
               inputs=required, precheck=precheck, body=body)
