@@ -46,6 +46,10 @@ class HardwareConfig(Section):
                   "or one pulse of the update's sign: the Manhattan rule); devices with few levels need "
                   "'stochastic' (docs/devices.md)")
 
+    output_trim: int = F(0, "per-chip output trim (a tester's calibration): labelled validation images (the first n) "
+                            "read through each chip to fit one offset per class added to its outputs before the "
+                            "class decision (analog/hardware/trim.py); logged as the *_trimmed scenarios beside the "
+                            "untrimmed ones; 0 = none", ge=0)
     finetune_epochs: int = F(0, "in-situ EP fine-tuning of every programmed chip right after `program` (the "
                                 "finetune-chip stage; 0 = none): epochs of EP on the chip's realised circuit, "
                                 "read with noise, updates as device pulses (hardware.pulse_rule)", ge=0)

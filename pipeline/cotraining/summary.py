@@ -145,6 +145,11 @@ def _recovery(metrics: dict, chip_rounds: dict) -> dict:
             mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
             if value is not None:
                 out[f"recovered_fraction_insitu{suffix}"] = value
+    for scenario in ("cotrained_trimmed", f"{'aware_' if 'e2e_acc_aware_programmed' in metrics else ''}programmed_trimmed"):
+        if f"e2e_acc_{scenario}" in metrics:    # hardware.output_trim: encoder + trim, and the trim alone
+            value, _ = chip_metrics.recovered_fraction(metrics, "", scenario=scenario)
+            if value is not None:
+                out["recovered_fraction_" + scenario.replace("aware_", "")] = value
     out.update(split_recovery(metrics))
     value, why = chip_metrics.recovered_fraction_loop(metrics, list(chip_rounds.items()))
     mlflow.set_tag(f"{TAG}recovered_fraction_loop", why if value is None else "defined")

@@ -46,3 +46,20 @@ def plot_accuracy_vs_time(ctx, reference: dict, label: str, times, acc: np.ndarr
     plots.accuracy_vs_time({**reference, label: (times, acc.mean(1), [spread(r) for r in acc])},
                            ctx.folder / "plots" / "accuracy_vs_time.png", title=title)
     ctx.artifact(ctx.folder / "plots", "plots")
+
+
+def log_trimmed(ctx, scenario: str, chips: list, cal: tuple, x, y, times) -> np.ndarray | None:
+    """With hardware.output_trim = n: every chip's accuracy with its per-class output offsets
+    fitted on the first n calibration pairs `cal` (x_val, y_val), logged as the scenario
+    <scenario>_trimmed (and its loop / held-out split); None without a trim."""
+    n = ctx.cfg.hardware.output_trim if ctx.cfg.hardware is not None else 0
+    if not n:
+        return None
+    from analog.hardware import trimmed_accuracy_grid
+    from pipeline.hardware.population import log_split
+    acc = trimmed_accuracy_grid(chips, cal[0][:n], cal[1][:n], x, y, times)
+    log_grid(ctx, times, acc, prefix="chip_acc_trimmed")
+    log_scenario(ctx, f"{scenario}_trimmed", times, acc)
+    log_split(ctx, f"{scenario}_trimmed", acc)
+    ctx.say(f"trimmed ({n} calibration images per chip): {acc[0].mean():.4f} ± {spread(acc[0]):.4f} at t = 0")
+    return acc

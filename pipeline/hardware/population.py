@@ -81,11 +81,13 @@ def split_recovery(metrics: dict) -> dict:
     the drop is positive)."""
     out = {}
     prog = next((p for p in ("programmed", "aware_programmed") if f"e2e_acc_{p}_heldout" in metrics), None)
-    for part, name in (("heldout", "recovered_fraction_heldout"), ("loop", "recovered_fraction_loop_chips")):
-        keys = ("e2e_acc_ideal", f"e2e_acc_{prog}_{part}", f"e2e_acc_cotrained_{part}")
-        if prog is None or any(k not in metrics for k in keys):
-            continue
-        ideal, p, c = (metrics[k] for k in keys)
-        if ideal - p > 0:
-            out[name] = (c - p) / (ideal - p)
+    # with hardware.output_trim: the trim alone (programmed chips, trimmed) and encoder + trim
+    for after, tail in (("cotrained", ""), ("cotrained_trimmed", "_trimmed"), (f"{prog}_trimmed", "_trim_only")):
+        for part, name in (("heldout", "recovered_fraction_heldout"), ("loop", "recovered_fraction_loop_chips")):
+            keys = ("e2e_acc_ideal", f"e2e_acc_{prog}_{part}", f"e2e_acc_{after}_{part}")
+            if prog is None or any(k not in metrics for k in keys):
+                continue
+            ideal, p, c = (metrics[k] for k in keys)
+            if ideal - p > 0:
+                out[name + tail] = (c - p) / (ideal - p)
     return out

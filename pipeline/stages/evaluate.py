@@ -30,6 +30,7 @@ def body(ctx: StageContext) -> None:
     model = load_analog(ctx.input("analog"))
     results = {}
     x_e2e, y_e2e = data["x_test"], data["y_test"]   # what reaches the block end to end
+    cal = (data["x_val"], data["y_val"])              # a chip's trim calibration (hardware.output_trim)
     try:
         s = analog_scores(model, data["x_test"], data["y_test"])
         results.update(analog_test_accuracy=s["accuracy"], analog_test_loss=s["loss"], power_mean=s["power_mean"],
@@ -40,13 +41,17 @@ def body(ctx: StageContext) -> None:
             enc = load_encoder(ctx.cfg, ctx.input("encoder"))
             results["digital_test_accuracy"] = enc.evaluate(ds.x_test, ds.y_test)
             x_e2e, y_e2e = enc.embed(ds.x_test), ds.y_test
+            n_cal = cfg.hardware.output_trim if cfg.hardware is not None else 0
+            if n_cal:
+                cal = (enc.embed(ds.x_val[:n_cal]), ds.y_val[:n_cal])
             results["end_to_end_test_accuracy"] = analog_scores(model, x_e2e, y_e2e)["accuracy"]
         elif takes_pixels(cfg):    # pixels → block is the whole system
             results["end_to_end_test_accuracy"] = s["accuracy"]
     finally:
         model.close()
     if ctx.has("chips"):
-        evaluate_chips(ctx, x_e2e, y_e2e, results.get("end_to_end_test_accuracy", results["analog_test_accuracy"]))
+        evaluate_chips(ctx, x_e2e, y_e2e, results.get("end_to_end_test_accuracy", results["analog_test_accuracy"]),
+                       cal)
     if cfg.transient is not None:
         from pipeline.hardware.transient_report import evaluate_transients
         results.update(evaluate_transients(ctx, x_e2e))
@@ -68,7 +73,7 @@ def log_system(ctx: StageContext) -> None:
         ctx.say(f"MLflow model {uri}")
 
 
-def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
+def evaluate_chips(ctx: StageContext, x, y, ideal: float, cal: tuple | None = None) -> None:
     """Every chip at every read time, end to end (the run's encoder → chip), next to the
     ideal block; with hardware.frozen after co-training rounds: the e2e_acc_cotrained scenario."""
     from pipeline.hardware import chip_files
@@ -79,6 +84,8 @@ def evaluate_chips(ctx: StageContext, x, y, ideal: float) -> None:
     times = hw.eval_times(ctx.cfg)
     try:
         acc = chip_metrics.accuracy_grid(chips, x, y, times)
+        if cal is not None and hw.frozen(ctx.cfg) and ctx.round > 0:
+            chip_logging.log_trimmed(ctx, "cotrained", chips, cal, x, y, times)
     finally:
         for chip in chips:
             chip.close()

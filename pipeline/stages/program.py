@@ -115,6 +115,8 @@ def _log_accuracy(ctx: StageContext, chips: list, model, data: dict, spec):
         a = float(acc[0, loop_indices(cfg)].mean())
         ctx.log_parent({"round_chip_e2e_accuracy": a, "loop_chip_programmed_accuracy": a}, step=0)
         log_split(ctx, hw.programmed_scenario(cfg), acc)
+    chip_logging.log_trimmed(ctx, hw.programmed_scenario(cfg), chips, (data["x_val"], data["y_val"]),
+                             data["x_test"], data["y_test"], times)
     plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                             f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
                                                                     [chip_metrics.spread(r) for r in acc])},
