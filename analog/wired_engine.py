@@ -272,6 +272,14 @@ class WiredNativeEngine(NativeEngine):
         blk = self.circuit.dense[b]
         return red.squared_drop_sum(V[:, np.concatenate([blk.out_terms, blk.in_terms])], w)
 
+    def drop_difference(self, G_list, b: int, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray):
+        """Σ_b w_b [Δ(Va)² − Δ(Vb)²] per cell of block b (None: an ideal-wire block)."""
+        red = self.reductions(G_list)[b]
+        if red is None:
+            return None
+        terms = np.concatenate([self.circuit.dense[b].out_terms, self.circuit.dense[b].in_terms])
+        return red.drop_difference(Va[:, terms], Vb[:, terms], w)
+
     def drop_products(self, G_list, b: int, V: np.ndarray, L: np.ndarray):
         """Σ_b Δ(V)·Δ(L) per cell of block b (None: an ideal-wire block)."""
         red = self.reductions(G_list)[b]
