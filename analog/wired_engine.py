@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import inverse_cholesky_factors
 from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
@@ -56,6 +57,10 @@ def _inverse_factors(S: np.ndarray):
     by forward substitution vectorised over the batch (a quarter of numpy's batched inverse
     at n = 20); (S⁻¹ by LU, False) where S is not numerically positive definite."""
     n = S.shape[-1]
+    compiled = inverse_cholesky_factors()
+    if compiled is not None:
+        W, ok = compiled(np.ascontiguousarray(S))
+        return (W, True) if ok else (np.linalg.inv(S), False)
     try:
         L = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
