@@ -199,3 +199,25 @@ def test_ep_trains_a_chip_in_situ_through_its_wires():
     after = (chip.predict(x).argmax(1) == y).mean()
     assert hist["loss"][-1] < 0.8 * hist["loss"][0]
     assert after >= max(0.8, before + 0.2), (before, after)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_preconditioner_factors_invert_their_matrices(monkeypatch, compiled):
+    # W with S⁻¹ = WᵀW, lower triangular, checked against S itself (compiled loop and numpy
+    # path); an indefinite S in the batch gives plain inverses, flagged
+    import analog.kernels as kernels
+    from analog.wired_engine import _inverse_factors
+    if compiled and kernels.inverse_cholesky_factors() is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr("analog.wired_engine.inverse_cholesky_factors", lambda: None)
+    rng = np.random.default_rng(6)
+    A = rng.normal(size=(7, 5, 5))
+    S = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(5)
+    W, chol = _inverse_factors(S)
+    assert chol and np.allclose(np.triu(W, 1), 0.0)
+    np.testing.assert_allclose(W.transpose(0, 2, 1) @ W @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
+    S[3] = np.diag([1.0, -1.0, 2.0, 3.0, 4.0])
+    inv, chol = _inverse_factors(S)
+    assert not chol
+    np.testing.assert_allclose(inv @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
