@@ -269,14 +269,6 @@ class WiredNativeEngine(NativeEngine):
             np.add.at(g, (slice(None), terms[s] - c.n_free), I[:, s])
         return g
 
-    def squared_drop_sum(self, G_list, b: int, V: np.ndarray, w: np.ndarray):
-        """Σ_b w_b Δ² per cell of block b (None: an ideal-wire block, use the crossbar formula)."""
-        red = self.reductions(G_list)[b]
-        if red is None:
-            return None
-        blk = self.circuit.dense[b]
-        return red.squared_drop_sum(V[:, np.concatenate([blk.out_terms, blk.in_terms])], w)
-
     def drop_difference(self, G_list, b: int, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray):
         """Σ_b w_b [Δ(Va)² − Δ(Vb)²] per cell of block b (None: an ideal-wire block)."""
         red = self.reductions(G_list)[b]

@@ -284,14 +284,6 @@ class WiredCrossbar:
         d = self._drop_stack(np.atleast_2d(V_T))
         return d.transpose(2, 1, 0).reshape(d.shape[2], -1)
 
-    def squared_drop_sum(self, V_T: np.ndarray, w: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Σ_b w_b Δ_b² per cell, of G's shape."""
-        out = np.zeros((self.shape[1], self.shape[0]))
-        for lo in range(0, len(V_T), chunk):
-            d = self._drop_stack(V_T[lo: lo + chunk])
-            out += (d * d) @ w[lo: lo + chunk]
-        return out.T
-
     def drop_difference(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Σ_b w_b [Δ_b(Va)² − Δ_b(Vb)²] per cell, of G's shape, as Σ_b w_b Δ_b(Va − Vb)·Δ_b(Va + Vb)
         (the drops are linear in V_T): no cancellation between two nearly equal squares, and
