@@ -83,11 +83,9 @@ def _drop_difference(engine, G_list, b: int, Va: np.ndarray, Vb: np.ndarray, w: 
     """Σ_b w_b [ΔV(a)² − ΔV(b)²] per conductance of block b: the engine's own when its
     crossbar has internal nodes (wire resistance, analog/wired_engine.py), else from the
     terminals."""
-    own = getattr(engine, "squared_drop_sum", None)
-    got = own(G_list, b, Va, w) if own is not None else None
-    if got is None:
-        return xb.squared_drop_difference(engine.circuit.dense[b], Va, Vb, w)
-    return got - own(G_list, b, Vb, w)
+    own = getattr(engine, "drop_difference", None)
+    got = own(G_list, b, Va, Vb, w) if own is not None else None
+    return xb.squared_drop_difference(engine.circuit.dense[b], Va, Vb, w) if got is None else got
 
 
 def ep_estimate(engine, G_list, Va, Vb, w, beta: float, nudging: str = "symmetric") -> list[np.ndarray]:

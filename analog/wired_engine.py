@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import inverse_cholesky_factors
 from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
@@ -56,6 +57,10 @@ def _inverse_factors(S: np.ndarray):
     by forward substitution vectorised over the batch (a quarter of numpy's batched inverse
     at n = 20); (S⁻¹ by LU, False) where S is not numerically positive definite."""
     n = S.shape[-1]
+    compiled = inverse_cholesky_factors()
+    if compiled is not None:
+        W, ok = compiled(np.ascontiguousarray(S))
+        return (W, True) if ok else (np.linalg.inv(S), False)
     try:
         L = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
@@ -264,13 +269,13 @@ class WiredNativeEngine(NativeEngine):
             np.add.at(g, (slice(None), terms[s] - c.n_free), I[:, s])
         return g
 
-    def squared_drop_sum(self, G_list, b: int, V: np.ndarray, w: np.ndarray):
-        """Σ_b w_b Δ² per cell of block b (None: an ideal-wire block, use the crossbar formula)."""
+    def drop_difference(self, G_list, b: int, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray):
+        """Σ_b w_b [Δ(Va)² − Δ(Vb)²] per cell of block b (None: an ideal-wire block)."""
         red = self.reductions(G_list)[b]
         if red is None:
             return None
-        blk = self.circuit.dense[b]
-        return red.squared_drop_sum(V[:, np.concatenate([blk.out_terms, blk.in_terms])], w)
+        terms = np.concatenate([self.circuit.dense[b].out_terms, self.circuit.dense[b].in_terms])
+        return red.drop_difference(Va[:, terms], Vb[:, terms], w)
 
     def drop_products(self, G_list, b: int, V: np.ndarray, L: np.ndarray):
         """Σ_b Δ(V)·Δ(L) per cell of block b (None: an ideal-wire block)."""

@@ -30,6 +30,8 @@ import numpy as np
 from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
+from .wire_kernels import drop_product_sum
+
 #: created after scipy.linalg is loaded, so it limits scipy's BLAS too (a controller made
 #: before misses it: its threads then spin against the engine's on a busy machine)
 _THREADPOOLS = ThreadpoolController()
@@ -73,21 +75,41 @@ def _row_line_factors(G: np.ndarray, g_w: float):
     return (u, w) if ok else None
 
 
-def _semiseparable(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(m, n, n) with [j, i, k] = x[j, min(i, k)]·y[j, max(i, k)]."""
-    P = x[:, :, None] * y[:, None, :]
-    n = x.shape[1]
-    return np.where(np.arange(n)[:, None] <= np.arange(n)[None, :], P, P.transpose(0, 2, 1))
-
-
-def _row_line_inverses(G: np.ndarray, g_w: float, factors) -> np.ndarray:
-    """(A_j⁻¹) for every row line j (n_in, n_out, n_out), from `factors` when there are."""
-    if factors is not None:
-        return _semiseparable(*factors)
-    n, m = G.shape                                      # wires ≪ cells: dense inverses
+def _row_line_inverses(G: np.ndarray, g_w: float) -> np.ndarray:
+    """(A_j⁻¹) for every row line j (n_in, n_out, n_out), dense: only where the semiseparable
+    factors leave the float range (wires ≪ cells)."""
+    n, m = G.shape
     A = np.broadcast_to(_chain(n, g_w), (m, n, n)).copy()
     A[:, np.arange(n), np.arange(n)] += G.T
     return np.linalg.inv(A)
+
+
+def _row_line_pivots(G: np.ndarray, g_w: float) -> np.ndarray:
+    """(n_in, n_out) 1/pivot of each row line's A_j = chain + diag(G[:, j]) in the Thomas
+    elimination from the input end: pivot_i = a_i − g_w²/pivot_{i−1}. A_j is an M-matrix,
+    so every pivot is ≥ its off-diagonal sum and the elimination needs no pivoting."""
+    n, m = G.shape
+    a = np.full((m, n), 2.0 * g_w)
+    a[:, -1] = g_w
+    a += G.T
+    inv = np.empty((m, n))
+    inv[:, 0] = 1.0 / a[:, 0]
+    for i in range(1, n):
+        inv[:, i] = 1.0 / (a[:, i] - g_w * g_w * inv[:, i - 1])
+    return inv
+
+
+def _row_line_solve(inv: np.ndarray, g_w: float, X: np.ndarray) -> np.ndarray:
+    """A_j⁻¹ X_j for every row line j, X (n_in, n_out, B), by the Thomas recursion on the
+    tridiagonal A_j (O(n_out) per column instead of a dense A_j⁻¹ product: O(n_out²))."""
+    n = X.shape[1]
+    Y = np.empty_like(X)
+    Y[:, 0] = X[:, 0] * inv[:, 0, None]
+    for i in range(1, n):                               # forward: y_i = (x_i + g_w·y_{i−1})/p_i
+        Y[:, i] = (X[:, i] + g_w * Y[:, i - 1]) * inv[:, i, None]
+    for i in range(n - 2, -1, -1):                      # back: z_i = y_i + g_w/p_i·z_{i+1}
+        Y[:, i] += (g_w * inv[:, i, None]) * Y[:, i + 1]
+    return Y
 
 
 def _spd_inverse(M: np.ndarray) -> np.ndarray:
@@ -123,10 +145,10 @@ class WiredCrossbar:
         if not (np.isfinite(g_w) and g_w > 0):
             raise ValueError(f"wire segment conductance {g_w!r} must be finite and > 0")
         self.shape, self.g_w, self._G = G.shape, float(g_w), G
-        self._A_inv_dense = self._row_scaled = None
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             self._out_out, self._out_in = self._reduce(G, float(g_w))
-        self._l_eq = None
+        self._l_eq = self._sweep = None
+        self._pivots = _row_line_pivots(G, float(g_w))
 
     def _reduce(self, G: np.ndarray, g_w: float) -> np.ndarray:
         """l_eq's output blocks (outputs × outputs, outputs × inputs); keeps what the inputs'
@@ -135,9 +157,9 @@ class WiredCrossbar:
         D = G.T                                                       # (m, n): D[j] = G[:, j]
         self._factors = _row_line_factors(G, g_w)                     # each row line with its cells
         if self._factors is None:
-            self._A_inv_dense = _row_line_inverses(G, g_w, None)
-            DAD = D[:, :, None] * self._A_inv_dense * D[:, None, :]
-            first, corner = self._A_inv_dense[:, :, 0], self._A_inv_dense[:, 0, 0]
+            A_inv = _row_line_inverses(G, g_w)
+            DAD = D[:, :, None] * A_inv * D[:, None, :]
+            first, corner = A_inv[:, :, 0], A_inv[:, 0, 0]
         else:                  # D A⁻¹ D is semiseparable: its upper triangle is (D·u)ᵢ(D·w)ₖ, i ≤ k
             u, w = self._factors
             Du, Dw = D * u, D * w
@@ -204,23 +226,40 @@ class WiredCrossbar:
         out[ro.sum():, : co.sum()] = self._out_in.T[rows[n:]][:, co]
         return out
 
-    def _drop_stack(self, V_T: np.ndarray) -> np.ndarray:
-        """Cell voltages (n_in, n_out, B) for terminal voltages V_T (B, n_T): the block Thomas
-        back substitution on the batch, then each row line's cells from its column nodes."""
+    def _column_stack(self, V_T: np.ndarray):
+        """(column-node voltages (n_in, n_out, B), inputs (n_in, B)) for terminal voltages V_T
+        (B, n_T): the block Thomas back substitution on the batch (its forward sweep only
+        where some input is not at 0 V)."""
         n, m = self.shape
         g_w = self.g_w
         V_T = np.asarray(V_T, float)
         out, inp = V_T[:, :n].T, V_T[:, n:].T                         # (n, B), (m, B)
+        if self._sweep is None:    # g_w·M_j⁻¹ and M_j⁻¹ b_j: the sweeps' products, once per reduction
+            gM = g_w * np.asarray(self._M_inv)
+            self._sweep = (gM, np.einsum("jik,jk->ji", np.asarray(self._M_inv), np.asarray(self._b)))
+        gM, Mb = self._sweep
         C = np.empty((m, n, V_T.shape[0]))
-        h = None
-        for j in range(m):         # forward: h_j = M_j⁻¹ f_j, f_j = g_w·h_{j−1} + b_j·in_j
-            f = self._b[j][:, None] * inp[j][None, :]
-            C[j] = self._M_inv[j] @ (f if h is None else f + g_w * h)
-            h = C[j]
+        forward = bool(inp.any())
+        for j in range(m if forward else 0):   # forward: h_j = M_j⁻¹ (g_w·h_{j−1} + b_j·in_j)
+            if j:
+                np.matmul(gM[j], C[j - 1], out=C[j])
+                C[j] += Mb[j][:, None] * inp[j][None, :]
+            else:
+                C[j] = Mb[j][:, None] * inp[j][None, :]
         c_next = out
         for j in range(m - 1, -1, -1):   # back: c_j = h_j + g_w·M_j⁻¹ c_{j+1}
-            C[j] += g_w * (self._M_inv[j] @ c_next)
+            if forward:
+                C[j] += gM[j] @ c_next
+            else:
+                np.matmul(gM[j], c_next, out=C[j])
             c_next = C[j]
+        return C, np.ascontiguousarray(inp)
+
+    def _drop_stack(self, V_T: np.ndarray) -> np.ndarray:
+        """Cell voltages (n_in, n_out, B) for terminal voltages V_T (B, n_T): each row line's
+        cells from its column nodes."""
+        C, inp = self._column_stack(V_T)
+        g_w = self.g_w
         # Δ_j = r_j − c_j = A_j⁻¹ (g_w·e_0·in_j − T c_j) = −g_w·A_j⁻¹ (T c_j − g_w·e_0·in_j)/g_w:
         # the chain's own currents, no cancellation between r and c
         step = C[:, 1:] - C[:, :-1]
@@ -229,35 +268,39 @@ class WiredCrossbar:
         Tc[:, -1] = 0.0
         Tc[:, 1:] += step
         Tc[:, 0] += C[:, 0] - inp
-        return self._row_inverses(-g_w) @ Tc
+        Tc *= -g_w
+        return _row_line_solve(self._pivots, g_w, Tc)
 
-    def _row_inverses(self, scale: float) -> np.ndarray:
-        """scale·A_j⁻¹ for each row line (n_in, n_out, n_out), built on first use (solves need
-        only l_eq)."""
-        if self._A_inv_dense is None:
-            self._A_inv_dense = _row_line_inverses(self._G, self.g_w, self._factors)
-        if self._row_scaled is None or self._row_scaled[0] != scale:
-            self._row_scaled = (scale, scale * self._A_inv_dense)
-        return self._row_scaled[1]
+    def _product_sum(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Σ_b w_b Δ_b(Va)·Δ_b(Vb) per cell (n_in, n_out): compiled where numba is (wire_kernels)."""
+        kernel = drop_product_sum()
+        if kernel is None:
+            return (self._drop_stack(Va) * self._drop_stack(Vb)) @ w
+        (Ca, ina), (Cb, inb) = self._column_stack(Va), self._column_stack(Vb)
+        return kernel(Ca, ina, Cb, inb, self._pivots, self.g_w, np.ascontiguousarray(w, float))
 
     def drops(self, V_T: np.ndarray) -> np.ndarray:
         """Voltage across every cell (B, n_out·n_in) for terminal voltages V_T (B, n_T)."""
         d = self._drop_stack(np.atleast_2d(V_T))
         return d.transpose(2, 1, 0).reshape(d.shape[2], -1)
 
-    def squared_drop_sum(self, V_T: np.ndarray, w: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Σ_b w_b Δ_b² per cell, of G's shape."""
+    def drop_difference(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Σ_b w_b [Δ_b(Va)² − Δ_b(Vb)²] per cell, of G's shape, as Σ_b w_b Δ_b(Va − Vb)·Δ_b(Va + Vb)
+        (the drops are linear in V_T): no cancellation between two nearly equal squares, and
+        where the two phases share their inputs (EP's nudged phases) the difference's forward
+        sweep is skipped."""
         out = np.zeros((self.shape[1], self.shape[0]))
-        for lo in range(0, len(V_T), chunk):
-            d = self._drop_stack(V_T[lo: lo + chunk])
-            out += (d * d) @ w[lo: lo + chunk]
+        for lo in range(0, len(Va), chunk):
+            a, b = Va[lo: lo + chunk], Vb[lo: lo + chunk]
+            out += self._product_sum(a - b, a + b, w[lo: lo + chunk])
         return out.T
 
     def drop_products(self, V_T: np.ndarray, W_T: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Σ_b Δ_b(V)·Δ_b(W) per cell, of G's shape (the adjoint product of the exact gradient)."""
         out = np.zeros((self.shape[1], self.shape[0]))
         for lo in range(0, len(V_T), chunk):
-            out += (self._drop_stack(V_T[lo: lo + chunk]) * self._drop_stack(W_T[lo: lo + chunk])).sum(2)
+            a, b = V_T[lo: lo + chunk], W_T[lo: lo + chunk]
+            out += self._product_sum(a, b, np.ones(len(a)))
         return out.T
 
 

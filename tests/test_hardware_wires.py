@@ -90,6 +90,40 @@ def test_reduction_and_drops_match_the_whole_network_solved_densely():
     np.testing.assert_allclose(red.drops(VT), cells.reshape(24, 3).T, rtol=1e-10, atol=1e-15)
 
 
+def _dense_cell_drops(G, g, VT):
+    """Cell drops (B, n, m) of the whole network solved densely for terminal voltages VT."""
+    L, internal, r, c = _full_network(G, g)
+    T = np.arange(len(internal), len(L))
+    VI = np.linalg.solve(L[np.ix_(internal, internal)], -L[np.ix_(internal, T)] @ VT.T).T
+    n, m = G.shape
+    return np.array([[VI[:, r(j, i)] - VI[:, c(i, j)] for j in range(m)] for i in range(n)]).transpose(2, 0, 1)
+
+
+def test_ep_drop_sums_match_the_whole_network_solved_densely():
+    # the compiled path (numba) and the numpy one must both give the dense network's sums,
+    # including EP's case: two phases with the same inputs (the difference's forward sweep is skipped)
+    rng = np.random.default_rng(5)
+    G, g, w = rng.uniform(1e-4, 1e-3, (5, 7)), 2e-2, rng.uniform(0, 1, 9)
+    Va = rng.uniform(-1, 1, (9, 12))
+    Vb = Va + np.r_[1e-3 * rng.normal(size=5), np.zeros(7)] * rng.normal(size=(9, 1))
+    da, db = _dense_cell_drops(G, g, Va), _dense_cell_drops(G, g, Vb)
+    want_diff = np.einsum("b,bij->ij", w, da ** 2 - db ** 2)
+    want_prod = np.einsum("bij,bij->ij", da, db)
+    import analog.wire_kernels as wk
+    compiled = wk.drop_product_sum() is not None
+    for kernel in ([True, False] if compiled else [False]):
+        saved = dict(wk._COMPILED)
+        if not kernel:
+            wk._COMPILED["dps"] = None
+        try:
+            red = WiredCrossbar(G, g)
+            np.testing.assert_allclose(red.drop_difference(Va, Vb, w), want_diff, rtol=1e-8,
+                                       atol=1e-10 * np.abs(want_diff).max())
+            np.testing.assert_allclose(red.drop_products(Va, Vb), want_prod, rtol=1e-10)
+        finally:
+            wk._COMPILED.clear(); wk._COMPILED.update(saved)
+
+
 def test_wired_chip_with_every_variation_agrees_native_and_ngspice():
     m = block(hidden=(4,), device=ShockleyDiode(RS=10.0), vref=0.6)
     chip = program(m, resolve_hardware("pcm", EVERYTHING), seed=3)
@@ -165,3 +199,25 @@ def test_ep_trains_a_chip_in_situ_through_its_wires():
     after = (chip.predict(x).argmax(1) == y).mean()
     assert hist["loss"][-1] < 0.8 * hist["loss"][0]
     assert after >= max(0.8, before + 0.2), (before, after)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_preconditioner_factors_invert_their_matrices(monkeypatch, compiled):
+    # W with S⁻¹ = WᵀW, lower triangular, checked against S itself (compiled loop and numpy
+    # path); an indefinite S in the batch gives plain inverses, flagged
+    import analog.kernels as kernels
+    from analog.wired_engine import _inverse_factors
+    if compiled and kernels.inverse_cholesky_factors() is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr("analog.wired_engine.inverse_cholesky_factors", lambda: None)
+    rng = np.random.default_rng(6)
+    A = rng.normal(size=(7, 5, 5))
+    S = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(5)
+    W, chol = _inverse_factors(S)
+    assert chol and np.allclose(np.triu(W, 1), 0.0)
+    np.testing.assert_allclose(W.transpose(0, 2, 1) @ W @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
+    S[3] = np.diag([1.0, -1.0, 2.0, 3.0, 4.0])
+    inv, chol = _inverse_factors(S)
+    assert not chol
+    np.testing.assert_allclose(inv @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
