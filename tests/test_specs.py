@@ -121,7 +121,9 @@ def test_a_model_saved_before_the_specs_loads_and_predicts_as_it_did():
     with np.load(BEFORE / "expected.npz") as z:
         x, expected = z["x"], z["predict"]
     m = AnalogModel.load(BEFORE / "saved")
-    np.testing.assert_array_equal(m.predict(x), expected)
+    # the same circuit and conductances; the solver may take another Newton path to the same
+    # operating point (both to machine precision), so the last bits may differ
+    np.testing.assert_allclose(m.predict(x), expected, rtol=0, atol=1e-12)
     # its config builds today the same layer graph, devices and options
     cfg = validate_config(json.loads((BEFORE / "saved" / "model.json").read_text())["config"])
     fresh = model_from_config(cfg, 4, 3)
