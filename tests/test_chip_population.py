@@ -128,6 +128,16 @@ def test_held_out_recovery_by_hand():
     assert split_recovery({"e2e_acc_ideal": 0.9}) == {}
     assert "recovered_fraction_heldout" not in split_recovery({**m, "e2e_acc_programmed_heldout": 0.95})
 
+def test_split_recovery_names_the_trim_alone_and_with_the_encoder():
+    m = {"e2e_acc_ideal": 0.90, "e2e_acc_programmed_heldout": 0.70, "e2e_acc_cotrained_heldout": 0.80,
+         "e2e_acc_cotrained_trimmed_heldout": 0.88, "e2e_acc_programmed_trimmed_heldout": 0.85}
+    r = split_recovery(m)
+    assert r["recovered_fraction_heldout"] == pytest.approx(0.10 / 0.20)
+    assert r["recovered_fraction_heldout_trimmed"] == pytest.approx(0.18 / 0.20)
+    assert r["recovered_fraction_heldout_trim_only"] == pytest.approx(0.15 / 0.20)
+    assert "recovered_fraction_loop_chips" not in r
+
+
 
 @pytest.mark.parametrize("args, words", [
     (["--set", "hardware.loop_chips=[1,1]", "--set", "digital.retrain_method=through-analog"],

@@ -1,6 +1,7 @@
 """Per-chip output trim (analog/hardware/trim.py): the fitted offsets against the optimality
 condition of the cross-entropy computed here, a dead class restored, a trim that would not help
-left out, and the trimmed scenario on a programmed chip against a hand-rolled read."""
+left out, and the trimmed scenario on a programmed chip against a hand-rolled read (the
+split arithmetic is in test_chip_population.py, beside the untrimmed one)."""
 import numpy as np
 import pytest
 
@@ -67,13 +68,3 @@ def test_trimmed_grid_matches_a_hand_rolled_read_on_a_programmed_chip():
         chip.close()
         model.close()
 
-
-def test_split_recovery_names_the_trim_alone_and_with_the_encoder():
-    from pipeline.hardware.population import split_recovery
-    m = {"e2e_acc_ideal": 0.90, "e2e_acc_programmed_heldout": 0.70, "e2e_acc_cotrained_heldout": 0.80,
-         "e2e_acc_cotrained_trimmed_heldout": 0.88, "e2e_acc_programmed_trimmed_heldout": 0.85}
-    r = split_recovery(m)
-    assert r["recovered_fraction_heldout"] == pytest.approx(0.10 / 0.20)
-    assert r["recovered_fraction_heldout_trimmed"] == pytest.approx(0.18 / 0.20)
-    assert r["recovered_fraction_heldout_trim_only"] == pytest.approx(0.15 / 0.20)
-    assert "recovered_fraction_loop_chips" not in r

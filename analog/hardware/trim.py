@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..block import batch_outputs
+from ..block import batch_outputs, score_outputs
 
 __all__ = ["fit_output_offsets", "trimmed_accuracy_grid"]
 
 
 def _accuracy(out: np.ndarray, ok: np.ndarray, y: np.ndarray) -> float:
-    return float((out[ok].argmax(1) == y[ok]).sum() / len(y)) if len(y) else float("nan")
+    """The block's one accuracy rule (a non-converged sample counts as wrong)."""
+    return score_outputs(out, np.zeros(len(y)), ok, y)["accuracy"]
 
 
 def fit_output_offsets(out, y, ok=None, temperature: float = 0.1, steps: int = 500, lr: float = 0.5) -> np.ndarray:
