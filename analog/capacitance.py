@@ -13,10 +13,14 @@ Default figures (docs/transient.md gives the arithmetic):
 * wire: 0.2 fF per µm of crossbar wire, NeuroSim's interconnect figure (Chen, Peng, Yu,
   "NeuroSim: a circuit-level macro model for benchmarking neuro-inspired architectures in
   online learning", IEEE TCAD 37(12), 2018), times an assumed 1 µm cell pitch: 0.2 fF per cell;
-* device: 0.1 fF per cell (assumed: the cell's access and electrode capacitance);
-* diode: 1 fF per diode (assumed junction capacitance of a small diode);
-* amplifier input: 10 fF (assumed gate capacitance of a CMOS input pair).
+* device: 0.1 fF per cell (assumed: the cell's access and electrode capacitance; the gate-drain
+  overlap alone of a 0.4-µm-wide SkyWater 130 nm transistor, cgdo = 0.245 fF/µm);
+* diode: 1 fF per diode (assumed; SkyWater 130 nm's pw2nd diode model gives 1.35 fF/µm² plus
+  0.036 fF/µm of perimeter at zero bias, so 1 fF is a junction of some 0.65 µm²);
+* amplifier input: 10 fF (assumed; SkyWater 130 nm's 4.148 nm gate oxide gives 8.3 fF/µm², so
+  10 fF is 1.2 µm² of input gate).
 
+docs/transient.md names the model cards these were checked against.
 A chip varies them per node by a log-normal factor (`vary_capacitance`).
 """
 from __future__ import annotations

@@ -35,10 +35,12 @@ class Figure(NamedTuple):
 _KULL = ("Kull et al., 'A 3.1 mW 8b 1.2 GS/s single-channel asynchronous SAR ADC with alternate comparators "
          "for enhanced speed in 32 nm digital SOI CMOS', ISSCC 2013, pp. 468-469 (the title's figures); "
          "the ADC of ISAAC (Shafiee et al., ISCA 2016)")
-_ISAAC_DAC = ("Shafiee et al., 'ISAAC', ISCA 2016, Table 2 (8 x 128 1-bit DACs drawing 4 mW), as transcribed "
-              "with its per-conversion arithmetic in Accelergy's hwcomponents-library, library/isaac.py "
-              "(IsaacDAC: 4 mW / (128 x 8 x 1.2e7 conversions/s) = 0.326 pJ, before that file's 128/100 "
-              "utilisation factor)")
+_ISAAC_DAC = ("Shafiee et al., 'ISAAC', ISCA 2016, Table I 'ISAAC parameters' (DAC: 1 bit, 8 x 128 per IMA, 4 mW, "
+              "0.00017 mm^2), as transcribed in dyigitpolat/mimarsinan, docs/research/physics/"
+              "isaac_constants_research.md, and per DAC in Aayush-Ankit/puma-simulator, include/constants.py "
+              "(0.0035 + 0.00039 mW, 1.67e-7 mm^2); the arithmetic is Accelergy's hwcomponents-library, "
+              "library/isaac.py (IsaacDAC: 4 mW / (128 x 8 x 1.2e7 conversions/s) = 0.326 pJ, before that file's "
+              "128/100 utilisation factor); at the paper's own 100 ns cycle it would be 0.391 pJ")
 _LANZA = ("Lanza et al., 'Recommended methods to study resistive switching devices', Adv. Electron. Mater. 5, "
           "1800143 (2019), Table 1: best reported 0.1 pJ per transition and ~ns switching (TiN/Hf/HfOx/TiN, "
           "Govoreanu et al. 2011), technology requirement < 10 ns per transition")
@@ -53,6 +55,18 @@ _HU_CSA = ("Hu, Dai, Wu, Lin, Ji, Li, Wang, 'Low power current-sense amplifier w
            "and closed-loop feedback for energy-efficient RRAM computing-in-memory', Microelectronic "
            "Engineering 302, 112406 (2025), abstract: 64.67 uW and 30 ns readout in 180 nm CMOS (against "
            "84.6 uW, 85 ns for the RS-CSA of Ye et al. 2023)")
+
+_ISAAC_SH = ("ISAAC's Table I S+H row (8 x 128 per IMA, 10 uW, 0.00004 mm^2), as transcribed in "
+             "dyigitpolat/mimarsinan, docs/research/physics/isaac_constants_research.md (which names the cited "
+             "cell: O'Halloran & Sarpeshkar) and per unit in Aayush-Ankit/puma-simulator, include/constants.py "
+             "(snh_pow 9.7e-6 mW); 10 uW / 1024")
+_OHALLORAN = ("O'Halloran, Sarpeshkar, 'A 10-nW 12-bit accurate analog storage cell with 10-aA leakage', IEEE "
+              "JSSC 39(11), 1985 (2004), title; 1.5-um CMOS, medium-term storage (abstract)")
+_FDSOI_OTA = ("'0.5 uW sub-threshold operational transconductance amplifiers using 0.15 um fully depleted SOI "
+              "process', J. Low Power Electron. Appl. 2(2), 155-167 (2012), doi 10.3390/jlpea2020155, abstract: "
+              "NMOS-input OTA, simulated, 0.48 uW at 0.6 V with a 39.6 kHz 3-dB bandwidth (10.8 uW at 1.5 V)")
+_TLV8801 = ("Texas Instruments TLV8801 datasheet (ti.com/document-viewer/TLV8801/datasheet): 450 nA typical "
+            "supply current per channel; a discrete part, not an on-chip amplifier")
 
 #: the figures of the energy model, by name
 FIGURES: dict[str, Figure] = {
@@ -77,11 +91,20 @@ FIGURES: dict[str, Figure] = {
     "amplifier_supply": Figure(1.2, "V", "twice EBANA's mid-rail V_ref = 0.6 V (Watfa, Garcia-Ortiz, "
                                "Sassatelli, Front. Comput. Neurosci. 17, 2023)", "derived"),
     "amplifier_bias": Figure(1e-6, "A per amplifier", "ours: no published bias current found for the "
-                             "bidirectional amplifiers or hold buffers of an EP/analog-CIM chip; the one CIM "
-                             "amplifier figure found (cim_sense_amplifier_power) is a readout sense amplifier, "
-                             "54x this at 1.2 V (docs/transient.md gives the sensitivity)", "assumption"),
+                             "bidirectional amplifiers or hold buffers of an EP/analog-CIM chip; published "
+                             "amplifiers of this order (subthreshold_ota_power: 0.8 uA at 0.6 V; "
+                             "discrete_opamp_current: 0.45 uA) have kHz bandwidths; the CIM sense amplifier "
+                             "(cim_sense_amplifier_power) is 54x this at 1.2 V; ISAAC's S&H (isaac_sample_hold_"
+                             "power) 1/120 (docs/transient.md gives the sensitivity)", "assumption"),
     "cim_sense_amplifier_power": Figure(64.67e-6, "W per current-sense amplifier (180 nm; reference only, not "
                                         "used by the model)", _HU_CSA, "primary"),
+    # reference figures: bounds and comparisons for the assumptions above, not used by the model
+    "isaac_sample_hold_power": Figure(10e-6 / (8 * 128), "W per S&H (32 nm model, 100 ns cycle; reference only)",
+                                      _ISAAC_SH, "secondary"),
+    "analog_storage_cell_power": Figure(10e-9, "W per analog storage cell (reference only)", _OHALLORAN,
+                                        "primary"),
+    "subthreshold_ota_power": Figure(0.48e-6, "W per OTA at 0.6 V (reference only)", _FDSOI_OTA, "primary"),
+    "discrete_opamp_current": Figure(450e-9, "A per channel (discrete; reference only)", _TLV8801, "primary"),
 }
 
 

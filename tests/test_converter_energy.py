@@ -95,3 +95,26 @@ def test_every_figure_names_its_source_and_grade():
     assumed = {n for n, f in FIGURES.items() if f.grade == "assumption"}
     assert assumed == {"amplifier_bias", "sample_hold_acquire"}
     assert all(FIGURES[n].source.startswith("ours") for n in assumed)
+
+
+def test_reference_figures_against_their_sources_arithmetic():
+    """The comparison figures of docs/transient.md from the raw numbers their sources give."""
+    F = FIGURES
+    # ISAAC Table I: 1024 one-bit DACs draw 4 mW; 1.2e7 conversions/s each (Accelergy's
+    # rate) gives our figure, the paper's 100 ns cycle 20 % more
+    assert F["dac_energy_per_bit"].value * 1024 * 1.2e7 == pytest.approx(4e-3)
+    assert 4e-3 * 100e-9 / 1024 == pytest.approx(1.2 * F["dac_energy_per_bit"].value)
+    # PUMA's per-DAC power (0.00350625 + 0.000390625 mW) is the same row to 0.3 %
+    assert (0.00350625 + 0.000390625) * 1e-3 * 1024 == pytest.approx(4e-3, rel=3e-3)
+    # ISAAC's S&H: 10 uW over 1024 cells; PUMA's 9.7e-6 mW per cell agrees to 1 %
+    assert F["isaac_sample_hold_power"].value * 1024 == pytest.approx(10e-6)
+    assert F["isaac_sample_hold_power"].value == pytest.approx(9.7e-9, rel=0.01)
+    # what the amplifier-bias note claims: at V_DD the sense amplifier is 54x our bias, the
+    # ISAAC S&H about 1/120 of it, the subthreshold OTA 0.8 uA at its 0.6 V
+    vdd, bias = F["amplifier_supply"].value, F["amplifier_bias"].value
+    assert F["cim_sense_amplifier_power"].value / vdd / bias == pytest.approx(53.9, rel=1e-3)
+    assert bias * vdd / F["isaac_sample_hold_power"].value == pytest.approx(123, rel=0.01)
+    assert F["subthreshold_ota_power"].value / 0.6 == pytest.approx(0.8e-6)
+    reference = ("isaac_sample_hold_power", "analog_storage_cell_power", "subthreshold_ota_power",
+                 "discrete_opamp_current", "cim_sense_amplifier_power")
+    assert all("reference only" in F[n].unit for n in reference)
