@@ -113,17 +113,18 @@ def _row_line_solve(inv: np.ndarray, g_w: float, X: np.ndarray) -> np.ndarray:
     return Y
 
 
-def _spd_inverse(M: np.ndarray) -> np.ndarray:
-    """Inverse of the symmetric positive definite matrix whose upper triangle is M's, by
-    Cholesky (half the work of LU); LU on failure."""
+def _spd_inverse(M: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """out ← scale·M⁻¹ for the symmetric positive definite matrix whose upper triangle is M's
+    by Cholesky (half the work of LU); LU on failure."""
     c, info = lapack.dpotrf(M, lower=False)
     if info == 0:
-        inv, info = lapack.dpotri(c, lower=False)
-        if info == 0:
-            full = inv + inv.T                          # potri fills the upper triangle only
-            full.flat[:: len(full) + 1] *= 0.5
-            return full
-    return np.linalg.inv(np.triu(M) + np.triu(M, 1).T)
+        inv, info = lapack.dpotri(c, lower=False, overwrite_c=True)
+        if info == 0:                                   # potri fills the upper triangle only
+            np.multiply(inv, scale, out=out)
+            out += out.T
+            out.flat[:: len(out) + 1] *= 0.5
+            return
+    np.multiply(np.linalg.inv(np.triu(M) + np.triu(M, 1).T), scale, out=out)
 
 
 class WiredCrossbar:
@@ -171,23 +172,22 @@ class WiredCrossbar:
         diagonal = D + g_w * segments[:, None]
         self._b = g_w * D * first
         self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
-        self._M_inv = np.empty((m, n, n))
+        self._gM = np.empty((m, n, n))                              # g_w·M_j⁻¹
         for j in range(m):         # forward elimination: M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D
-            M = -(DAD[j] if self._factors is None else np.outer(Du[j], Dw[j]))   # upper triangle read
+            M = -(DAD[j] if self._factors is None else Du[j][:, None] * Dw[j])   # upper triangle read
             if j:
-                M -= g_w * g_w * self._M_inv[j - 1]
+                M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
-            self._M_inv[j] = _spd_inverse(M)
+            _spd_inverse(M, g_w, self._gM[j])
         # Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ maps the outputs to the column nodes c(·, j) (inputs at 0);
         # input k reaches the outputs through Φ_kᵀ b_k (the M_j⁻¹ are symmetric): one n × n product
         # per row instead of carrying every input passed along the sweep (2/3 of the flops)
-        self._gM = g_w * self._M_inv
         self._phi = np.empty_like(self._gM)
         self._phi[-1] = self._gM[-1]
         for j in range(m - 2, -1, -1):
             np.matmul(self._gM[j], self._phi[j + 1], out=self._phi[j])
         F = np.einsum("kij,ki->jk", self._phi, self._b)
-        out_out = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
+        out_out = g_w * np.eye(n) - g_w * self._gM[-1]
         return 0.5 * (out_out + out_out.T), -F
 
     def _input_block(self) -> np.ndarray:
@@ -197,11 +197,11 @@ class WiredCrossbar:
         n, m = self.shape
         s_in = np.diag(self._in_diag)
         F = np.zeros((n, m))
-        for j, Mi in enumerate(self._M_inv):
+        for j, gMi in enumerate(self._gM):
             F[:, j] = self._b[j]
-            MF = Mi @ F[:, : j + 1]
-            s_in[: j + 1, : j + 1] -= F[:, : j + 1].T @ MF
-            F[:, : j + 1] = self.g_w * MF
+            gMF = gMi @ F[:, : j + 1]
+            s_in[: j + 1, : j + 1] -= (F[:, : j + 1].T @ gMF) / self.g_w
+            F[:, : j + 1] = gMF
         return 0.5 * (s_in + s_in.T)
 
     @property
@@ -262,7 +262,7 @@ class WiredCrossbar:
     def _Mb(self) -> np.ndarray:
         """M_j⁻¹ b_j (n_in, n_out): input j's current into its column nodes, once per reduction."""
         if self._mb is None:
-            self._mb = np.einsum("jik,jk->ji", self._M_inv, self._b)
+            self._mb = np.einsum("jik,jk->ji", self._gM, self._b / self.g_w)
         return self._mb
 
     def _drop_stack(self, V_T: np.ndarray) -> np.ndarray:
@@ -303,10 +303,10 @@ class WiredCrossbar:
         S_out, S_in = Vb[:, :n].T @ Wa, np.ascontiguousarray(Vb[:, n:].T @ Wa)
         gM, Mb = self._gM, self._Mb()
         Q = np.empty((m, n, n))
-        Q[0] = np.outer(Mb[0], S_in[0])
+        Q[0] = Mb[0][:, None] * S_in[0]
         for j in range(1, m):                  # forward: H_j = g_w·M_j⁻¹ H_{j−1} + M_j⁻¹ b_j ⊗ S_j
             np.matmul(gM[j], Q[j - 1], out=Q[j])
-            Q[j] += np.outer(Mb[j], S_in[j])
+            Q[j] += Mb[j][:, None] * S_in[j]
         nxt = S_out
         for j in range(m - 1, -1, -1):         # back: Q_j = H_j + g_w·M_j⁻¹ Q_{j+1}
             Q[j] += gM[j] @ nxt
