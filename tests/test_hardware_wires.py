@@ -225,6 +225,10 @@ def test_preconditioner_factors_invert_their_matrices(monkeypatch, compiled):
     W, chol = _inverse_factors(S)
     assert chol and np.allclose(np.triu(W, 1), 0.0)
     np.testing.assert_allclose(W.transpose(0, 2, 1) @ W @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
+    if compiled:           # the compiled product WᵀW r solves S x = r (checked against S)
+        r = rng.normal(size=(7, 5))
+        x = kernels.inverse_factor_product()(W, r)
+        np.testing.assert_allclose((S @ x[:, :, None])[:, :, 0], r, rtol=1e-9, atol=1e-9)
     S[3] = np.diag([1.0, -1.0, 2.0, 3.0, 4.0])
     inv, chol = _inverse_factors(S)
     assert not chol
