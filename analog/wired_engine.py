@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import inverse_cholesky_factors
+from .kernels import inverse_cholesky_factors, inverse_factor_product
 from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
 from .wires import WiredCrossbar
@@ -145,12 +145,18 @@ class RefinedSchur:
         else:
             W, cholesky = _inverse_factors(b._schur_matrices(inv, d[:, R]))
 
+        product = inverse_factor_product()
+
         def rows(idx):
             i, Wi = inv[idx], W[idx]
 
             def apply(rhs):
-                y = (Wi @ (rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T)[:, :, None])[:, :, 0]
-                xR = (y[:, None, :] @ Wi)[:, 0] if cholesky else y     # Wᵀy, W kept contiguous
+                rR = rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T
+                if cholesky and product is not None:
+                    xR = product(Wi, rR)
+                else:
+                    y = (Wi @ rR[:, :, None])[:, :, 0]
+                    xR = (y[:, None, :] @ Wi)[:, 0] if cholesky else y     # Wᵀy, W kept contiguous
                 x = np.empty_like(rhs)
                 x[:, R] = xR
                 x[:, E] = (rhs[:, E] - xR @ b.KER.T) * i

@@ -22,7 +22,8 @@ conductance update (see WiredCrossbar for the elimination order); the Newton ite
 then sees a dense terminal matrix instead of 2·n_out·n_in extra nodes. The energy of the
 block is ½ V_Tᵀ L_eq V_T = ½ Σ cells G·Δ² + ½ Σ segments g_w·δ², so EP stays exact: the
 gradient of a cell is its own squared drop Δ = r(j,i) − c(i,j), read from the internal
-voltages of each sample by back substitution through the same elimination (`drops`).
+voltages of each sample by back substitution through the same elimination (`drops`), or
+for a batch's sums by the same substitution run on the batch's moments.
 """
 from __future__ import annotations
 
@@ -112,17 +113,18 @@ def _row_line_solve(inv: np.ndarray, g_w: float, X: np.ndarray) -> np.ndarray:
     return Y
 
 
-def _spd_inverse(M: np.ndarray) -> np.ndarray:
-    """Inverse of the symmetric positive definite matrix whose upper triangle is M's, by
-    Cholesky (half the work of LU); LU on failure."""
+def _spd_inverse(M: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """out ← scale·M⁻¹ for the symmetric positive definite matrix whose upper triangle is M's
+    by Cholesky (half the work of LU); LU on failure."""
     c, info = lapack.dpotrf(M, lower=False)
     if info == 0:
-        inv, info = lapack.dpotri(c, lower=False)
-        if info == 0:
-            full = inv + inv.T                          # potri fills the upper triangle only
-            full.flat[:: len(full) + 1] *= 0.5
-            return full
-    return np.linalg.inv(np.triu(M) + np.triu(M, 1).T)
+        inv, info = lapack.dpotri(c, lower=False, overwrite_c=True)
+        if info == 0:                                   # potri fills the upper triangle only
+            np.multiply(inv, scale, out=out)
+            out += out.T
+            out.flat[:: len(out) + 1] *= 0.5
+            return
+    np.multiply(np.linalg.inv(np.triu(M) + np.triu(M, 1).T), scale, out=out)
 
 
 class WiredCrossbar:
@@ -135,10 +137,12 @@ class WiredCrossbar:
     are eliminated first (a tridiagonal chain plus its cells: A_j = T + diag(G[:, j]), whose
     inverse is semiseparable, O(n_out²)), which couples the column nodes c(·, j) of that
     row densely; the columns then form a block-tridiagonal system along j, eliminated from
-    j = 0 to the outputs (block Thomas, one Cholesky inverse per row), carrying the inputs
-    already passed. Cost O(n_in·n_out³ + n_out²·n_in²) for the outputs' blocks of l_eq; the
-    inputs' block adds O(n_out·n_in³) and is built only when read (`block`, `currents`).
-    Drops cost O(n_in·n_out²) per sample."""
+    j = 0 to the outputs (block Thomas, one Cholesky inverse per row), then the products
+    Φ_j from the outputs back (what each input delivers to the outputs, and the drops'
+    moments). Cost O(n_in·n_out³) for the outputs' blocks of l_eq; the inputs' block adds
+    O(n_out·n_in³) and is built only when read (`block`, `currents`). Drops cost
+    O(n_in·n_out²) per sample; EP's sums over a batch whose one argument has no input part
+    cost O(n_in·n_out³) whatever the batch (`_moment_sum`)."""
 
     def __init__(self, G: np.ndarray, g_w: float):
         G = np.asarray(G, float)
@@ -147,12 +151,12 @@ class WiredCrossbar:
         self.shape, self.g_w, self._G = G.shape, float(g_w), G
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             self._out_out, self._out_in = self._reduce(G, float(g_w))
-        self._l_eq = self._sweep = None
+        self._l_eq = self._mb = None
         self._pivots = _row_line_pivots(G, float(g_w))
 
     def _reduce(self, G: np.ndarray, g_w: float) -> np.ndarray:
         """l_eq's output blocks (outputs × outputs, outputs × inputs); keeps what the inputs'
-        block and the drops need (each M_j⁻¹, b_j, the row lines' factors)."""
+        block and the drops need (each M_j⁻¹, b_j, Φ_j, the row lines' factors)."""
         n, m = G.shape
         D = G.T                                                       # (m, n): D[j] = G[:, j]
         self._factors = _row_line_factors(G, g_w)                     # each row line with its cells
@@ -168,19 +172,22 @@ class WiredCrossbar:
         diagonal = D + g_w * segments[:, None]
         self._b = g_w * D * first
         self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
-        self._M_inv = []
-        F = np.zeros((n, m))       # column k: input k's current into c(·, j), carried along j
-        for j in range(m):         # forward sweep: c_j = M_j⁻¹ (g_w·c_{j+1} + F_j·in_{0..j})
-            F[:, j] = self._b[j]
-            # M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D: only its upper triangle is read
-            M = -(DAD[j] if self._factors is None else np.outer(Du[j], Dw[j]))
+        self._gM = np.empty((m, n, n))                              # g_w·M_j⁻¹
+        for j in range(m):         # forward elimination: M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D
+            M = -(DAD[j] if self._factors is None else Du[j][:, None] * Dw[j])   # upper triangle read
             if j:
-                M -= g_w * g_w * self._M_inv[-1]
+                M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
-            Mi = _spd_inverse(M)
-            F[:, : j + 1] = g_w * (Mi @ F[:, : j + 1])
-            self._M_inv.append(Mi)
-        out_out = g_w * np.eye(n) - g_w * g_w * self._M_inv[-1]
+            _spd_inverse(M, g_w, self._gM[j])
+        # Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ maps the outputs to the column nodes c(·, j) (inputs at 0);
+        # input k reaches the outputs through Φ_kᵀ b_k (the M_j⁻¹ are symmetric): one n × n product
+        # per row instead of carrying every input passed along the sweep (2/3 of the flops)
+        self._phi = np.empty_like(self._gM)
+        self._phi[-1] = self._gM[-1]
+        for j in range(m - 2, -1, -1):
+            np.matmul(self._gM[j], self._phi[j + 1], out=self._phi[j])
+        F = np.einsum("kij,ki->jk", self._phi, self._b)
+        out_out = g_w * np.eye(n) - g_w * self._gM[-1]
         return 0.5 * (out_out + out_out.T), -F
 
     def _input_block(self) -> np.ndarray:
@@ -190,11 +197,11 @@ class WiredCrossbar:
         n, m = self.shape
         s_in = np.diag(self._in_diag)
         F = np.zeros((n, m))
-        for j, Mi in enumerate(self._M_inv):
+        for j, gMi in enumerate(self._gM):
             F[:, j] = self._b[j]
-            MF = Mi @ F[:, : j + 1]
-            s_in[: j + 1, : j + 1] -= F[:, : j + 1].T @ MF
-            F[:, : j + 1] = self.g_w * MF
+            gMF = gMi @ F[:, : j + 1]
+            s_in[: j + 1, : j + 1] -= (F[:, : j + 1].T @ gMF) / self.g_w
+            F[:, : j + 1] = gMF
         return 0.5 * (s_in + s_in.T)
 
     @property
@@ -234,10 +241,7 @@ class WiredCrossbar:
         g_w = self.g_w
         V_T = np.asarray(V_T, float)
         out, inp = V_T[:, :n].T, V_T[:, n:].T                         # (n, B), (m, B)
-        if self._sweep is None:    # g_w·M_j⁻¹ and M_j⁻¹ b_j: the sweeps' products, once per reduction
-            gM = g_w * np.asarray(self._M_inv)
-            self._sweep = (gM, np.einsum("jik,jk->ji", np.asarray(self._M_inv), np.asarray(self._b)))
-        gM, Mb = self._sweep
+        gM, Mb = self._gM, self._Mb()
         C = np.empty((m, n, V_T.shape[0]))
         forward = bool(inp.any())
         for j in range(m if forward else 0):   # forward: h_j = M_j⁻¹ (g_w·h_{j−1} + b_j·in_j)
@@ -255,10 +259,19 @@ class WiredCrossbar:
             c_next = C[j]
         return C, np.ascontiguousarray(inp)
 
+    def _Mb(self) -> np.ndarray:
+        """M_j⁻¹ b_j (n_in, n_out): input j's current into its column nodes, once per reduction."""
+        if self._mb is None:
+            self._mb = np.einsum("jik,jk->ji", self._gM, self._b / self.g_w)
+        return self._mb
+
     def _drop_stack(self, V_T: np.ndarray) -> np.ndarray:
-        """Cell voltages (n_in, n_out, B) for terminal voltages V_T (B, n_T): each row line's
-        cells from its column nodes."""
-        C, inp = self._column_stack(V_T)
+        """Cell voltages (n_in, n_out, B) for terminal voltages V_T (B, n_T)."""
+        return self._row_drop_stack(*self._column_stack(V_T))
+
+    def _row_drop_stack(self, C: np.ndarray, inp: np.ndarray) -> np.ndarray:
+        """Cell voltages (n_in, n_out, B) from column-node voltages C (n_in, n_out, B) and inputs
+        (n_in, B): each row line's cells from its column nodes."""
         g_w = self.g_w
         # Δ_j = r_j − c_j = A_j⁻¹ (g_w·e_0·in_j − T c_j) = −g_w·A_j⁻¹ (T c_j − g_w·e_0·in_j)/g_w:
         # the chain's own currents, no cancellation between r and c
@@ -279,6 +292,43 @@ class WiredCrossbar:
         (Ca, ina), (Cb, inb) = self._column_stack(Va), self._column_stack(Vb)
         return kernel(Ca, ina, Cb, inb, self._pivots, self.g_w, np.ascontiguousarray(w, float))
 
+    def _moment_sum(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Σ_b w_b Δ_b(Va)·Δ_b(Vb) per cell (n_in, n_out) when Va's inputs are all 0 V, at a cost
+        independent of the batch. Then Va's column nodes are c_j = Φ_j·a_out, so with
+        Q_j = Σ_b w_b c_j(Vb_b)·a_out,bᵀ (n_out × n_out; the block Thomas sweep run on the
+        batch's moments instead of its samples) and S_j = Σ_b w_b in_j(Vb_b)·a_out,bᵀ the sum is
+        Σ_k Δ(Φ_j e_k)_i · Δ(Q_j e_k, S_jk)_i: the per-sample sums over n_out pseudo-samples."""
+        n, m = self.shape
+        Wa = Va[:, :n] * w[:, None]
+        S_out, S_in = Vb[:, :n].T @ Wa, np.ascontiguousarray(Vb[:, n:].T @ Wa)
+        gM, Mb = self._gM, self._Mb()
+        Q = np.empty((m, n, n))
+        Q[0] = Mb[0][:, None] * S_in[0]
+        for j in range(1, m):                  # forward: H_j = g_w·M_j⁻¹ H_{j−1} + M_j⁻¹ b_j ⊗ S_j
+            np.matmul(gM[j], Q[j - 1], out=Q[j])
+            Q[j] += Mb[j][:, None] * S_in[j]
+        nxt = S_out
+        for j in range(m - 1, -1, -1):         # back: Q_j = H_j + g_w·M_j⁻¹ Q_{j+1}
+            Q[j] += gM[j] @ nxt
+            nxt = Q[j]
+        kernel = drop_product_sum()
+        if kernel is None:
+            return (self._row_drop_stack(self._phi, np.zeros((m, n))) * self._row_drop_stack(Q, S_in)).sum(2)
+        return kernel(self._phi, np.zeros((m, n)), Q, S_in, self._pivots, self.g_w, np.ones(n))
+
+    def _sum_of_products(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray, chunk: int) -> np.ndarray:
+        """Σ_b w_b Δ_b(Va)·Δ_b(Vb) per cell, of G's shape: by moments where one argument has no
+        input part and the batch is large enough to pay for them, else by chunks of samples."""
+        n = self.shape[0]
+        w = np.asarray(w, float)
+        for a, b in ((Va, Vb), (Vb, Va)):
+            if 3 * len(a) >= 2 * n and not a[:, n:].any():
+                return self._moment_sum(a, b, w).T
+        out = np.zeros((self.shape[1], n))
+        for lo in range(0, len(Va), chunk):
+            out += self._product_sum(Va[lo: lo + chunk], Vb[lo: lo + chunk], w[lo: lo + chunk])
+        return out.T
+
     def drops(self, V_T: np.ndarray) -> np.ndarray:
         """Voltage across every cell (B, n_out·n_in) for terminal voltages V_T (B, n_T)."""
         d = self._drop_stack(np.atleast_2d(V_T))
@@ -287,21 +337,13 @@ class WiredCrossbar:
     def drop_difference(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Σ_b w_b [Δ_b(Va)² − Δ_b(Vb)²] per cell, of G's shape, as Σ_b w_b Δ_b(Va − Vb)·Δ_b(Va + Vb)
         (the drops are linear in V_T): no cancellation between two nearly equal squares, and
-        where the two phases share their inputs (EP's nudged phases) the difference's forward
-        sweep is skipped."""
-        out = np.zeros((self.shape[1], self.shape[0]))
-        for lo in range(0, len(Va), chunk):
-            a, b = Va[lo: lo + chunk], Vb[lo: lo + chunk]
-            out += self._product_sum(a - b, a + b, w[lo: lo + chunk])
-        return out.T
+        where the two phases share their inputs (EP's nudged phases) the difference has no
+        input part, so the sum goes by moments (`_moment_sum`)."""
+        return self._sum_of_products(Va - Vb, Va + Vb, w, chunk)
 
     def drop_products(self, V_T: np.ndarray, W_T: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Σ_b Δ_b(V)·Δ_b(W) per cell, of G's shape (the adjoint product of the exact gradient)."""
-        out = np.zeros((self.shape[1], self.shape[0]))
-        for lo in range(0, len(V_T), chunk):
-            a, b = V_T[lo: lo + chunk], W_T[lo: lo + chunk]
-            out += self._product_sum(a, b, np.ones(len(a)))
-        return out.T
+        return self._sum_of_products(V_T, W_T, np.ones(len(V_T)), chunk)
 
 
 def netlist_lines(b: int, R_cells: np.ndarray, out_nodes, in_nodes, r_segment: float, prefix: str) -> list[str]:

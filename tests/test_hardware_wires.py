@@ -101,7 +101,7 @@ def _dense_cell_drops(G, g, VT):
 
 def test_ep_drop_sums_match_the_whole_network_solved_densely():
     # the compiled path (numba) and the numpy one must both give the dense network's sums,
-    # including EP's case: two phases with the same inputs (the difference's forward sweep is skipped)
+    # including EP's case: two phases with the same inputs (their difference goes by moments)
     rng = np.random.default_rng(5)
     G, g, w = rng.uniform(1e-4, 1e-3, (5, 7)), 2e-2, rng.uniform(0, 1, 9)
     Va = rng.uniform(-1, 1, (9, 12))
@@ -109,6 +109,10 @@ def test_ep_drop_sums_match_the_whole_network_solved_densely():
     da, db = _dense_cell_drops(G, g, Va), _dense_cell_drops(G, g, Vb)
     want_diff = np.einsum("b,bij->ij", w, da ** 2 - db ** 2)
     want_prod = np.einsum("bij,bij->ij", da, db)
+    # an argument without inputs (the exact gradient's λ) goes by moments, a batch of 2 by samples
+    Lam = np.r_[np.ones(5), np.zeros(7)] * rng.normal(size=(9, 12))
+    want_adj = np.einsum("bij,bij->ij", da, _dense_cell_drops(G, g, Lam))
+    want_two = np.einsum("b,bij->ij", w[:2], da[:2] ** 2 - db[:2] ** 2)
     import analog.wire_kernels as wk
     compiled = wk.drop_product_sum() is not None
     for kernel in ([True, False] if compiled else [False]):
@@ -120,6 +124,10 @@ def test_ep_drop_sums_match_the_whole_network_solved_densely():
             np.testing.assert_allclose(red.drop_difference(Va, Vb, w), want_diff, rtol=1e-8,
                                        atol=1e-10 * np.abs(want_diff).max())
             np.testing.assert_allclose(red.drop_products(Va, Vb), want_prod, rtol=1e-10)
+            np.testing.assert_allclose(red.drop_products(Va, Lam), want_adj, rtol=1e-10)
+            np.testing.assert_allclose(red.drop_products(Lam, Va), want_adj, rtol=1e-10)
+            np.testing.assert_allclose(red.drop_difference(Va[:2], Vb[:2], w[:2]), want_two, rtol=1e-8,
+                                       atol=1e-10 * np.abs(want_two).max())
         finally:
             wk._COMPILED.clear(); wk._COMPILED.update(saved)
 
@@ -217,6 +225,10 @@ def test_preconditioner_factors_invert_their_matrices(monkeypatch, compiled):
     W, chol = _inverse_factors(S)
     assert chol and np.allclose(np.triu(W, 1), 0.0)
     np.testing.assert_allclose(W.transpose(0, 2, 1) @ W @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
+    if compiled:           # the compiled product WᵀW r solves S x = r (checked against S)
+        r = rng.normal(size=(7, 5))
+        x = kernels.inverse_factor_product()(W, r)
+        np.testing.assert_allclose((S @ x[:, :, None])[:, :, 0], r, rtol=1e-9, atol=1e-9)
     S[3] = np.diag([1.0, -1.0, 2.0, 3.0, 4.0])
     inv, chol = _inverse_factors(S)
     assert not chol
