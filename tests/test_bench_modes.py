@@ -1,4 +1,5 @@
-"""`mixsig bench --lc-pixels` (pipeline/commands/bench_pixels.py). Times are measured, not asserted (the machine is shared); block sizes
+"""`mixsig bench --lc-pixels` and `--digital` (pipeline/commands/bench_pixels.py, bench_digital.py,
+digital.bench_cnn.speed). Times are measured, not asserted (the machine is shared); block sizes
 are checked against counts written out by hand, the cost ratio against its definition."""
 import json
 import os
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.commands.bench_digital import parse_variant
 from pipeline.commands.bench_pixels import cost_per_conductance_ratio
 from pipeline.errors import OptionError
 
@@ -46,9 +48,29 @@ def test_lc_pixels_times_both_config_blocks():
         cost_per_conductance_ratio(r["fashion_pixels_lc"], r["fashion_pixels_dense"]))
 
 
+def test_a_variant_is_a_name_and_python_literals():
+    assert parse_variant("base") == ("base", {})
+    assert parse_variant("lean:filters=(16,32,64);dropout=0.1") == ("lean", {"filters": (16, 32, 64), "dropout": 0.1})
+    for bad in ("x:filters", ":filters=(8,)", "x:filters=(8,"):
+        with pytest.raises(OptionError, match="--digital-variant"):
+            parse_variant(bad)
+
+
+def test_digital_times_each_variant_in_order():
+    out = _mixsig("bench", "--digital", "--digital-samples", 128, "--digital-variant", "a:filters=(8,)",
+                  "--digital-variant", "b:filters=(8,16)", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["digital"]
+    assert [r["variant"] for r in rows] == ["a", "b"] and [r["n"] for r in rows] == [128, 128]
+    assert rows[1]["params"] == {"filters": [8, 16]}
+    for r in rows:
+        assert all(v > 0 for k in ("fit_epoch_s", "fit_targets_epoch_s", "embed_s") for v in r[k])
+
+
 @pytest.mark.parametrize("args, words", [
+    (("--digital", "--digital-variant", "x:nope=3"), ("--digital-variant", "nope")),
     (("--lc-samples", "10", "--no-ngspice"), ("--lc-samples", "--lc-pixels")),
-    (("--scaling", "--lc-pixels"), ("--lc-pixels", "--scaling")),
+    (("--digital", "--lc-pixels"), ("--lc-pixels", "--digital")),
 ])
 def test_bad_mode_options_are_refused_in_one_line(args, words):
     out = _mixsig("bench", *args)

@@ -14,7 +14,7 @@ HELP = ("measure samples/s: native engine, ngspice (loaded and rebuilt per sampl
         "the same on real devices (a programmed chip with read noise, hardware-aware and pulsed EP steps), "
         "and one EP training epoch of the main job's block against a Keras backprop epoch; "
         "--scaling: EP step time against block size instead; --lc-pixels: the Fashion pixel blocks' EP "
-        "training rate, locally connected against dense")
+        "training rate, locally connected against dense; --digital: CNN encoder epochs")
 
 
 def fashion_block(seed: int = 0):
@@ -76,6 +76,13 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
               help="--lc-pixels: untimed training images first (more: a part-trained block) [default: 64]")
 @click.option("--lc-repeats", type=click.IntRange(min=1), default=None,
               help="--lc-pixels: alternating runs per block (the best counts) [default: 2]")
+@click.option("--digital", is_flag=True,
+              help="measure only CNN encoder seconds per fit epoch, fit_targets epoch and embedding pass")
+@click.option("--digital-samples", type=click.IntRange(min=1), default=None,
+              help="--digital: Fashion-MNIST training images timed (figures scaled to 54,000) [default: 12800]")
+@click.option("--digital-variant", multiple=True,
+              help="--digital: NAME[:key=value;...] of CNNEncoder params, e.g. 'lean:filters=(16,32,64)' "
+                   "(repeatable) [default: base]")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
@@ -223,7 +230,8 @@ def _ngspice_figures(model, eng, x, args) -> dict:
 
 #: each single-study mode of `bench` and the options that belong to it alone
 MODES = {"scaling": ("scaling_width", "scaling_size", "plot"),
-         "lc_pixels": ("lc_samples", "lc_warmup", "lc_repeats")}
+         "lc_pixels": ("lc_samples", "lc_warmup", "lc_repeats"),
+         "digital": ("digital_samples", "digital_variant")}
 
 
 def _mode(args) -> str | None:
@@ -274,11 +282,15 @@ def _run_mode(mode: str, args) -> int:
         if args.plot:
             plot_scaling(res, args.plot)
         show = print_scaling_bench
-    else:
+    elif mode == "lc_pixels":
         from pipeline.commands.bench_pixels import print_pixels_bench, run_pixels_bench
         res = run_pixels_bench(args.lc_samples or 960, 64 if args.lc_warmup is None else args.lc_warmup,
                                args.lc_repeats or 2)
         show = print_pixels_bench
+    else:
+        from pipeline.commands.bench_digital import print_digital_bench, run_digital_bench
+        res = run_digital_bench(tuple(args.digital_variant or ()), args.digital_samples or 12800)
+        show = print_digital_bench
     if args.json:
         print(json.dumps(res, indent=2))
     else:
