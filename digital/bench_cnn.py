@@ -71,6 +71,38 @@ def _epoch_timer():
     return EpochTimer()
 
 
+def _clocks() -> tuple[float, float]:
+    """(wall, CPU of this process): on a shared machine the CPU seconds are the steadier figure."""
+    return time.perf_counter(), time.process_time()
+
+
+def _per_epoch(t0: tuple[float, float], scale: float) -> list[float]:
+    t1 = _clocks()
+    return [(t1[0] - t0[0]) * scale, (t1[1] - t0[1]) * scale]
+
+
+def speed(params: dict, x: np.ndarray, y: np.ndarray, epochs: int = 2, per: int = 54000) -> dict:
+    """[wall, CPU] seconds of a CNNEncoder(**params), scaled to `per` images: its last `fit`
+    epoch of `epochs` (the first compiles; the last is a new `fit`, as every stage's is), one
+    embedding pass and one `fit_targets` epoch, each after an untimed first one."""
+    from digital import CNNEncoder
+    enc, scale = CNNEncoder(**params), per / len(x)
+    if epochs > 1:
+        enc.fit(x, y, epochs=epochs - 1, verbose=0)
+    t0 = _clocks()
+    enc.fit(x, y, epochs=1, verbose=0)
+    fit_s = _per_epoch(t0, scale)
+    e = enc.embed(x)
+    t0 = _clocks()
+    e = enc.embed(x)
+    embed_s = _per_epoch(t0, scale)
+    enc.fit_targets(x, e + 0.01, y, epochs=1, verbose=0)
+    t0 = _clocks()
+    enc.fit_targets(x, e + 0.01, y, epochs=1, verbose=0)
+    return {"params": params, "n": len(x), "fit_epoch_s": fit_s, "fit_targets_epoch_s": _per_epoch(t0, scale),
+            "embed_s": embed_s}
+
+
 def _linear_probe(etr: np.ndarray, ytr: np.ndarray, ete: np.ndarray, yte: np.ndarray) -> tuple[float, float]:
     """(test accuracy, seconds) of a logistic regression on standardised embeddings."""
     from sklearn.linear_model import LogisticRegression

@@ -13,7 +13,8 @@ import click
 HELP = ("measure samples/s: native engine, ngspice (loaded and rebuilt per sample), EP training step, "
         "the same on real devices (a programmed chip with read noise, hardware-aware and pulsed EP steps), "
         "and one EP training epoch of the main job's block against a Keras backprop epoch; "
-        "--scaling: EP step time against block size instead")
+        "--scaling: EP step time against block size instead; --lc-pixels: the Fashion pixel blocks' EP "
+        "training rate, locally connected against dense; --digital: CNN encoder epochs")
 
 
 def fashion_block(seed: int = 0):
@@ -66,6 +67,22 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
               help="--scaling: timed epochs per block (the best counts)")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="--scaling: draw time against conductances to this PNG")
+@click.option("--lc-pixels", is_flag=True,
+              help="measure only the EP training rate of experiments/fashion_pixels_lc.yaml's and "
+                   "fashion_pixels_dense.yaml's blocks on pixels, and the LC block's cost per conductance")
+@click.option("--lc-samples", type=click.IntRange(min=1), default=None,
+              help="--lc-pixels: timed training images per block [default: 960]")
+@click.option("--lc-warmup", type=click.IntRange(min=0), default=None,
+              help="--lc-pixels: untimed training images first (more: a part-trained block) [default: 64]")
+@click.option("--lc-repeats", type=click.IntRange(min=1), default=None,
+              help="--lc-pixels: alternating runs per block (the best counts) [default: 2]")
+@click.option("--digital", is_flag=True,
+              help="measure only CNN encoder seconds per fit epoch, fit_targets epoch and embedding pass")
+@click.option("--digital-samples", type=click.IntRange(min=1), default=None,
+              help="--digital: Fashion-MNIST training images timed (figures scaled to 54,000) [default: 12800]")
+@click.option("--digital-variant", multiple=True,
+              help="--digital: NAME[:key=value;...] of CNNEncoder params, e.g. 'lean:filters=(16,32,64)' "
+                   "(repeatable) [default: base]")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
@@ -211,13 +228,30 @@ def _ngspice_figures(model, eng, x, args) -> dict:
     return res
 
 
+#: each single-study mode of `bench` and the options that belong to it alone
+MODES = {"scaling": ("scaling_width", "scaling_size", "plot"),
+         "lc_pixels": ("lc_samples", "lc_warmup", "lc_repeats"),
+         "digital": ("digital_samples", "digital_variant")}
+
+
+def _mode(args) -> str | None:
+    """The one study mode asked for (None: the engine figures); refuses a mode's option without it."""
+    from pipeline.errors import OptionError
+    modes = [m for m in MODES if getattr(args, m, False)]
+    if len(modes) > 1:
+        raise OptionError(f"--{modes[0].replace('_', '-')} and --{modes[1].replace('_', '-')} are separate runs")
+    for mode, keys in MODES.items():
+        for key in keys:
+            if getattr(args, key, None) not in (None, ()) and mode not in modes:
+                raise OptionError(f"--{key.replace('_', '-')} is an option of --{mode.replace('_', '-')}, "
+                                  "which was not given")
+    return modes[0] if modes else None
+
+
 def run(args) -> int:
-    if getattr(args, "scaling", False):
-        return _run_scaling(args)
-    for key in ("scaling_width", "scaling_size", "plot"):
-        if getattr(args, key, None):
-            from pipeline.errors import OptionError
-            raise OptionError(f"--{key.replace('_', '-')} is an option of --scaling, which was not given")
+    mode = _mode(args)
+    if mode:
+        return _run_mode(mode, args)
     model, eng, x, y, res = _native_figures(args)
     if not args.no_hardware:
         res.update(_hardware_rates(model, eng, x, y, args))
@@ -240,17 +274,28 @@ def run(args) -> int:
     return 0
 
 
-def _run_scaling(args) -> int:
-    from pipeline.commands.bench_scaling import SIZES, WIDTHS, plot_scaling, print_scaling_bench, run_scaling_bench
-    res = run_scaling_bench(args.scaling_width or WIDTHS, args.scaling_size or SIZES, args.scaling_batches,
-                            args.scaling_repeats)
-    if args.plot:
-        plot_scaling(res, args.plot)
+def _run_mode(mode: str, args) -> int:
+    if mode == "scaling":
+        from pipeline.commands.bench_scaling import SIZES, WIDTHS, plot_scaling, print_scaling_bench, run_scaling_bench
+        res = run_scaling_bench(args.scaling_width or WIDTHS, args.scaling_size or SIZES, args.scaling_batches,
+                                args.scaling_repeats)
+        if args.plot:
+            plot_scaling(res, args.plot)
+        show = print_scaling_bench
+    elif mode == "lc_pixels":
+        from pipeline.commands.bench_pixels import print_pixels_bench, run_pixels_bench
+        res = run_pixels_bench(args.lc_samples or 960, 64 if args.lc_warmup is None else args.lc_warmup,
+                               args.lc_repeats or 2)
+        show = print_pixels_bench
+    else:
+        from pipeline.commands.bench_digital import print_digital_bench, run_digital_bench
+        res = run_digital_bench(tuple(args.digital_variant or ()), args.digital_samples or 12800)
+        show = print_digital_bench
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print_scaling_bench(res)
-        if args.plot:
+        show(res)
+        if getattr(args, "plot", None):
             print(f"wrote {args.plot}")
     return 0
 

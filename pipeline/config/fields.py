@@ -35,13 +35,6 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True, frozen=True)
 
 
-def settle(model: BaseModel, **values) -> None:
-    """Give fields of a section their normalised form while its validators run (the only
-    writes a frozen section takes: afterwards assignment raises)."""
-    for name, value in values.items():
-        object.__setattr__(model, name, value)
-
-
 def _ordered(model: Section, where: str, low: str, high: str) -> Section:
     """The cross-key check `low < high`, naming both keys and values."""
     a, b = getattr(model, low), getattr(model, high)

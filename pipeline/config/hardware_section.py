@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from .fields import F, Num, Section, settle, _yaml_number
+from .fields import F, Num, Section, _yaml_number
 
 
 class HardwareConfig(Section):
@@ -60,22 +60,44 @@ class HardwareConfig(Section):
               "moves only devices with a real gradient, Adam moves every device every step, which drifts "
               "soft-bounds devices (experiments/README.md, frozen-chip recovery)")
 
-    @model_validator(mode="after")
-    def _resolve(self):
-        extra = dict(self.model_extra or {})
-        written_under_overrides = dict(self.overrides)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve(cls, data, handler):
+        """The preset sections written directly under `hardware` join `overrides` before the
+        fields are validated (one set of overrides, no extras left); then the checks."""
+        if not isinstance(data, dict):
+            return handler(data)
+        fields = {k: v for k, v in data.items() if k in cls.model_fields}
+        extra = {k: v for k, v in data.items() if k not in cls.model_fields}
+        written = fields.get("overrides", {})
+        merged, twice = None, None
+        if isinstance(written, dict):   # else the field's own error is the one to report
+            try:
+                merged = _numbers(_merge(written, {k: v for k, v in extra.items() if isinstance(v, dict)}))
+            except ValueError as exc:   # reported after the field and key checks, as before
+                twice = exc
+        self = handler(fields if merged is None else {**fields, "overrides": merged})
         for key, value in extra.items():
             if key in _PRESET_SECTIONS and not isinstance(value, dict):
                 raise ValueError(f"hardware.{key}: {value!r:.60} has type {type(value).__name__}; expected a mapping "
                                  f"of preset fields, e.g. {key}: {{g_max: 2.5e-5}}")
             if not isinstance(value, dict):   # preset fields come in sections (device: {...})
-                known = list(type(self).model_fields) + list(_PRESET_SECTIONS)
+                known = list(cls.model_fields) + list(_PRESET_SECTIONS)
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'hardware.{close[0]}'?)" if close else ""
                 raise ValueError(f"hardware.{key}: unknown key{hint}; allowed keys here: {', '.join(known)} "
                                  f"({', '.join(_PRESET_SECTIONS)}: preset fields, as mappings)")
-        # the preset sections written here join `overrides`: one set of overrides, no extras left
-        settle(self, overrides=_numbers(_merge(self.overrides, extra)), __pydantic_extra__={})
+        if twice is not None:
+            raise twice
+        self._check_chips()
+        from analog.hardware import resolve_hardware
+        try:
+            resolve_hardware(self.preset, preset_overrides(self))  # ValueError starting with the dotted key
+        except ValueError as exc:
+            raise ValueError(_name_the_overrides_key(str(exc), written, extra)) from None
+        return self
+
+    def _check_chips(self) -> None:
         if any(b <= a for a, b in zip(self.times, self.times[1:])):
             raise ValueError(f"hardware.times={list(self.times)}: must be strictly increasing (seconds after "
                              "programming, e.g. [0, 3600, 86400])")
@@ -87,12 +109,6 @@ class HardwareConfig(Section):
                              f"(chips are numbered from 0)")
         if self.frozen and "preset" not in self.model_fields_set:
             raise ValueError("hardware.frozen=true: needs hardware.preset (the devices the block is frozen on)")
-        from analog.hardware import resolve_hardware
-        try:
-            resolve_hardware(self.preset, preset_overrides(self))  # ValueError starting with the dotted key
-        except ValueError as exc:
-            raise ValueError(_name_the_overrides_key(str(exc), written_under_overrides, extra)) from None
-        return self
 
     @model_validator(mode="after")
     def _population(self):
@@ -122,8 +138,7 @@ class HardwareConfig(Section):
         if len(chips) == self.chips:
             raise ValueError(f"hardware.loop_chips={given}: leaves no held-out chip among hardware.chips="
                              f"{self.chips}; program more chips so some are never seen by training")
-        settle(self, loop_chips=chips)
-        return self
+        return self.model_copy(update={"loop_chips": chips})   # a count becomes the list
 
 
 #: preset sections a `hardware:` section may hold directly (analog.hardware.spec.SECTIONS)

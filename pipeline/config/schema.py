@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from analog.builders import BLOCK_DEFAULTS
 from analog.specs import OptimizerSpec, TrainingSpec
 
-from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, settle, section
+from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, section
 from .hardware_section import HardwareConfig, preset_overrides  # noqa: F401  (used by pipeline.system)
 from .layers import check_layers, layer_specs
 
@@ -90,7 +90,8 @@ class AnalogConfig(Section):
         if self.layers is not None:
             given = self.hidden if "hidden" in self.model_fields_set else None
             layers, hidden = check_layers(self.layers, given)
-            settle(self, layers=layers, hidden=hidden)
+            _ordered(self, "analog", "g_min", "g_max")
+            return self.model_copy(update={"layers": layers, "hidden": hidden})   # the normalised specs
         return _ordered(self, "analog", "g_min", "g_max")
 
 

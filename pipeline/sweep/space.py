@@ -30,7 +30,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.config import ConfigError, RootConfig, apply_overrides, validate_config
-from pipeline.config.fields import settle
 from pipeline.config.errors import from_validation_error
 
 SEARCHERS = ("grid", "random", "optuna")
@@ -194,26 +193,29 @@ class SweepSpace(BaseModel):
             raise ValueError("seed is given both as seeds: and under space:; keep one")
         if not dims and not self.seeds:
             raise ValueError("the space is empty (no keys under space:, no seeds:); nothing to sweep")
-        if self.searcher is None:
-            settle(self, searcher="grid" if all(d.kind == "grid" for d in dims) else "random")
-        if self.searcher == "grid":
+        # the defaults that depend on the dimensions: returned as a copy, the space is frozen
+        searcher = self.searcher or ("grid" if all(d.kind == "grid" for d in dims) else "random")
+        samples = self.samples
+        if searcher == "grid":
             ranged = [d for d in dims if d.kind != "grid"]
             if ranged:
                 raise ValueError(f"searcher grid: space.{ranged[0].key} is a {ranged[0].kind}; a grid takes "
                                  f"lists only (use searcher: random or optuna)")
-            if self.samples is None:
-                settle(self, samples=1)
-        if self.searcher == "optuna" and any(d.kind == "grid" for d in dims):
+            if samples is None:
+                samples = 1
+        if searcher == "optuna" and any(d.kind == "grid" for d in dims):
             grid = next(d for d in dims if d.kind == "grid")
             raise ValueError(f"searcher optuna: space.{grid.key} is a grid; an adaptive searcher takes choice, "
                              f"uniform, loguniform or randint (seeds: repeats every point)")
-        if self.samples is None:
-            raise ValueError(f"searcher {self.searcher}: say how many trials to draw (samples: N)")
+        if samples is None:
+            raise ValueError(f"searcher {searcher}: say how many trials to draw (samples: N)")
         if self.scheduler.type != "none" and self.metric not in EPOCH_METRICS:
             raise ValueError(f"metric {self.metric!r} is known only when a trial ends, so scheduler "
                              f"{self.scheduler.type} cannot stop trials early on it; use a per-epoch metric "
                              f"({', '.join(EPOCH_METRICS)}) or scheduler: none")
-        return self
+        if (searcher, samples) == (self.searcher, self.samples):
+            return self
+        return self.model_copy(update={"searcher": searcher, "samples": samples})
 
     @property
     def path(self) -> str:
