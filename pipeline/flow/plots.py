@@ -149,3 +149,33 @@ def accuracy_vs_time(series: dict, path, title: str = "accuracy after programmin
     if ax.lines:
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def split_energy(table: list[dict], e_analog: float, head_macs: int, path) -> Path:
+    """End-to-end accuracy against energy per image (log axis), one panel per MAC arithmetic:
+    each front end behind the analog block, behind a digital head (an arrow from it), and alone."""
+    plt = _plt()
+    kinds = list(dict.fromkeys(r["arithmetic"] for r in table))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(12, 4.4), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        rs = [r for r in table if r["arithmetic"] == kind]
+        for r in rs:
+            start = r["acc_digital_head"] if r["acc_digital_head"] is not None else r["acc_digital_only"]
+            ax.annotate("", xy=(r["analog_j"] * 1e9, r["acc_analog"]), xytext=(r["digital_head_j"] * 1e9, start),
+                        arrowprops=dict(arrowstyle="->", color="0.6", lw=0.8))
+            ax.annotate(r["front_end"], (r["analog_j"] * 1e9, r["acc_analog"]), fontsize=7,
+                        xytext=(4, -10), textcoords="offset points")
+        ax.scatter([r["analog_j"] * 1e9 for r in rs], [r["acc_analog"] for r in rs], marker="o", zorder=3,
+                   label=f"front end + analog block with converters ({e_analog * 1e12:.0f} pJ), best end to end")
+        dh = [r for r in rs if r["acc_digital_head"] is not None]
+        ax.scatter([r["digital_head_j"] * 1e9 for r in dh], [r["acc_digital_head"] for r in dh], marker="s",
+                   zorder=3, label=f"front end + digital head ({head_macs} MACs), backprop baseline")
+        ax.scatter([r["front_j"] * 1e9 for r in rs], [r["acc_digital_only"] for r in rs], marker="x", zorder=3,
+                   label="digital only (the encoder's own head)")
+        ax.set_xscale("log")
+        e_mac = rs[0]["front_j"] / rs[0]["macs"] if rs and rs[0]["macs"] else float("nan")
+        ax.set_xlabel(f"energy per image (nJ), {kind} MACs at {e_mac * 1e12:.2f} pJ (Horowitz 2014)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
