@@ -15,4 +15,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "signoff": "signoff",
     "predict": "predict",
     "recalibrate": "recalibrate",
+    "cep": "cep",
 }
