@@ -171,6 +171,12 @@ mixsig energy --split experiments/split_energy.yaml --samples 64 --plot experime
 mixsig cep --samples 16 --betas 1e-7,1e-6 --etas 1e-4,1e-3,1e-2 --steps 10,40
 # why it falls on the main job's block: the echo series and η ρ
 mixsig cep --block fashion --diagnose --steps 2,10,40 --ratios 1e2,1e3,3e3,1e4,3e4""",
+    "ternary": """\
+# ternary and binary pairs trained in the loop on 3 chips each, against the 4-level and continuous devices
+mixsig ternary experiments/wine.yaml --output ternary_wine.json
+# accuracy against the bit error rate, 10 chips per rate
+mixsig ternary experiments/iris.yaml --sweep --chips 10""",
+
     "config": """\
 mixsig config show experiments/smoke.yaml --set 'analog.hidden=[32]'""",
     "config show": """\

@@ -16,4 +16,5 @@ COMMANDS = {            # command name → module of pipeline.commands
     "predict": "predict",
     "recalibrate": "recalibrate",
     "cep": "cep",
+    "ternary": "ternary",
 }
