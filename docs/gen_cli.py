@@ -176,7 +176,12 @@ mixsig cep --block fashion --diagnose --steps 2,10,40 --ratios 1e2,1e3,3e3,1e4,3
 mixsig ternary experiments/wine.yaml --output ternary_wine.json
 # accuracy against the bit error rate, 10 chips per rate
 mixsig ternary experiments/iris.yaml --sweep --chips 10""",
-
+    "phases": """\
+# cut-short EP phases on iris: cosine grid before and after training, accuracy after training with cut phases
+mixsig phases experiments/iris.yaml --set training.epochs=40 --set training.batch_size=16 \\
+    --set training.optimizer.schedule=none --plot phase_duration.png
+# the trainings only, two pairs of durations
+mixsig phases --no-grid --train-durations 500,1000 --pairs 1000:50""",
     "config": """\
 mixsig config show experiments/smoke.yaml --set 'analog.hidden=[32]'""",
     "config show": """\

@@ -16,5 +16,6 @@ COMMANDS = {            # command name → module of pipeline.commands
     "predict": "predict",
     "recalibrate": "recalibrate",
     "cep": "cep",
+    "phases": "phases",
     "ternary": "ternary",
 }

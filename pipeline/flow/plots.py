@@ -179,3 +179,29 @@ def split_energy(table: list[dict], e_analog: float, head_macs: int, path) -> Pa
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][0].legend(fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def phase_durations(study: dict, train_durations, path) -> Path:
+    """`mixsig phases`: the cosine to the exact gradient against the phase durations (both
+    cut, free cut, nudged cut; initial and trained conductances), and the test accuracy after
+    training with both phases cut at t (read at the operating point and at t)."""
+    plt = _plt()
+    ps = np.array(study["durations"]) * 1e12
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for (state, (grid, _)), color in zip(study["grids"].items(), ("C0", "C3")):
+        a.semilogx(ps, np.diag(grid), "o-", color=color, label=f"both phases cut at t ({state})")
+        a.semilogx(ps, grid[:, -1], "s--", color=color, label=f"free phase cut at t, nudged {ps[-1]:.0f} ps")
+        a.semilogx(ps, grid[-1, :], "^:", color=color, label=f"nudged phases cut at t, free {ps[-1]:.0f} ps")
+    a.axhline(1.0, color="k", lw=0.8)
+    a.set_xlabel("phase duration t (ps)")
+    a.set_ylabel("cosine to the exact gradient")
+    a.legend(fontsize=7)
+    both = {tf: r for tf, tn, *r in study["trained"] if tf == tn and tf in set(train_durations)}
+    tp = sorted(both)
+    b.semilogx(np.array(tp) * 1e12, [both[t][0] for t in tp], "o-", label="read at the operating point")
+    b.semilogx(np.array(tp) * 1e12, [both[t][1] for t in tp], "s--", label="read at t")
+    b.axhline(study["ep_accuracy"], color="k", lw=0.8, label=f"EP at the operating points ({study['ep_accuracy']:.3f})")
+    b.set_xlabel("phase duration t, both phases (ps)")
+    b.set_ylabel("test accuracy")
+    b.legend(fontsize=8)
+    return _save(fig, path)
