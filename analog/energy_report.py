@@ -200,3 +200,35 @@ def comparison(chip: dict, macs: dict, cpu: dict) -> list[dict]:
             rows.append(dict(task=task, system=name, time_s=t, energy_j=e, how=how, time_vs_chip=t / t_chip,
                              energy_vs_chip=e / e_chip, energy_vs_bare_chip=e / e_bare))
     return rows
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """A digital front end of a recorded study: its MACs per image and test accuracies (%) of
+    the encoder's own head, the analog block after its first training, the best end-to-end
+    figure, and a digital head of the block's shape (None: not recorded)."""
+    name: str
+    macs: float
+    digital_only: float
+    analog_first: float
+    analog_best: float
+    digital_head: float | None = None
+
+
+def split_rows(front_ends, e_analog: float, head_macs: int | None = None) -> list[dict]:
+    """Energy per image of each front end behind the analog block (`e_analog` J per
+    inference, converters included) or behind a digital head of `head_macs` MACs (default:
+    digital_macs()'s 150 → 100 → 10), with MACs at DIGITAL's int8 and FP32 energies
+    (arithmetic only), and the share of the image's energy the analog head saves."""
+    head = digital_macs()["inference"] if head_macs is None else head_macs
+    out = []
+    for fe in front_ends:
+        for kind in ("int8", "fp32"):
+            e = DIGITAL[f"mac_{kind}"].value
+            front, digital = fe.macs * e, fe.macs * e + head * e
+            out.append(dict(front_end=fe.name, macs=fe.macs, arithmetic=kind, front_j=front,
+                            analog_j=front + e_analog, digital_head_j=digital,
+                            saved_fraction=(head * e - e_analog) / digital, acc_analog=fe.analog_best,
+                            acc_first=fe.analog_first, acc_digital_only=fe.digital_only,
+                            acc_digital_head=fe.digital_head))
+    return out

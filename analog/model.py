@@ -61,13 +61,11 @@ class AnalogModel:
         self.compiled = False
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
-        self.beta: float | None = None
-        self.nudging: str | None = None
+        self.beta, self.nudging = None, None        # float, str once compiled
         self.gradient, self.algorithm, self.cep_steps = "ep", "ep", 10
         self.engine_name, self.engine_options = "native", {}
-        self.perturbation = None
-        self.epoch = 0
-        self.history = History()
+        self.perturbation = self.phases = None
+        self.epoch, self.history = 0, History()
         self.config: dict = {}
 
     # ---- circuit access ---------------------------------------------------------------
@@ -132,7 +130,7 @@ class AnalogModel:
     # ---- training ------------------------------------------------------------------------
     def compile(self, loss="mse", optimizer="adam", beta: float = 1e-6, nudging: str = "symmetric",
                 engine: str = "native", engine_options: dict | None = None, perturbation=None,
-                gradient: str = "ep", algorithm: str = "ep", cep_steps: int = 10, **loss_options):
+                gradient: str = "ep", algorithm: str = "ep", cep_steps: int = 10, phases=None, **loss_options):
         """Choose the cost, the optimiser (name or `Optimizer` object), the nudging strength β
         (A per unit of ∂C/∂y), symmetric or one-sided nudging, the training engine and its
         options, and optionally a `perturbation` (an object with `perturb(G_list, layers, rng)
@@ -142,7 +140,8 @@ class AnalogModel:
         gradient at the free operating point, native engine only: what EP would reach if its
         estimate were perfect; a sample that does not converge stops training with an error).
         `algorithm`: "ep", or "c-ep" (continual EP, analog/cep.py: the update applied in
-        `cep_steps` steps during the nudged phase; plain SGD only)."""
+        `cep_steps` steps during the nudged phase; plain SGD only). `phases`: `gradients(model,
+        G_list, x, labels)` in place of the EP estimate, e.g. `analog.training_energy.PhaseCut`."""
         if algorithm not in ("ep", "c-ep"):
             raise ValueError(f"training.algorithm={algorithm!r} must be 'ep' or 'c-ep'")
         if not (isinstance(cep_steps, (int, np.integer)) and cep_steps >= 1):
@@ -159,13 +158,14 @@ class AnalogModel:
         if gradient not in ("ep", "exact"):
             raise ValueError(f"gradient={gradient!r} must be 'ep' or 'exact'")
         if gradient == "exact" and engine != "native":
-            raise ValueError(f"gradient='exact' is computed on the native engine; engine={engine!r} trains "
-                             f"by EP only")
+            raise ValueError(f"gradient='exact' is computed on the native engine; engine={engine!r} trains by EP only")
         if engine_options is not None and not isinstance(engine_options, dict):
             raise ValueError(f"engine_options must be a dict, got {type(engine_options).__name__}")
-        if perturbation is not None and not callable(getattr(perturbation, "perturb", None)):
-            raise TypeError(f"perturbation must have a perturb(G_list, layers, rng) method, "
-                            f"got {type(perturbation).__name__}")
+        for obj, name, method in ((perturbation, "perturbation", "perturb"), (phases, "phases", "gradients")):
+            if obj is not None and not callable(getattr(obj, method, None)):
+                raise TypeError(f"{name} must have a {method}(...) method, got {type(obj).__name__}")
+        if phases is not None and (algorithm, gradient) != ("ep", "ep"):
+            raise ValueError("phases replace the EP estimate: use them with algorithm='ep' and gradient='ep'")
         self.loss = get_loss(loss, **loss_options)
         self.optimizer = get_optimizer(optimizer) if isinstance(optimizer, str) else optimizer
         if not isinstance(self.optimizer, Optimizer):
@@ -173,8 +173,7 @@ class AnalogModel:
                             f"got {type(optimizer).__name__}")
         self.beta, self.nudging, self.engine_name = float(beta), nudging, engine
         self.engine_options = dict(engine_options or {})
-        self.perturbation = perturbation
-        self.gradient = gradient
+        self.perturbation, self.phases, self.gradient = perturbation, phases, gradient
         if algorithm == "c-ep" and type(self.optimizer).__name__ != "SGD":
             raise ValueError(f"training.algorithm='c-ep' applies its local rule as plain SGD steps during the "
                              f"nudged phase; training.optimizer.name must be 'sgd' (got "
@@ -226,7 +225,9 @@ class AnalogModel:
         return out
 
     def _step_gradients(self, G, x, labels) -> GradientResult:
-        """The gradient one training step follows (`compile(gradient=...)`)."""
+        """The gradient one training step follows (`compile(gradient=..., phases=...)`)."""
+        if self.phases is not None:
+            return self.phases.gradients(self, G, x, labels)
         native = self.get_engine("native") if self.gradient == "exact" else None
         return block_gradients(self.engine, native, self.circuit, G, x, labels, self.loss,
                                method=self.gradient, beta=self.beta, nudging=self.nudging, input_grad=False)

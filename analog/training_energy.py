@@ -262,3 +262,60 @@ def cut_short_gradients(engine, C, G_list, x, labels, loss, beta: float, t_free:
     Vb = np.where(keep, c.terminal_voltages(np.nan_to_num(b), src), 0.0)
     w = used.astype(float) / max(1, used.sum())
     return CutShort(ep_estimate(engine, G_list, Va, Vb, w, beta, nudging), y, used)
+
+
+@dataclass(frozen=True)
+class PhaseCut:
+    """EP with its phases cut short, as a training rule (`AnalogModel.compile(phases=...)`):
+    each mini-batch's estimate is `cut_short_gradients`' with a free phase of `t_free` s and
+    nudged phases of `t_nudged` s, `steps` backward-Euler steps each (native engine); the
+    loss, outputs and power `fit` logs are the free operating point's."""
+    t_free: float
+    t_nudged: float
+    steps: int = 50
+
+    def __post_init__(self):
+        for key in ("t_free", "t_nudged"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise AnalogInputError(f"{key}={v!r} must be a duration > 0 (s)")
+        if not (isinstance(self.steps, (int, np.integer)) and self.steps >= 1):
+            raise AnalogInputError(f"steps={self.steps!r} must be an integer >= 1")
+
+    def gradients(self, model, G_list, x, labels):
+        from .capacitance import node_capacitance
+        from .ep import GradientResult
+        eng = model.get_engine("native")
+        cut = cut_short_gradients(eng, node_capacitance(model.circuit), G_list, x, labels, model.loss, model.beta,
+                                  self.t_free, self.t_nudged, nudging=model.nudging, steps=self.steps)
+        free = eng.solve(G_list, x)
+        ok = free.converged
+        y = model.circuit.outputs(free.v)
+        cost, _ = model.loss(np.where(ok[:, None], y, 0.0), labels)
+        return GradientResult(cut.grads, None, np.where(ok, cost, np.nan), y, free, cut.used & ok)
+
+    def predict(self, model, x) -> np.ndarray:
+        """Outputs read at the end of a free phase of t_free (a cut-short inference)."""
+        from .capacitance import node_capacitance
+        y0 = np.zeros(len(x), dtype=int)
+        return cut_short_gradients(model.get_engine("native"), node_capacitance(model.circuit), model.conductances, x,
+                                   y0, model.loss, model.beta, self.t_free, self.t_free, steps=self.steps).y
+
+
+def cut_short_cosines(model, x, labels, durations, steps: int = 50) -> tuple[np.ndarray, float]:
+    """Cosine to the exact gradient of EP with the free phase cut at durations[i] and the
+    nudged ones at durations[j] (grid[i, j]), and EP's at the operating points (symmetric
+    nudging, the model's β and loss, its current conductances)."""
+    from .capacitance import node_capacitance
+    from .cep import cosine
+    from .ep import ep_gradients, exact_gradients
+    eng, c, G = model.get_engine("native"), model.circuit, model.conductances
+    C = node_capacitance(c)
+    exact = exact_gradients(eng, c, G, x, labels, model.loss).grads
+    ep = cosine(ep_gradients(eng, c, G, x, labels, model.loss, model.beta, "symmetric").grads, exact)
+    grid = np.zeros((len(durations), len(durations)))
+    for i, tf in enumerate(durations):
+        for j, tn in enumerate(durations):
+            g = cut_short_gradients(eng, C, G, x, labels, model.loss, model.beta, tf, tn, steps=steps).grads
+            grid[i, j] = cosine(g, exact)
+    return grid, ep

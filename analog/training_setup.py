@@ -24,10 +24,10 @@ def momentum_option(o: OptimizerSpec, base: str) -> dict:
     return {"momentum": o.momentum} if base == "momentum" else {}
 
 
-def compile_model(model, t: TrainingSpec, *, optimizer: Optimizer | None = None, perturbation=None):
+def compile_model(model, t: TrainingSpec, *, optimizer: Optimizer | None = None, perturbation=None, phases=None):
     """Compile `model` (an AnalogModel) for `t.epochs` more epochs as `t` says; `optimizer`
-    (default: `make_optimizer(t.optimizer, ...)`) and `perturbation` as `AnalogModel.compile`
-    takes them. Returns the model."""
+    (default: `make_optimizer(t.optimizer, ...)`), `perturbation` and `phases` as
+    `AnalogModel.compile` takes them. Returns the model."""
     if not isinstance(t, TrainingSpec):
         raise TypeError(f"compile_model takes an analog.specs.TrainingSpec, got {type(t).__name__}")
     optimizer = optimizer or make_optimizer(t.optimizer, t.epochs, model.epoch)
@@ -38,5 +38,5 @@ def compile_model(model, t: TrainingSpec, *, optimizer: Optimizer | None = None,
         optimizer.start(model.dense_layers)          # the block holds pair states from its first solve
     return model.compile(loss=t.loss, optimizer=optimizer, beta=t.beta, nudging=t.nudging, engine=t.engine,
                          engine_options={"processes": t.workers} if t.engine == "ngspice" else None,
-                         perturbation=perturbation, gradient=t.gradient, algorithm=t.algorithm,
+                         perturbation=perturbation, phases=phases, gradient=t.gradient, algorithm=t.algorithm,
                          cep_steps=t.cep_steps, **t.loss_options)

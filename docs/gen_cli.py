@@ -106,7 +106,9 @@ mixsig evaluate --from-run <program run id> --register fashion-system""",
 mixsig compare --experiment fashion_mnist --csv runs.csv
 mixsig compare --experiment iris --stage train-analog --filter "params.training.engine = 'ngspice'\"
 # the trials of a sweep, its swept keys and metric first
-mixsig compare --sweep <sweep run id>""",
+mixsig compare --sweep <sweep run id>
+# several recalibrations of one co-training in one plot
+mixsig compare --recalibration runs/<recalibrate run 1> --recalibration runs/<recalibrate run 2> --output recal.png""",
     "sweep": """\
 # 4 smoke co-trainings (learning rate x 2 seeds), 2 at a time on this machine (embedded Ray)
 mixsig sweep experiments/smoke.yaml --space experiments/spaces/smoke.yaml
@@ -161,7 +163,25 @@ mixsig bench --scaling --scaling-batches 3 --scaling-repeats 1 --plot experiment
 # time and energy per inference and per training sample: chip (RRAM pulses, 8-bit converters) vs GPU and CPU
 mixsig energy --samples 16
 # PCM's pulses, no DACs counted, as JSON
-mixsig energy --device pcm --dac-bits 0 --json""",
+mixsig energy --device pcm --dac-bits 0 --json
+# the split as energy: recorded front ends behind the analog block or a digital head, with a plot
+mixsig energy --split experiments/split_energy.yaml --samples 64 --plot experiments/split_energy.png""",
+    "cep": """\
+# continual EP's cosine to the exact gradient on the small block, over β, η and K
+mixsig cep --samples 16 --betas 1e-7,1e-6 --etas 1e-4,1e-3,1e-2 --steps 10,40
+# why it falls on the main job's block: the echo series and η ρ
+mixsig cep --block fashion --diagnose --steps 2,10,40 --ratios 1e2,1e3,3e3,1e4,3e4""",
+    "ternary": """\
+# ternary and binary pairs trained in the loop on 3 chips each, against the 4-level and continuous devices
+mixsig ternary experiments/wine.yaml --output ternary_wine.json
+# accuracy against the bit error rate, 10 chips per rate
+mixsig ternary experiments/iris.yaml --sweep --chips 10""",
+    "phases": """\
+# cut-short EP phases on iris: cosine grid before and after training, accuracy after training with cut phases
+mixsig phases experiments/iris.yaml --set training.epochs=40 --set training.batch_size=16 \\
+    --set training.optimizer.schedule=none --plot phase_duration.png
+# the trainings only, two pairs of durations
+mixsig phases --no-grid --train-durations 500,1000 --pairs 1000:50""",
     "config": """\
 mixsig config show experiments/smoke.yaml --set 'analog.hidden=[32]'""",
     "config show": """\

@@ -40,7 +40,7 @@ def test_the_six_stages_and_the_other_commands_are_registered():
     assert set(STAGES) == {"train-digital", "embed", "train-analog", "optimize-inputs", "retrain-digital", "evaluate",
                            "program", "finetune-chip"}
     assert set(COMMANDS) == {"cotrain", "compare", "verify", "bench", "energy", "config", "data",
-                             "robustness", "sweep", "signoff", "predict", "recalibrate"}
+                             "robustness", "sweep", "signoff", "predict", "recalibrate", "cep", "phases", "ternary"}
 
 
 def test_help_lists_every_command():

@@ -74,3 +74,34 @@ def test_energy_refuses_a_bad_pulse_figure_in_one_line(option):
 def test_energy_refuses_negative_bits():
     out = _mixsig("energy", "--adc-bits", "-1")
     assert out.returncode == 2 and "--adc-bits" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_split_rows_against_hand_arithmetic():
+    from analog.energy_report import FrontEnd, split_rows
+    fe = FrontEnd("PCA", macs=100_000, digital_only=84.0, analog_first=80.0, analog_best=81.0)
+    int8, fp32 = split_rows([fe], e_analog=400e-12)
+    # int8: 0.23 pJ per MAC; the head's 16,000 MACs 3.68 nJ against the block's 0.4 nJ
+    assert int8["front_j"] == pytest.approx(100_000 * 0.23e-12)
+    assert int8["analog_j"] == pytest.approx(23e-9 + 0.4e-9)
+    assert int8["digital_head_j"] == pytest.approx(23e-9 + 3.68e-9)
+    assert int8["saved_fraction"] == pytest.approx((3.68 - 0.4) / 26.68)
+    assert fp32["arithmetic"] == "fp32" and fp32["front_j"] == pytest.approx(100_000 * 4.6e-12)
+    assert fp32["acc_analog"] == 81.0 and fp32["acc_digital_head"] is None
+
+
+def test_energy_split_prints_the_front_ends_and_refuses_a_bad_row(tmp_path):
+    good = tmp_path / "fe.yaml"
+    good.write_text("front_ends:\n  - {name: A, macs: 1000, digital_only: 90, analog_first: 89, analog_best: 91,"
+                    " digital_head: 90.5}\n")
+    out = _mixsig("energy", "--split", good, "--samples", "2", "--dac-bits", "0", "--adc-bits", "0", "--json",
+                  "--plot", tmp_path / "s.png")
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["inference"]["inference_converter_energy_j"] == 0
+    assert [r["arithmetic"] for r in rep["rows"]] == ["int8", "fp32"]
+    assert rep["rows"][0]["analog_j"] == pytest.approx(1000 * 0.23e-12 + rep["inference"]["inference_energy_j"])
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("front_ends:\n  - {name: A, macs: -1, digital_only: 90, analog_first: 89, analog_best: 91}\n")
+    out = _mixsig("energy", "--split", bad)
+    assert out.returncode == 2 and "front_ends[0].macs" in out.stderr and "Traceback" not in out.stderr

@@ -168,3 +168,30 @@ def test_recalibrate_bad_input_is_one_line_with_exit_2(hw):
     proc = mixsig(tmp, "recalibrate", rid, "--time", "1h", check=False)
     assert proc.returncode == 2
     assert "--time=3600: before the chips' last programming at 86400 s" in proc.stderr, proc.stderr
+
+
+def _table(t, mode, without, with_):
+    return {"times": [0.0, 3600.0, 86400.0], "t": t, "mode": mode, "loop_chip": 0, "without": without, "with": with_}
+
+
+def test_several_recalibrations_plot_together_from_their_tables(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.hardware.recalibration import tables_series
+    without = [[0.70, 0.60], [0.68, 0.58], [0.66, 0.50]]
+    a = _table(3600.0, "encoder", without, [None, [0.80, 0.62], [0.78, 0.60]])
+    b = _table(86400.0, "chip", without, [None, None, [0.75, 0.65]])
+    s = tables_series([a, b])
+    times, mean, std = s["without recalibration, mean over chips"]
+    assert np.allclose(mean, [0.65, 0.63, 0.58]) and np.all(np.asarray(std) > 0)
+    assert s["recalibrated at 1 h (encoder), mean"][0] == [3600.0, 86400.0]
+    assert np.allclose(s["recalibrated at 1 h (encoder), mean"][1], [0.71, 0.69])
+    assert s["recalibrated at 1 d (chip), chip 0"] == ([86400.0], [0.75], None)
+    for name, tab in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "recalibration.json").write_text(json.dumps(tab))
+    out = tmp_path / "both.png"
+    assert main(["compare", "--recalibration", str(tmp_path / "a"), "--recalibration",
+                 str(tmp_path / "b" / "recalibration.json"), "--output", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert main(["compare", "--recalibration", str(tmp_path)]) == 2
+    assert "no recalibration.json there" in capsys.readouterr().err

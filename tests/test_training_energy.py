@@ -134,3 +134,42 @@ def test_cut_short_phases_tend_to_ep_and_short_ones_do_not():
     assert long.used.all() and cosine(long.grads, ep) > 1 - 1e-6
     assert np.allclose(long.y, c.outputs(eng.solve(G, x).v), atol=1e-7, rtol=0)
     assert cosine(short.grads, ep) < 0.99
+
+
+def _fit_once(phases=None):
+    m = block(features=3, hidden=(4,), outputs=2, g=(1e-6, 1e-4))
+    m.compile(loss="mse", optimizer="sgd", beta=1e-6, phases=phases)
+    x, y = inputs(6, 3, scale=1.0, seed=7), np.arange(6) % 2
+    m.fit(x, y, epochs=1, batch_size=6, verbose=0)
+    return m, x, y
+
+
+def test_fit_with_long_cut_phases_steps_as_ep_and_short_ones_do_not():
+    from analog.training_energy import PhaseCut
+    ep, x, y = _fit_once()
+    long, _, _ = _fit_once(PhaseCut(3e-9, 3e-9, 60))
+    short, _, _ = _fit_once(PhaseCut(1e-12, 1e-12, 5))
+    start = block(features=3, hidden=(4,), outputs=2, g=(1e-6, 1e-4)).conductances
+    step = [a - s for a, s in zip(ep.conductances, start)]
+    dev = lambda m: max(np.abs(a - s - d).max() / np.abs(d).max() for a, s, d in zip(m.conductances, start, step))
+    assert dev(long) < 1e-3 and dev(short) > 1e-2
+    # the logged loss is the free operating point's, whatever the phases
+    assert long.history.history["loss"] == pytest.approx(ep.history.history["loss"], rel=1e-12)
+    # a long free phase read at its end is the operating point's output
+    assert np.allclose(PhaseCut(3e-9, 3e-9, 60).predict(ep, x), ep.predict(x), atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("kw, key", [({"t_free": 0.0, "t_nudged": 1e-9}, "t_free"),
+                                     ({"t_free": 1e-9, "t_nudged": float("nan")}, "t_nudged"),
+                                     ({"t_free": 1e-9, "t_nudged": 1e-9, "steps": 0}, "steps")])
+def test_bad_phase_cuts_name_the_key(kw, key):
+    from analog.training_energy import PhaseCut
+    with pytest.raises(AnalogInputError, match=key):
+        PhaseCut(**kw)
+
+
+def test_cut_phases_replace_ep_only():
+    from analog.training_energy import PhaseCut
+    m = block(features=3, hidden=(4,), outputs=2)
+    with pytest.raises(ValueError, match="phases replace the EP estimate"):
+        m.compile(loss="mse", optimizer="sgd", algorithm="c-ep", phases=PhaseCut(1e-9, 1e-9))

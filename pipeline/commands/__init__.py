@@ -15,4 +15,7 @@ COMMANDS = {            # command name → module of pipeline.commands
     "signoff": "signoff",
     "predict": "predict",
     "recalibrate": "recalibrate",
+    "cep": "cep",
+    "phases": "phases",
+    "ternary": "ternary",
 }

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import click
 
-HELP = "table of runs with key params and final metrics from MLflow, plus a plot of accuracy per round"
+HELP = ("table of runs with key params and final metrics from MLflow, plus a plot of accuracy per round; "
+        "--recalibration: several recalibrations of one co-training in one plot instead")
 
 DEFAULT_PARAMS = ["digital.encoder", "analog.hidden", "analog.gain", "training.beta", "training.optimizer.lr",
                   "training.epochs", "cotrain.rounds", "input_optimization.steps", "input_optimization.margin"]
@@ -51,6 +52,12 @@ def _fmt(v) -> str:
 @click.option("--csv", help="also write the table as CSV to this file")
 @click.option("--time-output", default="compare_time.png", show_default=True,
               help="PNG of accuracy against the time after programming (runs with a hardware section)")
+@click.option("--recalibration", multiple=True, type=click.Path(exists=True), metavar="PATH",
+              help="a `mixsig recalibrate` run's recalibration.json or folder (repeatable): plot these "
+                   "recalibrations of one co-training together to --output (without recalibration from the first) "
+                   "instead of reading runs from MLflow")
+@click.option("--title", default="accuracy over time, with and without recalibration", show_default=True,
+              help="the --recalibration plot's title")
 def command(**kw) -> int:
     return run(SimpleNamespace(**kw))
 
@@ -60,6 +67,8 @@ def run(args) -> int:
 
     from pipeline.flow import PipelineError
     from pipeline.runtime.tracking import setup_mlflow
+    if getattr(args, "recalibration", ()):
+        return _recalibration_plot(args)
     if not args.experiment and not getattr(args, "sweep", None):
         raise PipelineError("compare: give --experiment NAME (or --sweep SWEEP_RUN_ID)")
     setup_mlflow()
@@ -209,3 +218,11 @@ def _time_plot(client, runs, output) -> None:
     if series:
         accuracy_vs_time(series, output, title="end-to-end test accuracy after programming, across runs")
         print(f"accuracy against time after programming of {len(series)} scenario(s) plotted to {output}")
+
+
+def _recalibration_plot(args) -> int:
+    from pipeline.flow.plots import accuracy_vs_time
+    from pipeline.hardware.recalibration import read_table, tables_series
+    series = tables_series([read_table(p) for p in args.recalibration])
+    print(accuracy_vs_time(series, args.output, title=args.title))
+    return 0

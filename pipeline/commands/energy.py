@@ -35,14 +35,23 @@ HELP = ("time and energy per inference and per training sample of the main job's
                    "assumption; vary it for the table's sensitivity]")
 @click.option("--sh-acquire", type=click.FloatRange(min=0, min_open=True), default=None,
               help="sample-and-hold acquisition time, s [default: analog/energy_figures.py's, an assumption]")
+@click.option("--split", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="instead: the split seen as energy, for the front ends a YAML file lists (front_ends: name, "
+                   "macs, digital_only, analog_first, analog_best, digital_head; e.g. experiments/split_energy.yaml): "
+                   "energy per image behind the analog block (its inference energy with converters) or behind a "
+                   "digital head of the block's shape, at int8 and FP32 MACs")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="--split: draw accuracy against energy per image to this PNG")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, beta, rel_tol, duration,
-            amplifier_bias, sh_acquire, json_) -> int:
+            amplifier_bias, sh_acquire, split, plot, json_) -> int:
     import numpy as np
 
     from analog.energy_figures import ConverterCost
     from analog.energy_report import ChipSetting, chip_figures, comparison, cpu_times, digital_macs
     from pipeline.commands.bench import fashion_block
+    if split or plot:
+        return _split(split, plot, samples, ConverterCost(dac_bits or None, adc_bits or None), json_)
     setting = ChipSetting(_pulse(device, pulse_energy, pulse_duration), ConverterCost(dac_bits or None,
                           adc_bits or None), beta=beta, rel_tol=rel_tol, duration=duration,
                           amplifier_bias=amplifier_bias, sh_acquire=sh_acquire)
@@ -79,3 +88,66 @@ def _print_table(chip: dict, macs: dict, rows: list) -> None:
     for r in rows:
         print(f"| {r['task']} | {r['system']} | {r['time_s']:.3g} s | {r['energy_j']:.3g} J | {r['how']} | "
               f"{r['time_vs_chip']:.3g} | {r['energy_vs_chip']:.3g} | {r['energy_vs_bare_chip']:.3g} |")
+
+
+def _split(path, plot, samples: int, converters, json_: bool) -> int:
+    """The front ends of `path` behind the analog block (inference energy of the main job's
+    block shape on `samples` random inputs in ±1 V) or a digital head of its shape."""
+    import numpy as np
+
+    from analog.energy_report import digital_macs, inference_figures, split_rows
+    from pipeline.commands.bench import fashion_block
+    from pipeline.errors import OptionError
+    if not path:
+        raise OptionError("--plot is an option of --split, which was not given")
+    front_ends = _front_ends(path)
+    x = np.random.default_rng(0).uniform(-1, 1, (samples, 150))
+    inf = inference_figures(fashion_block(), x, converters)
+    e_analog, e_conv, head = inf["inference_energy_j"], inf["inference_converter_energy_j"], digital_macs()["inference"]
+    rows = split_rows(front_ends, e_analog, head)
+    if plot:
+        from pipeline.flow.plots import split_energy
+        split_energy(rows, e_analog, head, plot)
+    if json_:
+        print(json.dumps({"inference": inf, "head_macs": head, "rows": rows}, indent=1))
+        return 0
+    dac, adc = converters.dac_bits or 0, converters.adc_bits or 0
+    print(f"analog block: {e_analog * 1e12:.2f} pJ per inference (circuit {(e_analog - e_conv) * 1e12:.2f} pJ + "
+          f"converters {e_conv * 1e12:.2f} pJ: {dac}-bit DACs, {adc}-bit ADCs); digital head {head} MACs")
+    print("| front end | MACs | arithmetic | front end (nJ) | + analog block (nJ) | + digital head (nJ) | "
+          "energy saved by the analog block | accuracy: analog, best end to end | digital head (backprop) | "
+          "digital only |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        dh = "–" if r["acc_digital_head"] is None else f"{r['acc_digital_head']:.2f}"
+        print(f"| {r['front_end']} | {r['macs'] / 1e6:.3f} M | {r['arithmetic']} | {r['front_j'] * 1e9:.3g} | "
+              f"{r['analog_j'] * 1e9:.4g} | {r['digital_head_j'] * 1e9:.4g} | {100 * r['saved_fraction']:.2f} % | "
+              f"{r['acc_analog']:.2f} | {dh} | {r['acc_digital_only']:.2f} |")
+    if plot:
+        print(f"plot: {plot}")
+    return 0
+
+
+def _front_ends(path) -> list:
+    """The FrontEnd rows of a --split file; a bad row is an OptionError naming it."""
+    import yaml
+
+    from analog.energy_report import FrontEnd
+    from pipeline.errors import OptionError
+    with open(path) as fh:
+        raw = yaml.safe_load(fh)
+    rows = raw.get("front_ends") if isinstance(raw, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise OptionError(f"--split {path}: needs a non-empty list front_ends:")
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            fe = FrontEnd(**row)
+        except TypeError as exc:
+            raise OptionError(f"--split {path}: front_ends[{i}]: {exc}") from None
+        bad = [k for k in ("macs", "digital_only", "analog_first", "analog_best")
+               if not isinstance(getattr(fe, k), (int, float)) or getattr(fe, k) < 0]
+        if bad or not (fe.digital_head is None or isinstance(fe.digital_head, (int, float))):
+            raise OptionError(f"--split {path}: front_ends[{i}].{(bad or ['digital_head'])[0]} must be a number >= 0")
+        out.append(fe)
+    return out

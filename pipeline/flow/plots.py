@@ -149,3 +149,59 @@ def accuracy_vs_time(series: dict, path, title: str = "accuracy after programmin
     if ax.lines:
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def split_energy(table: list[dict], e_analog: float, head_macs: int, path) -> Path:
+    """End-to-end accuracy against energy per image (log axis), one panel per MAC arithmetic:
+    each front end behind the analog block, behind a digital head (an arrow from it), and alone."""
+    plt = _plt()
+    kinds = list(dict.fromkeys(r["arithmetic"] for r in table))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(12, 4.4), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        rs = [r for r in table if r["arithmetic"] == kind]
+        for r in rs:
+            start = r["acc_digital_head"] if r["acc_digital_head"] is not None else r["acc_digital_only"]
+            ax.annotate("", xy=(r["analog_j"] * 1e9, r["acc_analog"]), xytext=(r["digital_head_j"] * 1e9, start),
+                        arrowprops=dict(arrowstyle="->", color="0.6", lw=0.8))
+            ax.annotate(r["front_end"], (r["analog_j"] * 1e9, r["acc_analog"]), fontsize=7,
+                        xytext=(4, -10), textcoords="offset points")
+        ax.scatter([r["analog_j"] * 1e9 for r in rs], [r["acc_analog"] for r in rs], marker="o", zorder=3,
+                   label=f"front end + analog block with converters ({e_analog * 1e12:.0f} pJ), best end to end")
+        dh = [r for r in rs if r["acc_digital_head"] is not None]
+        ax.scatter([r["digital_head_j"] * 1e9 for r in dh], [r["acc_digital_head"] for r in dh], marker="s",
+                   zorder=3, label=f"front end + digital head ({head_macs} MACs), backprop baseline")
+        ax.scatter([r["front_j"] * 1e9 for r in rs], [r["acc_digital_only"] for r in rs], marker="x", zorder=3,
+                   label="digital only (the encoder's own head)")
+        ax.set_xscale("log")
+        e_mac = rs[0]["front_j"] / rs[0]["macs"] if rs and rs[0]["macs"] else float("nan")
+        ax.set_xlabel(f"energy per image (nJ), {kind} MACs at {e_mac * 1e12:.2f} pJ (Horowitz 2014)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def phase_durations(study: dict, train_durations, path) -> Path:
+    """`mixsig phases`: the cosine to the exact gradient against the phase durations (both
+    cut, free cut, nudged cut; initial and trained conductances), and the test accuracy after
+    training with both phases cut at t (read at the operating point and at t)."""
+    plt = _plt()
+    ps = np.array(study["durations"]) * 1e12
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for (state, (grid, _)), color in zip(study["grids"].items(), ("C0", "C3")):
+        a.semilogx(ps, np.diag(grid), "o-", color=color, label=f"both phases cut at t ({state})")
+        a.semilogx(ps, grid[:, -1], "s--", color=color, label=f"free phase cut at t, nudged {ps[-1]:.0f} ps")
+        a.semilogx(ps, grid[-1, :], "^:", color=color, label=f"nudged phases cut at t, free {ps[-1]:.0f} ps")
+    a.axhline(1.0, color="k", lw=0.8)
+    a.set_xlabel("phase duration t (ps)")
+    a.set_ylabel("cosine to the exact gradient")
+    a.legend(fontsize=7)
+    both = {tf: r for tf, tn, *r in study["trained"] if tf == tn and tf in set(train_durations)}
+    tp = sorted(both)
+    b.semilogx(np.array(tp) * 1e12, [both[t][0] for t in tp], "o-", label="read at the operating point")
+    b.semilogx(np.array(tp) * 1e12, [both[t][1] for t in tp], "s--", label="read at t")
+    b.axhline(study["ep_accuracy"], color="k", lw=0.8, label=f"EP at the operating points ({study['ep_accuracy']:.3f})")
+    b.set_xlabel("phase duration t, both phases (ps)")
+    b.set_ylabel("test accuracy")
+    b.legend(fontsize=8)
+    return _save(fig, path)

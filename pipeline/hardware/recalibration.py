@@ -224,3 +224,39 @@ def plot(result: Result, path: Path, title: str) -> Path:
         series[f"chip {result.loop}, recalibrated"] = ([result.times[i] for i in idx], result.after[idx, result.loop],
                                                       None)
     return accuracy_vs_time(series, path, title=title)
+
+
+def _time_label(t: float) -> str:
+    for unit in ("y", "d", "h"):
+        if t >= _UNITS[unit]:
+            return f"{t / _UNITS[unit]:g} {unit}"
+    return f"{t:g} s"
+
+
+def tables_series(tables: list[dict]) -> dict:
+    """Several recalibrations of one co-training (their `recalibration.json` tables) as
+    accuracy_vs_time series: without recalibration from the first (mean over chips ± spread,
+    and its loop chip), then per recalibration the mean over chips and its loop chip, from
+    its time T on."""
+    from pipeline.hardware.chip_metrics import spread
+    first = tables[0]
+    without, k = np.asarray(first["without"], float), first["loop_chip"]
+    series = {"without recalibration, mean over chips": (first["times"], without.mean(1), [spread(r) for r in without]),
+              f"without, chip {k}": (first["times"], without[:, k], None)}
+    for tab in tables:
+        rows = [(t, np.asarray(a, float)) for t, a in zip(tab["times"], tab["with"]) if a is not None and a[0] is not None]
+        name = f"recalibrated at {_time_label(tab['t'])} ({tab['mode']})"
+        series[f"{name}, mean"] = ([t for t, _ in rows], [a.mean() for _, a in rows], None)
+        series[f"{name}, chip {tab['loop_chip']}"] = ([t for t, _ in rows], [a[tab["loop_chip"]] for _, a in rows], None)
+    return series
+
+
+def read_table(path) -> dict:
+    """A recalibrate run's `recalibration.json` (the file, or the run's folder holding it)."""
+    import json
+    p = Path(path)
+    p = p / "recalibration.json" if p.is_dir() else p
+    if not p.is_file():
+        raise InputError(f"--recalibration {path}: no recalibration.json there (a `mixsig recalibrate` run's "
+                         f"folder or its recalibration.json)")
+    return json.loads(p.read_text())
