@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import time
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import click
+
+from pipeline.commands.bench_scaling import SIZES, WIDTHS
 
 HELP = ("measure samples/s: native engine, ngspice (loaded and rebuilt per sample), EP training step, "
         "the same on real devices (a programmed chip with read noise, hardware-aware and pulsed EP steps), "
@@ -34,6 +37,58 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
     return n / best
 
 
+class ModeOption(NamedTuple):
+    """An option of one study mode: given without its mode it is refused; not given, it is
+    `default` (`shown` in the help when the default is not itself readable)."""
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    multiple: bool = False
+    shown: str | None = None
+
+
+#: each single-study mode of `bench` (measure that study only): its flag's help, its options
+MODES = {
+    "scaling": ("measure only EP step time against block size (dense hidden widths, LC image sizes) and its "
+                "fitted exponent per family", (
+        ModeOption("scaling-width", click.IntRange(min=1), WIDTHS,
+                   "a dense block's hidden width (repeatable)", multiple=True),
+        ModeOption("scaling-size", click.IntRange(min=4), SIZES,
+                   "an LC block's image side (repeatable)", multiple=True),
+        ModeOption("scaling-batches", click.IntRange(min=1), 4, "mini-batches of 64 per timed epoch"),
+        ModeOption("scaling-repeats", click.IntRange(min=1), 2, "timed epochs per block (the best counts)"),
+        ModeOption("plot", click.Path(dir_okay=False, writable=True), None,
+                   "draw time against conductances to this PNG"))),
+    "lc-pixels": ("measure only the EP training rate of experiments/fashion_pixels_lc.yaml's and "
+                  "fashion_pixels_dense.yaml's blocks on pixels, and the LC block's cost per conductance", (
+        ModeOption("lc-samples", click.IntRange(min=1), 960, "timed training images per block"),
+        ModeOption("lc-warmup", click.IntRange(min=0), 64,
+                   "untimed training images first (more: a part-trained block)"),
+        ModeOption("lc-repeats", click.IntRange(min=1), 2, "alternating runs per block (the best counts)"))),
+    "digital": ("measure only CNN encoder seconds per fit epoch, fit_targets epoch and embedding pass", (
+        ModeOption("digital-samples", click.IntRange(min=1), 12800,
+                   "Fashion-MNIST training images timed (figures scaled to 54,000)"),
+        ModeOption("digital-variant", str, (), "NAME[:key=value;...] of CNNEncoder params, e.g. "
+                   "'lean:filters=(16,32,64)' (repeatable)", multiple=True, shown="base"))),
+}
+
+
+def _mode_options(f):
+    """The modes' flags and options as click options, in the table's order."""
+    decorators = []
+    for mode, (doc, options) in MODES.items():
+        decorators.append(click.option(f"--{mode}", is_flag=True, help=doc))
+        for o in options:
+            shown = o.shown or (" ".join(map(str, o.default)) if isinstance(o.default, tuple) else o.default)
+            suffix = "" if shown is None else f" [default: {shown}]"
+            decorators.append(click.option(f"--{o.name}", type=o.type, default=None, multiple=o.multiple,
+                                           help=f"--{mode}: {o.doc}{suffix}"))
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
 @click.command("bench", help=HELP, short_help=HELP)
 @click.option("--batch", type=click.IntRange(min=1), default=2000, show_default=True, help="samples for the native engine")
 @click.option("--train-samples", type=click.IntRange(min=1), default=6000, show_default=True, help="samples for the EP training step")
@@ -54,35 +109,7 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 @click.option("--transient-ngspice-samples", type=click.IntRange(min=0), default=1, show_default=True,
               help="samples of ngspice's .tran on the same block and grid (one ngspice -b each)")
 @click.option("--profile", is_flag=True, help="profile that EP epoch: time per part of the step")
-@click.option("--scaling", is_flag=True,
-              help="measure only EP step time against block size (dense hidden widths, LC image sizes) and "
-                   "its fitted exponent per family")
-@click.option("--scaling-width", type=click.IntRange(min=1), multiple=True,
-              help="--scaling: a dense block's hidden width (repeatable) [default: 50 100 200 400 800]")
-@click.option("--scaling-size", type=click.IntRange(min=4), multiple=True,
-              help="--scaling: an LC block's image side (repeatable) [default: 8 12 16 20 28]")
-@click.option("--scaling-batches", type=click.IntRange(min=1), default=4, show_default=True,
-              help="--scaling: mini-batches of 64 per timed epoch")
-@click.option("--scaling-repeats", type=click.IntRange(min=1), default=2, show_default=True,
-              help="--scaling: timed epochs per block (the best counts)")
-@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="--scaling: draw time against conductances to this PNG")
-@click.option("--lc-pixels", is_flag=True,
-              help="measure only the EP training rate of experiments/fashion_pixels_lc.yaml's and "
-                   "fashion_pixels_dense.yaml's blocks on pixels, and the LC block's cost per conductance")
-@click.option("--lc-samples", type=click.IntRange(min=1), default=None,
-              help="--lc-pixels: timed training images per block [default: 960]")
-@click.option("--lc-warmup", type=click.IntRange(min=0), default=None,
-              help="--lc-pixels: untimed training images first (more: a part-trained block) [default: 64]")
-@click.option("--lc-repeats", type=click.IntRange(min=1), default=None,
-              help="--lc-pixels: alternating runs per block (the best counts) [default: 2]")
-@click.option("--digital", is_flag=True,
-              help="measure only CNN encoder seconds per fit epoch, fit_targets epoch and embedding pass")
-@click.option("--digital-samples", type=click.IntRange(min=1), default=None,
-              help="--digital: Fashion-MNIST training images timed (figures scaled to 54,000) [default: 12800]")
-@click.option("--digital-variant", multiple=True,
-              help="--digital: NAME[:key=value;...] of CNNEncoder params, e.g. 'lean:filters=(16,32,64)' "
-                   "(repeatable) [default: base]")
+@_mode_options
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(json_, **kw) -> int:
     return run(SimpleNamespace(json=json_, **kw))
@@ -228,23 +255,20 @@ def _ngspice_figures(model, eng, x, args) -> dict:
     return res
 
 
-#: each single-study mode of `bench` and the options that belong to it alone
-MODES = {"scaling": ("scaling_width", "scaling_size", "plot"),
-         "lc_pixels": ("lc_samples", "lc_warmup", "lc_repeats"),
-         "digital": ("digital_samples", "digital_variant")}
-
-
 def _mode(args) -> str | None:
-    """The one study mode asked for (None: the engine figures); refuses a mode's option without it."""
+    """The one study mode asked for (None: the engine figures); refuses a mode's option without
+    it, then gives the mode's options not given their defaults."""
     from pipeline.errors import OptionError
-    modes = [m for m in MODES if getattr(args, m, False)]
+    modes = [m for m in MODES if getattr(args, m.replace("-", "_"), False)]
     if len(modes) > 1:
-        raise OptionError(f"--{modes[0].replace('_', '-')} and --{modes[1].replace('_', '-')} are separate runs")
-    for mode, keys in MODES.items():
-        for key in keys:
-            if getattr(args, key, None) not in (None, ()) and mode not in modes:
-                raise OptionError(f"--{key.replace('_', '-')} is an option of --{mode.replace('_', '-')}, "
-                                  "which was not given")
+        raise OptionError(f"--{modes[0]} and --{modes[1]} are separate runs")
+    for mode, (_, options) in MODES.items():
+        for o in options:
+            key = o.name.replace("-", "_")
+            if getattr(args, key, None) in (None, ()):
+                setattr(args, key, o.default)
+            elif mode not in modes:
+                raise OptionError(f"--{o.name} is an option of --{mode}, which was not given")
     return modes[0] if modes else None
 
 
@@ -276,20 +300,18 @@ def run(args) -> int:
 
 def _run_mode(mode: str, args) -> int:
     if mode == "scaling":
-        from pipeline.commands.bench_scaling import SIZES, WIDTHS, plot_scaling, print_scaling_bench, run_scaling_bench
-        res = run_scaling_bench(args.scaling_width or WIDTHS, args.scaling_size or SIZES, args.scaling_batches,
-                                args.scaling_repeats)
+        from pipeline.commands.bench_scaling import plot_scaling, print_scaling_bench, run_scaling_bench
+        res = run_scaling_bench(args.scaling_width, args.scaling_size, args.scaling_batches, args.scaling_repeats)
         if args.plot:
             plot_scaling(res, args.plot)
         show = print_scaling_bench
-    elif mode == "lc_pixels":
+    elif mode == "lc-pixels":
         from pipeline.commands.bench_pixels import print_pixels_bench, run_pixels_bench
-        res = run_pixels_bench(args.lc_samples or 960, 64 if args.lc_warmup is None else args.lc_warmup,
-                               args.lc_repeats or 2)
+        res = run_pixels_bench(args.lc_samples, args.lc_warmup, args.lc_repeats)
         show = print_pixels_bench
     else:
         from pipeline.commands.bench_digital import print_digital_bench, run_digital_bench
-        res = run_digital_bench(tuple(args.digital_variant or ()), args.digital_samples or 12800)
+        res = run_digital_bench(tuple(args.digital_variant), args.digital_samples)
         show = print_digital_bench
     if args.json:
         print(json.dumps(res, indent=2))
