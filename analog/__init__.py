@@ -39,7 +39,7 @@ from .verify import gradient_report
 
 # name → module that defines it, imported on first access
 _LAZY = {
-    "NgspiceEngine": "analog.ngspice_engine",
+    "NgspiceEngine": "analog.ngspice",
     "Engine": "analog.engine",
     "Chip": "analog.hardware", "DeviceSpec": "analog.hardware", "HardwareSpec": "analog.hardware",
     "VariationSpec": "analog.hardware", "NoiseInjection": "analog.hardware", "PulsedOptimizer": "analog.hardware",

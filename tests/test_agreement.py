@@ -7,7 +7,7 @@ import pytest
 
 from analog.devices import IdealDiode, MOSDiode, ShockleyDiode
 from analog.native import NativeEngine
-from analog.ngspice_engine import NgspiceEngine
+from analog.ngspice import NgspiceEngine
 from analog.solution import device_branch_voltages
 from tests.analog_circuits import block, inputs
 

@@ -164,7 +164,7 @@ def test_netlist_writes_one_model_per_distinct_instance_and_the_offsets():
 @pytest.mark.skipif(not HAS_NGSPICE, reason="ngspice not installed")
 @pytest.mark.parametrize("kind,vref", [("shockley", 0.0), ("shockley0", 0.6), ("mos", 0.6), ("ideal", 0.0)])
 def test_native_and_ngspice_agree_on_a_varied_circuit(kind, vref):
-    from analog.ngspice_engine import NgspiceEngine
+    from analog.ngspice import NgspiceEngine
     m, c, _ = _varied(kind, seed=4, vref=vref)
     G = m.conductances
     x = np.concatenate([inputs(6, 4, scale=2.0, seed=7), inputs(2, 4, scale=0.05, seed=8)])

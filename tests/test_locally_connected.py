@@ -121,7 +121,7 @@ def force_pcg(monkeypatch):
 @pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice not installed")
 @pytest.mark.parametrize("padding,solver", [("valid", "direct"), ("same", "direct"), ("valid", "pcg")])
 def test_native_and_ngspice_agree_on_a_locally_connected_block(padding, solver, monkeypatch):
-    from analog.ngspice_engine import NgspiceEngine
+    from analog.ngspice import NgspiceEngine
     if solver == "pcg":
         force_pcg(monkeypatch)
     m = lc_block(seed=4, padding=padding)

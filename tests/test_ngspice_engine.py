@@ -273,14 +273,6 @@ def test_rejected_device_card_names_the_layer_before_any_simulation(device_cls, 
     assert model._engines == {}      # no engine (and no worker pool) was created
 
 
-def test_compat_module_reexports_the_package():
-    import analog.ngspice as pkg
-    import analog.ngspice_engine as compat
-    for name in ("NgspiceEngine", "NgspiceError", "benchmark_ngspice", "ngspice_version", "MainGuardError",
-                 "WorkerExitError", "DEFAULT_OPTIONS"):
-        assert getattr(compat, name) is getattr(pkg, name), name
-
-
 def test_bad_options_are_named_before_any_worker_starts(small):
     with pytest.raises(ValueError, match=r"options\.pivrel='small'"):
         NgspiceEngine(small.circuit, options={"pivrel": "small"})

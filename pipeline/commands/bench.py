@@ -231,7 +231,7 @@ def _ngspice_figures(model, eng, x, args) -> dict:
     the native engine (rates and the largest voltage difference)."""
     import numpy as np
 
-    from analog.ngspice_engine import NgspiceEngine
+    from analog.ngspice import NgspiceEngine
     res: dict = {}
     G = model.conductances
     xs = x[: args.ngspice_samples]
