@@ -76,6 +76,7 @@ def test_cotrain_runs_tags_metrics_artifacts(smoke):
         assert k.data.tags["mixsig.parent_run_id"] == parent.info.run_id
         assert k.data.params["name"] == "smoke"
         assert "stage_seconds" in k.data.metrics
+        assert k.data.metrics["stage_seconds_cpu"] > 0   # process CPU (all threads), may exceed the wall time
     by = {(k.data.tags["mixsig.stage"], k.data.tags["mixsig.round"]): k for k in kids}
     # lineage: each run names the runs holding its inputs and outputs
     ta = by[("train-analog", "1")]

@@ -302,7 +302,7 @@ def run_stage(name: str | Stage, cfg: RootConfig, inputs: dict, *, round: int = 
     used = inputs if checked else check_inputs(spec, cfg, inputs, cache)
     setup_mlflow(experiment_name(cfg))
     tags = _lineage_tags(spec.name, round, step, parent_run_id, inputs, used)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()   # CPU: every thread of this process (TF's too)
     with mlflow.start_run(run_name=f"{spec.name} r{round}", nested=parent_run_id is not None,
                           parent_run_id=parent_run_id, tags=tags) as run:
         run_id = run.info.run_id
@@ -316,11 +316,11 @@ def run_stage(name: str | Stage, cfg: RootConfig, inputs: dict, *, round: int = 
             ctx.say(f"run {run_id} → {out_folder}")
             spec.body(ctx)
             raise_pending()        # a Ctrl-C swallowed by a finalizer during the body
-            seconds = time.perf_counter() - t0
-            ctx.log({"stage_seconds": seconds})
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            ctx.log({"stage_seconds": seconds, "stage_seconds_cpu": cpu})
             _log_results(ctx, out_folder)
             mlflow.set_tags({**{tag(f"artifact.{k}"): run_id for k in ctx.outputs}, tag("status"): STATUS_FINISHED})
-            ctx.say(f"finished in {seconds:.1f} s")
+            ctx.say(f"finished in {seconds:.1f} s ({cpu:.1f} CPU s)")
         except BaseException as exc:
             if is_interruption(exc):
                 _flush(ctx, out_folder, exc, time.perf_counter() - t0)

@@ -203,7 +203,7 @@ def _stages_trial(cfg: RootConfig, stages: list, client, run_id: str, experiment
             mlflow.log_params({k: ("" if v is None else v) for k, v in flatten(cfg).items()})
         mlflow.set_tag(f"{TAG}status", "running")
         metrics = _stage_list(cfg, stages, client, run_id, experiment_id, workdir)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k != "stage_seconds"})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if not k.startswith("stage_seconds")})
         mlflow.log_metric("trial_seconds", time.perf_counter() - t0)
         mlflow.set_tag(f"{TAG}status", STATUS_FINISHED)
     return metrics
