@@ -165,7 +165,7 @@ mixsig energy --samples 16
 # PCM's pulses, no DACs counted, as JSON
 mixsig energy --device pcm --dac-bits 0 --json
 # the split as energy: recorded front ends behind the analog block or a digital head, with a plot
-mixsig energy --split experiments/split_energy.yaml --samples 64 --plot experiments/split_energy.png""",
+mixsig energy --split experiments/records/split_energy.yaml --samples 64 --plot experiments/split_energy.png""",
     "cep": """\
 # continual EP's cosine to the exact gradient on the small block, over β, η and K
 mixsig cep --samples 16 --betas 1e-7,1e-6 --etas 1e-4,1e-3,1e-2 --steps 10,40

@@ -37,7 +37,7 @@ HELP = ("time and energy per inference and per training sample of the main job's
               help="sample-and-hold acquisition time, s [default: analog/energy_figures.py's, an assumption]")
 @click.option("--split", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="instead: the split seen as energy, for the front ends a YAML file lists (front_ends: name, "
-                   "macs, digital_only, analog_first, analog_best, digital_head; e.g. experiments/split_energy.yaml): "
+                   "macs, digital_only, analog_first, analog_best, digital_head; e.g. experiments/records/split_energy.yaml): "
                    "energy per image behind the analog block (its inference energy with converters) or behind a "
                    "digital head of the block's shape, at int8 and FP32 MACs")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
