@@ -97,3 +97,49 @@ def _evaluate(v, c, off, KEE, KRE, KER, KRR, E, R, f, sa, inv_vte, r_em1, d_e, e
             energy += em1 * e_em1[k] + uk * e_u[k]
         F[s] = quad + energy
     return F, r, d, u
+
+
+def relaxer():
+    """The compiled relaxation sweeps (see `_relax_sweeps`), or None without numba."""
+    if "relax" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:
+            _COMPILED["relax"] = None
+        else:
+            _COMPILED["relax"] = numba.njit(cache=True, nogil=True)(_relax_sweeps)
+    return _COMPILED["relax"]
+
+
+def _relax_sweeps(wB, held, Kd, f, sa, off, inv_vte, r_em1, d_e, sweeps, tol, max_step):
+    """analog/relax.py's Newton sweeps on one independent set of nodes, in place on wB (B, nb):
+    the devices there (local node f, one plain Shockley group) evaluated and the clipped step
+    taken per node, every sample; it stops as the numpy loop does (the batch's largest step
+    within tol, or no devices and no clipped step). Returns the sweeps taken."""
+    B, nb = wB.shape
+    m = len(f)
+    dev_r, dB = np.empty(nb), np.empty(nb)
+    for k in range(sweeps):
+        big, nan = 0.0, False
+        for s in range(B):
+            dev_r[:] = 0.0
+            dB[:] = 0.0
+            for j in range(m):
+                p = f[j]
+                ex = np.exp(min((sa[j] * wB[s, p] + off[s, j]) * inv_vte, 700.0))
+                dev_r[p] += (ex - 1.0) * r_em1[j]
+                dB[p] += ex * d_e[j]
+            for i in range(nb):
+                step = -(Kd[i] * wB[s, i] + held[s, i] + dev_r[i]) / (Kd[i] + dB[i])
+                if step > max_step:
+                    step = max_step
+                elif step < -max_step:
+                    step = -max_step
+                wB[s, i] += step
+                if step != step:
+                    nan = True
+                elif abs(step) > big:
+                    big = abs(step)
+        if not nan and (big <= tol or not (m > 0 or big >= max_step)):
+            break
+    return k + 1
