@@ -113,15 +113,16 @@ def relaxer():
 
 def _relax_sweeps(wB, held, Kd, f, sa, off, inv_vte, r_em1, d_e, sweeps, tol, max_step):
     """analog/relax.py's Newton sweeps on one independent set of nodes, in place on wB (B, nb):
-    the devices there (local node f, one plain Shockley group) evaluated and the clipped step
-    taken per node, every sample; it stops as the numpy loop does (the batch's largest step
-    within tol, or no devices and no clipped step). Returns the sweeps taken."""
+    per sample, the devices there (local node f, one plain Shockley group) evaluated and the
+    clipped step taken per node, until the sample's largest step is within tol (or, with no
+    devices, a step was not clipped: then it is exact), at most `sweeps` times. Returns the
+    most sweeps any sample took."""
     B, nb = wB.shape
     m = len(f)
     dev_r, dB = np.empty(nb), np.empty(nb)
-    for k in range(sweeps):
-        big, nan = 0.0, False
-        for s in range(B):
+    most = 0
+    for s in range(B):
+        for k in range(sweeps):
             dev_r[:] = 0.0
             dB[:] = 0.0
             for j in range(m):
@@ -129,6 +130,7 @@ def _relax_sweeps(wB, held, Kd, f, sa, off, inv_vte, r_em1, d_e, sweeps, tol, ma
                 ex = np.exp(min((sa[j] * wB[s, p] + off[s, j]) * inv_vte, 700.0))
                 dev_r[p] += (ex - 1.0) * r_em1[j]
                 dB[p] += ex * d_e[j]
+            big, nan = 0.0, False
             for i in range(nb):
                 step = -(Kd[i] * wB[s, i] + held[s, i] + dev_r[i]) / (Kd[i] + dB[i])
                 if step > max_step:
@@ -140,6 +142,7 @@ def _relax_sweeps(wB, held, Kd, f, sa, off, inv_vte, r_em1, d_e, sweeps, tol, ma
                     nan = True
                 elif abs(step) > big:
                     big = abs(step)
-        if not nan and (big <= tol or not (m > 0 or big >= max_step)):
-            break
-    return k + 1
+            if not nan and (big <= tol or not (m > 0 or big >= max_step)):
+                break
+        most = max(most, k + 1)
+    return most
