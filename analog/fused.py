@@ -19,130 +19,143 @@ import numpy as np
 _COMPILED: dict = {}
 
 
-def evaluator():
-    """The compiled kernel (see `_evaluate`), or None without numba."""
-    if "eval" not in _COMPILED:
+def _compile(name, fn):
+    if name not in _COMPILED:
         try:
             import numba
         except ImportError:
-            _COMPILED["eval"] = None
+            _COMPILED[name] = None
         else:
-            _COMPILED["eval"] = numba.njit(cache=True, nogil=True)(_evaluate)
-    return _COMPILED["eval"]
+            _COMPILED[name] = numba.njit(cache=True, nogil=True)(fn)
+    return _COMPILED[name]
+
+
+def evaluator():
+    """The compiled kernels (gather, scatter) of `evaluate`, or None without numba."""
+    gather, scatter = _compile("gather", _exponent_args), _compile("scatter", _scatter)
+    return None if gather is None or scatter is None else (gather, scatter)
 
 
 def fused_plan(s, stack):
-    """The arrays the kernel needs for this Schur solver's partition and device stack, or None
-    where it does not apply (eliminated nodes that couple, no kept nodes, or devices other
+    """The arrays the kernels need for this Schur solver's partition and device stack, or None
+    where they do not apply (eliminated nodes that couple, no kept nodes, or devices other
     than one group of plain Shockley diodes)."""
     if not s.exact or not len(s.R) or len(stack.groups) != 1 or evaluator() is None:
         return None
     g = stack.groups[0]
     if not g["plain"]:
         return None
-    E, R = np.arange(len(s.KEE) + len(s.KRR))[s.E_index], np.arange(len(s.KEE) + len(s.KRR))[s.R_index]
     c = np.ascontiguousarray
-    return (c(s.KEE), c(s.KRE), c(s.KER), c(s.KRR), E.astype(np.int64), R.astype(np.int64),
-            c(g["f"].astype(np.int64)), c(g["sa"]), float(g["inv_vte"]), c(g["r_em1"]), c(g["d_e"]),
-            c(g["e_em1"]), c(g["e_u"]))
+    return dict(f=c(g["f"].astype(np.int64)), sa=c(g["sa"]), inv_vte=float(g["inv_vte"]), r_em1=c(g["r_em1"]),
+                d_e=c(g["d_e"]), e_em1=c(g["e_em1"]), e_u=c(g["e_u"]))
 
 
-def evaluate(plan, v, c, off):
+def evaluate(plan, K, v, c, off):
     """(F, r, d, [u]) at states v (B, n) for the affine residual part c (B, n) and the devices'
-    branch-voltage offsets off (B, n_devices), by the compiled kernel."""
-    F, r, d, u = evaluator()(np.ascontiguousarray(v), np.ascontiguousarray(c), np.ascontiguousarray(off), *plan)
+    branch-voltage offsets off (B, n_devices): v K by BLAS (K: the engine's K operator), the
+    exponentials by numpy (vectorised: 3× numba's scalar exp), the rest by two compiled loops."""
+    gather, scatter = evaluator()
+    v, c, off = np.ascontiguousarray(v), np.ascontiguousarray(c), np.ascontiguousarray(off)
+    Kv = np.ascontiguousarray(v @ K)
+    u, ex = gather(v, off, plan["f"], plan["sa"], plan["inv_vte"])
+    np.exp(ex, out=ex)
+    F, r, d = scatter(v, Kv, c, u, ex, plan["f"], plan["r_em1"], plan["d_e"], plan["e_em1"], plan["e_u"])
     return F, r, d, [u]
 
 
-def _evaluate(v, c, off, KEE, KRE, KER, KRR, E, R, f, sa, inv_vte, r_em1, d_e, e_em1, e_u):
-    B, n = v.shape
-    nE, nR, m = len(E), len(R), len(f)
-    F, r, d, u = np.empty(B), np.empty((B, n)), np.zeros((B, n)), np.empty((B, m))
-    vE, vR, kE, kR = np.empty(nE), np.empty(nR), np.empty(nE), np.empty(nR)
+def _exponent_args(v, off, f, sa, inv_vte):
+    """Branch voltages u = sa·v[:, f] + off and the exponents min(u / n·Vt, 700)."""
+    B, m = off.shape
+    u, x = np.empty((B, m)), np.empty((B, m))
     for s in range(B):
-        for i in range(nE):
-            vE[i] = v[s, E[i]]
-            kE[i] = KEE[i] * vE[i]
-        for j in range(nR):
-            vR[j] = v[s, R[j]]
-            kR[j] = 0.0
-        for j in range(nR):                 # v_R K_RE and v_R K_RR, row by row (contiguous)
-            x = vR[j]
-            for i in range(nE):
-                kE[i] += x * KRE[j, i]
-            for k in range(nR):
-                kR[k] += x * KRR[j, k]
-        for i in range(nE):                 # v_E K_ER
-            x = vE[i]
-            for k in range(nR):
-                kR[k] += x * KER[i, k]
-        quad = 0.0
-        for i in range(nE):
-            p = E[i]
-            r[s, p] = kE[i] + c[s, p]
-            quad += (0.5 * kE[i] + c[s, p]) * vE[i]
-        for j in range(nR):
-            p = R[j]
-            r[s, p] = kR[j] + c[s, p]
-            quad += (0.5 * kR[j] + c[s, p]) * vR[j]
-        energy = 0.0
-        for k in range(m):                  # the diodes: I = IS·(e − 1), dI/du = IS/vte·e
-            p = f[k]
-            uk = sa[k] * v[s, p] + off[s, k]
+        for k in range(m):
+            uk = sa[k] * v[s, f[k]] + off[s, k]
             u[s, k] = uk
-            ex = np.exp(min(uk * inv_vte, 700.0))
-            em1 = ex - 1.0
+            x[s, k] = min(uk * inv_vte, 700.0)
+    return u, x
+
+
+def _scatter(v, Kv, c, u, ex, f, r_em1, d_e, e_em1, e_u):
+    """F = ½ v K v + c·v + the diodes' co-content, r = K v + c + I, d = dI/du, with
+    I = IS·(e − 1), dI/du = IS/vte·e (the constants folded into the weights)."""
+    B, n = v.shape
+    m = len(f)
+    F, r, d = np.empty(B), np.empty((B, n)), np.zeros((B, n))
+    for s in range(B):
+        acc = 0.0
+        for p in range(n):
+            r[s, p] = Kv[s, p] + c[s, p]
+            acc += (0.5 * Kv[s, p] + c[s, p]) * v[s, p]
+        for k in range(m):
+            p = f[k]
+            em1 = ex[s, k] - 1.0
             r[s, p] += em1 * r_em1[k]
-            d[s, p] += ex * d_e[k]
-            energy += em1 * e_em1[k] + uk * e_u[k]
-        F[s] = quad + energy
-    return F, r, d, u
+            d[s, p] += ex[s, k] * d_e[k]
+            acc += em1 * e_em1[k] + u[s, k] * e_u[k]
+        F[s] = acc
+    return F, r, d
 
 
 def relaxer():
-    """The compiled relaxation sweeps (see `_relax_sweeps`), or None without numba."""
-    if "relax" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:
-            _COMPILED["relax"] = None
-        else:
-            _COMPILED["relax"] = numba.njit(cache=True, nogil=True)(_relax_sweeps)
-    return _COMPILED["relax"]
+    """The compiled loops of `relax_sweeps`, or None without numba."""
+    args, step = _compile("relax_args", _relax_args), _compile("relax_step", _relax_step)
+    return None if args is None or step is None else (args, step)
 
 
-def _relax_sweeps(wB, held, Kd, f, sa, off, inv_vte, r_em1, d_e, sweeps, tol, max_step):
+def relax_sweeps(wB, held, Kd, f, sa, off, inv_vte, r_em1, d_e, sweeps, tol, max_step):
     """analog/relax.py's Newton sweeps on one independent set of nodes, in place on wB (B, nb):
     per sample, the devices there (local node f, one plain Shockley group) evaluated and the
     clipped step taken per node, until the sample's largest step is within tol (or, with no
     devices, a step was not clipped: then it is exact), at most `sweeps` times. Returns the
     most sweeps any sample took."""
+    args, step = relaxer()
+    active = np.ones(len(wB), np.bool_)
+    for k in range(sweeps):
+        ex = args(wB, off, f, sa, inv_vte)
+        np.exp(ex, out=ex)
+        if step(wB, held, Kd, f, ex, r_em1, d_e, tol, max_step, active) == 0:
+            break
+    return k + 1
+
+
+def _relax_args(wB, off, f, sa, inv_vte):
+    B, m = off.shape
+    x = np.empty((B, m))
+    for s in range(B):
+        for j in range(m):
+            x[s, j] = min((sa[j] * wB[s, f[j]] + off[s, j]) * inv_vte, 700.0)
+    return x
+
+
+def _relax_step(wB, held, Kd, f, ex, r_em1, d_e, tol, max_step, active):
+    """One sweep on the active samples; a sample whose largest step is within tol (or, with no
+    devices, not clipped) leaves `active`. Returns the samples still active."""
     B, nb = wB.shape
     m = len(f)
     dev_r, dB = np.empty(nb), np.empty(nb)
-    most = 0
+    left = 0
     for s in range(B):
-        for k in range(sweeps):
-            dev_r[:] = 0.0
-            dB[:] = 0.0
-            for j in range(m):
-                p = f[j]
-                ex = np.exp(min((sa[j] * wB[s, p] + off[s, j]) * inv_vte, 700.0))
-                dev_r[p] += (ex - 1.0) * r_em1[j]
-                dB[p] += ex * d_e[j]
-            big, nan = 0.0, False
-            for i in range(nb):
-                step = -(Kd[i] * wB[s, i] + held[s, i] + dev_r[i]) / (Kd[i] + dB[i])
-                if step > max_step:
-                    step = max_step
-                elif step < -max_step:
-                    step = -max_step
-                wB[s, i] += step
-                if step != step:
-                    nan = True
-                elif abs(step) > big:
-                    big = abs(step)
-            if not nan and (big <= tol or not (m > 0 or big >= max_step)):
-                break
-        most = max(most, k + 1)
-    return most
+        if not active[s]:
+            continue
+        dev_r[:] = 0.0
+        dB[:] = 0.0
+        for j in range(m):
+            dev_r[f[j]] += (ex[s, j] - 1.0) * r_em1[j]
+            dB[f[j]] += ex[s, j] * d_e[j]
+        big, nan = 0.0, False
+        for i in range(nb):
+            step = -(Kd[i] * wB[s, i] + held[s, i] + dev_r[i]) / (Kd[i] + dB[i])
+            if step > max_step:
+                step = max_step
+            elif step < -max_step:
+                step = -max_step
+            wB[s, i] += step
+            if step != step:
+                nan = True
+            elif abs(step) > big:
+                big = abs(step)
+        if not nan and (big <= tol or not (m > 0 or big >= max_step)):
+            active[s] = False
+        else:
+            left += 1
+    return left

@@ -206,7 +206,7 @@ class _Evaluator:
     def __call__(self, vv, sub=None):
         c = self.c if sub is None else self.c[sub]
         if self.plan is not None:
-            return fused.evaluate(self.plan, vv, c, self.offs[0] if sub is None else self.offs[0][sub])
+            return fused.evaluate(self.plan, self.K, vv, c, self.offs[0] if sub is None else self.offs[0][sub])
         Kv = vv @ self.K
         us = self.stack.branch(vv, self.offs if sub is None else [o[sub] for o in self.offs])
         r = Kv + c

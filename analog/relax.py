@@ -81,8 +81,7 @@ def _compiled_sweeps(evaluate, idx, Kd, w, held):
     idx are one group of plain Shockley diodes (or none); None where it does not apply."""
     stack = evaluate.stack
     sub, picks = restricted(stack, idx, w.shape[1])
-    run = fused.relaxer()
-    if run is None or sub is None or len(sub.groups) > 1 or (sub.groups and not sub.groups[0]["plain"]):
+    if fused.relaxer() is None or sub is None or len(sub.groups) > 1 or (sub.groups and not sub.groups[0]["plain"]):
         return None
     wB = np.ascontiguousarray(w[:, idx])
     if sub.groups:
@@ -92,7 +91,7 @@ def _compiled_sweeps(evaluate, idx, Kd, w, held):
     else:
         args = (np.zeros(0, np.int64), np.zeros(0), np.zeros((len(w), 0)), 1.0, np.zeros(0), np.zeros(0))
     held = np.ascontiguousarray(np.broadcast_to(held, wB.shape))
-    sweeps = run(wB, held, np.ascontiguousarray(Kd, dtype=float), *args, RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP)
+    sweeps = fused.relax_sweeps(wB, held, np.ascontiguousarray(Kd, dtype=float), *args, RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP)
     w[:, idx] = wB
     return sweeps
 

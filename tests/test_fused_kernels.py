@@ -36,7 +36,7 @@ def test_energy_gradient_and_hessian_diagonal_against_the_circuit():
     plan = fused.fused_plan(lin["schur"], eng._stack)
     offs = eng._stack.offsets(src)[0]
     v = c.vref + rng.normal(0, 0.4, (len(src), c.n_free))
-    F, r, d, _ = fused.evaluate(plan, v, cvec - inj, offs)
+    F, r, d, _ = fused.evaluate(plan, lin["Kop"], v, cvec - inj, offs)
     # gradient: K v + c + the devices' currents (native._devices: each device's current law)
     r_dev, d_dev, _ = eng._devices(v, src)
     scale = np.abs(r).max()
@@ -44,7 +44,7 @@ def test_energy_gradient_and_hessian_diagonal_against_the_circuit():
     np.testing.assert_allclose(d, d_dev, rtol=1e-12, atol=0)
     # F up to a constant per sample: differences between two states against the branch energies
     w = v + rng.normal(0, 0.05, v.shape)
-    Fw = fused.evaluate(plan, w, cvec - inj, offs)[0]
+    Fw = fused.evaluate(plan, lin["Kop"], w, cvec - inj, offs)[0]
     ref = total_energy(c, G, w, src, nudge) - total_energy(c, G, v, src, nudge)
     np.testing.assert_allclose(Fw - F, ref, rtol=1e-9, atol=1e-12 * np.abs(F).max())
 
@@ -56,7 +56,8 @@ def test_solves_with_and_without_the_compiled_loops_agree(warm, monkeypatch):
     nudge = rng.normal(0, 5e-6, (9, c.n_outputs))
     v0 = eng.solve(G, x).v if warm else None
     compiled = eng.solve(G, x, nudge=nudge, v0=v0)
-    monkeypatch.setattr(fused, "_COMPILED", {"eval": None, "relax": None})
+    monkeypatch.setattr(fused, "evaluator", lambda: None)
+    monkeypatch.setattr(fused, "relaxer", lambda: None)
     eng._cache_G = None          # the cached plan goes with the conductances' cache
     plain = eng.solve(G, x, nudge=nudge, v0=v0)
     assert compiled.converged.all() and plain.converged.all()
