@@ -1,17 +1,19 @@
-"""One compiled pass for the Newton iteration's evaluation of a layered block (analog/newton.py):
-F, its gradient r, the Hessian diagonal d and the branch voltages at a batch of states, where
-K is multiplied by its (E, R) blocks (K_EE diagonal: the locally connected block, whose 358
-eliminated nodes all couple to its 32 dense-layer nodes) and every device is a plain Shockley
-diode.
+"""Compiled loops for the Newton iteration's evaluation of a layered block (analog/newton.py)
+and its relaxation sweeps (analog/relax.py), where the Schur partition is exact (K_EE
+diagonal: the locally connected block, whose 358 eliminated nodes all couple to its 32
+dense-layer nodes; also the dense blocks) and every device is a plain Shockley diode.
 
-numpy evaluates this as some twenty calls per trial point, each a pass over (B, n) or
-(B, n_devices) arrays: the K product by blocks, gathers of the branch voltages, the
-exponentials, scatters of currents and conductances onto the nodes, the energy's products.
-Here each sample is one loop over the K blocks and one over the devices, in float64 with
-IEEE rounding (no fast-math): the same sums in another order (results equal to rounding).
+numpy evaluates F, its gradient r, the Hessian diagonal d and the branch voltages as some
+twenty calls per trial point, each a pass over (B, n) or (B, n_devices) arrays. Here: v K by
+BLAS, one compiled gather of the branch voltages and exponents, one `np.exp` over the batch,
+one compiled loop that scatters currents and conductances onto the nodes and sums F. The
+K product and the exponentials stay out of the loops: numba's scalar exp took 104 µs for
+32 × 740 against numpy's vectorised 31 µs (AVX-512), its K product 116 µs against BLAS's
+77, so a fully compiled pass was no faster than numpy. float64, no fast-math: the same sums
+in another order (results equal to rounding).
 
 Compiled on first use (about a second, then cached on disk by numba); without numba,
-`evaluator()` is None and newton.py keeps its numpy path."""
+`evaluator()` and `relaxer()` are None and the numpy paths remain."""
 from __future__ import annotations
 
 import numpy as np
