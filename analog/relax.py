@@ -91,7 +91,8 @@ def _compiled_sweeps(evaluate, idx, Kd, w, held):
     else:
         args = (np.zeros(0, np.int64), np.zeros(0), np.zeros((len(w), 0)), 1.0, np.zeros(0), np.zeros(0))
     held = np.ascontiguousarray(np.broadcast_to(held, wB.shape))
-    sweeps = fused.relax_sweeps(wB, held, np.ascontiguousarray(Kd, dtype=float), *args, RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP)
+    Kd = np.ascontiguousarray(Kd, dtype=float)
+    sweeps = fused.relax_sweeps(wB, held, Kd, *args, RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP)
     w[:, idx] = wB
     return sweeps
 
