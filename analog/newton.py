@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fused
 from .devices import ShockleyDiode
 from .relax import relax_eliminated
 from .schur import PRECOND_MAX_STEP, as_slice
@@ -195,15 +196,18 @@ class _Evaluator:
     active samples (or of those at positions `sub` among them); what depends only on the
     sources is kept for the active samples alone, compacted as samples leave."""
 
-    def __init__(self, K, stack, lin_offset, offs):
+    def __init__(self, K, stack, lin_offset, offs, plan=None):
         self.K, self.stack, self.c, self.offs = K, stack, lin_offset, offs
+        self.plan = plan      # analog/fused.py's compiled pass, where it applies
 
     def keep(self, keep: np.ndarray) -> None:
         self.c, self.offs = self.c[keep], [o[keep] for o in self.offs]
 
     def __call__(self, vv, sub=None):
-        Kv = vv @ self.K
         c = self.c if sub is None else self.c[sub]
+        if self.plan is not None:
+            return fused.evaluate(self.plan, self.K, vv, c, self.offs[0] if sub is None else self.offs[0][sub])
+        Kv = vv @ self.K
         us = self.stack.branch(vv, self.offs if sub is None else [o[sub] for o in self.offs])
         r = Kv + c
         d = np.zeros_like(vv)
@@ -227,7 +231,9 @@ def damped_newton(engine, lin, src, cvec, inj, v0, precond=None, kept=None, rela
     converged = np.zeros(B, bool)
     iterations = np.zeros(B, int)
     active = np.arange(B)
-    evaluate = _Evaluator(lin["Kop"], stack, cvec - inj, stack.offsets(src))
+    if "fused" not in lin:
+        lin["fused"] = fused.fused_plan(lin["schur"], stack)
+    evaluate = _Evaluator(lin["Kop"], stack, cvec - inj, stack.offsets(src), lin["fused"])
     with np.errstate(over="ignore", invalid="ignore"):
         F, r, d, us = evaluate(v)
         for _ in range(engine.max_iter):

@@ -12,6 +12,7 @@ import copy
 
 import numpy as np
 
+from . import fused
 from .schur import as_slice
 
 #: the eliminated nodes' relaxation: sweeps at most, the step (V) that ends it, the largest step
@@ -60,6 +61,9 @@ def _relax_block(evaluate, idx, Kd, w, held) -> int:
     """Newton steps, in place on w, on the nodes `idx` (no couplings among them: K's block
     there is the diagonal Kd), the rest held (`held`: the residual's part that does not
     move with them); only the devices on those nodes are evaluated. Returns the steps taken."""
+    sweeps = _compiled_sweeps(evaluate, idx, Kd, w, held)
+    if sweeps is not None:
+        return sweeps
     devices = _block_devices(evaluate, idx, w)
     wB = w[:, idx]
     for k in range(RELAX_SWEEPS):
@@ -70,6 +74,27 @@ def _relax_block(evaluate, idx, Kd, w, held) -> int:
             break     # (no devices there: an unclipped step is exact)
     w[:, idx] = wB
     return k + 1
+
+
+def _compiled_sweeps(evaluate, idx, Kd, w, held):
+    """_relax_block's sweeps by analog/fused.py's compiled loop, where the devices on the nodes
+    idx are one group of plain Shockley diodes (or none); None where it does not apply."""
+    stack = evaluate.stack
+    sub, picks = restricted(stack, idx, w.shape[1])
+    if fused.relaxer() is None or sub is None or len(sub.groups) > 1 or (sub.groups and not sub.groups[0]["plain"]):
+        return None
+    wB = np.ascontiguousarray(w[:, idx])
+    if sub.groups:
+        g, (i, cols) = sub.groups[0], picks[0]
+        args = (g["f"].astype(np.int64), g["sa"], np.ascontiguousarray(evaluate.offs[i][:, cols]),
+                float(g["inv_vte"]), g["r_em1"], g["d_e"])
+    else:
+        args = (np.zeros(0, np.int64), np.zeros(0), np.zeros((len(w), 0)), 1.0, np.zeros(0), np.zeros(0))
+    held = np.ascontiguousarray(np.broadcast_to(held, wB.shape))
+    Kd = np.ascontiguousarray(Kd, dtype=float)
+    sweeps = fused.relax_sweeps(wB, held, Kd, *args, RELAX_SWEEPS, RELAX_TOL, RELAX_MAX_STEP)
+    w[:, idx] = wB
+    return sweeps
 
 
 def _block_devices(evaluate, idx, w):
