@@ -1,7 +1,13 @@
 """Fixtures several test modules share."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Each test chooses its own project folder (a tmp path, through the tracking URI or an
+# explicit MIXSIG_HOME); one inherited from the shell would send runs elsewhere.
+os.environ.pop("MIXSIG_HOME", None)
 
 
 @pytest.fixture(scope="session")
