@@ -18,23 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-_COMPILED: dict = {}
-
-
-def _compile(name, fn):
-    if name not in _COMPILED:
-        try:
-            import numba
-        except ImportError:
-            _COMPILED[name] = None
-        else:
-            _COMPILED[name] = numba.njit(cache=True, nogil=True)(fn)
-    return _COMPILED[name]
+from .kernels import compiled
 
 
 def evaluator():
     """The compiled kernels (gather, scatter) of `evaluate`, or None without numba."""
-    gather, scatter = _compile("gather", _exponent_args), _compile("scatter", _scatter)
+    gather, scatter = compiled("gather", _exponent_args), compiled("scatter", _scatter)
     return None if gather is None or scatter is None else (gather, scatter)
 
 
@@ -100,7 +89,7 @@ def _scatter(v, Kv, c, u, ex, f, r_em1, d_e, e_em1, e_u):
 
 def relaxer():
     """The compiled loops of `relax_sweeps`, or None without numba."""
-    args, step = _compile("relax_args", _relax_args), _compile("relax_step", _relax_step)
+    args, step = compiled("relax_args", _relax_args), compiled("relax_step", _relax_step)
     return None if args is None or step is None else (args, step)
 
 

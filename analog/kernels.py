@@ -17,19 +17,25 @@ import numpy as np
 _COMPILED: dict = {}
 
 
+def compiled(name: str, fn):
+    """`fn` compiled by numba (nogil, cached on disk) on the first call for `name`, or None
+    without numba; later calls return the same function."""
+    if name not in _COMPILED:
+        try:
+            import numba
+        except ImportError:
+            _COMPILED[name] = None
+        else:
+            _COMPILED[name] = numba.njit(cache=True, nogil=True)(fn)
+    return _COMPILED[name]
+
+
 def packed_spd_solve():
     """The compiled `solve(upper, diag, b, iu, ju) -> (x, ok)`, or None without numba:
     per sample s, S = the symmetric matrix whose upper triangle (iu, ju) is upper[s], plus
     diag(diag[s]); x[s] = S⁻¹ b[s]; ok[s] False where S is not positive definite (x[s] is
     then not set)."""
-    if "spd" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:
-            _COMPILED["spd"] = None
-        else:
-            _COMPILED["spd"] = numba.njit(cache=True, nogil=True)(_packed_spd_solve)
-    return _COMPILED["spd"]
+    return compiled("spd", _packed_spd_solve)
 
 
 def _packed_spd_solve(upper, diag, b, iu, ju):
@@ -77,14 +83,7 @@ def inverse_cholesky_factors():
     definite (W is then not usable). The wired engine's preconditioner (wired_engine.py)
     applies W in every conjugate-gradient step: numpy's batched Cholesky plus a row-by-row
     substitution spend most of their time on calls at n = 20."""
-    if "icf" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:
-            _COMPILED["icf"] = None
-        else:
-            _COMPILED["icf"] = numba.njit(cache=True, nogil=True)(_inverse_cholesky_factors)
-    return _COMPILED["icf"]
+    return compiled("icf", _inverse_cholesky_factors)
 
 
 def _inverse_cholesky_factors(S):
@@ -119,14 +118,7 @@ def inverse_factor_product():
     """The compiled `f(W, r) -> x`, or None without numba: x[s] = W[s]ᵀ W[s] r[s] = S[s]⁻¹ r[s]
     for the lower triangular W of `inverse_cholesky_factors` (numpy's two batched products
     of 20 × 20 matrices by vectors cost 4× more in calls and copies than in arithmetic)."""
-    if "ifp" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:
-            _COMPILED["ifp"] = None
-        else:
-            _COMPILED["ifp"] = numba.njit(cache=True, nogil=True)(_inverse_factor_product)
-    return _COMPILED["ifp"]
+    return compiled("ifp", _inverse_factor_product)
 
 
 def _inverse_factor_product(W, r):
