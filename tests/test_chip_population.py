@@ -138,6 +138,26 @@ def test_split_recovery_names_the_trim_alone_and_with_the_encoder():
     assert "recovered_fraction_loop_chips" not in r
 
 
+def test_trimmed_recovery_by_hand_named_the_same_after_aware_training(tmp_path):
+    """The co-training summary's recovered fractions of the trimmed scenarios (it tags each
+    untrimmed one on the active MLflow run, here a throwaway store)."""
+    import mlflow
+
+    from pipeline.cotraining.summary import _recovery
+    trimmed = lambda metrics: {k: v for k, v in _recovery(metrics, {}).items() if "trimmed" in k}
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run():
+        for programmed in ("programmed", "aware_programmed"):
+            m = {"e2e_acc_ideal": 0.90, f"e2e_acc_{programmed}": 0.70, f"e2e_acc_{programmed}_std": 0.01,
+                 "e2e_acc_cotrained_trimmed": 0.88, f"e2e_acc_{programmed}_trimmed": 0.85}
+            assert trimmed(m) == {"recovered_fraction_cotrained_trimmed": pytest.approx(0.18 / 0.20),
+                                  "recovered_fraction_programmed_trimmed": pytest.approx(0.15 / 0.20)}
+            assert trimmed({k: v for k, v in m.items() if "trimmed" not in k}) == {}
+            # a drop within the spread across chips: not defined
+            assert trimmed({**m, f"e2e_acc_{programmed}_std": 0.5}) == {}
+    mlflow.set_tracking_uri(before)
+
 
 @pytest.mark.parametrize("args, words", [
     (["--set", "hardware.loop_chips=[1,1]", "--set", "digital.retrain_method=through-analog"],

@@ -1,7 +1,8 @@
 """Per-chip output trim (analog/hardware/trim.py): the fitted offsets against the optimality
 condition of the cross-entropy computed here, a dead class restored, a trim that would not help
 left out, and the trimmed scenario on a programmed chip against a hand-rolled read (the
-split arithmetic is in test_chip_population.py, beside the untrimmed one)."""
+split arithmetic is in test_chip_population.py, beside the untrimmed one); the untrimmed and
+trimmed grids from one read of the test set against the two read separately."""
 import numpy as np
 import pytest
 
@@ -68,3 +69,56 @@ def test_trimmed_grid_matches_a_hand_rolled_read_on_a_programmed_chip():
         chip.close()
         model.close()
 
+
+
+def _count_rows(chips) -> list:
+    """Each chip's solve wrapped to record how many inputs it reads (the reads unchanged)."""
+    rows = []
+    for chip in chips:
+        def counted(x, *args, _solve=chip.solve, **kw):
+            rows.append(len(x))
+            return _solve(x, *args, **kw)
+        chip.solve = counted
+    return rows
+
+
+@pytest.mark.parametrize("preset", ["steady", "pcm"])
+def test_untrimmed_and_trimmed_grids_read_the_test_set_once(preset):
+    """pipeline.hardware.chip_metrics.accuracy_grids against the two grids read separately
+    (accuracy_grid, then trimmed_accuracy_grid reading the test set again), on chips
+    programmed alike: the untrimmed grid is the same reads in the same order; with every read
+    the same circuit (steady) the trimmed grid is equal too, with read noise (pcm) it is the
+    offsets fitted on the calibration read applied to the untrimmed grid's own read, rolled here."""
+    from analog.hardware import program, resolve_hardware, trimmed_accuracy_grid
+    from pipeline.hardware.chip_metrics import accuracy_grid, accuracy_grids
+    from tests.analog_circuits import four_input_block, steady_chip_spec
+    model, x, y = four_input_block(300, data_seed=4)
+    y = np.argmax(x[:, :3] + 0.3 * x[:, 3:], axis=1)
+    spec = steady_chip_spec() if preset == "steady" else resolve_hardware("pcm")
+    times, cal, test = [0.0, 3600.0], slice(0, 60), slice(100, None)
+    sets = [[program(model, spec, seed=s) for s in (3, 5)] for _ in range(3)]
+    try:
+        two, one, hand = sets
+        rows_two, rows_one = _count_rows(two), _count_rows(one)
+        acc_two = accuracy_grid(two, x[test], y[test], times)
+        trim_two = trimmed_accuracy_grid(two, x[cal], y[cal], x[test], y[test], times)
+        acc, trim = accuracy_grids(one, x[test], y[test], times, (x[cal], y[cal]))
+        assert sum(rows_two) == len(times) * 2 * (2 * 200 + 60)
+        assert sum(rows_one) == len(times) * 2 * (200 + 60)
+        assert np.array_equal(acc, acc_two)
+        # by hand: every test read first (as the untrimmed grid), then each time's calibration read
+        outs = [[chip.circuit.outputs(chip.solve(x[test], t).v) for chip in hand] for t in times]
+        expect = np.zeros_like(trim)
+        for i, t in enumerate(times):
+            for j, chip in enumerate(hand):
+                assert float((outs[i][j].argmax(1) == y[test]).mean()) == acc[i, j]
+                b = fit_output_offsets(chip.circuit.outputs(chip.solve(x[cal], t).v), y[cal])
+                expect[i, j] = float(((outs[i][j] + b).argmax(1) == y[test]).mean())
+        assert np.array_equal(trim, expect)
+        if preset == "steady":
+            assert np.array_equal(trim, trim_two)
+        assert accuracy_grids(one, x[test], y[test], times)[1] is None
+    finally:
+        for chip in (c for s in sets for c in s):
+            chip.close()
+    model.close()

@@ -10,9 +10,9 @@ from .population import ChipPopulation
 from .presets import PRESETS, resolve_hardware
 from .spec import DeviceSpec, HardwareSpec, VariationSpec, check_read_time, validate
 from .training import NoiseInjection, PulsedOptimizer
-from .trim import fit_output_offsets, trimmed_accuracy_grid
+from .trim import fit_output_offsets, read_grid, trimmed_accuracy_grid
 from .setup import HardwareTrainingSpec, chip_optimizer, training_rule
 
-__all__ = ["fit_output_offsets", "trimmed_accuracy_grid", "Chip", "ChipPopulation", "DeviceSpec", "HardwareSpec", "HardwareTrainingSpec", "NoiseInjection", "PRESETS", "PairMap",
+__all__ = ["fit_output_offsets", "read_grid", "trimmed_accuracy_grid", "Chip", "ChipPopulation", "DeviceSpec", "HardwareSpec", "HardwareTrainingSpec", "NoiseInjection", "PRESETS", "PairMap",
            "PairOptimizer", "PulsedOptimizer", "VariationSpec", "check_read_time", "finetune", "pair_maps",
            "pair_states", "program", "resolve_hardware", "validate", "chip_optimizer", "training_rule"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..block import batch_outputs, score_outputs
 
-__all__ = ["fit_output_offsets", "trimmed_accuracy_grid"]
+__all__ = ["fit_output_offsets", "read_grid", "trimmed_accuracy_grid"]
 
 
 def _accuracy(out: np.ndarray, ok: np.ndarray, y: np.ndarray) -> float:
@@ -40,9 +40,19 @@ def fit_output_offsets(out, y, ok=None, temperature: float = 0.1, steps: int = 5
     return b if _accuracy(out + b, ok, y) > _accuracy(out, ok, y) else np.zeros_like(b)
 
 
-def trimmed_accuracy_grid(chips, x_cal, y_cal, x, y, times, batch_size: int = 4096) -> np.ndarray:
+def read_grid(chips, x, times, batch_size: int = 4096) -> list:
+    """reads[i][j]: chip j's `batch_outputs` (outputs, power, ok) on x at read time times[i],
+    a fresh read per batch; the chips read in the order `Chip.accuracy` grids do (time by time)."""
+    x = np.asarray(x, float)
+    return [[batch_outputs(lambda xb, c=chip, t=t: c.solve(xb, t), chip.circuit, x, batch_size) for chip in chips]
+            for t in times]
+
+
+def trimmed_accuracy_grid(chips, x_cal, y_cal, x, y, times, batch_size: int = 4096, reads=None) -> np.ndarray:
     """(len(times), len(chips)) test accuracies with each chip's offsets fitted at each read
-    time on (x_cal, y_cal) read through that chip (a non-converged test sample counts as wrong)."""
+    time on (x_cal, y_cal) read through that chip (a non-converged test sample counts as wrong).
+    `reads`: the test set's reads already made (`read_grid(chips, x, times)`), so that an
+    untrimmed and a trimmed grid read the test set once; default: read it here."""
     y_cal, y = np.asarray(y_cal), np.asarray(y)
     grid = np.zeros((len(times), len(chips)))
     for i, t in enumerate(times):
@@ -50,6 +60,10 @@ def trimmed_accuracy_grid(chips, x_cal, y_cal, x, y, times, batch_size: int = 40
             cal, _, ok_cal = batch_outputs(lambda xb: chip.solve(xb, t), chip.circuit, np.asarray(x_cal, float),
                                            batch_size)
             b = fit_output_offsets(cal, y_cal, ok_cal)
-            out, _, ok = batch_outputs(lambda xb: chip.solve(xb, t), chip.circuit, np.asarray(x, float), batch_size)
+            if reads is None:
+                out, _, ok = batch_outputs(lambda xb: chip.solve(xb, t), chip.circuit, np.asarray(x, float),
+                                           batch_size)
+            else:
+                out, _, ok = reads[i][j]
             grid[i, j] = _accuracy(out + b, ok, y)
     return grid

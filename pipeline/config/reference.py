@@ -81,7 +81,8 @@ def render_config_reference() -> str:
            "Unknown keys, wrong types and values out of range are errors that name the key.", "",
            "Rules across keys (checked for every command): `analog.g_min < analog.g_max`; "
            "`digital.v_low < digital.v_high`, both within ±`analog.input_amplitude` (the encoder's "
-           "voltages are the analog block's inputs); the `hardware` preset and its field overrides are "
+           "voltages are the analog block's inputs); `training.phases` only with `training.algorithm: ep`, "
+           "`gradient: ep` and `engine: native`; the `hardware` preset and its field overrides are "
            "checked by `analog.hardware.resolve_hardware`. The defaults of `analog`, `analog.diode` and "
            "`training` are those of analog's typed specs (`analog.specs.BlockSpec`, `TrainingSpec`, read "
            "through `analog.builders.BLOCK_DEFAULTS`), so a block built in Python and one built from a "

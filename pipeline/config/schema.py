@@ -104,6 +104,12 @@ class OptimizerConfig(Section):
     step_gamma: Num = F(O.step_gamma, "step schedule: decay factor", gt=0, le=1)
 
 
+class PhasesConfig(Section):
+    t_free: Num = F(..., "free phase: simulated from rest for this long; its outputs then set the nudge, s", gt=0)
+    t_nudged: Num = F(..., "each nudged phase: simulated from the free phase's last state for this long, s", gt=0)
+    steps: int = F(50, "backward-Euler steps per phase", ge=1, le=100_000)
+
+
 class TrainingConfig(Section):
     engine: Literal["native", "ngspice"] = F(T.engine, "circuit simulator used for training")
     loss: Literal["mse", "cross_entropy"] = F(T.loss, "cost on the differential outputs")
@@ -122,6 +128,18 @@ class TrainingConfig(Section):
     gradient: Literal["ep", "exact"] = F(
         T.gradient, "what each training step follows: ep (the Equilibrium Propagation estimate, on the training engine) "
               "or exact (the implicit gradient at the free operating point, native engine only: EP's ideal)")
+    phases: PhasesConfig | None = F(
+        None, "EP with its phases cut short (analog.training_energy.PhaseCut, docs/transient.md): each mini-batch's "
+              "estimate from transients of t_free and t_nudged on the native engine, in train-analog (chip "
+              "fine-tuning keeps EP at the operating points); absent = EP at the operating points")
+
+    @model_validator(mode="after")
+    def _phases_replace_ep_only(self):
+        if self.phases is not None and (self.algorithm, self.gradient, self.engine) != ("ep", "ep", "native"):
+            raise ValueError(f"training.phases replaces the EP estimate by transients on the native engine: needs "
+                             f"training.algorithm='ep', gradient='ep' and engine='native' (got {self.algorithm!r}, "
+                             f"{self.gradient!r}, {self.engine!r})")
+        return self
 
     @model_validator(mode="after")
     def _exact_on_native(self):

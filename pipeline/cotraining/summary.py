@@ -127,6 +127,29 @@ def _log_e2e(client, parent_id: str, cfg: RootConfig, root: Path, record: RunRec
     return logged
 
 
+def trimmed_recovery_names(metrics: dict) -> dict:
+    """{trimmed scenario logged: its recovered-fraction key} with hardware.output_trim: the
+    encoder + trim (cotrained_trimmed), and the trim alone on the chips as programmed, logged
+    as aware_programmed_trimmed when the block was trained hardware-aware, and named
+    recovered_fraction_programmed_trimmed either way."""
+    programmed = "aware_programmed" if "e2e_acc_aware_programmed" in metrics else "programmed"
+    return {"cotrained_trimmed": "recovered_fraction_cotrained_trimmed",
+            f"{programmed}_trimmed": "recovered_fraction_programmed_trimmed"}
+
+
+def trimmed_recovery(metrics: dict) -> dict:
+    """The recovered fractions of the trimmed scenarios the parent's metrics hold (each only
+    when defined: chip_metrics.recovered_fraction)."""
+    from pipeline.hardware import chip_metrics
+    out = {}
+    for scenario, key in trimmed_recovery_names(metrics).items():
+        if f"e2e_acc_{scenario}" in metrics:
+            value, _ = chip_metrics.recovered_fraction(metrics, "", scenario=scenario)
+            if value is not None:
+                out[key] = value
+    return out
+
+
 def _recovery(metrics: dict, chip_rounds: dict) -> dict:
     """recovered_fraction (and _tmax, _insitu, split and loop ones) from the parent's metrics,
     each with a tag saying why it is or is not defined."""
@@ -145,11 +168,7 @@ def _recovery(metrics: dict, chip_rounds: dict) -> dict:
             mlflow.set_tag(f"{TAG}recovered_fraction_insitu{suffix}", why if value is None else f"defined ({why})")
             if value is not None:
                 out[f"recovered_fraction_insitu{suffix}"] = value
-    for scenario in ("cotrained_trimmed", f"{'aware_' if 'e2e_acc_aware_programmed' in metrics else ''}programmed_trimmed"):
-        if f"e2e_acc_{scenario}" in metrics:    # hardware.output_trim: encoder + trim, and the trim alone
-            value, _ = chip_metrics.recovered_fraction(metrics, "", scenario=scenario)
-            if value is not None:
-                out["recovered_fraction_" + scenario.replace("aware_", "")] = value
+    out.update(trimmed_recovery(metrics))
     out.update(split_recovery(metrics))
     value, why = chip_metrics.recovered_fraction_loop(metrics, list(chip_rounds.items()))
     mlflow.set_tag(f"{TAG}recovered_fraction_loop", why if value is None else "defined")

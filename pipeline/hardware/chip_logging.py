@@ -48,18 +48,20 @@ def plot_accuracy_vs_time(ctx, reference: dict, label: str, times, acc: np.ndarr
     ctx.artifact(ctx.folder / "plots", "plots")
 
 
-def log_trimmed(ctx, scenario: str, chips: list, cal: tuple, x, y, times) -> np.ndarray | None:
-    """With hardware.output_trim = n: every chip's accuracy with its per-class output offsets
-    fitted on the first n calibration pairs `cal` (x_val, y_val), logged as the scenario
-    <scenario>_trimmed (and its loop / held-out split); None without a trim."""
-    n = ctx.cfg.hardware.output_trim if ctx.cfg.hardware is not None else 0
-    if not n:
-        return None
-    from analog.hardware import trimmed_accuracy_grid
+def trim_set(cfg, cal: tuple) -> tuple | None:
+    """The first hardware.output_trim pairs of the calibration set `cal` (x_val, y_val) a
+    chip's output trim is fitted on; None without a trim."""
+    n = cfg.hardware.output_trim if cfg.hardware is not None else 0
+    return (cal[0][:n], cal[1][:n]) if n and cal is not None else None
+
+
+def log_trimmed(ctx, scenario: str, times, acc: np.ndarray) -> None:
+    """The accuracy grid `acc` of the trimmed chips (hardware.output_trim = n: per-class output
+    offsets fitted on n calibration pairs, chip_metrics.accuracy_grids) as the scenario
+    <scenario>_trimmed (and its loop / held-out split)."""
     from pipeline.hardware.population import log_split
-    acc = trimmed_accuracy_grid(chips, cal[0][:n], cal[1][:n], x, y, times)
     log_grid(ctx, times, acc, prefix="chip_acc_trimmed")
     log_scenario(ctx, f"{scenario}_trimmed", times, acc)
     log_split(ctx, f"{scenario}_trimmed", acc)
-    ctx.say(f"trimmed ({n} calibration images per chip): {acc[0].mean():.4f} ± {spread(acc[0]):.4f} at t = 0")
-    return acc
+    ctx.say(f"trimmed ({ctx.cfg.hardware.output_trim} calibration images per chip): {acc[0].mean():.4f} ± "
+            f"{spread(acc[0]):.4f} at t = 0")

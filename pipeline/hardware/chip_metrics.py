@@ -45,6 +45,20 @@ def accuracy_grid(chips, x, y, times) -> np.ndarray:
     return np.array([[c.accuracy(x, y, t) for c in chips] for t in times], float)
 
 
+def accuracy_grids(chips, x, y, times, cal: tuple | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(accuracy grid as `accuracy_grid` gives it, trimmed grid or None): with `cal` = (x_cal,
+    y_cal), the trimmed accuracies (analog.hardware.trimmed_accuracy_grid) come from the same
+    reads of the test set x, which each chip then reads once per read time, not twice."""
+    from analog.block import score_outputs
+    from analog.hardware import read_grid, trimmed_accuracy_grid
+    if cal is None:
+        return accuracy_grid(chips, x, y, times), None
+    y = np.asarray(y)
+    reads = read_grid(chips, x, times)
+    acc = np.array([[score_outputs(*r, y)["accuracy"] for r in row] for row in reads], float)
+    return acc, trimmed_accuracy_grid(chips, *cal, x, y, times, reads=reads)
+
+
 def spread(values) -> float:
     """Spread across chips: the sample standard deviation (0 for one chip)."""
     v = np.asarray(values, float)

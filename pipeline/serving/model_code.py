@@ -11,7 +11,11 @@ class, class_name and score_0 … score_9 (the block's output voltages).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
+import numpy as np
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
@@ -22,7 +26,9 @@ class MixedSignalModel(PythonModel):
         self.system = MixedSignalSystem.load(read_spec(a["system"]), a["analog_model"], a.get("encoder"),
                                              a.get("chips"))
 
-    def predict(self, context, model_input, params=None):
+    # np.ndarray is a hint MLflow accepts without inferring a schema from it (the explicit
+    # tensor signature stays the schema); without a hint MLflow warns at every class definition.
+    def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from pipeline.serving.system import request_of_params
         chip, t, engine = request_of_params(params)
         images = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input

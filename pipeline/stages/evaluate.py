@@ -83,9 +83,11 @@ def evaluate_chips(ctx: StageContext, x, y, ideal: float, cal: tuple | None = No
     chips = chip_files.load_chips(ctx.input("chips"))
     times = hw.eval_times(ctx.cfg)
     try:
-        acc = chip_metrics.accuracy_grid(chips, x, y, times)
-        if cal is not None and hw.frozen(ctx.cfg) and ctx.round > 0:
-            chip_logging.log_trimmed(ctx, "cotrained", chips, cal, x, y, times)
+        # the trimmed scenario is the co-trained one's, trimmed
+        trim = chip_logging.trim_set(ctx.cfg, cal) if hw.frozen(ctx.cfg) and ctx.round > 0 else None
+        acc, trimmed = chip_metrics.accuracy_grids(chips, x, y, times, trim)
+        if trimmed is not None:
+            chip_logging.log_trimmed(ctx, "cotrained", times, trimmed)
     finally:
         for chip in chips:
             chip.close()

@@ -104,7 +104,8 @@ def _log_accuracy(ctx: StageContext, chips: list, model, data: dict, spec):
     from pipeline.hardware import settings as hw
     cfg = ctx.cfg
     times = hw.eval_times(cfg)
-    acc = chip_metrics.accuracy_grid(chips, data["x_test"], data["y_test"], times)
+    acc, trimmed = chip_metrics.accuracy_grids(chips, data["x_test"], data["y_test"], times,
+                                               chip_logging.trim_set(cfg, (data["x_val"], data["y_val"])))
     ideal = analog_scores(model, data["x_test"], data["y_test"])["accuracy"]
     ctx.log({"ideal_test_accuracy": ideal})
     g = chip_logging.log_grid(ctx, times, acc)
@@ -115,8 +116,8 @@ def _log_accuracy(ctx: StageContext, chips: list, model, data: dict, spec):
         a = float(acc[0, loop_indices(cfg)].mean())
         ctx.log_parent({"round_chip_e2e_accuracy": a, "loop_chip_programmed_accuracy": a}, step=0)
         log_split(ctx, hw.programmed_scenario(cfg), acc)
-    chip_logging.log_trimmed(ctx, hw.programmed_scenario(cfg), chips, (data["x_val"], data["y_val"]),
-                             data["x_test"], data["y_test"], times)
+    if trimmed is not None:
+        chip_logging.log_trimmed(ctx, hw.programmed_scenario(cfg), times, trimmed)
     plots.accuracy_vs_time({"ideal block": (times, [ideal] * len(times), None),
                             f"{len(chips)} chip(s), mean ± spread": (times, acc.mean(1),
                                                                     [chip_metrics.spread(r) for r in acc])},

@@ -74,15 +74,26 @@ def compile_from_config(model: AnalogModel, cfg: RootConfig, epochs: int) -> Ana
     """Compile `model` with the config's `training` section for `epochs` more epochs
     (analog.training_setup.compile_model: a model trained before keeps its optimiser state
     under the same optimiser). With a `hardware` section, `hardware.training` chooses how EP
-    meets the devices (analog.hardware.training_rule: ideal, aware or in-situ)."""
+    meets the devices (analog.hardware.training_rule: ideal, aware or in-situ); with
+    `training.phases`, each step follows EP with its phases cut short (`phase_cut`)."""
     _, training, hw = analog_specs(cfg, epochs)
     rule = {}
     if hw is not None:
         from analog.hardware import training_rule
         rule = training_rule(training, hw, model.circuit, model.epoch)
-    compile_model(model, training, **rule)
+    compile_model(model, training, phases=phase_cut(cfg), **rule)
     model.config = config_dict(cfg)
     return model
+
+
+def phase_cut(cfg: RootConfig):
+    """training.phases as the training rule AnalogModel.compile takes (analog.training_energy.
+    PhaseCut), None without the key (EP at the operating points)."""
+    p = cfg.training.phases
+    if p is None:
+        return None
+    from analog.training_energy import PhaseCut
+    return PhaseCut(p.t_free, p.t_nudged, p.steps)
 
 
 def optimizer_for(cfg: RootConfig, chip):
