@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .energy_figures import FIGURES
 from .errors import AnalogInputError
 
-BOLTZMANN = 1.380649e-23          # J/K, exact in the SI since 2019
-ELEMENTARY_CHARGE = 1.602176634e-19   # C, exact in the SI since 2019
+BOLTZMANN = FIGURES["boltzmann"].value                # J/K, exact in the SI since 2019
+ELEMENTARY_CHARGE = FIGURES["elementary_charge"].value   # C, exact in the SI since 2019
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class AmplifierDesign:
     """time_ratio: τ_a / t_s; slope: n; temperature: K; branches: supply current over the
     g_m transistor's drain current; hold_bits, hold_range: N and V_FS of the held voltage;
     switch_ratio: the S&H switch's R_on C_H over the buffer's τ_buf."""
-    time_ratio: float = 0.1
-    slope: float = 1.4
+    time_ratio: float = FIGURES["amplifier_time_ratio"].value
+    slope: float = FIGURES["slope_factor"].value
     temperature: float = 300.0
     branches: float = 2.0
     hold_bits: int = 8
@@ -59,9 +60,9 @@ class AmplifierDesign:
         """U_T = kT/q, V (25.85 mV at 300 K)."""
         return BOLTZMANN * self.temperature / ELEMENTARY_CHARGE
 
-    def transconductance(self, load_f: float, settle_s: float) -> float:
-        """g_m (S) for τ_a = C_L / g_m = time_ratio · settle_s."""
-        return float(load_f) / (self.time_ratio * _positive(settle_s, "settling time"))
+    def transconductance(self, load_f, settle_s: float):
+        """g_m (S) for τ_a = C_L / g_m = time_ratio · settle_s (load_f: F, a number or one per amplifier)."""
+        return np.asarray(load_f, float) / (self.time_ratio * _positive(settle_s, "settling time"))
 
     def bias(self, load_f: float, settle_s: float) -> float:
         """Supply current (A) of an amplifier driving load_f farads at that g_m."""
