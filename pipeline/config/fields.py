@@ -3,7 +3,7 @@ base, YAML-1.1-safe numbers, printable names and the `low < high` check."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
@@ -30,7 +30,8 @@ def _number_or_derived(value):
 
 
 _number_or_derived.allowed = "> 0 or `derived`"      # docs/config.md's "allowed" column
-NumOrDerived = Annotated[Union[float, str], PlainValidator(_number_or_derived)]
+NumOrDerived = Annotated[Union[float, str], PlainValidator(
+    _number_or_derived, json_schema_input_type=Union[Annotated[float, Field(gt=0)], Literal["derived"]])]
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"     # names reach MLflow, file names and terminals: no NUL, no newline
 PosInt = Annotated[int, Field(ge=1)]
 
