@@ -78,6 +78,25 @@ def node_capacitance(circuit: CompiledCircuit, spec: CapacitanceSpec | None = No
     return C
 
 
+def amplifier_load(circuit: CompiledCircuit, spec: CapacitanceSpec | None = None) -> np.ndarray:
+    """C_L in farads of every amplifier's output (n_amp,): the crossbar cells on the columns it
+    drives (a driven node, so not among the free nodes' C; analog/amplifier_design.py sizes
+    the amplifier's bias from it)."""
+    spec = spec or CapacitanceSpec()
+    c = circuit
+    first_amp = c.n_free + c.n_sources
+    cells = np.zeros(len(c.amp_in))
+    for blk in c.dense:
+        n_out, _ = xb.g_shape(blk)
+        if blk.cols is None:
+            col_count = np.full(len(blk.in_terms), n_out)
+        else:
+            col_count = np.bincount(blk.cols.ravel(), minlength=len(blk.in_terms))
+        amp = blk.in_terms >= first_amp
+        np.add.at(cells, blk.in_terms[amp] - first_amp, col_count[amp])
+    return (spec.wire_per_cell + spec.device_per_cell) * cells
+
+
 def check_capacitance(C, n_free: int, key: str = "capacitance") -> np.ndarray:
     C = np.asarray(C, dtype=float)
     if C.shape != (n_free,):

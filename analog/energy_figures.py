@@ -68,6 +68,16 @@ _FDSOI_OTA = ("'0.5 uW sub-threshold operational transconductance amplifiers usi
 _TLV8801 = ("Texas Instruments TLV8801 datasheet (ti.com/document-viewer/TLV8801/datasheet): 450 nA typical "
             "supply current per channel; a discrete part, not an on-chip amplifier")
 
+_EKV = ("the EKV model's weak-inversion limit g_m/I_D = 1/(n U_T) (Enz, Krummenacher, Vittoz, Analog Integr. "
+        "Circuits Signal Process. 8, 1995, not read here; Wikipedia's 'EKV MOSFET model' names the authors and "
+        "year); the relation read in Jespers & Murmann's ch. 2 as plotted in mschweikardt/tikzlib, "
+        "figs/ekv-basic-ic-vs-gmid-vs-vgseff.tex: g_m n U_T / I_D = 1/(1 + q), 1 in weak inversion (q -> 0)")
+_DERIVED_AMP = ("analog/amplifier_design.py: tau_a = C_L / g_m = r t_s (r = amplifier_time_ratio), I = b n U_T g_m "
+                "with b = 2 branches of a differential pair, U_T = kT/q at 300 K, n = slope_factor; " + _EKV)
+_DERIVED_SH = ("analog/amplifier_design.py: kT/C at most the quantisation noise LSB^2/12 (the relation as stated "
+               "in bbs.eetop.cn thread 162773, a forum; textbook physics), the hold buffer sized by the amplifiers' "
+               "rule (" + _EKV + ")")
+
 #: the figures of the energy model, by name
 FIGURES: dict[str, Figure] = {
     "adc_energy_8bit": Figure(3.1e-3 / 1.2e9, "J per 8-bit conversion", _KULL + ": 3.1 mW / 1.2 GS/s", "primary"),
@@ -84,18 +94,30 @@ FIGURES: dict[str, Figure] = {
     "pcm_reset_energy": Figure(300e-6 ** 2 * 1e3 * 40e-9, "J", _LEE_PCM + "; I^2 R_on t in the cell alone "
                                "(no access device, no driver)", "derived"),
     "sample_hold_energy": Figure(1.2e-12, "J per sample", _NEURRAM_SH, "secondary"),
-    "sample_hold_acquire": Figure(1e-9, "s", "ours: no published acquisition time found for an analog "
-                                  "CIM sample-and-hold; only a bound: Kull's 8-bit 1.2 GS/s SAR ADC (above) "
-                                  "samples once per 0.83 ns in 32 nm, so its input sampling acquires in < 0.83 ns "
-                                  "(docs/transient.md gives the sensitivity at x10 and /10)", "assumption"),
+    "sample_hold_acquire": Figure(9.357e-11, "s (main job's block; derived per block)", _DERIVED_SH + "; "
+                                  "t_acq = ln(2^(N+1)) (R_on C_H + tau_buf), R_on C_H = tau_buf = r t_s: "
+                                  "ln(512) x 2 x 7.5 ps = 93.6 ps. Bound: Kull's 1.2 GS/s ADC samples once per "
+                                  "0.83 ns", "derived"),
+    "sample_hold_capacitance": Figure(8.143e-16, "F", _DERIVED_SH + ": C_H >= 12 kT 2^(2N) / V_FS^2 at N = 8 "
+                                      "bits over V_FS = 2 V, 300 K", "derived"),
+    "sample_hold_bias": Figure(7.860e-6, "A per hold buffer (main job's block; derived per block)", _DERIVED_SH
+                               + ": I = b n U_T C_H / (r t_s) = 2 x 1.4 x 25.85 mV x 0.814 fF / 7.5 ps", "derived"),
     "amplifier_supply": Figure(1.2, "V", "twice EBANA's mid-rail V_ref = 0.6 V (Watfa, Garcia-Ortiz, "
                                "Sassatelli, Front. Comput. Neurosci. 17, 2023)", "derived"),
-    "amplifier_bias": Figure(1e-6, "A per amplifier", "ours: no published bias current found for the "
-                             "bidirectional amplifiers or hold buffers of an EP/analog-CIM chip; published "
-                             "amplifiers of this order (subthreshold_ota_power: 0.8 uA at 0.6 V; "
-                             "discrete_opamp_current: 0.45 uA) have kHz bandwidths; the CIM sense amplifier "
-                             "(cim_sense_amplifier_power) is 54x this at 1.2 V; ISAAC's S&H (isaac_sample_hold_"
-                             "power) 1/120 (docs/transient.md gives the sensitivity)", "assumption"),
+    "amplifier_bias": Figure(5.791e-5, "A per amplifier (main job's block; derived per block)", _DERIVED_AMP
+                             + ": C_L = 20 cells x 0.3 fF = 6 fF, t_s = 75 ps (median settling of 16 random "
+                             "inputs), so g_m = 0.8 mS and I = 2 x 1.4 x 25.85 mV x 0.8 mS; a lower bound (weak "
+                             "inversion has the largest g_m/I_D)", "derived"),
+    "boltzmann": Figure(1.380649e-23, "J/K", "SI (2019 redefinition): exact", "primary"),
+    "elementary_charge": Figure(1.602176634e-19, "C", "SI (2019 redefinition): exact", "primary"),
+    "slope_factor": Figure(1.4, "(dimensionless, n)", "ours: the middle of the 1.3-1.5 usually quoted for bulk "
+                           "CMOS in weak inversion; no PDK figure was read (a study note on a textbook chapter "
+                           "'Models for Analog Design', juejin.cn/post/7245204303485042749, gives n = 1-1.3; n = 1.3 "
+                           "would lower the biases by 7 %)", "assumption"),
+    "amplifier_time_ratio": Figure(0.1, "tau_a / t_s", "ours: a design choice, the amplifier's time constant a "
+                                   "tenth of the settling it serves; a first-order lag of tau_a delays the "
+                                   "settling by at most about tau_a (tests/test_amplifier_design.py checks it with "
+                                   "ngspice)", "assumption"),
     "cim_sense_amplifier_power": Figure(64.67e-6, "W per current-sense amplifier (180 nm; reference only, not "
                                         "used by the model)", _HU_CSA, "primary"),
     # reference figures: bounds and comparisons for the assumptions above, not used by the model

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .amplifier_design import AmplifierDesign, reference_settling
 from .energy_figures import ConverterCost, Figure
 from .training_energy import PulseSpec, SampleHold, training_step
 
@@ -40,34 +41,47 @@ class ChipSetting:
     beta: float = 1e-6
     rel_tol: float = 0.01
     duration: float = 2e-9
-    amplifier_bias: float | None = None   # A per amplifier and S&H buffer; None: FIGURES' (an assumption)
-    sh_acquire: float | None = None       # S&H acquisition, s; None: FIGURES' (an assumption)
+    amplifier_bias: float | None = None   # A per amplifier and S&H buffer; None: derived (amplifier_design.py)
+    sh_acquire: float | None = None       # S&H acquisition, s; None: derived
+    design: AmplifierDesign = AmplifierDesign()
 
-    def supply_and_hold(self):
-        """The amplifiers' supply and the sample-and-hold, at this setting's bias and acquisition."""
-        from .energy_figures import FIGURES
+    def supply(self):
+        """The amplifiers' supply for the inference transient (bias None: derived from its settling)."""
         from .inference_energy import AmplifierSupply
-        bias = FIGURES["amplifier_bias"].value if self.amplifier_bias is None else self.amplifier_bias
-        acquire = FIGURES["sample_hold_acquire"].value if self.sh_acquire is None else self.sh_acquire
-        return AmplifierSupply(bias_a=bias), SampleHold(acquire_s=acquire, bias_a=bias)
+        return AmplifierSupply(bias_a=self.amplifier_bias, design=self.design)
+
+    def supply_and_hold(self, settle_s: float, load_f: float):
+        """The amplifiers' supply and the sample-and-hold for a block that settles in settle_s
+        with amplifiers driving load_f: a number given overrides the derived figure."""
+        from .inference_energy import AmplifierSupply
+        d = self.design
+        amp = d.bias(load_f, settle_s) if self.amplifier_bias is None else self.amplifier_bias
+        hold = d.hold_bias(settle_s) if self.amplifier_bias is None else self.amplifier_bias
+        acquire = d.acquire_time(settle_s) if self.sh_acquire is None else self.sh_acquire
+        return (AmplifierSupply(bias_a=amp, design=d),
+                SampleHold(capacitance=d.hold_capacitance(), acquire_s=acquire, bias_a=hold))
 
 
 def inference_figures(model, x, converters: ConverterCost | None = None, duration: float = 2e-9,
                       supply=None) -> dict:
     """Mean settling time (s) and energy (J, converters included) per inference of a model's
     block on inputs x (its settling transient, backward Euler at 5 ps, readout to 8 bits over
-    2 V), the converters' share, and how many inputs did not settle within `duration`."""
+    2 V), the converters' share, how many inputs did not settle within `duration`, the median
+    settling time and the amplifiers' bias (default: derived from it, amplifier_design.py)."""
     from .capacitance import node_capacitance
-    from .inference_energy import measure_inferences, readout_tolerance
+    from .inference_energy import AmplifierSupply, measure_inferences, readout_tolerance
     from .transient import TransientSpec
     c = model.circuit
     spec = TransientSpec(duration=duration, dt=5e-12, rise=1e-11)
     inf = measure_inferences(model.get_engine("native"), model.conductances, node_capacitance(c),
                              c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0), converters=converters,
-                             supply=supply)
+                             supply=supply or AmplifierSupply(bias_a=None))
     return {"inference_time_s": float(np.nanmean(inf["settle_time"])),
             "inference_energy_j": float(np.nanmean(inf["energy"])),
             "inference_converter_energy_j": float(np.mean(inf["energy_converters"])),
+            "inference_amplifier_energy_j": float(np.nanmean(inf["energy_amplifiers"])),
+            "inference_settle_p50_s": reference_settling(inf["settle_time"]),
+            "amplifier_bias_a": float(inf["amplifier_bias"]),
             "inference_unsettled": int((~inf["settled"]).sum())}
 
 
@@ -75,15 +89,16 @@ def chip_figures(model, x, y, setting: ChipSetting) -> dict:
     """A compiled model's block on the chip, per sample (means over x): inference (settling
     transient), a training sample row by row and with every row at once, each phase, the
     pulses, sample-and-holds and converters, and the simulator's own seconds."""
-    from .capacitance import node_capacitance
+    from .capacitance import amplifier_load, node_capacitance
     from .transient import NativeTransient, TransientSpec
     s, conv = setting, setting.converters
     c, G, eng = model.circuit, model.conductances, model.get_engine("native")
     C = node_capacitance(c)
     spec = TransientSpec(duration=s.duration, dt=5e-12, rise=1e-11)
     t0 = time.perf_counter()
-    supply, hold = s.supply_and_hold()
-    inf = inference_figures(model, x, conv, s.duration, supply)
+    inf = inference_figures(model, x, conv, s.duration, s.supply())
+    load = float(np.max(amplifier_load(c)))
+    supply, hold = s.supply_and_hold(inf["inference_settle_p50_s"], load)
     t1 = time.perf_counter()
     tr = NativeTransient(eng, C, spec)
     kw = dict(pulse=s.pulse, sample_hold=hold, rel_tol=s.rel_tol, converters=conv, supply=supply)
@@ -92,8 +107,10 @@ def chip_figures(model, x, y, setting: ChipSetting) -> dict:
     at_once = training_step(tr, c, G, C, x, y, model.loss, s.beta, all_rows_at_once=True, **kw)
     out = {"devices": int(sum(np.size(g) for g in G)), "pulse_energy_j": s.pulse.energy_j,
            "pulse_duration_s": s.pulse.duration_s, "pulse_reset": list(s.pulse.reset),
-           "dac_bits": conv.dac_bits, "adc_bits": conv.adc_bits, "amplifier_bias_a": supply.bias_a,
-           "sample_hold_acquire_s": hold.acquire_s, **inf,
+           "dac_bits": conv.dac_bits, "adc_bits": conv.adc_bits, **inf, "amplifier_bias_a": supply.bias_a,
+           "amplifier_load_f": load, "amplifier_time_ratio": s.design.time_ratio,
+           "sample_hold_bias_a": hold.bias_a, "sample_hold_capacitance_f": hold.capacitance,
+           "sample_hold_acquire_s": hold.acquire_s,
            "training_converter_energy_j": st.converter_energy,
            "training_time_s": float(np.nanmean(st.time)), "training_energy_j": float(np.nanmean(st.energy)),
            "training_unsettled": {k: int((~p.settled).sum()) for k, p in st.phases.items()},

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import crossbar as xb
+from .amplifier_design import AmplifierDesign, reference_settling
 from .energy_figures import FIGURES, ConverterCost, converter_cost_of
 from .errors import AnalogInputError
 from .solution import dissipated_power
@@ -37,16 +38,26 @@ from .solution import dissipated_power
 
 @dataclass(frozen=True)
 class AmplifierSupply:
-    """supply_v (V_DD, V) and bias_a (quiescent current per amplifier, A); their sources are
-    FIGURES["amplifier_supply"] and FIGURES["amplifier_bias"] (analog/energy_figures.py)."""
+    """supply_v (V_DD, V) and bias_a (quiescent current per amplifier, A; FIGURES["amplifier_bias"]
+    is the main job's block's derived figure). bias_a=None: derived from the run's own settling
+    time by `design` (analog/amplifier_design.py; `measure_inferences` only)."""
     supply_v: float = FIGURES["amplifier_supply"].value
-    bias_a: float = FIGURES["amplifier_bias"].value
+    bias_a: float | None = FIGURES["amplifier_bias"].value
+    design: AmplifierDesign = AmplifierDesign()
 
     def __post_init__(self):
         for key in ("supply_v", "bias_a"):
             value = getattr(self, key)
+            if value is None and key == "bias_a":
+                continue
             if not (np.isfinite(value) and value >= 0):
                 raise AnalogInputError(f"transient.amplifier_{key}={value!r} must be a finite number >= 0")
+
+    def bias(self) -> float:
+        if self.bias_a is None:
+            raise AnalogInputError("transient.amplifier_bias=derived needs the settling time: only "
+                                   "measure_inferences derives it; give a number here")
+        return self.bias_a
 
 
 def readout_tolerance(bits: int, range_v: float) -> float:
@@ -101,7 +112,7 @@ class EnergyProbe:
         p = power_terms(self.engine, self.G, rec.v_eval, rec.src_eval, nudge)
         s = self.supply
         n_amp = len(self.engine.circuit.amp_in)
-        p["amplifier_supply"] = s.supply_v * (n_amp * s.bias_a + p.pop("amp_current"))
+        p["amplifier_supply"] = s.supply_v * (n_amp * s.bias() + p.pop("amp_current"))
         dv = rec.v - rec.v_prev
         p["numerical"] = (0.5 * self.C * dv * dv).sum(1) / rec.h if self.method == "be" else np.zeros(len(dv))
         for k in self.TERMS:
@@ -160,16 +171,17 @@ class InferencePower:
 
 
 class InferenceProbe:
-    """Cumulative energy (T, B) of the voltage sources and of the amplifier supply model."""
+    """Cumulative energy (T, B) of the voltage sources and of the amplifiers' port currents
+    drawn through the supply (their bias, constant, is added from the settling time)."""
 
-    def __init__(self, power: InferencePower, supply: AmplifierSupply, n_amp: int):
-        self.power, self.supply, self.n_amp = power, supply, n_amp
+    def __init__(self, power: InferencePower, supply: AmplifierSupply):
+        self.power, self.supply = power, supply
         self.sources, self.amplifiers = [], []
 
     def __call__(self, rec) -> None:
         p_src, i_amp = self.power(rec.v_eval, rec.t_eval)
         self.sources.append(p_src * rec.h)
-        self.amplifiers.append(self.supply.supply_v * (self.n_amp * self.supply.bias_a + i_amp) * rec.h)
+        self.amplifiers.append(self.supply.supply_v * i_amp * rec.h)
 
     def cumulative(self):
         def cum(parts):
@@ -215,14 +227,17 @@ class SettledForGood:
 
 
 def measure_inferences(engine, G_list, C, src_end, *, spec=None, supply=None, tol: float = 3.9e-3,
-                       chunk: int = 512, converters: ConverterCost | None = None) -> dict:
+                       chunk: int = 512, converters: ConverterCost | None = None, amp_load=None) -> dict:
     """Settling time and energy of each inference (B samples of source voltages src_end, from
     the circuit at rest with every input at V_ref); with backward Euler a chunk's run ends as
     soon as `SettledForGood` holds for all its samples. Returns arrays (B,): settle_time (s; NaN
     when not settled), settled (bool), energy, energy_sources, energy_amplifiers (J up to the
     settling time; NaN when not settled), energy_converters (J: `converters`, by default the
     chip's own (`converter_cost_of`), 0 without any), final_error (V, largest |v(T) − DC
-    operating point|). `energy` includes the converters."""
+    operating point|); and amplifier_bias (A, a float): the supply's, or with bias_a=None the
+    one `supply.design` derives from the median settling time and the largest amplifier load
+    (amp_load, F per amplifier; default: `capacitance.amplifier_load` at the default figures).
+    `energy` includes the converters."""
     from .transient import NativeTransient, TransientSpec
     spec = spec or TransientSpec()
     tr = NativeTransient(engine, C, spec)
@@ -234,7 +249,7 @@ def measure_inferences(engine, G_list, C, src_end, *, spec=None, supply=None, to
     for lo in range(0, len(src_end), chunk):
         s_end = np.asarray(src_end[lo: lo + chunk], float)
         s_start = c.source_voltages(np.zeros((len(s_end), c.n_features)))
-        probe = InferenceProbe(InferencePower(engine, G_list, s_start, s_end, spec.rise), supply, len(c.amp_in))
+        probe = InferenceProbe(InferencePower(engine, G_list, s_start, s_end, spec.rise), supply)
         dc = engine.solve(G_list, src=s_end)
         stop = None
         if spec.method == "be" and dc.converged.all():
@@ -244,12 +259,28 @@ def measure_inferences(engine, G_list, C, src_end, *, spec=None, supply=None, to
         settled &= res.converged & dc.converged
         cols = np.arange(len(s_end))
         cum_src, cum_amp = probe.cumulative()
-        e_src, e_amp = cum_src[k, cols], cum_amp[k, cols]
         nan = np.full(len(s_end), np.nan)
         parts.append(dict(settle_time=np.where(settled, res.times[k], nan), settled=settled,
-                          energy=np.where(settled, e_src + e_amp + e_conv, nan),
-                          energy_sources=np.where(settled, e_src, nan),
-                          energy_amplifiers=np.where(settled, e_amp, nan),
-                          energy_converters=np.full(len(s_end), e_conv),
+                          energy_sources=np.where(settled, cum_src[k, cols], nan),
+                          energy_ports=np.where(settled, cum_amp[k, cols], nan),
                           final_error=np.abs(res.v_final - dc.v).max(1)))
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    bias = _bias_of(supply, c, out["settle_time"], amp_load)
+    # the bias is constant: its energy up to the settling time is V_DD · n_amp · I_bias · t_settle
+    out["energy_amplifiers"] = out.pop("energy_ports") + supply.supply_v * len(c.amp_in) * bias * out["settle_time"]
+    out["energy"] = out["energy_sources"] + out["energy_amplifiers"] + e_conv
+    out["energy_converters"] = np.full(len(src_end), e_conv)
+    out["amplifier_bias"] = bias
+    return out
+
+
+def _bias_of(supply: AmplifierSupply, circuit, settle_times, amp_load) -> float:
+    if supply.bias_a is not None:
+        return float(supply.bias_a)
+    if len(circuit.amp_in) == 0:
+        return 0.0
+    if amp_load is None:
+        from .capacitance import amplifier_load
+        amp_load = amplifier_load(circuit)
+    t_ref = reference_settling(settle_times)
+    return supply.design.bias(float(np.max(amp_load)), t_ref) if np.isfinite(t_ref) else float("nan")

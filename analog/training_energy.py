@@ -75,7 +75,7 @@ class SampleHold:
     buffer draws `bias_a` from V_DD while it holds."""
     capacitance: float = 50e-15
     acquire_s: float = FIGURES["sample_hold_acquire"].value
-    bias_a: float = FIGURES["amplifier_bias"].value
+    bias_a: float = FIGURES["sample_hold_bias"].value
     supply_v: float = FIGURES["amplifier_supply"].value
     energy_j: float | None = FIGURES["sample_hold_energy"].value
 

@@ -31,10 +31,15 @@ HELP = ("time and energy per inference and per training sample of the main job's
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=2e-9, show_default=True,
               help="simulated length of each phase, s")
 @click.option("--amplifier-bias", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="A per amplifier and sample-and-hold buffer [default: analog/energy_figures.py's, an "
-                   "assumption; vary it for the table's sensitivity]")
+              help="A per amplifier and sample-and-hold buffer [default: derived from the block's settling "
+                   "time and the loads they drive, analog/amplifier_design.py]")
 @click.option("--sh-acquire", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="sample-and-hold acquisition time, s [default: analog/energy_figures.py's, an assumption]")
+              help="sample-and-hold acquisition time, s [default: derived, analog/amplifier_design.py]")
+@click.option("--amplifier-time-ratio", type=click.FloatRange(min=0, max=1, min_open=True), default=0.1,
+              show_default=True, help="derived bias: each amplifier's and hold buffer's time constant as a "
+                                      "fraction of the block's median settling time")
+@click.option("--slope-factor", type=click.FloatRange(min=1, max=3), default=1.4, show_default=True,
+              help="derived bias: the transistors' weak-inversion slope factor n (g_m/I_D = 1/(n U_T))")
 @click.option("--split", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="instead: the split seen as energy, for the front ends a YAML file lists (front_ends: name, "
                    "macs, digital_only, analog_first, analog_best, digital_head; e.g. experiments/records/split_energy.yaml): "
@@ -44,17 +49,19 @@ HELP = ("time and energy per inference and per training sample of the main job's
               help="--split: draw accuracy against energy per image to this PNG")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, beta, rel_tol, duration,
-            amplifier_bias, sh_acquire, split, plot, json_) -> int:
+            amplifier_bias, sh_acquire, amplifier_time_ratio, slope_factor, split, plot, json_) -> int:
     import numpy as np
 
+    from analog.amplifier_design import AmplifierDesign
     from analog.energy_figures import ConverterCost
     from analog.energy_report import ChipSetting, chip_figures, comparison, cpu_times, digital_macs
     from pipeline.commands.bench import fashion_block
-    if split or plot:
-        return _split(split, plot, samples, ConverterCost(dac_bits or None, adc_bits or None), json_)
+    design = AmplifierDesign(time_ratio=amplifier_time_ratio, slope=slope_factor)
     setting = ChipSetting(_pulse(device, pulse_energy, pulse_duration), ConverterCost(dac_bits or None,
                           adc_bits or None), beta=beta, rel_tol=rel_tol, duration=duration,
-                          amplifier_bias=amplifier_bias, sh_acquire=sh_acquire)
+                          amplifier_bias=amplifier_bias, sh_acquire=sh_acquire, design=design)
+    if split or plot:
+        return _split(split, plot, samples, setting, json_)
     model = fashion_block()
     model.compile(loss="mse", optimizer="sgd", beta=beta)
     rng = np.random.default_rng(0)
@@ -90,7 +97,7 @@ def _print_table(chip: dict, macs: dict, rows: list) -> None:
               f"{r['time_vs_chip']:.3g} | {r['energy_vs_chip']:.3g} | {r['energy_vs_bare_chip']:.3g} |")
 
 
-def _split(path, plot, samples: int, converters, json_: bool) -> int:
+def _split(path, plot, samples: int, setting, json_: bool) -> int:
     """The front ends of `path` behind the analog block (inference energy of the main job's
     block shape on `samples` random inputs in ±1 V) or a digital head of its shape."""
     import numpy as np
@@ -102,7 +109,8 @@ def _split(path, plot, samples: int, converters, json_: bool) -> int:
         raise OptionError("--plot is an option of --split, which was not given")
     front_ends = _front_ends(path)
     x = np.random.default_rng(0).uniform(-1, 1, (samples, 150))
-    inf = inference_figures(fashion_block(), x, converters)
+    converters = setting.converters
+    inf = inference_figures(fashion_block(), x, converters, supply=setting.supply())
     e_analog, e_conv, head = inf["inference_energy_j"], inf["inference_converter_energy_j"], digital_macs()["inference"]
     rows = split_rows(front_ends, e_analog, head)
     if plot:
@@ -112,8 +120,9 @@ def _split(path, plot, samples: int, converters, json_: bool) -> int:
         print(json.dumps({"inference": inf, "head_macs": head, "rows": rows}, indent=1))
         return 0
     dac, adc = converters.dac_bits or 0, converters.adc_bits or 0
-    print(f"analog block: {e_analog * 1e12:.2f} pJ per inference (circuit {(e_analog - e_conv) * 1e12:.2f} pJ + "
-          f"converters {e_conv * 1e12:.2f} pJ: {dac}-bit DACs, {adc}-bit ADCs); digital head {head} MACs")
+    print(f"analog block: {e_analog * 1e12:.2f} pJ per inference (circuit {(e_analog - e_conv) * 1e12:.2f} pJ, of "
+          f"which amplifiers {inf['inference_amplifier_energy_j'] * 1e12:.3f} pJ at {inf['amplifier_bias_a'] * 1e6:.3g} "
+          f"uA each, + converters {e_conv * 1e12:.2f} pJ: {dac}-bit DACs, {adc}-bit ADCs); digital head {head} MACs")
     print("| front end | MACs | arithmetic | front end (nJ) | + analog block (nJ) | + digital head (nJ) | "
           "energy saved by the analog block | accuracy: analog, best end to end | digital head (backprop) | "
           "digital only |")

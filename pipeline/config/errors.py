@@ -73,6 +73,8 @@ def _type_name(ann) -> str:
         return "mapping"
     if args and type(None) in args:
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in args)
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return "a mapping of keys"
     return {float: "number", int: "int", str: "str", bool: "bool"}.get(ann, getattr(ann, "__name__", str(ann)))

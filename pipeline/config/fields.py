@@ -2,9 +2,10 @@
 base, YAML-1.1-safe numbers, printable names and the `low < high` check."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+import math
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
 
 def _yaml_number(value):
@@ -18,6 +19,19 @@ def _yaml_number(value):
 
 
 Num = Annotated[float, BeforeValidator(_yaml_number)]
+def _number_or_derived(value):
+    """A number > 0, or the word derived (the figure computed from the circuit)."""
+    value = _yaml_number(value)
+    if value == "derived":
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError(f"{value!r} is not allowed; allowed: a number > 0 or derived")
+
+
+_number_or_derived.allowed = "> 0 or `derived`"      # docs/config.md's "allowed" column
+NumOrDerived = Annotated[Union[float, str], PlainValidator(
+    _number_or_derived, json_schema_input_type=Union[Annotated[float, Field(gt=0)], Literal["derived"]])]
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"     # names reach MLflow, file names and terminals: no NUL, no newline
 PosInt = Annotated[int, Field(ge=1)]
 

@@ -39,6 +39,9 @@ def _allowed(info) -> str:
     base = ann if typing.get_origin(ann) is list else _unwrap(ann)   # Optional[X] -> X
     if typing.get_origin(base) is typing.Literal:
         return ", ".join(f"`{c}`" for c in typing.get_args(base))
+    custom = [getattr(getattr(m, "func", None), "allowed", None) for m in info.metadata]
+    if any(custom):
+        return next(c for c in custom if c)
     parts = [range_text(info.metadata)]
     if typing.get_origin(base) is list and typing.get_origin(typing.get_args(base)[0]) is typing.Annotated:
         item = range_text(typing.get_args(typing.get_args(base)[0])[1:])

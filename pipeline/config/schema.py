@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from analog.builders import BLOCK_DEFAULTS
 from analog.specs import OptimizerSpec, TrainingSpec
 
-from .fields import PRINTABLE, F, Num, PosInt, Section, _ordered, section
+from .fields import PRINTABLE, F, Num, NumOrDerived, PosInt, Section, _ordered, section
 from .hardware_section import HardwareConfig, preset_overrides  # noqa: F401  (used by pipeline.system)
 from .layers import check_layers, layer_specs
 
@@ -244,7 +244,12 @@ class TransientConfig(Section):
     readout_bits: int = F(8, "settling tolerance: half an LSB of a readout of this many bits", ge=1, le=24)
     readout_range: Num = F(2.0, "settling tolerance: the readout's full range, V", gt=0)
     amplifier_supply: Num = F(1.2, "amplifier supply voltage V_DD, V (docs/transient.md)", gt=0)
-    amplifier_bias: Num = F(1e-6, "amplifier quiescent current, A (docs/transient.md)", ge=0)
+    amplifier_bias: NumOrDerived = F(
+        "derived", "amplifier quiescent current, A, or derived: from the settling time and the load the "
+        "amplifier drives, I = 2 n U_T C_L / (amplifier_time_ratio · t_settle) (docs/transient.md)")
+    amplifier_time_ratio: Num = F(0.1, "derived bias: the amplifier's time constant C_L/g_m as a fraction of the "
+                                  "median settling time", gt=0, le=1)
+    amplifier_slope: Num = F(1.4, "derived bias: the transistors' weak-inversion slope factor n", ge=1, le=3)
 
     @model_validator(mode="after")
     def _step_below_duration(self):

@@ -3,7 +3,8 @@ ideal block and of every programmed chip, from native transient simulations
 (analog/transient.py, analog/inference_energy.py; docs/transient.md).
 
 Per scope (`ideal`, `chip0`, …) the run gets the metrics transient_<scope>_{settle_s,energy_j}_
-{mean,p50,p99} (settled samples only), transient_<scope>_unsettled (a count: samples whose
+{mean,p50,p99} (settled samples only), transient_<scope>_amplifier_bias_a (the bias the energy
+counts: transient.amplifier_bias, or derived from that scope's median settling), transient_<scope>_unsettled (a count: samples whose
 outputs were not within the tolerance by transient.duration, never taken as settled), a
 histogram plot of both distributions and a JSON file listing every unsettled sample."""
 from __future__ import annotations
@@ -20,12 +21,15 @@ if TYPE_CHECKING:
 
 def specs(cfg: RootConfig):
     """(TransientSpec, AmplifierSupply, tolerance V, CapacitanceSpec, chip sigma) from a config."""
+    from analog.amplifier_design import AmplifierDesign
     from analog.capacitance import CapacitanceSpec
     from analog.inference_energy import AmplifierSupply, readout_tolerance
     from analog.transient import TransientSpec
     t, cap = cfg.transient, cfg.analog.capacitance
     spec = TransientSpec(duration=t.duration, dt=t.dt, rise=t.rise, method=t.method)
-    supply = AmplifierSupply(supply_v=t.amplifier_supply, bias_a=t.amplifier_bias)
+    design = AmplifierDesign(time_ratio=t.amplifier_time_ratio, slope=t.amplifier_slope)
+    bias = None if t.amplifier_bias == "derived" else t.amplifier_bias      # None: from each run's settling
+    supply = AmplifierSupply(supply_v=t.amplifier_supply, bias_a=bias, design=design)
     tol = readout_tolerance(t.readout_bits, t.readout_range)
     cspec = CapacitanceSpec(wire_per_cell=cap.wire_per_cell, device_per_cell=cap.device_per_cell,
                             diode=cap.diode, amplifier_input=cap.amplifier_input)
@@ -34,7 +38,8 @@ def specs(cfg: RootConfig):
 
 def summarise(scope: str, m: dict) -> dict:
     ok = m["settled"]
-    out = {f"transient_{scope}_samples": int(len(ok)), f"transient_{scope}_unsettled": int((~ok).sum())}
+    out = {f"transient_{scope}_samples": int(len(ok)), f"transient_{scope}_unsettled": int((~ok).sum()),
+           f"transient_{scope}_amplifier_bias_a": float(m["amplifier_bias"])}
     for key, name in (("settle_time", "settle_s"), ("energy", "energy_j")):
         vals = m[key][ok]
         for stat, fn in (("mean", np.mean), ("p50", lambda a: np.percentile(a, 50)),
@@ -58,10 +63,12 @@ def histogram(scope: str, m: dict, path) -> None:
 
 
 def measure(engine, G, C, x, cfg: RootConfig) -> dict:
+    from analog.capacitance import amplifier_load
     from analog.inference_energy import measure_inferences
-    spec, supply, tol, _, _ = specs(cfg)
+    spec, supply, tol, cspec, _ = specs(cfg)
     src = engine.circuit.source_voltages(np.asarray(x, float))
-    return measure_inferences(engine, G, C, src, spec=spec, supply=supply, tol=tol)
+    return measure_inferences(engine, G, C, src, spec=spec, supply=supply, tol=tol,
+                              amp_load=amplifier_load(engine.circuit, cspec))
 
 
 def evaluate_transients(ctx, x) -> dict:
