@@ -47,9 +47,13 @@ HELP = ("time and energy per inference and per training sample of the main job's
                    "digital head of the block's shape, at int8 and FP32 MACs")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="--split: draw accuracy against energy per image to this PNG")
+@click.option("--pole-check", type=click.IntRange(min=1), default=None, metavar="N",
+              help="instead: ngspice .tran of the first N of the --samples inputs with ideal and with single-pole "
+                   "amplifiers at the derived g_m; each sample's settling delay as a fraction of the block's "
+                   "settling time (the design asks for --amplifier-time-ratio)")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, beta, rel_tol, duration,
-            amplifier_bias, sh_acquire, amplifier_time_ratio, slope_factor, split, plot, json_) -> int:
+            amplifier_bias, sh_acquire, amplifier_time_ratio, slope_factor, split, plot, pole_check, json_) -> int:
     import numpy as np
 
     from analog.amplifier_design import AmplifierDesign
@@ -62,6 +66,8 @@ def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, b
                           amplifier_bias=amplifier_bias, sh_acquire=sh_acquire, design=design)
     if split or plot:
         return _split(split, plot, samples, setting, json_)
+    if pole_check:
+        return _pole_check(samples, pole_check, design, json_)
     model = fashion_block()
     model.compile(loss="mse", optimizer="sgd", beta=beta)
     rng = np.random.default_rng(0)
@@ -134,6 +140,28 @@ def _split(path, plot, samples: int, setting, json_: bool) -> int:
               f"{r['acc_analog']:.2f} | {dh} | {r['acc_digital_only']:.2f} |")
     if plot:
         print(f"plot: {plot}")
+    return 0
+
+
+def _pole_check(samples: int, n_spice: int, design, json_: bool) -> int:
+    """The ideal-amplifier approximation on the main job's block (analog/amplifier_check.py)."""
+    import numpy as np
+
+    from analog.amplifier_check import pole_delays
+    from pipeline.commands.bench import fashion_block
+    from pipeline.errors import OptionError
+    if n_spice > samples:
+        raise OptionError(f"--pole-check {n_spice}: at most --samples ({samples}) inputs")
+    x = np.random.default_rng(0).uniform(-1, 1, (samples, 150))
+    r = pole_delays(fashion_block(), x, n_spice, design)
+    if json_:
+        print(json.dumps(r, indent=1))
+        return 0
+    print(f"t_s {r['t_ref_s'] * 1e12:.1f} ps (native, median of {samples} inputs), C_L {r['load_f'] * 1e15:.2f} fF, "
+          f"g_m {r['g_m_s'] * 1e3:.3f} mS, bias {r['bias_a'] * 1e6:.2f} uA per amplifier")
+    for i, (a, b, d) in enumerate(zip(r["ideal_s"], r["single_pole_s"], r["delay_over_t_ref"])):
+        print(f"sample {i}: ideal {a * 1e12:.1f} ps, single-pole {b * 1e12:.1f} ps, delay {d:.3f} t_s "
+              f"(design {r['time_ratio']})")
     return 0
 
 
