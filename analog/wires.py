@@ -28,9 +28,9 @@ for a batch's sums by the same substitution run on the batch's moments.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
+from .wire_inverse import ColumnInverses, spd_inverse
 from .wire_kernels import drop_product_sum
 
 #: created after scipy.linalg is loaded, so it limits scipy's BLAS too (a controller made
@@ -113,20 +113,6 @@ def _row_line_solve(inv: np.ndarray, g_w: float, X: np.ndarray) -> np.ndarray:
     return Y
 
 
-def _spd_inverse(M: np.ndarray, scale: float, out: np.ndarray) -> None:
-    """out ← scale·M⁻¹ for the symmetric positive definite matrix whose upper triangle is M's
-    by Cholesky (half the work of LU); LU on failure."""
-    c, info = lapack.dpotrf(M, lower=False)
-    if info == 0:
-        inv, info = lapack.dpotri(c, lower=False, overwrite_c=True)
-        if info == 0:                                   # potri fills the upper triangle only
-            np.multiply(inv, scale, out=out)
-            out += out.T
-            out.flat[:: len(out) + 1] *= 0.5
-            return
-    np.multiply(np.linalg.inv(np.triu(M) + np.triu(M, 1).T), scale, out=out)
-
-
 class WiredCrossbar:
     """The Kron reduction of one crossbar G (n_out, n_in) with wire segments g_w (S).
 
@@ -173,12 +159,16 @@ class WiredCrossbar:
         self._b = g_w * D * first
         self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
         self._gM = np.empty((m, n, n))                              # g_w·M_j⁻¹
+        self.inverses = ColumnInverses(g_w, n)
         for j in range(m):         # forward elimination: M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D
-            M = -(DAD[j] if self._factors is None else Du[j][:, None] * Dw[j])   # upper triangle read
+            if self._factors is not None:                           # Neumann series or Cholesky
+                self.inverses.next(Du[j], Dw[j], self._gM[j - 1] if j else None, diagonal[j], self._gM[j])
+                continue
+            M = -DAD[j]
             if j:
                 M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
-            _spd_inverse(M, g_w, self._gM[j])
+            spd_inverse(M, g_w, self._gM[j])
         # Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ maps the outputs to the column nodes c(·, j) (inputs at 0);
         # input k reaches the outputs through Φ_kᵀ b_k (the M_j⁻¹ are symmetric): one n × n product
         # per row instead of carrying every input passed along the sweep (2/3 of the flops)
