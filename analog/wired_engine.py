@@ -48,6 +48,10 @@ def check_wired(circuit, wire_g) -> None:
 #: result is read (EP's linear response, the exact gradient) are refined to rounding level
 DIRECTION_RTOL = 1e-3
 EXACT_RTOL = 1e-14
+#: above this tolerance (a Newton direction) the recursion's residual is trusted: it drifts
+#: from the true one by rounding (~1e-16 of |K||x|), far below the tolerance; the true
+#: residual of the last iterate is not formed (one product with K per direction)
+TRUST_RECURSIVE_RTOL = 1e-8
 #: conjugate-gradient iterations between two true residuals
 CG_MAX_ITER = 20
 
@@ -105,11 +109,15 @@ class RefinedSchur:
             todo = np.flatnonzero((np.abs(r) > tol[:, None]).any(1))
             if not len(todo):
                 break
-            x[todo] += self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
+            dx, converged = self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
+            x[todo] += dx
+            if converged and rtol >= TRUST_RECURSIVE_RTOL:
+                break
         return x
 
-    def _conjugate_gradients(self, approx, d, r, idx, tol) -> np.ndarray:
-        """Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), until |r| ≤ tol by the recursion."""
+    def _conjugate_gradients(self, approx, d, r, idx, tol):
+        """(Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), whether every sample reached
+        |r| ≤ tol by the recursion)."""
         dx = np.zeros_like(r)
         apply = approx(idx)
         z = apply(r)
@@ -123,12 +131,12 @@ class RefinedSchur:
                 r = r - alpha[:, None] * Ap
                 active &= (np.abs(r) > tol[:, None]).any(1)
                 if not active.any():
-                    break
+                    return dx, True
                 z = apply(r)
                 rz_new = (r * z).sum(1)
                 p = z + np.where(active, rz_new / rz, 0.0)[:, None] * p
                 rz = rz_new
-        return dx
+        return dx, False
 
     def _approximate_inverse(self, d):
         """rows ↦ the map rhs ↦ (K̃ + diag(d))⁻¹ rhs on those samples, K̃ the K the base
