@@ -78,6 +78,16 @@ def _scaled_offdiagonal(du, dw, prev, g_w, diag, F, s):
     return rho
 
 
+def _single_factors(F, F2, A, B):
+    """A ← float32(F²), B ← float32(F − F²): the factors of F³ − F⁴ = F²·(F − F²), one pass."""
+    n = F.shape[0]
+    for i in range(n):
+        for k in range(n):
+            f2 = F2[i, k]
+            A[i, k] = f2
+            B[i, k] = F[i, k] - f2
+
+
 def _assemble(F, F2, T, s, scale, out):
     """out ← scale·Λ^{-1/2} (I − F + F² − T) Λ^{-1/2}, T = F³ − F⁴ (F² and T zero where the
     series stops earlier; symmetric only up to their products' rounding, so their two
@@ -100,7 +110,9 @@ class ColumnInverses:
         self.g_w, self.n = g_w, n
         self._prep = compiled("wire_offdiag", _scaled_offdiagonal)
         self._assemble = compiled("wire_assemble", _assemble)
+        self._single = compiled("wire_single", _single_factors)
         self._F, self._s = np.empty((n, n)), np.empty(n)
+        self._A, self._B = np.empty((n, n), np.float32), np.empty((n, n), np.float32)
         self._zero = np.zeros((n, n))
         self.series = self.cholesky = 0
 
@@ -125,7 +137,8 @@ class ColumnInverses:
             # F³ − F⁴ is ≤ ρ³ of the result: in float32 its rounding (≤ n·2⁻²⁴·ρ³) stays below the
             # n·2⁻⁵³ of the Cholesky inverse's own bound while ρ ≤ 2^(−29/3); else float64
             if rho <= 2.0 ** (-29.0 / 3.0):
-                T = F2.astype(np.float32) @ np.subtract(F, F2, dtype=np.float32)
+                self._single(F, F2, self._A, self._B)
+                T = self._A @ self._B
             else:
                 T = F2 @ (F - F2)
         self._assemble(F, F2, T, self._s, g_w, out)
