@@ -26,6 +26,7 @@ import numpy as np
 from .kernels import inverse_cholesky_factors, inverse_factor_product
 from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
+from .wire_kernels import cg_kernels
 from .wires import WiredCrossbar
 
 
@@ -117,7 +118,22 @@ class RefinedSchur:
 
     def _conjugate_gradients(self, approx, d, r, idx, tol):
         """(Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), whether every sample reached
-        |r| ≤ tol by the recursion)."""
+        |r| ≤ tol by the recursion); the updates compiled where numba is (wire_kernels)."""
+        step, turn = cg_kernels()
+        if step is None:
+            return self._conjugate_gradients_numpy(approx, d, r, idx, tol)
+        dx, r, active = np.zeros_like(r), np.array(r, float), np.ones(len(r), bool)
+        d, tol = np.ascontiguousarray(d, float), np.ascontiguousarray(tol, float)
+        apply = approx(idx)
+        z = apply(r)
+        p, rz = z.copy(), (r * z).sum(1)
+        for _ in range(CG_MAX_ITER):
+            if not step(p, p @ self.K, d, r, dx, rz, active, tol):
+                return dx, True
+            turn(apply(r), r, p, rz, active)
+        return dx, False
+
+    def _conjugate_gradients_numpy(self, approx, d, r, idx, tol):
         dx = np.zeros_like(r)
         apply = approx(idx)
         z = apply(r)
@@ -142,12 +158,12 @@ class RefinedSchur:
         """rows ↦ the map rhs ↦ (K̃ + diag(d))⁻¹ rhs on those samples, K̃ the K the base
         elimination sees."""
         b = self.base
-        E, R = b.E, b.R
+        E, R = b.E_index, b.R_index                     # slices where they are runs: views, no copies
         inv = 1.0 / (b.KEE + d[:, E])
-        if len(R) == 0:
+        if len(b.R) == 0:
             return lambda idx: (lambda rhs: rhs * inv[idx])
         if len(d) > 1 and (inv == inv[0]).all() and (d[:, R] == d[0, R]).all():
-            shape = (len(d), len(R), len(R))
+            shape = (len(d), len(b.R), len(b.R))
             W, cholesky = _inverse_factors(b._schur_matrices(inv[:1], d[:1, R]))
             W = np.broadcast_to(W, shape)
         else:
@@ -187,7 +203,9 @@ class WiredNativeEngine(NativeEngine):
     def reductions(self, G_list) -> list:
         """Per dense block, its WiredCrossbar (None where the wires are ideal)."""
         if self._red_G is None or not all(a is b or np.array_equal(a, b) for a, b in zip(self._red_G, G_list)):
-            self._red = [None if g is None else WiredCrossbar(G, g) for G, g in zip(G_list, self._wire_g)]
+            old = self._red or [None] * len(G_list)          # its arrays go to the new reduction
+            self._red = [None if g is None else WiredCrossbar(G, g, recycle=o)
+                         for G, g, o in zip(G_list, self._wire_g, old)]
             self._red_G = [np.array(G, float, copy=True) for G in G_list]
         return self._red
 

@@ -267,3 +267,28 @@ def test_column_inverses_by_series_match_an_extended_precision_reduction(monkeyp
         scale = float(np.abs(want[a, b]).max())
         err, err_exact = (float(np.abs(r.l_eq[a, b] - want[a, b]).max()) / scale for r in (red, exact))
         assert err < 1e-11 and err <= max(2 * err_exact, 1e-13), (err, err_exact)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_wired_conjugate_gradients_solve_the_whole_matrix(monkeypatch, compiled):
+    # the wired engine's linear solves (compiled updates and numpy's) against a dense solve of
+    # K + diag(d) per sample: to rounding level where the result is read (EP's response), and
+    # a Newton direction (whose last residual is the recursion's) within its tolerance
+    import analog.wired_engine as we
+    if compiled and we.cg_kernels()[0] is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr(we, "cg_kernels", lambda: (None, None))
+    m = block(hidden=(6,))
+    m.compile(loss="mse", optimizer="sgd", beta=1e-7, nudging="symmetric")
+    chip = program(m, resolve_hardware("ideal", WIRES), seed=0)
+    eng, G = chip.engine("native"), chip.conductances_at(0.0)
+    lin = eng._linear(G)
+    K, rng = lin["K"], np.random.default_rng(11)
+    d = rng.uniform(0.0, 2.0, (9, len(K))) * np.abs(np.diag(K)).max()
+    rhs = rng.normal(size=(9, len(K)))
+    want = np.array([np.linalg.solve(K + np.diag(di), bi) for di, bi in zip(d, rhs)])
+    np.testing.assert_allclose(eng.linear_solve(G, d, rhs), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    x = lin["schur"].solve(d, rhs)
+    true_residual = rhs - (x @ K + d * x)
+    assert (np.abs(true_residual).max(1) <= 1.01 * we.DIRECTION_RTOL * np.abs(rhs).max(1)).all()
