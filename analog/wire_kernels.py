@@ -106,3 +106,22 @@ def _cg_turn(z, r, p, rz, active):
         for i in range(n):
             p[s, i] = z[s, i] + beta * p[s, i]
         rz[s] = rzn
+
+
+def symmetric_from_upper():
+    """The compiled `f(upper, diag, iu, ju) -> S` (B, n, n), or None without numba: S[s] the
+    symmetric matrix with upper triangle upper[s] at (iu, ju), plus diag(diag[s]) (numpy's
+    fancy-index scatter of the same costs as much as the product that forms `upper`)."""
+    return compiled("sym_upper", _symmetric_from_upper)
+
+
+def _symmetric_from_upper(upper, diag, iu, ju):
+    B, n = diag.shape
+    S = np.empty((B, n, n))
+    for s in range(B):
+        for k in range(len(iu)):
+            S[s, iu[k], ju[k]] = upper[s, k]
+            S[s, ju[k], iu[k]] = upper[s, k]
+        for i in range(n):
+            S[s, i, i] += diag[s, i]
+    return S

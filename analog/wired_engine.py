@@ -26,7 +26,7 @@ import numpy as np
 from .kernels import inverse_cholesky_factors, inverse_factor_product
 from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
-from .wire_kernels import cg_kernels
+from .wire_kernels import cg_kernels, symmetric_from_upper
 from .wires import WiredCrossbar
 
 
@@ -110,6 +110,8 @@ class RefinedSchur:
             todo = np.flatnonzero((np.abs(r) > tol[:, None]).any(1))
             if not len(todo):
                 break
+            if len(todo) == len(x):             # views, not copies (of the factors too)
+                todo = slice(None)
             dx, converged = self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
             x[todo] += dx
             if converged and rtol >= TRUST_RECURSIVE_RTOL:
@@ -167,7 +169,10 @@ class RefinedSchur:
             W, cholesky = _inverse_factors(b._schur_matrices(inv[:1], d[:1, R]))
             W = np.broadcast_to(W, shape)
         else:
-            W, cholesky = _inverse_factors(b._schur_matrices(inv, d[:, R]))
+            fill = symmetric_from_upper()
+            S = b._schur_matrices(inv, d[:, R]) if fill is None else \
+                fill(b.KRR_upper - inv @ b.P, np.ascontiguousarray(d[:, R]), b.iu, b.ju)
+            W, cholesky = _inverse_factors(S)
 
         product = inverse_factor_product()
 
