@@ -123,7 +123,9 @@ class WiredCrossbar:
     are eliminated first (a tridiagonal chain plus its cells: A_j = T + diag(G[:, j]), whose
     inverse is semiseparable, O(n_out²)), which couples the column nodes c(·, j) of that
     row densely; the columns then form a block-tridiagonal system along j, eliminated from
-    j = 0 to the outputs (block Thomas, one Cholesky inverse per row), then the products
+    j = 0 to the outputs (block Thomas, one inverse per row: a Neumann series cut below
+    float64 rounding where the wires are metal, Cholesky where its bound fails; see
+    analog/wire_inverse.py), then the products
     Φ_j from the outputs back (what each input delivers to the outputs, and the drops'
     moments). Cost O(n_in·n_out³) for the outputs' blocks of l_eq; the inputs' block adds
     O(n_out·n_in³) and is built only when read (`block`, `currents`). Drops cost
