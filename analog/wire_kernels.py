@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import compiled
+
 _COMPILED: dict = {}
 
 
@@ -60,3 +62,66 @@ def _drop_product_sum(Ca, ina, Cb, inb, inv, g_w, w):
                 acc += w[b] * Ya[i, b] * Yb[i, b]
             out[j, i] = acc
     return out
+
+
+def cg_kernels():
+    """The compiled `(step, turn)` of the wired engine's conjugate gradients (wired_engine.py),
+    or (None, None) without numba: the per-sample updates between the products with K (BLAS)
+    and the preconditioner, one pass each instead of about a dozen numpy passes over (B, n)."""
+    return compiled("cg_step", _cg_step), compiled("cg_turn", _cg_turn)
+
+
+def _cg_step(p, Ap, d, r, dx, rz, active, tol):
+    """Per active sample, in place: Ap += d·p (Ap = p K on entry), α = rz/(p·Ap), dx += α p,
+    r −= α Ap, active ← any |r| > tol. Returns whether any sample stays active."""
+    B, n = p.shape
+    any_active = False
+    for s in range(B):
+        if not active[s]:
+            continue
+        pAp = 0.0
+        for i in range(n):
+            Ap[s, i] += d[s, i] * p[s, i]
+            pAp += p[s, i] * Ap[s, i]
+        alpha = rz[s] / pAp if pAp != 0.0 else 0.0
+        still = False
+        for i in range(n):
+            dx[s, i] += alpha * p[s, i]
+            r[s, i] -= alpha * Ap[s, i]
+            if abs(r[s, i]) > tol[s]:
+                still = True
+        active[s] = still
+        any_active = any_active or still
+    return any_active
+
+
+def _cg_turn(z, r, p, rz, active):
+    """Per sample, in place: p ← z + β p with β = (r·z)/rz (0 where inactive), rz ← r·z."""
+    B, n = p.shape
+    for s in range(B):
+        rzn = 0.0
+        for i in range(n):
+            rzn += r[s, i] * z[s, i]
+        beta = rzn / rz[s] if active[s] and rz[s] != 0.0 else 0.0
+        for i in range(n):
+            p[s, i] = z[s, i] + beta * p[s, i]
+        rz[s] = rzn
+
+
+def symmetric_from_upper():
+    """The compiled `f(upper, diag, iu, ju) -> S` (B, n, n), or None without numba: S[s] the
+    symmetric matrix with upper triangle upper[s] at (iu, ju), plus diag(diag[s]) (numpy's
+    fancy-index scatter of the same costs as much as the product that forms `upper`)."""
+    return compiled("sym_upper", _symmetric_from_upper)
+
+
+def _symmetric_from_upper(upper, diag, iu, ju):
+    B, n = diag.shape
+    S = np.empty((B, n, n))
+    for s in range(B):
+        for k in range(len(iu)):
+            S[s, iu[k], ju[k]] = upper[s, k]
+            S[s, ju[k], iu[k]] = upper[s, k]
+        for i in range(n):
+            S[s, i, i] += diag[s, i]
+    return S

@@ -26,6 +26,7 @@ import numpy as np
 from .kernels import inverse_cholesky_factors, inverse_factor_product
 from .native import REFINEMENTS, NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
+from .wire_kernels import cg_kernels, symmetric_from_upper
 from .wires import WiredCrossbar
 
 
@@ -48,6 +49,10 @@ def check_wired(circuit, wire_g) -> None:
 #: result is read (EP's linear response, the exact gradient) are refined to rounding level
 DIRECTION_RTOL = 1e-3
 EXACT_RTOL = 1e-14
+#: above this tolerance (a Newton direction) the recursion's residual is trusted: it drifts
+#: from the true one by rounding (~1e-16 of |K||x|), far below the tolerance; the true
+#: residual of the last iterate is not formed (one product with K per direction)
+TRUST_RECURSIVE_RTOL = 1e-8
 #: conjugate-gradient iterations between two true residuals
 CG_MAX_ITER = 20
 
@@ -105,11 +110,32 @@ class RefinedSchur:
             todo = np.flatnonzero((np.abs(r) > tol[:, None]).any(1))
             if not len(todo):
                 break
-            x[todo] += self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
+            if len(todo) == len(x):             # views, not copies (of the factors too)
+                todo = slice(None)
+            dx, converged = self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
+            x[todo] += dx
+            if converged and rtol >= TRUST_RECURSIVE_RTOL:
+                break
         return x
 
-    def _conjugate_gradients(self, approx, d, r, idx, tol) -> np.ndarray:
-        """Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), until |r| ≤ tol by the recursion."""
+    def _conjugate_gradients(self, approx, d, r, idx, tol):
+        """(Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), whether every sample reached
+        |r| ≤ tol by the recursion); the updates compiled where numba is (wire_kernels)."""
+        step, turn = cg_kernels()
+        if step is None:
+            return self._conjugate_gradients_numpy(approx, d, r, idx, tol)
+        dx, r, active = np.zeros_like(r), np.array(r, float), np.ones(len(r), bool)
+        d, tol = np.ascontiguousarray(d, float), np.ascontiguousarray(tol, float)
+        apply = approx(idx)
+        z = apply(r)
+        p, rz = z.copy(), (r * z).sum(1)
+        for _ in range(CG_MAX_ITER):
+            if not step(p, p @ self.K, d, r, dx, rz, active, tol):
+                return dx, True
+            turn(apply(r), r, p, rz, active)
+        return dx, False
+
+    def _conjugate_gradients_numpy(self, approx, d, r, idx, tol):
         dx = np.zeros_like(r)
         apply = approx(idx)
         z = apply(r)
@@ -123,27 +149,30 @@ class RefinedSchur:
                 r = r - alpha[:, None] * Ap
                 active &= (np.abs(r) > tol[:, None]).any(1)
                 if not active.any():
-                    break
+                    return dx, True
                 z = apply(r)
                 rz_new = (r * z).sum(1)
                 p = z + np.where(active, rz_new / rz, 0.0)[:, None] * p
                 rz = rz_new
-        return dx
+        return dx, False
 
     def _approximate_inverse(self, d):
         """rows ↦ the map rhs ↦ (K̃ + diag(d))⁻¹ rhs on those samples, K̃ the K the base
         elimination sees."""
         b = self.base
-        E, R = b.E, b.R
+        E, R = b.E_index, b.R_index                     # slices where they are runs: views, no copies
         inv = 1.0 / (b.KEE + d[:, E])
-        if len(R) == 0:
+        if len(b.R) == 0:
             return lambda idx: (lambda rhs: rhs * inv[idx])
         if len(d) > 1 and (inv == inv[0]).all() and (d[:, R] == d[0, R]).all():
-            shape = (len(d), len(R), len(R))
+            shape = (len(d), len(b.R), len(b.R))
             W, cholesky = _inverse_factors(b._schur_matrices(inv[:1], d[:1, R]))
             W = np.broadcast_to(W, shape)
         else:
-            W, cholesky = _inverse_factors(b._schur_matrices(inv, d[:, R]))
+            fill = symmetric_from_upper()
+            S = b._schur_matrices(inv, d[:, R]) if fill is None else \
+                fill(b.KRR_upper - inv @ b.P, np.ascontiguousarray(d[:, R]), b.iu, b.ju)
+            W, cholesky = _inverse_factors(S)
 
         product = inverse_factor_product()
 
@@ -179,7 +208,9 @@ class WiredNativeEngine(NativeEngine):
     def reductions(self, G_list) -> list:
         """Per dense block, its WiredCrossbar (None where the wires are ideal)."""
         if self._red_G is None or not all(a is b or np.array_equal(a, b) for a, b in zip(self._red_G, G_list)):
-            self._red = [None if g is None else WiredCrossbar(G, g) for G, g in zip(G_list, self._wire_g)]
+            old = self._red or [None] * len(G_list)          # its arrays go to the new reduction
+            self._red = [None if g is None else WiredCrossbar(G, g, recycle=o)
+                         for G, g, o in zip(G_list, self._wire_g, old)]
             self._red_G = [np.array(G, float, copy=True) for G in G_list]
         return self._red
 

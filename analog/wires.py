@@ -28,9 +28,9 @@ for a batch's sums by the same substitution run on the batch's moments.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
+from .wire_inverse import ColumnInverses, spd_inverse
 from .wire_kernels import drop_product_sum
 
 #: created after scipy.linalg is loaded, so it limits scipy's BLAS too (a controller made
@@ -113,20 +113,6 @@ def _row_line_solve(inv: np.ndarray, g_w: float, X: np.ndarray) -> np.ndarray:
     return Y
 
 
-def _spd_inverse(M: np.ndarray, scale: float, out: np.ndarray) -> None:
-    """out ← scale·M⁻¹ for the symmetric positive definite matrix whose upper triangle is M's
-    by Cholesky (half the work of LU); LU on failure."""
-    c, info = lapack.dpotrf(M, lower=False)
-    if info == 0:
-        inv, info = lapack.dpotri(c, lower=False, overwrite_c=True)
-        if info == 0:                                   # potri fills the upper triangle only
-            np.multiply(inv, scale, out=out)
-            out += out.T
-            out.flat[:: len(out) + 1] *= 0.5
-            return
-    np.multiply(np.linalg.inv(np.triu(M) + np.triu(M, 1).T), scale, out=out)
-
-
 class WiredCrossbar:
     """The Kron reduction of one crossbar G (n_out, n_in) with wire segments g_w (S).
 
@@ -137,22 +123,40 @@ class WiredCrossbar:
     are eliminated first (a tridiagonal chain plus its cells: A_j = T + diag(G[:, j]), whose
     inverse is semiseparable, O(n_out²)), which couples the column nodes c(·, j) of that
     row densely; the columns then form a block-tridiagonal system along j, eliminated from
-    j = 0 to the outputs (block Thomas, one Cholesky inverse per row), then the products
+    j = 0 to the outputs (block Thomas, one inverse per row: a Neumann series cut below
+    float64 rounding where the wires are metal, Cholesky where its bound fails; see
+    analog/wire_inverse.py), then the products
     Φ_j from the outputs back (what each input delivers to the outputs, and the drops'
     moments). Cost O(n_in·n_out³) for the outputs' blocks of l_eq; the inputs' block adds
     O(n_out·n_in³) and is built only when read (`block`, `currents`). Drops cost
     O(n_in·n_out²) per sample; EP's sums over a batch whose one argument has no input part
     cost O(n_in·n_out³) whatever the batch (`_moment_sum`)."""
 
-    def __init__(self, G: np.ndarray, g_w: float):
+    def __init__(self, G: np.ndarray, g_w: float, recycle: "WiredCrossbar | None" = None):
         G = np.asarray(G, float)
         if not (np.isfinite(g_w) and g_w > 0):
             raise ValueError(f"wire segment conductance {g_w!r} must be finite and > 0")
         self.shape, self.g_w, self._G = G.shape, float(g_w), G
+        self._buffers = recycle._release() if recycle is not None and recycle.shape == G.shape else {}
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             self._out_out, self._out_in = self._reduce(G, float(g_w))
         self._l_eq = self._mb = None
         self._pivots = _row_line_pivots(G, float(g_w))
+
+    def _buffer(self, name: str) -> np.ndarray:
+        """An (n_in, n_out, n_out) array, the recycled reduction's where there is one: a fresh
+        one (24 MB on the Fashion-sized block) costs about as much in first-touch page faults
+        as the arithmetic that fills it."""
+        n, m = self.shape
+        if name not in self._buffers:
+            self._buffers[name] = np.empty((m, n, n))
+        return self._buffers[name]
+
+    def _release(self) -> dict:
+        """This reduction's large arrays, for its successor (`recycle`); unusable after."""
+        buffers, self._buffers = self._buffers, {}
+        self._gM = self._phi = None
+        return buffers
 
     def _reduce(self, G: np.ndarray, g_w: float) -> np.ndarray:
         """l_eq's output blocks (outputs × outputs, outputs × inputs); keeps what the inputs'
@@ -172,17 +176,21 @@ class WiredCrossbar:
         diagonal = D + g_w * segments[:, None]
         self._b = g_w * D * first
         self._in_diag = g_w - g_w * g_w * corner                      # inputs through their row lines
-        self._gM = np.empty((m, n, n))                              # g_w·M_j⁻¹
+        self._gM = self._buffer("gM")                               # g_w·M_j⁻¹
+        self.inverses = ColumnInverses(g_w, n)
         for j in range(m):         # forward elimination: M_j = H_j − g_w²·M_{j−1}⁻¹, H_j = diag − D A_j⁻¹ D
-            M = -(DAD[j] if self._factors is None else Du[j][:, None] * Dw[j])   # upper triangle read
+            if self._factors is not None:                           # Neumann series or Cholesky
+                self.inverses.next(Du[j], Dw[j], self._gM[j - 1] if j else None, diagonal[j], self._gM[j])
+                continue
+            M = -DAD[j]
             if j:
                 M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
-            _spd_inverse(M, g_w, self._gM[j])
+            spd_inverse(M, g_w, self._gM[j])
         # Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ maps the outputs to the column nodes c(·, j) (inputs at 0);
         # input k reaches the outputs through Φ_kᵀ b_k (the M_j⁻¹ are symmetric): one n × n product
         # per row instead of carrying every input passed along the sweep (2/3 of the flops)
-        self._phi = np.empty_like(self._gM)
+        self._phi = self._buffer("phi")
         self._phi[-1] = self._gM[-1]
         for j in range(m - 2, -1, -1):
             np.matmul(self._gM[j], self._phi[j + 1], out=self._phi[j])
@@ -302,7 +310,7 @@ class WiredCrossbar:
         Wa = Va[:, :n] * w[:, None]
         S_out, S_in = Vb[:, :n].T @ Wa, np.ascontiguousarray(Vb[:, n:].T @ Wa)
         gM, Mb = self._gM, self._Mb()
-        Q = np.empty((m, n, n))
+        Q = self._buffer("Q")                  # scratch: fully written below
         Q[0] = Mb[0][:, None] * S_in[0]
         for j in range(1, m):                  # forward: H_j = g_w·M_j⁻¹ H_{j−1} + M_j⁻¹ b_j ⊗ S_j
             np.matmul(gM[j], Q[j - 1], out=Q[j])

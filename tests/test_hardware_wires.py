@@ -233,3 +233,62 @@ def test_preconditioner_factors_invert_their_matrices(monkeypatch, compiled):
     inv, chol = _inverse_factors(S)
     assert not chol
     np.testing.assert_allclose(inv @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
+
+
+def _kron_extended(G, g):
+    """The terminal matrix of the whole network by eliminating its internal nodes one by one
+    in extended precision (numpy longdouble): a reference with ~1e-19 rounding."""
+    L, internal, _, _ = _full_network(G, g)
+    L = L.astype(np.longdouble)
+    for p in internal:
+        L -= np.outer(L[:, p], L[p, :]) / L[p, p]
+    return L[len(internal):, len(internal):]
+
+
+@pytest.mark.parametrize("g, cells, series", [(0.32, (1e-6, 2.5e-5), 16), (0.02, (4e-6, 1e-4), None),
+                                              (0.008, (1e-5, 1e-4), 0)])
+def test_column_inverses_by_series_match_an_extended_precision_reduction(monkeypatch, g, cells, series):
+    # technology wires (2.5 Ω per segment: 0.32 S in the bench chip's units, cells 1e-6–2.5e-5 S):
+    # every column block by the Neumann series; resistive wires: some or all blocks fall back
+    # to Cholesky (the series' bound fails); each is as exact as the Cholesky-only reduction
+    import analog.wire_inverse as wi
+    G = np.random.default_rng(9).uniform(*cells, (6, 16))
+    want = _kron_extended(G, g)
+    red = WiredCrossbar(G, g)
+    if series is None:
+        assert 0 < red.inverses.series < 16 and red.inverses.cholesky == 16 - red.inverses.series
+    else:
+        assert red.inverses.series == series and red.inverses.cholesky == 16 - series
+    monkeypatch.setattr(wi, "compiled", lambda name, fn: None)    # no numba: Cholesky only
+    exact = WiredCrossbar(G, g)
+    assert exact.inverses.series == 0
+    np.testing.assert_allclose(red._gM, exact._gM, rtol=0, atol=1e-14 * np.abs(exact._gM).max())
+    for a, b in ((slice(0, 6), slice(0, 6)), (slice(0, 6), slice(6, None)), (slice(6, None), slice(6, None))):
+        scale = float(np.abs(want[a, b]).max())
+        err, err_exact = (float(np.abs(r.l_eq[a, b] - want[a, b]).max()) / scale for r in (red, exact))
+        assert err < 1e-11 and err <= max(2 * err_exact, 1e-13), (err, err_exact)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_wired_conjugate_gradients_solve_the_whole_matrix(monkeypatch, compiled):
+    # the wired engine's linear solves (compiled updates and numpy's) against a dense solve of
+    # K + diag(d) per sample: to rounding level where the result is read (EP's response), and
+    # a Newton direction (whose last residual is the recursion's) within its tolerance
+    import analog.wired_engine as we
+    if compiled and we.cg_kernels()[0] is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr(we, "cg_kernels", lambda: (None, None))
+    m = block(hidden=(6,))
+    m.compile(loss="mse", optimizer="sgd", beta=1e-7, nudging="symmetric")
+    chip = program(m, resolve_hardware("ideal", WIRES), seed=0)
+    eng, G = chip.engine("native"), chip.conductances_at(0.0)
+    lin = eng._linear(G)
+    K, rng = lin["K"], np.random.default_rng(11)
+    d = rng.uniform(0.0, 2.0, (9, len(K))) * np.abs(np.diag(K)).max()
+    rhs = rng.normal(size=(9, len(K)))
+    want = np.array([np.linalg.solve(K + np.diag(di), bi) for di, bi in zip(d, rhs)])
+    np.testing.assert_allclose(eng.linear_solve(G, d, rhs), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    x = lin["schur"].solve(d, rhs)
+    true_residual = rhs - (x @ K + d * x)
+    assert (np.abs(true_residual).max(1) <= 1.01 * we.DIRECTION_RTOL * np.abs(rhs).max(1)).all()
