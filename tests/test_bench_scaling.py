@@ -44,7 +44,7 @@ def test_the_fit_recovers_a_known_exponent():
 
 def test_scaling_reports_each_block_with_its_size():
     out = _mixsig("bench", "--scaling", "--scaling-width", "10", "--scaling-width", "30", "--scaling-size", "8",
-                  "--scaling-batches", "1", "--scaling-repeats", "1", "--json")
+                  "--scaling-batches", "1", "--scaling-repeats", "1", "--scaling-ngspice", "2", "--json")
     assert out.returncode == 0, out.stderr
     fams = json.loads(out.stdout)["scaling"]
     dense, lc = fams["dense 150 -> h -> 10"], fams["LC 4x4/2, 2 filters -> 32 -> 10"]
@@ -55,6 +55,10 @@ def test_scaling_reports_each_block_with_its_size():
     for r in dense["rows"] + lc["rows"]:
         assert r["s_per_step"] > 0
         assert r["us_per_step_per_conductance"] == pytest.approx(r["s_per_step"] / r["conductances"] * 1e6)
+        # one loaded ngspice worker timed on 2 operating points, all of them converged
+        assert r["ngspice_nonconverged"] == 0 and r["ngspice_cpu_s_per_sample"] > 0
+        assert r["ngspice_samples_per_cpu_s"] == pytest.approx(1.0 / r["ngspice_cpu_s_per_sample"])
+    assert dense["ngspice_exponent"] is not None and lc["ngspice_exponent"] is None
 
 
 def test_the_recorded_sizes():

@@ -58,6 +58,9 @@ MODES = {
                    "an LC block's image side (repeatable)", multiple=True),
         ModeOption("scaling-batches", click.IntRange(min=1), 4, "mini-batches of 64 per timed epoch"),
         ModeOption("scaling-repeats", click.IntRange(min=1), 2, "timed epochs per block (the best counts)"),
+        ModeOption("scaling-ngspice", click.IntRange(min=0), 8,
+                   "operating points per block timed in one loaded ngspice worker, a sign-off actor's "
+                   "throughput (0: none)"),
         ModeOption("plot", click.Path(dir_okay=False, writable=True), None,
                    "draw time against conductances to this PNG"))),
     "lc-pixels": ("measure only the EP training rate of experiments/fashion_pixels_lc.yaml's and "
@@ -301,7 +304,8 @@ def run(args) -> int:
 def _run_mode(mode: str, args) -> int:
     if mode == "scaling":
         from pipeline.commands.bench_scaling import plot_scaling, print_scaling_bench, run_scaling_bench
-        res = run_scaling_bench(args.scaling_width, args.scaling_size, args.scaling_batches, args.scaling_repeats)
+        res = run_scaling_bench(args.scaling_width, args.scaling_size, args.scaling_batches, args.scaling_repeats,
+                                args.scaling_ngspice)
         if args.plot:
             plot_scaling(res, args.plot)
         show = print_scaling_bench

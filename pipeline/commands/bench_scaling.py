@@ -2,7 +2,9 @@
 growing hidden width and locally connected blocks (4×4 kernels, stride 2, 2 filters → 32 →
 10) of growing image size, on the native engine at the main job's batch (64), with the
 exponent of a least-squares fit of log(time) against log(conductances) per family
-(experiments/ep_speed.md, "Scaling with block size")."""
+(experiments/ep_speed.md, "Scaling with block size"); and, for sign-off planning, ngspice's
+operating points per CPU-second of one worker process (what one sign-off actor does: a loaded
+circuit, alter + dc sweep) on the same blocks, with its exponent."""
 from __future__ import annotations
 
 import time
@@ -34,6 +36,27 @@ def step_seconds(model, batches: int, repeats: int, batch: int = 64, seed: int =
     return best / batches
 
 
+def ngspice_seconds(model, samples: int, seed: int = 0) -> dict:
+    """One loaded ngspice worker on `samples` random tanh inputs after one untimed sample (the
+    netlist load): CPU and wall seconds per operating point inside the worker (its own
+    process_time around the sweep), and the netlist load's wall seconds."""
+    from analog.ngspice import NgspiceEngine
+    rng = np.random.default_rng(seed)
+    x = np.tanh(rng.normal(0.0, 1.0, (samples + 1, model.circuit.n_features)))
+    G = model.conductances
+    with NgspiceEngine(model.circuit, processes=1, mode="loaded") as eng:
+        t0 = time.perf_counter()
+        eng.solve(G, x[:1])
+        load_s = time.perf_counter() - t0
+        before = eng.last_worker_info[0]["stats"]
+        sol = eng.solve(G, x[1:])
+        after = eng.last_worker_info[0]["stats"]
+    ops = after["ops"] - before["ops"]
+    return {"cpu_s": (after["op_cpu_s"] - before["op_cpu_s"]) / ops,
+            "wall_s": (after["op_wall_s"] - before["op_wall_s"]) / ops,
+            "load_s": load_s, "nonconverged": int((~sol.converged).sum())}
+
+
 def scaling_blocks(widths=WIDTHS, sizes=SIZES) -> dict:
     """The two families of blocks, by family name: [(label, model), ...]."""
     from analog.builders import build_dense_network, build_network
@@ -47,19 +70,28 @@ def scaling_blocks(widths=WIDTHS, sizes=SIZES) -> dict:
             LOCAL: [(f"{s}x{s}", lc(s)) for s in sizes]}
 
 
-def run_scaling_bench(widths=WIDTHS, sizes=SIZES, batches: int = 4, repeats: int = 2) -> dict:
-    """{"scaling": {family: {"rows": [...], "exponent": e}}}; a family of fewer than two
-    blocks has no exponent (None)."""
+def run_scaling_bench(widths=WIDTHS, sizes=SIZES, batches: int = 4, repeats: int = 2,
+                      ngspice_samples: int = 0) -> dict:
+    """{"scaling": {family: {"rows": [...], "exponent": e, "ngspice_exponent": e}}}; a family
+    of fewer than two blocks has no exponent (None); ngspice_samples 0: no ngspice figures."""
     out = {}
     for family, blocks in scaling_blocks(widths, sizes).items():
         rows = []
         for label, m in blocks:
             n_g = int(sum(g.size for g in m.conductances))
             s = step_seconds(m, batches, repeats)
-            rows.append({"block": label, "conductances": n_g, "free_nodes": int(m.circuit.n_free),
-                         "s_per_step": s, "us_per_step_per_conductance": s / n_g * 1e6})
-        out[family] = {"rows": rows, "exponent": fit_exponent([r["conductances"] for r in rows],
-                                                             [r["s_per_step"] for r in rows])}
+            row = {"block": label, "conductances": n_g, "free_nodes": int(m.circuit.n_free),
+                   "s_per_step": s, "us_per_step_per_conductance": s / n_g * 1e6}
+            if ngspice_samples:
+                sp = ngspice_seconds(m, ngspice_samples)
+                row.update({"ngspice_cpu_s_per_sample": sp["cpu_s"], "ngspice_wall_s_per_sample": sp["wall_s"],
+                            "ngspice_samples_per_cpu_s": 1.0 / sp["cpu_s"], "ngspice_load_s": sp["load_s"],
+                            "ngspice_nonconverged": sp["nonconverged"]})
+            rows.append(row)
+        g = [r["conductances"] for r in rows]
+        out[family] = {"rows": rows, "exponent": fit_exponent(g, [r["s_per_step"] for r in rows])}
+        if ngspice_samples:
+            out[family]["ngspice_exponent"] = fit_exponent(g, [r["ngspice_cpu_s_per_sample"] for r in rows])
     return {"scaling": out}
 
 
@@ -73,28 +105,39 @@ def fit_exponent(conductances, seconds) -> float | None:
 
 
 def print_scaling_bench(res: dict) -> None:
-    print(f"{'block':<44} {'conductances':>12} {'free nodes':>10} {'s/step':>9} {'µs/step/cond.':>14}")
+    print(f"{'block':<44} {'conductances':>12} {'free nodes':>10} {'s/step':>9} {'µs/step/cond.':>14} "
+          f"{'ngspice /CPU-s':>15}")
     for family, f in res["scaling"].items():
         for r in f["rows"]:
+            spice = f"{r['ngspice_samples_per_cpu_s']:>15.1f}" if "ngspice_samples_per_cpu_s" in r else f"{'–':>15}"
             print(f"{family + ' ' + r['block']:<44} {r['conductances']:>12} {r['free_nodes']:>10} "
-                  f"{r['s_per_step']:>9.4f} {r['us_per_step_per_conductance']:>14.3f}")
+                  f"{r['s_per_step']:>9.4f} {r['us_per_step_per_conductance']:>14.3f} {spice}")
         if f["exponent"] is not None:
-            print(f"  {family}: time ~ conductances^{f['exponent']:.2f}")
+            print(f"  {family}: EP step time ~ conductances^{f['exponent']:.2f}")
+        if f.get("ngspice_exponent") is not None:
+            print(f"  {family}: ngspice CPU-s per operating point (one sign-off actor) ~ "
+                  f"conductances^{f['ngspice_exponent']:.2f}")
 
 
 def plot_scaling(res: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for family, f in res["scaling"].items():
-        g = [r["conductances"] for r in f["rows"]]
-        t = [r["s_per_step"] * 1e3 for r in f["rows"]]
-        label = family if f["exponent"] is None else f"{family} (exponent {f['exponent']:.2f})"
-        ax.loglog(g, t, "o-", label=label)
-    ax.set_xlabel("conductances")
-    ax.set_ylabel("CPU ms per EP step (batch 64, symmetric)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    spice = any("ngspice_cpu_s_per_sample" in r for f in res["scaling"].values() for r in f["rows"])
+    fig, axes = plt.subplots(1, 2 if spice else 1, figsize=(11 if spice else 6, 4), squeeze=False)
+    panels = [("s_per_step", "exponent", "CPU ms per EP step (batch 64, symmetric)")]
+    if spice:
+        panels.append(("ngspice_cpu_s_per_sample", "ngspice_exponent",
+                       "ngspice CPU ms per operating point (one sign-off actor)"))
+    for ax, (key, exp_key, ylabel) in zip(axes[0], panels):
+        for family, f in res["scaling"].items():
+            rows = [r for r in f["rows"] if key in r]
+            e = f.get(exp_key)
+            label = family if e is None else f"{family} (exponent {e:.2f})"
+            ax.loglog([r["conductances"] for r in rows], [r[key] * 1e3 for r in rows], "o-", label=label)
+        ax.set_xlabel("conductances")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
