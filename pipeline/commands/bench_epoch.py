@@ -78,7 +78,8 @@ def backprop_epoch_seconds(x, y, hidden, batch: int, seed: int = 0) -> float:
 
 
 #: profile categories: (name, "module:function" entries whose own time counts there); a
-#: compiled kernel (analog/kernels.py) counts in the Python function that calls it
+#: compiled kernel (analog/kernels.py, analog/fused.py) and numpy's ufuncs count in the
+#: Python function that calls them (cProfile sees neither as a call of its own)
 CATEGORIES = (
     ("Schur complement: formed (GEMM), factorised, solved", (
         "schur:solve", "schur:_solve", "schur:_direct", "schur:_schur_matrices", "schur:_inverse_solve", "schur:_pcg",
@@ -86,7 +87,9 @@ CATEGORIES = (
         "native:_cholesky_solve", "kernels:_packed_spd_solve")),
     ("device evaluation (currents, conductances, co-content, limiting)",
      ("newton:add_to", "newton:device_values", "newton:step_scale", "newton:branch", "newton:offsets", "newton:_gather",
-      "devices:current", "devices:cocontent", "devices:limit", "native:_devices", "native:_branch")),
+      "devices:current", "devices:cocontent", "devices:limit", "native:_devices", "native:_branch",
+      "fused:evaluate", "fused:_exponent_args", "fused:_scatter", "fused:relax_sweeps", "fused:_relax_args",
+      "fused:_relax_step", "relax:_compiled_sweeps")),
     ("Newton loop (K matvec, line search, convergence tests)",
      ("newton:damped_newton", "newton:__call__", "newton:keep", "newton:_line_search", "relax:relax_eliminated",
       "relax:_relax_block", "relax:_block_devices", "relax:devices", "relax:restricted", "newton:direction",
