@@ -62,18 +62,28 @@ class ChipSetting:
                 SampleHold(capacitance=d.hold_capacitance(), acquire_s=acquire, bias_a=hold))
 
 
+def _block(model, chip=None, t: float = 0.0):
+    """(circuit, conductances, native engine) of the model's block, or of the chip programmed
+    from it read once at t seconds after programming (its varied circuit, its devices' drift
+    and read noise)."""
+    if chip is None:
+        return model.circuit, model.conductances, model.get_engine("native")
+    return chip.circuit, chip.conductances_at(t), chip.engine("native")
+
+
 def inference_figures(model, x, converters: ConverterCost | None = None, duration: float = 2e-9,
-                      supply=None) -> dict:
+                      supply=None, chip=None, t: float = 0.0) -> dict:
     """Mean settling time (s) and energy (J, converters included) per inference of a model's
-    block on inputs x (its settling transient, backward Euler at 5 ps, readout to 8 bits over
-    2 V), the converters' share, how many inputs did not settle within `duration`, the median
-    settling time and the amplifiers' bias (default: derived from it, amplifier_design.py)."""
+    block (or of `chip` read at t) on inputs x (its settling transient, backward Euler at 5 ps,
+    readout to 8 bits over 2 V), the converters' share, how many inputs did not settle within
+    `duration`, the median settling time and the amplifiers' bias (default: derived from it,
+    amplifier_design.py)."""
     from .capacitance import node_capacitance
     from .inference_energy import AmplifierSupply, measure_inferences, readout_tolerance
     from .transient import TransientSpec
-    c = model.circuit
+    c, G, eng = _block(model, chip, t)
     spec = TransientSpec(duration=duration, dt=5e-12, rise=1e-11)
-    inf = measure_inferences(model.get_engine("native"), model.conductances, node_capacitance(c),
+    inf = measure_inferences(eng, G, node_capacitance(c),
                              c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0), converters=converters,
                              supply=supply or AmplifierSupply(bias_a=None))
     return {"inference_time_s": float(np.nanmean(inf["settle_time"])),
@@ -85,18 +95,20 @@ def inference_figures(model, x, converters: ConverterCost | None = None, duratio
             "inference_unsettled": int((~inf["settled"]).sum())}
 
 
-def chip_figures(model, x, y, setting: ChipSetting) -> dict:
+def chip_figures(model, x, y, setting: ChipSetting, chip=None, t: float = 0.0) -> dict:
     """A compiled model's block on the chip, per sample (means over x): inference (settling
     transient), a training sample row by row and with every row at once, each phase, the
-    pulses, sample-and-holds and converters, and the simulator's own seconds."""
+    pulses, sample-and-holds and converters, and the simulator's own seconds. chip: a chip
+    programmed from the model (analog.hardware.program), read at t: its varied circuit and
+    conductances instead of the ideal block's."""
     from .capacitance import amplifier_load, node_capacitance
     from .transient import NativeTransient, TransientSpec
     s, conv = setting, setting.converters
-    c, G, eng = model.circuit, model.conductances, model.get_engine("native")
+    c, G, eng = _block(model, chip, t)
     C = node_capacitance(c)
     spec = TransientSpec(duration=s.duration, dt=5e-12, rise=1e-11)
     t0 = time.perf_counter()
-    inf = inference_figures(model, x, conv, s.duration, s.supply())
+    inf = inference_figures(model, x, conv, s.duration, s.supply(), chip, t)
     load = float(np.max(amplifier_load(c)))
     supply, hold = s.supply_and_hold(inf["inference_settle_p50_s"], load)
     t1 = time.perf_counter()
@@ -124,18 +136,17 @@ def chip_figures(model, x, y, setting: ChipSetting) -> dict:
     for k, p in st.phases.items():
         out[f"phase_{k}_time_s"] = float(np.nanmean(p.settle_time))
         out[f"phase_{k}_energy_j"] = float(np.nanmean(p.energy))
-    out["simulated_ep_step_cpu_s"] = simulated_ep_step(model, x, y, s.beta)
+    out["simulated_ep_step_cpu_s"] = simulated_ep_step(c, G, eng, model.loss, x, y, s.beta)
     return out
 
 
-def simulated_ep_step(model, x, y, beta) -> float:
+def simulated_ep_step(circuit, G, eng, loss, x, y, beta) -> float:
     """Seconds per sample of this tool's own native EP step (simulating the circuit on the CPU)."""
     from .ep import ep_gradients
-    eng = model.get_engine("native")
     best = np.inf
     for _ in range(3):               # the first call builds the engine's caches
         t0 = time.perf_counter()
-        ep_gradients(eng, model.circuit, model.conductances, x, y, model.loss, beta, "symmetric")
+        ep_gradients(eng, circuit, G, x, y, loss, beta, "symmetric")
         best = min(best, time.perf_counter() - t0)
     return best / len(x)
 

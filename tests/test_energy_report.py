@@ -105,3 +105,33 @@ def test_energy_split_prints_the_front_ends_and_refuses_a_bad_row(tmp_path):
     bad.write_text("front_ends:\n  - {name: A, macs: -1, digital_only: 90, analog_first: 89, analog_best: 91}\n")
     out = _mixsig("energy", "--split", bad)
     assert out.returncode == 2 and "front_ends[0].macs" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_inference_figures_on_a_programmed_chip_use_its_varied_circuit_and_read():
+    """--chip: the chip's varied circuit and its read conductances, not the ideal block's (read
+    noise off, so the read is deterministic and a direct transient can be compared)."""
+    import numpy as np
+
+    from analog.builders import build_dense_network
+    from analog.capacitance import node_capacitance
+    from analog.energy_report import inference_figures
+    from analog.hardware import program, resolve_hardware
+    from analog.inference_energy import AmplifierSupply, measure_inferences, readout_tolerance
+    from analog.transient import TransientSpec
+    model = build_dense_network(4, 2, hidden=(5,), seed=0)
+    model.compile(loss="mse", optimizer="sgd", beta=1e-6)
+    chip = program(model, resolve_hardware("rram", {"device.read_noise": "none"}), seed=3)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 4))
+    on_chip = inference_figures(model, x, chip=chip)
+    ideal = inference_figures(model, x)
+    c = chip.circuit
+    direct = measure_inferences(chip.engine("native"), chip.conductances_at(0.0), node_capacitance(c),
+                                c.source_voltages(x), spec=TransientSpec(duration=2e-9, dt=5e-12, rise=1e-11),
+                                tol=readout_tolerance(8, 2.0), supply=AmplifierSupply(bias_a=None))
+    assert on_chip["inference_energy_j"] == pytest.approx(float(np.nanmean(direct["energy"])), rel=1e-12, abs=0)
+    assert on_chip["inference_energy_j"] != pytest.approx(ideal["inference_energy_j"], rel=1e-3, abs=0)
+
+
+def test_energy_refuses_an_unknown_chip_preset_in_one_line():
+    out = _mixsig("energy", "--samples", "1", "--chip", "nope")
+    assert out.returncode == 2 and "--chip nope" in out.stderr and "Traceback" not in out.stderr

@@ -40,6 +40,12 @@ HELP = ("time and energy per inference and per training sample of the main job's
                                       "fraction of the block's median settling time")
 @click.option("--slope-factor", type=click.FloatRange(min=1, max=3), default=1.4, show_default=True,
               help="derived bias: the transistors' weak-inversion slope factor n (g_m/I_D = 1/(n U_T))")
+@click.option("--chip", "chip_preset", default=None, metavar="PRESET",
+              help="the block programmed onto a chip of this hardware preset (pcm, rram, ...; a bad name "
+                   "lists them) and read at --read-time: its varied circuit, drift and read noise "
+                   "[default: the ideal block]")
+@click.option("--read-time", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="--chip: seconds after programming at which the chip is read")
 @click.option("--split", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="instead: the split seen as energy, for the front ends a YAML file lists (front_ends: name, "
                    "macs, digital_only, analog_first, analog_best, digital_head; e.g. experiments/records/split_energy.yaml): "
@@ -53,7 +59,8 @@ HELP = ("time and energy per inference and per training sample of the main job's
                    "settling time (the design asks for --amplifier-time-ratio)")
 @click.option("--json", "json_", is_flag=True, help="print the figures as JSON")
 def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, beta, rel_tol, duration,
-            amplifier_bias, sh_acquire, amplifier_time_ratio, slope_factor, split, plot, pole_check, json_) -> int:
+            amplifier_bias, sh_acquire, amplifier_time_ratio, slope_factor, chip_preset, read_time, split, plot,
+            pole_check, json_) -> int:
     import numpy as np
 
     from analog.amplifier_design import AmplifierDesign
@@ -72,7 +79,7 @@ def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, b
     model.compile(loss="mse", optimizer="sgd", beta=beta)
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-1, 1, (samples, 150)), rng.integers(0, 10, samples)
-    chip = chip_figures(model, x, y, setting)
+    chip = chip_figures(model, x, y, setting, *_programmed(model, chip_preset, read_time))
     macs, cpu = digital_macs(), cpu_times()
     rows = comparison(chip, macs, cpu)
     if json_:
@@ -80,6 +87,19 @@ def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, b
     else:
         _print_table(chip, macs, rows)
     return 0
+
+
+def _programmed(model, preset, read_time: float) -> tuple:
+    """(chip, t) for chip_figures: the model programmed onto `preset` (seed 0), or (None, 0)."""
+    if preset is None:
+        return None, 0.0
+    from analog.hardware import program, resolve_hardware
+    from pipeline.errors import OptionError
+    try:
+        spec = resolve_hardware(preset)
+    except (ValueError, KeyError) as exc:
+        raise OptionError(f"--chip {preset}: {exc}") from None
+    return program(model, spec, seed=0), read_time
 
 
 def _pulse(device: str, energy, duration):
