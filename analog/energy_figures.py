@@ -12,7 +12,9 @@ Every figure is a `Figure(value, unit, source, grade)`; grade says how far it ca
 
 Converters (the FoM model of an ADC): a b-bit conversion costs E_ADC(b) = FoM · 2^b, with
 FoM = E_ref / 2^b_ref taken from one published converter at b_ref bits (a nominal-bit FoM:
-the Walden FoM P / (2^ENOB f_s) would divide by the effective bits instead). The input DAC
+the Walden FoM P / (2^ENOB f_s) would divide by the effective bits instead). Only the 8-bit
+figure is published (primary); the 2^b scaling to other widths is an assumption of ours,
+not read in a survey or checked against another converter. The input DAC
 is bit-serial (ISAAC's scheme: a b-bit input is b cycles of a 1-bit DAC), E_DAC(b) = b · E_1.
 """
 from __future__ import annotations
@@ -110,10 +112,10 @@ FIGURES: dict[str, Figure] = {
                              "inversion has the largest g_m/I_D)", "derived"),
     "boltzmann": Figure(1.380649e-23, "J/K", "SI (2019 redefinition): exact", "primary"),
     "elementary_charge": Figure(1.602176634e-19, "C", "SI (2019 redefinition): exact", "primary"),
-    "slope_factor": Figure(1.4, "(dimensionless, n)", "ours: the middle of the 1.3-1.5 usually quoted for bulk "
-                           "CMOS in weak inversion; no PDK figure was read (a study note on a textbook chapter "
-                           "'Models for Analog Design', juejin.cn/post/7245204303485042749, gives n = 1-1.3; n = 1.3 "
-                           "would lower the biases by 7 %)", "assumption"),
+    "slope_factor": Figure(1.4, "(dimensionless, n)", "ours: above the n = 1-1.3 of the only source read (a "
+                           "study note on a textbook chapter 'Models for Analog Design', "
+                           "juejin.cn/post/7245204303485042749); kept because I is proportional to n, so 1.4 gives "
+                           "8 % more bias than n = 1.3 (errs against the chip); no PDK figure was read", "assumption"),
     "amplifier_time_ratio": Figure(0.1, "tau_a / t_s", "ours: a design choice, the amplifier's time constant a "
                                    "tenth of the settling it serves; a first-order lag of tau_a delays the "
                                    "settling by at most about tau_a (tests/test_amplifier_design.py checks it with "

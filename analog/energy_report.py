@@ -19,16 +19,19 @@ _HOROWITZ = ("Horowitz, 'Computing's energy problem (and what we can do about it
 #: the digital side's figures, as energy_figures.FIGURES gives the chip's
 DIGITAL: dict[str, Figure] = {
     "mac_fp32": Figure(3.7e-12 + 0.9e-12, "J per 32-bit float multiply-add", _HOROWITZ + ": multiply 3.7 pJ + "
-                       "add 0.9 pJ", "primary"),
+                       "add 0.9 pJ (read in Table 3 of pmc.ncbi.nlm.nih.gov/articles/PMC8934428)", "secondary"),
     "mac_int8": Figure(0.2e-12 + 0.03e-12, "J per 8-bit integer multiply-add", _HOROWITZ + ": multiply 0.2 pJ "
-                       "+ add 0.03 pJ", "primary"),
+                       "+ add 0.03 pJ (no transcription of these found)", "secondary"),
     "operand_sram": Figure(10e-12 / 2, "J per 32-bit operand", _HOROWITZ + ": a 64-bit read from an 8 KB SRAM "
                            "10 pJ, so 5 pJ per 32-bit operand", "derived"),
-    "gpu_flops": Figure(19.5e12, "FLOP/s", "NVIDIA A100 (SXM4) datasheet: 19.5 TFLOPS FP32 (no tensor cores)",
-                        "primary"),
-    "gpu_watts": Figure(400.0, "W", "NVIDIA A100 (SXM4) datasheet: 400 W board power", "primary"),
-    "cpu_watts_per_core": Figure(350.0 / 56, "W per core", "ours: a Xeon of this machine's family (Sapphire "
-                                 "Rapids, e.g. the Platinum 8480+: 350 W TDP over 56 cores)", "assumption"),
+    "gpu_flops": Figure(19.5e12, "FLOP/s", "NVIDIA A100 (SXM4) datasheet: 19.5 TFLOPS FP32 (no tensor cores), "
+                        "read at glennklockwood.com/garden/processors/A100", "secondary"),
+    "gpu_watts": Figure(400.0, "W", "NVIDIA A100 (SXM4) datasheet: 400 W board power, read at "
+                        "glennklockwood.com/garden/processors/A100 and techpowerup.com", "secondary"),
+    "cpu_watts_per_core": Figure(350.0 / 56, "W per core", "ours: a server CPU's TDP per core, 350 W over 56 "
+                                 "cores as for a Xeon Platinum 8480+ (vendor figure not read); not this host's "
+                                 "power: the CPU rows are timed on an AMD EPYC (lscpu family 25 model 17) under KVM "
+                                 "since 2026-12-06 10:22 UTC, no power measured", "assumption"),
 }
 
 

@@ -76,3 +76,16 @@ def test_bad_mode_options_are_refused_in_one_line(args, words):
     out = _mixsig("bench", *args)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and all(w in out.stderr for w in words)
+
+
+def test_the_default_bench_reports_both_transient_rates_from_one_run():
+    out = _mixsig("bench", "--no-hardware", "--no-edges", "--epoch-samples", 0, "--batch", 16,
+                  "--train-samples", 16, "--train-batch", 16, "--ngspice-samples", 1, "--rebuild-samples", 1,
+                  "--processes", 1, "--transient-samples", 4, "--transient-ngspice-samples", 1, "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    native, spice = r["transient_native_samples_per_s"], r["transient_ngspice_samples_per_s"]
+    assert native > 0 and spice > 0
+    assert r["ratio_transient_native_vs_ngspice"] == pytest.approx(native / spice, rel=1e-12)
+    assert 0.0 <= r["transient_settled_fraction"] <= 1.0
+    assert 0 < r["transient_settle_s_p50"] <= 1e-9      # within the bench's 1-ns window

@@ -15,7 +15,7 @@ from pipeline.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "experiments" / "README.md", *sorted((ROOT / "docs").glob("results-*.md")),
-         ROOT / "docs" / "signoff.md"]
+         *(ROOT / "docs" / page for page in ("signoff.md", "transient.md", "edges.md"))]
 
 
 def _commands(page: Path) -> list[str]:
