@@ -128,8 +128,10 @@ def plot_scaling(res: dict, path: str) -> None:
     panels = [("s_per_step", "exponent", "CPU ms per EP step (batch 64, symmetric)")]
     if spice:
         panels.append(("ngspice_cpu_s_per_sample", "ngspice_exponent",
-                       "ngspice CPU ms per operating point (one sign-off actor)"))
-    for ax, (key, exp_key, ylabel) in zip(axes[0], panels):
+                       "ngspice CPU ms per operating point"))
+    titles = ["native EP step", "ngspice, one sign-off actor (loaded circuit)"]
+    for ax, (key, exp_key, ylabel), title in zip(axes[0], panels, titles):
+        ax.set_title(title, fontsize=9)
         for family, f in res["scaling"].items():
             rows = [r for r in f["rows"] if key in r]
             e = f.get(exp_key)
