@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     if not args:
         click.echo(cli.get_help(click.Context(cli, info_name="mixsig", help_option_names=["-h", "--help"])))
         return 2
-    from pipeline.runtime import interrupts, quiet_start
+    from pipeline.runtime import allocator, interrupts, quiet_start
+    allocator.tune()           # no page faults on the native engine's large temporaries
     quiet_start.setup(debug=state["debug"])   # TensorFlow's start-up lines muted; the current folder importable
     interrupts.install()       # SIGTERM raises interrupts.Terminated, like Ctrl-C raises KeyboardInterrupt
     try:
