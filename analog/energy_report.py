@@ -82,13 +82,17 @@ def inference_figures(model, x, converters: ConverterCost | None = None, duratio
     `duration`, the median settling time and the amplifiers' bias (default: derived from it,
     amplifier_design.py)."""
     from .capacitance import node_capacitance
+    c, G, eng = _block(model, chip, t)
+    return _inference(c, G, eng, node_capacitance(c), x, converters, duration, supply)
+
+
+def _inference(c, G, eng, C, x, converters, duration: float, supply) -> dict:
+    """inference_figures on one read: circuit c, conductances G, its engine, node capacitances C."""
     from .inference_energy import AmplifierSupply, measure_inferences, readout_tolerance
     from .transient import TransientSpec
-    c, G, eng = _block(model, chip, t)
     spec = TransientSpec(duration=duration, dt=5e-12, rise=1e-11)
-    inf = measure_inferences(eng, G, node_capacitance(c),
-                             c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0), converters=converters,
-                             supply=supply or AmplifierSupply(bias_a=None))
+    inf = measure_inferences(eng, G, C, c.source_voltages(x), spec=spec, tol=readout_tolerance(8, 2.0),
+                             converters=converters, supply=supply or AmplifierSupply(bias_a=None))
     return {"inference_time_s": float(np.nanmean(inf["settle_time"])),
             "inference_energy_j": float(np.nanmean(inf["energy"])),
             "inference_converter_energy_j": float(np.mean(inf["energy_converters"])),
@@ -111,7 +115,7 @@ def chip_figures(model, x, y, setting: ChipSetting, chip=None, t: float = 0.0) -
     C = node_capacitance(c)
     spec = TransientSpec(duration=s.duration, dt=5e-12, rise=1e-11)
     t0 = time.perf_counter()
-    inf = inference_figures(model, x, conv, s.duration, s.supply(), chip, t)
+    inf = _inference(c, G, eng, C, x, conv, s.duration, s.supply())     # the same read as the training step
     load = float(np.max(amplifier_load(c)))
     supply, hold = s.supply_and_hold(inf["inference_settle_p50_s"], load)
     t1 = time.perf_counter()
