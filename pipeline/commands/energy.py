@@ -61,8 +61,6 @@ HELP = ("time and energy per inference and per training sample of the main job's
 def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, beta, rel_tol, duration,
             amplifier_bias, sh_acquire, amplifier_time_ratio, slope_factor, chip_preset, read_time, split, plot,
             pole_check, json_) -> int:
-    import numpy as np
-
     from analog.amplifier_design import AmplifierDesign
     from analog.energy_figures import ConverterCost
     from analog.energy_report import ChipSetting, chip_figures, comparison, cpu_times, digital_macs
@@ -77,8 +75,7 @@ def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, b
         return _pole_check(samples, pole_check, design, json_)
     model = fashion_block()
     model.compile(loss="mse", optimizer="sgd", beta=beta)
-    rng = np.random.default_rng(0)
-    x, y = rng.uniform(-1, 1, (samples, 150)), rng.integers(0, 10, samples)
+    x, y = _inputs(samples)
     chip = chip_figures(model, x, y, setting, *_programmed(model, chip_preset, read_time))
     macs, cpu = digital_macs(), cpu_times()
     rows = comparison(chip, macs, cpu)
@@ -87,6 +84,13 @@ def command(samples, device, pulse_energy, pulse_duration, dac_bits, adc_bits, b
     else:
         _print_table(chip, macs, rows)
     return 0
+
+
+def _inputs(samples: int) -> tuple:
+    """The random inputs in ±1 V (and labels) every figure of this command is computed on."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (samples, 150)), rng.integers(0, 10, samples)
 
 
 def _programmed(model, preset, read_time: float) -> tuple:
@@ -126,15 +130,13 @@ def _print_table(chip: dict, macs: dict, rows: list) -> None:
 def _split(path, plot, samples: int, setting, json_: bool) -> int:
     """The front ends of `path` behind the analog block (inference energy of the main job's
     block shape on `samples` random inputs in ±1 V) or a digital head of its shape."""
-    import numpy as np
-
     from analog.energy_report import digital_macs, inference_figures, split_rows
     from pipeline.commands.bench import fashion_block
     from pipeline.errors import OptionError
     if not path:
         raise OptionError("--plot is an option of --split, which was not given")
     front_ends = _front_ends(path)
-    x = np.random.default_rng(0).uniform(-1, 1, (samples, 150))
+    x, _ = _inputs(samples)
     converters = setting.converters
     inf = inference_figures(fashion_block(), x, converters, supply=setting.supply())
     e_analog, e_conv, head = inf["inference_energy_j"], inf["inference_converter_energy_j"], digital_macs()["inference"]
@@ -165,14 +167,12 @@ def _split(path, plot, samples: int, setting, json_: bool) -> int:
 
 def _pole_check(samples: int, n_spice: int, design, json_: bool) -> int:
     """The ideal-amplifier approximation on the main job's block (analog/amplifier_check.py)."""
-    import numpy as np
-
     from analog.amplifier_check import pole_delays
     from pipeline.commands.bench import fashion_block
     from pipeline.errors import OptionError
     if n_spice > samples:
         raise OptionError(f"--pole-check {n_spice}: at most --samples ({samples}) inputs")
-    x = np.random.default_rng(0).uniform(-1, 1, (samples, 150))
+    x, _ = _inputs(samples)
     r = pole_delays(fashion_block(), x, n_spice, design)
     if json_:
         print(json.dumps(r, indent=1))
