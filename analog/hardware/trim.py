@@ -52,18 +52,16 @@ def trimmed_accuracy_grid(chips, x_cal, y_cal, x, y, times, batch_size: int = 40
     """(len(times), len(chips)) test accuracies with each chip's offsets fitted at each read
     time on (x_cal, y_cal) read through that chip (a non-converged test sample counts as wrong).
     `reads`: the test set's reads already made (`read_grid(chips, x, times)`), so that an
-    untrimmed and a trimmed grid read the test set once; default: read it here."""
+    untrimmed and a trimmed grid read the test set once; default: read it here, every test read
+    before the calibration reads."""
     y_cal, y = np.asarray(y_cal), np.asarray(y)
+    reads = read_grid(chips, x, times, batch_size) if reads is None else reads
     grid = np.zeros((len(times), len(chips)))
     for i, t in enumerate(times):
         for j, chip in enumerate(chips):
             cal, _, ok_cal = batch_outputs(lambda xb: chip.solve(xb, t), chip.circuit, np.asarray(x_cal, float),
                                            batch_size)
             b = fit_output_offsets(cal, y_cal, ok_cal)
-            if reads is None:
-                out, _, ok = batch_outputs(lambda xb: chip.solve(xb, t), chip.circuit, np.asarray(x, float),
-                                           batch_size)
-            else:
-                out, _, ok = reads[i][j]
+            out, _, ok = reads[i][j]
             grid[i, j] = _accuracy(out + b, ok, y)
     return grid
