@@ -19,6 +19,8 @@ def _yaml_number(value):
 
 
 Num = Annotated[float, BeforeValidator(_yaml_number)]
+
+
 def _number_or_derived(value):
     """A number > 0, or the word derived (the figure computed from the circuit)."""
     value = _yaml_number(value)
