@@ -77,61 +77,59 @@ def _packed_spd_solve(upper, diag, b, iu, ju):
     return x, ok
 
 
-def inverse_cholesky_factors():
-    """The compiled `f(S) -> (W, ok)`, or None without numba: per sample, W[s] = L⁻¹ with
-    S[s] = L Lᵀ (so S⁻¹ = Wᵀ W), lower triangular; ok False when some S[s] is not positive
-    definite (W is then not usable). The wired engine's preconditioner (wired_engine.py)
-    applies W in every conjugate-gradient step: numpy's batched Cholesky plus a row-by-row
-    substitution spend most of their time on calls at n = 20."""
-    return compiled("icf", _inverse_cholesky_factors)
+def packed_cholesky():
+    """The compiled `f(upper, diag, iu, ju) -> (L, ok)`, or None without numba: per sample s,
+    L[s] the lower Cholesky factor of the symmetric matrix whose upper triangle (iu, ju) is
+    upper[s], plus diag(diag[s]); ok[s] False where it is not positive definite (L[s] is
+    then not usable). Factored once, applied by `cholesky_substitute` as often as needed
+    (the wired engine's preconditioner, analog/wired_schur.py)."""
+    return compiled("pchol", _packed_cholesky)
 
 
-def _inverse_cholesky_factors(S):
-    B, n = S.shape[0], S.shape[1]
-    W = np.zeros_like(S)
-    L = np.empty((n, n))
+def _packed_cholesky(upper, diag, iu, ju):
+    B, n = diag.shape
+    L = np.zeros((B, n, n))
+    ok = np.ones(B, np.bool_)
     for s in range(B):
-        for j in range(n):                      # S = L Lᵀ, L's lower triangle
-            acc = S[s, j, j]
+        for k in range(len(iu)):
+            L[s, ju[k], iu[k]] = upper[s, k]    # the lower triangle, row by row
+        for i in range(n):
+            L[s, i, i] += diag[s, i]
+        for j in range(n):
+            acc = L[s, j, j]
             for k in range(j):
-                acc -= L[j, k] * L[j, k]
+                acc -= L[s, j, k] * L[s, j, k]
             if not acc > 0.0:
-                return W, False
+                ok[s] = False
+                break
             piv = np.sqrt(acc)
-            L[j, j] = piv
+            L[s, j, j] = piv
             for i in range(j + 1, n):
-                acc = S[s, i, j]
+                acc = L[s, i, j]
                 for k in range(j):
-                    acc -= L[i, k] * L[j, k]
-                L[i, j] = acc / piv
-        for i in range(n):                      # W = L⁻¹ row by row: L W = I
-            W[s, i, i] = 1.0 / L[i, i]
-            for c in range(i):
-                acc = 0.0
-                for k in range(c, i):
-                    acc -= L[i, k] * W[s, k, c]
-                W[s, i, c] = acc / L[i, i]
-    return W, True
+                    acc -= L[s, i, k] * L[s, j, k]
+                L[s, i, j] = acc / piv
+    return L, ok
 
 
-def inverse_factor_product():
-    """The compiled `f(W, r) -> x`, or None without numba: x[s] = W[s]ᵀ W[s] r[s] = S[s]⁻¹ r[s]
-    for the lower triangular W of `inverse_cholesky_factors` (numpy's two batched products
-    of 20 × 20 matrices by vectors cost 4× more in calls and copies than in arithmetic)."""
-    return compiled("ifp", _inverse_factor_product)
+def cholesky_substitute():
+    """The compiled `f(L, b) -> x`, or None without numba: x[s] = (L[s] L[s]ᵀ)⁻¹ b[s] by
+    two substitutions, L[s] lower triangular (from `packed_cholesky`)."""
+    return compiled("csub", _cholesky_substitute)
 
 
-def _inverse_factor_product(W, r):
-    B, n = r.shape
-    x = np.zeros_like(r)
-    y = np.empty(n)
+def _cholesky_substitute(L, b):
+    B, n = b.shape
+    x = np.empty_like(b)
     for s in range(B):
-        for i in range(n):                      # y = W r (W lower triangular)
-            acc = 0.0
-            for k in range(i + 1):
-                acc += W[s, i, k] * r[s, k]
-            y[i] = acc
-        for i in range(n):                      # x = Wᵀ y
-            for k in range(i + 1):
-                x[s, k] += W[s, i, k] * y[i]
+        for i in range(n):                      # L y = b
+            acc = b[s, i]
+            for k in range(i):
+                acc -= L[s, i, k] * x[s, k]
+            x[s, i] = acc / L[s, i, i]
+        for i in range(n - 1, -1, -1):          # Lᵀ x = y
+            acc = x[s, i]
+            for k in range(i + 1, n):
+                acc -= L[s, k, i] * x[s, k]
+            x[s, i] = acc / L[s, i, i]
     return x

@@ -36,14 +36,19 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
     the Fashion pixel blocks part-trained, mean 4.7 instead of 7.5 (LC) and 3.0 instead
     of 5.8 (dense) with the alternation, against E alone)."""
     E, R = schur.E_index, schur.R_index
-    # per block: its nodes, K's diagonal there, the other block and K from it (K_EE, K_RR diagonal)
-    blocks = [(E, schur.KEE, R, schur.KRE)]
-    if schur.R_independent and len(schur.R):
-        blocks = [blocks[0], (R, schur.KRR_diag, E, schur.KER)] * (RELAX_BLOCKS // 2) + blocks[:RELAX_BLOCKS % 2]
+    # per block: its nodes, K's diagonal there, the other block and K from it, and the block's
+    # own weak couplings (wire resistance; None: K_EE, K_RR diagonal), held at the current state
+    own_E, own_R = getattr(schur, "EE_coupling", None), getattr(schur, "RR_coupling", None)
+    blocks = [(E, schur.KEE, R, schur.KRE, own_E)]
+    if (schur.R_independent or own_R is not None) and len(schur.R):
+        blocks = [blocks[0], (R, schur.KRR_diag, E, schur.KER, own_R)] * (RELAX_BLOCKS // 2) + \
+            blocks[:RELAX_BLOCKS % 2]
     w = v.copy()
-    for idx, Kd, other, K_other in blocks:
+    for idx, Kd, other, K_other, own in blocks:
         # what the sources, the injected currents and the held block put into this one's residual
         held = evaluate.c[:, idx] + (w[:, other] @ K_other if len(schur.R) else 0.0)
+        if own is not None:
+            held = held + w[:, idx] @ own
         if _relax_block(evaluate, idx, Kd, w, held) == 1 and idx is not E:
             break     # the first step on R already within RELAX_TOL: E would not move either
     Fw, rw, dw, uw = evaluate(w)

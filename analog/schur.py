@@ -69,6 +69,20 @@ def independent_set(adjacency: np.ndarray) -> np.ndarray:
     return chosen
 
 
+#: a block's couplings are weak where every row's |off-diagonal| sum is at most this part of
+#: its diagonal: a Jacobi sweep over them (analog/relax.py) then contracts
+WEAK_COUPLING = 0.5
+
+
+def weak_coupling(block: np.ndarray, diag: np.ndarray) -> np.ndarray | None:
+    """The off-diagonal part of a symmetric block when it is non-zero and weak (see
+    WEAK_COUPLING), else None."""
+    off = block - np.diag(diag)
+    if not off.any() or not (np.abs(off).sum(1) <= WEAK_COUPLING * np.abs(diag)).all():
+        return None
+    return off
+
+
 def cholesky_solve(S: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve S x = b per sample for SPD S (B, n, n) by S = L Lᵀ and two substitutions
     vectorised over the batch (numpy has no batched triangular solve). Raises
@@ -101,6 +115,10 @@ class SchurSolver:
         self.KRR = K[np.ix_(R, R)]
         self.KRR_diag = np.diag(self.KRR).copy()
         self.R_independent = np.count_nonzero(self.KRR) == np.count_nonzero(self.KRR_diag)
+        # each block's couplings where they are weak (wire resistance couples the nodes of one
+        # layer by ≈ 1 % of their diagonal): the relaxation holds them at the current state
+        self.EE_coupling = weak_coupling(KEE_full, self.KEE)
+        self.RR_coupling = weak_coupling(self.KRR, self.KRR_diag)
         nR = len(R)
         self.iu, self.ju = np.triu_indices(nR)
         # P[e, k] = K_{r_k e} K_{e s_k} over the upper-triangle pairs (r_k, s_k)

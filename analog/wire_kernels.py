@@ -1,4 +1,6 @@
-"""Compiled kernel for EP's per-cell sums on a wired crossbar (analog/wires.py), numba, float64.
+"""Compiled kernels of the wired engine, numba, float64: EP's per-cell sums on a wired
+crossbar (analog/wires.py) and the conjugate-gradient updates of its linear solves
+(analog/wired_schur.py).
 
 From the column-node voltages of two linear arguments (the block Thomas sweeps, BLAS), each
 row line's cell drops come from a tridiagonal solve (O(n_out) per sample) and only their
@@ -64,30 +66,31 @@ def _drop_product_sum(Ca, ina, Cb, inb, inv, g_w, w):
     return out
 
 
-def cg_kernels():
-    """The compiled `(step, turn)` of the wired engine's conjugate gradients (wired_engine.py),
-    or (None, None) without numba: the per-sample updates between the products with K (BLAS)
-    and the preconditioner, one pass each instead of about a dozen numpy passes over (B, n)."""
-    return compiled("cg_step", _cg_step), compiled("cg_turn", _cg_turn)
+def pcg_kernels():
+    """The `(step, turn)` of the wired engine's conjugate gradients (analog/wired_schur.py):
+    the per-sample updates between the products with O and the preconditioner, compiled
+    where numba is (one pass each instead of about a dozen numpy passes over (B, n)),
+    numpy otherwise (same arithmetic)."""
+    step, turn = compiled("pcg_step", _pcg_step), compiled("pcg_turn", _pcg_turn)
+    return (step, turn) if step is not None else (_pcg_step_numpy, _pcg_turn_numpy)
 
 
-def _cg_step(p, Ap, d, r, dx, rz, active, tol):
-    """Per active sample, in place: Ap += d·p (Ap = p K on entry), α = rz/(p·Ap), dx += α p,
-    r −= α Ap, active ← any |r| > tol. Returns whether any sample stays active."""
+def _pcg_step(p, q, r, dx, rz, active, tol):
+    """Per active sample, in place (q = A p): α = rz/(p·q), dx += α p, r −= α q, active ←
+    any |r| > tol. Returns whether any sample stays active."""
     B, n = p.shape
     any_active = False
     for s in range(B):
         if not active[s]:
             continue
-        pAp = 0.0
+        pq = 0.0
         for i in range(n):
-            Ap[s, i] += d[s, i] * p[s, i]
-            pAp += p[s, i] * Ap[s, i]
-        alpha = rz[s] / pAp if pAp != 0.0 else 0.0
+            pq += p[s, i] * q[s, i]
+        alpha = rz[s] / pq if pq != 0.0 else 0.0
         still = False
         for i in range(n):
             dx[s, i] += alpha * p[s, i]
-            r[s, i] -= alpha * Ap[s, i]
+            r[s, i] -= alpha * q[s, i]
             if abs(r[s, i]) > tol[s]:
                 still = True
         active[s] = still
@@ -95,8 +98,9 @@ def _cg_step(p, Ap, d, r, dx, rz, active, tol):
     return any_active
 
 
-def _cg_turn(z, r, p, rz, active):
-    """Per sample, in place: p ← z + β p with β = (r·z)/rz (0 where inactive), rz ← r·z."""
+def _pcg_turn(z, r, p, w, rz, active):
+    """Per sample, in place: β = (r·z)/rz (0 where inactive), p ← z + β p, w ← r + β w
+    (w = P p: P z = r), rz ← r·z."""
     B, n = p.shape
     for s in range(B):
         rzn = 0.0
@@ -105,23 +109,26 @@ def _cg_turn(z, r, p, rz, active):
         beta = rzn / rz[s] if active[s] and rz[s] != 0.0 else 0.0
         for i in range(n):
             p[s, i] = z[s, i] + beta * p[s, i]
+            w[s, i] = r[s, i] + beta * w[s, i]
         rz[s] = rzn
 
 
-def symmetric_from_upper():
-    """The compiled `f(upper, diag, iu, ju) -> S` (B, n, n), or None without numba: S[s] the
-    symmetric matrix with upper triangle upper[s] at (iu, ju), plus diag(diag[s]) (numpy's
-    fancy-index scatter of the same costs as much as the product that forms `upper`)."""
-    return compiled("sym_upper", _symmetric_from_upper)
+def _pcg_step_numpy(p, q, r, dx, rz, active, tol):
+    pq = (p * q).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(active & (pq != 0.0), rz / pq, 0.0)
+    dx += alpha[:, None] * p
+    r -= alpha[:, None] * q
+    active &= (np.abs(r) > tol[:, None]).any(1)
+    return bool(active.any())
 
 
-def _symmetric_from_upper(upper, diag, iu, ju):
-    B, n = diag.shape
-    S = np.empty((B, n, n))
-    for s in range(B):
-        for k in range(len(iu)):
-            S[s, iu[k], ju[k]] = upper[s, k]
-            S[s, ju[k], iu[k]] = upper[s, k]
-        for i in range(n):
-            S[s, i, i] += diag[s, i]
-    return S
+def _pcg_turn_numpy(z, r, p, w, rz, active):
+    rzn = (r * z).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(active & (rz != 0.0), rzn / rz, 0.0)
+    p *= beta[:, None]
+    p += z
+    w *= beta[:, None]
+    w += r
+    rz[:] = rzn

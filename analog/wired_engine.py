@@ -8,11 +8,12 @@ reduction is recomputed when the conductances change, once per conductance updat
 The Newton iteration eliminates the same independent set of nodes as on the unwired
 circuit (each layer's nodes), whose Schur solver reads only the diagonal of the eliminated
 block: the wires add weak couplings between the nodes of one layer. That elimination is
-the preconditioner of conjugate gradients on the whole K (RefinedSchur): a Newton direction
-is solved to DIRECTION_RTOL, so Newton takes the unwired circuit's iterations (4 instead of
-10 on the Fashion-sized chip); linear solves whose result is read (EP's nudge response, the
-exact gradient) to rounding level. The line search and the KCL test use the exact K, so
-the operating point is exact either way.
+the preconditioner of conjugate gradients on the whole K (analog/wired_schur.py): a Newton
+direction is solved to DIRECTION_RTOL, so Newton takes the unwired circuit's iterations (3
+on the Fashion-sized chip, against 10 with the bare elimination); linear solves whose
+result is read (EP's nudge response, the exact gradient) to rounding level. The start's
+block relaxation holds the same weak couplings at the current state (analog/relax.py).
+The line search and the KCL test use the exact K, so the operating point is exact either way.
 
 A wired crossbar couples its output nodes with each other, so all of them must share one
 energy scale: wires behind amplifiers of different gains would make the circuit
@@ -23,10 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import inverse_cholesky_factors, inverse_factor_product
-from .native import REFINEMENTS, NativeEngine, single_blas_thread
+from .native import NativeEngine, single_blas_thread
 from .solution import LazySolution, dissipated_power, scaled_source_currents
-from .wire_kernels import cg_kernels, symmetric_from_upper
+from .wired_schur import DIRECTION_RTOL, EXACT_RTOL, RefinedSchur  # noqa: F401 (DIRECTION_RTOL: re-exported)
 from .wires import WiredCrossbar
 
 
@@ -42,156 +42,6 @@ def check_wired(circuit, wire_g) -> None:
             raise ValueError(f"hardware.wires: layer '{blk.layer.name}' feeds amplifiers of different gains "
                              "(hardware.variation.gain_sigma > 0); its wires would couple rows of different "
                              "energy scales (a non-reciprocal circuit): set gain_sigma to 0 with wires")
-
-
-#: relative residual of a Newton direction (an inexact Newton step: each iteration still
-#: gains this factor, the line search and the KCL test read the exact K); linear solves whose
-#: result is read (EP's linear response, the exact gradient) are refined to rounding level
-DIRECTION_RTOL = 1e-3
-EXACT_RTOL = 1e-14
-#: above this tolerance (a Newton direction) the recursion's residual is trusted: it drifts
-#: from the true one by rounding (~1e-16 of |K||x|), far below the tolerance; the true
-#: residual of the last iterate is not formed (one product with K per direction)
-TRUST_RECURSIVE_RTOL = 1e-8
-#: conjugate-gradient iterations between two true residuals
-CG_MAX_ITER = 20
-
-
-def _inverse_factors(S: np.ndarray):
-    """(W, True) with S⁻¹ = Wᵀ W per sample, W (B, n, n) the inverse of S's Cholesky factor
-    by forward substitution vectorised over the batch (a quarter of numpy's batched inverse
-    at n = 20); (S⁻¹ by LU, False) where S is not numerically positive definite."""
-    n = S.shape[-1]
-    compiled = inverse_cholesky_factors()
-    if compiled is not None:
-        W, ok = compiled(np.ascontiguousarray(S))
-        return (W, True) if ok else (np.linalg.inv(S), False)
-    try:
-        L = np.linalg.cholesky(S)
-    except np.linalg.LinAlgError:
-        return np.linalg.inv(S), False
-    W = np.zeros_like(S)
-    for i in range(n):
-        W[:, i, i] = 1.0
-        if i:
-            W[:, i, :i] -= (L[:, i: i + 1, :i] @ W[:, :i, :i])[:, 0]
-        W[:, i, : i + 1] /= L[:, i, i, None]
-    return W, True
-
-
-class RefinedSchur:
-    """The unwired partition's Schur solver (analog/schur.py), refined against the whole K:
-    its elimination reads only the diagonal of the eliminated nodes' block, which the wires
-    fill with weak couplings. Each sample's Schur complement is inverted once per solve and
-    reused by every refinement, so a Newton direction is exact for the cost of a few
-    products (without it Newton needs about twice the iterations)."""
-
-    exact = True
-
-    def __init__(self, base, K: np.ndarray):
-        self.base, self.K = base, K
-
-    def __getattr__(self, name):
-        return getattr(self.base, name)
-
-    def keeps_preconditioner(self, batch: int) -> bool:
-        return False
-
-    def solve(self, d, rhs, cholesky=None, precond=None, rtol: float | None = None) -> np.ndarray:
-        """x with |rhs − (K + diag(d)) x| ≤ rtol·max|rhs| per sample (cholesky, precond: unused),
-        by conjugate gradients preconditioned with the base elimination, restarted from the
-        true residual until it holds."""
-        rtol = DIRECTION_RTOL if rtol is None else rtol
-        approx = self._approximate_inverse(d)
-        x = approx(slice(None))(rhs)
-        tol = rtol * (np.abs(rhs).max(1) + 1e-300)
-        for _ in range(REFINEMENTS):
-            r = rhs - (x @ self.K + d * x)
-            todo = np.flatnonzero((np.abs(r) > tol[:, None]).any(1))
-            if not len(todo):
-                break
-            if len(todo) == len(x):             # views, not copies (of the factors too)
-                todo = slice(None)
-            dx, converged = self._conjugate_gradients(approx, d[todo], r[todo], todo, tol[todo])
-            x[todo] += dx
-            if converged and rtol >= TRUST_RECURSIVE_RTOL:
-                break
-        return x
-
-    def _conjugate_gradients(self, approx, d, r, idx, tol):
-        """(Δx with (K + diag(d)) Δx ≈ r per sample (rows idx), whether every sample reached
-        |r| ≤ tol by the recursion); the updates compiled where numba is (wire_kernels)."""
-        step, turn = cg_kernels()
-        if step is None:
-            return self._conjugate_gradients_numpy(approx, d, r, idx, tol)
-        dx, r, active = np.zeros_like(r), np.array(r, float), np.ones(len(r), bool)
-        d, tol = np.ascontiguousarray(d, float), np.ascontiguousarray(tol, float)
-        apply = approx(idx)
-        z = apply(r)
-        p, rz = z.copy(), (r * z).sum(1)
-        for _ in range(CG_MAX_ITER):
-            if not step(p, p @ self.K, d, r, dx, rz, active, tol):
-                return dx, True
-            turn(apply(r), r, p, rz, active)
-        return dx, False
-
-    def _conjugate_gradients_numpy(self, approx, d, r, idx, tol):
-        dx = np.zeros_like(r)
-        apply = approx(idx)
-        z = apply(r)
-        p, rz = z.copy(), (r * z).sum(1)
-        active = np.ones(len(r), bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for _ in range(CG_MAX_ITER):
-                Ap = p @ self.K + d * p
-                alpha = np.where(active, rz / (p * Ap).sum(1), 0.0)
-                dx += alpha[:, None] * p
-                r = r - alpha[:, None] * Ap
-                active &= (np.abs(r) > tol[:, None]).any(1)
-                if not active.any():
-                    return dx, True
-                z = apply(r)
-                rz_new = (r * z).sum(1)
-                p = z + np.where(active, rz_new / rz, 0.0)[:, None] * p
-                rz = rz_new
-        return dx, False
-
-    def _approximate_inverse(self, d):
-        """rows ↦ the map rhs ↦ (K̃ + diag(d))⁻¹ rhs on those samples, K̃ the K the base
-        elimination sees."""
-        b = self.base
-        E, R = b.E_index, b.R_index                     # slices where they are runs: views, no copies
-        inv = 1.0 / (b.KEE + d[:, E])
-        if len(b.R) == 0:
-            return lambda idx: (lambda rhs: rhs * inv[idx])
-        if len(d) > 1 and (inv == inv[0]).all() and (d[:, R] == d[0, R]).all():
-            shape = (len(d), len(b.R), len(b.R))
-            W, cholesky = _inverse_factors(b._schur_matrices(inv[:1], d[:1, R]))
-            W = np.broadcast_to(W, shape)
-        else:
-            fill = symmetric_from_upper()
-            S = b._schur_matrices(inv, d[:, R]) if fill is None else \
-                fill(b.KRR_upper - inv @ b.P, np.ascontiguousarray(d[:, R]), b.iu, b.ju)
-            W, cholesky = _inverse_factors(S)
-
-        product = inverse_factor_product()
-
-        def rows(idx):
-            i, Wi = inv[idx], W[idx]
-
-            def apply(rhs):
-                rR = rhs[:, R] - (rhs[:, E] * i) @ b.KRE.T
-                if cholesky and product is not None:
-                    xR = product(Wi, rR)
-                else:
-                    y = (Wi @ rR[:, :, None])[:, :, 0]
-                    xR = (y[:, None, :] @ Wi)[:, 0] if cholesky else y     # Wᵀy, W kept contiguous
-                x = np.empty_like(rhs)
-                x[:, R] = xR
-                x[:, E] = (rhs[:, E] - xR @ b.KER.T) * i
-                return x
-            return apply
-        return rows
 
 
 class WiredNativeEngine(NativeEngine):

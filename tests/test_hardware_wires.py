@@ -210,29 +210,36 @@ def test_ep_trains_a_chip_in_situ_through_its_wires():
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_preconditioner_factors_invert_their_matrices(monkeypatch, compiled):
-    # W with S⁻¹ = WᵀW, lower triangular, checked against S itself (compiled loop and numpy
-    # path); an indefinite S in the batch gives plain inverses, flagged
+def test_preconditioner_solves_its_schur_systems(monkeypatch, compiled):
+    # the wired preconditioner's kept-node systems (a compiled Cholesky factor per sample, then
+    # substitutions; numpy's LU inverse without numba or where a system is not positive
+    # definite) against numpy's dense solve of the same S per sample
     import analog.kernels as kernels
-    from analog.wired_engine import _inverse_factors
-    if compiled and kernels.inverse_cholesky_factors() is None:
+    import analog.wired_schur as ws
+    if compiled and kernels.packed_cholesky() is None:
         pytest.skip("numba is not installed")
     if not compiled:
-        monkeypatch.setattr("analog.wired_engine.inverse_cholesky_factors", lambda: None)
+        monkeypatch.setattr(ws, "packed_cholesky", lambda: None)
     rng = np.random.default_rng(6)
-    A = rng.normal(size=(7, 5, 5))
-    S = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(5)
-    W, chol = _inverse_factors(S)
-    assert chol and np.allclose(np.triu(W, 1), 0.0)
-    np.testing.assert_allclose(W.transpose(0, 2, 1) @ W @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
-    if compiled:           # the compiled product WᵀW r solves S x = r (checked against S)
-        r = rng.normal(size=(7, 5))
-        x = kernels.inverse_factor_product()(W, r)
-        np.testing.assert_allclose((S @ x[:, :, None])[:, :, 0], r, rtol=1e-9, atol=1e-9)
-    S[3] = np.diag([1.0, -1.0, 2.0, 3.0, 4.0])
-    inv, chol = _inverse_factors(S)
-    assert not chol
-    np.testing.assert_allclose(inv @ S, np.broadcast_to(np.eye(5), S.shape), atol=1e-9)
+    n, nE, B = 5, 7, 9
+    A = rng.normal(size=(n + nE, n + nE))
+    K = A @ A.T + (n + nE) * np.eye(n + nE)
+    E, R = np.arange(nE), np.arange(nE, nE + n)
+    K[np.ix_(E, E)] = np.diag(np.diag(K)[E])                     # the base partition: E independent
+    from analog.schur import SchurSolver
+    base = SchurSolver(K, E, R)
+    d = rng.uniform(0.0, 1.0, (B, n + nE))
+    v = rng.normal(size=(B, n + nE))
+    want = np.array([np.linalg.solve(K + np.diag(di), vi) for di, vi in zip(d, v)])
+    P = ws.Elimination(base, d)
+    assert (P.L is not None) == compiled
+    np.testing.assert_allclose(P.apply(v), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(P.apply(v[[2, 5]], np.array([2, 5])), want[[2, 5]], rtol=1e-10, atol=1e-12)
+    d[3, R] = -50.0 * np.abs(K).max()                          # one S not positive definite: LU for all
+    want[3] = np.linalg.solve(K + np.diag(d[3]), v[3])
+    P = ws.Elimination(base, d)
+    assert P.L is None and P.Sinv is not None
+    np.testing.assert_allclose(P.apply(v)[3], want[3], rtol=1e-9, atol=1e-12)
 
 
 def _kron_extended(G, g):
@@ -274,11 +281,15 @@ def test_wired_conjugate_gradients_solve_the_whole_matrix(monkeypatch, compiled)
     # the wired engine's linear solves (compiled updates and numpy's) against a dense solve of
     # K + diag(d) per sample: to rounding level where the result is read (EP's response), and
     # a Newton direction (whose last residual is the recursion's) within its tolerance
+    import analog.kernels as kernels
+    import analog.wire_kernels as wk
     import analog.wired_engine as we
-    if compiled and we.cg_kernels()[0] is None:
+    import analog.wired_schur as ws
+    if compiled and kernels.packed_cholesky() is None:
         pytest.skip("numba is not installed")
     if not compiled:
-        monkeypatch.setattr(we, "cg_kernels", lambda: (None, None))
+        monkeypatch.setattr(ws, "pcg_kernels", lambda: (wk._pcg_step_numpy, wk._pcg_turn_numpy))
+        monkeypatch.setattr(ws, "packed_cholesky", lambda: None)
     m = block(hidden=(6,))
     m.compile(loss="mse", optimizer="sgd", beta=1e-7, nudging="symmetric")
     chip = program(m, resolve_hardware("ideal", WIRES), seed=0)
