@@ -12,11 +12,12 @@ and the terms after F^k add at most ρ^(k+1)/(1−ρ) relative to ‖(I + F)⁻�
 cut at the first k (≤ 4) where that bound is ≤ 2⁻⁵³ (float64 rounding), so it is as exact
 as the Cholesky inverse it replaces; where no k ≤ 4 suffices (resistive wires, e.g.
 100 Ω per segment) the block is inverted by Cholesky (`spd_inverse`). Terms up to F⁴ take
-two matrix products at BLAS gemm speed (F² in float64; F²·(F − F²) = F³ − F⁴, at most ρ³ of
-the result, in float32 where its rounding stays under the Cholesky inverse's own bound),
-against dpotrf + dpotri, which run at ~7 GFLOP/s on 100 × 100 blocks: ≈ 90 µs per block
-instead of 115–150 µs. The elementwise parts are one compiled pass each (numba; without it
-every block takes the Cholesky path).
+two BLAS products: F² = F·Fᵀ in float64 by dsyrk (one triangle, half a gemm's flops) and
+F²·(F − F²) = F³ − F⁴, at most ρ³ of the result, by a float32 gemm (its rounding stays under
+the Cholesky inverse's own bound), against dpotrf + dpotri, which run at ~7 GFLOP/s on
+100 × 100 blocks: ≈ 75 µs per block instead of 115–150 µs. The elementwise parts are one
+compiled pass each (numba; without it every block takes the Cholesky path), each over a
+lower triangle and then mirrored (transposed reads cost more than the arithmetic).
 """
 from __future__ import annotations
 
@@ -154,11 +155,8 @@ class ColumnInverses:
         T = self._zero
         if order >= 3:
             # F³ − F⁴ is ≤ ρ³ of the result: in float32 its rounding (≤ n·2⁻²⁴·ρ³) stays below the
-            # n·2⁻⁵³ of the Cholesky inverse's own bound while ρ ≤ 2^(−29/3); else float64
-            if rho <= 2.0 ** (-29.0 / 3.0):
-                self._single(F, F2, self._A, self._B)
-                T = np.matmul(self._A, self._B, out=self._T)
-            else:
-                F2 = np.tril(F2) + np.tril(F2, -1).T
-                T = F2 @ (F - F2)
+            # n·2⁻⁵³ of the Cholesky inverse's own bound while ρ ≤ 2^(−29/3), which every block
+            # the series takes meets (order ≤ 4 needs ρ⁵ ≤ 2⁻⁵³(1−ρ): ρ < 2^(−10.6))
+            self._single(F, F2, self._A, self._B)
+            T = np.matmul(self._A, self._B, out=self._T)
         self._assemble(F, F2, T, self._s, g_w, out)

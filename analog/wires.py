@@ -189,36 +189,32 @@ class WiredCrossbar:
                 M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
             spd_inverse(M, g_w, self._gM[j])
-        # kept only where the predecessor's were read (EP's moments), see _phi_chain
+        # the Φ_j kept only where the predecessor's were read (EP's moments)
         self._phi, self._phi_read = (self._buffer("phi") if "phi" in self._buffers else None), False
         F = self._phi_chain(self._phi)
         out_out = g_w * np.eye(n) - g_w * self._gM[-1]
         return 0.5 * (out_out + out_out.T), -F
 
     def _phi_chain(self, phi: "np.ndarray | None") -> np.ndarray:
-        """Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ (maps the outputs to the column nodes c(·, j), inputs at
-        0) from the outputs back, into phi (n_in, n_out, n_out) or, if None, through two scratch
-        blocks; returns (n_out, n_in) Φ_kᵀ b_k, what input k delivers to the outputs (the M_j⁻¹
-        are symmetric): one n × n product per row instead of carrying every input passed along
-        the sweep (2/3 of the flops). Not writing the stack (24 MB on the Fashion-sized block)
-        keeps the M_j⁻¹ in cache for the chain: the chip solve never reads it."""
+        """Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ (the outputs' reach to the column nodes c(·, j), inputs
+        at 0) from the outputs back, into phi (n_in, n_out, n_out) or two scratch blocks (phi
+        None: the 24 MB stack unwritten, the chip solve never reads it); returns Φ_kᵀ b_k
+        (n_out, n_in), what input k delivers to the outputs (the M_j⁻¹ are symmetric): one n × n
+        product per row instead of carrying every input along the sweep (2/3 of the flops)."""
         m, n = self.shape[1], self.shape[0]
         gM, b = self._gM, self._b
-        ping = phi if phi is not None else np.empty((2, n, n))
-        out = np.empty((m, n))
+        ping, out = (phi if phi is not None else np.empty((2, n, n))), np.empty((m, n))
         cur = ping[(m - 1) % len(ping)]
         cur[:] = gM[-1]
         np.matmul(b[-1], cur, out=out[-1])
         for j in range(m - 2, -1, -1):
-            nxt = ping[j % len(ping)]
-            np.matmul(gM[j], cur, out=nxt)
-            np.matmul(b[j], nxt, out=out[j])
-            cur = nxt
+            np.matmul(gM[j], cur, out=ping[j % len(ping)])
+            cur = ping[j % len(ping)]
+            np.matmul(b[j], cur, out=out[j])
         return out.T
 
     def _phi_stack(self) -> np.ndarray:
-        """The Φ_j (n_in, n_out, n_out), the chain run again where the reduction did not keep them
-        (the first reduction whose predecessor's were not read; later ones keep them)."""
+        """The Φ_j (n_in, n_out, n_out); the chain again where the reduction did not keep them."""
         if self._phi is None:
             self._phi = self._buffer("phi")
             self._phi_chain(self._phi)
