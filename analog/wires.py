@@ -155,8 +155,6 @@ class WiredCrossbar:
     def _release(self) -> dict:
         """This reduction's large arrays, for its successor (`recycle`); unusable after."""
         buffers, self._buffers = self._buffers, {}
-        if not self._phi_read:                 # the successor need not keep its Φ_j either
-            buffers.pop("phi", None)
         self._gM = self._phi = None
         return buffers
 
@@ -189,37 +187,25 @@ class WiredCrossbar:
                 M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
             spd_inverse(M, g_w, self._gM[j])
-        # the Φ_j kept only where the predecessor's were read (EP's moments)
-        self._phi, self._phi_read = (self._buffer("phi") if "phi" in self._buffers else None), False
-        F = self._phi_chain(self._phi)
+        self._phi = self._buffer("phi")
+        F = self._phi_chain()
         out_out = g_w * np.eye(n) - g_w * self._gM[-1]
         return 0.5 * (out_out + out_out.T), -F
 
-    def _phi_chain(self, phi: "np.ndarray | None") -> np.ndarray:
+    def _phi_chain(self) -> np.ndarray:
         """Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ (the outputs' reach to the column nodes c(·, j), inputs
-        at 0) from the outputs back, into phi (n_in, n_out, n_out) or two scratch blocks (phi
-        None: the 24 MB stack unwritten, the chip solve never reads it); returns Φ_kᵀ b_k
-        (n_out, n_in), what input k delivers to the outputs (the M_j⁻¹ are symmetric): one n × n
-        product per row instead of carrying every input along the sweep (2/3 of the flops)."""
+        at 0) from the outputs back, into self._phi; returns Φ_kᵀ b_k (n_out, n_in), what input k
+        delivers to the outputs (the M_j⁻¹ are symmetric), each while its Φ_k is in cache: one
+        n × n product per row instead of carrying every input along the sweep (2/3 of the flops)."""
         m, n = self.shape[1], self.shape[0]
-        gM, b = self._gM, self._b
-        ping, out = (phi if phi is not None else np.empty((2, n, n))), np.empty((m, n))
-        cur = ping[(m - 1) % len(ping)]
-        cur[:] = gM[-1]
-        np.matmul(b[-1], cur, out=out[-1])
+        gM, b, phi = self._gM, self._b, self._phi
+        out = np.empty((m, n))
+        phi[-1] = gM[-1]
+        np.matmul(b[-1], phi[-1], out=out[-1])
         for j in range(m - 2, -1, -1):
-            np.matmul(gM[j], cur, out=ping[j % len(ping)])
-            cur = ping[j % len(ping)]
-            np.matmul(b[j], cur, out=out[j])
+            np.matmul(gM[j], phi[j + 1], out=phi[j])
+            np.matmul(b[j], phi[j], out=out[j])
         return out.T
-
-    def _phi_stack(self) -> np.ndarray:
-        """The Φ_j (n_in, n_out, n_out); the chain again where the reduction did not keep them."""
-        if self._phi is None:
-            self._phi = self._buffer("phi")
-            self._phi_chain(self._phi)
-        self._phi_read = True
-        return self._phi
 
     def _input_block(self) -> np.ndarray:
         """The inputs' block of l_eq (n_in, n_in): the forward sweep again, accumulating each
@@ -344,8 +330,8 @@ class WiredCrossbar:
             nxt = Q[j]
         kernel = drop_product_sum()
         if kernel is None:
-            return (self._row_drop_stack(self._phi_stack(), np.zeros((m, n))) * self._row_drop_stack(Q, S_in)).sum(2)
-        return kernel(self._phi_stack(), np.zeros((m, n)), Q, S_in, self._pivots, self.g_w, np.ones(n))
+            return (self._row_drop_stack(self._phi, np.zeros((m, n))) * self._row_drop_stack(Q, S_in)).sum(2)
+        return kernel(self._phi, np.zeros((m, n)), Q, S_in, self._pivots, self.g_w, np.ones(n))
 
     def _sum_of_products(self, Va: np.ndarray, Vb: np.ndarray, w: np.ndarray, chunk: int) -> np.ndarray:
         """Σ_b w_b Δ_b(Va)·Δ_b(Vb) per cell, of G's shape: by moments where one argument has no

@@ -113,7 +113,7 @@ def test_ep_drop_sums_match_the_whole_network_solved_densely():
     Lam = np.r_[np.ones(5), np.zeros(7)] * rng.normal(size=(9, 12))
     want_adj = np.einsum("bij,bij->ij", da, _dense_cell_drops(G, g, Lam))
     want_two = np.einsum("b,bij->ij", w[:2], da[:2] ** 2 - db[:2] ** 2)
-    # a reduction recycling one whose Φ_j were read keeps its own (written over the old ones)
+    # a reduction that recycles another's arrays (written over) for other conductances
     G2 = G[:, ::-1] * 1.5
     want_next = np.einsum("b,bij->ij", w, _dense_cell_drops(G2, g, Va) ** 2 - _dense_cell_drops(G2, g, Vb) ** 2)
     import analog.wire_kernels as wk
@@ -132,7 +132,6 @@ def test_ep_drop_sums_match_the_whole_network_solved_densely():
             np.testing.assert_allclose(red.drop_difference(Va[:2], Vb[:2], w[:2]), want_two, rtol=1e-8,
                                        atol=1e-10 * np.abs(want_two).max())
             kept = WiredCrossbar(G2, g, recycle=red)
-            assert kept._phi is not None and WiredCrossbar(G2, g, recycle=WiredCrossbar(G, g))._phi is None
             np.testing.assert_allclose(kept.drop_difference(Va, Vb, w), want_next, rtol=1e-8,
                                        atol=1e-10 * np.abs(want_next).max())
         finally:
