@@ -125,3 +125,21 @@ def _symmetric_from_upper(upper, diag, iu, ju):
         for i in range(n):
             S[s, i, i] += diag[s, i]
     return S
+
+
+
+
+def row_line_recurrences():
+    """The compiled `f(a, g_w, u, v)`, or None without numba: wires._row_line_factors' two
+    O(n_out) recurrences along every row line j (a (n_in, n_out) the diagonals of the A_j;
+    u, v with their first two entries set), which numpy runs as steps across the lines
+    (0.65 → 0.18 ms on the 100 × 302 block). The same operations in the same order."""
+    return compiled("row_uv", _row_line_uv)
+
+
+def _row_line_uv(a, g_w, u, v):
+    m, n = a.shape
+    for j in range(m):
+        for i in range(1, n - 1):
+            u[j, i + 1] = a[j, i] / g_w * u[j, i] - u[j, i - 1]
+            v[j, n - 2 - i] = a[j, n - 1 - i] / g_w * v[j, n - 1 - i] - v[j, n - i]

@@ -31,7 +31,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .wire_inverse import ColumnInverses, spd_inverse
-from .wire_kernels import drop_product_sum
+from .wire_kernels import drop_product_sum, row_line_recurrences
 
 #: created after scipy.linalg is loaded, so it limits scipy's BLAS too (a controller made
 #: before misses it: its threads then spin against the engine's on a busy machine)
@@ -67,8 +67,11 @@ def _row_line_factors(G: np.ndarray, g_w: float):
     if n > 1:
         u[:, 1] = a[:, 0] / g_w
         v[:, -2] = a[:, -1] / g_w
+    compiled_uv = row_line_recurrences()
     with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(1, n - 1):
+        if compiled_uv is not None:
+            compiled_uv(a, g_w, u, v)
+        for i in range(1, n - 1) if compiled_uv is None else ():
             u[:, i + 1] = a[:, i] / g_w * u[:, i] - u[:, i - 1]
             v[:, n - 2 - i] = a[:, n - 1 - i] / g_w * v[:, n - 1 - i] - v[:, n - i]
         w = v / (a[:, 0] * v[:, 0] - (g_w * v[:, 1] if n > 1 else 0.0))[:, None]

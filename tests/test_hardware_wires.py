@@ -298,3 +298,21 @@ def test_wired_conjugate_gradients_solve_the_whole_matrix(monkeypatch, compiled)
     x = lin["schur"].solve(d, rhs)
     true_residual = rhs - (x @ K + d * x)
     assert (np.abs(true_residual).max(1) <= 1.01 * we.DIRECTION_RTOL * np.abs(rhs).max(1)).all()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_row_line_factors_give_the_dense_inverses(monkeypatch, compiled):
+    # each row line's A_j⁻¹[i, k] = u[j, min]·w[j, max], compiled recurrences and numpy's,
+    # against LAPACK's inverse of the tridiagonal A_j written out
+    import analog.wires as w_mod
+    if compiled and w_mod.row_line_recurrences() is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr(w_mod, "row_line_recurrences", lambda: None)
+    G, g = np.random.default_rng(3).uniform(1e-5, 1e-4, (7, 5)), 0.05
+    u, w = w_mod._row_line_factors(G, g)
+    for j in range(5):
+        A = np.diag(G[:, j] + 2 * g) - g * (np.eye(7, k=1) + np.eye(7, k=-1))
+        A[-1, -1] -= g                                 # the far end has one segment
+        i, k = np.indices((7, 7))
+        np.testing.assert_allclose(u[j, np.minimum(i, k)] * w[j, np.maximum(i, k)], np.linalg.inv(A), rtol=1e-12)
