@@ -31,7 +31,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .wire_inverse import ColumnInverses, spd_inverse
-from .wire_kernels import drop_product_sum
+from .wire_kernels import drop_product_sum, row_line_recurrences
 
 #: created after scipy.linalg is loaded, so it limits scipy's BLAS too (a controller made
 #: before misses it: its threads then spin against the engine's on a busy machine)
@@ -67,8 +67,11 @@ def _row_line_factors(G: np.ndarray, g_w: float):
     if n > 1:
         u[:, 1] = a[:, 0] / g_w
         v[:, -2] = a[:, -1] / g_w
+    compiled_uv = row_line_recurrences()
     with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(1, n - 1):
+        if compiled_uv is not None:
+            compiled_uv(a, g_w, u, v)
+        for i in range(1, n - 1) if compiled_uv is None else ():
             u[:, i + 1] = a[:, i] / g_w * u[:, i] - u[:, i - 1]
             v[:, n - 2 - i] = a[:, n - 1 - i] / g_w * v[:, n - 1 - i] - v[:, n - i]
         w = v / (a[:, 0] * v[:, 0] - (g_w * v[:, 1] if n > 1 else 0.0))[:, None]
@@ -187,16 +190,25 @@ class WiredCrossbar:
                 M -= g_w * self._gM[j - 1]
             M.flat[:: n + 1] += diagonal[j]
             spd_inverse(M, g_w, self._gM[j])
-        # Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ maps the outputs to the column nodes c(·, j) (inputs at 0);
-        # input k reaches the outputs through Φ_kᵀ b_k (the M_j⁻¹ are symmetric): one n × n product
-        # per row instead of carrying every input passed along the sweep (2/3 of the flops)
         self._phi = self._buffer("phi")
-        self._phi[-1] = self._gM[-1]
-        for j in range(m - 2, -1, -1):
-            np.matmul(self._gM[j], self._phi[j + 1], out=self._phi[j])
-        F = np.einsum("kij,ki->jk", self._phi, self._b)
+        F = self._phi_chain()
         out_out = g_w * np.eye(n) - g_w * self._gM[-1]
         return 0.5 * (out_out + out_out.T), -F
+
+    def _phi_chain(self) -> np.ndarray:
+        """Φ_j = g_w·M_j⁻¹ ⋯ g_w·M_{m−1}⁻¹ (the outputs' reach to the column nodes c(·, j), inputs
+        at 0) from the outputs back, into self._phi; returns Φ_kᵀ b_k (n_out, n_in), what input k
+        delivers to the outputs (the M_j⁻¹ are symmetric), each while its Φ_k is in cache: one
+        n × n product per row instead of carrying every input along the sweep (2/3 of the flops)."""
+        m, n = self.shape[1], self.shape[0]
+        gM, b, phi = self._gM, self._b, self._phi
+        out = np.empty((m, n))
+        phi[-1] = gM[-1]
+        np.matmul(b[-1], phi[-1], out=out[-1])
+        for j in range(m - 2, -1, -1):
+            np.matmul(gM[j], phi[j + 1], out=phi[j])
+            np.matmul(b[j], phi[j], out=out[j])
+        return out.T
 
     def _input_block(self) -> np.ndarray:
         """The inputs' block of l_eq (n_in, n_in): the forward sweep again, accumulating each

@@ -113,6 +113,9 @@ def test_ep_drop_sums_match_the_whole_network_solved_densely():
     Lam = np.r_[np.ones(5), np.zeros(7)] * rng.normal(size=(9, 12))
     want_adj = np.einsum("bij,bij->ij", da, _dense_cell_drops(G, g, Lam))
     want_two = np.einsum("b,bij->ij", w[:2], da[:2] ** 2 - db[:2] ** 2)
+    # a reduction that recycles another's arrays (written over) for other conductances
+    G2 = G[:, ::-1] * 1.5
+    want_next = np.einsum("b,bij->ij", w, _dense_cell_drops(G2, g, Va) ** 2 - _dense_cell_drops(G2, g, Vb) ** 2)
     import analog.wire_kernels as wk
     compiled = wk.drop_product_sum() is not None
     for kernel in ([True, False] if compiled else [False]):
@@ -128,6 +131,9 @@ def test_ep_drop_sums_match_the_whole_network_solved_densely():
             np.testing.assert_allclose(red.drop_products(Lam, Va), want_adj, rtol=1e-10)
             np.testing.assert_allclose(red.drop_difference(Va[:2], Vb[:2], w[:2]), want_two, rtol=1e-8,
                                        atol=1e-10 * np.abs(want_two).max())
+            kept = WiredCrossbar(G2, g, recycle=red)
+            np.testing.assert_allclose(kept.drop_difference(Va, Vb, w), want_next, rtol=1e-8,
+                                       atol=1e-10 * np.abs(want_next).max())
         finally:
             wk._COMPILED.clear(); wk._COMPILED.update(saved)
 
@@ -303,3 +309,21 @@ def test_wired_conjugate_gradients_solve_the_whole_matrix(monkeypatch, compiled)
     x = lin["schur"].solve(d, rhs)
     true_residual = rhs - (x @ K + d * x)
     assert (np.abs(true_residual).max(1) <= 1.01 * we.DIRECTION_RTOL * np.abs(rhs).max(1)).all()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_row_line_factors_give_the_dense_inverses(monkeypatch, compiled):
+    # each row line's A_j⁻¹[i, k] = u[j, min]·w[j, max], compiled recurrences and numpy's,
+    # against LAPACK's inverse of the tridiagonal A_j written out
+    import analog.wires as w_mod
+    if compiled and w_mod.row_line_recurrences() is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setattr(w_mod, "row_line_recurrences", lambda: None)
+    G, g = np.random.default_rng(3).uniform(1e-5, 1e-4, (7, 5)), 0.05
+    u, w = w_mod._row_line_factors(G, g)
+    for j in range(5):
+        A = np.diag(G[:, j] + 2 * g) - g * (np.eye(7, k=1) + np.eye(7, k=-1))
+        A[-1, -1] -= g                                 # the far end has one segment
+        i, k = np.indices((7, 7))
+        np.testing.assert_allclose(u[j, np.minimum(i, k)] * w[j, np.maximum(i, k)], np.linalg.inv(A), rtol=1e-12)
