@@ -47,6 +47,8 @@ def _chip_cotrain(cfg: RootConfig, block_run: str, workdir: str, parent_id: str,
                   verbose: int) -> tuple[str, dict]:
     """One chip's co-training (a Ray task); returns its run id and its parent metrics."""
     from pipeline.cotraining.run import cotrain
+    from pipeline.runtime import allocator
+    allocator.tune()           # a Ray worker is not started by the CLI, which tunes its own process
     return cotrain(cfg, workdir=Path(workdir), from_runs=(block_run,), run_name=f"{cfg.name} chip {k}",
                    verbose=verbose, parent=parent_id)
 

@@ -70,7 +70,8 @@ def _environment(setup: dict) -> None:
     if setup.get("tracking_uri"):
         os.environ["MLFLOW_TRACKING_URI"] = setup["tracking_uri"]
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from pipeline.runtime import quiet_start
+    from pipeline.runtime import allocator, quiet_start
+    allocator.tune()           # a Ray worker is not started by the CLI, which tunes its own process
     quiet_start.setup(debug=False)
 
 
