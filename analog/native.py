@@ -55,11 +55,6 @@ def single_blas_thread(fn):
 #: the Schur solver's Cholesky path (re-exported for tests that spy on it)
 _cholesky_solve = schur.cholesky_solve
 CHOLESKY_MIN_ORDER = schur.CHOLESKY_MIN_ORDER
-#: iterative refinements of a linear solve at most, where the Schur solver is inexact (each
-#: gains the ratio of the eliminated nodes' couplings to their diagonal, about 1e-2 for metal
-#: wires: rounding level in a few)
-REFINEMENTS = 30
-
 
 class NativeEngine:
     """Batched Newton solver for a CompiledCircuit.
@@ -202,22 +197,10 @@ class NativeEngine:
     def linear_solve(self, G_list, d: np.ndarray, rhs: np.ndarray, precond=None) -> np.ndarray:
         """Solve (K + diag(d)) x = rhs per sample by eliminating the independent set E
         (`precond`: per-sample inverses of the Schur complement at nearby states, see
-        `_preconditioner`). Where K couples eliminated nodes with each other (wires), the
-        Schur solver, which reads only K_EE's diagonal, is the preconditioner of an
-        iterative refinement run until the residual is at rounding level (those couplings
-        are weak: a few refinements)."""
-        lin = self._linear(G_list)
-        solver = lin["schur"]
-        x = solver.solve(d, rhs, cholesky=_cholesky_solve, precond=precond)
-        if solver.exact:
-            return x
-        scale = np.abs(rhs).max(1, keepdims=True) + 1e-300
-        for _ in range(REFINEMENTS):
-            r = rhs - (x @ lin["Kop"] + d * x)
-            if np.all(np.abs(r) <= 1e-14 * scale):
-                break
-            x = x + solver.solve(d, r, cholesky=_cholesky_solve, precond=precond)
-        return x
+        `_preconditioner`). Exact where E is independent, which is every circuit this
+        engine builds; where wires couple E's nodes, the wired engine solves on its own
+        (analog/wired_schur.py)."""
+        return self._linear(G_list)["schur"].solve(d, rhs, cholesky=_cholesky_solve, precond=precond)
 
     def _from_last_free_solve(self, src: np.ndarray, key: str):
         """What the last free solve left under `key` ("cvec": the linear residual's affine

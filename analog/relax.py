@@ -5,7 +5,12 @@ problem in one unknown per node, solved by Newton steps on all of them at once t
 evaluate only the devices on those nodes. A layered block (locally connected → dense →
 outputs) splits into two such sets, the eliminated nodes E and the kept ones R, so the
 relaxation alternates E, R, E, … (block coordinate descent on a convex F); Newton then
-starts close enough to its quadratic convergence to save two to four iterations."""
+starts close enough to its quadratic convergence to save two to four iterations.
+
+With wire resistance a set's nodes couple weakly (`schur.weak_coupling`): those couplings
+are held at the state before each half-sweep (a Jacobi step over them, not an exact
+minimisation, so F need not go down at every half-sweep); the final test below keeps a
+sample's relaxed state only where F went down."""
 from __future__ import annotations
 
 import copy
@@ -29,8 +34,9 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
     the linear part of E's residual moves with v_E alone). Where the kept nodes R are an
     independent set too (a layered block: locally connected → dense → outputs), the same
     on R, then E again, RELAX_BLOCKS half-sweeps in all (block coordinate descent: F goes
-    down at every half-sweep). A sample keeps the result where F went down, else its state
-    is unchanged. After the first Newton step from V_ref this carries the hidden nodes
+    down at every half-sweep; where the sets have weak couplings, held per half-sweep, that
+    is not guaranteed). A sample keeps the result where F went down, else its state is
+    unchanged. After the first Newton step from V_ref this carries the hidden nodes
     through their diodes' knee, where Newton on the whole system spends several
     iterations (the Fashion block: at most 4 Newton iterations per sample instead of 8;
     the Fashion pixel blocks part-trained, mean 4.7 instead of 7.5 (LC) and 3.0 instead
@@ -50,7 +56,7 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
         if own is not None:
             held = held + w[:, idx] @ own
         if _relax_block(evaluate, idx, Kd, w, held) == 1 and idx is not E:
-            break     # the first step on R already within RELAX_TOL: E would not move either
+            break     # the first step on R already within RELAX_TOL: E would barely move
     Fw, rw, dw, uw = evaluate(w)
     better = Fw <= F
     if better.all():
@@ -63,9 +69,10 @@ def relax_eliminated(evaluate, schur, v, F, r, d, us):
 
 
 def _relax_block(evaluate, idx, Kd, w, held) -> int:
-    """Newton steps, in place on w, on the nodes `idx` (no couplings among them: K's block
-    there is the diagonal Kd), the rest held (`held`: the residual's part that does not
-    move with them); only the devices on those nodes are evaluated. Returns the steps taken."""
+    """Newton steps, in place on w, on the nodes `idx` (K's block there taken as its diagonal
+    Kd), the rest held (`held`: the residual's part that does not move with them, including
+    any weak couplings among these nodes at their state before the sweep); only the devices
+    on those nodes are evaluated. Returns the steps taken."""
     sweeps = _compiled_sweeps(evaluate, idx, Kd, w, held)
     if sweeps is not None:
         return sweeps

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native import NativeEngine, single_blas_thread
-from .solution import LazySolution, dissipated_power, scaled_source_currents
+from .native import NativeEngine
+from .solution import dissipated_power, scaled_source_currents
 from .wired_schur import DIRECTION_RTOL, EXACT_RTOL, RefinedSchur  # noqa: F401 (DIRECTION_RTOL: re-exported)
 from .wires import WiredCrossbar
 
@@ -83,7 +83,8 @@ class WiredNativeEngine(NativeEngine):
 
     def _build_K(self, G_list, structural=False) -> np.ndarray:
         # the structure (which nodes the Schur solver eliminates) is the unwired crossbar's: the
-        # wires' weak couplings between nodes of one layer are left to iterative refinement
+        # wires' weak couplings between nodes of one layer are left to conjugate gradients
+        # preconditioned with that elimination (analog/wired_schur.py)
         K = super()._build_K(G_list if structural else self._unwired(G_list), structural)
         if not structural:
             for blk, red, terms, s in self._wired_blocks(G_list):
